@@ -1,0 +1,3 @@
+module github.com/wecomhit/wecomhit
+
+go 1.26
