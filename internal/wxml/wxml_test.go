@@ -121,3 +121,24 @@ func TestParse_SubstringsDoNotAllocate(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { _ = Parse(doc, visit) })
 	assert.Zero(t, allocs)
 }
+
+func TestValidChars(t *testing.T) {
+	long := strings.Repeat("abcdefgh", 4)
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"", true},
+		{long, true},
+		{long + "\t\n\r" + long, true},
+		{long + "你好" + long + "é", true},
+		{long + "\x00", false},
+		{long[:5] + "\x1f" + long, false},
+		{long + "\x7f", true},
+		{long + "\xff" + long, false},
+		{long + "\xef\xbf\xbe", false}, // U+FFFE
+		{long + "\xe4\xbd", false},     // truncated rune
+	} {
+		assert.Equal(t, tc.want, validChars(tc.s), "%q", tc.s)
+	}
+}

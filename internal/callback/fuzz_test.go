@@ -1,0 +1,97 @@
+package callback
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/testvectors"
+)
+
+// FuzzParseEnvelope: any body yields an envelope with a non-empty Encrypt
+// that lies within the body, or an error; never a panic.
+func FuzzParseEnvelope(f *testing.F) {
+	for _, v := range testvectors.All() {
+		f.Add(xmlEnvelope(v.Encrypt))
+		f.Add(`{"tousername":"ww","encrypt":"` + v.Encrypt + `","agentid":218}`)
+	}
+	f.Add(`<!DOCTYPE x [<!ENTITY e "x">]><xml><Encrypt>&e;</Encrypt></xml>`)
+	f.Add(`{"encrypt":1}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		env, err := ParseEnvelope(body)
+		if err != nil {
+			return
+		}
+		if env.Encrypt == "" {
+			t.Fatal("accepted an envelope without Encrypt")
+		}
+		if env.Format == FormatXML && !strings.Contains(body, env.Encrypt) && !strings.Contains(body, "&") {
+			t.Fatalf("Encrypt %q is not part of the body", env.Encrypt)
+		}
+	})
+}
+
+// FuzzParseEvent: any plaintext is classified into a known kind, or refused.
+func FuzzParseEvent(f *testing.F) {
+	for _, s := range []string{
+		hitKeywordXML,
+		`<xml><ToUserName><![CDATA[c]]></ToUserName><CreateTime>1</CreateTime><Event><![CDATA[program_notify]]></Event><NotifyId><![CDATA[n]]></NotifyId><NotifyScene>1</NotifyScene></xml>`,
+		`<xml><SuiteId>s</SuiteId><InfoType>suite_ticket</InfoType><SuiteTicket>t</SuiteTicket><TimeStamp>1</TimeStamp></xml>`,
+		`{"SuiteId":"s","AuthCorpId":"c","InfoType":"hit_keyword","Token":"t","TimeStamp":1717000000}`,
+		`{"event_type":"hit_keyword","timestamp":1,"hit_keyword":{"token":"t"}}`,
+		`{"NotifyScene":"3","CreateTime":1}`,
+	} {
+		f.Add(s)
+	}
+	for _, v := range testvectors.All() {
+		f.Add(v.Plaintext)
+	}
+	known := map[wecomhit.Kind]bool{}
+	for _, k := range wecomhit.Kinds {
+		known[k] = true
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		ev, err := ParseEvent(doc)
+		if err != nil {
+			return
+		}
+		if !known[ev.Kind] {
+			t.Fatalf("kind %q is not one we know", ev.Kind)
+		}
+		if ev.Kind == wecomhit.KindHitKeyword && ev.InfoType != string(wecomhit.KindHitKeyword) {
+			t.Fatalf("hit_keyword from InfoType %q", ev.InfoType)
+		}
+	})
+}
+
+// FuzzDecode drives the whole inbound path with attacker-controlled
+// ciphertext that is correctly signed (the worst case: someone with the
+// token), checking that every input ends in a record or a classified error.
+func FuzzDecode(f *testing.F) {
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{hitKeywordXML, `{"InfoType":"suite_ticket","SuiteTicket":"t"}`, "1616140317555161061", "<xml/>"} {
+		enc, err := c.Encrypt(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Add("AAAA")
+	f.Fuzz(func(t *testing.T, encrypt string) {
+		sig := c.Sign("1", "2", encrypt)
+		cb, err := Decode(c, "app", sig, "1", "2", xmlEnvelope(encrypt))
+		if err != nil {
+			if rj := classify(err); rj.status != 400 && rj.status != 403 {
+				t.Fatalf("unclassified error %v -> %d", err, rj.status)
+			}
+			return
+		}
+		if cb.ID == "" || cb.App != "app" || cb.Kind == "" {
+			t.Fatalf("incomplete record %+v", cb)
+		}
+	})
+}

@@ -1,0 +1,435 @@
+// Package callback is the HTTP endpoint WeCom calls. It answers URL
+// verification, and for each POST it verifies the signature, decrypts,
+// checks the receive id, parses and classifies the event, and hands the
+// record to a Sink, answering "success" only once the Sink has stored it.
+//
+// It knows nothing of NATS or of what happens to a record after it is stored;
+// cmd/receiver wires a Sink in.
+package callback
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/crypto"
+)
+
+// Sink stores an accepted callback durably. Store must return nil only once
+// the record is durable (for JetStream: after the PubAck), and must treat a
+// second record with the same ID as already stored. It must honour ctx's
+// deadline: the handler answers 503 when it passes.
+type Sink interface {
+	Store(ctx context.Context, cb *wecomhit.Callback) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, cb *wecomhit.Callback) error
+
+// Store calls f.
+func (f SinkFunc) Store(ctx context.Context, cb *wecomhit.Callback) error { return f(ctx, cb) }
+
+// App is one configured WeCom app: the path segment WeCom calls and the
+// crypto that holds its token, key and expected receive id.
+type App struct {
+	Name    string
+	Crypter *crypto.Crypter
+}
+
+// Defaults for the options of New.
+const (
+	DefaultMaxBodyBytes    = 64 << 10
+	DefaultAckTimeout      = 3 * time.Second
+	DefaultTimestampWindow = time.Hour
+	// maxEchoLen bounds the URL-verification plaintext; WeCom sends ~19 digits.
+	maxEchoLen = 64
+)
+
+// Handler serves /callback/{app}. Create it with New.
+type Handler struct {
+	apps       map[string]*crypto.Crypter
+	sink       Sink
+	log        zerolog.Logger
+	maxBody    int64
+	ackTimeout time.Duration
+	window     time.Duration
+	now        func() time.Time
+}
+
+// Option configures a Handler.
+type Option func(*Handler) error
+
+// ErrInvalidOption is returned by New for an option with a bad value.
+var ErrInvalidOption = errors.New("callback: invalid option")
+
+// WithMaxBodyBytes caps the POST body; larger bodies get 413 without being
+// read. Default DefaultMaxBodyBytes.
+func WithMaxBodyBytes(n int64) Option {
+	return func(h *Handler) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: max body bytes must be positive", ErrInvalidOption)
+		}
+		h.maxBody = n
+		return nil
+	}
+}
+
+// WithAckTimeout bounds the wait for the Sink. WeCom gives up after 5 s, so
+// this must be shorter: a 503 makes WeCom retry, silence makes it guess.
+// Default DefaultAckTimeout.
+func WithAckTimeout(d time.Duration) Option {
+	return func(h *Handler) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: ack timeout must be positive", ErrInvalidOption)
+		}
+		h.ackTimeout = d
+		return nil
+	}
+}
+
+// WithTimestampWindow rejects requests whose timestamp differs from the
+// clock by more than d, so captured requests cannot be replayed later.
+// 0 turns the check off (for the official vectors, stamped 2014).
+// Default DefaultTimestampWindow.
+func WithTimestampWindow(d time.Duration) Option {
+	return func(h *Handler) error {
+		if d < 0 {
+			return fmt.Errorf("%w: timestamp window must not be negative", ErrInvalidOption)
+		}
+		h.window = d
+		return nil
+	}
+}
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option {
+	return func(h *Handler) error { h.now = now; return nil }
+}
+
+// New returns a Handler for apps that stores accepted callbacks in sink.
+// Options and their defaults: WithMaxBodyBytes (64 KiB), WithAckTimeout (3 s),
+// WithTimestampWindow (1 h), WithClock (time.Now).
+func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, error) {
+	h := &Handler{
+		apps:       make(map[string]*crypto.Crypter, len(apps)),
+		sink:       sink,
+		log:        log.With().Str("component", "callback").Logger(),
+		maxBody:    DefaultMaxBodyBytes,
+		ackTimeout: DefaultAckTimeout,
+		window:     DefaultTimestampWindow,
+		now:        time.Now,
+	}
+	for _, a := range apps {
+		if a.Name == "" || a.Crypter == nil {
+			return nil, fmt.Errorf("%w: app needs a name and a crypter", ErrInvalidOption)
+		}
+		if _, dup := h.apps[a.Name]; dup {
+			return nil, fmt.Errorf("%w: duplicate app %q", ErrInvalidOption, a.Name)
+		}
+		h.apps[a.Name] = a.Crypter
+	}
+	if sink == nil {
+		return nil, fmt.Errorf("%w: sink is required", ErrInvalidOption)
+	}
+	for _, o := range opts {
+		if err := o(h); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Mount registers GET and POST /callback/{app} on r.
+func (h *Handler) Mount(r chi.Router) {
+	r.Get("/callback/{app}", h.verifyURL)
+	r.Post("/callback/{app}", h.receive)
+}
+
+// rejection is a request we refuse: the status, a stable reason for logs
+// and metrics, and the cause. Its text is safe to show the client.
+type rejection struct {
+	status int
+	reason string
+	err    error
+}
+
+func (r *rejection) Error() string { return r.reason }
+func (r *rejection) Unwrap() error { return r.err }
+
+func reject(status int, reason string, err error) *rejection {
+	return &rejection{status: status, reason: reason, err: err}
+}
+
+// classify maps the errors of crypto and parsing to statuses, in one place.
+func classify(err error) *rejection {
+	var rj *rejection
+	switch {
+	case errors.As(err, &rj):
+		return rj
+	case errors.Is(err, crypto.ErrSignature):
+		return reject(http.StatusForbidden, "bad_signature", err)
+	case errors.Is(err, crypto.ErrReceiveID):
+		return reject(http.StatusForbidden, "bad_receive_id", err)
+	case errors.Is(err, crypto.ErrBase64), errors.Is(err, crypto.ErrDecrypt), errors.Is(err, crypto.ErrBuffer):
+		return reject(http.StatusBadRequest, "bad_ciphertext", err)
+	case errors.Is(err, ErrDoctype):
+		return reject(http.StatusBadRequest, "xml_doctype", err)
+	case errors.Is(err, ErrMalformed):
+		return reject(http.StatusBadRequest, "malformed", err)
+	}
+	return reject(http.StatusInternalServerError, "internal", err)
+}
+
+// query holds the signed query parameters.
+type query struct {
+	signature, timestamp, nonce string
+}
+
+func (h *Handler) readQuery(r *http.Request) (query, error) {
+	v := r.URL.Query()
+	q := query{signature: v.Get("msg_signature"), timestamp: v.Get("timestamp"), nonce: v.Get("nonce")}
+	if q.signature == "" || q.timestamp == "" || q.nonce == "" {
+		return q, reject(http.StatusBadRequest, "missing_param", errors.New("msg_signature, timestamp and nonce are required"))
+	}
+	ts, err := strconv.ParseInt(q.timestamp, 10, 64)
+	if err != nil {
+		return q, reject(http.StatusBadRequest, "bad_timestamp", errors.New("timestamp is not an integer"))
+	}
+	if h.window > 0 {
+		skew := h.now().Sub(time.Unix(ts, 0))
+		if skew > h.window || skew < -h.window {
+			return q, reject(http.StatusForbidden, "stale_timestamp", fmt.Errorf("timestamp is %s away from now", skew.Round(time.Second)))
+		}
+	}
+	return q, nil
+}
+
+// verifyURL answers WeCom's URL verification with the decrypted echostr.
+//
+// GET and POST are signed alike, so a captured POST's Encrypt sent here as
+// echostr would verify and decrypt, and a naive endpoint would return the
+// event, token and all. Only a short plain string, as WeCom sends, is echoed.
+func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	ev := h.log.Info()
+	err := func() error {
+		c, err := h.app(r, ev)
+		if err != nil {
+			return err
+		}
+		q, err := h.readQuery(r)
+		if err != nil {
+			return err
+		}
+		// A '+' sent unescaped in the query decodes as a space; base64 has
+		// no spaces, so restoring them is safe and the signature still decides.
+		echostr := strings.ReplaceAll(r.URL.Query().Get("echostr"), " ", "+")
+		if echostr == "" {
+			return reject(http.StatusBadRequest, "missing_param", errors.New("echostr is required"))
+		}
+		plain, err := c.Open(q.signature, q.timestamp, q.nonce, echostr)
+		if err != nil {
+			return err
+		}
+		if !isEcho(plain) {
+			return reject(http.StatusForbidden, "not_verification_string", errors.New("echostr plaintext is not a short plain string"))
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(plain)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, plain)
+		return nil
+	}()
+	h.finish(w, r, ev, "verify", start, err)
+}
+
+// isEcho reports whether s looks like a URL-verification string: 1 to 64
+// letters, digits, '-' or '_'. WeCom sends digits; XML or JSON never passes.
+func isEcho(s string) bool {
+	if len(s) == 0 || len(s) > maxEchoLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// receive handles one event delivery.
+func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	ev := h.log.Info()
+	err := func() error {
+		c, err := h.app(r, ev)
+		if err != nil {
+			return err
+		}
+		if r.ContentLength > h.maxBody {
+			// Refuse before reading a byte, and close the connection so the
+			// server does not drain the rest either.
+			w.Header().Set("Connection", "close")
+			return reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
+		}
+		q, err := h.readQuery(r)
+		if err != nil {
+			return err
+		}
+		body, err := h.readBody(w, r)
+		if err != nil {
+			return err
+		}
+		app := chi.URLParam(r, "app")
+		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, body)
+		if err != nil {
+			return err
+		}
+		cb.ReceivedAt = start.UTC()
+		ev.Str("kind", string(cb.Kind)).Str("callback_id", cb.ID)
+
+		ctx, cancel := context.WithTimeout(r.Context(), h.ackTimeout)
+		defer cancel()
+		if err := h.sink.Store(ctx, &cb); err != nil {
+			reason := "store_failed"
+			if errors.Is(err, context.DeadlineExceeded) {
+				reason = "store_timeout"
+			}
+			return reject(http.StatusServiceUnavailable, reason, err)
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "success")
+		return nil
+	}()
+	h.finish(w, r, ev, "receive", start, err)
+}
+
+// Decode turns a signed POST body into a callback record: envelope, signature,
+// decryption, receive id, event. It is the whole CPU cost of a callback and
+// the target of BenchmarkVerifyDecrypt. ReceivedAt is left for the caller.
+func Decode(c *crypto.Crypter, app, signature, timestamp, nonce, body string) (wecomhit.Callback, error) {
+	env, err := ParseEnvelope(body)
+	if err != nil {
+		return wecomhit.Callback{}, err
+	}
+	plain, err := c.Open(signature, timestamp, nonce, env.Encrypt)
+	if err != nil {
+		return wecomhit.Callback{}, err
+	}
+	ev, err := ParseEvent(plain)
+	if err != nil {
+		return wecomhit.Callback{}, err
+	}
+	return wecomhit.Callback{
+		ID:          CallbackID(app, env.Encrypt),
+		App:         app,
+		Kind:        ev.Kind,
+		Format:      ev.Format,
+		CorpID:      ev.CorpID(),
+		SuiteID:     ev.SuiteID,
+		Token:       ev.Token,
+		SuiteTicket: ev.SuiteTicket,
+		NotifyID:    ev.NotifyID,
+		NotifyScene: ev.NotifyScene,
+		EventTime:   ev.Time,
+		Raw:         plain,
+	}, nil
+}
+
+// CallbackID derives a record's id from the app and the encrypted payload:
+// WeCom re-sends the same ciphertext when it retries, so its retries share
+// one id and JetStream's de-duplication keeps one record.
+func CallbackID(app, encrypt string) string {
+	// Assemble the input on the stack: callbacks of normal size hash
+	// without touching the heap; larger ones make append allocate.
+	var buf [1024]byte
+	in := append(append(append(buf[:0], app...), 0), encrypt...)
+	sum := sha256.Sum256(in)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
+}
+
+// app resolves the {app} path segment.
+func (h *Handler) app(r *http.Request, ev *zerolog.Event) (*crypto.Crypter, error) {
+	name := chi.URLParam(r, "app")
+	c, ok := h.apps[name]
+	if !ok {
+		return nil, reject(http.StatusNotFound, "unknown_app", nil)
+	}
+	ev.Str("app", name)
+	return c, nil
+}
+
+// readBody reads at most maxBody bytes. The buffer is sized from
+// Content-Length when known and is handed out as a string without a copy:
+// nothing writes to it afterwards.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	rd := http.MaxBytesReader(w, r.Body, h.maxBody)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1) // +1: ReadFrom wants room to see EOF
+	}
+	if _, err := buf.ReadFrom(rd); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return "", reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
+		}
+		return "", reject(http.StatusBadRequest, "body_read", err)
+	}
+	b := buf.Bytes()
+	if len(b) == 0 {
+		return "", reject(http.StatusBadRequest, "malformed", errors.New("empty body"))
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+}
+
+// finish writes the error response, if any, and the one log line per request.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, op string, start time.Time, err error) {
+	outcome := "accepted"
+	status := http.StatusOK
+	if err != nil {
+		rj := classify(err)
+		status = rj.status
+		outcome = "rejected"
+		if status == http.StatusServiceUnavailable || status == http.StatusInternalServerError {
+			outcome = "unavailable"
+			ev = h.log.Warn()
+			if name := chi.URLParam(r, "app"); name != "" {
+				ev.Str("app", name)
+			}
+		}
+		ev.Str("reason", rj.reason)
+		if rj.err != nil {
+			// Errors here come from crypto, parsing and the sink, none of
+			// which put tokens, keys or plaintext in their text.
+			ev.AnErr("error", rj.err)
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
+	}
+	ev.Str("request_id", middleware.GetReqID(r.Context())).
+		Str("op", op).
+		Str("outcome", outcome).
+		Int("status", status).
+		Dur("latency", h.now().Sub(start)).
+		Msg("callback")
+}

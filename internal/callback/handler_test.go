@@ -1,0 +1,385 @@
+package callback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/testvectors"
+)
+
+// syncBuffer collects log output from handler goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// memSink records what the handler stores; the NATS-backed sink is tested
+// end to end in cmd/receiver.
+type memSink struct {
+	mu   sync.Mutex
+	recs []wecomhit.Callback
+	err  error
+}
+
+func (s *memSink) Store(_ context.Context, cb *wecomhit.Callback) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	s.recs = append(s.recs, *cb)
+	return nil
+}
+
+func (s *memSink) records() []wecomhit.Callback {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]wecomhit.Callback(nil), s.recs...)
+}
+
+type fixture struct {
+	srv  *httptest.Server
+	sink Sink
+	logs *syncBuffer
+	c    *crypto.Crypter
+}
+
+func newFixture(t *testing.T, sink Sink, opts ...Option) *fixture {
+	t.Helper()
+	c1, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	c2, err := crypto.New(testvectors.V2.Token, testvectors.V2.EncodingAESKey, testvectors.V2.ReceiveID)
+	require.NoError(t, err)
+	logs := &syncBuffer{}
+	h, err := New([]App{{Name: "v1", Crypter: c1}, {Name: "v2", Crypter: c2}}, sink, zerolog.New(logs), opts...)
+	require.NoError(t, err)
+	r := chi.NewRouter()
+	h.Mount(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, sink: sink, logs: logs, c: c1}
+}
+
+func (f *fixture) url(app string, q url.Values) string {
+	return f.srv.URL + "/callback/" + app + "?" + q.Encode()
+}
+
+func signedQuery(sig, ts, nonce string) url.Values {
+	return url.Values{"msg_signature": {sig}, "timestamp": {ts}, "nonce": {nonce}}
+}
+
+func do(t *testing.T, method, u, body string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func xmlEnvelope(encrypt string) string {
+	return "<xml><ToUserName><![CDATA[wwArchiveSuite01]]></ToUserName><Encrypt><![CDATA[" + encrypt + "]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>"
+}
+
+func TestHandler_OfficialVectors(t *testing.T) {
+	sink := &memSink{}
+	f := newFixture(t, sink, WithTimestampWindow(0))
+	apps := map[testvectors.App]string{testvectors.V1: "v1", testvectors.V2: "v2"}
+	for _, v := range testvectors.All() {
+		t.Run(v.Name, func(t *testing.T) {
+			q := signedQuery(v.Signature, v.Timestamp, v.Nonce)
+			switch v.Format {
+			case "get":
+				q.Set("echostr", v.Encrypt)
+				status, body, hdr := do(t, http.MethodGet, f.url(apps[v.App], q), "")
+				assert.Equal(t, http.StatusOK, status)
+				assert.Equal(t, v.Plaintext, body, "exactly the plaintext, no newline")
+				assert.Equal(t, "text/plain; charset=utf-8", hdr.Get("Content-Type"))
+			case "xml", "json":
+				env := xmlEnvelope(v.Encrypt)
+				if v.Format == "json" {
+					env = `{"tousername":"` + v.App.ReceiveID + `","encrypt":"` + v.Encrypt + `","agentid":218}`
+				}
+				status, body, _ := do(t, http.MethodPost, f.url(apps[v.App], q), env)
+				assert.Equal(t, http.StatusOK, status)
+				assert.Equal(t, "success", body)
+				recs := sink.records()
+				require.NotEmpty(t, recs)
+				last := recs[len(recs)-1]
+				assert.Equal(t, v.Plaintext, last.Raw)
+				assert.Equal(t, wecomhit.KindUnknown, last.Kind, "a text message is kept as unknown")
+				assert.Equal(t, v.Format, last.Format)
+			}
+		})
+	}
+}
+
+func sealHit(t *testing.T, c *crypto.Crypter, ts string) (q url.Values, body, encrypt string) {
+	t.Helper()
+	enc, sig, err := c.Seal(hitKeywordXML, ts, "1372623149")
+	require.NoError(t, err)
+	return signedQuery(sig, ts, "1372623149"), xmlEnvelope(enc), enc
+}
+
+func TestHandler_HitKeyword(t *testing.T) {
+	sink := &memSink{}
+	now := time.Unix(1717000030, 0)
+	f := newFixture(t, sink, WithClock(func() time.Time { return now }))
+	q, body, enc := sealHit(t, f.c, "1717000010")
+
+	status, resp, hdr := do(t, http.MethodPost, f.url("v1", q), body)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "success", resp)
+	assert.Equal(t, "text/plain; charset=utf-8", hdr.Get("Content-Type"))
+
+	recs := sink.records()
+	require.Len(t, recs, 1)
+	assert.Equal(t, wecomhit.Callback{
+		ID: CallbackID("v1", enc), App: "v1", Kind: wecomhit.KindHitKeyword, Format: FormatXML,
+		CorpID: "wwCorpABC123", SuiteID: "wwArchiveSuite01", Token: "tkn-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a",
+		EventTime: 1717000000, ReceivedAt: now.UTC(), Raw: hitKeywordXML,
+	}, recs[0])
+
+	// A retry of the same delivery carries the same id.
+	status, _, _ = do(t, http.MethodPost, f.url("v1", q), body)
+	require.Equal(t, http.StatusOK, status)
+	recs = sink.records()
+	require.Len(t, recs, 2)
+	assert.Equal(t, recs[0].ID, recs[1].ID)
+
+	logs := f.logs.String()
+	assert.Contains(t, logs, `"kind":"hit_keyword"`)
+	assert.Contains(t, logs, `"outcome":"accepted"`)
+	assert.NotContains(t, logs, "tkn-7f3a")
+}
+
+func TestCallbackID(t *testing.T) {
+	a := CallbackID("app", "payload")
+	assert.Len(t, a, 32)
+	assert.Equal(t, a, CallbackID("app", "payload"))
+	assert.NotEqual(t, a, CallbackID("app2", "payload"))
+	assert.NotEqual(t, a, CallbackID("app", "payload2"))
+	assert.NotEqual(t, CallbackID("ab", "c"), CallbackID("a", "bc"), "the separator keeps app and payload apart")
+}
+
+func TestHandler_SinkFailures(t *testing.T) {
+	t.Run("ErrStore", func(t *testing.T) {
+		sink := &memSink{err: errors.New("nats: no responders available for request")}
+		f := newFixture(t, sink, WithTimestampWindow(0))
+		q, body, _ := sealHit(t, f.c, "1717000010")
+		status, resp, _ := do(t, http.MethodPost, f.url("v1", q), body)
+		assert.Equal(t, http.StatusServiceUnavailable, status)
+		assert.Equal(t, "503 store_failed\n", resp)
+		assert.Contains(t, f.logs.String(), `"outcome":"unavailable"`)
+	})
+	t.Run("ErrTimeout", func(t *testing.T) {
+		// The sink never acks: the handler must give up at the ack timeout
+		// and answer 503 so that WeCom retries.
+		sink := SinkFunc(func(ctx context.Context, _ *wecomhit.Callback) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		f := newFixture(t, sink, WithTimestampWindow(0), WithAckTimeout(50*time.Millisecond))
+		q, body, _ := sealHit(t, f.c, "1717000010")
+		status, resp, _ := do(t, http.MethodPost, f.url("v1", q), body)
+		assert.Equal(t, http.StatusServiceUnavailable, status)
+		assert.Equal(t, "503 store_timeout\n", resp)
+	})
+}
+
+// TestHandler_BadInput covers every refusal: its status, that nothing
+// reached the sink, and that the log line names the reason but no secret.
+func TestHandler_BadInput(t *testing.T) {
+	now := time.Unix(1717000030, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	otherRID, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, "wwSomeoneElse")
+	require.NoError(t, err)
+
+	sealed := func(c *crypto.Crypter, msg, ts string) (url.Values, string) {
+		enc, sig, err := c.Seal(msg, ts, "n1")
+		require.NoError(t, err)
+		return signedQuery(sig, ts, "n1"), enc
+	}
+	// signRaw signs an arbitrary Encrypt, as someone holding the token could.
+	signRaw := func(enc string) url.Values { return signedQuery(c.Sign(ts, "n1", enc), ts, "n1") }
+
+	goodQ, goodEnc := sealed(c, hitKeywordXML, ts)
+	tampered := []byte(goodEnc)
+	tampered[20] ^= 1
+	staleQ, staleEnc := sealed(c, hitKeywordXML, strconv.FormatInt(now.Add(-2*time.Hour).Unix(), 10))
+	futureQ, futureEnc := sealed(c, hitKeywordXML, strconv.FormatInt(now.Add(2*time.Hour).Unix(), 10))
+	ridQ, ridEnc := sealed(otherRID, hitKeywordXML, ts)
+	badXMLQ, badXMLEnc := sealed(c, "<xml><InfoType>hit_keyword</InfoType>", ts)
+	doctypeQ, doctypeEnc := sealed(c, `<!DOCTYPE xml [<!ENTITY t "x">]><xml><Token>&t;</Token></xml>`, ts)
+	badJSONQ, badJSONEnc := sealed(c, `{"InfoType":"hit_keyword","Token":`, ts)
+	bigLen := make([]byte, 32)
+	bigLen[16], bigLen[17], bigLen[18], bigLen[19] = 0xff, 0xff, 0xff, 0xff
+	for i := 20; i < 32; i++ {
+		bigLen[i] = 12
+	}
+
+	type req struct {
+		method, app string
+		q           url.Values
+		body        string
+	}
+	tests := []struct {
+		name   string
+		req    req
+		status int
+		reason string
+	}{
+		{"BadSignature", req{"POST", "v1", signedQuery("0000000000000000000000000000000000000000", ts, "n1"), xmlEnvelope(goodEnc)}, 403, "bad_signature"},
+		{"SignatureNotHex", req{"POST", "v1", signedQuery("zz", ts, "n1"), xmlEnvelope(goodEnc)}, 403, "bad_signature"},
+		{"TamperedCiphertext", req{"POST", "v1", goodQ, xmlEnvelope(string(tampered))}, 403, "bad_signature"},
+		{"OtherAppsSignature", req{"POST", "v2", goodQ, xmlEnvelope(goodEnc)}, 403, "bad_signature"},
+		{"BadBase64", req{"POST", "v1", signRaw("@@@@"), xmlEnvelope("@@@@")}, 400, "bad_ciphertext"},
+		{"BadPadding", req{"POST", "v1", signRaw(encryptRaw(t, make([]byte, 32))), xmlEnvelope(encryptRaw(t, make([]byte, 32)))}, 400, "bad_ciphertext"},
+		{"LengthPastEnd", req{"POST", "v1", signRaw(encryptRaw(t, bigLen)), xmlEnvelope(encryptRaw(t, bigLen))}, 400, "bad_ciphertext"},
+		{"WrongReceiveID", req{"POST", "v1", ridQ, xmlEnvelope(ridEnc)}, 403, "bad_receive_id"},
+		{"PostReplayedAsGet", req{"GET", "v1", withEcho(goodQ, goodEnc), ""}, 403, "not_verification_string"},
+		{"UnknownApp", req{"POST", "nope", goodQ, xmlEnvelope(goodEnc)}, 404, "unknown_app"},
+		{"MalformedEnvelopeXML", req{"POST", "v1", goodQ, "<xml><Encrypt>" + goodEnc}, 400, "malformed"},
+		{"MalformedEnvelopeJSON", req{"POST", "v1", goodQ, `{"encrypt":`}, 400, "malformed"},
+		{"NeitherXMLNorJSON", req{"POST", "v1", goodQ, "Encrypt=" + goodEnc}, 400, "malformed"},
+		{"EmptyBody", req{"POST", "v1", goodQ, ""}, 400, "malformed"},
+		{"MalformedEventXML", req{"POST", "v1", badXMLQ, xmlEnvelope(badXMLEnc)}, 400, "malformed"},
+		{"MalformedEventJSON", req{"POST", "v1", badJSONQ, xmlEnvelope(badJSONEnc)}, 400, "malformed"},
+		{"DoctypeInEnvelope", req{"POST", "v1", goodQ, `<!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>` + xmlEnvelope(goodEnc)}, 400, "xml_doctype"},
+		{"DoctypeInEvent", req{"POST", "v1", doctypeQ, xmlEnvelope(doctypeEnc)}, 400, "xml_doctype"},
+		{"OversizedBody", req{"POST", "v1", goodQ, xmlEnvelope(goodEnc) + strings.Repeat(" ", 2048)}, 413, "body_too_large"},
+		{"StaleTimestampPost", req{"POST", "v1", staleQ, xmlEnvelope(staleEnc)}, 403, "stale_timestamp"},
+		{"FutureTimestampPost", req{"POST", "v1", futureQ, xmlEnvelope(futureEnc)}, 403, "stale_timestamp"},
+		{"StaleTimestampGet", req{"GET", "v1", withEcho(staleQ, staleEnc), ""}, 403, "stale_timestamp"},
+		{"TimestampNotNumber", req{"POST", "v1", signedQuery(goodQ.Get("msg_signature"), "soon", "n1"), xmlEnvelope(goodEnc)}, 400, "bad_timestamp"},
+		{"MissingSignature", req{"POST", "v1", url.Values{"timestamp": {ts}, "nonce": {"n1"}}, xmlEnvelope(goodEnc)}, 400, "missing_param"},
+		{"MissingEchostr", req{"GET", "v1", goodQ, ""}, 400, "missing_param"},
+	}
+	secrets := []string{testvectors.V1.EncodingAESKey, testvectors.V1.Token, "tkn-7f3a", goodEnc}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &memSink{}
+			f := newFixture(t, sink, WithClock(func() time.Time { return now }), WithMaxBodyBytes(1024))
+			status, body, _ := do(t, tt.req.method, f.url(tt.req.app, tt.req.q), tt.req.body)
+			assert.Equal(t, tt.status, status)
+			assert.Equal(t, strconv.Itoa(tt.status)+" "+tt.reason+"\n", body)
+			assert.Empty(t, sink.records(), "nothing stored")
+			logs := f.logs.String()
+			assert.Contains(t, logs, `"reason":"`+tt.reason+`"`)
+			for _, s := range secrets {
+				assert.NotContains(t, logs, s)
+			}
+		})
+	}
+}
+
+func withEcho(q url.Values, echostr string) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = v
+	}
+	out.Set("echostr", echostr)
+	return out
+}
+
+// encryptRaw AES-encrypts a hand-made frame with V1's key, bypassing the
+// framing Encrypt would add.
+func encryptRaw(t *testing.T, frame []byte) string {
+	t.Helper()
+	enc, err := rawCBC(testvectors.V1.EncodingAESKey, frame)
+	require.NoError(t, err)
+	return enc
+}
+
+func TestHandler_OversizedChunkedBody(t *testing.T) {
+	sink := &memSink{}
+	f := newFixture(t, sink, WithTimestampWindow(0), WithMaxBodyBytes(1024))
+	v := testvectors.All()[1]
+	pr, pw := io.Pipe()
+	go func() {
+		// Unknown length: the handler must stop at the limit, not read on.
+		_, _ = pw.Write([]byte(xmlEnvelope(v.Encrypt) + strings.Repeat(" ", 4096)))
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, f.url("v1", signedQuery(v.Signature, v.Timestamp, v.Nonce)), pr)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Empty(t, sink.records())
+}
+
+func TestHandler_EchostrPlusAsSpace(t *testing.T) {
+	f := newFixture(t, &memSink{}, WithTimestampWindow(0))
+	v := testvectors.All()[0]
+	require.Contains(t, v.Encrypt, "+")
+	// Send the echostr with raw '+', which query decoding turns into spaces.
+	u := f.srv.URL + "/callback/v1?msg_signature=" + v.Signature + "&timestamp=" + v.Timestamp + "&nonce=" + v.Nonce + "&echostr=" + v.Encrypt
+	status, body, _ := do(t, http.MethodGet, u, "")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, v.Plaintext, body)
+}
+
+func TestHandler_MethodNotAllowed(t *testing.T) {
+	f := newFixture(t, &memSink{})
+	status, _, _ := do(t, http.MethodPut, f.srv.URL+"/callback/v1", "x")
+	assert.Equal(t, http.StatusMethodNotAllowed, status)
+}
+
+func TestNew_Options(t *testing.T) {
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	apps := []App{{Name: "a", Crypter: c}}
+	for name, tc := range map[string]struct {
+		apps []App
+		sink Sink
+		opts []Option
+	}{
+		"ErrNoSink":         {apps, nil, nil},
+		"ErrDuplicateApp":   {append(apps, apps[0]), &memSink{}, nil},
+		"ErrNoCrypter":      {[]App{{Name: "a"}}, &memSink{}, nil},
+		"ErrMaxBody":        {apps, &memSink{}, []Option{WithMaxBodyBytes(0)}},
+		"ErrAckTimeout":     {apps, &memSink{}, []Option{WithAckTimeout(0)}},
+		"ErrNegativeWindow": {apps, &memSink{}, []Option{WithTimestampWindow(-time.Second)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(tc.apps, tc.sink, zerolog.Nop(), tc.opts...)
+			assert.ErrorIs(t, err, ErrInvalidOption)
+		})
+	}
+}

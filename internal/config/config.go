@@ -1,0 +1,306 @@
+// Package config loads and validates the receiver's YAML configuration.
+//
+// Loading reads one file and the environment and nothing else: it does not
+// log, create directories or dial anything, so check-config and tests can run
+// it freely. Secret fields have the type Secret, which redacts itself when
+// printed or marshalled; call Reveal where the value is really needed.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Modes of an app: which WeCom product generation it integrates.
+const (
+	// ModeArchive is 会话存档接口授权: hit_keyword arrives at our callback
+	// URL and hits are fetched over HTTPS with a suite-issued corp token.
+	ModeArchive = "archive"
+	// ModeZone is 数据与智能专区: a zone program notifies us with
+	// program_notify and every call goes through one of its abilities.
+	ModeZone = "zone"
+)
+
+// operations are the keys App.Abilities may have.
+var operations = []string{
+	"get_hit_msg_list", "create_rule", "get_rule_list", "get_rule_detail",
+	"update_rule", "delete_rule", "search_msg",
+}
+
+// DefaultAPIBaseURL is WeCom's API host.
+const DefaultAPIBaseURL = "https://qyapi.weixin.qq.com"
+
+// Config is the whole receiver configuration. Load and Parse return it with
+// defaults applied, relative paths resolved and Validate passed.
+type Config struct {
+	HTTP HTTP  `yaml:"http"`
+	NATS NATS  `yaml:"nats"`
+	Log  Log   `yaml:"log"`
+	Apps []App `yaml:"apps"`
+}
+
+// HTTP configures the callback server.
+type HTTP struct {
+	// Listen is the address the server binds. Default ":8080".
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes caps a callback body. Default 65536.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// AckTimeout bounds the wait for the JetStream PubAck before the
+	// handler answers 503; it stays under WeCom's 5 s deadline so WeCom
+	// gets an answer and retries. Default 3s.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// TimestampWindow rejects callbacks whose timestamp is further than this
+	// from now (replay guard); 0 disables the check. Default 1h.
+	TimestampWindow time.Duration `yaml:"timestamp_window"`
+	// ShutdownTimeout bounds the graceful shutdown. Default 20s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// NATS configures the JetStream connection, or the embedded server when URL
+// is empty.
+type NATS struct {
+	// URL is a NATS server URL, or several separated by commas; empty runs
+	// an embedded nats-server. See URLs.
+	URL string `yaml:"url"`
+	// StoreDir is the embedded server's JetStream directory, resolved
+	// against the config file's directory. Default "data/nats".
+	StoreDir string `yaml:"store_dir"`
+	// Listen is the embedded server's client port (host:port) for local
+	// consumers; empty keeps it in-process only.
+	Listen string `yaml:"listen"`
+	// SubjectPrefix is the first token(s) of every subject. Default "wecom".
+	SubjectPrefix string `yaml:"subject_prefix"`
+	// Replicas of each stream and KV bucket. Default 1.
+	Replicas int `yaml:"replicas"`
+	// SyncAlways makes the embedded server fsync every write.
+	SyncAlways bool `yaml:"sync_always"`
+	// CredentialsFile is a NATS .creds file (resolved), external servers only.
+	CredentialsFile string `yaml:"credentials_file"`
+	// TLSCAFile verifies an external server (resolved).
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// TLSCertFile and TLSKeyFile are a client certificate (resolved).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// ConnectTimeout bounds connecting to NATS. Default 5s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// CallbackMaxAge is how long WECOM_CALLBACKS keeps records. Default 72h.
+	CallbackMaxAge time.Duration `yaml:"callback_max_age"`
+	// DuplicateWindow is WECOM_CALLBACKS' Nats-Msg-Id dedup window, which
+	// absorbs WeCom's retries. Default 10m.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+}
+
+// URLs splits URL at commas and trims each entry; nil when URL is empty.
+func (n NATS) URLs() []string {
+	var urls []string
+	for u := range strings.SplitSeq(n.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
+
+// Log configures the zerolog logger.
+type Log struct {
+	// Level is debug, info, warn or error. Default "info".
+	Level string `yaml:"level"`
+	// Format is json or console. Default "json".
+	Format string `yaml:"format"`
+}
+
+// App is one WeCom app: one callback URL (/callback/{Name}) with its crypto
+// settings, and the credentials to fetch its hits.
+type App struct {
+	// Name identifies the app in URLs and NATS subjects.
+	Name string `yaml:"name"`
+	// Mode is ModeArchive or ModeZone.
+	Mode string `yaml:"mode"`
+	// Token and EncodingAESKey are the callback's signing token and AES key.
+	Token          Secret `yaml:"token"`
+	EncodingAESKey Secret `yaml:"encoding_aes_key"`
+	// ReceiveID is the receiveid decrypted callbacks must carry. Defaults
+	// to SuiteID in archive mode and CorpID in zone mode.
+	ReceiveID string `yaml:"receive_id"`
+	// CorpID is the corp of a zone app; optional in archive mode.
+	CorpID string `yaml:"corp_id"`
+	// APIBaseURL is WeCom's API root, without trailing slash. Default
+	// DefaultAPIBaseURL.
+	APIBaseURL string `yaml:"api_base_url"`
+	// CorpSecret is the zone app's secret for gettoken.
+	CorpSecret Secret `yaml:"corp_secret"`
+	// SuiteID and SuiteSecret identify the archive suite.
+	SuiteID     string `yaml:"suite_id"`
+	SuiteSecret Secret `yaml:"suite_secret"`
+	// Corps are the corps that authorized the archive suite.
+	Corps []Corp `yaml:"corps"`
+	// ProgramID is the zone program the app calls.
+	ProgramID string `yaml:"program_id"`
+	// Abilities maps an operation (get_hit_msg_list, create_rule,
+	// get_rule_list, get_rule_detail, update_rule, delete_rule, search_msg)
+	// to the zone program's ability id. In zone mode an empty map becomes
+	// "invoke_<operation>" for every operation.
+	Abilities map[string]string `yaml:"abilities"`
+	// WrapAbilityIO wraps request_data as {"input":…} and unwraps
+	// {"output":…} in responses.
+	WrapAbilityIO bool `yaml:"wrap_ability_io"`
+}
+
+// Corp is a corp that authorized an archive suite.
+type Corp struct {
+	CorpID        string `yaml:"corp_id"`
+	PermanentCode Secret `yaml:"permanent_code"`
+}
+
+// App returns the app with the given name.
+func (c *Config) App(name string) (*App, bool) {
+	for i := range c.Apps {
+		if c.Apps[i].Name == name {
+			return &c.Apps[i], true
+		}
+	}
+	return nil, false
+}
+
+// AppNames returns the app names in configuration order.
+func (c *Config) AppNames() []string {
+	names := make([]string, len(c.Apps))
+	for i, a := range c.Apps {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// Load reads the file at path and parses it like Parse, with the process
+// environment and the file's directory as the base of relative paths.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	cfg, err := Parse(data, filepath.Dir(abs), os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse builds a Config from YAML data: it expands ${VAR} and ${VAR:-default}
+// in scalar values through lookupEnv, decodes strictly (unknown keys fail),
+// applies defaults, resolves relative file paths against dir and runs
+// Validate.
+//
+// Expansion works on the parsed node tree, so an expanded value is always one
+// scalar and cannot add keys; a plain (unquoted) ${VAR} is typed after
+// expansion, so it can fill int, bool and duration fields. An empty plain
+// value means "use the default", as an empty YAML value does. "$$" and a "$"
+// not followed by "{" are left as they are.
+//
+// Unset variables, unknown keys and rule violations are *FieldError values,
+// joined, matching ErrInvalid; syntax and type errors come from the YAML
+// library and name the line.
+func Parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		if err == nil {
+			return nil, errors.New("config must be a single YAML document")
+		}
+		return nil, err
+	}
+
+	cfg := defaults()
+	if root.Kind != 0 {
+		if err := prepare(&root, lookupEnv); err != nil {
+			return nil, err
+		}
+		// Node.Decode cannot reject unknown keys; prepare did that.
+		if err := root.Decode(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	cfg.applyDefaults()
+	cfg.resolvePaths(dir)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func defaults() Config {
+	return Config{
+		HTTP: HTTP{
+			Listen:          ":8080",
+			MaxBodyBytes:    65536,
+			AckTimeout:      3 * time.Second,
+			TimestampWindow: time.Hour,
+			ShutdownTimeout: 20 * time.Second,
+		},
+		NATS: NATS{
+			StoreDir:        "data/nats",
+			SubjectPrefix:   "wecom",
+			Replicas:        1,
+			ConnectTimeout:  5 * time.Second,
+			CallbackMaxAge:  72 * time.Hour,
+			DuplicateWindow: 10 * time.Minute,
+		},
+		Log: Log{Level: "info", Format: "json"},
+	}
+}
+
+// applyDefaults fills the per-app defaults, which depend on the app's mode
+// and so cannot be preset before decoding.
+func (c *Config) applyDefaults() {
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		if a.APIBaseURL == "" {
+			a.APIBaseURL = DefaultAPIBaseURL
+		}
+		// Clients append /cgi-bin/...; a trailing slash would double it.
+		a.APIBaseURL = strings.TrimRight(a.APIBaseURL, "/")
+		switch a.Mode {
+		case ModeArchive:
+			if a.ReceiveID == "" {
+				a.ReceiveID = a.SuiteID
+			}
+		case ModeZone:
+			if a.ReceiveID == "" {
+				a.ReceiveID = a.CorpID
+			}
+			if len(a.Abilities) == 0 {
+				a.Abilities = make(map[string]string, len(operations))
+				for _, op := range operations {
+					a.Abilities[op] = "invoke_" + op
+				}
+			}
+		}
+	}
+}
+
+// resolvePaths makes the file paths relative to dir, the config file's
+// directory, so the service behaves the same from any working directory.
+func (c *Config) resolvePaths(dir string) {
+	for _, p := range []*string{
+		&c.NATS.StoreDir, &c.NATS.CredentialsFile, &c.NATS.TLSCAFile,
+		&c.NATS.TLSCertFile, &c.NATS.TLSKeyFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}

@@ -1,0 +1,820 @@
+package config_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+)
+
+const (
+	demoAESKey  = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+	examplePath = "../../configs/receiver.example.yaml"
+)
+
+// zoneApp is a valid zone app, an item of apps.
+const zoneApp = `  - name: z
+    mode: zone
+    token: QDG6eK
+    encoding_aes_key: ` + demoAESKey + `
+    corp_id: wwCorpZ
+    corp_secret: zone-secret
+    program_id: prog
+`
+
+// noEnv is an empty environment.
+func noEnv(string) (string, bool) { return "", false }
+
+// env returns a lookup over vars.
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
+}
+
+// doc returns a valid configuration with one archive app: top is inserted
+// before apps (top-level sections), app is appended to the app's mapping
+// (keys indented by four spaces).
+func doc(top, app string) string {
+	return top + `
+apps:
+  - name: a
+    mode: archive
+    token: QDG6eK
+    encoding_aes_key: ` + demoAESKey + `
+    suite_id: wwArchiveSuite01
+    suite_secret: suite-secret-value
+    corps:
+      - corp_id: wwCorpABC123
+        permanent_code: permanent-code-value
+` + app
+}
+
+// mustParse parses data with no environment, failing the test on error.
+func mustParse(tb testing.TB, data, dir string) *config.Config {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(data), dir, noEnv)
+	require.NoError(tb, err)
+	return cfg
+}
+
+// messages flattens a joined error into its messages.
+func messages(err error) []string {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, messages(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// uncommentZone returns the example file with its commented-out zone app
+// enabled.
+func uncommentZone(tb testing.TB, example string) string {
+	tb.Helper()
+	before, after, ok := strings.Cut(example, "  # - name: zone\n")
+	require.True(tb, ok, "zone example not found")
+	var b strings.Builder
+	b.WriteString(before)
+	b.WriteString("  - name: zone\n")
+	for line := range strings.Lines(after) {
+		b.WriteString(strings.Replace(line, "  # ", "  ", 1))
+	}
+	return b.String()
+}
+
+func TestParse_Example(t *testing.T) {
+	data, err := os.ReadFile(examplePath)
+	require.NoError(t, err)
+	dir, err := filepath.Abs(filepath.Dir(examplePath))
+	require.NoError(t, err)
+
+	t.Run("OK", func(t *testing.T) {
+		cfg, err := config.Parse(data, dir, noEnv)
+		require.NoError(t, err)
+
+		assert.Equal(t, config.HTTP{
+			Listen:          "127.0.0.1:8080",
+			MaxBodyBytes:    65536,
+			AckTimeout:      3 * time.Second,
+			TimestampWindow: time.Hour,
+			ShutdownTimeout: 20 * time.Second,
+		}, cfg.HTTP)
+		assert.Equal(t, config.NATS{
+			StoreDir:        filepath.Join(filepath.Dir(dir), "data", "nats"),
+			Listen:          "127.0.0.1:4222",
+			SubjectPrefix:   "wecom",
+			Replicas:        1,
+			ConnectTimeout:  5 * time.Second,
+			CallbackMaxAge:  72 * time.Hour,
+			DuplicateWindow: 10 * time.Minute,
+		}, cfg.NATS)
+		assert.Equal(t, config.Log{Level: "info", Format: "json"}, cfg.Log)
+		assert.Equal(t, []config.App{{
+			Name:           "archive",
+			Mode:           config.ModeArchive,
+			Token:          "QDG6eK",
+			EncodingAESKey: demoAESKey,
+			ReceiveID:      "wwArchiveSuite01",
+			APIBaseURL:     "https://qyapi.weixin.qq.com",
+			SuiteID:        "wwArchiveSuite01",
+			SuiteSecret:    "demo-suite-secret",
+			Corps:          []config.Corp{{CorpID: "wwCorpABC123", PermanentCode: "demo-permanent-code"}},
+		}}, cfg.Apps)
+	})
+
+	t.Run("ZoneExample", func(t *testing.T) {
+		cfg, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, env(map[string]string{
+			"WECOM_ZONE_TOKEN":       "zoneToken1",
+			"WECOM_ZONE_AES_KEY":     demoAESKey,
+			"WECOM_ZONE_CORP_SECRET": "zone-corp-secret",
+			"WECOM_ZONE_PROGRAM_ID":  "prog1",
+		}))
+		require.NoError(t, err)
+		app, ok := cfg.App("zone")
+		require.True(t, ok)
+		assert.Equal(t, config.App{
+			Name:           "zone",
+			Mode:           config.ModeZone,
+			Token:          "zoneToken1",
+			EncodingAESKey: demoAESKey,
+			ReceiveID:      "wwCorpABC123",
+			CorpID:         "wwCorpABC123",
+			APIBaseURL:     "https://qyapi.weixin.qq.com",
+			CorpSecret:     "zone-corp-secret",
+			ProgramID:      "prog1",
+			Abilities: map[string]string{
+				"get_hit_msg_list": "invoke_get_hit_msg_list",
+				"search_msg":       "invoke_search_msg",
+			},
+		}, *app)
+	})
+
+	t.Run("ZoneExampleNeedsEnv", func(t *testing.T) {
+		_, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, noEnv)
+		assert.Contains(t, messages(err), "apps[1].corp_secret: environment variable WECOM_ZONE_CORP_SECRET is not set")
+	})
+}
+
+func TestLoad(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "receiver.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(doc("nats:\n  store_dir: state\n", "")), 0o600))
+
+		cfg, err := config.Load(path)
+		require.NoError(t, err)
+		assert.Equal(t, filepath.Join(dir, "state"), cfg.NATS.StoreDir)
+		assert.Equal(t, []string{"a"}, cfg.AppNames())
+	})
+
+	t.Run("ErrNotExist", func(t *testing.T) {
+		_, err := config.Load(filepath.Join(t.TempDir(), "missing.yaml"))
+		assert.ErrorIs(t, err, os.ErrNotExist)
+	})
+
+	t.Run("ErrInvalidNamesFile", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "receiver.yaml")
+		require.NoError(t, os.WriteFile(path, []byte("apps: []\n"), 0o600))
+		_, err := config.Load(path)
+		assert.ErrorIs(t, err, config.ErrInvalid)
+		assert.ErrorContains(t, err, path)
+		assert.ErrorContains(t, err, "apps: at least one app is required")
+	})
+}
+
+func TestParse_Env(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		top   string
+		app   string
+		env   map[string]string
+		check func(t *testing.T, cfg *config.Config)
+	}{
+		{
+			name: "Var",
+			app:  "    corp_id: ${CORP}\n",
+			env:  map[string]string{"CORP": "wwFromEnv"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "wwFromEnv", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "VarInsideText",
+			app:  "    corp_id: pre-${CORP}-post\n",
+			env:  map[string]string{"CORP": "x"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "pre-x-post", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "DefaultWhenUnset",
+			app:  "    corp_id: ${CORP:-wwDefault}\n",
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "wwDefault", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "DefaultWhenEmpty",
+			app:  "    corp_id: ${CORP:-wwDefault}\n",
+			env:  map[string]string{"CORP": ""},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "wwDefault", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "SetOverridesDefault",
+			app:  "    corp_id: ${CORP:-wwDefault}\n",
+			env:  map[string]string{"CORP": "wwSet"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "wwSet", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "SecretFromEnv",
+			app:  "    receive_id: ${RID}\n",
+			env:  map[string]string{"RID": "wwRecv"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "wwRecv", cfg.Apps[0].ReceiveID)
+			},
+		},
+		{
+			name: "IntDurationBool",
+			top:  "http:\n  max_body_bytes: ${MAX}\n  ack_timeout: ${ACK}\nnats:\n  sync_always: ${SYNC}\n  replicas: ${R:-1}\n",
+			env:  map[string]string{"MAX": "2048", "ACK": "1500ms", "SYNC": "true"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, int64(2048), cfg.HTTP.MaxBodyBytes)
+				assert.Equal(t, 1500*time.Millisecond, cfg.HTTP.AckTimeout)
+				assert.True(t, cfg.NATS.SyncAlways)
+				assert.Equal(t, 1, cfg.NATS.Replicas)
+			},
+		},
+		{
+			name: "EmptyPlainMeansDefault",
+			top:  "http:\n  max_body_bytes: ${MAX:-}\n",
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, int64(65536), cfg.HTTP.MaxBodyBytes)
+			},
+		},
+		{
+			name: "NullWordStaysString",
+			app:  "    corp_id: ${CORP}\n",
+			env:  map[string]string{"CORP": "null"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "null", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "NumberIntoStringField",
+			app:  "    corp_id: ${CORP}\n",
+			env:  map[string]string{"CORP": "0123"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "0123", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "InjectNewlineKey",
+			app:  "    corp_id: ${CORP}\n",
+			env:  map[string]string{"CORP": "x\n  evil: 1"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "x\n  evil: 1", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "InjectMapping",
+			app:  "    corp_id: ${CORP}\n",
+			env:  map[string]string{"CORP": ": x"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, ": x", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "InjectIntoQuoted",
+			app:  "    corp_id: \"${CORP}\"\n",
+			env:  map[string]string{"CORP": "a\"\n    program_id: p"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "a\"\n    program_id: p", cfg.Apps[0].CorpID)
+				assert.Empty(t, cfg.Apps[0].ProgramID)
+			},
+		},
+		{
+			name: "AliasExpandedOnce",
+			app:  "    corp_id: &c ${C}\n    receive_id: *c\n",
+			env:  map[string]string{"C": "${G}", "G": "no"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "${G}", cfg.Apps[0].CorpID)
+				assert.Equal(t, "${G}", cfg.Apps[0].ReceiveID)
+			},
+		},
+		{
+			name: "ValueNotExpandedTwice",
+			app:  "    corp_id: ${CORP}\n",
+			env:  map[string]string{"CORP": "${OTHER}", "OTHER": "no"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "${OTHER}", cfg.Apps[0].CorpID)
+			},
+		},
+		{
+			name: "DollarsLiteral",
+			app:  "    corp_id: a$b$$c$${X}$\n",
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.Equal(t, "a$b$$c$${X}$", cfg.Apps[0].CorpID)
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(doc(tt.top, tt.app)), "", env(tt.env))
+			require.NoError(t, err)
+			tt.check(t, cfg)
+		})
+	}
+
+	t.Run("KeysNotExpanded", func(t *testing.T) {
+		zone := doc("", zoneApp+"    abilities:\n      ${OP}: x\n")
+		_, err := config.Parse([]byte(zone), "", env(map[string]string{"OP": "search_msg"}))
+		assert.Contains(t, messages(err), "apps[1].abilities.${OP}: unknown operation (want one of get_hit_msg_list, create_rule, get_rule_list, get_rule_detail, update_rule, delete_rule, search_msg)")
+	})
+}
+
+func TestParse_EnvErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		top  string
+		app  string
+		env  map[string]string
+		want []string
+	}{
+		{
+			name: "ErrUnset",
+			app:  "    corp_id: ${WECOM_CORP_ID}\n",
+			want: []string{"apps[0].corp_id: environment variable WECOM_CORP_ID is not set"},
+		},
+		{
+			name: "ErrUnsetAll",
+			top:  "log:\n  level: ${LEVEL}\n",
+			app:  "    corp_id: ${A}-${B}\n",
+			want: []string{
+				"log.level: environment variable LEVEL is not set",
+				"apps[0].corp_id: environment variable A is not set; environment variable B is not set",
+			},
+		},
+		{
+			name: "ErrUnterminated",
+			app:  "    corp_id: ${CORP\n",
+			want: []string{"apps[0].corp_id: unterminated ${ in value"},
+		},
+		{
+			name: "ErrMalformed",
+			app:  "    corp_id: ${1X}\n",
+			want: []string{"apps[0].corp_id: malformed environment variable reference"},
+		},
+		{
+			name: "ErrEmptyName",
+			app:  "    corp_id: ${:-x}\n",
+			want: []string{"apps[0].corp_id: malformed environment variable reference"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(doc(tt.top, tt.app)), "", env(tt.env))
+			require.Error(t, err)
+			assert.ErrorIs(t, err, config.ErrInvalid)
+			assert.Equal(t, tt.want, messages(err))
+		})
+	}
+
+	t.Run("TypeErrorNamesLine", func(t *testing.T) {
+		_, err := config.Parse([]byte(doc("http:\n  ack_timeout: ${ACK}\n", "")), "", env(map[string]string{"ACK": "soon"}))
+		assert.ErrorContains(t, err, "line 2")
+		assert.ErrorContains(t, err, "time.Duration")
+	})
+}
+
+func TestParse_Decode(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		data    string
+		want    string // substring of the error
+		invalid bool   // errors.Is(err, ErrInvalid)
+	}{
+		{
+			name:    "ErrUnknownTopKey",
+			data:    doc("metrics:\n  listen: :9090\n", ""),
+			want:    "metrics: unknown key at line 1",
+			invalid: true,
+		},
+		{
+			name:    "ErrUnknownNestedKey",
+			data:    doc("http:\n  listen: :8080\n  lsten: :8081\n", ""),
+			want:    "http.lsten: unknown key at line 3",
+			invalid: true,
+		},
+		{
+			name:    "ErrUnknownAppKey",
+			data:    doc("", "    secret: x\n"),
+			want:    "apps[0].secret: unknown key at line 12",
+			invalid: true,
+		},
+		{
+			name:    "ErrUnknownCorpKey",
+			data:    doc("", "      - corp_id: wwOther\n        permanent_code: p\n        code: x\n"),
+			want:    "apps[0].corps[1].code: unknown key at line 14",
+			invalid: true,
+		},
+		{
+			name:    "ErrUnknownKeyInMerge",
+			data:    "base: &b\n  lsten: x\n" + doc("http:\n  <<: *b\n", ""),
+			want:    "http.lsten: unknown key at line 2",
+			invalid: true,
+		},
+		{
+			name:    "ErrUnknownKeyInMergeList",
+			data:    "base: &b\n  lsten: x\n" + doc("http:\n  <<: [*b]\n", ""),
+			want:    "http.lsten: unknown key at line 2",
+			invalid: true,
+		},
+		{
+			name: "ErrMergeCycle",
+			data: doc("log: &l\n  <<: *l\n", ""),
+			want: "anchor 'l' value contains itself",
+		},
+		{
+			name: "ErrEnvIntoSection",
+			data: doc("log: ${LOG}\n", ""),
+			want: "cannot unmarshal !!str `${LOG}`",
+		},
+		{
+			name:    "ErrCommentsOnly",
+			data:    "# nothing here\n",
+			want:    "apps: at least one app is required",
+			invalid: true,
+		},
+		{
+			name: "ErrSyntax",
+			data: "http:\n  listen: [\n",
+			want: "line",
+		},
+		{
+			name: "ErrTabIndent",
+			data: "http:\n\tlisten: x\n",
+			want: "yaml: line 2",
+		},
+		{
+			name: "ErrType",
+			data: doc("http:\n  max_body_bytes: lots\n", ""),
+			want: "line 2: cannot unmarshal !!str `lots` into int64",
+		},
+		{
+			name: "ErrDuplicateKey",
+			data: doc("log:\n  level: info\n  level: debug\n", ""),
+			want: "line 3: mapping key \"level\" already defined at line 2",
+		},
+		{
+			name: "ErrTwoDocuments",
+			data: doc("", "") + "---\nlog:\n  level: debug\n",
+			want: "single YAML document",
+		},
+		{
+			name:    "ErrEmpty",
+			data:    "",
+			want:    "apps: at least one app is required",
+			invalid: true,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tt.data), "", noEnv)
+			require.Error(t, err)
+			assert.ErrorContains(t, err, tt.want)
+			assert.Equal(t, tt.invalid, errors.Is(err, config.ErrInvalid))
+		})
+	}
+
+	t.Run("MergeKey", func(t *testing.T) {
+		cfg := mustParse(t, doc("log:\n  <<: {level: debug}\n  format: console\n", ""), "")
+		assert.Equal(t, config.Log{Level: "debug", Format: "console"}, cfg.Log)
+	})
+}
+
+func TestParse_Defaults(t *testing.T) {
+	zone := "apps:\n" + zoneApp
+	t.Run("Archive", func(t *testing.T) {
+		cfg := mustParse(t, doc("", ""), "")
+		a := cfg.Apps[0]
+		assert.Equal(t, "wwArchiveSuite01", a.ReceiveID)
+		assert.Equal(t, config.DefaultAPIBaseURL, a.APIBaseURL)
+		assert.Nil(t, a.Abilities)
+		assert.Equal(t, "data/nats", cfg.NATS.StoreDir)
+	})
+
+	t.Run("ExplicitReceiveID", func(t *testing.T) {
+		cfg := mustParse(t, doc("", "    receive_id: wwOther\n"), "")
+		assert.Equal(t, "wwOther", cfg.Apps[0].ReceiveID)
+	})
+
+	t.Run("APIBaseURLTrailingSlash", func(t *testing.T) {
+		cfg := mustParse(t, doc("", "    api_base_url: http://127.0.0.1:9000/wecom/\n"), "")
+		assert.Equal(t, "http://127.0.0.1:9000/wecom", cfg.Apps[0].APIBaseURL)
+	})
+
+	t.Run("Zone", func(t *testing.T) {
+		cfg := mustParse(t, zone, "")
+		a := cfg.Apps[0]
+		assert.Equal(t, "wwCorpZ", a.ReceiveID)
+		assert.Equal(t, map[string]string{
+			"get_hit_msg_list": "invoke_get_hit_msg_list",
+			"create_rule":      "invoke_create_rule",
+			"get_rule_list":    "invoke_get_rule_list",
+			"get_rule_detail":  "invoke_get_rule_detail",
+			"update_rule":      "invoke_update_rule",
+			"delete_rule":      "invoke_delete_rule",
+			"search_msg":       "invoke_search_msg",
+		}, a.Abilities)
+		assert.False(t, a.WrapAbilityIO)
+	})
+
+	t.Run("ZoneAbilitiesGiven", func(t *testing.T) {
+		cfg := mustParse(t, zone+"    abilities:\n      get_hit_msg_list: hits\n    wrap_ability_io: true\n", "")
+		assert.Equal(t, map[string]string{"get_hit_msg_list": "hits"}, cfg.Apps[0].Abilities)
+		assert.True(t, cfg.Apps[0].WrapAbilityIO)
+	})
+
+	t.Run("ZeroTimestampWindowKept", func(t *testing.T) {
+		cfg := mustParse(t, doc("http:\n  timestamp_window: 0s\n", ""), "")
+		assert.Zero(t, cfg.HTTP.TimestampWindow)
+	})
+}
+
+func TestParse_Paths(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etc")
+	abs := filepath.Join(t.TempDir(), "abs")
+	for _, tt := range []struct {
+		name string
+		nats string
+		want config.NATS
+	}{
+		{
+			name: "EmbeddedRelative",
+			nats: "  store_dir: ../data/nats\n",
+			want: config.NATS{StoreDir: filepath.Join(filepath.Dir(dir), "data", "nats")},
+		},
+		{
+			name: "EmbeddedAbsolute",
+			nats: "  store_dir: " + abs + "\n",
+			want: config.NATS{StoreDir: abs},
+		},
+		{
+			name: "ExternalRelative",
+			nats: "  url: nats://n1:4222\n  credentials_file: nats.creds\n  tls_ca_file: tls/ca.pem\n  tls_cert_file: tls/c.pem\n  tls_key_file: tls/k.pem\n",
+			want: config.NATS{
+				StoreDir:        filepath.Join(dir, "data", "nats"),
+				CredentialsFile: filepath.Join(dir, "nats.creds"),
+				TLSCAFile:       filepath.Join(dir, "tls", "ca.pem"),
+				TLSCertFile:     filepath.Join(dir, "tls", "c.pem"),
+				TLSKeyFile:      filepath.Join(dir, "tls", "k.pem"),
+			},
+		},
+		{
+			name: "ExternalAbsolute",
+			nats: "  url: nats://n1:4222\n  credentials_file: " + abs + "/n.creds\n  tls_ca_file: " + abs + "/ca.pem\n  tls_cert_file: " + abs + "/c.pem\n  tls_key_file: " + abs + "/k.pem\n",
+			want: config.NATS{
+				StoreDir:        filepath.Join(dir, "data", "nats"),
+				CredentialsFile: filepath.Join(abs, "n.creds"),
+				TLSCAFile:       filepath.Join(abs, "ca.pem"),
+				TLSCertFile:     filepath.Join(abs, "c.pem"),
+				TLSKeyFile:      filepath.Join(abs, "k.pem"),
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, doc("nats:\n"+tt.nats, ""), dir)
+			got := cfg.NATS
+			assert.Equal(t, tt.want, config.NATS{
+				StoreDir: got.StoreDir, CredentialsFile: got.CredentialsFile, TLSCAFile: got.TLSCAFile,
+				TLSCertFile: got.TLSCertFile, TLSKeyFile: got.TLSKeyFile,
+			})
+		})
+	}
+}
+
+// validConfig returns a valid configuration: apps[0] archive, apps[1] zone.
+func validConfig(tb testing.TB) *config.Config {
+	tb.Helper()
+	return mustParse(tb, doc("", zoneApp), "")
+}
+
+func TestConfig_Validate(t *testing.T) {
+	external := func(c *config.Config) { c.NATS.URL = "nats://n1:4222" }
+	for _, tt := range []struct {
+		name   string
+		mutate func(c *config.Config)
+		want   string // "" for no error
+	}{
+		{name: "OK", mutate: func(*config.Config) {}},
+		{name: "OKExternal", mutate: external},
+		{name: "OKExternalReplicas", mutate: func(c *config.Config) { external(c); c.NATS.Replicas = 3 }},
+		{name: "OKTimestampWindowOff", mutate: func(c *config.Config) { c.HTTP.TimestampWindow = 0 }},
+
+		{"ErrHTTPListen", func(c *config.Config) { c.HTTP.Listen = "8080" }, "http.listen: must be host:port"},
+		{"ErrMaxBodyLow", func(c *config.Config) { c.HTTP.MaxBodyBytes = 1023 }, "http.max_body_bytes: must be between 1024 and 16777216"},
+		{"ErrMaxBodyHigh", func(c *config.Config) { c.HTTP.MaxBodyBytes = 16777217 }, "http.max_body_bytes: must be between 1024 and 16777216"},
+		{"ErrAckTimeoutZero", func(c *config.Config) { c.HTTP.AckTimeout = 0 }, "http.ack_timeout: must be greater than 0 and less than 5s"},
+		{"ErrAckTimeout5s", func(c *config.Config) { c.HTTP.AckTimeout = 5 * time.Second }, "http.ack_timeout: must be greater than 0 and less than 5s"},
+		{"ErrTimestampWindow", func(c *config.Config) { c.HTTP.TimestampWindow = -time.Second }, "http.timestamp_window: must not be negative"},
+		{"ErrShutdownTimeout", func(c *config.Config) { c.HTTP.ShutdownTimeout = 0 }, "http.shutdown_timeout: must be greater than 0"},
+
+		{"ErrNATSURL", func(c *config.Config) { c.NATS.URL = "nats://n1:4222,nats://" }, "nats.url: must be a comma-separated list of URLs with a host"},
+		{"ErrStoreDir", func(c *config.Config) { c.NATS.StoreDir = "" }, "nats.store_dir: required when url is empty"},
+		{"ErrListenWithURL", func(c *config.Config) { external(c); c.NATS.Listen = "127.0.0.1:4222" }, "nats.listen: must be empty when url is set"},
+		{"ErrListen", func(c *config.Config) { c.NATS.Listen = "4222" }, "nats.listen: must be host:port"},
+		{"ErrSubjectPrefixEmpty", func(c *config.Config) { c.NATS.SubjectPrefix = "" }, "nats.subject_prefix: must be tokens of letters, digits, '_' or '-' separated by '.'"},
+		{"ErrSubjectPrefixDots", func(c *config.Config) { c.NATS.SubjectPrefix = "a..b" }, "nats.subject_prefix: must be tokens of letters, digits, '_' or '-' separated by '.'"},
+		{"ErrSubjectPrefixWildcard", func(c *config.Config) { c.NATS.SubjectPrefix = "wecom.>" }, "nats.subject_prefix: must be tokens of letters, digits, '_' or '-' separated by '.'"},
+		{"ErrReplicasZero", func(c *config.Config) { c.NATS.Replicas = 0 }, "nats.replicas: must be between 1 and 5"},
+		{"ErrReplicasSix", func(c *config.Config) { external(c); c.NATS.Replicas = 6 }, "nats.replicas: must be between 1 and 5"},
+		{"ErrReplicasEmbedded", func(c *config.Config) { c.NATS.Replicas = 3 }, "nats.replicas: must be 1 when url is empty"},
+		{"ErrSyncAlwaysWithURL", func(c *config.Config) { external(c); c.NATS.SyncAlways = true }, "nats.sync_always: must be false when url is set"},
+		{"ErrCredentialsEmbedded", func(c *config.Config) { c.NATS.CredentialsFile = "/n.creds" }, "nats.credentials_file: only valid when url is set"},
+		{"ErrTLSCAEmbedded", func(c *config.Config) { c.NATS.TLSCAFile = "/ca.pem" }, "nats.tls_ca_file: only valid when url is set"},
+		{"ErrTLSCertMissing", func(c *config.Config) { external(c); c.NATS.TLSKeyFile = "/k.pem" }, "nats.tls_cert_file: required when tls_key_file is set"},
+		{"ErrTLSKeyMissing", func(c *config.Config) { external(c); c.NATS.TLSCertFile = "/c.pem" }, "nats.tls_key_file: required when tls_cert_file is set"},
+		{"ErrConnectTimeout", func(c *config.Config) { c.NATS.ConnectTimeout = 0 }, "nats.connect_timeout: must be greater than 0"},
+		{"ErrCallbackMaxAge", func(c *config.Config) { c.NATS.CallbackMaxAge = 59 * time.Minute }, "nats.callback_max_age: must be at least 1h"},
+		{"ErrDuplicateWindowZero", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, "nats.duplicate_window: must be greater than 0"},
+		{"ErrDuplicateWindowLong", func(c *config.Config) { c.NATS.DuplicateWindow = 73 * time.Hour }, "nats.duplicate_window: must not exceed callback_max_age"},
+
+		{"ErrLogLevel", func(c *config.Config) { c.Log.Level = "trace" }, "log.level: must be one of debug, info, warn, error"},
+		{"ErrLogFormat", func(c *config.Config) { c.Log.Format = "text" }, "log.format: must be json or console"},
+
+		{"ErrNoApps", func(c *config.Config) { c.Apps = nil }, "apps: at least one app is required"},
+		{"ErrNameRequired", func(c *config.Config) { c.Apps[0].Name = "" }, "apps[0].name: required"},
+		{"ErrNameChars", func(c *config.Config) { c.Apps[0].Name = "a/b" }, "apps[0].name: must be 1 to 64 letters, digits, '_' or '-'"},
+		{"ErrNameLong", func(c *config.Config) { c.Apps[0].Name = strings.Repeat("a", 65) }, "apps[0].name: must be 1 to 64 letters, digits, '_' or '-'"},
+		{"ErrNameUnique", func(c *config.Config) { c.Apps[1].Name = "a" }, "apps[1].name: must be unique"},
+		{"ErrModeRequired", func(c *config.Config) { c.Apps[0].Mode = "" }, "apps[0].mode: required"},
+		{"ErrMode", func(c *config.Config) { c.Apps[0].Mode = "selfbuilt" }, "apps[0].mode: must be archive or zone"},
+		{"ErrTokenRequired", func(c *config.Config) { c.Apps[0].Token = "" }, "apps[0].token: required"},
+		{"ErrTokenLong", func(c *config.Config) { c.Apps[0].Token = config.Secret(strings.Repeat("t", 33)) }, "apps[0].token: must be at most 32 characters"},
+		{"ErrTokenChars", func(c *config.Config) { c.Apps[0].Token = "tok-en" }, "apps[0].token: must be letters and digits only"},
+		{"ErrAESKeyRequired", func(c *config.Config) { c.Apps[0].EncodingAESKey = "" }, "apps[0].encoding_aes_key: required"},
+		{"ErrAESKeyLength", func(c *config.Config) { c.Apps[0].EncodingAESKey = config.Secret(demoAESKey[:42]) }, "apps[0].encoding_aes_key: must be 43 characters"},
+		{"ErrAESKeyChars", func(c *config.Config) { c.Apps[0].EncodingAESKey = config.Secret("+" + demoAESKey[1:]) }, "apps[0].encoding_aes_key: must be letters and digits only"},
+		{"ErrReceiveID", func(c *config.Config) { c.Apps[0].ReceiveID = "" }, "apps[0].receive_id: required"},
+		{"ErrAPIBaseURLRelative", func(c *config.Config) { c.Apps[0].APIBaseURL = "qyapi.weixin.qq.com" }, "apps[0].api_base_url: must be an absolute http(s) URL without query"},
+		{"ErrAPIBaseURLScheme", func(c *config.Config) { c.Apps[0].APIBaseURL = "ftp://qyapi.weixin.qq.com" }, "apps[0].api_base_url: must be an absolute http(s) URL without query"},
+		{"ErrAPIBaseURLQuery", func(c *config.Config) { c.Apps[0].APIBaseURL = "https://qyapi.weixin.qq.com?x=1" }, "apps[0].api_base_url: must be an absolute http(s) URL without query"},
+
+		{"ErrSuiteIDRequired", func(c *config.Config) { c.Apps[0].SuiteID = "" }, "apps[0].suite_id: required when mode is archive"},
+		{"ErrSuiteSecretRequired", func(c *config.Config) { c.Apps[0].SuiteSecret = "" }, "apps[0].suite_secret: required when mode is archive"},
+		{"ErrCorpsRequired", func(c *config.Config) { c.Apps[0].Corps = nil }, "apps[0].corps: at least one corp is required when mode is archive"},
+		{"ErrCorpIDRequired", func(c *config.Config) { c.Apps[0].Corps[0].CorpID = "" }, "apps[0].corps[0].corp_id: required"},
+		{"ErrCorpIDUnique", func(c *config.Config) {
+			c.Apps[0].Corps = append(c.Apps[0].Corps, config.Corp{CorpID: "wwCorpABC123", PermanentCode: "p2"})
+		}, "apps[0].corps[1].corp_id: must be unique"},
+		{"ErrPermanentCode", func(c *config.Config) { c.Apps[0].Corps[0].PermanentCode = "" }, "apps[0].corps[0].permanent_code: required"},
+		{"ErrArchiveCorpSecret", func(c *config.Config) { c.Apps[0].CorpSecret = "s" }, "apps[0].corp_secret: only valid when mode is zone"},
+		{"ErrArchiveProgramID", func(c *config.Config) { c.Apps[0].ProgramID = "p" }, "apps[0].program_id: only valid when mode is zone"},
+		{"ErrArchiveAbilities", func(c *config.Config) { c.Apps[0].Abilities = map[string]string{"search_msg": "x"} }, "apps[0].abilities: only valid when mode is zone"},
+		{"ErrArchiveWrapAbilityIO", func(c *config.Config) { c.Apps[0].WrapAbilityIO = true }, "apps[0].wrap_ability_io: only valid when mode is zone"},
+
+		{"ErrZoneCorpID", func(c *config.Config) { c.Apps[1].CorpID = "" }, "apps[1].corp_id: required when mode is zone"},
+		{"ErrZoneCorpSecret", func(c *config.Config) { c.Apps[1].CorpSecret = "" }, "apps[1].corp_secret: required when mode is zone"},
+		{"ErrZoneProgramID", func(c *config.Config) { c.Apps[1].ProgramID = "" }, "apps[1].program_id: required when mode is zone"},
+		{"ErrZoneAbilityUnknown", func(c *config.Config) { c.Apps[1].Abilities["sync_msg"] = "invoke_sync_msg" },
+			"apps[1].abilities.sync_msg: unknown operation (want one of get_hit_msg_list, create_rule, get_rule_list, get_rule_detail, update_rule, delete_rule, search_msg)"},
+		{"ErrZoneAbilityEmpty", func(c *config.Config) { c.Apps[1].Abilities["search_msg"] = "" }, "apps[1].abilities.search_msg: must not be empty"},
+		{"ErrZoneSuiteID", func(c *config.Config) { c.Apps[1].SuiteID = "s" }, "apps[1].suite_id: only valid when mode is archive"},
+		{"ErrZoneSuiteSecret", func(c *config.Config) { c.Apps[1].SuiteSecret = "s" }, "apps[1].suite_secret: only valid when mode is archive"},
+		{"ErrZoneCorps", func(c *config.Config) { c.Apps[1].Corps = []config.Corp{{CorpID: "c", PermanentCode: "p"}} }, "apps[1].corps: only valid when mode is archive"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := validConfig(t)
+			tt.mutate(cfg)
+			err := cfg.Validate()
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.ErrorIs(t, err, config.ErrInvalid)
+			assert.Contains(t, messages(err), tt.want)
+			var fe *config.FieldError
+			assert.ErrorAs(t, err, &fe)
+		})
+	}
+
+	t.Run("CollectsAll", func(t *testing.T) {
+		cfg := validConfig(t)
+		cfg.HTTP.MaxBodyBytes = 0
+		cfg.Log.Level = ""
+		cfg.Apps[1].Corps = append(cfg.Apps[1].Corps, config.Corp{})
+		assert.Equal(t, []string{
+			"http.max_body_bytes: must be between 1024 and 16777216",
+			"log.level: must be one of debug, info, warn, error",
+			"apps[1].corps: only valid when mode is archive",
+		}, messages(cfg.Validate()))
+	})
+}
+
+func TestConfig_App(t *testing.T) {
+	cfg := validConfig(t)
+	app, ok := cfg.App("z")
+	require.True(t, ok)
+	assert.Equal(t, config.ModeZone, app.Mode)
+	app.ProgramID = "changed"
+	assert.Equal(t, "changed", cfg.Apps[1].ProgramID, "App returns a pointer into Apps")
+
+	_, ok = cfg.App("missing")
+	assert.False(t, ok)
+	assert.Equal(t, []string{"a", "z"}, cfg.AppNames())
+}
+
+func TestNATS_URLs(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		want []string
+	}{
+		{"", nil},
+		{"nats://n1:4222", []string{"nats://n1:4222"}},
+		{" nats://n1:4222 , tls://n2:4222,", []string{"nats://n1:4222", "tls://n2:4222"}},
+	} {
+		t.Run(tt.url, func(t *testing.T) {
+			assert.Equal(t, tt.want, config.NATS{URL: tt.url}.URLs())
+		})
+	}
+}
+
+func TestSecret(t *testing.T) {
+	t.Run("Redacted", func(t *testing.T) {
+		s := config.Secret("hunter2")
+		assert.Equal(t, "hunter2", s.Reveal())
+		assert.Equal(t, "<redacted>", s.String())
+		assert.Equal(t, `config.Secret("<redacted>")`, fmt.Sprintf("%#v", s))
+		b, err := json.Marshal(s)
+		require.NoError(t, err)
+		assert.JSONEq(t, `"<redacted>"`, string(b))
+		b, err = s.MarshalText()
+		require.NoError(t, err)
+		assert.Equal(t, "<redacted>", string(b))
+		y, err := yaml.Marshal(map[string]config.Secret{"k": s})
+		require.NoError(t, err)
+		assert.Equal(t, "k: <redacted>\n", string(y))
+	})
+
+	t.Run("EmptyStaysEmpty", func(t *testing.T) {
+		var s config.Secret
+		assert.Empty(t, s.String())
+		b, err := json.Marshal(s)
+		require.NoError(t, err)
+		assert.JSONEq(t, `""`, string(b))
+	})
+
+	t.Run("AppNeverPrints", func(t *testing.T) {
+		secrets := []string{"tokenValue1", demoAESKey, "corp-secret-value", "suite-secret-value", "permanent-code-value"}
+		app := config.App{
+			Name: "a", Mode: config.ModeArchive,
+			Token: config.Secret(secrets[0]), EncodingAESKey: config.Secret(secrets[1]),
+			CorpSecret: config.Secret(secrets[2]), SuiteSecret: config.Secret(secrets[3]),
+			Corps: []config.Corp{{CorpID: "c", PermanentCode: config.Secret(secrets[4])}},
+		}
+		j, err := json.Marshal(app)
+		require.NoError(t, err)
+		y, err := yaml.Marshal(app)
+		require.NoError(t, err)
+		cfg := config.Config{Apps: []config.App{app}}
+		out := fmt.Sprintf("%v %+v %#v %v %+v %#v", app, app, app, &app, cfg, &cfg) +
+			fmt.Sprintf("%s %q %v", app.Token, app.EncodingAESKey, app.Corps) + string(j) + string(y)
+		for _, s := range secrets {
+			assert.NotContains(t, out, s)
+		}
+		assert.Contains(t, out, "<redacted>")
+	})
+
+	t.Run("ErrorsNeverPrint", func(t *testing.T) {
+		badToken := "bad-token-value!"
+		_, err := config.Parse([]byte(doc("", "    corp_secret: ${CS}\n    receive_id: ${RID}\n")), "",
+			env(map[string]string{"CS": "corp-secret-value"}))
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "corp-secret-value")
+
+		cfg := validConfig(t)
+		cfg.Apps[0].Token = config.Secret(badToken)
+		err = cfg.Validate()
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), badToken)
+	})
+}

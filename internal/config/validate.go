@@ -1,0 +1,240 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrInvalid matches every *FieldError.
+var ErrInvalid = errors.New("invalid configuration")
+
+// FieldError is one configuration problem: the YAML path of the value and
+// the rule it breaks. It never holds a value.
+type FieldError struct {
+	// Path is the YAML path, e.g. "apps[1].corps[0].permanent_code".
+	Path string
+	// Rule says what is wrong, e.g. "required when mode is archive".
+	Rule string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Rule }
+
+// Is reports whether target is ErrInvalid.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+var (
+	appNameRE       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	subjectPrefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+// Validate checks c against every rule and returns all violations, joined,
+// each a *FieldError. It expects defaults applied, as Load and Parse do.
+func (c *Config) Validate() error {
+	v := &validator{}
+	c.HTTP.validate(v)
+	c.NATS.validate(v)
+	c.Log.validate(v)
+	if len(c.Apps) == 0 {
+		v.add("apps", "at least one app is required")
+	}
+	seen := make(map[string]bool, len(c.Apps))
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		p := fmt.Sprintf("apps[%d]", i)
+		a.validate(v, p)
+		if a.Name != "" {
+			if seen[a.Name] {
+				v.add(p+".name", "must be unique")
+			}
+			seen[a.Name] = true
+		}
+	}
+	return errors.Join(v.errs...)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, rule string) {
+	v.errs = append(v.errs, &FieldError{Path: path, Rule: rule})
+}
+
+// check adds rule at path unless ok.
+func (v *validator) check(ok bool, path, rule string) {
+	if !ok {
+		v.add(path, rule)
+	}
+}
+
+func (h *HTTP) validate(v *validator) {
+	v.check(isHostPort(h.Listen), "http.listen", "must be host:port")
+	v.check(h.MaxBodyBytes >= 1024 && h.MaxBodyBytes <= 16<<20,
+		"http.max_body_bytes", "must be between 1024 and 16777216")
+	// WeCom gives up after 5 s; the 503 must reach it before then.
+	v.check(h.AckTimeout > 0 && h.AckTimeout < 5*time.Second,
+		"http.ack_timeout", "must be greater than 0 and less than 5s")
+	v.check(h.TimestampWindow >= 0, "http.timestamp_window", "must not be negative")
+	v.check(h.ShutdownTimeout > 0, "http.shutdown_timeout", "must be greater than 0")
+}
+
+func (n *NATS) validate(v *validator) {
+	embedded := n.URL == ""
+	if !embedded {
+		v.check(validNATSURLs(n.URL), "nats.url", "must be a comma-separated list of URLs with a host")
+		v.check(n.Listen == "", "nats.listen", "must be empty when url is set")
+		v.check(!n.SyncAlways, "nats.sync_always", "must be false when url is set")
+	} else {
+		v.check(n.StoreDir != "", "nats.store_dir", "required when url is empty")
+		v.check(n.Listen == "" || isHostPort(n.Listen), "nats.listen", "must be host:port")
+		v.check(n.CredentialsFile == "", "nats.credentials_file", "only valid when url is set")
+		v.check(n.TLSCAFile == "", "nats.tls_ca_file", "only valid when url is set")
+	}
+	v.check(subjectPrefixRE.MatchString(n.SubjectPrefix), "nats.subject_prefix",
+		"must be tokens of letters, digits, '_' or '-' separated by '.'")
+	switch {
+	case n.Replicas < 1 || n.Replicas > 5:
+		v.add("nats.replicas", "must be between 1 and 5")
+	case embedded && n.Replicas > 1:
+		// A single embedded server cannot hold more than one replica.
+		v.add("nats.replicas", "must be 1 when url is empty")
+	}
+	v.check(n.TLSCertFile != "" || n.TLSKeyFile == "", "nats.tls_cert_file", "required when tls_key_file is set")
+	v.check(n.TLSKeyFile != "" || n.TLSCertFile == "", "nats.tls_key_file", "required when tls_cert_file is set")
+	v.check(n.ConnectTimeout > 0, "nats.connect_timeout", "must be greater than 0")
+	v.check(n.CallbackMaxAge >= time.Hour, "nats.callback_max_age", "must be at least 1h")
+	v.check(n.DuplicateWindow > 0, "nats.duplicate_window", "must be greater than 0")
+	v.check(n.DuplicateWindow <= n.CallbackMaxAge, "nats.duplicate_window", "must not exceed callback_max_age")
+}
+
+func (l *Log) validate(v *validator) {
+	v.check(slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level),
+		"log.level", "must be one of debug, info, warn, error")
+	v.check(l.Format == "json" || l.Format == "console", "log.format", "must be json or console")
+}
+
+func (a *App) validate(v *validator, p string) {
+	if a.Name == "" {
+		v.add(p+".name", "required")
+	} else {
+		v.check(appNameRE.MatchString(a.Name), p+".name", "must be 1 to 64 letters, digits, '_' or '-'")
+	}
+
+	if a.Token == "" {
+		v.add(p+".token", "required")
+	} else {
+		v.check(utf8.RuneCountInString(string(a.Token)) <= 32, p+".token", "must be at most 32 characters")
+		v.check(isAlnum(string(a.Token)), p+".token", "must be letters and digits only")
+	}
+	// 43 characters from [A-Za-z0-9] plus "=" always decode to a 32-byte
+	// AES key, so these two rules are the whole check.
+	if a.EncodingAESKey == "" {
+		v.add(p+".encoding_aes_key", "required")
+	} else {
+		v.check(utf8.RuneCountInString(string(a.EncodingAESKey)) == 43, p+".encoding_aes_key", "must be 43 characters")
+		v.check(isAlnum(string(a.EncodingAESKey)), p+".encoding_aes_key", "must be letters and digits only")
+	}
+	v.check(a.ReceiveID != "", p+".receive_id", "required")
+	v.check(validBaseURL(a.APIBaseURL), p+".api_base_url", "must be an absolute http(s) URL without query")
+
+	switch a.Mode {
+	case "":
+		v.add(p+".mode", "required")
+	case ModeArchive:
+		a.validateArchive(v, p)
+	case ModeZone:
+		a.validateZone(v, p)
+	default:
+		v.add(p+".mode", "must be archive or zone")
+	}
+}
+
+func (a *App) validateArchive(v *validator, p string) {
+	const req = "required when mode is archive"
+	v.check(a.SuiteID != "", p+".suite_id", req)
+	v.check(a.SuiteSecret != "", p+".suite_secret", req)
+	v.check(len(a.Corps) > 0, p+".corps", "at least one corp is required when mode is archive")
+	seen := make(map[string]bool, len(a.Corps))
+	for j, c := range a.Corps {
+		cp := fmt.Sprintf("%s.corps[%d]", p, j)
+		if c.CorpID == "" {
+			v.add(cp+".corp_id", "required")
+		} else {
+			v.check(!seen[c.CorpID], cp+".corp_id", "must be unique")
+			seen[c.CorpID] = true
+		}
+		v.check(c.PermanentCode != "", cp+".permanent_code", "required")
+	}
+
+	// Zone settings in an archive app would be silently unused.
+	const zoneOnly = "only valid when mode is zone"
+	v.check(a.CorpSecret == "", p+".corp_secret", zoneOnly)
+	v.check(a.ProgramID == "", p+".program_id", zoneOnly)
+	v.check(len(a.Abilities) == 0, p+".abilities", zoneOnly)
+	v.check(!a.WrapAbilityIO, p+".wrap_ability_io", zoneOnly)
+}
+
+func (a *App) validateZone(v *validator, p string) {
+	const req = "required when mode is zone"
+	v.check(a.CorpID != "", p+".corp_id", req)
+	v.check(a.CorpSecret != "", p+".corp_secret", req)
+	v.check(a.ProgramID != "", p+".program_id", req)
+	ops := make([]string, 0, len(a.Abilities))
+	for op := range a.Abilities {
+		ops = append(ops, op)
+	}
+	slices.Sort(ops) // stable error order
+	for _, op := range ops {
+		ap := p + ".abilities." + op
+		if !slices.Contains(operations, op) {
+			v.add(ap, "unknown operation (want one of "+strings.Join(operations, ", ")+")")
+			continue
+		}
+		v.check(a.Abilities[op] != "", ap, "must not be empty")
+	}
+
+	const archiveOnly = "only valid when mode is archive"
+	v.check(a.SuiteID == "", p+".suite_id", archiveOnly)
+	v.check(a.SuiteSecret == "", p+".suite_secret", archiveOnly)
+	v.check(len(a.Corps) == 0, p+".corps", archiveOnly)
+}
+
+func isHostPort(s string) bool {
+	_, _, err := net.SplitHostPort(s)
+	return err == nil
+}
+
+// validNATSURLs accepts what nats.go accepts: comma-separated URLs, the
+// scheme defaulting to nats://.
+func validNATSURLs(s string) bool {
+	for u := range strings.SplitSeq(s, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		if p, err := url.Parse(u); err != nil || p.Host == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func validBaseURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") &&
+		u.Host != "" && u.RawQuery == "" && !u.ForceQuery && u.Fragment == ""
+}
+
+func isAlnum(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
