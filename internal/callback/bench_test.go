@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
@@ -24,7 +25,7 @@ func BenchmarkVerifyDecrypt(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, tc := range []struct{ name, plain string }{
-		{"xml", hitKeywordXML},
+		{"xml", callbacktest.HitKeywordXML},
 		{"json", `{"SuiteId":"wwArchiveSuite01","AuthCorpId":"wwCorpABC123","InfoType":"hit_keyword","Token":"tkn-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a","TimeStamp":1717000000}`},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
@@ -32,7 +33,7 @@ func BenchmarkVerifyDecrypt(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			body := xmlEnvelope(enc)
+			body := callbacktest.XMLEnvelope(enc)
 			b.SetBytes(int64(len(tc.plain)))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -59,11 +60,11 @@ func BenchmarkHandler(b *testing.B) {
 	}
 	r := chi.NewRouter()
 	h.Mount(r)
-	enc, sig, err := c.Seal(hitKeywordXML, "1717000000", "1372623149")
+	enc, sig, err := c.Seal(callbacktest.HitKeywordXML, "1717000000", "1372623149")
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := xmlEnvelope(enc)
+	body := callbacktest.XMLEnvelope(enc)
 	target := "/callback/archive?msg_signature=" + sig + "&timestamp=1717000000&nonce=1372623149"
 	b.ReportAllocs()
 	for b.Loop() {

@@ -7,15 +7,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 )
-
-const hitKeywordXML = `<xml>
-  <SuiteId><![CDATA[wwArchiveSuite01]]></SuiteId>
-  <AuthCorpId><![CDATA[wwCorpABC123]]></AuthCorpId>
-  <InfoType><![CDATA[hit_keyword]]></InfoType>
-  <Token><![CDATA[tkn-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a]]></Token>
-  <TimeStamp>1717000000</TimeStamp>
-</xml>`
 
 func TestParseEvent(t *testing.T) {
 	tests := []struct {
@@ -23,8 +16,8 @@ func TestParseEvent(t *testing.T) {
 		doc  string
 		want Event
 	}{
-		{"HitKeywordXML", hitKeywordXML, Event{Format: FormatXML, Kind: wecomhit.KindHitKeyword, InfoType: "hit_keyword",
-			SuiteID: "wwArchiveSuite01", AuthCorpID: "wwCorpABC123", Token: "tkn-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a", Time: 1717000000}},
+		{"HitKeywordXML", callbacktest.HitKeywordXML, Event{Format: FormatXML, Kind: wecomhit.KindHitKeyword, InfoType: "hit_keyword",
+			SuiteID: "wwArchiveSuite01", AuthCorpID: "wwCorpABC123", Token: callbacktest.HitToken, Time: 1717000000}},
 		{"ConversationNewMessageXML", `<xml><SuiteId><![CDATA[s]]></SuiteId><AuthCorpId><![CDATA[c]]></AuthCorpId><InfoType><![CDATA[conversation_new_message]]></InfoType><Token><![CDATA[t]]></Token><TimeStamp>5</TimeStamp></xml>`,
 			Event{Format: FormatXML, Kind: wecomhit.KindConversationNewMessage, InfoType: "conversation_new_message", SuiteID: "s", AuthCorpID: "c", Token: "t", Time: 5}},
 		{"SuiteTicketXML", `<xml><SuiteId><![CDATA[s]]></SuiteId><InfoType><![CDATA[suite_ticket]]></InfoType><TimeStamp>1403610513</TimeStamp><SuiteTicket><![CDATA[asdfasfdasdfasdf]]></SuiteTicket></xml>`,
@@ -56,7 +49,7 @@ func TestParseEvent(t *testing.T) {
 }
 
 func TestEvent_CorpID(t *testing.T) {
-	hit, err := ParseEvent(hitKeywordXML)
+	hit, err := ParseEvent(callbacktest.HitKeywordXML)
 	require.NoError(t, err)
 	assert.Equal(t, "wwCorpABC123", hit.CorpID())
 	app := Event{ToUserName: "wwCorp"}

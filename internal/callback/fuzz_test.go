@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
@@ -13,7 +14,7 @@ import (
 // that lies within the body, or an error; never a panic.
 func FuzzParseEnvelope(f *testing.F) {
 	for _, v := range testvectors.All() {
-		f.Add(xmlEnvelope(v.Encrypt))
+		f.Add(callbacktest.XMLEnvelope(v.Encrypt))
 		f.Add(`{"tousername":"ww","encrypt":"` + v.Encrypt + `","agentid":218}`)
 	}
 	f.Add(`<!DOCTYPE x [<!ENTITY e "x">]><xml><Encrypt>&e;</Encrypt></xml>`)
@@ -35,7 +36,7 @@ func FuzzParseEnvelope(f *testing.F) {
 // FuzzParseEvent: any plaintext is classified into a known kind, or refused.
 func FuzzParseEvent(f *testing.F) {
 	for _, s := range []string{
-		hitKeywordXML,
+		callbacktest.HitKeywordXML,
 		`<xml><ToUserName><![CDATA[c]]></ToUserName><CreateTime>1</CreateTime><Event><![CDATA[program_notify]]></Event><NotifyId><![CDATA[n]]></NotifyId><NotifyScene>1</NotifyScene></xml>`,
 		`<xml><SuiteId>s</SuiteId><InfoType>suite_ticket</InfoType><SuiteTicket>t</SuiteTicket><TimeStamp>1</TimeStamp></xml>`,
 		`{"SuiteId":"s","AuthCorpId":"c","InfoType":"hit_keyword","Token":"t","TimeStamp":1717000000}`,
@@ -73,7 +74,7 @@ func FuzzDecode(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, s := range []string{hitKeywordXML, `{"InfoType":"suite_ticket","SuiteTicket":"t"}`, "1616140317555161061", "<xml/>"} {
+	for _, s := range []string{callbacktest.HitKeywordXML, `{"InfoType":"suite_ticket","SuiteTicket":"t"}`, "1616140317555161061", "<xml/>"} {
 		enc, err := c.Encrypt(s)
 		if err != nil {
 			f.Fatal(err)
@@ -83,7 +84,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("AAAA")
 	f.Fuzz(func(t *testing.T, encrypt string) {
 		sig := c.Sign("1", "2", encrypt)
-		cb, err := Decode(c, "app", sig, "1", "2", xmlEnvelope(encrypt))
+		cb, err := Decode(c, "app", sig, "1", "2", callbacktest.XMLEnvelope(encrypt))
 		if err != nil {
 			if rj := classify(err); rj.status != 400 && rj.status != 403 {
 				t.Fatalf("unclassified error %v -> %d", err, rj.status)

@@ -430,6 +430,6 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Eve
 		Str("op", op).
 		Str("outcome", outcome).
 		Int("status", status).
-		Dur("latency", h.now().Sub(start)).
+		Dur("latency_ms", h.now().Sub(start)).
 		Msg("callback")
 }

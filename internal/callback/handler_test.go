@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
@@ -93,10 +94,6 @@ func (f *fixture) url(app string, q url.Values) string {
 	return f.srv.URL + "/callback/" + app + "?" + q.Encode()
 }
 
-func signedQuery(sig, ts, nonce string) url.Values {
-	return url.Values{"msg_signature": {sig}, "timestamp": {ts}, "nonce": {nonce}}
-}
-
 func do(t *testing.T, method, u, body string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
@@ -109,17 +106,13 @@ func do(t *testing.T, method, u, body string) (int, string, http.Header) {
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func xmlEnvelope(encrypt string) string {
-	return "<xml><ToUserName><![CDATA[wwArchiveSuite01]]></ToUserName><Encrypt><![CDATA[" + encrypt + "]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>"
-}
-
 func TestHandler_OfficialVectors(t *testing.T) {
 	sink := &memSink{}
 	f := newFixture(t, sink, WithTimestampWindow(0))
 	apps := map[testvectors.App]string{testvectors.V1: "v1", testvectors.V2: "v2"}
 	for _, v := range testvectors.All() {
 		t.Run(v.Name, func(t *testing.T) {
-			q := signedQuery(v.Signature, v.Timestamp, v.Nonce)
+			q := callbacktest.Query(v.Signature, v.Timestamp, v.Nonce)
 			switch v.Format {
 			case "get":
 				q.Set("echostr", v.Encrypt)
@@ -128,7 +121,7 @@ func TestHandler_OfficialVectors(t *testing.T) {
 				assert.Equal(t, v.Plaintext, body, "exactly the plaintext, no newline")
 				assert.Equal(t, "text/plain; charset=utf-8", hdr.Get("Content-Type"))
 			case "xml", "json":
-				env := xmlEnvelope(v.Encrypt)
+				env := callbacktest.XMLEnvelope(v.Encrypt)
 				if v.Format == "json" {
 					env = `{"tousername":"` + v.App.ReceiveID + `","encrypt":"` + v.Encrypt + `","agentid":218}`
 				}
@@ -148,9 +141,9 @@ func TestHandler_OfficialVectors(t *testing.T) {
 
 func sealHit(t *testing.T, c *crypto.Crypter, ts string) (q url.Values, body, encrypt string) {
 	t.Helper()
-	enc, sig, err := c.Seal(hitKeywordXML, ts, "1372623149")
+	enc, sig, err := c.Seal(callbacktest.HitKeywordXML, ts, "1372623149")
 	require.NoError(t, err)
-	return signedQuery(sig, ts, "1372623149"), xmlEnvelope(enc), enc
+	return callbacktest.Query(sig, ts, "1372623149"), callbacktest.XMLEnvelope(enc), enc
 }
 
 func TestHandler_HitKeyword(t *testing.T) {
@@ -168,8 +161,8 @@ func TestHandler_HitKeyword(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.Equal(t, wecomhit.Callback{
 		ID: CallbackID("v1", enc), App: "v1", Kind: wecomhit.KindHitKeyword, Format: FormatXML,
-		CorpID: "wwCorpABC123", SuiteID: "wwArchiveSuite01", Token: "tkn-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a",
-		EventTime: 1717000000, ReceivedAt: now.UTC(), Raw: hitKeywordXML,
+		CorpID: "wwCorpABC123", SuiteID: "wwArchiveSuite01", Token: callbacktest.HitToken,
+		EventTime: 1717000000, ReceivedAt: now.UTC(), Raw: callbacktest.HitKeywordXML,
 	}, recs[0])
 
 	// A retry of the same delivery carries the same id.
@@ -223,106 +216,21 @@ func TestHandler_SinkFailures(t *testing.T) {
 // reached the sink, and that the log line names the reason but no secret.
 func TestHandler_BadInput(t *testing.T) {
 	now := time.Unix(1717000030, 0)
-	ts := strconv.FormatInt(now.Unix(), 10)
-	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
-	require.NoError(t, err)
-	otherRID, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, "wwSomeoneElse")
-	require.NoError(t, err)
-
-	sealed := func(c *crypto.Crypter, msg, ts string) (url.Values, string) {
-		enc, sig, err := c.Seal(msg, ts, "n1")
-		require.NoError(t, err)
-		return signedQuery(sig, ts, "n1"), enc
-	}
-	// signRaw signs an arbitrary Encrypt, as someone holding the token could.
-	signRaw := func(enc string) url.Values { return signedQuery(c.Sign(ts, "n1", enc), ts, "n1") }
-
-	goodQ, goodEnc := sealed(c, hitKeywordXML, ts)
-	tampered := []byte(goodEnc)
-	tampered[20] ^= 1
-	staleQ, staleEnc := sealed(c, hitKeywordXML, strconv.FormatInt(now.Add(-2*time.Hour).Unix(), 10))
-	futureQ, futureEnc := sealed(c, hitKeywordXML, strconv.FormatInt(now.Add(2*time.Hour).Unix(), 10))
-	ridQ, ridEnc := sealed(otherRID, hitKeywordXML, ts)
-	badXMLQ, badXMLEnc := sealed(c, "<xml><InfoType>hit_keyword</InfoType>", ts)
-	doctypeQ, doctypeEnc := sealed(c, `<!DOCTYPE xml [<!ENTITY t "x">]><xml><Token>&t;</Token></xml>`, ts)
-	badJSONQ, badJSONEnc := sealed(c, `{"InfoType":"hit_keyword","Token":`, ts)
-	bigLen := make([]byte, 32)
-	bigLen[16], bigLen[17], bigLen[18], bigLen[19] = 0xff, 0xff, 0xff, 0xff
-	for i := 20; i < 32; i++ {
-		bigLen[i] = 12
-	}
-
-	type req struct {
-		method, app string
-		q           url.Values
-		body        string
-	}
-	tests := []struct {
-		name   string
-		req    req
-		status int
-		reason string
-	}{
-		{"BadSignature", req{"POST", "v1", signedQuery("0000000000000000000000000000000000000000", ts, "n1"), xmlEnvelope(goodEnc)}, 403, "bad_signature"},
-		{"SignatureNotHex", req{"POST", "v1", signedQuery("zz", ts, "n1"), xmlEnvelope(goodEnc)}, 403, "bad_signature"},
-		{"TamperedCiphertext", req{"POST", "v1", goodQ, xmlEnvelope(string(tampered))}, 403, "bad_signature"},
-		{"OtherAppsSignature", req{"POST", "v2", goodQ, xmlEnvelope(goodEnc)}, 403, "bad_signature"},
-		{"BadBase64", req{"POST", "v1", signRaw("@@@@"), xmlEnvelope("@@@@")}, 400, "bad_ciphertext"},
-		{"BadPadding", req{"POST", "v1", signRaw(encryptRaw(t, make([]byte, 32))), xmlEnvelope(encryptRaw(t, make([]byte, 32)))}, 400, "bad_ciphertext"},
-		{"LengthPastEnd", req{"POST", "v1", signRaw(encryptRaw(t, bigLen)), xmlEnvelope(encryptRaw(t, bigLen))}, 400, "bad_ciphertext"},
-		{"WrongReceiveID", req{"POST", "v1", ridQ, xmlEnvelope(ridEnc)}, 403, "bad_receive_id"},
-		{"PostReplayedAsGet", req{"GET", "v1", withEcho(goodQ, goodEnc), ""}, 403, "not_verification_string"},
-		{"UnknownApp", req{"POST", "nope", goodQ, xmlEnvelope(goodEnc)}, 404, "unknown_app"},
-		{"MalformedEnvelopeXML", req{"POST", "v1", goodQ, "<xml><Encrypt>" + goodEnc}, 400, "malformed"},
-		{"MalformedEnvelopeJSON", req{"POST", "v1", goodQ, `{"encrypt":`}, 400, "malformed"},
-		{"NeitherXMLNorJSON", req{"POST", "v1", goodQ, "Encrypt=" + goodEnc}, 400, "malformed"},
-		{"EmptyBody", req{"POST", "v1", goodQ, ""}, 400, "malformed"},
-		{"MalformedEventXML", req{"POST", "v1", badXMLQ, xmlEnvelope(badXMLEnc)}, 400, "malformed"},
-		{"MalformedEventJSON", req{"POST", "v1", badJSONQ, xmlEnvelope(badJSONEnc)}, 400, "malformed"},
-		{"DoctypeInEnvelope", req{"POST", "v1", goodQ, `<!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>` + xmlEnvelope(goodEnc)}, 400, "xml_doctype"},
-		{"DoctypeInEvent", req{"POST", "v1", doctypeQ, xmlEnvelope(doctypeEnc)}, 400, "xml_doctype"},
-		{"OversizedBody", req{"POST", "v1", goodQ, xmlEnvelope(goodEnc) + strings.Repeat(" ", 2048)}, 413, "body_too_large"},
-		{"StaleTimestampPost", req{"POST", "v1", staleQ, xmlEnvelope(staleEnc)}, 403, "stale_timestamp"},
-		{"FutureTimestampPost", req{"POST", "v1", futureQ, xmlEnvelope(futureEnc)}, 403, "stale_timestamp"},
-		{"StaleTimestampGet", req{"GET", "v1", withEcho(staleQ, staleEnc), ""}, 403, "stale_timestamp"},
-		{"TimestampNotNumber", req{"POST", "v1", signedQuery(goodQ.Get("msg_signature"), "soon", "n1"), xmlEnvelope(goodEnc)}, 400, "bad_timestamp"},
-		{"MissingSignature", req{"POST", "v1", url.Values{"timestamp": {ts}, "nonce": {"n1"}}, xmlEnvelope(goodEnc)}, 400, "missing_param"},
-		{"MissingEchostr", req{"GET", "v1", goodQ, ""}, 400, "missing_param"},
-	}
-	secrets := []string{testvectors.V1.EncodingAESKey, testvectors.V1.Token, "tkn-7f3a", goodEnc}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, tt := range callbacktest.Bad(t, "v1", "v2", now) {
+		t.Run(tt.Name, func(t *testing.T) {
 			sink := &memSink{}
 			f := newFixture(t, sink, WithClock(func() time.Time { return now }), WithMaxBodyBytes(1024))
-			status, body, _ := do(t, tt.req.method, f.url(tt.req.app, tt.req.q), tt.req.body)
-			assert.Equal(t, tt.status, status)
-			assert.Equal(t, strconv.Itoa(tt.status)+" "+tt.reason+"\n", body)
+			status, body, _ := do(t, tt.Method, f.url(tt.App, tt.Query), tt.Body)
+			assert.Equal(t, tt.Status, status)
+			assert.Equal(t, strconv.Itoa(tt.Status)+" "+tt.Reason+"\n", body)
 			assert.Empty(t, sink.records(), "nothing stored")
 			logs := f.logs.String()
-			assert.Contains(t, logs, `"reason":"`+tt.reason+`"`)
-			for _, s := range secrets {
+			assert.Contains(t, logs, `"reason":"`+tt.Reason+`"`)
+			for _, s := range callbacktest.Secrets() {
 				assert.NotContains(t, logs, s)
 			}
 		})
 	}
-}
-
-func withEcho(q url.Values, echostr string) url.Values {
-	out := url.Values{}
-	for k, v := range q {
-		out[k] = v
-	}
-	out.Set("echostr", echostr)
-	return out
-}
-
-// encryptRaw AES-encrypts a hand-made frame with V1's key, bypassing the
-// framing Encrypt would add.
-func encryptRaw(t *testing.T, frame []byte) string {
-	t.Helper()
-	enc, err := rawCBC(testvectors.V1.EncodingAESKey, frame)
-	require.NoError(t, err)
-	return enc
 }
 
 func TestHandler_OversizedChunkedBody(t *testing.T) {
@@ -332,10 +240,10 @@ func TestHandler_OversizedChunkedBody(t *testing.T) {
 	pr, pw := io.Pipe()
 	go func() {
 		// Unknown length: the handler must stop at the limit, not read on.
-		_, _ = pw.Write([]byte(xmlEnvelope(v.Encrypt) + strings.Repeat(" ", 4096)))
+		_, _ = pw.Write([]byte(callbacktest.XMLEnvelope(v.Encrypt) + strings.Repeat(" ", 4096)))
 		_ = pw.Close()
 	}()
-	req, err := http.NewRequest(http.MethodPost, f.url("v1", signedQuery(v.Signature, v.Timestamp, v.Nonce)), pr)
+	req, err := http.NewRequest(http.MethodPost, f.url("v1", callbacktest.Query(v.Signature, v.Timestamp, v.Nonce)), pr)
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

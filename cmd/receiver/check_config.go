@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+)
+
+// checkConfigCommand loads and validates a configuration without starting
+// anything, printing each problem on its own line.
+type checkConfigCommand struct {
+	env env
+}
+
+func (c *checkConfigCommand) Run(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(c.env.stderr)
+	path := configFlag(fs, c.env)
+	if err := parseFlags(fs, args, path); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		var joined interface{ Unwrap() []error }
+		if errors.As(err, &joined) {
+			_, _ = fmt.Fprintf(c.env.stderr, "%s: %d problems:\n", *path, len(joined.Unwrap()))
+			for _, e := range joined.Unwrap() {
+				_, _ = fmt.Fprintf(c.env.stderr, "  %v\n", e)
+			}
+			return fmt.Errorf("%s is not valid", *path)
+		}
+		return err
+	}
+	_, _ = fmt.Fprintf(c.env.stdout, "%s: OK (%d apps: %s; nats: %s)\n",
+		*path, len(cfg.Apps), strings.Join(cfg.AppNames(), ", "), natsMode(cfg))
+	return nil
+}
+
+func natsMode(cfg *config.Config) string {
+	if urls := cfg.NATS.URLs(); len(urls) > 0 {
+		return fmt.Sprintf("external, %d URLs", len(urls))
+	}
+	return "embedded, store " + cfg.NATS.StoreDir
+}

@@ -1,0 +1,121 @@
+// Command receiver is the WeCom keyword-hit receiver: it takes WeCom's
+// encrypted callbacks, stores them durably in NATS JetStream, and (in later
+// stages) fetches and publishes the hits they announce.
+//
+// Usage:
+//
+//	receiver serve -config FILE        run the service (RECEIVER_CONFIG may name the file)
+//	receiver check-config -config FILE validate a configuration and exit
+//	receiver version                   print the version
+//
+// Only this package sees OS signals, flags and the process environment; it
+// wires the stages together and hands each one what it needs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default handling so that a
+		// second Ctrl-C ends a shutdown that takes too long.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// env is what a subcommand may use of the process, so tests can run
+// subcommands in-process with their own.
+type env struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
+// command is one subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
+// errUsage marks a command-line mistake: exit code 2 and the usage text.
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		printUsage(e.stderr)
+		return 2
+	}
+	var cmd command
+	switch args[0] {
+	case "serve":
+		cmd = &serveCommand{env: e}
+	case "check-config":
+		cmd = &checkConfigCommand{env: e}
+	case "version":
+		_, _ = fmt.Fprintln(e.stdout, "receiver", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		printUsage(e.stdout)
+		return 0
+	default:
+		_, _ = fmt.Fprintf(e.stderr, "receiver: unknown command %q\n\n", args[0])
+		printUsage(e.stderr)
+		return 2
+	}
+	if err := cmd.Run(ctx, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		_, _ = fmt.Fprintf(e.stderr, "receiver %s: %v\n", args[0], err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func printUsage(w io.Writer) {
+	_, _ = fmt.Fprint(w, `receiver: the WeCom keyword-hit receiver
+
+Commands:
+  serve -config FILE          run the service (RECEIVER_CONFIG may name the file)
+  check-config -config FILE   validate a configuration and exit
+  version                     print the version
+
+Run "receiver COMMAND -h" for a command's flags.
+`)
+}
+
+// configFlag registers -config with RECEIVER_CONFIG as its default.
+func configFlag(fs *flag.FlagSet, e env) *string {
+	return fs.String("config", e.getenv("RECEIVER_CONFIG"), "configuration `file` (default $RECEIVER_CONFIG)")
+}
+
+// parseFlags parses a subcommand's flags and requires -config.
+func parseFlags(fs *flag.FlagSet, args []string, path *string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if *path == "" {
+		return fmt.Errorf("%w: -config FILE or RECEIVER_CONFIG is required", errUsage)
+	}
+	return nil
+}

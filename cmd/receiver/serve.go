@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/callback"
+	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/intake"
+)
+
+// serveCommand runs the service until ctx is cancelled.
+type serveCommand struct {
+	env env
+}
+
+func (c *serveCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(c.env.stderr)
+	path := configFlag(fs, c.env)
+	if err := parseFlags(fs, args, path); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, c.env.stderr)
+	m := NewMain(cfg, log)
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	return m.Close(closeCtx)
+}
+
+// newLogger builds the process logger from the config. The level and format
+// were validated by config.
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	level, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// Main is the running service: NATS, the callback intake and the HTTP
+// server. Tests run it in-process on 127.0.0.1:0.
+type Main struct {
+	cfg *config.Config
+	log zerolog.Logger
+
+	broker   *broker.Broker
+	intake   *intake.Store
+	server   *http.Server
+	listener net.Listener
+	served   chan struct{} // closed when Serve returns
+
+	draining atomic.Bool
+}
+
+// NewMain returns a Main for cfg; it does no I/O.
+func NewMain(cfg *config.Config, log zerolog.Logger) *Main {
+	return &Main{cfg: cfg, log: log}
+}
+
+// Open connects to (or starts) NATS, creates the streams, binds the HTTP
+// listener and starts serving. Bind errors reach the caller.
+func (m *Main) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = m.Close(closeCtx)
+		}
+	}()
+	n := m.cfg.NATS
+	m.broker, err = broker.Open(ctx, broker.Options{
+		URLs:            n.URLs(),
+		StoreDir:        n.StoreDir,
+		Listen:          n.Listen,
+		SyncAlways:      n.SyncAlways,
+		CredentialsFile: n.CredentialsFile,
+		TLSCAFile:       n.TLSCAFile,
+		TLSCertFile:     n.TLSCertFile,
+		TLSKeyFile:      n.TLSKeyFile,
+		ConnectTimeout:  n.ConnectTimeout,
+	}, m.log)
+	if err != nil {
+		return err
+	}
+	m.intake = intake.New(m.broker.JetStream(), n.SubjectPrefix, intake.Options{
+		Replicas:        n.Replicas,
+		MaxAge:          n.CallbackMaxAge,
+		DuplicateWindow: n.DuplicateWindow,
+	})
+	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
+	defer cancel()
+	if err := m.intake.Setup(setupCtx); err != nil {
+		return err
+	}
+
+	apps := make([]callback.App, 0, len(m.cfg.Apps))
+	for _, a := range m.cfg.Apps {
+		c, err := crypto.New(a.Token.Reveal(), a.EncodingAESKey.Reveal(), a.ReceiveID)
+		if err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		apps = append(apps, callback.App{Name: a.Name, Crypter: c})
+	}
+	h, err := callback.New(apps, m.intake, m.log,
+		callback.WithMaxBodyBytes(m.cfg.HTTP.MaxBodyBytes),
+		callback.WithAckTimeout(m.cfg.HTTP.AckTimeout),
+		callback.WithTimestampWindow(m.cfg.HTTP.TimestampWindow),
+	)
+	if err != nil {
+		return err
+	}
+
+	m.listener, err = net.Listen("tcp", m.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	m.server = &http.Server{
+		Handler:           m.routes(h),
+		ReadHeaderTimeout: 5 * time.Second,
+		// WeCom gives up after 5 s; a slower body is not WeCom.
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+		IdleTimeout:  90 * time.Second,
+	}
+	m.served = make(chan struct{})
+	go func() {
+		defer close(m.served)
+		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error().Err(err).Msg("http server stopped")
+		}
+	}()
+	ev := m.log.Info().Str("http", m.Addr()).Strs("apps", m.cfg.AppNames())
+	if u := m.broker.ClientURL(); u != "" {
+		ev.Str("nats", u)
+	}
+	ev.Bool("nats_embedded", m.broker.Embedded()).Msg("receiver started")
+	return nil
+}
+
+// Addr is the address the HTTP server listens on.
+func (m *Main) Addr() string {
+	if m.listener == nil {
+		return ""
+	}
+	return m.listener.Addr().String()
+}
+
+// Broker exposes the NATS connection, for tests and subcommands.
+func (m *Main) Broker() *broker.Broker { return m.broker }
+
+func (m *Main) routes(h *callback.Handler) http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, m.recoverer)
+	h.Mount(r)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// Alive: the process answers. Readiness is a separate question.
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Ready(r.Context()); err != nil {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			return
+		}
+		writeText(w, http.StatusOK, "ready\n")
+	})
+	return r
+}
+
+// errDraining: the service is shutting down and takes no new work.
+var errDraining = errors.New("draining")
+
+// Ready reports whether the service can store callbacks: not shutting down,
+// NATS connected, and the callback stream present.
+func (m *Main) Ready(ctx context.Context) error {
+	if m.draining.Load() {
+		return errDraining
+	}
+	if err := m.broker.Ready(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return m.intake.Ready(ctx)
+}
+
+// recoverer turns a handler panic into a 500 and a log line, instead of
+// chi's stack dump on stderr.
+func (m *Main) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				m.log.Error().Str("request_id", middleware.GetReqID(r.Context())).
+					Str("panic", fmt.Sprint(v)).Msg("handler panicked")
+				writeText(w, http.StatusInternalServerError, "500 internal\n")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Close shuts down in order: readiness fails first so load balancers stop
+// sending, the HTTP server stops accepting and finishes in-flight requests
+// (each already bounded by the ack timeout), then NATS drains, which flushes
+// pending publishes and waits for their acks. It is idempotent.
+func (m *Main) Close(ctx context.Context) error {
+	m.draining.Store(true)
+	var errs []error
+	if m.server != nil {
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		<-m.served
+		m.server = nil
+	}
+	if m.broker != nil {
+		if err := m.broker.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func writeText(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}

@@ -1,0 +1,453 @@
+// Package broker gives the receiver its NATS connection: it starts the
+// embedded JetStream server, or connects to an existing server or cluster.
+//
+// It knows nothing about streams, subjects or records; intake and publish
+// set up their own streams on the JetStream context it hands out.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultName           = "wecom-receiver"
+)
+
+// serverName names the embedded server in its logs and in JetStream
+// metadata. Fixed, so a restart on the same store is the same server.
+const serverName = "wecom-receiver"
+
+// Reconnect pacing (250-500ms, 250ms-1s with TLS): a short base wait keeps
+// a rolling restart of a cluster node short, the jitter keeps many receivers
+// from reconnecting in lockstep.
+const (
+	reconnectWait      = 250 * time.Millisecond
+	reconnectJitter    = 250 * time.Millisecond
+	reconnectJitterTLS = 750 * time.Millisecond
+)
+
+var (
+	// ErrInvalidOption: Options has a bad or incomplete value.
+	ErrInvalidOption = errors.New("broker: invalid option")
+	// ErrNotConnected: the NATS connection is not in the connected state;
+	// Ready wraps it with the state's name.
+	ErrNotConnected = errors.New("broker: nats not connected")
+)
+
+// Options says which NATS to use. Zero values take the defaults noted.
+type Options struct {
+	// URLs of an existing server or cluster. Empty: start an embedded server.
+	URLs []string
+	// StoreDir is the embedded JetStream file store directory. Required when
+	// embedded.
+	StoreDir string
+	// Listen is the embedded server's "host:port" for TCP clients (port 0
+	// picks one). Empty: in-process clients only. The listener has no
+	// authentication.
+	Listen string
+	// SyncAlways makes the embedded server fsync every write, instead of
+	// every two minutes: slower, but an acked callback survives power loss.
+	SyncAlways bool
+
+	// CredentialsFile is a NATS .creds file for an external server.
+	CredentialsFile string
+	// TLS for an external server: CA to verify it, client cert and key
+	// (both or neither).
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+
+	// ConnectTimeout bounds the embedded server's start-up and each dial;
+	// default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// Name is the client connection name; default DefaultName.
+	Name string
+}
+
+// Broker owns one NATS connection and, when embedded, the server behind it.
+type Broker struct {
+	log zerolog.Logger
+	srv *server.Server // nil when external
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	// closed is closed by the connection's ClosedHandler, which runs once the
+	// connection is closed for good (after a drain, or a failed one).
+	closed chan struct{}
+
+	closing   atomic.Bool // set by Close, to tell our disconnect from an outage
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts the embedded server (when opts.URLs is empty) or connects to
+// the external one, and returns once the connection is up; it fails rather
+// than retries when the first connect fails, so a misconfigured URL shows at
+// start-up. Afterwards an external connection reconnects forever.
+//
+// ctx bounds the embedded server's start-up; for an external server, a
+// deadline on ctx caps each dial (nats.Connect takes no context).
+// Bad options give an error wrapping ErrInvalidOption.
+func Open(ctx context.Context, opts Options, log zerolog.Logger) (*Broker, error) {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultName
+	}
+	b := &Broker{
+		log:    log.With().Str("component", "broker").Logger(),
+		closed: make(chan struct{}),
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("broker: open: %w", err)
+	}
+	var err error
+	if len(opts.URLs) == 0 {
+		err = b.openEmbedded(ctx, opts, log.With().Str("component", "nats-server").Logger())
+	} else {
+		err = b.openExternal(ctx, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.js, err = jetstream.New(b.nc)
+	if err != nil {
+		b.nc.Close()
+		b.shutdownServer()
+		return nil, fmt.Errorf("broker: jetstream: %w", err)
+	}
+	return b, nil
+}
+
+func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.Logger) error {
+	if opts.StoreDir == "" {
+		return fmt.Errorf("%w: embedded server needs a store dir", ErrInvalidOption)
+	}
+	sopts := &server.Options{
+		ServerName: serverName,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		SyncAlways: opts.SyncAlways,
+		DontListen: opts.Listen == "",
+		// Signals belong to main, which turns them into ctx cancellation.
+		NoSigs: true,
+	}
+	if opts.Listen != "" {
+		host, port, err := splitListen(opts.Listen)
+		if err != nil {
+			return err
+		}
+		sopts.Host, sopts.Port = host, port
+		if !isLoopback(host) {
+			b.log.Warn().Str("listen", opts.Listen).
+				Msg("embedded nats-server accepts unauthenticated TCP clients on a non-loopback address")
+		}
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return fmt.Errorf("broker: start embedded nats-server: %w", err)
+	}
+	fatal := make(chan string, 1)
+	// Debug and trace stay off: they log every protocol line.
+	srv.SetLoggerV2(serverLogger{log: srvLog, fatal: fatal}, false, false, false)
+	srv.Start()
+	b.srv = srv
+	if err := waitReady(ctx, srv, opts.ConnectTimeout, fatal); err != nil {
+		b.shutdownServer()
+		return fmt.Errorf("broker: start embedded nats-server: %w", err)
+	}
+	if !srv.JetStreamEnabled() {
+		b.shutdownServer()
+		return errors.New("broker: start embedded nats-server: jetstream is not enabled")
+	}
+
+	// The URL only fills the client's server pool; InProcessServer makes it
+	// connect through a pipe instead of dialing.
+	nc, err := nats.Connect(srv.ClientURL(), append(b.connOptions(opts),
+		nats.Timeout(opts.ConnectTimeout),
+		nats.InProcessServer(srv),
+	)...)
+	if err != nil {
+		b.shutdownServer()
+		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
+	}
+	b.nc = nc
+	b.log.Info().Str("store_dir", opts.StoreDir).Bool("sync_always", opts.SyncAlways).
+		Str("client_url", b.ClientURL()).Msg("embedded nats-server started")
+	return nil
+}
+
+// waitReady waits for srv to accept clients, for at most d or until ctx is
+// done, whichever comes first. A Fatalf from the server (read from fatal)
+// means it gave up on start-up (say, an unusable store dir): that ends the
+// wait at once, with the server's message.
+func waitReady(ctx context.Context, srv *server.Server, d time.Duration, fatal <-chan string) error {
+	deadline := time.Now().Add(d)
+	// ReadyForConnections takes no context: ask in short slices and check
+	// ctx and fatal in between.
+	const slice = 50 * time.Millisecond
+	for {
+		if srv.ReadyForConnections(slice) {
+			return nil
+		}
+		select {
+		case msg := <-fatal:
+			return errors.New(msg)
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready for connections after %s", d)
+		}
+	}
+}
+
+func (b *Broker) openExternal(ctx context.Context, opts Options) error {
+	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
+		return fmt.Errorf("%w: TLS client cert and key go together", ErrInvalidOption)
+	}
+	timeout := opts.ConnectTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	no := b.connOptions(opts)
+	no = append(no,
+		nats.Timeout(timeout),
+		// Fail at start-up rather than wait for a server that may never
+		// come; once connected, reconnect forever (connOptions).
+		nats.RetryOnFailedConnect(false),
+	)
+	if opts.CredentialsFile != "" {
+		no = append(no, nats.UserCredentials(opts.CredentialsFile))
+	}
+	if opts.TLSCAFile != "" {
+		no = append(no, nats.RootCAs(opts.TLSCAFile))
+	}
+	if opts.TLSCertFile != "" {
+		no = append(no, nats.ClientCert(opts.TLSCertFile, opts.TLSKeyFile))
+	}
+	servers := make([]string, len(opts.URLs))
+	for i, u := range opts.URLs {
+		servers[i] = redactURL(u)
+	}
+	b.log.Info().Strs("servers", servers).Msg("connecting to nats")
+	nc, err := nats.Connect(strings.Join(opts.URLs, ","), no...)
+	if err != nil {
+		return fmt.Errorf("broker: connect to nats %s: %w", strings.Join(servers, ","), err)
+	}
+	b.nc = nc
+	b.log.Info().Str("url", b.ClientURL()).Msg("connected to nats")
+	return nil
+}
+
+// connOptions are the options both kinds of connection share: the name,
+// reconnecting forever (the endpoint answers 5xx meanwhile, /readyz fails,
+// and WeCom retries), and handlers that log connection events. The handlers
+// run on the client's callback goroutine and log no credentials: URLs go
+// through redactURL.
+func (b *Broker) connOptions(opts Options) []nats.Option {
+	return []nats.Option{
+		nats.Name(opts.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.ReconnectJitter(reconnectJitter, reconnectJitterTLS),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			ev := b.log.Warn()
+			if b.closing.Load() {
+				ev = b.log.Debug() // our own Close
+			}
+			if err != nil {
+				ev = ev.Err(err)
+			}
+			ev.Msg("nats disconnected")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info().Str("url", redactURL(nc.ConnectedUrl())).Uint64("reconnects", nc.Stats().Reconnects).
+				Msg("nats reconnected")
+		}),
+		nats.LameDuckModeHandler(func(nc *nats.Conn) {
+			b.log.Info().Str("url", redactURL(nc.ConnectedUrl())).
+				Msg("nats server entering lame duck mode; will reconnect elsewhere")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := b.log.Error().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("nats async error")
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			b.log.Debug().Msg("nats connection closed")
+			close(b.closed)
+		}),
+	}
+}
+
+// Conn returns the NATS connection.
+func (b *Broker) Conn() *nats.Conn { return b.nc }
+
+// JetStream returns the JetStream context on Conn.
+func (b *Broker) JetStream() jetstream.JetStream { return b.js }
+
+// Embedded reports whether Open started an embedded server.
+func (b *Broker) Embedded() bool { return b.srv != nil }
+
+// ClientURL is where other clients can reach the server: for an embedded
+// server that listens, nats://host:port; for an external one, the URL
+// currently connected to, without user info. "" for an in-process-only
+// embedded server, or while disconnected.
+func (b *Broker) ClientURL() string {
+	if b.srv != nil {
+		if b.srv.Addr() == nil {
+			return ""
+		}
+		return b.srv.ClientURL()
+	}
+	return redactURL(b.nc.ConnectedUrl())
+}
+
+// Ready returns nil while the connection is connected, and otherwise an
+// error wrapping ErrNotConnected that names the state (RECONNECTING,
+// DRAINING_PUBS, CLOSED, ...). It does no I/O; it is for /readyz.
+func (b *Broker) Ready() error {
+	if st := b.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: %s", ErrNotConnected, st)
+	}
+	return nil
+}
+
+// Close drains the connection, so pending publishes are flushed and their
+// acks read, then shuts the embedded server down and waits for it. If ctx
+// ends first the connection is closed without finishing the drain and
+// ctx's error is returned (the server is still shut down). Calls after the
+// first return the first call's result.
+func (b *Broker) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() { b.closeErr = b.close(ctx) })
+	return b.closeErr
+}
+
+func (b *Broker) close(ctx context.Context) error {
+	b.closing.Store(true)
+	var errs []error
+	switch err := b.nc.Drain(); {
+	case err == nil:
+		select {
+		case <-b.closed:
+		case <-ctx.Done():
+			b.nc.Close()
+			errs = append(errs, fmt.Errorf("broker: drain nats connection: %w", ctx.Err()))
+		}
+	case errors.Is(err, nats.ErrConnectionClosed):
+		// Closed already; nothing to drain.
+	case errors.Is(err, nats.ErrConnectionReconnecting):
+		// Drain closed the connection: whatever sat in the reconnect buffer is
+		// lost, and its publishers have seen (or will see) errors.
+		b.log.Warn().Msg("nats connection closed while reconnecting; buffered publishes dropped")
+	default:
+		b.nc.Close()
+		errs = append(errs, fmt.Errorf("broker: drain nats connection: %w", err))
+	}
+	b.shutdownServer()
+	return errors.Join(errs...)
+}
+
+func (b *Broker) shutdownServer() {
+	if b.srv == nil {
+		return
+	}
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+	b.log.Info().Msg("embedded nats-server stopped")
+}
+
+// splitListen turns "host:port" into server options; port 0 means any free
+// port, which nats-server spells -1 (its 0 means 4222).
+func splitListen(listen string) (string, int, error) {
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: listen %q: %w", ErrInvalidOption, listen, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%w: listen %q: bad port", ErrInvalidOption, listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// isLoopback reports whether host only accepts local connections. An empty
+// host means every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactURL drops the user info (user, password or token) from a NATS URL
+// for logs and errors. url.URL.Redacted would keep the user name, which for
+// nats://TOKEN@host is the secret itself.
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	raw := s
+	if !strings.Contains(raw, "://") {
+		// nats.go accepts "host:port"; url.Parse would read host as a scheme.
+		raw = "nats://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Never echo what we could not parse: it may hold a password.
+		return "(unparseable url)"
+	}
+	u.User = nil
+	return u.String()
+}
+
+// serverLogger routes the embedded server's log to zerolog. Notices go to
+// debug: at start-up they are a banner of some twenty lines, and Open logs
+// the one line an operator needs (store dir and client URL). Fatalf logs at error level and does not exit: the server calls it
+// for start-up failures it then returns from (JetStream cannot start, a
+// listener cannot bind), exiting is main's decision, and Open learns of it
+// through fatal (first message only) and fails.
+type serverLogger struct {
+	log   zerolog.Logger
+	fatal chan<- string
+}
+
+var _ server.Logger = serverLogger{}
+
+func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error().Bool("fatal", true).Msg(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l serverLogger) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Debugf(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l serverLogger) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }

@@ -1,0 +1,12 @@
+package broker
+
+import "github.com/nats-io/nats-server/v2/server"
+
+// ServerOf exposes the embedded server to the tests.
+func ServerOf(b *Broker) *server.Server { return b.srv }
+
+// RedactURL exposes redactURL to the tests.
+var RedactURL = redactURL
+
+// IsLoopback exposes isLoopback to the tests.
+var IsLoopback = isLoopback

@@ -1,0 +1,274 @@
+// Package intake is the durable hand-over between the callback endpoint and
+// the fetcher: it stores accepted callbacks in the WECOM_CALLBACKS JetStream
+// stream.
+//
+// It owns the stream's configuration and its subjects. It does not verify,
+// decrypt or classify callbacks (callback does), nor read them back (the
+// consumer side comes later); the NATS connection comes from broker.
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit"
+)
+
+// StreamName is the stream holding accepted callbacks.
+const StreamName = "WECOM_CALLBACKS"
+
+// Defaults for Options left zero.
+const (
+	DefaultReplicas = 1
+	// DefaultMaxAge keeps a callback for three days: room for a fetcher
+	// outage over a weekend. Tokens inside expire after 10 minutes, but the
+	// raw record stays useful for audit and replay.
+	DefaultMaxAge = 72 * time.Hour
+	// DefaultDuplicateWindow covers WeCom's retries of one callback (a few
+	// within seconds) and our own retries after an unacked publish.
+	DefaultDuplicateWindow = 10 * time.Minute
+)
+
+const (
+	// storeTimeout bounds Store when ctx has no deadline. WeCom wants an
+	// answer within seconds; past this the endpoint should fail and let
+	// WeCom retry.
+	storeTimeout = 3 * time.Second
+	// readyTimeout bounds Ready when ctx has no deadline: a probe must not hang.
+	readyTimeout = 2 * time.Second
+
+	contentTypeHeader = "Content-Type"
+	contentTypeJSON   = "application/json"
+)
+
+var (
+	// ErrInvalidRecord: Store was given a callback it cannot file: no ID,
+	// App or Kind, an App or Kind that is not a single subject token, or an
+	// ID with control characters.
+	ErrInvalidRecord = errors.New("intake: invalid record")
+	// ErrInvalidOption: Setup found a bad prefix or Options value.
+	ErrInvalidOption = errors.New("intake: invalid option")
+)
+
+// Subject is the subject a callback of app and kind is stored on:
+// <prefix>.callback.<app>.<kind>.
+func Subject(prefix, app string, kind wecomhit.Kind) string {
+	// One allocation; this runs for every callback.
+	return prefix + ".callback." + app + "." + string(kind)
+}
+
+// Options tunes the stream. Zero values take the defaults.
+type Options struct {
+	// Replicas of the stream: 1 on a single server, 3 on a cluster.
+	// Default DefaultReplicas.
+	Replicas int
+	// MaxAge after which records are dropped. Default DefaultMaxAge.
+	MaxAge time.Duration
+	// DuplicateWindow in which a repeated callback ID is acked without being
+	// stored again. Default DefaultDuplicateWindow; at most MaxAge.
+	DuplicateWindow time.Duration
+}
+
+// Store files callbacks in the WECOM_CALLBACKS stream. It is safe for
+// concurrent use.
+type Store struct {
+	js            jetstream.JetStream
+	prefix        string
+	subjectPrefix string // prefix + ".callback.", so Store concatenates once
+	opts          Options
+
+	// Built once rather than per call: Store is on the HTTP hot path.
+	expectStream jetstream.PublishOpt
+	contentType  []string // never modified; shared by every message's header
+}
+
+// New returns a Store that files callbacks under prefix (one or more subject
+// tokens, e.g. "wecom") on js. It does no I/O; call Setup before Store.
+// Options left zero take DefaultReplicas, DefaultMaxAge and
+// DefaultDuplicateWindow; Setup checks them.
+func New(js jetstream.JetStream, prefix string, opts Options) *Store {
+	if opts.Replicas == 0 {
+		opts.Replicas = DefaultReplicas
+	}
+	if opts.MaxAge == 0 {
+		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.DuplicateWindow == 0 {
+		opts.DuplicateWindow = DefaultDuplicateWindow
+	}
+	return &Store{
+		js:            js,
+		prefix:        prefix,
+		subjectPrefix: prefix + ".callback.",
+		opts:          opts,
+		expectStream:  jetstream.WithExpectStream(StreamName),
+		contentType:   []string{contentTypeJSON},
+	}
+}
+
+// Setup creates the stream, or updates it to the Store's options (say, more
+// replicas or a new max age); running it again with the same options
+// changes nothing. Errors wrap ErrInvalidOption for a bad prefix or option,
+// and otherwise the server's error (jetstream.ErrStreamNameAlreadyInUse and
+// the like), naming the stream.
+func (s *Store) Setup(ctx context.Context) error {
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("intake: set up stream %s: %w", StreamName, err)
+	}
+	_, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
+	if err != nil {
+		return fmt.Errorf("intake: set up stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+func (s *Store) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Accepted WeCom callbacks, for the fetcher",
+		Subjects:    []string{s.subjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		// Old records go first: a full stream keeps taking new callbacks,
+		// whose tokens are the ones still valid.
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     s.opts.MaxAge,
+		Duplicates: s.opts.DuplicateWindow,
+		Replicas:   s.opts.Replicas,
+	}
+}
+
+func (s *Store) validate() error {
+	if s.prefix == "" {
+		return fmt.Errorf("%w: empty subject prefix", ErrInvalidOption)
+	}
+	for tok := range strings.SplitSeq(s.prefix, ".") {
+		if !isToken(tok) {
+			return fmt.Errorf("%w: subject prefix %q: tokens must match [A-Za-z0-9_-]+", ErrInvalidOption, s.prefix)
+		}
+	}
+	switch o := s.opts; {
+	case o.Replicas < 1 || o.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d: want 1 to 5", ErrInvalidOption, o.Replicas)
+	case o.MaxAge < 0:
+		return fmt.Errorf("%w: negative max age %s", ErrInvalidOption, o.MaxAge)
+	case o.DuplicateWindow < 0 || o.DuplicateWindow > o.MaxAge:
+		return fmt.Errorf("%w: duplicate window %s: want 0 to max age %s", ErrInvalidOption, o.DuplicateWindow, o.MaxAge)
+	}
+	return nil
+}
+
+// Store files cb and returns once JetStream has acked it, so it is on disk
+// (and on a quorum of replicas). A callback whose ID was stored within the
+// duplicate window is acked without a second copy, and Store returns nil:
+// WeCom's retries of one callback become one record.
+//
+// ctx carries the caller's deadline; without one Store gives up after 3s.
+// While NATS is unreachable the client buffers the message and Store waits
+// for the deadline: a reconnect within it still succeeds. A message buffered
+// by a Store that timed out may be sent after a reconnect; a retry with the
+// same ID is then a duplicate, not a second record.
+//
+// Errors wrap ErrInvalidRecord for a cb it cannot file, and otherwise the
+// client's or server's error (context.DeadlineExceeded,
+// jetstream.ErrNoStreamResponse, a *jetstream.APIError, ...). They never
+// hold anything of cb but the fact that a field is bad.
+func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
+	if err := checkRecord(cb); err != nil {
+		return fmt.Errorf("intake: store callback: %w", err)
+	}
+	data, err := json.Marshal(cb)
+	if err != nil {
+		// json's errors name the type or a value's range, not the content.
+		return fmt.Errorf("intake: store callback: encode: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+	}
+	// Room for the two headers PublishMsg adds (Nats-Msg-Id and
+	// Nats-Expected-Stream), so the map is not grown on the way.
+	h := make(nats.Header, 3)
+	h[contentTypeHeader] = s.contentType
+	msg := &nats.Msg{
+		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
+		Header:  h,
+		Data:    data,
+	}
+	// The ack's Duplicate flag needs no check: a duplicate is stored already.
+	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
+		return fmt.Errorf("intake: store callback: %w", err)
+	}
+	return nil
+}
+
+// checkRecord rejects what cannot be filed. Its errors name the field, not
+// its value.
+func checkRecord(cb *wecomhit.Callback) error {
+	switch {
+	case cb == nil:
+		return fmt.Errorf("%w: nil callback", ErrInvalidRecord)
+	case cb.ID == "":
+		return fmt.Errorf("%w: empty id", ErrInvalidRecord)
+	case !isHeaderValue(cb.ID):
+		// It becomes the Nats-Msg-Id header: CR or LF would end the header.
+		return fmt.Errorf("%w: id has control characters", ErrInvalidRecord)
+	case cb.App == "":
+		return fmt.Errorf("%w: empty app", ErrInvalidRecord)
+	case !isToken(cb.App):
+		return fmt.Errorf("%w: app is not a subject token ([A-Za-z0-9_-]+)", ErrInvalidRecord)
+	case cb.Kind == "":
+		return fmt.Errorf("%w: empty kind", ErrInvalidRecord)
+	case !isToken(string(cb.Kind)):
+		return fmt.Errorf("%w: kind is not a subject token ([A-Za-z0-9_-]+)", ErrInvalidRecord)
+	}
+	return nil
+}
+
+// isToken reports whether s is a non-empty [A-Za-z0-9_-]+: a subject token
+// with no '.', wildcard or white space, and safe as a consumer filter.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Ready returns nil when the stream exists, and otherwise the error of
+// looking it up (jetstream.ErrStreamNotFound, a timeout, ...). It asks the
+// server, so a reachable NATS without the stream is not ready. For
+// /readyz; without a deadline on ctx it gives up after 2s.
+func (s *Store) Ready(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+	}
+	if _, err := s.js.Stream(ctx, StreamName); err != nil {
+		return fmt.Errorf("intake: stream %s: %w", StreamName, err)
+	}
+	return nil
+}

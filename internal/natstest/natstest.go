@@ -1,0 +1,224 @@
+// Package natstest runs real embedded NATS JetStream servers for tests.
+//
+// Servers listen on 127.0.0.1 only, keep their store in t.TempDir() unless
+// told otherwise, and are shut down in t.Cleanup. There is no fake here: acks,
+// dedup and stream limits are the server's own.
+package natstest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// readyTimeout bounds how long a test waits for a server to accept clients.
+// Generous: the race detector on a 2-core machine is slow.
+const readyTimeout = 10 * time.Second
+
+// Option changes how RunServer configures a server.
+type Option func(*server.Options)
+
+// WithStoreDir keeps the JetStream store in dir instead of a fresh
+// t.TempDir(). With WithPort it lets a test stop a server and start its
+// successor on the same address and data, as a NATS restart.
+func WithStoreDir(dir string) Option {
+	return func(o *server.Options) { o.StoreDir = dir }
+}
+
+// WithPort listens on port instead of a random one (-1).
+func WithPort(port int) Option {
+	return func(o *server.Options) { o.Port = port }
+}
+
+// RunServer starts a JetStream-enabled server on 127.0.0.1 and a random port,
+// waits until it accepts clients, and shuts it down (and waits for that) in
+// t.Cleanup. Shutting it down earlier in the test is fine.
+func RunServer(t testing.TB, opts ...Option) *server.Server {
+	t.Helper()
+	o := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		NoLog:     true,
+		NoSigs:    true,
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
+	return start(t, o)
+}
+
+func start(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatalf("natstest: new server: %v", err)
+	}
+	s.Start()
+	// Registered before the readiness check so a server that never gets
+	// ready is still stopped.
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(readyTimeout) {
+		t.Fatalf("natstest: server not ready for connections after %s", readyTimeout)
+	}
+	return s
+}
+
+// Port returns the client port s listens (or listened) on; it still answers
+// after s is shut down, for starting a successor WithPort.
+func Port(t testing.TB, s *server.Server) int {
+	t.Helper()
+	u, err := url.Parse(s.ClientURL())
+	if err != nil {
+		t.Fatalf("natstest: parse client url: %v", err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatalf("natstest: client port: %v", err)
+	}
+	return p
+}
+
+// RunCluster starts n JetStream servers routed into one cluster on
+// 127.0.0.1, and waits until the meta leader sees them all, so replicated
+// streams can be placed at once. Each server is
+// shut down in t.Cleanup.
+func RunCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	// Routes must name every peer before any starts, so the cluster ports
+	// are picked up front. Another process could take a port between Close
+	// and the server's Listen; on a test machine that is rare enough.
+	ports := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("natstest: pick cluster port: %v", err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		if err := l.Close(); err != nil {
+			t.Fatalf("natstest: pick cluster port: %v", err)
+		}
+		routes[i] = &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))}
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		servers[i] = start(t, &server.Options{
+			ServerName: "S-" + strconv.Itoa(i+1),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster: server.ClusterOpts{
+				Name: "natstest",
+				Host: "127.0.0.1",
+				Port: ports[i],
+			},
+			Routes: routes,
+		})
+	}
+	// Ready for placement: the meta leader sees every peer online with
+	// JetStream and stats (else "no suitable peers for placement"), and each
+	// peer is current with it.
+	WaitFor(t, 30*time.Second, func() error {
+		var leader *server.Server
+		for _, s := range servers {
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("server %s is not current with the meta leader", s.Name())
+			}
+			if s.JetStreamIsLeader() {
+				leader = s
+			}
+		}
+		if leader == nil {
+			return errors.New("no JetStream meta leader yet")
+		}
+		if peers := leader.JetStreamClusterPeers(); len(peers) != n {
+			return fmt.Errorf("meta leader sees %d of %d peers: %v", len(peers), n, peers)
+		}
+		return nil
+	})
+	return servers
+}
+
+// ClientURLs joins the client URLs of servers for nats.Connect.
+func ClientURLs(servers ...*server.Server) string {
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Connect connects to s over TCP and returns the connection and a JetStream
+// context on it; the connection is closed in t.Cleanup.
+//
+// It reconnects forever, every 25ms, so a test that restarts a server on the
+// same port sees the client come back quickly. opts are applied after these
+// defaults.
+func Connect(t testing.TB, s *server.Server, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return ConnectURL(t, s.ClientURL(), opts...)
+}
+
+// ConnectURL is Connect for a URL list such as ClientURLs returns.
+func ConnectURL(t testing.TB, urls string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	all := append([]nats.Option{
+		nats.Name("natstest"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(25 * time.Millisecond),
+		nats.ReconnectJitter(0, 0),
+	}, opts...)
+	nc, err := nats.Connect(urls, all...)
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// WaitFor calls f every 10ms until it returns nil, and fails the test with
+// f's last error if that has not happened within timeout. f should bound
+// its own I/O (e.g. a context with a short timeout) so one slow attempt
+// cannot outlast the deadline by much.
+//
+// Call it from the test goroutine only: it uses t.Fatalf.
+func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("natstest: condition not met after %s: %v", timeout, err)
+			return // for a testing.TB whose Fatalf does not stop the goroutine
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,141 @@
+package natstest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
+)
+
+func TestRunServer(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		s := natstest.RunServer(t)
+		assert.True(t, s.JetStreamEnabled())
+		nc, js := natstest.Connect(t, s)
+		assert.True(t, nc.IsConnected())
+
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}})
+		require.NoError(t, err)
+		ack, err := js.Publish(ctx, "t.1", []byte("x"))
+		require.NoError(t, err)
+		assert.Equal(t, "T", ack.Stream)
+	})
+
+	t.Run("RestartSamePortAndStore", func(t *testing.T) {
+		dir := t.TempDir()
+		s := natstest.RunServer(t, natstest.WithStoreDir(dir))
+		port := natstest.Port(t, s)
+		nc, js := natstest.Connect(t, s)
+
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}})
+		require.NoError(t, err)
+		_, err = js.Publish(ctx, "t.1", []byte("x"))
+		require.NoError(t, err)
+
+		s.Shutdown()
+		s.WaitForShutdown()
+		natstest.WaitFor(t, 5*time.Second, func() error {
+			if nc.IsConnected() {
+				return errors.New("client still connected")
+			}
+			return nil
+		})
+		assert.Equal(t, port, natstest.Port(t, s), "port is still known after shutdown")
+
+		s2 := natstest.RunServer(t, natstest.WithStoreDir(dir), natstest.WithPort(port))
+		assert.Equal(t, port, natstest.Port(t, s2))
+		natstest.WaitFor(t, 5*time.Second, func() error {
+			if !nc.IsConnected() {
+				return fmt.Errorf("client %s", nc.Status())
+			}
+			return nil
+		})
+		st, err := js.Stream(ctx, "T")
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), st.CachedInfo().State.Msgs, "stream survives the restart")
+	})
+}
+
+func TestRunServer_ListensOnLoopbackOnly(t *testing.T) {
+	s := natstest.RunServer(t)
+	addr, ok := s.Addr().(*net.TCPAddr)
+	require.True(t, ok)
+	assert.True(t, addr.IP.IsLoopback(), "listens on %s", addr)
+}
+
+func TestRunCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	servers := natstest.RunCluster(t, 3)
+	_, js := natstest.ConnectURL(t, natstest.ClientURLs(servers...))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+	require.NoError(t, err)
+	info := st.CachedInfo()
+	assert.Equal(t, 3, info.Config.Replicas)
+}
+
+func TestConnect_OptionsOverrideDefaults(t *testing.T) {
+	s := natstest.RunServer(t)
+	nc, _ := natstest.Connect(t, s, nats.Name("custom"))
+	assert.Equal(t, "custom", nc.Opts.Name)
+	assert.Equal(t, -1, nc.Opts.MaxReconnect)
+}
+
+func TestWaitFor(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		n := 0
+		natstest.WaitFor(t, 5*time.Second, func() error {
+			n++
+			if n < 3 {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		assert.Equal(t, 3, n)
+	})
+
+	t.Run("TimeoutReportsLastError", func(t *testing.T) {
+		rec := &fatalRecorder{TB: t}
+		n := 0
+		natstest.WaitFor(rec, 50*time.Millisecond, func() error {
+			n++
+			return errors.New("attempt " + strconv.Itoa(n))
+		})
+		require.True(t, rec.failed)
+		assert.Contains(t, rec.msg, "attempt "+strconv.Itoa(n))
+		assert.Greater(t, n, 1, "polls more than once")
+	})
+}
+
+// fatalRecorder records Fatalf instead of stopping the test, so WaitFor's
+// failure path can be checked.
+type fatalRecorder struct {
+	testing.TB
+	failed bool
+	msg    string
+}
+
+func (r *fatalRecorder) Helper() {}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.failed = true
+	r.msg = fmt.Sprintf(format, args...)
+}
