@@ -351,8 +351,21 @@ func assertNoSecrets(t *testing.T, err error) {
 	}
 }
 
+// BenchmarkStore measures one durable callback write (publish and PubAck),
+// with the server's default durability and with sync_always (fsync per write).
 func BenchmarkStore(b *testing.B) {
-	_, js := natstest.Connect(b, natstest.RunServer(b))
+	for _, sync := range []bool{false, true} {
+		var opts []natstest.Option
+		name := "sync=false"
+		if sync {
+			opts, name = append(opts, natstest.WithSyncAlways()), "sync=true"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkStore(b, opts...) })
+	}
+}
+
+func benchmarkStore(b *testing.B, opts ...natstest.Option) {
+	_, js := natstest.Connect(b, natstest.RunServer(b, opts...))
 	s := intake.New(js, prefix, intake.Options{})
 	require.NoError(b, s.Setup(ctxTimeout(b, 10*time.Second)))
 

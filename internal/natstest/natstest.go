@@ -39,6 +39,12 @@ func WithPort(port int) Option {
 	return func(o *server.Options) { o.Port = port }
 }
 
+// WithSyncAlways makes the server fsync every JetStream write, as the
+// receiver's nats.sync_always does; for measuring its cost.
+func WithSyncAlways() Option {
+	return func(o *server.Options) { o.SyncAlways = true }
+}
+
 // RunServer starts a JetStream-enabled server on 127.0.0.1 and a random port,
 // waits until it accepts clients, and shuts it down (and waits for that) in
 // t.Cleanup. Shutting it down earlier in the test is fine.
