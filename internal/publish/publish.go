@@ -1,0 +1,260 @@
+// Package publish turns fetched hit messages into wecom.hit.v1 events and
+// writes them to the WECOM_HITS JetStream stream, one per (message, rule),
+// returning only once JetStream has acknowledged every one. A record that
+// cannot be normalized is dead-lettered with its reason.
+//
+// It does not fetch, keep cursors or decide when to publish; the fetch stage
+// calls it page by page and advances its cursor only after a page is acked.
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit"
+)
+
+// StreamName is the stream holding hit events and dead letters.
+const StreamName = "WECOM_HITS"
+
+// DLQSchema names the dead-letter record's shape.
+const DLQSchema = "wecom.dlq.v1"
+
+// Header names set on every event besides Nats-Msg-Id and Content-Type, so
+// consumers can route without parsing the payload.
+const (
+	HeaderCorpID = "Wecom-Corp-Id"
+	HeaderMsgID  = "Wecom-Msg-Id"
+	HeaderRuleID = "Wecom-Rule-Id"
+	HeaderSchema = "Wecom-Schema"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultReplicas        = 1
+	DefaultMaxAge          = 7 * 24 * time.Hour
+	DefaultDuplicateWindow = 20 * time.Minute
+	// DefaultWindow bounds the publishes awaiting an ack at once: enough to
+	// keep a page in flight, below nats.go's async limit.
+	DefaultWindow = 512
+)
+
+// ErrInvalidOption: an option has a bad value.
+var ErrInvalidOption = errors.New("publish: invalid option")
+
+// Options tunes the stream and the publisher. Zero values take defaults.
+type Options struct {
+	Replicas        int
+	MaxAge          time.Duration
+	DuplicateWindow time.Duration
+	Window          int
+}
+
+// Publisher publishes pages of hit messages. Safe for concurrent use.
+type Publisher struct {
+	js     jetstream.JetStream
+	prefix string
+	opts   Options
+	names  RuleNames
+	log    zerolog.Logger
+}
+
+// New returns a Publisher writing under prefix (e.g. "wecom") on js. names
+// may be nil (events then carry empty rule names). It does no I/O; call Setup.
+func New(js jetstream.JetStream, prefix string, names RuleNames, log zerolog.Logger, opts Options) *Publisher {
+	if opts.Replicas == 0 {
+		opts.Replicas = DefaultReplicas
+	}
+	if opts.MaxAge == 0 {
+		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.DuplicateWindow == 0 {
+		opts.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if opts.Window == 0 {
+		opts.Window = DefaultWindow
+	}
+	return &Publisher{js: js, prefix: prefix, opts: opts, names: names,
+		log: log.With().Str("component", "publish").Logger()}
+}
+
+// HitSubject is the subject of an event: <prefix>.hit.<corp_id>.<rule_id>,
+// ids sanitized with Token.
+func HitSubject(prefix, corpID, ruleID string) string {
+	return prefix + ".hit." + Token(corpID) + "." + Token(ruleID)
+}
+
+// DLQSubject is where records of a corp that could not be normalized go.
+func DLQSubject(prefix, corpID string) string {
+	return prefix + ".dlq." + Token(corpID)
+}
+
+// Setup creates or updates the stream.
+func (p *Publisher) Setup(ctx context.Context) error {
+	switch {
+	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
+		return fmt.Errorf("%w: replicas must be 1..5", ErrInvalidOption)
+	case p.opts.DuplicateWindow > p.opts.MaxAge:
+		return fmt.Errorf("%w: duplicate window longer than max age", ErrInvalidOption)
+	case p.opts.Window < 1:
+		return fmt.Errorf("%w: window must be positive", ErrInvalidOption)
+	}
+	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule), and dead letters",
+		Subjects:    []string{p.prefix + ".hit.>", p.prefix + ".dlq.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      p.opts.MaxAge,
+		Duplicates:  p.opts.DuplicateWindow,
+		Replicas:    p.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("publish: set up stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+// Ready reports whether the stream exists.
+func (p *Publisher) Ready(ctx context.Context) error {
+	if _, err := p.js.Stream(ctx, StreamName); err != nil {
+		return fmt.Errorf("publish: stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+// Result counts what a page became.
+type Result struct {
+	Published    int // new events stored
+	Duplicates   int // events JetStream already had (a re-fetched page)
+	DeadLettered int // messages that could not be normalized, stored as dead letters (acked, repeats included)
+}
+
+// deadLetter is the DLQ record.
+type deadLetter struct {
+	Schema    string               `json:"schema"`
+	Reason    string               `json:"reason"`
+	App       string               `json:"app"`
+	CorpID    string               `json:"corp_id"`
+	Source    string               `json:"source"`
+	FetchedAt time.Time            `json:"fetched_at"`
+	Record    *wecomhit.HitMessage `json:"record"`
+}
+
+// Page publishes every event of msgs and waits until JetStream has acked
+// all of them, or returns an error: then some events may be stored and some
+// not, and the caller must publish the page again (de-duplication makes that
+// safe) before moving its cursor.
+func (p *Publisher) Page(ctx context.Context, o Origin, msgs []wecomhit.HitMessage) (Result, error) {
+	type inflight struct {
+		f   jetstream.PubAckFuture
+		dlq bool
+	}
+	var (
+		res     Result
+		pending = make([]inflight, 0, min(p.opts.Window, 4*len(msgs)+1))
+	)
+	flush := func() error {
+		for _, in := range pending {
+			select {
+			case ack := <-in.f.Ok():
+				switch {
+				case in.dlq:
+					res.DeadLettered++
+				case ack.Duplicate:
+					res.Duplicates++
+				default:
+					res.Published++
+				}
+			case err := <-in.f.Err():
+				return fmt.Errorf("publish: ack for %s: %w", in.f.Msg().Subject, err)
+			case <-ctx.Done():
+				return fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	send := func(m *nats.Msg, id string, dlq bool) error {
+		if len(pending) >= p.opts.Window {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+		if err != nil {
+			return fmt.Errorf("publish: %s: %w", m.Subject, err)
+		}
+		pending = append(pending, inflight{f: f, dlq: dlq})
+		return nil
+	}
+	for i := range msgs {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("publish: %w", err)
+		}
+		events, err := Normalize(o, &msgs[i], p.names)
+		if err != nil {
+			m, id, derr := p.deadLetter(o, &msgs[i], err)
+			if derr != nil {
+				return res, derr
+			}
+			if err := send(m, id, true); err != nil {
+				return res, err
+			}
+			p.log.Warn().Str("app", o.App).Str("corp_id", o.CorpID).Str("reason", err.Error()).Msg("hit record dead-lettered")
+			continue
+		}
+		for j := range events {
+			m, err := p.eventMsg(&events[j])
+			if err != nil {
+				return res, err
+			}
+			if err := send(m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, flush()
+}
+
+func (p *Publisher) eventMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("publish: encode event: %w", err)
+	}
+	m := nats.NewMsg(HitSubject(p.prefix, e.CorpID, e.RuleID))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, MsgID(e.CorpID, e.MsgID, e.RuleID))
+	m.Header.Set("Content-Type", "application/json")
+	m.Header.Set(HeaderSchema, wecomhit.HitSchema)
+	m.Header.Set(HeaderCorpID, e.CorpID)
+	m.Header.Set(HeaderMsgID, e.MsgID)
+	m.Header.Set(HeaderRuleID, e.RuleID)
+	return m, nil
+}
+
+// deadLetter builds the DLQ message for a record. Its Msg-Id is derived
+// from the record's content, so a re-fetched bad record is stored once.
+func (p *Publisher) deadLetter(o Origin, rec *wecomhit.HitMessage, cause error) (*nats.Msg, string, error) {
+	data, err := json.Marshal(deadLetter{
+		Schema: DLQSchema, Reason: cause.Error(), App: o.App, CorpID: o.CorpID,
+		Source: o.Source, FetchedAt: o.FetchedAt.UTC(), Record: rec,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("publish: encode dead letter: %w", err)
+	}
+	recData, _ := json.Marshal(rec)
+	m := nats.NewMsg(DLQSubject(p.prefix, o.CorpID))
+	m.Data = data
+	m.Header.Set("Content-Type", "application/json")
+	m.Header.Set(HeaderSchema, DLQSchema)
+	return m, "dlq:" + contentID(o.CorpID, recData), nil
+}
