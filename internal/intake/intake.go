@@ -1,10 +1,11 @@
 // Package intake is the durable hand-over between the callback endpoint and
 // the fetcher: it stores accepted callbacks in the WECOM_CALLBACKS JetStream
-// stream.
+// stream, and hands them to a Handler through a durable consumer that all
+// receiver replicas share, acking each only once it has been handled.
 //
-// It owns the stream's configuration and its subjects. It does not verify,
-// decrypt or classify callbacks (callback does), nor read them back (the
-// consumer side comes later); the NATS connection comes from broker.
+// It owns the stream's configuration, its subjects and its consumer. It does
+// not verify, decrypt or classify callbacks (callback does), nor act on them
+// (the handler wired in by cmd does); the NATS connection comes from broker.
 package intake
 
 import (

@@ -1,0 +1,196 @@
+package intake_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/natstest"
+)
+
+// consumeRecorder counts handled callbacks by id.
+type consumeRecorder struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (r *consumeRecorder) add(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.calls == nil {
+		r.calls = map[string]int{}
+	}
+	r.calls[id]++
+	return r.calls[id]
+}
+
+func (r *consumeRecorder) count(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls[id]
+}
+
+func (r *consumeRecorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.calls {
+		n += c
+	}
+	return n
+}
+
+func runConsume(t *testing.T, s *intake.Store, h intake.Handler, opts intake.ConsumerOptions) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Consume(ctx, h, zerolog.Nop(), opts) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("Consume did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func storeN(t *testing.T, s *intake.Store, n int, prefix string) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		cb := testCallback(prefix + strconv.Itoa(i))
+		ids[i] = cb.ID
+		require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), cb))
+	}
+	return ids
+}
+
+func TestStore_Consume(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	s := intake.New(js, prefix, intake.Options{})
+	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
+	ids := storeN(t, s, 5, "ok-")
+	failing := testCallback("fails-twice")
+	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), failing))
+	permanent := testCallback("permanent")
+	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), permanent))
+
+	rec := &consumeRecorder{}
+	h := intake.HandlerFunc(func(ctx context.Context, cb *wecomhit.Callback) error {
+		n := rec.add(cb.ID)
+		switch {
+		case cb.ID == failing.ID && n <= 2:
+			return errors.New("WeCom said -1")
+		case cb.ID == permanent.ID:
+			return fmt.Errorf("bad record: %w", intake.ErrPermanent)
+		}
+		return nil
+	})
+	runConsume(t, s, h, intake.ConsumerOptions{Backoff: []time.Duration{10 * time.Millisecond}})
+
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		for _, id := range ids {
+			if rec.count(id) != 1 {
+				return fmt.Errorf("%s handled %d times", id, rec.count(id))
+			}
+		}
+		if rec.count(failing.ID) != 3 {
+			return fmt.Errorf("failing handled %d times", rec.count(failing.ID))
+		}
+		return nil
+	})
+	// Give a wrongly unacked record time to come back, then check nothing did.
+	time.Sleep(100 * time.Millisecond) // bounded observation window, not synchronization
+	assert.Equal(t, 1, rec.count(permanent.ID), "terminated, not redelivered")
+	assert.Equal(t, 3, rec.count(failing.ID))
+	assert.Equal(t, 9, rec.total())
+}
+
+// TestStore_ConsumeReplicas: two replicas share the consumer; each record is
+// handled once, by one of them.
+func TestStore_ConsumeReplicas(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js1 := natstest.Connect(t, srv)
+	_, js2 := natstest.Connect(t, srv)
+	s1 := intake.New(js1, prefix, intake.Options{})
+	s2 := intake.New(js2, prefix, intake.Options{})
+	require.NoError(t, s1.Setup(ctxTimeout(t, 5*time.Second)))
+	rec := &consumeRecorder{}
+	var mu sync.Mutex
+	by := map[int]int{}
+	handler := func(replica int) intake.Handler {
+		return intake.HandlerFunc(func(context.Context, *wecomhit.Callback) error {
+			mu.Lock()
+			by[replica]++
+			mu.Unlock()
+			return nil
+		})
+	}
+	counting := func(inner intake.Handler) intake.Handler {
+		return intake.HandlerFunc(func(ctx context.Context, cb *wecomhit.Callback) error {
+			rec.add(cb.ID)
+			return inner.Handle(ctx, cb)
+		})
+	}
+	runConsume(t, s1, counting(handler(1)), intake.ConsumerOptions{MaxInFlight: 2})
+	runConsume(t, s2, counting(handler(2)), intake.ConsumerOptions{MaxInFlight: 2})
+	ids := storeN(t, s1, 40, "r-")
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if rec.total() < len(ids) {
+			return fmt.Errorf("%d of %d handled", rec.total(), len(ids))
+		}
+		return nil
+	})
+	for _, id := range ids {
+		assert.Equal(t, 1, rec.count(id), id)
+	}
+	assert.Equal(t, len(ids), rec.total())
+}
+
+// TestStore_ConsumeLongHandler: a handler that runs past AckWait keeps its
+// record (heartbeats), so it is not handed out again meanwhile.
+func TestStore_ConsumeLongHandler(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	s := intake.New(js, prefix, intake.Options{})
+	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
+	ids := storeN(t, s, 1, "long-")
+	rec := &consumeRecorder{}
+	release := make(chan struct{})
+	h := intake.HandlerFunc(func(ctx context.Context, cb *wecomhit.Callback) error {
+		rec.add(cb.ID)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	runConsume(t, s, h, intake.ConsumerOptions{AckWait: 300 * time.Millisecond})
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if rec.count(ids[0]) == 0 {
+			return errors.New("not yet handled")
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // three AckWaits: a record without heartbeats would be redelivered
+	close(release)
+	assert.Equal(t, 1, rec.count(ids[0]))
+}
