@@ -1,0 +1,520 @@
+// Package wecom calls WeCom's chat-data keyword and search APIs for one
+// configured app: access tokens (cached, refreshed once across replicas
+// through JetStream KV), request validation against the documented limits,
+// typed errors, retries, rate-limit blocks and a per-corp concurrency cap.
+//
+// Archive apps (会话存档接口授权) call the HTTPS paths under
+// /cgi-bin/chatdata with a corp token issued through their suite; zone apps
+// (数据与智能专区) reach the same operations through one ability each of
+// their zone program, via sync_call_program. The JSON bodies are the same in
+// both, so the Client has one set of methods.
+//
+// It leaves to others: receiving callbacks (including suite_ticket, which
+// the fetch stage hands to TicketStore.Put), cursors, decrypting message
+// content, and publishing.
+package wecom
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+)
+
+// Operations, as WeCom names them; also the keys of config.App.Abilities.
+const (
+	opGetHitMsgList = "get_hit_msg_list"
+	opCreateRule    = "create_rule"
+	opGetRuleList   = "get_rule_list"
+	opGetRuleDetail = "get_rule_detail"
+	opUpdateRule    = "update_rule"
+	opDeleteRule    = "delete_rule"
+	opSearchMsg     = "search_msg"
+)
+
+// ErrNoAbility: a zone app has no ability configured for the operation.
+var ErrNoAbility = errors.New("wecom: no ability configured for operation")
+
+// Defaults of New's options.
+const (
+	DefaultAttempts         = 3
+	DefaultBackoffBase      = 200 * time.Millisecond
+	DefaultBackoffMax       = 5 * time.Second
+	DefaultCallTimeout      = 10 * time.Second
+	DefaultMaxResponseBytes = 8 << 20
+	DefaultRateLimitBlock   = time.Minute
+	DefaultMaxConcurrency   = 5
+	DefaultRefreshBefore    = 5 * time.Minute
+	DefaultTokenWait        = 30 * time.Second
+	DefaultLockPoll         = 100 * time.Millisecond
+)
+
+// minRateLimitBlock: WeCom's minute-level frequency blocks last 60 s
+// (protocol §7), so a shorter local block would only earn more 45009s.
+const minRateLimitBlock = time.Minute
+
+// Clock is the time source. Tests inject one that records sleeps and
+// returns at once.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d, or until ctx is done, then returns ctx.Err().
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type options struct {
+	httpClient       *http.Client
+	clock            Clock
+	log              zerolog.Logger
+	attempts         int
+	backoffBase      time.Duration
+	backoffMax       time.Duration
+	callTimeout      time.Duration
+	maxResponseBytes int64
+	rateLimitBlock   time.Duration
+	maxConcurrency   int
+	refreshBefore    time.Duration
+	tokenWait        time.Duration
+	lockPoll         time.Duration
+}
+
+// Option changes a default of New.
+type Option func(*options) error
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+}
+
+// WithHTTPClient sets the HTTP client. Its Timeout may stay zero: every
+// attempt has its own deadline (WithCallTimeout).
+func WithHTTPClient(hc *http.Client) Option {
+	return func(o *options) error {
+		if hc == nil {
+			return invalid("nil http client")
+		}
+		o.httpClient = hc
+		return nil
+	}
+}
+
+// WithClock sets the time source for token expiry, rate-limit blocks and
+// backoff sleeps.
+func WithClock(c Clock) Option {
+	return func(o *options) error {
+		if c == nil {
+			return invalid("nil clock")
+		}
+		o.clock = c
+		return nil
+	}
+}
+
+// WithLogger sets the logger; it gets component=wecom and app=<name>.
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
+}
+
+// WithAttempts sets how many times a call is tried in all when it fails
+// with a retryable error (IsRetryable); at least 1.
+func WithAttempts(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return invalid("attempts %d < 1", n)
+		}
+		o.attempts = n
+		return nil
+	}
+}
+
+// WithBackoff sets the exponential backoff between tries: the n-th wait is
+// base·2^(n-1) capped at ceiling, of which a random half is jitter.
+func WithBackoff(base, ceiling time.Duration) Option {
+	return func(o *options) error {
+		if base <= 0 || ceiling < base {
+			return invalid("backoff base %s, ceiling %s", base, ceiling)
+		}
+		o.backoffBase, o.backoffMax = base, ceiling
+		return nil
+	}
+}
+
+// WithCallTimeout bounds each HTTP attempt.
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return invalid("call timeout %s", d)
+		}
+		o.callTimeout = d
+		return nil
+	}
+}
+
+// WithMaxResponseBytes caps a response body; a larger one fails with
+// ErrResponseTooLarge.
+func WithMaxResponseBytes(n int64) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return invalid("max response bytes %d", n)
+		}
+		o.maxResponseBytes = n
+		return nil
+	}
+}
+
+// WithRateLimitBlock sets how long calls of one API for one corp fail fast
+// after WeCom answered 45009; at least one minute.
+func WithRateLimitBlock(d time.Duration) Option {
+	return func(o *options) error {
+		if d < minRateLimitBlock {
+			return invalid("rate-limit block %s < %s", d, minRateLimitBlock)
+		}
+		o.rateLimitBlock = d
+		return nil
+	}
+}
+
+// WithMaxConcurrency caps the calls in flight per corp (token calls not
+// counted), against WeCom's concurrency limit (45033).
+func WithMaxConcurrency(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return invalid("max concurrency %d < 1", n)
+		}
+		o.maxConcurrency = n
+		return nil
+	}
+}
+
+// WithRefreshBefore sets how long before expires_in a cached token is
+// replaced. For tokens that live less than twice as long, half their life.
+func WithRefreshBefore(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return invalid("refresh before %s", d)
+		}
+		o.refreshBefore = d
+		return nil
+	}
+}
+
+// WithTokenWait bounds getting a token, including waiting for another
+// replica's refresh.
+func WithTokenWait(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return invalid("token wait %s", d)
+		}
+		o.tokenWait = d
+		return nil
+	}
+}
+
+// WithLockPoll sets how often a client waiting for another replica's token
+// refresh looks for the token or a free lock.
+func WithLockPoll(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return invalid("lock poll %s", d)
+		}
+		o.lockPoll = d
+		return nil
+	}
+}
+
+// Client calls the chat-data APIs of one app. It is safe for concurrent
+// use.
+type Client struct {
+	app    config.App
+	zone   bool
+	tr     transport
+	opt    options
+	log    zerolog.Logger
+	tokens *tokenSource
+	// tickets holds archive suites' suite_tickets; nil for zone apps.
+	tickets *TicketStore
+
+	mu     sync.Mutex
+	blocks map[blockKey]blocked
+	sems   map[string]chan struct{}
+}
+
+type blockKey struct{ scope, api string }
+
+type blocked struct {
+	until time.Time
+	err   *APIError
+}
+
+// New returns a client for app. stores (from OpenStores) shares tokens
+// between replicas and holds the suite_tickets; it may be nil for a zone
+// app, which then caches tokens in this process only. Archive apps need it.
+//
+// Defaults: WithHTTPClient a fresh http.Client; WithClock the system clock;
+// WithLogger zerolog.Nop(); WithAttempts DefaultAttempts (3);
+// WithBackoff DefaultBackoffBase (200ms) to DefaultBackoffMax (5s);
+// WithCallTimeout DefaultCallTimeout (10s); WithMaxResponseBytes
+// DefaultMaxResponseBytes (8 MiB); WithRateLimitBlock DefaultRateLimitBlock
+// (1m); WithMaxConcurrency DefaultMaxConcurrency (5 per corp);
+// WithRefreshBefore DefaultRefreshBefore (5m); WithTokenWait
+// DefaultTokenWait (30s); WithLockPoll DefaultLockPoll (100ms).
+//
+// New does no I/O. It fails with ErrInvalidOption on a bad option or an
+// app lacking what its mode needs.
+func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
+	o := options{
+		httpClient:       &http.Client{},
+		clock:            realClock{},
+		log:              zerolog.Nop(),
+		attempts:         DefaultAttempts,
+		backoffBase:      DefaultBackoffBase,
+		backoffMax:       DefaultBackoffMax,
+		callTimeout:      DefaultCallTimeout,
+		maxResponseBytes: DefaultMaxResponseBytes,
+		rateLimitBlock:   DefaultRateLimitBlock,
+		maxConcurrency:   DefaultMaxConcurrency,
+		refreshBefore:    DefaultRefreshBefore,
+		tokenWait:        DefaultTokenWait,
+		lockPoll:         DefaultLockPoll,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	app.APIBaseURL = strings.TrimRight(app.APIBaseURL, "/")
+	if app.APIBaseURL == "" {
+		app.APIBaseURL = config.DefaultAPIBaseURL
+	}
+	c := &Client{
+		app:    app,
+		opt:    o,
+		log:    o.log.With().Str("component", "wecom").Str("app", app.Name).Logger(),
+		blocks: make(map[blockKey]blocked),
+		sems:   make(map[string]chan struct{}),
+	}
+	switch app.Mode {
+	case config.ModeZone:
+		if app.CorpID == "" || app.CorpSecret == "" || app.ProgramID == "" {
+			return nil, invalid("zone app %q needs corp_id, corp_secret and program_id", app.Name)
+		}
+		c.zone = true
+		c.tr = zoneTransport{programID: app.ProgramID, abilities: app.Abilities, wrap: app.WrapAbilityIO}
+	case config.ModeArchive:
+		if app.SuiteID == "" || app.SuiteSecret == "" || len(app.Corps) == 0 {
+			return nil, invalid("archive app %q needs suite_id, suite_secret and corps", app.Name)
+		}
+		if stores == nil {
+			return nil, invalid("archive app %q needs stores for its suite_ticket", app.Name)
+		}
+		c.tr = httpsTransport{}
+		c.tickets = stores.Tickets
+	default:
+		return nil, invalid("app %q: unknown mode %q", app.Name, app.Mode)
+	}
+	c.tokens = newTokenSource(stores, &c.opt, c.log)
+	return c, nil
+}
+
+// corpID resolves the corp a call is for: "" is the app's only corp.
+func (c *Client) corpID(id string) (string, error) {
+	if c.zone {
+		if id == "" || id == c.app.CorpID {
+			return c.app.CorpID, nil
+		}
+		return "", fmt.Errorf("%w: %q", ErrUnknownCorp, id)
+	}
+	if id == "" && len(c.app.Corps) == 1 {
+		return c.app.Corps[0].CorpID, nil
+	}
+	for _, corp := range c.app.Corps {
+		if corp.CorpID == id {
+			return id, nil
+		}
+	}
+	if id == "" {
+		return "", fmt.Errorf("%w: the app has several corps; name one", ErrUnknownCorp)
+	}
+	return "", fmt.Errorf("%w: %q", ErrUnknownCorp, id)
+}
+
+// invoke runs op for corp: req marshalled, sent through the app's
+// transport with the corp's access token, the answer decoded into resp. A
+// token-invalid answer drops the token, gets a new one and tries once more.
+func (c *Client) invoke(ctx context.Context, op, corpID, notifyID string, req, resp any) error {
+	corp, err := c.corpID(corpID)
+	if err != nil {
+		return err
+	}
+	reqJSON, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("wecom %s: encode request: %w", op, err)
+	}
+	path, body, err := c.tr.encode(op, notifyID, reqJSON)
+	if err != nil {
+		return err
+	}
+	attempt := func(ctx context.Context, token string) error {
+		raw, err := c.post(ctx, op, path, "access_token", token, body)
+		if err != nil {
+			return err
+		}
+		data, err := c.tr.decode(op, raw)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, resp); err != nil {
+			return fmt.Errorf("wecom %s: decode response: %w", op, err)
+		}
+		return nil
+	}
+	return c.withToken(ctx, corp, op, attempt)
+}
+
+// withToken calls attempt with the corp's token, retried per retry, and
+// on a token-invalid error once more with a fresh token.
+func (c *Client) withToken(ctx context.Context, corp, op string, attempt func(context.Context, string) error) error {
+	token, err := c.accessToken(ctx, corp)
+	if err != nil {
+		return err
+	}
+	err = c.retry(ctx, corp, op, corp, func(ctx context.Context) error { return attempt(ctx, token) })
+	if !IsTokenInvalid(err) {
+		return err
+	}
+	c.log.Info().Str("corp", corp).Str("api", op).Err(err).Msg("access token rejected; refreshing once")
+	if ierr := c.invalidateToken(ctx, corp, token); ierr != nil {
+		return errors.Join(err, ierr)
+	}
+	if token, err = c.accessToken(ctx, corp); err != nil {
+		return err
+	}
+	return c.retry(ctx, corp, op, corp, func(ctx context.Context) error { return attempt(ctx, token) })
+}
+
+// retry runs attempt until it succeeds, fails for good, or has been tried
+// opt.attempts times; it fails fast while scope's api is rate-limit
+// blocked. semScope, when not empty, names the concurrency cap each attempt
+// holds a slot of (not while sleeping).
+func (c *Client) retry(ctx context.Context, scope, api, semScope string, attempt func(context.Context) error) error {
+	if err := c.checkBlock(scope, api); err != nil {
+		return err
+	}
+	var last error
+	for try := 1; ; try++ {
+		if err := ctx.Err(); err != nil {
+			if last != nil {
+				return fmt.Errorf("%w (last error: %w)", err, last)
+			}
+			return err
+		}
+		err := c.once(ctx, semScope, attempt)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if IsRateLimited(err) {
+			c.block(scope, api, err)
+			return err
+		}
+		if ctx.Err() != nil || !IsRetryable(err) || try >= c.opt.attempts {
+			return err
+		}
+		wait := c.backoff(try)
+		c.log.Debug().Str("api", api).Int("attempt", try).Dur("wait", wait).Err(err).Msg("retrying")
+		if serr := c.opt.clock.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%w (last error: %w)", serr, last)
+		}
+	}
+}
+
+// once is one attempt with its own deadline, holding a concurrency slot.
+func (c *Client) once(ctx context.Context, semScope string, attempt func(context.Context) error) error {
+	if semScope != "" {
+		sem := c.sem(semScope)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-sem }()
+	}
+	actx, cancel := context.WithTimeout(ctx, c.opt.callTimeout)
+	defer cancel()
+	return attempt(actx)
+}
+
+func (c *Client) backoff(try int) time.Duration {
+	d := c.opt.backoffBase
+	for i := 1; i < try && d < c.opt.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.opt.backoffMax)
+	// Equal jitter: at least half the step, so replicas spread out without
+	// ever retrying at once.
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+func (c *Client) sem(scope string) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.sems[scope]
+	if !ok {
+		s = make(chan struct{}, c.opt.maxConcurrency)
+		c.sems[scope] = s
+	}
+	return s
+}
+
+// block remembers a 45009 for scope's api; until it ends, checkBlock
+// returns the same error without a request.
+func (c *Client) block(scope, api string, err error) {
+	apiErr, ok := errors.AsType[*APIError](err)
+	if !ok {
+		apiErr = &APIError{API: api, Code: codeRateLimited}
+	}
+	until := c.opt.clock.Now().Add(c.opt.rateLimitBlock)
+	c.mu.Lock()
+	c.blocks[blockKey{scope, api}] = blocked{until: until, err: apiErr}
+	c.mu.Unlock()
+	c.log.Warn().Str("scope", scope).Str("api", api).Time("until", until).Msg("rate limited (45009); blocking calls")
+}
+
+func (c *Client) checkBlock(scope, api string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := blockKey{scope, api}
+	b, ok := c.blocks[k]
+	if !ok {
+		return nil
+	}
+	if !c.opt.clock.Now().Before(b.until) {
+		delete(c.blocks, k)
+		return nil
+	}
+	return fmt.Errorf("wecom %s: rate limited, not calling until %s: %w",
+		api, b.until.UTC().Format(time.RFC3339), b.err)
+}
