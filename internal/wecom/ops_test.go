@@ -51,12 +51,12 @@ var opCases = []opCase{
 			"hit_rule_list":[{"rule_id":"r1","has_hit_keyword":true,"semantics_list":[2,3]}]}]}`,
 		want: &HitMsgList{HasMore: true, NextCursor: "C2", MsgList: []HitMsg{{
 			MsgID: "m1",
-			MsgDetail: &MsgDetail{
+			Detail: &MsgDetail{
 				Sender: Party{Type: 1, ID: "emp1"}, ReceiverList: []Party{{Type: 2, ID: "wmcust"}},
 				SendTime: 1717000000, MsgType: 1,
 				ServiceEncryptInfo: &ServiceEncryptInfo{EncryptedSecretKey: "ESK", PublicKeyVer: 2},
 			},
-			HitRuleList: []HitRule{{RuleID: "r1", HasHitKeyword: true, SemanticsList: []int{2, 3}}},
+			HitRules: []HitRule{{RuleID: "r1", HasHitKeyword: true, SemanticsList: []int{2, 3}}},
 		}}},
 	},
 	{

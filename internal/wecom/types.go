@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"github.com/wecomhit/wecomhit"
 )
 
 // Flag is a boolean that WeCom sends as 0 or 1 (has_more, need_detail). It
@@ -58,47 +60,22 @@ type HitMsgList struct {
 	MsgList    []HitMsg `json:"msg_list"`
 }
 
-// HitMsg is one message that hit at least one rule.
-type HitMsg struct {
-	MsgID string `json:"msgid"`
-	// MsgDetail is set when the request had NeedDetail.
-	MsgDetail   *MsgDetail `json:"msg_detail,omitempty"`
-	HitRuleList []HitRule  `json:"hit_rule_list"`
-}
-
-// MsgDetail describes a message without its (encrypted) content.
-type MsgDetail struct {
-	Sender       Party   `json:"sender"`
-	ReceiverList []Party `json:"receiver_list"`
-	// ChatID is the group id for group chats, else empty.
-	ChatID   string `json:"chatid"`
-	SendTime int64  `json:"send_time"`
-	// MsgType is WeCom's int enum (1 text, 4 link, 5 mini program, 8 file,
-	// …); the full list is not documented, so it stays an int.
-	MsgType            int                 `json:"msgtype"`
-	ServiceEncryptInfo *ServiceEncryptInfo `json:"service_encrypt_info,omitempty"`
-}
-
-// Party is a sender or receiver: Type 1 employee (ID is an open_userid),
-// 2 customer (external_userid), 3 robot.
-type Party struct {
-	Type int    `json:"type"`
-	ID   string `json:"id"`
-}
-
-// ServiceEncryptInfo is the message key, encrypted with the public key of
-// version PublicKeyVer registered via set_public_key.
-type ServiceEncryptInfo struct {
-	EncryptedSecretKey string `json:"encrypted_secret_key"`
-	PublicKeyVer       int    `json:"public_key_ver"`
-}
-
-// HitRule says which rule a message hit and how.
-type HitRule struct {
-	RuleID        string `json:"rule_id"`
-	HasHitKeyword bool   `json:"has_hit_keyword"`
-	SemanticsList []int  `json:"semantics_list"`
-}
+// The hit types are the shared ones of the module root: the client decodes
+// straight into what fetch and publish use.
+type (
+	// HitMsg is one message that hit at least one rule.
+	HitMsg = wecomhit.HitMessage
+	// MsgDetail describes a message without its (encrypted) content.
+	MsgDetail = wecomhit.MsgDetail
+	// Party is a sender or receiver: Type 1 employee (open_userid),
+	// 2 customer (external_userid), 3 robot.
+	Party = wecomhit.Party
+	// ServiceEncryptInfo is the message key, encrypted with the public key
+	// of version PublicKeyVer registered via set_public_key.
+	ServiceEncryptInfo = wecomhit.ServiceEncryptInfo
+	// HitRule says which rule a message hit and how.
+	HitRule = wecomhit.HitRule
+)
 
 // Rule is a keyword rule as create_rule takes it and get_rule_detail
 // returns it (protocol §4). Note the nesting: word_list sits under keyword,
