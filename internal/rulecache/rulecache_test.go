@@ -1,0 +1,103 @@
+package rulecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+)
+
+func waitFor(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCache_MissThenHit(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) {
+		calls.Add(1)
+		<-release
+		return "name-of-" + rule, nil
+	})
+	c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+	defer c.Close()
+
+	name, ok := c.RuleName("c1", "r1")
+	assert.False(t, ok, "a miss answers at once, while the lookup is still blocked")
+	assert.Empty(t, name)
+	c.RuleName("c1", "r1") // a second miss does not start a second lookup
+	close(release)
+	waitFor(t, func() error {
+		if _, ok := c.RuleName("c1", "r1"); !ok {
+			return errors.New("not yet known")
+		}
+		return nil
+	})
+	name, _ = c.RuleName("c1", "r1")
+	assert.Equal(t, "name-of-r1", name)
+	assert.Equal(t, int32(1), calls.Load())
+
+	_, ok = c.RuleName("other-corp", "r1")
+	assert.False(t, ok, "no getter for the corp: stays unknown")
+}
+
+func TestCache_FailureRetriesLater(t *testing.T) {
+	var calls atomic.Int32
+	now := time.Unix(1700000000, 0)
+	g := GetterFunc(func(context.Context, string, string) (string, error) {
+		if calls.Add(1) == 1 {
+			return "", fmt.Errorf("45009")
+		}
+		return "ok", nil
+	})
+	c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+	c.now = func() time.Time { return now }
+	defer c.Close()
+	c.RuleName("c1", "r1")
+	waitFor(t, func() error {
+		if calls.Load() != 1 {
+			return errors.New("no call yet")
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.entries[[2]string{"c1", "r1"}].pending {
+			return errors.New("pending")
+		}
+		return nil
+	})
+	c.RuleName("c1", "r1")
+	assert.Equal(t, int32(1), calls.Load(), "no retry within the retry interval")
+	now = now.Add(DefaultRetry)
+	c.RuleName("c1", "r1")
+	waitFor(t, func() error {
+		if n, _ := c.RuleName("c1", "r1"); n != "ok" {
+			return errors.New("not renamed")
+		}
+		return nil
+	})
+}
+
+func TestCache_Set(t *testing.T) {
+	c := New(nil, zerolog.Nop())
+	defer c.Close()
+	c.Set("c1", "r1", "n")
+	name, ok := c.RuleName("c1", "r1")
+	assert.True(t, ok)
+	assert.Equal(t, "n", name)
+}
