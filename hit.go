@@ -190,3 +190,36 @@ func MsgTypeName(t int) string {
 	}
 	return Unknown
 }
+
+// HitPage is one fetched page of hit messages on its way from fetch to
+// publish, with where it came from.
+type HitPage struct {
+	App       string
+	CorpID    string
+	Source    string // SourceCallback, SourcePoll or SourceBackfill
+	FetchedAt time.Time
+	Messages  []HitMessage
+}
+
+// PageResult counts what publishing a page did.
+type PageResult struct {
+	Published    int // new events stored
+	Duplicates   int // events the stream already had (a re-fetched page)
+	DeadLettered int // messages that could not become events, stored as dead letters
+}
+
+// Cursor is the fetch position of one (app, corp), as kept in the
+// wecom_cursors KV bucket. It moves only after a page's events are acked.
+type Cursor struct {
+	App    string `json:"app"`
+	CorpID string `json:"corp_id"`
+	// Cursor is WeCom's opaque next_cursor; empty means "from the oldest
+	// hit of the last 5 days".
+	Cursor    string    `json:"cursor"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// LastHitTime is the send time (unix s) of the newest message fetched.
+	LastHitTime int64 `json:"last_hit_time,omitempty"`
+	// Pages and Events count what this cursor has moved over.
+	Pages  int64 `json:"pages"`
+	Events int64 `json:"events"`
+}

@@ -20,7 +20,8 @@ type RuleNames interface {
 	RuleName(corpID, ruleID string) (name string, ok bool)
 }
 
-// Origin says where a page of hit messages came from.
+// Origin says where a page of hit messages came from: a page without its
+// messages.
 type Origin struct {
 	App       string
 	CorpID    string

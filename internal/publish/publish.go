@@ -131,12 +131,8 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Result counts what a page became.
-type Result struct {
-	Published    int // new events stored
-	Duplicates   int // events JetStream already had (a re-fetched page)
-	DeadLettered int // messages that could not be normalized, stored as dead letters (acked, repeats included)
-}
+// Result counts what a page became (wecomhit.PageResult).
+type Result = wecomhit.PageResult
 
 // deadLetter is the DLQ record.
 type deadLetter struct {
@@ -147,6 +143,11 @@ type deadLetter struct {
 	Source    string               `json:"source"`
 	FetchedAt time.Time            `json:"fetched_at"`
 	Record    *wecomhit.HitMessage `json:"record"`
+}
+
+// Publish publishes a fetched page: Page with the page's origin.
+func (p *Publisher) Publish(ctx context.Context, page *wecomhit.HitPage) (Result, error) {
+	return p.Page(ctx, Origin{App: page.App, CorpID: page.CorpID, Source: page.Source, FetchedAt: page.FetchedAt}, page.Messages)
 }
 
 // Page publishes every event of msgs and waits until JetStream has acked

@@ -1,0 +1,292 @@
+// Package fetch drives get_hit_msg_list for every (app, corp): it reads the
+// durable cursor, fetches a page with the newest hit token (or, when there is
+// none, within a token-less budget), hands the page to a Publisher, and only
+// once every event of the page is acked moves the cursor, with a
+// compare-and-set, and goes on while WeCom says there is more.
+//
+// One fetch per (app, corp) runs at a time across all replicas, under a lease
+// kept in JetStream KV. Callbacks that arrive during a fetch coalesce into it.
+// A periodic token-less poll catches hits whose callbacks were lost, and
+// Backfill re-reads from a point in time.
+//
+// It does not receive callbacks (intake hands them in through Handle), talk
+// HTTP (a HitLister does), or encode events (the Publisher does).
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/wecom"
+)
+
+// HitLister fetches one page of hits for a corp: *wecom.Client.
+type HitLister interface {
+	GetHitMsgList(ctx context.Context, corp string, req wecom.HitMsgListRequest) (*wecom.HitMsgList, error)
+}
+
+// Publisher publishes a page and returns once every event is acked.
+type Publisher interface {
+	Publish(ctx context.Context, page *wecomhit.HitPage) (wecomhit.PageResult, error)
+}
+
+// App is one configured app: its name, its client, and its corps.
+type App struct {
+	Name  string
+	API   HitLister
+	Corps []string
+}
+
+// KV bucket names.
+const (
+	CursorBucket = "wecom_cursors"
+	LeaseBucket  = "wecom_fetch_leases"
+	TokenBucket  = "wecom_hit_tokens"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultPageSize           = 1000
+	DefaultLeaseTTL           = 30 * time.Second
+	DefaultPollInterval       = 5 * time.Minute
+	DefaultTokenlessPerMinute = 6
+	// hitTokenTTL: WeCom's hit tokens live 10 minutes; we stop using one a
+	// little before, so a page is not refused half-way for the sake of seconds.
+	hitTokenTTL    = 10 * time.Minute
+	hitTokenMargin = 30 * time.Second
+)
+
+// ErrInvalidOption: an option has a bad value.
+var ErrInvalidOption = errors.New("fetch: invalid option")
+
+// Options tunes the fetcher. Zero values take the defaults.
+type Options struct {
+	// PageSize is get_hit_msg_list's limit (1..1000). Default 1000.
+	PageSize int
+	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
+	// without renewal; a replica that dies frees it after this. Default 30s.
+	LeaseTTL time.Duration
+	// PollInterval is how often each (app, corp) is fetched without a
+	// token, to catch hits whose callbacks were lost. 0 takes the default;
+	// negative turns polling off. Default 5m.
+	PollInterval time.Duration
+	// TokenlessPerMinute caps token-less get_hit_msg_list calls per
+	// (app, corp), keeping under WeCom's strict limit. Default 6.
+	TokenlessPerMinute int
+	// Replicas of the KV buckets. Default 1.
+	Replicas int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Fetcher runs fetches. Create it with New, then Setup, then Run.
+type Fetcher struct {
+	js   jetstream.JetStream
+	apps map[string]App
+	pub  Publisher
+	log  zerolog.Logger
+	opts Options
+	id   string // this replica, in leases
+
+	cursors, leases, tokens jetstream.KeyValue
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	wg      sync.WaitGroup
+	ctx     context.Context // Run's; workers live within it
+}
+
+// New returns a Fetcher; it does no I/O. Options and defaults: PageSize
+// 1000, LeaseTTL 30s, PollInterval 5m, TokenlessPerMinute 6, Replicas 1.
+func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, opts Options) (*Fetcher, error) {
+	if opts.PageSize == 0 {
+		opts.PageSize = DefaultPageSize
+	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.TokenlessPerMinute == 0 {
+		opts.TokenlessPerMinute = DefaultTokenlessPerMinute
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	switch {
+	case opts.PageSize < 1 || opts.PageSize > 1000:
+		return nil, fmt.Errorf("%w: page size must be 1..1000", ErrInvalidOption)
+	case opts.LeaseTTL < time.Second:
+		return nil, fmt.Errorf("%w: lease ttl must be at least 1s", ErrInvalidOption)
+	case opts.TokenlessPerMinute < 1:
+		return nil, fmt.Errorf("%w: token-less calls per minute must be positive", ErrInvalidOption)
+	case pub == nil:
+		return nil, fmt.Errorf("%w: publisher is required", ErrInvalidOption)
+	}
+	f := &Fetcher{
+		js: js, pub: pub, opts: opts, id: nuid.Next(),
+		apps:    make(map[string]App, len(apps)),
+		log:     log.With().Str("component", "fetch").Logger(),
+		workers: map[string]*worker{},
+	}
+	for _, a := range apps {
+		if a.Name == "" || a.API == nil {
+			return nil, fmt.Errorf("%w: app needs a name and an API", ErrInvalidOption)
+		}
+		f.apps[a.Name] = a
+	}
+	return f, nil
+}
+
+// Setup creates or binds the KV buckets.
+func (f *Fetcher) Setup(ctx context.Context) error {
+	var err error
+	f.cursors, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: CursorBucket, Description: "get_hit_msg_list cursor per app and corp",
+		History: 5, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("fetch: bucket %s: %w", CursorBucket, err)
+	}
+	f.leases, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: LeaseBucket, Description: "which replica fetches an app and corp",
+		TTL: f.opts.LeaseTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("fetch: bucket %s: %w", LeaseBucket, err)
+	}
+	f.tokens, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: TokenBucket, Description: "newest hit token per app and corp",
+		TTL: hitTokenTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("fetch: bucket %s: %w", TokenBucket, err)
+	}
+	return nil
+}
+
+// Run starts the poll loop and lets Handle start fetches; it returns when
+// ctx is cancelled and every running fetch has stopped.
+func (f *Fetcher) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.ctx = ctx
+	f.mu.Unlock()
+	defer f.wg.Wait()
+	if f.opts.PollInterval < 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(f.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			f.Poll()
+		}
+	}
+}
+
+// Running reports whether Run is running: fetches can be started.
+func (f *Fetcher) Running() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ctx != nil && f.ctx.Err() == nil
+}
+
+// Poll starts a token-less fetch for every (app, corp) whose lease is free,
+// without waiting for them.
+func (f *Fetcher) Poll() {
+	for _, name := range f.appNames() {
+		for _, corp := range f.apps[name].Corps {
+			if w := f.worker(name, corp); w != nil {
+				w.trigger(wecomhit.SourcePoll)
+			}
+		}
+	}
+}
+
+func (f *Fetcher) appNames() []string {
+	names := make([]string, 0, len(f.apps))
+	for n := range f.apps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Handle is the intake handler for hit_keyword and program_notify: it
+// stores the token (or notify id) as the newest for its (app, corp), starts
+// a fetch or joins the one running, and returns once a fetch that began
+// after the callback arrived has finished. Other kinds return nil.
+func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
+	if cb.Kind != wecomhit.KindHitKeyword && cb.Kind != wecomhit.KindProgramNotify {
+		return nil
+	}
+	app, ok := f.apps[cb.App]
+	if !ok {
+		return fmt.Errorf("fetch: callback for unconfigured app %q", cb.App)
+	}
+	corp := cb.CorpID
+	if corp == "" && len(app.Corps) == 1 {
+		corp = app.Corps[0]
+	}
+	if !contains(app.Corps, corp) {
+		return fmt.Errorf("fetch: app %s has no corp %q configured", cb.App, corp)
+	}
+	if cb.Token != "" || cb.NotifyID != "" {
+		if err := f.putToken(ctx, cb); err != nil {
+			return err
+		}
+	}
+	w := f.worker(cb.App, corp)
+	if w == nil {
+		return errors.New("fetch: not running")
+	}
+	return w.trigger(wecomhit.SourceCallback).wait(ctx)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// worker returns the (app, corp) worker, starting it if needed; nil if Run
+// has not started or has stopped.
+func (f *Fetcher) worker(app, corp string) *worker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx == nil || f.ctx.Err() != nil {
+		return nil
+	}
+	k := key(app, corp)
+	w := f.workers[k]
+	if w == nil {
+		w = newWorker(f, app, corp)
+		f.workers[k] = w
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			w.loop(f.ctx)
+		}()
+	}
+	return w
+}

@@ -1,0 +1,204 @@
+package fetch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/wecomsim"
+)
+
+// TestFetch_GroundTruth: thousands of hits over many pages and callbacks
+// reach the stream exactly as the simulator recorded them.
+func TestFetch_GroundTruth(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	r := e.startReceiver(nil, fetch.Options{PageSize: 200})
+	for range 4 {
+		_, err := e.sim.GenerateMessages(corpID, 1500)
+		require.NoError(t, err)
+		e.callback(r, 1)
+	}
+	n := e.requireExactlyTruth()
+	t.Logf("%d hits, %d get_hit_msg_list calls", n, e.sim.Requests("get_hit_msg_list"))
+	assert.Greater(t, n, 2000)
+
+	cur, err := r.f.Cursor(ctxT(t), appName, corpID)
+	require.NoError(t, err)
+	assert.NotEmpty(t, cur.Cursor)
+	assert.Greater(t, cur.Pages, int64(8))
+	assert.Equal(t, int64(n), cur.Events)
+
+	// A callback with nothing new publishes nothing and keeps the cursor.
+	e.callback(r, 1)
+	e.requireExactlyTruth()
+}
+
+// TestFetch_KilledMidPage: a publish that dies half-way through a page
+// leaves the cursor where it was; the next fetch re-reads that page and
+// nothing is lost or doubled. Then the fetcher itself is stopped and
+// replaced, several times, while hits keep coming.
+func TestFetch_KilledMidPage(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
+	inner := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	require.NoError(t, inner.Setup(ctxT(t)))
+
+	_, err := e.sim.GenerateMessages(corpID, 1500)
+	require.NoError(t, err)
+	pub := &countingPublisher{inner: inner, failAt: 3}
+	r := e.startReceiver(pub, fetch.Options{PageSize: 100})
+	before := e.sim.Requests("get_hit_msg_list")
+	tok, err := e.sim.IssueHitToken(corpID)
+	require.NoError(t, err)
+	cb := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: tok, ReceivedAt: time.Now()}
+	err = r.f.Handle(ctxT(t), cb)
+	require.ErrorContains(t, err, "killed half-way through page 3")
+	require.NoError(t, r.f.Handle(ctxT(t), cb), "the redelivered callback resumes from the unmoved cursor")
+	calls := e.sim.Requests("get_hit_msg_list") - before
+	pub.mu.Lock()
+	pages := pub.pages
+	pub.mu.Unlock()
+	assert.Equal(t, pages, calls, "every fetched page was published")
+	e.requireExactlyTruth()
+
+	for i := range 3 {
+		r.stop()
+		_, err := e.sim.GenerateMessages(corpID, 500)
+		require.NoError(t, err)
+		pub = &countingPublisher{inner: inner, failAt: 2 + i}
+		r = e.startReceiver(pub, fetch.Options{PageSize: 50})
+		e.callback(r, 3)
+	}
+	e.requireExactlyTruth()
+}
+
+// TestFetch_Faults: system busy, 5xx, hangs, and hit tokens that expire
+// early; the client retries, the fetcher carries on token-less, and the
+// stream ends up exactly right.
+func TestFetch_Faults(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{TokenlessLimit: 1000})
+	r := e.startReceiver(nil, fetch.Options{PageSize: 100})
+	require.NoError(t, e.sim.SetFaults(
+		wecomsim.Fault{Kind: wecomsim.FaultErrcode, API: "get_hit_msg_list", Errcode: -1, Rate: 0.2},
+		wecomsim.Fault{Kind: wecomsim.FaultHTTPError, API: "get_hit_msg_list", Status: 502, Rate: 0.1},
+		wecomsim.Fault{Kind: wecomsim.FaultHang, API: "get_hit_msg_list", Count: 2, Delay: 10 * time.Second},
+		wecomsim.Fault{Kind: wecomsim.FaultExpireHitToken, API: "get_hit_msg_list", Count: 3},
+		wecomsim.Fault{Kind: wecomsim.FaultExpireAccessToken, API: "get_hit_msg_list", Count: 2},
+	))
+	for range 3 {
+		_, err := e.sim.GenerateMessages(corpID, 800)
+		require.NoError(t, err)
+		e.callback(r, 10)
+	}
+	e.requireExactlyTruth()
+}
+
+// TestFetch_PollWithoutCallbacks: every callback lost; the token-less poll
+// alone brings every hit, within the token-less budget.
+func TestFetch_PollWithoutCallbacks(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	r := e.startReceiver(nil, fetch.Options{PageSize: 500, TokenlessPerMinute: 8})
+	_, err := e.sim.GenerateMessages(corpID, 2000)
+	require.NoError(t, err)
+	natstest.WaitFor(t, 30*time.Second, func() error {
+		r.f.Poll()
+		got, _ := e.events()
+		if want := len(e.truth()); len(got) < want {
+			return fmt.Errorf("%d of %d", len(got), want)
+		}
+		return nil
+	})
+	e.requireExactlyTruth()
+	got, _ := e.events()
+	for _, ev := range got {
+		require.Equal(t, wecomhit.SourcePoll, ev.Source)
+	}
+}
+
+// TestFetch_TwoReceivers: two replicas on one NATS server take callbacks at
+// once; each hit is published once and the cursor only ever moves forward.
+func TestFetch_TwoReceivers(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	r1 := e.startReceiver(nil, fetch.Options{PageSize: 100})
+	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100})
+
+	kv, err := e.js.KeyValue(ctxT(t), fetch.CursorBucket)
+	require.NoError(t, err)
+	w, err := kv.Watch(ctxT(t), appName+"."+corpID, jetstream.UpdatesOnly())
+	require.NoError(t, err)
+	defer w.Stop()
+	var (
+		mu      sync.Mutex
+		history []wecomhit.Cursor
+	)
+	go func() {
+		for entry := range w.Updates() {
+			if entry == nil {
+				continue
+			}
+			var c wecomhit.Cursor
+			if jsonErr := jsonUnmarshal(entry.Value(), &c); jsonErr == nil {
+				mu.Lock()
+				history = append(history, c)
+				mu.Unlock()
+			}
+		}
+	}()
+
+	for round := range 4 {
+		_, err := e.sim.GenerateMessages(corpID, 600)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		for _, r := range []*receiver{r1, r2, r1, r2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.callback(r, 3)
+			}()
+		}
+		wg.Wait()
+		t.Logf("round %d done", round)
+	}
+	e.requireExactlyTruth()
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, history)
+	seen := map[string]bool{}
+	for i, c := range history {
+		assert.False(t, seen[c.Cursor], "cursor %d repeats an earlier one: it moved backwards", i)
+		seen[c.Cursor] = true
+		if i > 0 {
+			assert.Equal(t, history[i-1].Pages+1, c.Pages, "each move builds on the previous one")
+		}
+	}
+}
+
+// TestFetch_HandleIgnoresOtherKinds and rejects unknown apps and corps.
+func TestFetch_Handle(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	r := e.startReceiver(nil, fetch.Options{})
+	ctx := ctxT(t)
+	assert.NoError(t, r.f.Handle(ctx, &wecomhit.Callback{App: appName, Kind: wecomhit.KindMsgAuditNotify}))
+	err := r.f.Handle(ctx, &wecomhit.Callback{App: "other", Kind: wecomhit.KindHitKeyword, CorpID: corpID})
+	assert.Error(t, err)
+	err = r.f.Handle(ctx, &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: "wwNotOurs"})
+	assert.Error(t, err)
+	assert.Zero(t, e.sim.Requests("get_hit_msg_list"))
+
+	r.stop()
+	err = r.f.Handle(ctx, &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "t"})
+	assert.True(t, err != nil && !errors.Is(err, context.Canceled), "a stopped fetcher refuses work: %v", err)
+}

@@ -1,0 +1,214 @@
+package fetch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit"
+)
+
+// key is the KV key of an (app, corp). KV keys allow [-/_=.a-zA-Z0-9];
+// anything else in a corp id is escaped, reversibly, as =XX.
+func key(app, corp string) string {
+	return escapeKey(app) + "." + escapeKey(corp)
+}
+
+func escapeKey(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "=%02X", c)
+	}
+	if b.Len() == 0 {
+		return "="
+	}
+	return b.String()
+}
+
+// ErrCursorMoved: the cursor changed under a fetch, which holding the lease
+// should make impossible; the fetch stops rather than move it back.
+var ErrCursorMoved = errors.New("fetch: cursor moved by someone else")
+
+// loadCursor reads an (app, corp)'s cursor and its revision (0: none yet).
+func (f *Fetcher) loadCursor(ctx context.Context, app, corp string) (wecomhit.Cursor, uint64, error) {
+	cur := wecomhit.Cursor{App: app, CorpID: corp}
+	e, err := f.cursors.Get(ctx, key(app, corp))
+	if kvNotFound(err) {
+		return cur, 0, nil
+	}
+	if err != nil {
+		return cur, 0, fmt.Errorf("fetch: read cursor: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &cur); err != nil {
+		return cur, 0, fmt.Errorf("fetch: decode cursor: %w", err)
+	}
+	return cur, e.Revision(), nil
+}
+
+// storeCursor writes cur if the stored revision is still rev.
+func (f *Fetcher) storeCursor(ctx context.Context, cur wecomhit.Cursor, rev uint64) (uint64, error) {
+	data, err := json.Marshal(cur)
+	if err != nil {
+		return rev, fmt.Errorf("fetch: encode cursor: %w", err)
+	}
+	k := key(cur.App, cur.CorpID)
+	var next uint64
+	if rev == 0 {
+		next, err = f.cursors.Create(ctx, k, data)
+	} else {
+		next, err = f.cursors.Update(ctx, k, data, rev)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return rev, fmt.Errorf("%w: %w", ErrCursorMoved, err)
+		}
+		return rev, fmt.Errorf("fetch: write cursor: %w", err)
+	}
+	return next, nil
+}
+
+// Cursor returns the stored cursor of an (app, corp), for status and tests.
+func (f *Fetcher) Cursor(ctx context.Context, app, corp string) (wecomhit.Cursor, error) {
+	cur, _, err := f.loadCursor(ctx, app, corp)
+	return cur, err
+}
+
+// hitToken is the newest token or notify id of an (app, corp).
+type hitToken struct {
+	Token     string    `json:"token,omitempty"`
+	NotifyID  string    `json:"notify_id,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// putToken records a callback's token as the newest, unless a newer one is
+// already stored (callbacks can be handled out of order).
+func (f *Fetcher) putToken(ctx context.Context, cb *wecomhit.Callback) error {
+	received := cb.ReceivedAt
+	if received.IsZero() {
+		received = f.opts.Now()
+	}
+	t := hitToken{Token: cb.Token, NotifyID: cb.NotifyID, ExpiresAt: received.Add(hitTokenTTL - hitTokenMargin)}
+	if !t.ExpiresAt.After(f.opts.Now()) {
+		return nil // already too old to be of use
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("fetch: encode token: %w", err)
+	}
+	k := key(cb.App, cb.CorpID)
+	for range 5 {
+		e, err := f.tokens.Get(ctx, k)
+		switch {
+		case kvNotFound(err):
+			if _, err = f.tokens.Create(ctx, k, data); err == nil {
+				return nil
+			}
+		case err != nil:
+			return fmt.Errorf("fetch: read token: %w", err)
+		default:
+			var old hitToken
+			if json.Unmarshal(e.Value(), &old) == nil && !old.ExpiresAt.Before(t.ExpiresAt) {
+				return nil
+			}
+			if _, err = f.tokens.Update(ctx, k, data, e.Revision()); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("fetch: store token: %w", err)
+		}
+	}
+	return errors.New("fetch: store token: too much contention")
+}
+
+// currentToken returns the newest unexpired token, or none.
+func (f *Fetcher) currentToken(ctx context.Context, k string) hitToken {
+	e, err := f.tokens.Get(ctx, k)
+	if err != nil {
+		return hitToken{}
+	}
+	var t hitToken
+	if json.Unmarshal(e.Value(), &t) != nil || !t.ExpiresAt.After(f.opts.Now()) {
+		return hitToken{}
+	}
+	return t
+}
+
+// lease is this replica's claim on an (app, corp).
+type lease struct {
+	kv    jetstream.KeyValue
+	key   string
+	owner []byte
+	rev   uint64
+	ttl   time.Duration
+}
+
+// acquire claims the lease of k. With wait it retries until the lease is
+// free or ctx ends; without, a taken lease returns errLeaseBusy.
+func (f *Fetcher) acquire(ctx context.Context, k string, wait bool) (*lease, error) {
+	l := &lease{kv: f.leases, key: k, owner: []byte(f.id), ttl: f.opts.LeaseTTL}
+	delay := 50 * time.Millisecond
+	for {
+		rev, err := f.leases.Create(ctx, k, l.owner)
+		if err == nil {
+			l.rev = rev
+			return l, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("fetch: lease: %w", err)
+		}
+		if !wait {
+			return nil, errLeaseBusy
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("fetch: waiting for lease: %w", ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// errLeaseLost: renewal failed; another replica may be fetching now.
+var errLeaseLost = errors.New("fetch: lease lost")
+
+// keep renews the lease every third of its TTL until ctx ends; if renewal
+// fails it cancels the fetch, which then stops before moving the cursor.
+func (l *lease) keep(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(l.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rev, err := l.kv.Update(ctx, l.key, l.owner, l.rev)
+			if err != nil {
+				if ctx.Err() == nil {
+					cancel(fmt.Errorf("%w: %w", errLeaseLost, err))
+				}
+				return
+			}
+			l.rev = rev
+		}
+	}
+}
+
+// release frees the lease if it is still ours.
+func (l *lease) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+}
