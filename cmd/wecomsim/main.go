@@ -1,0 +1,98 @@
+// Command wecomsim runs the WeCom simulator alone, for local runs of the
+// receiver and for trying the chat-data APIs by hand. Its defaults match
+// configs/receiver.example.yaml, so the example receiver accepts its
+// callbacks as they are.
+//
+//	go run ./cmd/wecomsim [-speed 60] [-fault kind=errcode,api=get_hit_msg_list,rate=0.1]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/wecomsim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "wecomsim:", err)
+		os.Exit(1)
+	}
+}
+
+// faultFlags collects repeated -fault flags.
+type faultFlags []wecomsim.Fault
+
+func (f *faultFlags) String() string { return fmt.Sprint(len(*f), " faults") }
+
+func (f *faultFlags) Set(v string) error {
+	fault, err := wecomsim.ParseFault(v)
+	if err == nil {
+		*f = append(*f, fault)
+	}
+	return err
+}
+
+// run parses args, serves until ctx ends, then closes within 5 seconds.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wecomsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o      wecomsim.Options
+		corp   wecomsim.Corp
+		faults faultFlags
+	)
+	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
+	fs.Int64Var(&o.Seed, "seed", 1, "random seed")
+	fs.Float64Var(&o.Speed, "speed", 1, "simulated seconds per real second")
+	fs.Float64Var(&o.MessageRate, "rate", wecomsim.DefaultMessageRate, "messages per simulated minute per corp; negative for none")
+	fs.StringVar(&o.Archive.SuiteID, "suite-id", "wwArchiveSuite01", "archive suite id")
+	fs.StringVar(&o.Archive.SuiteSecret, "suite-secret", "demo-suite-secret", "archive suite secret")
+	fs.StringVar(&corp.CorpID, "corp-id", "wwCorpABC123", "authorized corp id")
+	fs.StringVar(&corp.PermanentCode, "permanent-code", "demo-permanent-code", "the corp's permanent code")
+	fs.StringVar(&o.Archive.Token, "token", "QDG6eK", "archive callback token")
+	fs.StringVar(&o.Archive.EncodingAESKey, "aes-key", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "archive callback EncodingAESKey")
+	fs.StringVar(&o.Archive.CallbackURL, "callback-url", "http://127.0.0.1:8080/callback/archive", "archive callback URL; empty sends none")
+	fs.StringVar(&o.Zone.CorpID, "zone-corp-id", "", "zone app corp id; empty disables the zone")
+	fs.StringVar(&o.Zone.CorpSecret, "zone-secret", "demo-zone-secret", "zone app secret")
+	fs.StringVar(&o.Zone.ProgramID, "zone-program", "demo-program", "zone program id")
+	fs.BoolVar(&o.Zone.WrapIO, "zone-wrap", false, `abilities take {"input":…} and answer {"output":…}`)
+	fs.StringVar(&o.Zone.Token, "zone-token", "QDG6eK", "zone callback token")
+	fs.StringVar(&o.Zone.EncodingAESKey, "zone-aes-key", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "zone callback EncodingAESKey")
+	fs.StringVar(&o.Zone.CallbackURL, "zone-callback-url", "", "zone program_notify URL; empty sends none")
+	fs.Var(&faults, "fault", "fault to inject, repeatable: kind=K[,api=A][,count=N][,rate=R][,errcode=C][,status=S][,delay=D]")
+	debug := fs.Bool("debug", false, "log at debug level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.Archive.Corps = []wecomsim.Corp{corp}
+	o.Faults = faults
+
+	level := zerolog.InfoLevel
+	if *debug {
+		level = zerolog.DebugLevel
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
+	sim, err := wecomsim.New(o, log)
+	if err != nil {
+		return err
+	}
+	if err := sim.Start(ctx, *addr); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wecomsim listening on %s, callbacks to %s\n", sim.URL(), o.Archive.CallbackURL)
+	<-ctx.Done()
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return sim.Close(closeCtx)
+}
