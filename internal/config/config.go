@@ -41,10 +41,31 @@ const DefaultAPIBaseURL = "https://qyapi.weixin.qq.com"
 // Config is the whole receiver configuration. Load and Parse return it with
 // defaults applied, relative paths resolved and Validate passed.
 type Config struct {
-	HTTP HTTP  `yaml:"http"`
-	NATS NATS  `yaml:"nats"`
-	Log  Log   `yaml:"log"`
-	Apps []App `yaml:"apps"`
+	HTTP  HTTP  `yaml:"http"`
+	NATS  NATS  `yaml:"nats"`
+	Fetch Fetch `yaml:"fetch"`
+	Log   Log   `yaml:"log"`
+	Apps  []App `yaml:"apps"`
+}
+
+// Fetch configures how hits are fetched and published.
+type Fetch struct {
+	// PageSize is get_hit_msg_list's limit, 1..1000. Default 1000.
+	PageSize int `yaml:"page_size"`
+	// PollInterval is how often every (app, corp) is fetched without a
+	// token, to catch hits whose callbacks were lost; 0 turns it off.
+	// Default 5m.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// TokenlessPerMinute caps token-less get_hit_msg_list calls per
+	// (app, corp). Default 6.
+	TokenlessPerMinute int `yaml:"tokenless_per_minute"`
+	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
+	// without renewal. Default 30s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// HitsMaxAge is how long WECOM_HITS keeps events. Default 168h.
+	HitsMaxAge time.Duration `yaml:"hits_max_age"`
+	// HitsDuplicateWindow is WECOM_HITS' Nats-Msg-Id dedup window. Default 20m.
+	HitsDuplicateWindow time.Duration `yaml:"hits_duplicate_window"`
 }
 
 // HTTP configures the callback server.
@@ -258,6 +279,14 @@ func defaults() Config {
 			ConnectTimeout:  5 * time.Second,
 			CallbackMaxAge:  72 * time.Hour,
 			DuplicateWindow: 10 * time.Minute,
+		},
+		Fetch: Fetch{
+			PageSize:            1000,
+			PollInterval:        5 * time.Minute,
+			TokenlessPerMinute:  6,
+			LeaseTTL:            30 * time.Second,
+			HitsMaxAge:          7 * 24 * time.Hour,
+			HitsDuplicateWindow: 20 * time.Minute,
 		},
 		Log: Log{Level: "info", Format: "json"},
 	}

@@ -656,6 +656,12 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrCallbackMaxAge", func(c *config.Config) { c.NATS.CallbackMaxAge = 59 * time.Minute }, "nats.callback_max_age: must be at least 1h"},
 		{"ErrDuplicateWindowZero", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, "nats.duplicate_window: must be greater than 0"},
 		{"ErrDuplicateWindowLong", func(c *config.Config) { c.NATS.DuplicateWindow = 73 * time.Hour }, "nats.duplicate_window: must not exceed callback_max_age"},
+		{"ErrPageSize", func(c *config.Config) { c.Fetch.PageSize = 1001 }, "fetch.page_size: must be between 1 and 1000"},
+		{"ErrPollInterval", func(c *config.Config) { c.Fetch.PollInterval = time.Second }, "fetch.poll_interval: must be 0 (off) or at least 1m"},
+		{"ErrTokenless", func(c *config.Config) { c.Fetch.TokenlessPerMinute = 0 }, "fetch.tokenless_per_minute: must be at least 1"},
+		{"ErrLeaseTTL", func(c *config.Config) { c.Fetch.LeaseTTL = time.Second }, "fetch.lease_ttl: must be at least 3s"},
+		{"ErrHitsMaxAge", func(c *config.Config) { c.Fetch.HitsMaxAge = time.Minute }, "fetch.hits_max_age: must be at least 1h"},
+		{"ErrHitsDupWindow", func(c *config.Config) { c.Fetch.HitsDuplicateWindow = 0 }, "fetch.hits_duplicate_window: must be greater than 0"},
 
 		{"ErrLogLevel", func(c *config.Config) { c.Log.Level = "trace" }, "log.level: must be one of debug, info, warn, error"},
 		{"ErrLogFormat", func(c *config.Config) { c.Log.Format = "text" }, "log.format: must be json or console"},

@@ -40,6 +40,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	c.HTTP.validate(v)
 	c.NATS.validate(v)
+	c.Fetch.validate(v)
 	c.Log.validate(v)
 	if len(c.Apps) == 0 {
 		v.add("apps", "at least one app is required")
@@ -110,6 +111,16 @@ func (n *NATS) validate(v *validator) {
 	v.check(n.CallbackMaxAge >= time.Hour, "nats.callback_max_age", "must be at least 1h")
 	v.check(n.DuplicateWindow > 0, "nats.duplicate_window", "must be greater than 0")
 	v.check(n.DuplicateWindow <= n.CallbackMaxAge, "nats.duplicate_window", "must not exceed callback_max_age")
+}
+
+func (f *Fetch) validate(v *validator) {
+	v.check(f.PageSize >= 1 && f.PageSize <= 1000, "fetch.page_size", "must be between 1 and 1000")
+	v.check(f.PollInterval == 0 || f.PollInterval >= time.Minute, "fetch.poll_interval", "must be 0 (off) or at least 1m")
+	v.check(f.TokenlessPerMinute >= 1, "fetch.tokenless_per_minute", "must be at least 1")
+	v.check(f.LeaseTTL >= 3*time.Second, "fetch.lease_ttl", "must be at least 3s")
+	v.check(f.HitsMaxAge >= time.Hour, "fetch.hits_max_age", "must be at least 1h")
+	v.check(f.HitsDuplicateWindow > 0, "fetch.hits_duplicate_window", "must be greater than 0")
+	v.check(f.HitsDuplicateWindow <= f.HitsMaxAge, "fetch.hits_duplicate_window", "must not exceed hits_max_age")
 }
 
 func (l *Log) validate(v *validator) {

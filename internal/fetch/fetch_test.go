@@ -202,3 +202,54 @@ func TestFetch_Handle(t *testing.T) {
 	err = r.f.Handle(ctx, &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "t"})
 	assert.True(t, err != nil && !errors.Is(err, context.Canceled), "a stopped fetcher refuses work: %v", err)
 }
+
+// TestFetch_Backfill re-reads from a time: it adds only what is missing,
+// marks it "backfill", and leaves the fetch cursor alone.
+func TestFetch_Backfill(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
+	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	require.NoError(t, pub.Setup(ctxT(t)))
+	r := e.startReceiver(pub, fetch.Options{PageSize: 200})
+	since := e.sim.Now().Add(-time.Minute)
+
+	_, err := e.sim.GenerateMessages(corpID, 800)
+	require.NoError(t, err)
+	e.callback(r, 1)
+	first, _ := e.events()
+	cur, err := r.f.Cursor(ctxT(t), appName, corpID)
+	require.NoError(t, err)
+
+	// Hits whose callbacks were lost and which no poll has fetched yet.
+	_, err = e.sim.GenerateMessages(corpID, 400)
+	require.NoError(t, err)
+
+	var reports []fetch.Progress
+	p, err := r.f.Backfill(ctxT(t), appName, corpID, since, pub, func(p fetch.Progress) { reports = append(reports, p) })
+	require.NoError(t, err)
+	assert.True(t, p.Done)
+	assert.Equal(t, len(first), p.Skipped, "what the stream held is skipped")
+	assert.Equal(t, len(e.truth())-len(first), p.Published)
+	require.NotEmpty(t, reports)
+	assert.True(t, reports[len(reports)-1].Done)
+	n := e.requireExactlyTruth()
+	assert.Greater(t, n, len(first))
+
+	got, _ := e.events()
+	for k, ev := range got {
+		if _, old := first[k]; old {
+			assert.Equal(t, wecomhit.SourceCallback, ev.Source)
+		} else {
+			assert.Equal(t, wecomhit.SourceBackfill, ev.Source)
+		}
+	}
+	after, err := r.f.Cursor(ctxT(t), appName, corpID)
+	require.NoError(t, err)
+	assert.Equal(t, cur, after, "backfill does not move the fetch cursor")
+
+	// Running it again publishes nothing.
+	p, err = r.f.Backfill(ctxT(t), appName, corpID, since, pub, nil)
+	require.NoError(t, err)
+	assert.Zero(t, p.Published)
+	e.requireExactlyTruth()
+}

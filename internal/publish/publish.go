@@ -259,3 +259,42 @@ func (p *Publisher) deadLetter(o Origin, rec *wecomhit.HitMessage, cause error) 
 	m.Header.Set(HeaderSchema, DLQSchema)
 	return m, "dlq:" + contentID(o.CorpID, recData), nil
 }
+
+// Existing returns the Nats-Msg-Ids of the events of corpID stored since
+// since, reading headers only. Backfill uses it to skip what the stream
+// already holds, beyond the de-duplication window.
+func (p *Publisher) Existing(ctx context.Context, corpID string, since time.Time) (map[string]bool, error) {
+	s, err := p.js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("publish: stream %s: %w", StreamName, err)
+	}
+	filter := p.prefix + ".hit." + Token(corpID) + ".>"
+	start := since
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &start,
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish: scan %s: %w", filter, err)
+	}
+	ids := map[string]bool{}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return nil, fmt.Errorf("publish: scan %s: %w", filter, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			ids[m.Headers().Get(jetstream.MsgIDHeader)] = true
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("publish: scan %s: %w", filter, err)
+		}
+		if n == 0 {
+			return ids, nil
+		}
+	}
+}
