@@ -6,6 +6,8 @@
 //
 //	receiver serve -config FILE        run the service (RECEIVER_CONFIG may name the file)
 //	receiver check-config -config FILE validate a configuration and exit
+//	receiver backfill -config FILE -app A [-corp C] -since TIME
+//	                                   re-read hits from TIME; publishes what is missing
 //	receiver version                   print the version
 //
 // Only this package sees OS signals, flags and the process environment; it
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, e env) int {
 		cmd = &serveCommand{env: e}
 	case "check-config":
 		cmd = &checkConfigCommand{env: e}
+	case "backfill":
+		cmd = &backfillCommand{env: e}
 	case "version":
 		_, _ = fmt.Fprintln(e.stdout, "receiver", version)
 		return 0
@@ -95,6 +99,8 @@ func printUsage(w io.Writer) {
 Commands:
   serve -config FILE          run the service (RECEIVER_CONFIG may name the file)
   check-config -config FILE   validate a configuration and exit
+  backfill -config FILE -app NAME [-corp ID] -since TIME
+                              re-read hits from TIME (RFC 3339 or 6h ago), publish what is missing
   version                     print the version
 
 Run "receiver COMMAND -h" for a command's flags.

@@ -50,10 +50,13 @@ func (b *syncBuffer) String() string {
 
 // testConfig is a configuration with the two official sample apps, v1 and
 // v2, on 127.0.0.1:0 with an embedded NATS server in a temporary directory.
-// extra is appended YAML overriding http/nats keys by text substitution.
 func testConfig(t *testing.T, window, ackTimeout, natsURL string) *config.Config {
 	t.Helper()
+	// WeCom is never reached from tests: port 9 on loopback refuses, so a
+	// fetch started by a test callback fails fast and stays local.
 	yaml := fmt.Sprintf(`
+fetch:
+  poll_interval: 0s
 http:
   listen: 127.0.0.1:0
   max_body_bytes: 1024
@@ -71,6 +74,7 @@ apps:
     token: %s
     encoding_aes_key: %s
     receive_id: %s
+    api_base_url: http://127.0.0.1:9
     suite_id: wwArchiveSuite01
     suite_secret: s3cr3t-suite
     corps: [{corp_id: wwCorpABC123, permanent_code: perm-code-1}]
@@ -79,6 +83,7 @@ apps:
     token: %s
     encoding_aes_key: %s
     receive_id: %s
+    api_base_url: http://127.0.0.1:9
     suite_id: wwArchiveSuite02
     suite_secret: s3cr3t-suite
     corps: [{corp_id: wwCorpABC123, permanent_code: perm-code-1}]
@@ -300,7 +305,8 @@ func TestRun_ServeAndSignal(t *testing.T) {
 	example, err := os.ReadFile("../../configs/receiver.example.yaml")
 	require.NoError(t, err)
 	// Same file, but on free ports and a private store.
-	text := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:4222", "", "../data/nats", "nats").Replace(string(example))
+	text := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:4222", "", "../data/nats", "nats",
+		"https://qyapi.weixin.qq.com", "http://127.0.0.1:9").Replace(string(example))
 	require.NoError(t, os.WriteFile(cfgPath, []byte(text), 0o600))
 
 	var stderr syncBuffer

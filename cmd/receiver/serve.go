@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,11 +17,16 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
+	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/rulecache"
+	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
 // serveCommand runs the service until ctx is cancelled.
@@ -70,11 +76,21 @@ type Main struct {
 	cfg *config.Config
 	log zerolog.Logger
 
-	broker   *broker.Broker
-	intake   *intake.Store
-	server   *http.Server
-	listener net.Listener
-	served   chan struct{} // closed when Serve returns
+	broker    *broker.Broker
+	intake    *intake.Store
+	publisher *publish.Publisher
+	fetcher   *fetch.Fetcher
+	stores    *wecom.Stores
+	clients   map[string]*wecom.Client
+	rules     *rulecache.Cache
+	server    *http.Server
+	listener  net.Listener
+	served    chan struct{} // closed when Serve returns
+
+	// stopPipeline cancels the intake consumer and the fetcher; pipeline
+	// is closed once both have returned.
+	stopPipeline context.CancelFunc
+	pipeline     chan struct{}
 
 	draining atomic.Bool
 }
@@ -117,6 +133,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
 	defer cancel()
 	if err := m.intake.Setup(setupCtx); err != nil {
+		return err
+	}
+
+	if err := m.openPipeline(ctx); err != nil {
 		return err
 	}
 
@@ -172,6 +192,122 @@ func (m *Main) Addr() string {
 	return m.listener.Addr().String()
 }
 
+// openPipeline sets up the WeCom clients, the hit stream, the fetcher, and
+// the intake consumer that feeds it, and starts the last two.
+func (m *Main) openPipeline(ctx context.Context) error {
+	n, fc := m.cfg.NATS, m.cfg.Fetch
+	js := m.broker.JetStream()
+	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
+	defer cancel()
+	var err error
+	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas})
+	if err != nil {
+		return err
+	}
+	m.clients = make(map[string]*wecom.Client, len(m.cfg.Apps))
+	getters := map[string]rulecache.Getter{}
+	apps := make([]fetch.App, 0, len(m.cfg.Apps))
+	for _, a := range m.cfg.Apps {
+		c, err := wecom.New(a, m.stores, wecom.WithLogger(m.log))
+		if err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		m.clients[a.Name] = c
+		corps := appCorps(a)
+		for _, corp := range corps {
+			if _, ok := getters[corp]; !ok {
+				getters[corp] = ruleNamer{c}
+			}
+		}
+		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: corps})
+	}
+	m.rules = rulecache.New(getters, m.log)
+	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
+		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
+	})
+	if err := m.publisher.Setup(setupCtx); err != nil {
+		return err
+	}
+	poll := fc.PollInterval
+	if poll == 0 {
+		poll = -1 // off
+	}
+	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
+		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: poll,
+		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.fetcher.Setup(setupCtx); err != nil {
+		return err
+	}
+
+	runCtx, stop := context.WithCancel(context.Background())
+	m.stopPipeline = stop
+	m.pipeline = make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = m.fetcher.Run(runCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), m.log, intake.ConsumerOptions{}); err != nil {
+			m.log.Error().Err(err).Msg("intake consumer stopped")
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(m.pipeline)
+	}()
+	return nil
+}
+
+// dispatch routes a stored callback: hits to the fetcher, suite tickets to
+// the token source; other kinds need nothing and are acked.
+func (m *Main) dispatch(ctx context.Context, cb *wecomhit.Callback) error {
+	switch cb.Kind {
+	case wecomhit.KindHitKeyword, wecomhit.KindProgramNotify:
+		return m.fetcher.Handle(ctx, cb)
+	case wecomhit.KindSuiteTicket:
+		if cb.SuiteID == "" || cb.SuiteTicket == "" {
+			return fmt.Errorf("suite_ticket without suite id or ticket: %w", intake.ErrPermanent)
+		}
+		issued := cb.ReceivedAt
+		if cb.EventTime > 0 {
+			issued = time.Unix(cb.EventTime, 0)
+		}
+		return m.stores.Tickets.Put(ctx, cb.SuiteID, cb.SuiteTicket, issued)
+	}
+	m.log.Debug().Str("app", cb.App).Str("kind", string(cb.Kind)).Msg("callback needs no action")
+	return nil
+}
+
+// appCorps lists the corps an app fetches for.
+func appCorps(a config.App) []string {
+	if a.Mode == config.ModeZone {
+		return []string{a.CorpID}
+	}
+	corps := make([]string, len(a.Corps))
+	for i, c := range a.Corps {
+		corps[i] = c.CorpID
+	}
+	return corps
+}
+
+// ruleNamer reads a rule's name with get_rule_detail.
+type ruleNamer struct{ c *wecom.Client }
+
+func (r ruleNamer) RuleName(ctx context.Context, corp, ruleID string) (string, error) {
+	d, err := r.c.GetRule(ctx, corp, ruleID)
+	if err != nil {
+		return "", err
+	}
+	return d.Name, nil
+}
+
 // Broker exposes the NATS connection, for tests and subcommands.
 func (m *Main) Broker() *broker.Broker { return m.broker }
 
@@ -196,8 +332,8 @@ func (m *Main) routes(h *callback.Handler) http.Handler {
 // errDraining: the service is shutting down and takes no new work.
 var errDraining = errors.New("draining")
 
-// Ready reports whether the service can store callbacks: not shutting down,
-// NATS connected, and the callback stream present.
+// Ready reports whether the service can do its work: not shutting down,
+// NATS connected, both streams present, and the fetcher running.
 func (m *Main) Ready(ctx context.Context) error {
 	if m.draining.Load() {
 		return errDraining
@@ -207,7 +343,16 @@ func (m *Main) Ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return m.intake.Ready(ctx)
+	if err := m.intake.Ready(ctx); err != nil {
+		return err
+	}
+	if err := m.publisher.Ready(ctx); err != nil {
+		return err
+	}
+	if !m.fetcher.Running() {
+		return errors.New("fetcher not running")
+	}
+	return nil
 }
 
 // recoverer turns a handler panic into a 500 and a log line, instead of
@@ -241,6 +386,21 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		<-m.served
 		m.server = nil
+	}
+	// A fetch stopped mid-page has not moved its cursor: the page is
+	// fetched again later and de-duplication drops what was published.
+	if m.stopPipeline != nil {
+		m.stopPipeline()
+		select {
+		case <-m.pipeline:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("pipeline stop: %w", ctx.Err()))
+		}
+		m.stopPipeline = nil
+	}
+	if m.rules != nil {
+		m.rules.Close()
+		m.rules = nil
 	}
 	if m.broker != nil {
 		if err := m.broker.Close(ctx); err != nil {
