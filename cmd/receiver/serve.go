@@ -247,7 +247,11 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.stopPipeline = stop
 	m.pipeline = make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		m.warmRules(runCtx, apps)
+	}()
 	go func() {
 		defer wg.Done()
 		_ = m.fetcher.Run(runCtx)
@@ -263,6 +267,27 @@ func (m *Main) openPipeline(ctx context.Context) error {
 		close(m.pipeline)
 	}()
 	return nil
+}
+
+// warmRules lists every corp's rules once at start, so that even the first
+// events of a rule carry its name. Failures only cost names, which the
+// cache then looks up rule by rule.
+func (m *Main) warmRules(ctx context.Context, apps []fetch.App) {
+	for _, a := range apps {
+		c := m.clients[a.Name]
+		for _, corp := range a.Corps {
+			n := 0
+			for r, err := range c.ListRules(ctx, corp, 100) {
+				if err != nil {
+					m.log.Warn().Err(err).Str("app", a.Name).Str("corp_id", corp).Msg("listing rules failed; names will be looked up one by one")
+					break
+				}
+				m.rules.Set(corp, r.RuleID, r.Name)
+				n++
+			}
+			m.log.Debug().Str("app", a.Name).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
+		}
+	}
 }
 
 // dispatch routes a stored callback: hits to the fetcher, suite tickets to

@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Zone.CallbackURL, "zone-callback-url", "", "zone program_notify URL; empty sends none")
 	fs.Var(&faults, "fault", "fault to inject, repeatable: kind=K[,api=A][,count=N][,rate=R][,errcode=C][,status=S][,delay=D]")
 	debug := fs.Bool("debug", false, "log at debug level")
+	demoRules := fs.Bool("demo-rules", true, "start with a few keyword rules that the simulated traffic hits")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,6 +87,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim, err := wecomsim.New(o, log)
 	if err != nil {
 		return err
+	}
+	if *demoRules {
+		if err := sim.SeedDemoRules(); err != nil {
+			return err
+		}
 	}
 	if err := sim.Start(ctx, *addr); err != nil {
 		return err

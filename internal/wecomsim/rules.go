@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"unicode/utf8"
 )
 
@@ -514,4 +515,65 @@ func (s *Sim) runOpLocked(op string, cl *call) any {
 		return s.searchMsg(cl)
 	}
 	return s.errLocked(codeNotAllowed, "api forbidden")
+}
+
+// AddRule creates a rule in corpID directly, as create_rule would, for
+// seeding demos and tests without a client: words (contains, case-insensitive)
+// and semantics codes. It returns the rule id.
+func (s *Sim) AddRule(corpID, name string, words []string, semantics []int) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.corps[corpID]
+	if !ok {
+		return "", fmt.Errorf("add rule to %q: %w", corpID, ErrUnknownCorp)
+	}
+	r := &rule{Created: s.now, Name: name, Words: words, Semantics: semantics}
+	if msg := r.validate(c.zone); msg != "" {
+		return "", fmt.Errorf("add rule: %s: %w", msg, ErrInvalidOption)
+	}
+	if len(c.rules) >= maxRules {
+		return "", fmt.Errorf("add rule: more than %d rules: %w", maxRules, ErrInvalidOption)
+	}
+	r.ID = s.randToken(24)
+	c.ruleSeq++
+	r.seq = c.ruleSeq
+	c.rules = append(c.rules, r)
+	return r.ID, nil
+}
+
+// DemoRule is a rule to seed with AddRule.
+type DemoRule struct {
+	Name      string
+	Words     []string
+	Semantics []int
+}
+
+// DemoRules returns rules that the simulated traffic hits often: key
+// behaviours grouped by theme, and a few words its texts use.
+func DemoRules() []DemoRule {
+	return []DemoRule{
+		{"联系方式外泄", nil, []int{SemMobile, SemEmail, SemCard}},
+		{"资金风险", nil, []int{SemRedPacket, SemBankCard, SemIDCard}},
+		{"外链与文件", nil, []int{SemFile, SemLink, SemMiniProgram}},
+		{"敏感词", []string{"微信", "转账", "返现"}, nil},
+	}
+}
+
+// SeedDemoRules adds DemoRules to every simulated corp.
+func (s *Sim) SeedDemoRules() error {
+	s.mu.Lock()
+	corps := make([]string, 0, len(s.corps))
+	for id := range s.corps {
+		corps = append(corps, id)
+	}
+	s.mu.Unlock()
+	sort.Strings(corps)
+	for _, id := range corps {
+		for _, r := range DemoRules() {
+			if _, err := s.AddRule(id, r.Name, r.Words, r.Semantics); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

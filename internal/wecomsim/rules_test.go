@@ -1,8 +1,11 @@
 package wecomsim
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -149,4 +152,31 @@ func TestSim_RuleCRUD(t *testing.T) {
 		assert.Equal(t, 40058, errcode(api(t, s, kw+"get_rule_detail", tok, obj{"rule_id": id})))
 		assert.Equal(t, 40058, errcode(api(t, s, kw+"delete_rule", tok, obj{"rule_id": id})))
 	})
+}
+
+func TestSim_SeedDemoRules(t *testing.T) {
+	s, err := New(Options{Seed: 3, MessageRate: -1, Archive: Archive{SuiteID: "s", SuiteSecret: "x",
+		Corps: []Corp{{CorpID: "c1", PermanentCode: "p"}}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeedDemoRules(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GenerateMessages("c1", 300); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, h := range s.Hits() {
+		names[h.RuleID] = true
+	}
+	if len(names) < len(DemoRules()) {
+		t.Fatalf("300 messages hit %d of %d demo rules", len(names), len(DemoRules()))
+	}
+	if _, err := s.AddRule("nope", "n", []string{"w"}, nil); !errors.Is(err, ErrUnknownCorp) {
+		t.Fatalf("unknown corp: %v", err)
+	}
+	if _, err := s.AddRule("c1", "", nil, nil); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("invalid rule: %v", err)
+	}
 }
