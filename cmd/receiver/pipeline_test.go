@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 const (
 	simSuite = "wwArchiveSuite01"
 	simCorp  = "wwCorpABC123"
+	zoneCorp = "wwZoneCorp456"
 )
 
 // freePort reserves a loopback port for the receiver, which the simulator
@@ -60,6 +62,11 @@ func startSystem(t testing.TB, pollInterval string) *system {
 			Token: testvectors.V1.Token, EncodingAESKey: testvectors.V1.EncodingAESKey,
 			CallbackURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/callback/archive",
 		},
+		Zone: wecomsim.Zone{
+			CorpID: zoneCorp, CorpSecret: "zone-secret", ProgramID: "prog-1",
+			Token: testvectors.V2.Token, EncodingAESKey: testvectors.V2.EncodingAESKey,
+			CallbackURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/callback/zone",
+		},
 	}, zerolog.Nop())
 	require.NoError(t, err)
 
@@ -77,7 +84,16 @@ apps:
     suite_id: %s
     suite_secret: suite-secret
     corps: [{corp_id: %s, permanent_code: perm-code}]
-`, port, pollInterval, testvectors.V1.Token, testvectors.V1.EncodingAESKey, "http://127.0.0.1:1", simSuite, simCorp)
+  - name: zone
+    mode: zone
+    token: %s
+    encoding_aes_key: %s
+    api_base_url: http://127.0.0.1:1
+    corp_id: %s
+    corp_secret: zone-secret
+    program_id: prog-1
+`, port, pollInterval, testvectors.V1.Token, testvectors.V1.EncodingAESKey, "http://127.0.0.1:1", simSuite, simCorp,
+		testvectors.V2.Token, testvectors.V2.EncodingAESKey, zoneCorp)
 	cfg, err := config.Parse([]byte(yaml), t.TempDir(), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	// The simulator's address is known only once it listens; the receiver
@@ -88,6 +104,13 @@ apps:
 	simURL := "http://" + lis.Addr().String()
 	require.NoError(t, lis.Close())
 	cfg.Apps[0].APIBaseURL = simURL
+	cfg.Apps[1].APIBaseURL = simURL
+	// The zone corp's rules are seeded directly; the archive corp's are
+	// created below through the client, over HTTP.
+	for _, r := range wecomsim.DemoRules() {
+		_, err := sim.AddRule(zoneCorp, r.Name, r.Words, r.Semantics)
+		require.NoError(t, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, m.Open(ctx))
@@ -122,11 +145,13 @@ apps:
 	return &system{m: m, sim: sim}
 }
 
-// hitIDs is the ground truth as Nats-Msg-Ids.
-func (s *system) hitIDs() map[string]bool {
+// hitIDs is the ground truth as Nats-Msg-Ids, of one corp or (none) all.
+func (s *system) hitIDs(corps ...string) map[string]bool {
 	ids := map[string]bool{}
 	for _, h := range s.sim.Hits() {
-		ids[publish.MsgID(h.CorpID, h.MsgID, h.RuleID)] = true
+		if len(corps) == 0 || slices.Contains(corps, h.CorpID) {
+			ids[publish.MsgID(h.CorpID, h.MsgID, h.RuleID)] = true
+		}
 	}
 	return ids
 }
@@ -197,6 +222,38 @@ func TestPipeline_EndToEnd(t *testing.T) {
 	// later pages carry them.
 	require.Positive(t, named)
 	require.Positive(t, s.sim.CallbackStats()[wecomsim.CallbackHitKeyword].Delivered)
+}
+
+// TestPipeline_Zone: a zone program's program_notify reaches the receiver,
+// which fetches through sync_call_program with the notify id; the stream
+// holds exactly the zone corp's hits.
+func TestPipeline_Zone(t *testing.T) {
+	s := startSystem(t, "0s")
+	js := s.m.Broker().JetStream()
+	for range 2 {
+		_, err := s.sim.GenerateMessages(zoneCorp, 500)
+		require.NoError(t, err)
+		s.sim.Advance(6 * time.Second)
+	}
+	want := s.hitIDs(zoneCorp)
+	require.NotEmpty(t, want)
+	var counts map[string]int
+	var events map[string]wecomhit.HitEvent
+	natstest.WaitFor(t, 30*time.Second, func() error {
+		counts, events = eventIDs(t, js)
+		if len(counts) < len(want) {
+			return fmt.Errorf("%d of %d hits published", len(counts), len(want))
+		}
+		return nil
+	})
+	require.Len(t, counts, len(want))
+	for id := range want {
+		require.Equal(t, 1, counts[id], id)
+		require.Equal(t, "zone", events[id].App)
+		require.Equal(t, wecomhit.SourceCallback, events[id].Source, "fetched with the notify id")
+	}
+	require.Positive(t, s.sim.Requests("sync_call_program"))
+	require.Positive(t, s.sim.CallbackStats()[wecomsim.CallbackProgramNotify].Delivered)
 }
 
 // TestPipeline_DroppedCallbacksPoll: every hit callback is lost; the
