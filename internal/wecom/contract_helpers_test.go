@@ -181,6 +181,13 @@ func (e *env) clientOn(js jetstream.JetStream, opts ...wecom.Option) *wecom.Clie
 	if !e.tc.zone {
 		require.NoError(e.t, stores.Tickets.Put(ctx, ctSuiteID, e.sim.SuiteTicket(), e.sim.Now()))
 	}
+	// A transport of its own, its idle connections closed before the
+	// simulator (cleanups run last-registered first): a connection the
+	// transport dialled but never used would otherwise hold up the
+	// simulator's Close for 5 s (see TestContract_SimCloseWithUnusedConnection).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	e.t.Cleanup(tr.CloseIdleConnections)
+	opts = append([]wecom.Option{wecom.WithHTTPClient(&http.Client{Transport: tr})}, opts...)
 	c, err := wecom.New(e.app(), stores, append(fastOptions(), opts...)...)
 	require.NoError(e.t, err)
 	return c

@@ -1,14 +1,17 @@
 package wecom_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -153,6 +156,35 @@ func TestContract_GetHitMsgList(t *testing.T) {
 				require.NoError(t, err)
 				pageHits(t, e, c, wecom.HitMsgListRequest{Token: tok})
 			})
+			t.Run("BeginTime", func(t *testing.T) {
+				// Without a cursor, begin_time skips the hits before it.
+				e := newEnv(t, tc)
+				c := e.client()
+				ctx := ctxT(t)
+				setUpHits(t, e, c)
+				e.sim.Advance(time.Hour)
+				since := e.sim.Now().Unix()
+				_, err := e.sim.GenerateMessages(e.corp, 100)
+				require.NoError(t, err)
+				want := map[string]bool{}
+				for _, h := range e.sim.Hits() {
+					if h.CorpID == e.corp && h.Message.SendTime >= since {
+						want[h.MsgID] = true
+					}
+				}
+				require.NotEmpty(t, want)
+				tok, err := e.sim.IssueHitToken(e.corp)
+				require.NoError(t, err)
+				page, err := c.GetHitMsgList(ctx, e.corp, wecom.HitMsgListRequest{Token: tok, BeginTime: since, Limit: 1000})
+				require.NoError(t, err)
+				got := map[string]bool{}
+				for _, m := range page.MsgList {
+					got[m.MsgID] = true
+					assert.Nil(t, m.Detail, "no msg_detail without need_detail")
+				}
+				assert.Equal(t, want, got)
+				assert.False(t, bool(page.HasMore))
+			})
 			if !tc.zone {
 				return
 			}
@@ -184,7 +216,7 @@ func tokenlessLimit(n int) envOption {
 // setUpHits creates a keyword rule and a key-behaviour rule in the env's
 // corp (and, for archive, a rule in the other corp) and generates traffic
 // that hits them.
-func setUpHits(t *testing.T, e *env, c *wecom.Client) {
+func setUpHits(t testing.TB, e *env, c *wecom.Client) {
 	t.Helper()
 	ctx := ctxT(t)
 	corps := []string{e.corp}
@@ -209,7 +241,7 @@ func setUpHits(t *testing.T, e *env, c *wecom.Client) {
 
 // pageHits pages through the corp's hits with req and compares them with
 // the simulator's ground truth.
-func pageHits(t *testing.T, e *env, c *wecom.Client, req wecom.HitMsgListRequest) {
+func pageHits(t testing.TB, e *env, c *wecom.Client, req wecom.HitMsgListRequest) {
 	t.Helper()
 	ctx := ctxT(t)
 	truth := map[hitKey]wecomsim.Hit{}
@@ -348,6 +380,51 @@ func TestContract_SearchMsg(t *testing.T) {
 			}
 			assert.Equal(t, want, got, "every match once, oldest first")
 			assert.Equal(t, (len(want)+limit-1)/limit, e.sim.Requests("search_msg")-before, "pages")
+
+			t.Run("GroupChat", func(t *testing.T) {
+				// The group and query: the most common phrase start of a
+				// group's text messages.
+				type pair struct{ chat, word string }
+				counts := map[pair]int{}
+				for _, m := range msgs {
+					if m.ChatID != "" && m.MsgType == wecomsim.MsgText && m.Text != "" {
+						phrase, _, _ := strings.Cut(m.Text, " ")
+						if r := []rune(phrase); len(r) >= 4 {
+							counts[pair{m.ChatID, string(r[:4])}]++
+						}
+					}
+				}
+				var best pair
+				for p, n := range counts {
+					if n > counts[best] || n == counts[best] && p.chat+p.word < best.chat+best.word {
+						best = p
+					}
+				}
+				require.NotEmpty(t, best.chat)
+				var inChat, elsewhere []string
+				for _, m := range msgs {
+					if !slices.Contains(searchable, m.MsgType) ||
+						!strings.Contains(strings.ToLower(m.Text), strings.ToLower(best.word)) {
+						continue
+					}
+					if m.ChatID == best.chat {
+						inChat = append(inChat, m.MsgID)
+					} else {
+						elsewhere = append(elsewhere, m.MsgID)
+					}
+				}
+				require.NotEmpty(t, inChat)
+				require.NotEmpty(t, elsewhere, "the filter should have something to leave out")
+				hits, err := collect(c.SearchMsg(ctx, e.corp, wecom.SearchRequest{
+					QueryWord: best.word, ChatInfo: &wecom.ChatInfo{ChatType: 2, ChatID: best.chat}, Limit: 2,
+				}))
+				require.NoError(t, err)
+				var got []string
+				for _, h := range hits {
+					got = append(got, h.MsgID)
+				}
+				assert.Equal(t, inChat, got)
+			})
 
 			t.Run("TimeWindow", func(t *testing.T) {
 				now := e.sim.Now().Unix()
@@ -760,4 +837,22 @@ func TestContract_Tokens(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A client may hold a connection to the simulator on which it never sent a
+// request: net/http's Transport keeps the spare connection it dialled while
+// concurrent requests raced for one. Close must not wait for it.
+func TestContract_SimCloseWithUnusedConnection(t *testing.T) {
+	sim, err := wecomsim.New(wecomsim.Options{Seed: 1, MessageRate: -1,
+		Zone: wecomsim.Zone{CorpID: ctZoneCorp, CorpSecret: ctZoneSec, ProgramID: ctProgram}}, zerolog.Nop())
+	require.NoError(t, err)
+	require.NoError(t, sim.Start(ctxT(t), "127.0.0.1:0"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(sim.URL(), "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+
+	// Well under the 5 s net/http would wait for the unused connection.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	assert.NoError(t, sim.Close(ctx))
 }

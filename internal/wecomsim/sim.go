@@ -371,9 +371,16 @@ func (s *Sim) Close(ctx context.Context) error {
 	s.cancel()
 	var err error
 	if srv != nil {
-		if e := srv.Shutdown(ctx); e != nil {
-			err = fmt.Errorf("wecomsim shutdown: %w", e)
+		// Graceful for requests in flight, but briefly: Shutdown counts a
+		// connection that never sent a request as active for 5 s (net/http
+		// clients leave such spares behind), so fall back to Close.
+		shCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		if e := srv.Shutdown(shCtx); e != nil {
+			if ce := srv.Close(); ce != nil {
+				err = fmt.Errorf("wecomsim close: %w", ce)
+			}
 		}
+		cancel()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
