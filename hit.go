@@ -199,6 +199,9 @@ type HitPage struct {
 	Source    string // SourceCallback, SourcePoll or SourceBackfill
 	FetchedAt time.Time
 	Messages  []HitMessage
+	// Skip lists the Nats-Msg-Ids (<corp_id>:<msgid>:<rule_id>) of events
+	// not to publish because the stream holds them already (backfill).
+	Skip map[string]bool
 }
 
 // PageResult counts what publishing a page did.
@@ -206,6 +209,7 @@ type PageResult struct {
 	Published    int // new events stored
 	Duplicates   int // events the stream already had (a re-fetched page)
 	DeadLettered int // messages that could not become events, stored as dead letters
+	Skipped      int // events left out because the page's Skip listed them
 }
 
 // Cursor is the fetch position of one (app, corp), as kept in the

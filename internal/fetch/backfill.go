@@ -65,30 +65,21 @@ func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Tim
 		}
 		p.Pages++
 		p.Messages += len(page.MsgList)
-		fresh := make([]wecomhit.HitMessage, 0, len(page.MsgList))
 		for _, m := range page.MsgList {
 			if m.Detail != nil {
 				p.LastSent = max(p.LastSent, m.Detail.SendTime)
 			}
-			rules := m.HitRules[:0:0]
-			for _, r := range m.HitRules {
-				if have[corp+":"+m.MsgID+":"+r.RuleID] {
-					p.Skipped++
-					continue
-				}
-				rules = append(rules, r)
-			}
-			if len(rules) > 0 || len(m.HitRules) == 0 {
-				m.HitRules = rules
-				fresh = append(fresh, m)
-			}
 		}
-		res, err := f.pub.Publish(ctx, &wecomhit.HitPage{App: app, CorpID: corp, Source: wecomhit.SourceBackfill, FetchedAt: fetched, Messages: fresh})
+		// Whole messages go to the publisher, so every event still lists
+		// all the rules its message hit; the events already stored are
+		// left out by id.
+		res, err := f.pub.Publish(ctx, &wecomhit.HitPage{App: app, CorpID: corp, Source: wecomhit.SourceBackfill,
+			FetchedAt: fetched, Messages: page.MsgList, Skip: have})
 		if err != nil {
 			return p, fmt.Errorf("fetch: backfill publish: %w", err)
 		}
 		p.Published += res.Published
-		p.Skipped += res.Duplicates
+		p.Skipped += res.Skipped + res.Duplicates
 		if !page.HasMore {
 			p.Done = true
 			if progress != nil {

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -103,6 +104,9 @@ type Fetcher struct {
 	workers map[string]*worker
 	wg      sync.WaitGroup
 	ctx     context.Context // Run's; workers live within it
+
+	draining atomic.Bool
+	active   sync.WaitGroup // fetches under way
 }
 
 // New returns a Fetcher; it does no I/O. Options and defaults: PageSize
@@ -248,8 +252,11 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	if !contains(app.Corps, corp) {
 		return fmt.Errorf("fetch: app %s has no corp %q configured", cb.App, corp)
 	}
+	if f.draining.Load() {
+		return errDraining
+	}
 	if cb.Token != "" || cb.NotifyID != "" {
-		if err := f.putToken(ctx, cb); err != nil {
+		if err := f.putToken(ctx, cb.App, corp, cb); err != nil {
 			return err
 		}
 	}
@@ -257,7 +264,33 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	if w == nil {
 		return errors.New("fetch: not running")
 	}
-	return w.trigger(wecomhit.SourceCallback).wait(ctx)
+	t, first := w.join()
+	if !first {
+		// A fetch that has not started yet is already held open by an
+		// earlier callback, whose record stays unacked until that fetch
+		// succeeds, and this one's token is stored: holding this record
+		// too would only tie up a consumer slot.
+		return nil
+	}
+	return t.wait(ctx)
+}
+
+// Drain makes fetches stop after their current page (their callbacks are
+// retried later, by this replica or another) and refuses new ones, then
+// waits for the fetches under way to stop, or for ctx.
+func (f *Fetcher) Drain(ctx context.Context) error {
+	f.draining.Store(true)
+	done := make(chan struct{})
+	go func() {
+		f.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fetch: drain: %w", ctx.Err())
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -85,19 +85,26 @@ func (f *Fetcher) Cursor(ctx context.Context, app, corp string) (wecomhit.Cursor
 
 // hitToken is the newest token or notify id of an (app, corp).
 type hitToken struct {
-	Token     string    `json:"token,omitempty"`
-	NotifyID  string    `json:"notify_id,omitempty"`
+	Token    string `json:"token,omitempty"`
+	NotifyID string `json:"notify_id,omitempty"`
+	// Issued is WeCom's time for the callback (its TimeStamp or CreateTime),
+	// else when we received it: the newest issue wins, so a late or
+	// replayed callback cannot displace a fresher token.
+	Issued    time.Time `json:"issued"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// putToken records a callback's token as the newest, unless a newer one is
-// already stored (callbacks can be handled out of order).
-func (f *Fetcher) putToken(ctx context.Context, cb *wecomhit.Callback) error {
-	received := cb.ReceivedAt
-	if received.IsZero() {
-		received = f.opts.Now()
+// putToken records a callback's token as the newest of (app, corp), unless
+// a newer one is stored already (callbacks can be handled out of order).
+func (f *Fetcher) putToken(ctx context.Context, app, corp string, cb *wecomhit.Callback) error {
+	issued := cb.ReceivedAt
+	if cb.EventTime > 0 {
+		issued = time.Unix(cb.EventTime, 0)
 	}
-	t := hitToken{Token: cb.Token, NotifyID: cb.NotifyID, ExpiresAt: received.Add(hitTokenTTL - hitTokenMargin)}
+	if issued.IsZero() {
+		issued = f.opts.Now()
+	}
+	t := hitToken{Token: cb.Token, NotifyID: cb.NotifyID, Issued: issued, ExpiresAt: issued.Add(hitTokenTTL - hitTokenMargin)}
 	if !t.ExpiresAt.After(f.opts.Now()) {
 		return nil // already too old to be of use
 	}
@@ -105,7 +112,7 @@ func (f *Fetcher) putToken(ctx context.Context, cb *wecomhit.Callback) error {
 	if err != nil {
 		return fmt.Errorf("fetch: encode token: %w", err)
 	}
-	k := key(cb.App, cb.CorpID)
+	k := key(app, corp)
 	for range 5 {
 		e, err := f.tokens.Get(ctx, k)
 		switch {
@@ -117,7 +124,7 @@ func (f *Fetcher) putToken(ctx context.Context, cb *wecomhit.Callback) error {
 			return fmt.Errorf("fetch: read token: %w", err)
 		default:
 			var old hitToken
-			if json.Unmarshal(e.Value(), &old) == nil && !old.ExpiresAt.Before(t.ExpiresAt) {
+			if json.Unmarshal(e.Value(), &old) == nil && old.Issued.After(t.Issued) {
 				return nil
 			}
 			if _, err = f.tokens.Update(ctx, k, data, e.Revision()); err == nil {
@@ -142,6 +149,20 @@ func (f *Fetcher) currentToken(ctx context.Context, k string) hitToken {
 		return hitToken{}
 	}
 	return t
+}
+
+// dropToken forgets a token WeCom no longer honours, unless a newer one
+// has replaced it meanwhile.
+func (f *Fetcher) dropToken(ctx context.Context, k string, dead hitToken) {
+	e, err := f.tokens.Get(ctx, k)
+	if err != nil {
+		return
+	}
+	var t hitToken
+	if json.Unmarshal(e.Value(), &t) != nil || t.Token != dead.Token || t.NotifyID != dead.NotifyID {
+		return
+	}
+	_ = f.tokens.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
 }
 
 // lease is this replica's claim on an (app, corp).

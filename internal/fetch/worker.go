@@ -17,9 +17,10 @@ import (
 // ticket is one requested fetch. Every trigger until the fetch starts shares
 // it, which is how callbacks coalesce; its done closes when the fetch ends.
 type ticket struct {
-	source string
-	done   chan struct{}
-	err    error
+	source  string
+	done    chan struct{}
+	err     error
+	waiters int // callbacks holding their record until this fetch ends
 }
 
 func (t *ticket) wait(ctx context.Context) error {
@@ -70,6 +71,16 @@ func (w *worker) trigger(source string) *ticket {
 	return w.next
 }
 
+// join asks for a fetch on behalf of a callback: first reports whether no
+// other callback is waiting on the same not-yet-started fetch.
+func (w *worker) join() (t *ticket, first bool) {
+	t = w.trigger(wecomhit.SourceCallback)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.waiters++
+	return t, t.waiters == 1
+}
+
 func (w *worker) loop(ctx context.Context) {
 	for {
 		select {
@@ -91,7 +102,13 @@ func (w *worker) loop(ctx context.Context) {
 		if t == nil {
 			continue
 		}
-		t.err = w.fetch(ctx, t.source)
+		if w.f.draining.Load() {
+			t.err = errDraining
+		} else {
+			w.f.active.Add(1)
+			t.err = w.fetch(ctx, t.source)
+			w.f.active.Done()
+		}
 		if t.err != nil && !errors.Is(t.err, errLeaseBusy) {
 			w.log.Warn().Err(t.err).Str("source", t.source).Msg("fetch failed")
 		}
@@ -101,6 +118,9 @@ func (w *worker) loop(ctx context.Context) {
 		close(t.done)
 	}
 }
+
+// errDraining: the fetcher is shutting down; the callback is retried later.
+var errDraining = errors.New("fetch: shutting down")
 
 // errLeaseBusy: a poll found the lease taken and did not wait.
 var errLeaseBusy = errors.New("fetch: lease held by another replica")
@@ -112,16 +132,27 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go lease.keep(ctx, cancel)
-	defer lease.release()
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		lease.keep(ctx, cancel)
+	}()
+	defer func() {
+		// Stop renewing before releasing: release needs the last revision.
+		cancel(nil)
+		<-kept
+		lease.release()
+	}()
 
 	cur, rev, err := w.f.loadCursor(ctx, w.app, w.corp)
 	if err != nil {
 		return err
 	}
 	app := w.f.apps[w.app]
-	for {
+	for pageNo := 0; ; pageNo++ {
+		if pageNo > 0 && w.f.draining.Load() {
+			return errDraining
+		}
 		tok := w.f.currentToken(ctx, w.key)
 		pageSource := wecomhit.SourceCallback
 		if tok.Token == "" && tok.NotifyID == "" {
@@ -139,6 +170,12 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 				return fmt.Errorf("fetch: page: %w", cause)
+			}
+			if pageSource == wecomhit.SourceCallback && wecom.IsRateLimited(err) {
+				// WeCom counted this call as token-less: the token is dead
+				// (retired early). Forget it so the next try stays within
+				// our token-less budget instead of spending WeCom's.
+				w.f.dropToken(ctx, w.key, tok)
 			}
 			return fmt.Errorf("fetch: page: %w", err)
 		}
@@ -170,8 +207,9 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 		if !page.HasMore {
 			return nil
 		}
-		if len(msgs) == 0 && page.NextCursor == "" {
-			return errors.New("fetch: WeCom says has_more but gave no cursor and no messages")
+		if page.NextCursor == "" || page.NextCursor == req.Cursor {
+			// Asking again would get the same page: stop rather than spin.
+			return errors.New("fetch: WeCom says has_more without a new cursor")
 		}
 	}
 }

@@ -83,7 +83,8 @@ func checkID(field, id string) error {
 		return fmt.Errorf("%w: empty %s", ErrInvalidRecord, field)
 	case len(id) > maxIDLen:
 		return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalidRecord, field, maxIDLen)
-	case strings.ContainsAny(id, "\r\n\x00"):
+	case strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		// They would corrupt a NATS header (CR, LF) or confuse whoever reads it.
 		return fmt.Errorf("%w: %s contains control characters", ErrInvalidRecord, field)
 	}
 	return nil

@@ -44,6 +44,10 @@ const (
 	// DefaultWindow bounds the publishes awaiting an ack at once: enough to
 	// keep a page in flight, below nats.go's async limit.
 	DefaultWindow = 512
+	// DefaultPageTimeout bounds the wait for a page's acks when the caller
+	// gives no deadline: a lost ack (a stream leader change) must fail the
+	// page, to be fetched again, rather than hold its fetch forever.
+	DefaultPageTimeout = time.Minute
 )
 
 // ErrInvalidOption: an option has a bad value.
@@ -55,6 +59,8 @@ type Options struct {
 	MaxAge          time.Duration
 	DuplicateWindow time.Duration
 	Window          int
+	// PageTimeout bounds Page when ctx has no deadline. Default DefaultPageTimeout.
+	PageTimeout time.Duration
 }
 
 // Publisher publishes pages of hit messages. Safe for concurrent use.
@@ -80,6 +86,9 @@ func New(js jetstream.JetStream, prefix string, names RuleNames, log zerolog.Log
 	}
 	if opts.Window == 0 {
 		opts.Window = DefaultWindow
+	}
+	if opts.PageTimeout == 0 {
+		opts.PageTimeout = DefaultPageTimeout
 	}
 	return &Publisher{js: js, prefix: prefix, opts: opts, names: names,
 		log: log.With().Str("component", "publish").Logger()}
@@ -145,9 +154,10 @@ type deadLetter struct {
 	Record    *wecomhit.HitMessage `json:"record"`
 }
 
-// Publish publishes a fetched page: Page with the page's origin.
+// Publish publishes a fetched page: Page with the page's origin, leaving
+// out the events whose Nats-Msg-Id is in page.Skip.
 func (p *Publisher) Publish(ctx context.Context, page *wecomhit.HitPage) (Result, error) {
-	return p.Page(ctx, Origin{App: page.App, CorpID: page.CorpID, Source: page.Source, FetchedAt: page.FetchedAt}, page.Messages)
+	return p.page(ctx, Origin{App: page.App, CorpID: page.CorpID, Source: page.Source, FetchedAt: page.FetchedAt}, page.Messages, page.Skip)
 }
 
 // Page publishes every event of msgs and waits until JetStream has acked
@@ -155,6 +165,15 @@ func (p *Publisher) Publish(ctx context.Context, page *wecomhit.HitPage) (Result
 // not, and the caller must publish the page again (de-duplication makes that
 // safe) before moving its cursor.
 func (p *Publisher) Page(ctx context.Context, o Origin, msgs []wecomhit.HitMessage) (Result, error) {
+	return p.page(ctx, o, msgs, nil)
+}
+
+func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessage, skip map[string]bool) (Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.PageTimeout)
+		defer cancel()
+	}
 	type inflight struct {
 		f   jetstream.PubAckFuture
 		dlq bool
@@ -214,6 +233,10 @@ func (p *Publisher) Page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 			continue
 		}
 		for j := range events {
+			if skip[MsgID(events[j].CorpID, events[j].MsgID, events[j].RuleID)] {
+				res.Skipped++
+				continue
+			}
 			m, err := p.eventMsg(&events[j])
 			if err != nil {
 				return res, err
