@@ -9,7 +9,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecom"
@@ -38,7 +37,7 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: -since: %w", errUsage, err)
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func (c *checkConfigCommand) Run(_ context.Context, args []string) error {
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
 		var joined interface{ Unwrap() []error }
 		if errors.As(err, &joined) {

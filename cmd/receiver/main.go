@@ -23,6 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wecomhit/wecomhit/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -36,7 +38,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	code := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
+	code := run(ctx, os.Args[1:], env{lookupEnv: os.LookupEnv, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }
@@ -44,8 +46,18 @@ func main() {
 // env is what a subcommand may use of the process, so tests can run
 // subcommands in-process with their own.
 type env struct {
-	getenv         func(string) string
+	lookupEnv      func(string) (string, bool)
 	stdout, stderr io.Writer
+}
+
+func (e env) getenv(k string) string {
+	v, _ := e.lookupEnv(k)
+	return v
+}
+
+// loadConfig loads a configuration with this environment.
+func (e env) loadConfig(path string) (*config.Config, error) {
+	return config.LoadEnv(path, e.lookupEnv)
 }
 
 // command is one subcommand.

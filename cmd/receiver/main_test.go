@@ -30,6 +30,9 @@ import (
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
 
+// noEnv is an empty environment: tests never see the developer's variables.
+func noEnv(string) (string, bool) { return "", false }
+
 // syncBuffer collects the service's logs across goroutines.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -313,7 +316,7 @@ func TestRun_ServeAndSignal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-config", cfgPath}, env{getenv: func(string) string { return "" }, stdout: io.Discard, stderr: &stderr})
+		done <- run(ctx, []string{"serve", "-config", cfgPath}, env{lookupEnv: noEnv, stdout: io.Discard, stderr: &stderr})
 	}()
 	natstest.WaitFor(t, 10*time.Second, func() error {
 		if !strings.Contains(stderr.String(), "receiver started") {
@@ -341,22 +344,21 @@ apps:
     token: tok
     encoding_aes_key: tooshort
 `), 0o600))
-	noEnv := func(string) string { return "" }
 
 	tests := []struct {
 		name       string
 		args       []string
-		getenv     func(string) string
+		lookupEnv  func(string) (string, bool)
 		code       int
 		stdout     string
 		stderrHave []string
 	}{
 		{"OK", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, noEnv, 0, "OK (1 apps: archive; nats: embedded", nil},
-		{"OKFromEnv", []string{"check-config"}, func(k string) string {
+		{"OKFromEnv", []string{"check-config"}, func(k string) (string, bool) {
 			if k == "RECEIVER_CONFIG" {
-				return "../../configs/receiver.example.yaml"
+				return "../../configs/receiver.example.yaml", true
 			}
-			return ""
+			return "", false
 		}, 0, "OK", nil},
 		{"ErrInvalid", []string{"check-config", "-config", bad}, noEnv, 1, "", []string{
 			"apps[0].encoding_aes_key: must be 43 characters", "apps[0].suite_id: required",
@@ -370,7 +372,7 @@ apps:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, env{getenv: tt.getenv, stdout: &stdout, stderr: &stderr})
+			code := run(context.Background(), tt.args, env{lookupEnv: tt.lookupEnv, stdout: &stdout, stderr: &stderr})
 			assert.Equal(t, tt.code, code, stderr.String())
 			assert.Contains(t, stdout.String(), tt.stdout)
 			for _, s := range tt.stderrHave {

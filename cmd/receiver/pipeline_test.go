@@ -374,7 +374,7 @@ apps:
 
 	var stdout, stderr syncBuffer
 	code := run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-since", "1h"},
-		env{getenv: func(string) string { return "" }, stdout: &stdout, stderr: &stderr})
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	out := stdout.String()
 	require.Contains(t, out, "backfill archive/"+simCorp+" since ")
@@ -391,7 +391,7 @@ apps:
 	// Again: everything is already there.
 	stdout = syncBuffer{}
 	code = run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-corp", simCorp, "-since", "1h"},
-		env{getenv: func(string) string { return "" }, stdout: &stdout, stderr: &stderr})
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	require.Contains(t, stdout.String(), fmt.Sprintf("0 events published, %d already stored", len(want)))
 }

@@ -41,7 +41,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -354,6 +354,9 @@ func (m *Main) routes(h *callback.Handler) http.Handler {
 	return r
 }
 
+// drainGrace bounds how long shutdown lets fetches finish their page.
+const drainGrace = 10 * time.Second
+
 // errDraining: the service is shutting down and takes no new work.
 var errDraining = errors.New("draining")
 
@@ -412,9 +415,16 @@ func (m *Main) Close(ctx context.Context) error {
 		<-m.served
 		m.server = nil
 	}
-	// A fetch stopped mid-page has not moved its cursor: the page is
+	// Fetches finish the page they are on, then stop; their callbacks are
+	// left unacked for another replica (or the next start). Past the grace,
+	// a fetch is cut mid-page: its cursor has not moved, so the page is
 	// fetched again later and de-duplication drops what was published.
 	if m.stopPipeline != nil {
+		graceCtx, cancel := context.WithTimeout(ctx, drainGrace)
+		if err := m.fetcher.Drain(graceCtx); err != nil {
+			m.log.Warn().Err(err).Msg("fetches did not finish their pages in time")
+		}
+		cancel()
 		m.stopPipeline()
 		select {
 		case <-m.pipeline:

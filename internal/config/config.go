@@ -115,7 +115,9 @@ type NATS struct {
 	// CallbackMaxAge is how long WECOM_CALLBACKS keeps records. Default 72h.
 	CallbackMaxAge time.Duration `yaml:"callback_max_age"`
 	// DuplicateWindow is WECOM_CALLBACKS' Nats-Msg-Id dedup window, which
-	// absorbs WeCom's retries. Default 10m.
+	// absorbs WeCom's retries and replays. At least http.timestamp_window,
+	// so a captured callback replayed within the replay guard's window is
+	// still recognised. Default 1h.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 }
 
@@ -203,6 +205,12 @@ func (c *Config) AppNames() []string {
 // Load reads the file at path and parses it like Parse, with the process
 // environment and the file's directory as the base of relative paths.
 func Load(path string) (*Config, error) {
+	return LoadEnv(path, os.LookupEnv)
+}
+
+// LoadEnv is Load with the environment given as lookupEnv, so callers (and
+// tests) decide what ${VAR} sees.
+func LoadEnv(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
@@ -211,7 +219,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	cfg, err := Parse(data, filepath.Dir(abs), os.LookupEnv)
+	cfg, err := Parse(data, filepath.Dir(abs), lookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -278,7 +286,7 @@ func defaults() Config {
 			Replicas:        1,
 			ConnectTimeout:  5 * time.Second,
 			CallbackMaxAge:  72 * time.Hour,
-			DuplicateWindow: 10 * time.Minute,
+			DuplicateWindow: time.Hour,
 		},
 		Fetch: Fetch{
 			PageSize:            1000,

@@ -123,7 +123,7 @@ func TestParse_Example(t *testing.T) {
 			Replicas:        1,
 			ConnectTimeout:  5 * time.Second,
 			CallbackMaxAge:  72 * time.Hour,
-			DuplicateWindow: 10 * time.Minute,
+			DuplicateWindow: time.Hour,
 		}, cfg.NATS)
 		assert.Equal(t, config.Log{Level: "info", Format: "json"}, cfg.Log)
 		assert.Equal(t, []config.App{{
@@ -656,6 +656,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrCallbackMaxAge", func(c *config.Config) { c.NATS.CallbackMaxAge = 59 * time.Minute }, "nats.callback_max_age: must be at least 1h"},
 		{"ErrDuplicateWindowZero", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, "nats.duplicate_window: must be greater than 0"},
 		{"ErrDuplicateWindowLong", func(c *config.Config) { c.NATS.DuplicateWindow = 73 * time.Hour }, "nats.duplicate_window: must not exceed callback_max_age"},
+		{"ErrDuplicateWindowUnderReplayWindow", func(c *config.Config) { c.NATS.DuplicateWindow = 30 * time.Minute }, "nats.duplicate_window: must be at least http.timestamp_window"},
 		{"ErrPageSize", func(c *config.Config) { c.Fetch.PageSize = 1001 }, "fetch.page_size: must be between 1 and 1000"},
 		{"ErrPollInterval", func(c *config.Config) { c.Fetch.PollInterval = time.Second }, "fetch.poll_interval: must be 0 (off) or at least 1m"},
 		{"ErrTokenless", func(c *config.Config) { c.Fetch.TokenlessPerMinute = 0 }, "fetch.tokenless_per_minute: must be at least 1"},

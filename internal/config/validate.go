@@ -40,6 +40,11 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	c.HTTP.validate(v)
 	c.NATS.validate(v)
+	if c.HTTP.TimestampWindow > 0 && c.NATS.DuplicateWindow < c.HTTP.TimestampWindow {
+		// Otherwise a captured POST replayed after the dedup window but
+		// inside the replay guard's window is stored a second time.
+		v.add("nats.duplicate_window", "must be at least http.timestamp_window")
+	}
 	c.Fetch.validate(v)
 	c.Log.validate(v)
 	if len(c.Apps) == 0 {

@@ -28,6 +28,9 @@ type HandlerFunc func(ctx context.Context, cb *wecomhit.Callback) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, cb *wecomhit.Callback) error { return f(ctx, cb) }
 
+// pullBuffer caps the records fetched ahead of the handlers.
+const pullBuffer = 8
+
 // ErrPermanent marks a handler error that retrying cannot fix.
 var ErrPermanent = errors.New("intake: permanent failure")
 
@@ -81,7 +84,9 @@ func (s *Store) Consume(ctx context.Context, h Handler, log zerolog.Logger, opts
 	if err != nil {
 		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.MaxInFlight))
+	// A small pull buffer: a record waiting in it gets no heartbeat, so it
+	// must not wait long for a free handler.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(min(opts.MaxInFlight, pullBuffer)))
 	if err != nil {
 		return fmt.Errorf("intake: consume %s: %w", opts.Durable, err)
 	}
@@ -102,19 +107,21 @@ func (s *Store) Consume(ctx context.Context, h Handler, log zerolog.Logger, opts
 	)
 	defer wg.Wait()
 	for {
+		// Take a handler slot before the next record, so a record is only
+		// taken off the buffer when it can be handled (and heartbeated) now.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		msg, err := iter.Next()
 		if err != nil {
+			<-sem
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
 			}
 			log.Warn().Err(err).Msg("pull failed; retrying")
 			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			_ = msg.Nak()
-			return nil
 		}
 		wg.Add(1)
 		go func() {

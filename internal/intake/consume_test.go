@@ -183,14 +183,16 @@ func TestStore_ConsumeLongHandler(t *testing.T) {
 		}
 		return nil
 	})
-	runConsume(t, s, h, intake.ConsumerOptions{AckWait: 300 * time.Millisecond})
+	// AckWait long enough that a heartbeat (every third of it) is not late
+	// on a loaded machine, short enough to observe several expiries.
+	runConsume(t, s, h, intake.ConsumerOptions{AckWait: time.Second})
 	natstest.WaitFor(t, 5*time.Second, func() error {
 		if rec.count(ids[0]) == 0 {
 			return errors.New("not yet handled")
 		}
 		return nil
 	})
-	time.Sleep(time.Second) // three AckWaits: a record without heartbeats would be redelivered
+	time.Sleep(2500 * time.Millisecond) // 2.5 AckWaits: a record without heartbeats would be redelivered
 	close(release)
 	assert.Equal(t, 1, rec.count(ids[0]))
 }

@@ -34,7 +34,7 @@ const (
 	DefaultMaxAge = 72 * time.Hour
 	// DefaultDuplicateWindow covers WeCom's retries of one callback (a few
 	// within seconds) and our own retries after an unacked publish.
-	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultDuplicateWindow = time.Hour
 )
 
 const (
