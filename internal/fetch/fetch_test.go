@@ -17,6 +17,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -31,6 +32,7 @@ func TestFetch_GroundTruth(t *testing.T) {
 		e.callback(r, 1)
 	}
 	n := e.requireExactlyTruth()
+	assert.Zero(t, r.duplicates(), "no page was fetched twice")
 	t.Logf("%d hits, %d get_hit_msg_list calls", n, e.sim.Requests("get_hit_msg_list"))
 	assert.Greater(t, n, 2000)
 
@@ -103,6 +105,7 @@ func TestFetch_Faults(t *testing.T) {
 		e.callback(r, 10)
 	}
 	e.requireExactlyTruth()
+	assert.Zero(t, r.duplicates(), "failures happen before a page is published, so none is published twice")
 }
 
 // TestFetch_PollWithoutCallbacks: every callback lost; the token-less poll
@@ -172,6 +175,7 @@ func TestFetch_TwoReceivers(t *testing.T) {
 		t.Logf("round %d done", round)
 	}
 	e.requireExactlyTruth()
+	assert.Zero(t, r1.duplicates()+r2.duplicates(), "the lease keeps the replicas from fetching the same page")
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -252,4 +256,111 @@ func TestFetch_Backfill(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, p.Published)
 	e.requireExactlyTruth()
+}
+
+// TestFetch_LeaseRenewed: a fetch that outlasts its lease TTL keeps the
+// lease by renewing it, so the other replica never fetches alongside, and
+// releases it at the end.
+func TestFetch_LeaseRenewed(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	slow := &countingPublisher{delay: 400 * time.Millisecond}
+	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
+	inner := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	require.NoError(t, inner.Setup(ctxT(t)))
+	slow.inner = inner
+	r1 := e.startReceiver(slow, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
+	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
+	_, err := e.sim.GenerateMessages(corpID, 1200) // about 7 pages: well past the TTL
+	require.NoError(t, err)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.callback(r1, 1)
+	}()
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		slow.mu.Lock()
+		defer slow.mu.Unlock()
+		if slow.pages == 0 {
+			return errors.New("r1 has not started")
+		}
+		return nil
+	})
+	// r2's poll finds the lease held all along, renewals included.
+	for range 8 {
+		r2.f.Poll()
+		time.Sleep(250 * time.Millisecond) // spread the polls over the fetch
+	}
+	<-done
+	assert.Zero(t, r2.duplicates())
+	e.requireExactlyTruth()
+	slow.mu.Lock()
+	assert.GreaterOrEqual(t, slow.pages, 5)
+	assert.Equal(t, slow.pages, e.sim.Requests("get_hit_msg_list"), "every call was r1's: r2 never fetched")
+	slow.mu.Unlock()
+
+	kv, err := e.js.KeyValue(ctxT(t), fetch.LeaseBucket)
+	require.NoError(t, err)
+	_, err = kv.Get(ctxT(t), appName+"."+corpID)
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "released at the end")
+}
+
+// deadTokenAPI answers 45009 to calls with a token, as WeCom does once it has
+// retired the token early and counts the call as token-less, and an empty
+// page to calls without one.
+type deadTokenAPI struct {
+	mu     sync.Mutex
+	tokens []string
+	live   bool // accept tokens instead
+}
+
+func (a *deadTokenAPI) GetHitMsgList(_ context.Context, _ string, req wecom.HitMsgListRequest) (*wecom.HitMsgList, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.tokens = append(a.tokens, req.Token)
+	if req.Token != "" && !a.live {
+		return nil, &wecom.APIError{API: "get_hit_msg_list", Code: 45009, Msg: "api freq out of limit"}
+	}
+	return &wecom.HitMsgList{}, nil
+}
+
+// TestFetch_DeadTokenDropped: a 45009 on a call made with a token means the
+// token no longer counts; it is forgotten, so the retry goes out token-less
+// under our own budget.
+func TestFetch_DeadTokenDropped(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	require.NoError(t, pub.Setup(ctxT(t)))
+	api := &deadTokenAPI{}
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, zerolog.Nop(), fetch.Options{PollInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, f.Setup(ctxT(t)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = f.Run(ctx) }()
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if !f.Running() {
+			return errors.New("not running")
+		}
+		return nil
+	})
+	cb := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-1", ReceivedAt: time.Now()}
+	err = f.Handle(ctxT(t), cb)
+	require.Error(t, err)
+	assert.True(t, wecom.IsRateLimited(err), "surfaced as rate-limited: %v", err)
+	require.NoError(t, f.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	assert.Equal(t, []string{"tok-1", ""}, api.tokens, "the retry went out without the dead token")
+
+	// An older callback's token arriving late does not displace a newer one.
+	api.tokens, api.live = nil, true
+	api.mu.Unlock()
+	newer := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-new", EventTime: time.Now().Unix()}
+	older := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-old", EventTime: time.Now().Add(-time.Minute).Unix()}
+	require.NoError(t, f.Handle(ctxT(t), newer))
+	require.NoError(t, f.Handle(ctxT(t), older))
+	api.mu.Lock()
+	assert.Equal(t, []string{"tok-new", "tok-new"}, api.tokens, "the late, older token was not used")
 }

@@ -99,8 +99,17 @@ func (e *env) client(js jetstream.JetStream) *wecom.Client {
 // receiver is one fetcher with its own NATS connection, client and publisher.
 type receiver struct {
 	f      *fetch.Fetcher
+	pub    *countingPublisher
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// duplicates is how many events this receiver published that the stream
+// already had: a page fetched twice.
+func (r *receiver) duplicates() int {
+	r.pub.mu.Lock()
+	defer r.pub.mu.Unlock()
+	return r.pub.duplicates
 }
 
 func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
@@ -111,17 +120,21 @@ func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
 		require.NoError(e.t, p.Setup(ctxT(e.t)))
 		pub = p
 	}
+	cp, ok := pub.(*countingPublisher)
+	if !ok {
+		cp = &countingPublisher{inner: pub}
+	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = -1
 	}
 	if opts.TokenlessPerMinute == 0 {
 		opts.TokenlessPerMinute = 1000
 	}
-	f, err := fetch.New(js, []fetch.App{{Name: appName, API: e.client(js), Corps: []string{corpID}}}, pub, zerolog.Nop(), opts)
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: e.client(js), Corps: []string{corpID}}}, cp, zerolog.Nop(), opts)
 	require.NoError(e.t, err)
 	require.NoError(e.t, f.Setup(ctxT(e.t)))
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &receiver{f: f, cancel: cancel, done: make(chan struct{})}
+	r := &receiver{f: f, pub: cp, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		_ = f.Run(ctx)
@@ -253,11 +266,15 @@ func (e *env) requireExactlyTruth() int {
 	return len(truth)
 }
 
-// countingPublisher wraps a Publisher to fail on demand.
+// countingPublisher wraps a Publisher to count pages and duplicates, and
+// to fail on demand.
 type countingPublisher struct {
-	inner fetch.Publisher
-	mu    sync.Mutex
-	pages int
+	inner      fetch.Publisher
+	mu         sync.Mutex
+	pages      int
+	duplicates int
+	// delay, when set, slows every page, as a slow NATS would.
+	delay time.Duration
 	// failAt, when positive, makes the failAt-th page publish only half its
 	// messages and then fail, as a process killed mid-page would.
 	failAt int
@@ -277,5 +294,16 @@ func (p *countingPublisher) Publish(ctx context.Context, page *wecomhit.HitPage)
 		}
 		return wecomhit.PageResult{}, fmt.Errorf("killed half-way through page %d", n)
 	}
-	return p.inner.Publish(ctx, page)
+	if p.delay > 0 {
+		select {
+		case <-time.After(p.delay):
+		case <-ctx.Done():
+			return wecomhit.PageResult{}, ctx.Err()
+		}
+	}
+	res, err := p.inner.Publish(ctx, page)
+	p.mu.Lock()
+	p.duplicates += res.Duplicates
+	p.mu.Unlock()
+	return res, err
 }
