@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,29 +26,12 @@ import (
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
 
 // noEnv is an empty environment: tests never see the developer's variables.
 func noEnv(string) (string, bool) { return "", false }
-
-// syncBuffer collects the service's logs across goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // testConfig is a configuration with the two official sample apps, v1 and
 // v2, on 127.0.0.1:0 with an embedded NATS server in a temporary directory.
@@ -99,9 +81,9 @@ apps:
 }
 
 // startMain runs the service in-process and stops it at the end of the test.
-func startMain(t *testing.T, cfg *config.Config) (*Main, *syncBuffer) {
+func startMain(t *testing.T, cfg *config.Config) (*Main, *testlog.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	m := NewMain(cfg, zerolog.New(logs))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -312,7 +294,7 @@ func TestRun_ServeAndSignal(t *testing.T) {
 		"https://qyapi.weixin.qq.com", "http://127.0.0.1:9").Replace(string(example))
 	require.NoError(t, os.WriteFile(cfgPath, []byte(text), 0o600))
 
-	var stderr syncBuffer
+	var stderr testlog.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

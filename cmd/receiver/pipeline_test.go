@@ -21,6 +21,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
@@ -372,7 +373,7 @@ apps:
     corps: [{corp_id: %s, permanent_code: perm-code}]
 `, natsURL, testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
 
-	var stdout, stderr syncBuffer
+	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-since", "1h"},
 		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
@@ -389,7 +390,7 @@ apps:
 	}
 
 	// Again: everything is already there.
-	stdout = syncBuffer{}
+	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-corp", simCorp, "-since", "1h"},
 		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())

@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,29 +19,13 @@ import (
 
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 )
 
-// syncBuffer is a log sink the client's callback goroutine can write to
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// testlog.Buffer is a log sink the client's callback goroutine can write to
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger() (zerolog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func testLogger() (zerolog.Logger, *testlog.Buffer) {
+	buf := &testlog.Buffer{}
 	return zerolog.New(buf).Level(zerolog.DebugLevel), buf
 }
 
@@ -332,7 +314,7 @@ func TestIsLoopback(t *testing.T) {
 
 // waitLog waits for the client's callback goroutine, which runs the
 // connection handlers after the state has changed, to log msg.
-func waitLog(t *testing.T, logs *syncBuffer, msg string) {
+func waitLog(t *testing.T, logs *testlog.Buffer, msg string) {
 	t.Helper()
 	natstest.WaitFor(t, 5*time.Second, func() error {
 		if !strings.Contains(logs.String(), msg) {

@@ -1,7 +1,6 @@
 package callback
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -22,26 +21,9 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
-
-// syncBuffer collects log output from handler goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // memSink records what the handler stores; the NATS-backed sink is tested
 // end to end in cmd/receiver.
@@ -70,7 +52,7 @@ func (s *memSink) records() []wecomhit.Callback {
 type fixture struct {
 	srv  *httptest.Server
 	sink Sink
-	logs *syncBuffer
+	logs *testlog.Buffer
 	c    *crypto.Crypter
 }
 
@@ -80,7 +62,7 @@ func newFixture(t *testing.T, sink Sink, opts ...Option) *fixture {
 	require.NoError(t, err)
 	c2, err := crypto.New(testvectors.V2.Token, testvectors.V2.EncodingAESKey, testvectors.V2.ReceiveID)
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	h, err := New([]App{{Name: "v1", Crypter: c1}, {Name: "v2", Crypter: c2}}, sink, zerolog.New(logs), opts...)
 	require.NoError(t, err)
 	r := chi.NewRouter()
