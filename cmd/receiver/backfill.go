@@ -8,10 +8,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/publish"
-	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
 // backfillCommand re-reads an (app, corp)'s hits from a point in time and
@@ -49,33 +47,14 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if *corp == "" && len(corps) == 1 {
 		*corp = corps[0]
 	}
-	urls := cfg.NATS.URLs()
-	if len(urls) == 0 {
-		if cfg.NATS.Listen == "" {
-			return fmt.Errorf("backfill connects to the running receiver's NATS: set nats.url, or nats.listen for the embedded server")
-		}
-		urls = []string{"nats://" + cfg.NATS.Listen}
-	}
 	log := zerolog.New(c.env.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	b, err := broker.Open(ctx, broker.Options{
-		URLs: urls, CredentialsFile: cfg.NATS.CredentialsFile, TLSCAFile: cfg.NATS.TLSCAFile,
-		TLSCertFile: cfg.NATS.TLSCertFile, TLSKeyFile: cfg.NATS.TLSKeyFile,
-		ConnectTimeout: cfg.NATS.ConnectTimeout, Name: "wecom-receiver-backfill",
-	}, log)
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-backfill", log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Close(closeCtx)
-	}()
+	defer closeBroker(b)
 	js := b.JetStream()
-	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{Replicas: cfg.NATS.Replicas})
-	if err != nil {
-		return err
-	}
-	client, err := wecom.New(*a, stores, wecom.WithLogger(log))
+	client, err := newClient(ctx, cfg, a, js, log)
 	if err != nil {
 		return err
 	}
