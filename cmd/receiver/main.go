@@ -4,10 +4,13 @@
 //
 // Usage:
 //
+//	receiver demo                      run everything locally against the WeCom simulator
 //	receiver serve -config FILE        run the service (RECEIVER_CONFIG may name the file)
 //	receiver check-config -config FILE validate a configuration and exit
 //	receiver backfill -config FILE -app A [-corp C] -since TIME
 //	                                   re-read hits from TIME; publishes what is missing
+//	receiver tail -config FILE         print hit events as they are published
+//	receiver status -config FILE       where every app and corp stands, from NATS
 //	receiver version                   print the version
 //
 // Only this package sees OS signals, flags and the process environment; it
@@ -81,6 +84,12 @@ func run(ctx context.Context, args []string, e env) int {
 		cmd = &checkConfigCommand{env: e}
 	case "backfill":
 		cmd = &backfillCommand{env: e}
+	case "demo":
+		cmd = &demoCommand{env: e}
+	case "tail":
+		cmd = &tailCommand{env: e}
+	case "status":
+		cmd = &statusCommand{env: e}
 	case "version":
 		_, _ = fmt.Fprintln(e.stdout, "receiver", version)
 		return 0
@@ -109,10 +118,15 @@ func printUsage(w io.Writer) {
 	_, _ = fmt.Fprint(w, `receiver: the WeCom keyword-hit receiver
 
 Commands:
+  demo                        run everything locally against the WeCom simulator, printing hits
   serve -config FILE          run the service (RECEIVER_CONFIG may name the file)
   check-config -config FILE   validate a configuration and exit
   backfill -config FILE -app NAME [-corp ID] -since TIME
                               re-read hits from TIME (RFC 3339 or 6h ago), publish what is missing
+  tail -config FILE [-since TIME] [-subject S] [-o json]
+                              print hit events as they are published
+  status -config FILE [-o json]
+                              cursor, last fetch, lag, hit token and backlog per app and corp
   version                     print the version
 
 Run "receiver COMMAND -h" for a command's flags.

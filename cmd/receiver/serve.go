@@ -269,25 +269,49 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	return nil
 }
 
-// warmRules lists every corp's rules once at start, so that even the first
-// events of a rule carry its name. Failures only cost names, which the
-// cache then looks up rule by rule.
+// warmRules lists every corp's rules at start, so that even the first
+// events of a rule carry its name. An archive app cannot call WeCom before
+// the first suite_ticket arrives (WeCom pushes one every 10 minutes, and at
+// once when asked from its console), so failures are retried for a while;
+// giving up only costs names, which the cache then looks up rule by rule.
 func (m *Main) warmRules(ctx context.Context, apps []fetch.App) {
 	for _, a := range apps {
 		c := m.clients[a.Name]
 		for _, corp := range a.Corps {
-			n := 0
-			for r, err := range c.ListRules(ctx, corp, 100) {
-				if err != nil {
+			delay := time.Second
+			for attempt := 1; ; attempt++ {
+				n, err := m.loadRuleNames(ctx, c, corp)
+				if err == nil {
+					m.log.Debug().Str("app", a.Name).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
+					break
+				}
+				if attempt == warmAttempts || ctx.Err() != nil {
 					m.log.Warn().Err(err).Str("app", a.Name).Str("corp_id", corp).Msg("listing rules failed; names will be looked up one by one")
 					break
 				}
-				m.rules.Set(corp, r.RuleID, r.Name)
-				n++
+				select {
+				case <-ctx.Done():
+				case <-time.After(delay):
+				}
+				delay = min(2*delay, 30*time.Second)
 			}
-			m.log.Debug().Str("app", a.Name).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
 		}
 	}
+}
+
+// warmAttempts bounds warmRules' tries per corp: about three minutes.
+const warmAttempts = 8
+
+func (m *Main) loadRuleNames(ctx context.Context, c *wecom.Client, corp string) (int, error) {
+	n := 0
+	for r, err := range c.ListRules(ctx, corp, 100) {
+		if err != nil {
+			return n, err
+		}
+		m.rules.Set(corp, r.RuleID, r.Name)
+		n++
+	}
+	return n, nil
 }
 
 // dispatch routes a stored callback: hits to the fetcher, suite tickets to

@@ -139,6 +139,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 	if err := json.Unmarshal(msg.Data(), &cb); err != nil {
 		log.Error().Str("subject", msg.Subject()).Msg("callback record is not JSON; terminated")
 		_ = msg.Term()
+		s.opts.Metrics.countHandled(wecomhit.KindUnknown, ResultTerminate)
 		return
 	}
 	done := make(chan struct{})
@@ -163,9 +164,11 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 		if aerr := msg.Ack(); aerr != nil {
 			ev.Warn().Err(aerr).Msg("ack failed; the callback will be handled again")
 		}
+		s.opts.Metrics.countHandled(cb.Kind, ResultAck)
 	case errors.Is(err, ErrPermanent):
 		ev.Error().Err(err).Msg("callback failed for good; terminated")
 		_ = msg.Term()
+		s.opts.Metrics.countHandled(cb.Kind, ResultTerminate)
 	default:
 		delay := opts.Backoff[len(opts.Backoff)-1]
 		if md, merr := msg.Metadata(); merr == nil && int(md.NumDelivered) <= len(opts.Backoff) {
@@ -176,5 +179,33 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 		}
 		ev.Warn().Err(err).Dur("retry_in", delay).Msg("callback not handled; will retry")
 		_ = msg.NakWithDelay(delay)
+		s.opts.Metrics.countHandled(cb.Kind, ResultRetry)
 	}
+}
+
+// Backlog is how many stored callbacks the shared consumer has not handed
+// out yet, and how many are being handled (delivered, not yet acked).
+type Backlog struct {
+	Pending  uint64
+	Handling int
+}
+
+// ReadBacklog reads the consumer's backlog from the server, for status
+// reports. A consumer that does not exist yet reads as empty.
+func ReadBacklog(ctx context.Context, js jetstream.JetStream, durable string) (Backlog, error) {
+	if durable == "" {
+		durable = "receiver"
+	}
+	c, err := js.Consumer(ctx, StreamName, durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return Backlog{}, nil
+	}
+	if err != nil {
+		return Backlog{}, fmt.Errorf("intake: consumer %s: %w", durable, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("intake: consumer %s: %w", durable, err)
+	}
+	return Backlog{Pending: info.NumPending, Handling: info.NumAckPending}, nil
 }

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/wecomsim"
+)
+
+// Demo credentials: WeCom's public sample values, as in the example config.
+const (
+	demoToken  = "QDG6eK"
+	demoAESKey = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+	demoSuite  = "wwArchiveSuite01"
+	demoCorp   = "wwCorpABC123"
+)
+
+// demoCommand runs the whole thing on one machine with no configuration:
+// an embedded NATS server, the WeCom simulator calling the receiver back,
+// and the receiver, and prints hits as they reach NATS.
+type demoCommand struct {
+	env env
+}
+
+func (c *demoCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(c.env.stderr)
+	speed := fs.Float64("speed", 30, "simulated seconds per real second")
+	rate := fs.Float64("rate", 20, "simulated messages per minute")
+	seed := fs.Int64("seed", time.Now().UnixNano(), "simulator seed (the same seed replays the same conversations)")
+	runFor := fs.Duration("for", 0, "stop after this long (0: run until Ctrl-C)")
+	asJSON := fs.Bool("json", false, "print each event's JSON instead of a line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if *runFor > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *runFor)
+		defer cancel()
+	}
+	dir, err := os.MkdirTemp("", "wecom-receiver-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// The simulator must know the receiver's address and the receiver the
+	// simulator's; reserve both ports first.
+	httpAddr, err := reservePort()
+	if err != nil {
+		return err
+	}
+	simAddr, err := reservePort()
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+http: {listen: %q}
+nats: {store_dir: nats, listen: "127.0.0.1:0"}
+fetch: {poll_interval: 1m, tokenless_per_minute: 30}
+apps:
+  - name: archive
+    mode: archive
+    token: %s
+    encoding_aes_key: %s
+    api_base_url: http://%s
+    suite_id: %s
+    suite_secret: demo-suite-secret
+    corps: [{corp_id: %s, permanent_code: demo-permanent-code}]
+`, httpAddr, demoToken, demoAESKey, simAddr, demoSuite, demoCorp)), dir, func(string) (string, bool) { return "", false })
+	if err != nil {
+		return err
+	}
+	// The service logs only what needs attention: the hits are the show.
+	log := zerolog.New(zerolog.ConsoleWriter{Out: c.env.stderr, TimeFormat: time.TimeOnly}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+
+	sim, err := wecomsim.New(wecomsim.Options{
+		Seed: *seed, Speed: *speed, MessageRate: *rate,
+		Archive: wecomsim.Archive{
+			SuiteID: demoSuite, SuiteSecret: "demo-suite-secret",
+			Corps: []wecomsim.Corp{{CorpID: demoCorp, PermanentCode: "demo-permanent-code"}},
+			Token: demoToken, EncodingAESKey: demoAESKey,
+			CallbackURL: "http://" + httpAddr + "/callback/archive",
+		},
+	}, log)
+	if err != nil {
+		return err
+	}
+	if err := sim.SeedDemoRules(); err != nil {
+		return err
+	}
+	m := NewMain(cfg, log)
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = sim.Close(closeCtx)
+		_ = m.Close(closeCtx)
+	}()
+
+	var (
+		mu    sync.Mutex
+		count int
+	)
+	sub, err := m.Broker().Conn().Subscribe(cfg.NATS.SubjectPrefix+".hit.>", func(msg *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		count++
+		if *asJSON {
+			_, _ = fmt.Fprintf(c.env.stdout, "%s\n", msg.Data)
+			return
+		}
+		var ev wecomhit.HitEvent
+		if json.Unmarshal(msg.Data, &ev) == nil {
+			_, _ = fmt.Fprintln(c.env.stdout, formatHit(&ev, time.Local))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	if err := sim.Start(ctx, simAddr); err != nil {
+		return err
+	}
+	started := time.Now()
+	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s\n"+
+		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
+		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), cfg.NATS.SubjectPrefix)
+
+	<-ctx.Done()
+	_ = m.Broker().Conn().Flush()
+	mu.Lock()
+	seen := count
+	mu.Unlock()
+	stats := sim.Stats()
+	_, _ = fmt.Fprintf(c.env.stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
+		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
+	return nil
+}
+
+// reservePort finds a free loopback port. Another process could take it
+// before we bind it again; for a local demo that risk is acceptable.
+func reservePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("reserve a port: %w", err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/testlog"
+	"github.com/wecomhit/wecomhit/internal/testvectors"
+)
+
+// TestRun_Demo runs the demo as a new user would, bounded, and checks that
+// hits flowed and the summary agrees with the simulator.
+func TestRun_Demo(t *testing.T) {
+	var stdout, stderr testlog.Buffer
+	code := run(context.Background(), []string{"demo", "-for", "4s", "-seed", "5", "-speed", "60", "-rate", "60"},
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	lines := nonEmptyLines(stdout.String())
+	require.NotEmpty(t, lines, "hits appear within seconds: %s", stderr.String())
+	for _, l := range lines {
+		assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  wwCorpABC123  .+  \S+ \S+:\S+ →`, l)
+	}
+	m := regexp.MustCompile(`demo: (\d+) hits published in \S+; the simulator recorded (\d+) hits`).FindStringSubmatch(stderr.String())
+	require.NotNil(t, m, stderr.String())
+	published, _ := strconv.Atoi(m[1])
+	recorded, _ := strconv.Atoi(m[2])
+	assert.Equal(t, len(lines), published)
+	assert.Positive(t, recorded)
+	assert.LessOrEqual(t, published, recorded, "never more events than hits")
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// opsConfig writes a config for operator commands that reach the running
+// test system's NATS over TCP.
+func opsConfig(t *testing.T, s *system) string {
+	t.Helper()
+	path := t.TempDir() + "/ops.yaml"
+	require.NoError(t, writeFile(path, fmt.Sprintf(`
+nats: {url: %q}
+apps:
+  - name: archive
+    mode: archive
+    token: %s
+    encoding_aes_key: %s
+    api_base_url: %s
+    suite_id: %s
+    suite_secret: suite-secret
+    corps: [{corp_id: %s, permanent_code: perm-code}]
+`, s.m.Broker().ClientURL(), testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
+	return path
+}
+
+// TestRun_Tail: from a start time, as JSON lines and as text, exactly the
+// published events.
+func TestRun_Tail(t *testing.T) {
+	s := startSystem(t, "0s")
+	_, err := s.sim.GenerateMessages(simCorp, 300)
+	require.NoError(t, err)
+	want := s.hitIDs(simCorp)
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		if got, _ := eventIDs(t, s.m.Broker().JetStream()); len(got) < len(want) {
+			return fmt.Errorf("%d of %d", len(got), len(want))
+		}
+		return nil
+	})
+	cfgPath := opsConfig(t, s)
+
+	var stdout, stderr testlog.Buffer
+	code := run(context.Background(), []string{"tail", "-config", cfgPath, "-since", "1h", "-o", "json", "-n", strconv.Itoa(len(want))},
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	got := map[string]bool{}
+	for _, l := range nonEmptyLines(stdout.String()) {
+		var ev wecomhit.HitEvent
+		require.NoError(t, json.Unmarshal([]byte(l), &ev))
+		got[ev.CorpID+":"+ev.MsgID+":"+ev.RuleID] = true
+	}
+	assert.Equal(t, want, got)
+
+	stdout = testlog.Buffer{}
+	code = run(context.Background(), []string{"tail", "-config", cfgPath, "-since", "1h", "-subject", "wecom.hit." + simCorp + ".>", "-n", "3"},
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	lines := nonEmptyLines(stdout.String())
+	require.Len(t, lines, 3)
+	assert.Contains(t, lines[0], simCorp)
+
+	// New only: nothing old; a fresh hit shows up.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stdout = testlog.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"tail", "-config", cfgPath, "-o", "json", "-n", "1"}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	}()
+	// Keep making hits until tail prints one: no need to know when it
+	// subscribed, and whatever it prints must be new.
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		if strings.TrimSpace(stdout.String()) != "" {
+			return nil
+		}
+		_, err := s.sim.GenerateMessages(simCorp, 50)
+		require.NoError(t, err)
+		s.sim.Advance(6 * time.Second)
+		return fmt.Errorf("nothing printed yet")
+	})
+	require.Equal(t, 0, <-done, stderr.String())
+	var ev wecomhit.HitEvent
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(stdout.String())), &ev))
+	assert.False(t, want[ev.CorpID+":"+ev.MsgID+":"+ev.RuleID], "an old event was printed in new-only mode")
+}
+
+// TestRun_Status reads the deployment's state from NATS.
+func TestRun_Status(t *testing.T) {
+	s := startSystem(t, "0s")
+	_, err := s.sim.GenerateMessages(simCorp, 300)
+	require.NoError(t, err)
+	want := s.hitIDs(simCorp)
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		if got, _ := eventIDs(t, s.m.Broker().JetStream()); len(got) < len(want) {
+			return fmt.Errorf("%d of %d", len(got), len(want))
+		}
+		return nil
+	})
+	cfgPath := opsConfig(t, s)
+	var stdout, stderr testlog.Buffer
+	code := run(context.Background(), []string{"status", "-config", cfgPath, "-o", "json"}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &rep))
+	require.Len(t, rep.Corps, 1)
+	c := rep.Corps[0]
+	assert.Equal(t, "archive", c.App)
+	assert.Equal(t, simCorp, c.CorpID)
+	assert.NotEmpty(t, c.Cursor)
+	assert.Equal(t, int64(len(want)), c.Events)
+	require.NotNil(t, c.LastFetch)
+	require.NotNil(t, c.LastHit)
+	require.NotNil(t, c.LagSeconds)
+	assert.Contains(t, c.HitToken, "valid for", "the hit_keyword callback's token is stored")
+	assert.Zero(t, rep.PendingCallbacks)
+
+	stdout = testlog.Buffer{}
+	code = run(context.Background(), []string{"status", "-config", cfgPath}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	out := stdout.String()
+	assert.Contains(t, out, "callbacks: 0 waiting")
+	assert.Regexp(t, `archive\s+`+simCorp+`\s+\S+ ago\s+\S+ ago\s+\S+\s+\d+\s+`+strconv.Itoa(len(want))+`\s+valid for`, out)
+}
+
+func TestRun_OpsNeedNATS(t *testing.T) {
+	path := t.TempDir() + "/c.yaml"
+	require.NoError(t, writeFile(path, `
+apps:
+  - name: archive
+    mode: archive
+    token: t
+    encoding_aes_key: jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
+    api_base_url: http://127.0.0.1:9
+    suite_id: s
+    suite_secret: x
+    corps: [{corp_id: c, permanent_code: p}]
+`))
+	for _, cmd := range []string{"tail", "status"} {
+		var stdout, stderr testlog.Buffer
+		code := run(context.Background(), []string{cmd, "-config", path}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr.String(), "nats.listen", cmd)
+	}
+}
