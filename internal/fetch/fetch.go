@@ -105,8 +105,12 @@ type Fetcher struct {
 	wg      sync.WaitGroup
 	ctx     context.Context // Run's; workers live within it
 
+	// draining is set (under mu) by Drain; active counts the fetches under
+	// way and idle, when set, is closed as active drops to zero. A
+	// WaitGroup would not do: fetches start while Drain may be waiting.
 	draining atomic.Bool
-	active   sync.WaitGroup // fetches under way
+	active   int
+	idle     chan struct{}
 }
 
 // New returns a Fetcher; it does no I/O. Options and defaults: PageSize
@@ -279,17 +283,44 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 // retried later, by this replica or another) and refuses new ones, then
 // waits for the fetches under way to stop, or for ctx.
 func (f *Fetcher) Drain(ctx context.Context) error {
+	f.mu.Lock()
 	f.draining.Store(true)
-	done := make(chan struct{})
-	go func() {
-		f.active.Wait()
-		close(done)
-	}()
+	if f.active == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
+	f.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("fetch: drain: %w", ctx.Err())
+	}
+}
+
+// begin registers a fetch about to start; false when draining.
+func (f *Fetcher) begin() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.draining.Load() {
+		return false
+	}
+	f.active++
+	return true
+}
+
+// end registers a fetch that has stopped.
+func (f *Fetcher) end() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.active--
+	if f.active == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
 	}
 }
 

@@ -102,12 +102,11 @@ func (w *worker) loop(ctx context.Context) {
 		if t == nil {
 			continue
 		}
-		if w.f.draining.Load() {
+		if !w.f.begin() {
 			t.err = errDraining
 		} else {
-			w.f.active.Add(1)
 			t.err = w.fetch(ctx, t.source)
-			w.f.active.Done()
+			w.f.end()
 		}
 		if t.err != nil && !errors.Is(t.err, errLeaseBusy) {
 			w.log.Warn().Err(t.err).Str("source", t.source).Msg("fetch failed")
