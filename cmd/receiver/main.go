@@ -9,6 +9,10 @@
 //	receiver check-config -config FILE validate a configuration and exit
 //	receiver backfill -config FILE -app A [-corp C] -since TIME
 //	                                   re-read hits from TIME; publishes what is missing
+//	receiver rules list|get|create|update|delete -config FILE -app A
+//	                                   manage an app's keyword rules in WeCom
+//	receiver search QUERY -config FILE -app A
+//	                                   find archived messages by a word; prints their msgids
 //	receiver tail -config FILE         print hit events as they are published
 //	receiver status -config FILE       where every app and corp stands, from NATS
 //	receiver version                   print the version
@@ -90,6 +94,10 @@ func run(ctx context.Context, args []string, e env) int {
 		cmd = &tailCommand{env: e}
 	case "status":
 		cmd = &statusCommand{env: e}
+	case "rules":
+		cmd = &rulesCommand{env: e}
+	case "search":
+		cmd = &searchCommand{env: e}
 	case "version":
 		_, _ = fmt.Fprintln(e.stdout, "receiver", version)
 		return 0
@@ -123,6 +131,10 @@ Commands:
   check-config -config FILE   validate a configuration and exit
   backfill -config FILE -app NAME [-corp ID] -since TIME
                               re-read hits from TIME (RFC 3339 or 6h ago), publish what is missing
+  rules list|get|create|update|delete -config FILE -app NAME [-o json]
+                              manage an app's keyword rules in WeCom
+  search QUERY -config FILE -app NAME [filters] [-o json]
+                              find archived messages by a word, every page; prints their msgids
   tail -config FILE [-since TIME] [-subject S] [-o json]
                               print hit events as they are published
   status -config FILE [-o json]
