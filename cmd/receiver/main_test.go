@@ -42,6 +42,8 @@ func testConfig(t *testing.T, window, ackTimeout, natsURL string) *config.Config
 	yaml := fmt.Sprintf(`
 fetch:
   poll_interval: 0s
+admin:
+  listen: 127.0.0.1:0
 http:
   listen: 127.0.0.1:0
   max_body_bytes: 1024

@@ -31,6 +31,8 @@ const (
 	simSuite = "wwArchiveSuite01"
 	simCorp  = "wwCorpABC123"
 	zoneCorp = "wwZoneCorp456"
+	// testAdminToken is the admin API's bearer token in startSystem.
+	testAdminToken = "test-admin-token-0123456789"
 )
 
 // freePort reserves a loopback port for the receiver, which the simulator
@@ -73,6 +75,7 @@ func startSystem(t testing.TB, pollInterval string) *system {
 
 	yaml := fmt.Sprintf(`
 http: {listen: "127.0.0.1:%d"}
+admin: {listen: "127.0.0.1:0", token: `+testAdminToken+`}
 nats: {store_dir: nats, listen: "127.0.0.1:0"}
 fetch: {poll_interval: %s, page_size: 500, tokenless_per_minute: 100}
 log: {level: warn}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
@@ -70,11 +71,12 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
-// Main is the running service: NATS, the callback intake and the HTTP
-// server. Tests run it in-process on 127.0.0.1:0.
+// Main is the running service: NATS, the callback intake, the HTTP
+// server and the admin listener. Tests run it in-process on 127.0.0.1:0.
 type Main struct {
 	cfg *config.Config
 	log zerolog.Logger
+	reg *prometheus.Registry // served on the admin listener's /metrics
 
 	broker    *broker.Broker
 	intake    *intake.Store
@@ -87,6 +89,16 @@ type Main struct {
 	listener  net.Listener
 	served    chan struct{} // closed when Serve returns
 
+	// The admin listener (admin.go), nil when admin.listen is empty. admin
+	// is its router; api is the /api sub-router behind the bearer token,
+	// nil when no token is configured. Routes are added in adminRoutes and
+	// apiRoutes, before the server starts.
+	admin         chi.Router
+	api           chi.Router
+	adminServer   *http.Server
+	adminListener net.Listener
+	adminServed   chan struct{}
+
 	// stopPipeline cancels the intake consumer and the fetcher; pipeline
 	// is closed once both have returned.
 	stopPipeline context.CancelFunc
@@ -97,7 +109,7 @@ type Main struct {
 
 // NewMain returns a Main for cfg; it does no I/O.
 func NewMain(cfg *config.Config, log zerolog.Logger) *Main {
-	return &Main{cfg: cfg, log: log}
+	return &Main{cfg: cfg, log: log, reg: newRegistry()}
 }
 
 // Open connects to (or starts) NATS, creates the streams, binds the HTTP
@@ -129,6 +141,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Replicas:        n.Replicas,
 		MaxAge:          n.CallbackMaxAge,
 		DuplicateWindow: n.DuplicateWindow,
+		Metrics:         intake.NewMetrics(m.reg),
 	})
 	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
 	defer cancel()
@@ -152,6 +165,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		callback.WithMaxBodyBytes(m.cfg.HTTP.MaxBodyBytes),
 		callback.WithAckTimeout(m.cfg.HTTP.AckTimeout),
 		callback.WithTimestampWindow(m.cfg.HTTP.TimestampWindow),
+		callback.WithMetrics(callback.NewMetrics(m.reg)),
 	)
 	if err != nil {
 		return err
@@ -176,7 +190,13 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			m.log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
+	if err := m.openAdmin(); err != nil {
+		return err
+	}
 	ev := m.log.Info().Str("http", m.Addr()).Strs("apps", m.cfg.AppNames())
+	if a := m.AdminAddr(); a != "" {
+		ev.Str("admin", a).Bool("admin_api", m.api != nil)
+	}
 	if u := m.broker.ClientURL(); u != "" {
 		ev.Str("nats", u)
 	}
@@ -207,14 +227,17 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.clients = make(map[string]*wecom.Client, len(m.cfg.Apps))
 	getters := map[string]rulecache.Getter{}
 	apps := make([]fetch.App, 0, len(m.cfg.Apps))
+	wecomMetrics := wecom.NewMetrics(m.reg)
+	publishMetrics := publish.NewMetrics(m.reg)
 	for _, a := range m.cfg.Apps {
-		c, err := wecom.New(a, m.stores, wecom.WithLogger(m.log))
+		c, err := wecom.New(a, m.stores, wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics))
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		m.clients[a.Name] = c
 		corps := appCorps(a)
 		for _, corp := range corps {
+			publishMetrics.Init(a.Name, corp)
 			if _, ok := getters[corp]; !ok {
 				getters[corp] = ruleNamer{c}
 			}
@@ -224,6 +247,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.rules = rulecache.New(getters, m.log)
 	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
 		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
+		Metrics: publishMetrics,
 	})
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
@@ -235,6 +259,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: poll,
 		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas,
+		Metrics: fetch.NewMetrics(m.reg),
 	})
 	if err != nil {
 		return err
@@ -364,17 +389,8 @@ func (m *Main) routes(h *callback.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.recoverer)
 	h.Mount(r)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		// Alive: the process answers. Readiness is a separate question.
-		writeText(w, http.StatusOK, "ok\n")
-	})
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := m.Ready(r.Context()); err != nil {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
-			return
-		}
-		writeText(w, http.StatusOK, "ready\n")
-	})
+	r.Get("/healthz", m.healthz)
+	r.Get("/readyz", m.readyz)
 	return r
 }
 
@@ -428,7 +444,8 @@ func (m *Main) recoverer(next http.Handler) http.Handler {
 // Close shuts down in order: readiness fails first so load balancers stop
 // sending, the HTTP server stops accepting and finishes in-flight requests
 // (each already bounded by the ack timeout), then NATS drains, which flushes
-// pending publishes and waits for their acks. It is idempotent.
+// pending publishes and waits for their acks, and last the admin listener
+// stops. It is idempotent.
 func (m *Main) Close(ctx context.Context) error {
 	m.draining.Store(true)
 	var errs []error
@@ -465,6 +482,16 @@ func (m *Main) Close(ctx context.Context) error {
 		if err := m.broker.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// The admin listener goes last, so /metrics and a failing /readyz stay
+	// visible while the rest drains.
+	if m.adminServer != nil {
+		if err := m.adminServer.Shutdown(ctx); err != nil {
+			_ = m.adminServer.Close()
+			errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
+		}
+		<-m.adminServed
+		m.adminServer = nil
 	}
 	return errors.Join(errs...)
 }

@@ -68,6 +68,7 @@ type Handler struct {
 	ackTimeout time.Duration
 	window     time.Duration
 	now        func() time.Time
+	metrics    *Metrics
 }
 
 // Option configures a Handler.
@@ -115,6 +116,11 @@ func WithTimestampWindow(d time.Duration) Option {
 	}
 }
 
+// WithMetrics records requests in m (see NewMetrics). Default none.
+func WithMetrics(m *Metrics) Option {
+	return func(h *Handler) error { h.metrics = m; return nil }
+}
+
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
 	return func(h *Handler) error { h.now = now; return nil }
@@ -122,7 +128,7 @@ func WithClock(now func() time.Time) Option {
 
 // New returns a Handler for apps that stores accepted callbacks in sink.
 // Options and their defaults: WithMaxBodyBytes (64 KiB), WithAckTimeout (3 s),
-// WithTimestampWindow (1 h), WithClock (time.Now).
+// WithTimestampWindow (1 h), WithMetrics (none), WithClock (time.Now).
 func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, error) {
 	h := &Handler{
 		apps:       make(map[string]*crypto.Crypter, len(apps)),
@@ -150,6 +156,11 @@ func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, e
 			return nil, err
 		}
 	}
+	names := make([]string, 0, len(apps))
+	for _, a := range apps {
+		names = append(names, a.Name)
+	}
+	h.metrics.init(names)
 	return h, nil
 }
 
@@ -254,7 +265,7 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, plain)
 		return nil
 	}()
-	h.finish(w, r, ev, "verify", start, err)
+	h.finish(w, r, ev, "verify", KindVerify, start, err)
 }
 
 // isEcho reports whether s looks like a URL-verification string: 1 to 64
@@ -276,6 +287,7 @@ func isEcho(s string) bool {
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	ev := h.log.Info()
+	kind := KindNone // until the event is read
 	err := func() error {
 		c, err := h.app(r, ev)
 		if err != nil {
@@ -301,7 +313,8 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		cb.ReceivedAt = start.UTC()
-		ev.Str("kind", string(cb.Kind)).Str("callback_id", cb.ID)
+		kind = string(cb.Kind)
+		ev.Str("kind", kind).Str("callback_id", cb.ID)
 
 		ctx, cancel := context.WithTimeout(r.Context(), h.ackTimeout)
 		defer cancel()
@@ -317,7 +330,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "success")
 		return nil
 	}()
-	h.finish(w, r, ev, "receive", start, err)
+	h.finish(w, r, ev, "receive", kind, start, err)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
@@ -400,16 +413,19 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, erro
 	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
-// finish writes the error response, if any, and the one log line per request.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, op string, start time.Time, err error) {
-	outcome := "accepted"
+// finish writes the error response, if any, the one log line per request,
+// and the request's metrics.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, op, kind string, start time.Time, err error) {
+	outcome := OutcomeAccepted
 	status := http.StatusOK
+	reason := ""
 	if err != nil {
 		rj := classify(err)
 		status = rj.status
-		outcome = "rejected"
+		reason = rj.reason
+		outcome = OutcomeRejected
 		if status == http.StatusServiceUnavailable || status == http.StatusInternalServerError {
-			outcome = "unavailable"
+			outcome = OutcomeUnavailable
 			ev = h.log.Warn()
 			if name := chi.URLParam(r, "app"); name != "" {
 				ev.Str("app", name)
@@ -426,10 +442,16 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Eve
 		w.WriteHeader(status)
 		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
 	}
+	latency := h.now().Sub(start)
 	ev.Str("request_id", middleware.GetReqID(r.Context())).
 		Str("op", op).
 		Str("outcome", outcome).
 		Int("status", status).
-		Dur("latency_ms", h.now().Sub(start)).
+		Dur("latency_ms", latency).
 		Msg("callback")
+	app := chi.URLParam(r, "app")
+	if _, ok := h.apps[app]; !ok {
+		app = UnknownApp
+	}
+	h.metrics.observe(app, kind, outcome, reason, latency.Seconds())
 }

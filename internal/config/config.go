@@ -42,10 +42,22 @@ const DefaultAPIBaseURL = "https://qyapi.weixin.qq.com"
 // defaults applied, relative paths resolved and Validate passed.
 type Config struct {
 	HTTP  HTTP  `yaml:"http"`
+	Admin Admin `yaml:"admin"`
 	NATS  NATS  `yaml:"nats"`
 	Fetch Fetch `yaml:"fetch"`
 	Log   Log   `yaml:"log"`
 	Apps  []App `yaml:"apps"`
+}
+
+// Admin configures the operators' listener: /metrics, /healthz, /readyz,
+// and the admin API under /api.
+type Admin struct {
+	// Listen is the admin listener's host:port; empty turns it off.
+	// /metrics there is unauthenticated. Default "127.0.0.1:9090".
+	Listen string `yaml:"listen"`
+	// Token is the bearer token of the admin API; empty turns the API off
+	// (/api answers 404). At least 16 characters. Default empty.
+	Token Secret `yaml:"token"`
 }
 
 // Fetch configures how hits are fetched and published.
@@ -280,6 +292,7 @@ func defaults() Config {
 			TimestampWindow: time.Hour,
 			ShutdownTimeout: 20 * time.Second,
 		},
+		Admin: Admin{Listen: "127.0.0.1:9090"},
 		NATS: NATS{
 			StoreDir:        "data/nats",
 			SubjectPrefix:   "wecom",

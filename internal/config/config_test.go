@@ -116,6 +116,7 @@ func TestParse_Example(t *testing.T) {
 			TimestampWindow: time.Hour,
 			ShutdownTimeout: 20 * time.Second,
 		}, cfg.HTTP)
+		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090"}, cfg.Admin, "admin API off without a token")
 		assert.Equal(t, config.NATS{
 			StoreDir:        filepath.Join(filepath.Dir(dir), "data", "nats"),
 			Listen:          "127.0.0.1:4222",
@@ -557,6 +558,27 @@ func TestParse_Defaults(t *testing.T) {
 		cfg := mustParse(t, doc("http:\n  timestamp_window: 0s\n", ""), "")
 		assert.Zero(t, cfg.HTTP.TimestampWindow)
 	})
+
+	t.Run("Admin", func(t *testing.T) {
+		cfg := mustParse(t, doc("", ""), "")
+		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090"}, cfg.Admin)
+	})
+
+	t.Run("AdminOff", func(t *testing.T) {
+		// An explicit empty string turns the listener off; it is not
+		// replaced by the default.
+		cfg := mustParse(t, doc("admin:\n  listen: \"\"\n", ""), "")
+		assert.Empty(t, cfg.Admin.Listen)
+	})
+
+	t.Run("AdminTokenFromEnv", func(t *testing.T) {
+		cfg, err := config.Parse([]byte(doc("admin:\n  listen: 127.0.0.1:0\n  token: ${ADMIN_TOKEN}\n", "")), "",
+			env(map[string]string{"ADMIN_TOKEN": "0123456789abcdef-admin"}))
+		require.NoError(t, err)
+		assert.Equal(t, "0123456789abcdef-admin", cfg.Admin.Token.Reveal())
+		assert.Equal(t, "127.0.0.1:0", cfg.Admin.Listen)
+		assert.NotContains(t, fmt.Sprintf("%+v", cfg), "0123456789abcdef-admin")
+	})
 }
 
 func TestParse_Paths(t *testing.T) {
@@ -663,6 +685,11 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrLeaseTTL", func(c *config.Config) { c.Fetch.LeaseTTL = time.Second }, "fetch.lease_ttl: must be at least 3s"},
 		{"ErrHitsMaxAge", func(c *config.Config) { c.Fetch.HitsMaxAge = time.Minute }, "fetch.hits_max_age: must be at least 1h"},
 		{"ErrHitsDupWindow", func(c *config.Config) { c.Fetch.HitsDuplicateWindow = 0 }, "fetch.hits_duplicate_window: must be greater than 0"},
+
+		{name: "OKAdminOff", mutate: func(c *config.Config) { c.Admin.Listen = "" }},
+		{name: "OKAdminToken", mutate: func(c *config.Config) { c.Admin.Token = config.Secret(strings.Repeat("t", 16)) }},
+		{"ErrAdminListen", func(c *config.Config) { c.Admin.Listen = "9090" }, "admin.listen: must be host:port, or empty to turn the admin listener off"},
+		{"ErrAdminTokenShort", func(c *config.Config) { c.Admin.Token = config.Secret(strings.Repeat("t", 15)) }, "admin.token: must be at least 16 characters"},
 
 		{"ErrLogLevel", func(c *config.Config) { c.Log.Level = "trace" }, "log.level: must be one of debug, info, warn, error"},
 		{"ErrLogFormat", func(c *config.Config) { c.Log.Format = "text" }, "log.format: must be json or console"},

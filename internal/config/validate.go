@@ -39,6 +39,7 @@ var (
 func (c *Config) Validate() error {
 	v := &validator{}
 	c.HTTP.validate(v)
+	c.Admin.validate(v)
 	c.NATS.validate(v)
 	if c.HTTP.TimestampWindow > 0 && c.NATS.DuplicateWindow < c.HTTP.TimestampWindow {
 		// Otherwise a captured POST replayed after the dedup window but
@@ -87,6 +88,16 @@ func (h *HTTP) validate(v *validator) {
 		"http.ack_timeout", "must be greater than 0 and less than 5s")
 	v.check(h.TimestampWindow >= 0, "http.timestamp_window", "must not be negative")
 	v.check(h.ShutdownTimeout > 0, "http.shutdown_timeout", "must be greater than 0")
+}
+
+// minAdminToken is the shortest admin token accepted: a guessable bearer
+// token would open rules and search to anyone who reaches the listener.
+const minAdminToken = 16
+
+func (a *Admin) validate(v *validator) {
+	v.check(a.Listen == "" || isHostPort(a.Listen), "admin.listen", "must be host:port, or empty to turn the admin listener off")
+	v.check(a.Token == "" || utf8.RuneCountInString(string(a.Token)) >= minAdminToken,
+		"admin.token", fmt.Sprintf("must be at least %d characters", minAdminToken))
 }
 
 func (n *NATS) validate(v *validator) {

@@ -31,7 +31,7 @@ type Progress struct {
 // publishes, with source "backfill", only the events the stream does not
 // already hold, so it is safe to run at any time, also beside running
 // receivers. Calls stay within the token-less budget.
-func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Time, seen Existing, progress func(Progress)) (Progress, error) {
+func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Time, seen Existing, progress func(Progress)) (p Progress, err error) {
 	a, ok := f.apps[app]
 	if !ok {
 		return Progress{}, fmt.Errorf("fetch: no app %q", app)
@@ -41,15 +41,17 @@ func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Tim
 	}
 	// Events are published after their message was sent, so every event of
 	// a message sent since `since` was stored after it.
+	defer func() {
+		if err != nil {
+			f.opts.Metrics.failed(app, corp)
+		}
+	}()
 	have, err := seen.Existing(ctx, corp, since)
 	if err != nil {
 		return Progress{}, err
 	}
 	lim := newLimiter(f.opts.TokenlessPerMinute, time.Minute, f.opts.Now)
-	var (
-		p      Progress
-		cursor string
-	)
+	var cursor string
 	for {
 		if err := lim.wait(ctx); err != nil {
 			return p, fmt.Errorf("fetch: backfill: %w", err)
@@ -78,6 +80,7 @@ func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Tim
 		if err != nil {
 			return p, fmt.Errorf("fetch: backfill publish: %w", err)
 		}
+		f.opts.Metrics.page(app, corp, wecomhit.SourceBackfill, f.opts.Now().Sub(fetched))
 		p.Published += res.Published
 		p.Skipped += res.Skipped + res.Duplicates
 		if !page.HasMore {

@@ -87,6 +87,9 @@ type Options struct {
 	Replicas int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Metrics records pages, errors and cursor lag (NewMetrics). Default
+	// nil: nothing is recorded.
+	Metrics *Metrics
 }
 
 // Fetcher runs fetches. Create it with New, then Setup, then Run.
@@ -155,6 +158,7 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 			return nil, fmt.Errorf("%w: app needs a name and an API", ErrInvalidOption)
 		}
 		f.apps[a.Name] = a
+		opts.Metrics.init(a.Name, a.Corps)
 	}
 	return f, nil
 }
@@ -193,6 +197,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	f.ctx = ctx
 	f.mu.Unlock()
 	defer f.wg.Wait()
+	f.initLag(ctx)
 	if f.opts.PollInterval < 0 {
 		<-ctx.Done()
 		return nil
@@ -205,6 +210,27 @@ func (f *Fetcher) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			f.Poll()
+		}
+	}
+}
+
+// initLag sets every (app, corp)'s cursor lag from its stored cursor, so
+// that the gauge means something before this replica's first fetch.
+// Failures only leave the gauge at zero.
+func (f *Fetcher) initLag(ctx context.Context) {
+	if f.opts.Metrics == nil {
+		return
+	}
+	for _, name := range f.appNames() {
+		for _, corp := range f.apps[name].Corps {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			cur, _, err := f.loadCursor(rctx, name, corp)
+			cancel()
+			if err != nil {
+				f.log.Debug().Err(err).Str("app", name).Str("corp_id", corp).Msg("cursor lag not initialised")
+				continue
+			}
+			f.opts.Metrics.lag(name, corp, cur.LastHitTime, f.opts.Now())
 		}
 	}
 }

@@ -110,6 +110,7 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		if t.err != nil && !errors.Is(t.err, errLeaseBusy) {
 			w.log.Warn().Err(t.err).Str("source", t.source).Msg("fetch failed")
+			w.f.opts.Metrics.failed(w.app, w.corp)
 		}
 		if errors.Is(t.err, errLeaseBusy) {
 			t.err = nil // a poll found another replica at work: nothing to do
@@ -185,6 +186,7 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 		if err != nil {
 			return fmt.Errorf("fetch: publish page: %w", err)
 		}
+		w.f.opts.Metrics.page(w.app, w.corp, pageSource, w.f.opts.Now().Sub(started))
 		// Every event is acked: now, and only now, the cursor may move.
 		if page.NextCursor != "" && page.NextCursor != cur.Cursor {
 			cur.Cursor = page.NextCursor
@@ -200,6 +202,7 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 				return err
 			}
 		}
+		w.f.opts.Metrics.lag(w.app, w.corp, cur.LastHitTime, w.f.opts.Now())
 		w.log.Debug().Int("messages", len(msgs)).Int("published", res.Published).
 			Int("duplicates", res.Duplicates).Bool("has_more", bool(page.HasMore)).
 			Str("source", pageSource).Msg("page fetched")

@@ -139,6 +139,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 	if err := json.Unmarshal(msg.Data(), &cb); err != nil {
 		log.Error().Str("subject", msg.Subject()).Msg("callback record is not JSON; terminated")
 		_ = msg.Term()
+		s.opts.Metrics.countHandled(wecomhit.KindUnknown, ResultTerminate)
 		return
 	}
 	done := make(chan struct{})
@@ -163,9 +164,11 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 		if aerr := msg.Ack(); aerr != nil {
 			ev.Warn().Err(aerr).Msg("ack failed; the callback will be handled again")
 		}
+		s.opts.Metrics.countHandled(cb.Kind, ResultAck)
 	case errors.Is(err, ErrPermanent):
 		ev.Error().Err(err).Msg("callback failed for good; terminated")
 		_ = msg.Term()
+		s.opts.Metrics.countHandled(cb.Kind, ResultTerminate)
 	default:
 		delay := opts.Backoff[len(opts.Backoff)-1]
 		if md, merr := msg.Metadata(); merr == nil && int(md.NumDelivered) <= len(opts.Backoff) {
@@ -176,6 +179,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 		}
 		ev.Warn().Err(err).Dur("retry_in", delay).Msg("callback not handled; will retry")
 		_ = msg.NakWithDelay(delay)
+		s.opts.Metrics.countHandled(cb.Kind, ResultRetry)
 	}
 }
 

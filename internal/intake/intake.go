@@ -75,6 +75,9 @@ type Options struct {
 	// DuplicateWindow in which a repeated callback ID is acked without being
 	// stored again. Default DefaultDuplicateWindow; at most MaxAge.
 	DuplicateWindow time.Duration
+	// Metrics records PubAck latency and handled callbacks (NewMetrics).
+	// Default nil: nothing is recorded.
+	Metrics *Metrics
 }
 
 // Store files callbacks in the WECOM_CALLBACKS stream. It is safe for
@@ -205,9 +208,11 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		Data:    data,
 	}
 	// The ack's Duplicate flag needs no check: a duplicate is stored already.
+	start := time.Now()
 	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
+	s.opts.Metrics.observePublish(time.Since(start))
 	return nil
 }
 

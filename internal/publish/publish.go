@@ -61,6 +61,9 @@ type Options struct {
 	Window          int
 	// PageTimeout bounds Page when ctx has no deadline. Default DefaultPageTimeout.
 	PageTimeout time.Duration
+	// Metrics records events and PubAck latency (NewMetrics). Default nil:
+	// nothing is recorded.
+	Metrics *Metrics
 }
 
 // Publisher publishes pages of hit messages. Safe for concurrent use.
@@ -181,7 +184,10 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 	var (
 		res     Result
 		pending = make([]inflight, 0, min(p.opts.Window, 4*len(msgs)+1))
+		start   = time.Now()
+		sent    bool
 	)
+	defer func() { p.opts.Metrics.observe(o, res) }()
 	flush := func() error {
 		for _, in := range pending {
 			select {
@@ -214,6 +220,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 			return fmt.Errorf("publish: %s: %w", m.Subject, err)
 		}
 		pending = append(pending, inflight{f: f, dlq: dlq})
+		sent = true
 		return nil
 	}
 	for i := range msgs {
@@ -246,7 +253,13 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 			}
 		}
 	}
-	return res, flush()
+	if err := flush(); err != nil {
+		return res, err
+	}
+	if sent {
+		p.opts.Metrics.observePublish(time.Since(start))
+	}
+	return res, nil
 }
 
 func (p *Publisher) eventMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {

@@ -352,11 +352,11 @@ func (c *Client) suiteTokenKey() string { return kvKey("suite", c.app.SuiteID) }
 // suite's get_corp_token for archive apps.
 func (c *Client) accessToken(ctx context.Context, corp string) (string, error) {
 	if c.zone {
-		return c.tokens.get(ctx, c.corpTokenKey(corp), c.getToken)
+		return c.tokens.get(ctx, c.corpTokenKey(corp), c.countRefresh(TokenCorp, c.getToken))
 	}
-	return c.tokens.get(ctx, c.corpTokenKey(corp), func(ctx context.Context) (string, time.Duration, error) {
+	return c.tokens.get(ctx, c.corpTokenKey(corp), c.countRefresh(TokenCorp, func(ctx context.Context) (string, time.Duration, error) {
 		return c.getCorpToken(ctx, corp)
-	})
+	}))
 }
 
 func (c *Client) invalidateToken(ctx context.Context, corp, bad string) error {
@@ -388,7 +388,7 @@ func decodeToken(api string, body []byte, suite bool) (string, time.Duration, er
 
 // getToken is gettoken, for zone (and self-built) apps.
 func (c *Client) getToken(ctx context.Context) (string, time.Duration, error) {
-	const api = "gettoken"
+	const api = apiGetToken
 	var body []byte
 	err := c.retry(ctx, c.app.CorpID, api, "", func(ctx context.Context) error {
 		q := url.Values{"corpid": {c.app.CorpID}, "corpsecret": {c.app.CorpSecret.Reveal()}}
@@ -405,7 +405,7 @@ func (c *Client) getToken(ctx context.Context) (string, time.Duration, error) {
 // getCorpToken is get_corp_token with the suite token; on a suite-token
 // error it drops the suite token, gets a new one and tries once more.
 func (c *Client) getCorpToken(ctx context.Context, corp string) (string, time.Duration, error) {
-	const api = "get_corp_token"
+	const api = apiGetCorpToken
 	var code string
 	for _, cp := range c.app.Corps {
 		if cp.CorpID == corp {
@@ -426,7 +426,8 @@ func (c *Client) getCorpToken(ctx context.Context, corp string) (string, time.Du
 		return body, err
 	}
 	suiteKey := c.suiteTokenKey()
-	st, err := c.tokens.get(ctx, suiteKey, c.getSuiteToken)
+	getSuiteToken := c.countRefresh(TokenSuite, c.getSuiteToken)
+	st, err := c.tokens.get(ctx, suiteKey, getSuiteToken)
 	if err != nil {
 		return "", 0, err
 	}
@@ -435,7 +436,7 @@ func (c *Client) getCorpToken(ctx context.Context, corp string) (string, time.Du
 		if ierr := c.tokens.invalidate(ctx, suiteKey, st); ierr != nil {
 			return "", 0, errors.Join(err, ierr)
 		}
-		if st, err = c.tokens.get(ctx, suiteKey, c.getSuiteToken); err != nil {
+		if st, err = c.tokens.get(ctx, suiteKey, getSuiteToken); err != nil {
 			return "", 0, err
 		}
 		body, err = call(st)
@@ -448,7 +449,7 @@ func (c *Client) getCorpToken(ctx context.Context, corp string) (string, time.Du
 
 // getSuiteToken is get_suite_token with the newest suite_ticket.
 func (c *Client) getSuiteToken(ctx context.Context) (string, time.Duration, error) {
-	const api = "get_suite_token"
+	const api = apiGetSuiteToken
 	ticket, err := c.tickets.Get(ctx, c.app.SuiteID)
 	if err != nil {
 		return "", 0, err

@@ -99,6 +99,7 @@ type options struct {
 	refreshBefore    time.Duration
 	tokenWait        time.Duration
 	lockPoll         time.Duration
+	metrics          *Metrics
 }
 
 // Option changes a default of New.
@@ -244,6 +245,12 @@ func WithLockPoll(d time.Duration) Option {
 	}
 }
 
+// WithMetrics records calls and token refreshes in m (see NewMetrics),
+// which the Clients of several apps may share. Default none.
+func WithMetrics(m *Metrics) Option {
+	return func(o *options) error { o.metrics = m; return nil }
+}
+
 // Client calls the chat-data APIs of one app. It is safe for concurrent
 // use.
 type Client struct {
@@ -279,7 +286,8 @@ type blocked struct {
 // DefaultMaxResponseBytes (8 MiB); WithRateLimitBlock DefaultRateLimitBlock
 // (1m); WithMaxConcurrency DefaultMaxConcurrency (5 per corp);
 // WithRefreshBefore DefaultRefreshBefore (5m); WithTokenWait
-// DefaultTokenWait (30s); WithLockPoll DefaultLockPoll (100ms).
+// DefaultTokenWait (30s); WithLockPoll DefaultLockPoll (100ms);
+// WithMetrics none.
 //
 // New does no I/O. It fails with ErrInvalidOption on a bad option or an
 // app lacking what its mode needs.
@@ -335,6 +343,7 @@ func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
 		return nil, invalid("app %q: unknown mode %q", app.Name, app.Mode)
 	}
 	c.tokens = newTokenSource(stores, &c.opt, c.log)
+	c.opt.metrics.init(app.Name, c.zone)
 	return c, nil
 }
 
@@ -430,7 +439,7 @@ func (c *Client) retry(ctx context.Context, scope, api, semScope string, attempt
 			}
 			return err
 		}
-		err := c.once(ctx, semScope, attempt)
+		err := c.once(ctx, api, semScope, attempt)
 		if err == nil {
 			return nil
 		}
@@ -450,8 +459,9 @@ func (c *Client) retry(ctx context.Context, scope, api, semScope string, attempt
 	}
 }
 
-// once is one attempt with its own deadline, holding a concurrency slot.
-func (c *Client) once(ctx context.Context, semScope string, attempt func(context.Context) error) error {
+// once is one attempt of api with its own deadline, holding a concurrency
+// slot. It is one call to WeCom, and recorded as one.
+func (c *Client) once(ctx context.Context, api, semScope string, attempt func(context.Context) error) error {
 	if semScope != "" {
 		sem := c.sem(semScope)
 		select {
@@ -463,7 +473,11 @@ func (c *Client) once(ctx context.Context, semScope string, attempt func(context
 	}
 	actx, cancel := context.WithTimeout(ctx, c.opt.callTimeout)
 	defer cancel()
-	return attempt(actx)
+	// The wall clock, not opt.clock: tests' clocks do not measure calls.
+	start := time.Now()
+	err := attempt(actx)
+	c.opt.metrics.call(c.app.Name, api, time.Since(start), err)
+	return err
 }
 
 func (c *Client) backoff(try int) time.Duration {

@@ -1,0 +1,123 @@
+package callback
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wecomhit/wecomhit"
+)
+
+// Outcomes of a request, the outcome label of callbacks_total and of the log
+// line.
+const (
+	OutcomeAccepted    = "accepted"
+	OutcomeRejected    = "rejected"
+	OutcomeUnavailable = "unavailable"
+)
+
+// Kind label values besides the wecomhit.Kinds: a URL verification (GET),
+// and a request refused before its event was read.
+const (
+	KindVerify = "url_verification"
+	KindNone   = "none"
+)
+
+// UnknownApp is the app label of requests for an app that is not
+// configured. Parentheses cannot occur in app names, so it never collides,
+// and the path segment a scanner sends never becomes a label value.
+const UnknownApp = "(unknown)"
+
+var (
+	outcomes = []string{OutcomeAccepted, OutcomeRejected, OutcomeUnavailable}
+	// reasons lists every rejection reason the handler gives.
+	reasons = []string{
+		"unknown_app", "missing_param", "bad_timestamp", "stale_timestamp",
+		"not_verification_string", "body_too_large", "body_read", "malformed",
+		"bad_signature", "bad_receive_id", "bad_ciphertext", "xml_doctype",
+		"store_failed", "store_timeout", "internal",
+	}
+)
+
+// kindLabels lists the kind label values: every wecomhit.Kind, then
+// KindVerify and KindNone.
+func kindLabels() []string {
+	ks := make([]string, 0, len(wecomhit.Kinds)+2)
+	for _, k := range wecomhit.Kinds {
+		ks = append(ks, string(k))
+	}
+	return append(ks, KindVerify, KindNone)
+}
+
+// Metrics are the callback endpoint's Prometheus metrics. Create them with
+// NewMetrics and hand them to New with WithMetrics; a nil *Metrics records
+// nothing.
+type Metrics struct {
+	callbacks  *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	rejections *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (none when reg is
+// nil):
+//
+//   - wecom_receiver_callbacks_total{app,kind,outcome}: requests, outcome
+//     accepted, rejected (4xx) or unavailable (5xx: WeCom retries).
+//   - wecom_receiver_callback_duration_seconds{app}: time to answer.
+//   - wecom_receiver_callback_rejections_total{app,reason}: requests not
+//     accepted, by the reason also logged (including 5xx reasons).
+//
+// New pre-creates the series of its apps.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wecom_receiver_callbacks_total",
+			Help: "Callback requests answered, by app, kind and outcome (accepted, rejected, unavailable).",
+		}, []string{"app", "kind", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wecom_receiver_callback_duration_seconds",
+			Help: "Time from receiving a callback request to answering it, including the JetStream write.",
+			// WeCom waits 5 s; the ack timeout is below that.
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"app"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wecom_receiver_callback_rejections_total",
+			Help: "Callback requests not accepted, by app and reason.",
+		}, []string{"app", "reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.callbacks, m.duration, m.rejections)
+	}
+	return m
+}
+
+// init pre-creates every series of apps, so that rates start from zero.
+func (m *Metrics) init(apps []string) {
+	if m == nil {
+		return
+	}
+	kinds := kindLabels()
+	for _, a := range slices.Concat(apps, []string{UnknownApp}) {
+		for _, k := range kinds {
+			for _, o := range outcomes {
+				m.callbacks.WithLabelValues(a, k, o)
+			}
+		}
+		m.duration.WithLabelValues(a)
+		for _, r := range reasons {
+			m.rejections.WithLabelValues(a, r)
+		}
+	}
+}
+
+// observe records one answered request.
+func (m *Metrics) observe(app, kind, outcome, reason string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.callbacks.WithLabelValues(app, kind, outcome).Inc()
+	m.duration.WithLabelValues(app).Observe(seconds)
+	if reason != "" {
+		m.rejections.WithLabelValues(app, reason).Inc()
+	}
+}
