@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -59,36 +58,15 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
-	// The simulator must know the receiver's address and the receiver the
-	// simulator's; reserve both ports first.
-	httpAddr, err := reservePort()
+	// The simulator must know the receiver's address before either starts:
+	// bind the receiver's port now and hand the listener over.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return fmt.Errorf("listen: %w", err)
 	}
-	simAddr, err := reservePort()
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-http: {listen: %q}
-nats: {store_dir: nats, listen: "127.0.0.1:0"}
-fetch: {poll_interval: 1m, tokenless_per_minute: 30}
-apps:
-  - name: archive
-    mode: archive
-    token: %s
-    encoding_aes_key: %s
-    api_base_url: http://%s
-    suite_id: %s
-    suite_secret: demo-suite-secret
-    corps: [{corp_id: %s, permanent_code: demo-permanent-code}]
-`, httpAddr, demoToken, demoAESKey, simAddr, demoSuite, demoCorp)), dir, func(string) (string, bool) { return "", false })
-	if err != nil {
-		return err
-	}
+	httpAddr := lis.Addr().String()
 	// The service logs only what needs attention: the hits are the show.
 	log := zerolog.New(zerolog.ConsoleWriter{Out: c.env.stderr, TimeFormat: time.TimeOnly}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-
 	sim, err := wecomsim.New(wecomsim.Options{
 		Seed: *seed, Speed: *speed, MessageRate: *rate,
 		Archive: wecomsim.Archive{
@@ -99,19 +77,55 @@ apps:
 		},
 	}, log)
 	if err != nil {
+		_ = lis.Close()
 		return err
 	}
 	if err := sim.SeedDemoRules(); err != nil {
+		_ = lis.Close()
 		return err
 	}
-	m := NewMain(cfg, log)
-	if err := m.Open(ctx); err != nil {
+	// The simulator starts first; its first callbacks wait in the
+	// receiver's listen backlog until the receiver serves.
+	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
+		_ = lis.Close()
 		return err
 	}
-	defer func() {
+	closeSim := func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = sim.Close(closeCtx)
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+http: {listen: %q}
+admin: {listen: "127.0.0.1:0"}
+nats: {store_dir: nats, listen: "127.0.0.1:0"}
+fetch: {poll_interval: 1m, tokenless_per_minute: 30}
+apps:
+  - name: archive
+    mode: archive
+    token: %s
+    encoding_aes_key: %s
+    api_base_url: %s
+    suite_id: %s
+    suite_secret: demo-suite-secret
+    corps: [{corp_id: %s, permanent_code: demo-permanent-code}]
+`, httpAddr, demoToken, demoAESKey, sim.URL(), demoSuite, demoCorp)), dir, func(string) (string, bool) { return "", false })
+	if err != nil {
+		_ = lis.Close()
+		closeSim()
+		return err
+	}
+	m := NewMain(cfg, log)
+	m.UseListener(lis)
+	if err := m.Open(ctx); err != nil {
+		closeSim()
+		return err
+	}
+	defer func() {
+		// The simulator first, so it sends nothing to a stopped receiver.
+		closeSim()
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		_ = m.Close(closeCtx)
 	}()
 
@@ -137,9 +151,6 @@ apps:
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
-	if err := sim.Start(ctx, simAddr); err != nil {
-		return err
-	}
 	started := time.Now()
 	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s\n"+
 		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
@@ -154,15 +165,4 @@ apps:
 	_, _ = fmt.Fprintf(c.env.stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
 		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
 	return nil
-}
-
-// reservePort finds a free loopback port. Another process could take it
-// before we bind it again; for a local demo that risk is acceptable.
-func reservePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("reserve a port: %w", err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }

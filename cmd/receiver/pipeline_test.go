@@ -35,18 +35,7 @@ const (
 	testAdminToken = "test-admin-token-0123456789"
 )
 
-// freePort reserves a loopback port for the receiver, which the simulator
-// must know before either starts.
 func writeFile(path, text string) error { return os.WriteFile(path, []byte(text), 0o600) }
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	return port
-}
 
 // system is a receiver wired to a simulated WeCom that calls it back.
 type system struct {
@@ -56,7 +45,11 @@ type system struct {
 
 func startSystem(t testing.TB, pollInterval string) *system {
 	t.Helper()
-	port := freePort(t)
+	// Bind the receiver's port first and keep it: the simulator must know
+	// it, and a reserved-then-closed port can be taken by another process.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := lis.Addr().(*net.TCPAddr).Port
 	sim, err := wecomsim.New(wecomsim.Options{
 		Seed: 11, MessageRate: -1,
 		Archive: wecomsim.Archive{
@@ -100,15 +93,6 @@ apps:
 		testvectors.V2.Token, testvectors.V2.EncodingAESKey, zoneCorp)
 	cfg, err := config.Parse([]byte(yaml), t.TempDir(), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
-	// The simulator's address is known only once it listens; the receiver
-	// must be up before the simulator pushes its first suite_ticket.
-	m := NewMain(cfg, zerolog.Nop())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	simURL := "http://" + lis.Addr().String()
-	require.NoError(t, lis.Close())
-	cfg.Apps[0].APIBaseURL = simURL
-	cfg.Apps[1].APIBaseURL = simURL
 	// The zone corp's rules are seeded directly; the archive corp's are
 	// created below through the client, over HTTP.
 	for _, r := range wecomsim.DemoRules() {
@@ -117,17 +101,23 @@ apps:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The simulator starts first, on a port of its own choosing. Its first
+	// suite_ticket waits in the receiver's listen backlog until Open serves.
+	require.NoError(t, sim.Start(ctx, "127.0.0.1:0"))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sim.Close(ctx)
+	})
+	cfg.Apps[0].APIBaseURL = sim.URL()
+	cfg.Apps[1].APIBaseURL = sim.URL()
+	m := NewMain(cfg, zerolog.Nop())
+	m.UseListener(lis)
 	require.NoError(t, m.Open(ctx))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = m.Close(ctx)
-	})
-	require.NoError(t, sim.Start(ctx, lis.Addr().String()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = sim.Close(ctx)
 	})
 	// The suite_ticket callback must have reached the token source.
 	natstest.WaitFor(t, 10*time.Second, func() error {

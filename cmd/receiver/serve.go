@@ -171,9 +171,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 
-	m.listener, err = net.Listen("tcp", m.cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
+	if m.listener == nil {
+		m.listener, err = net.Listen("tcp", m.cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http listen: %w", err)
+		}
 	}
 	m.server = &http.Server{
 		Handler:           m.routes(h),
@@ -203,6 +205,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	ev.Bool("nats_embedded", m.broker.Embedded()).Msg("receiver started")
 	return nil
 }
+
+// UseListener makes Open serve callbacks on l instead of binding
+// http.listen: for callers that must hand the address to someone (the
+// simulator, in tests and the demo) before Open, without a window in which
+// another process could take the port.
+func (m *Main) UseListener(l net.Listener) { m.listener = l }
 
 // Addr is the address the HTTP server listens on.
 func (m *Main) Addr() string {
