@@ -97,13 +97,13 @@ func (m *Main) adminRoutes() chi.Router {
 }
 
 // apiRoutes registers the admin API's endpoints on r, which is mounted at
-// /api behind the bearer token. Rules, search and status endpoints are
-// added here.
+// /api behind the bearer token: ping, and the endpoints of admin_api.go.
 func (m *Main) apiRoutes(r chi.Router) {
 	// GET /api/ping: 200 "pong" with the right token; for checking access.
 	r.Get("/ping", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "pong\n")
 	})
+	m.mountAPI(r)
 }
 
 // bearerAuth lets a request through only with "Authorization: Bearer

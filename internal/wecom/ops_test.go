@@ -349,3 +349,21 @@ func TestFlag_JSON(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"A":1,"B":0}`, string(b))
 }
+
+func TestList_UnmarshalJSON(t *testing.T) {
+	var body struct {
+		A List[string] `json:"a"`
+		B List[int]    `json:"b"`
+		C List[string] `json:"c"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(`{"a":["x","y"],"b":[]}`), &body))
+	items, set := body.A.Items()
+	assert.True(t, set)
+	assert.Equal(t, []string{"x", "y"}, items)
+	items2, set := body.B.Items()
+	assert.True(t, set, "[] clears")
+	assert.Empty(t, items2)
+	_, set = body.C.Items()
+	assert.False(t, set, "absent keeps")
+	assert.Error(t, json.Unmarshal([]byte(`{"a":null}`), &body))
+}

@@ -170,6 +170,21 @@ func (l List[T]) MarshalJSON() ([]byte, error) {
 	return json.Marshal(l.items)
 }
 
+// UnmarshalJSON reads a present list: [] (or items) sets it. A JSON null is
+// refused: it could mean "unchanged" or "clear", and the two differ.
+// Leave the field out to keep the list.
+func (l *List[T]) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return fmt.Errorf("wecom: null list: leave the field out to keep it, or send [] to clear it")
+	}
+	var items []T
+	if err := json.Unmarshal(b, &items); err != nil {
+		return err
+	}
+	*l = Set(items...)
+	return nil
+}
+
 // RuleUpdate is update_rule's request. Every field but RuleID is optional:
 // an empty Name and unset Lists are left out, so WeCom keeps them.
 type RuleUpdate struct {

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/wecomhit/wecomhit/internal/wecom"
+)
+
+// The admin API: JSON over HTTP on the admin listener, under /api, behind
+// the bearer token (see bearerAuth). It does what the rules, search and
+// status commands do, for tools that prefer HTTP.
+//
+//	GET    /api/status
+//	GET    /api/apps/{app}/rules                 ?corp=
+//	POST   /api/apps/{app}/rules                 body: a rule as WeCom's create_rule takes it
+//	GET    /api/apps/{app}/rules/{rule_id}
+//	PATCH  /api/apps/{app}/rules/{rule_id}       body: {"name", "words", "semantics", "target_types", "chat_types",
+//	                                                    "departments", "users", "external_contacts", "chats",
+//	                                                    "exclude_mobiles"}: a key left out is unchanged, [] clears
+//	DELETE /api/apps/{app}/rules/{rule_id}
+//	POST   /api/apps/{app}/search                body: search_msg's request; answers every page's msgids
+//
+// corp may be left out when the app has one corp.
+
+// maxAPIBody bounds request bodies; rules and searches are small.
+const maxAPIBody = 64 << 10
+
+func (m *Main) mountAPI(r chi.Router) {
+	r.Get("/status", m.apiStatus)
+	r.Route("/apps/{app}", func(r chi.Router) {
+		r.Get("/rules", m.apiListRules)
+		r.Post("/rules", m.apiCreateRule)
+		r.Get("/rules/{rule_id}", m.apiGetRule)
+		r.Patch("/rules/{rule_id}", m.apiUpdateRule)
+		r.Delete("/rules/{rule_id}", m.apiDeleteRule)
+		r.Post("/search", m.apiSearch)
+	})
+}
+
+// apiError is every error answer's body.
+type apiError struct {
+	Error   string `json:"error"`
+	Field   string `json:"field,omitempty"`
+	API     string `json:"api,omitempty"`
+	Errcode int    `json:"errcode,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeAPIError maps an error to a status: the request's fault (400, 404),
+// WeCom's answer (502, with its errcode), or WeCom unreachable (503).
+func writeAPIError(w http.ResponseWriter, err error) {
+	var (
+		verr *wecom.ValidationError
+		aerr *wecom.APIError
+		req  *apiRequestError
+	)
+	switch {
+	case errors.As(err, &req):
+		writeJSON(w, req.status, apiError{Error: req.msg})
+	case errors.As(err, &verr):
+		writeJSON(w, http.StatusBadRequest, apiError{Error: verr.Error(), Field: verr.Field})
+	case errors.As(err, &aerr):
+		writeJSON(w, http.StatusBadGateway, apiError{Error: "WeCom refused the call", API: aerr.API, Errcode: aerr.Code})
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+	}
+}
+
+// apiRequestError is a problem with the request itself.
+type apiRequestError struct {
+	status int
+	msg    string
+}
+
+func (e *apiRequestError) Error() string { return e.msg }
+
+func badRequest(format string, a ...any) error {
+	return &apiRequestError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, a...)}
+}
+
+// target resolves {app} and ?corp= to a client and a corp.
+func (m *Main) target(r *http.Request) (*wecom.Client, string, error) {
+	name := chi.URLParam(r, "app")
+	a, ok := m.cfg.App(name)
+	if !ok {
+		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("no app %q", name)}
+	}
+	corps := appCorps(*a)
+	corp := r.URL.Query().Get("corp")
+	if corp == "" {
+		if len(corps) != 1 {
+			return nil, "", badRequest("app %s has %d corps: give ?corp=", name, len(corps))
+		}
+		corp = corps[0]
+	}
+	for _, c := range corps {
+		if c == corp {
+			return m.clients[name], corp, nil
+		}
+	}
+	return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", name, corp)}
+}
+
+// decodeBody reads a bounded, strict JSON body.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("body: one JSON value expected")
+	}
+	return nil
+}
+
+// apiCtx bounds a WeCom round trip for an API request.
+func apiCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 50*time.Second)
+}
+
+func (m *Main) apiStatus(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg.Apps, time.Now())
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (m *Main) apiListRules(w http.ResponseWriter, r *http.Request) {
+	c, corp, err := m.target(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	rules := []wecom.RuleSummary{}
+	for rule, err := range c.ListRules(ctx, corp, 100) {
+		if err != nil {
+			writeAPIError(w, err)
+			return
+		}
+		rules = append(rules, rule)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rules": rules})
+}
+
+func (m *Main) apiGetRule(w http.ResponseWriter, r *http.Request) {
+	c, corp, err := m.target(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	d, err := c.GetRule(ctx, corp, chi.URLParam(r, "rule_id"))
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (m *Main) apiCreateRule(w http.ResponseWriter, r *http.Request) {
+	c, corp, err := m.target(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	var rule wecom.Rule
+	if err := decodeBody(w, r, &rule); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	id, err := c.CreateRule(ctx, corp, rule)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	m.rules.Set(corp, id, rule.Name)
+	writeJSON(w, http.StatusCreated, map[string]string{"rule_id": id})
+}
+
+// ruleUpdateBody is PATCH's body: flat, every key optional.
+type ruleUpdateBody struct {
+	Name             string             `json:"name"`
+	Words            wecom.List[string] `json:"words"`
+	Semantics        wecom.List[int]    `json:"semantics"`
+	TargetTypes      wecom.List[int]    `json:"target_types"`
+	ChatTypes        wecom.List[int]    `json:"chat_types"`
+	Departments      wecom.List[int64]  `json:"departments"`
+	Users            wecom.List[string] `json:"users"`
+	ExternalContacts wecom.List[string] `json:"external_contacts"`
+	Chats            wecom.List[string] `json:"chats"`
+	ExcludeMobiles   wecom.List[string] `json:"exclude_mobiles"`
+}
+
+func (m *Main) apiUpdateRule(w http.ResponseWriter, r *http.Request) {
+	c, corp, err := m.target(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	var b ruleUpdateBody
+	if err := decodeBody(w, r, &b); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	id := chi.URLParam(r, "rule_id")
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	err = c.UpdateRule(ctx, corp, wecom.RuleUpdate{
+		RuleID: id, Name: b.Name, Words: b.Words, Semantics: b.Semantics,
+		TargetTypes: b.TargetTypes, ChatTypes: b.ChatTypes, Departments: b.Departments,
+		Users: b.Users, ExternalContacts: b.ExternalContacts, Chats: b.Chats, ExcludeMobiles: b.ExcludeMobiles,
+	})
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	if b.Name != "" {
+		m.rules.Set(corp, id, b.Name)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"rule_id": id})
+}
+
+func (m *Main) apiDeleteRule(w http.ResponseWriter, r *http.Request) {
+	c, corp, err := m.target(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	if err := c.DeleteRule(ctx, corp, chi.URLParam(r, "rule_id")); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (m *Main) apiSearch(w http.ResponseWriter, r *http.Request) {
+	c, corp, err := m.target(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	var req wecom.SearchRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	ids := []string{}
+	for hit, err := range c.SearchMsg(ctx, corp, req) {
+		if err != nil {
+			writeAPIError(w, err)
+			return
+		}
+		ids = append(ids, hit.MsgID)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"msgids": ids, "count": len(ids)})
+}
