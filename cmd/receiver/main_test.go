@@ -366,3 +366,31 @@ apps:
 		})
 	}
 }
+
+// TestServe_ReadyGrace: on shutdown the server keeps serving for
+// http.ready_grace while /readyz fails, so a load balancer can notice.
+func TestServe_ReadyGrace(t *testing.T) {
+	cfg := testConfig(t, "1h", "3s", "")
+	cfg.HTTP.ReadyGrace = time.Second
+	m, _ := startMain(t, cfg)
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closed <- m.Close(ctx)
+	}()
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if status, _ := send(t, http.MethodGet, "http://"+m.Addr()+"/readyz", ""); status != http.StatusServiceUnavailable {
+			return fmt.Errorf("readyz %d", status)
+		}
+		return nil
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned during the grace: %v", err)
+	default:
+	}
+	status, _ := send(t, http.MethodGet, "http://"+m.Addr()+"/healthz", "")
+	assert.Equal(t, http.StatusOK, status, "still serving during the grace")
+	require.NoError(t, <-closed)
+}

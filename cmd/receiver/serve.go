@@ -455,7 +455,13 @@ func (m *Main) recoverer(next http.Handler) http.Handler {
 // pending publishes and waits for their acks, and last the admin listener
 // stops. It is idempotent.
 func (m *Main) Close(ctx context.Context) error {
-	m.draining.Store(true)
+	if !m.draining.Swap(true) && m.server != nil && m.cfg.HTTP.ReadyGrace > 0 {
+		// Keep serving while load balancers see /readyz fail.
+		select {
+		case <-time.After(m.cfg.HTTP.ReadyGrace):
+		case <-ctx.Done():
+		}
+	}
 	var errs []error
 	if m.server != nil {
 		if err := m.server.Shutdown(ctx); err != nil {

@@ -29,6 +29,9 @@ const (
 	DefaultName           = "wecom-receiver"
 )
 
+// asyncAckTimeout bounds the wait for one async publish's ack.
+const asyncAckTimeout = 5 * time.Second
+
 // serverName names the embedded server in its logs and in JetStream
 // metadata. Fixed, so a restart on the same store is the same server.
 const serverName = "wecom-receiver"
@@ -125,7 +128,12 @@ func Open(ctx context.Context, opts Options, log zerolog.Logger) (*Broker, error
 	if err != nil {
 		return nil, err
 	}
-	b.js, err = jetstream.New(b.nc)
+	// Bound each async publish's wait for its ack: when a stream's leader
+	// dies mid-page its acks never come, and without a bound a fetch would
+	// hold its lease until the page's own deadline (a minute) passes. The
+	// page then fails fast, is fetched again, and de-duplication drops what
+	// was stored.
+	b.js, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		b.nc.Close()
 		b.shutdownServer()

@@ -95,6 +95,10 @@ type HTTP struct {
 	TimestampWindow time.Duration `yaml:"timestamp_window"`
 	// ShutdownTimeout bounds the graceful shutdown. Default 20s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReadyGrace is how long the server keeps serving after /readyz starts
+	// failing on shutdown, so a load balancer notices before the port
+	// closes. Default 0s; a few seconds behind a balancer.
+	ReadyGrace time.Duration `yaml:"ready_grace"`
 }
 
 // NATS configures the JetStream connection, or the embedded server when URL

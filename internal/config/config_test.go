@@ -679,6 +679,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrDuplicateWindowZero", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, "nats.duplicate_window: must be greater than 0"},
 		{"ErrDuplicateWindowLong", func(c *config.Config) { c.NATS.DuplicateWindow = 73 * time.Hour }, "nats.duplicate_window: must not exceed callback_max_age"},
 		{"ErrDuplicateWindowUnderReplayWindow", func(c *config.Config) { c.NATS.DuplicateWindow = 30 * time.Minute }, "nats.duplicate_window: must be at least http.timestamp_window"},
+		{"ErrReadyGrace", func(c *config.Config) { c.HTTP.ReadyGrace = time.Minute }, "http.ready_grace: must be at least 0s and less than shutdown_timeout"},
 		{"ErrPageSize", func(c *config.Config) { c.Fetch.PageSize = 1001 }, "fetch.page_size: must be between 1 and 1000"},
 		{"ErrPollInterval", func(c *config.Config) { c.Fetch.PollInterval = time.Second }, "fetch.poll_interval: must be 0 (off) or at least 1m"},
 		{"ErrTokenless", func(c *config.Config) { c.Fetch.TokenlessPerMinute = 0 }, "fetch.tokenless_per_minute: must be at least 1"},

@@ -88,6 +88,7 @@ func (h *HTTP) validate(v *validator) {
 		"http.ack_timeout", "must be greater than 0 and less than 5s")
 	v.check(h.TimestampWindow >= 0, "http.timestamp_window", "must not be negative")
 	v.check(h.ShutdownTimeout > 0, "http.shutdown_timeout", "must be greater than 0")
+	v.check(h.ReadyGrace >= 0 && h.ReadyGrace < h.ShutdownTimeout, "http.ready_grace", "must be at least 0s and less than shutdown_timeout")
 }
 
 // minAdminToken is the shortest admin token accepted: a guessable bearer
