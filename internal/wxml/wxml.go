@@ -408,6 +408,7 @@ type valueBuilder struct {
 }
 
 func (v *valueBuilder) push(s string) {
+	s = normalizeEOL(s)
 	switch v.n {
 	case 0:
 		v.first = s
@@ -449,6 +450,15 @@ func (v *valueBuilder) String() string {
 		return v.first
 	}
 	return string(v.buf)
+}
+
+// normalizeEOL applies XML's end-of-line handling: "\r\n" and a lone "\r"
+// become "\n", in text and CDATA alike. Only input with a CR is copied.
+func normalizeEOL(s string) string {
+	if strings.IndexByte(s, '\r') < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
 }
 
 // unescape replaces the five predefined entities and character references.

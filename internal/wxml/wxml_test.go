@@ -42,6 +42,7 @@ func TestParse_OK(t *testing.T) {
 		{"Comments", "<!-- c --><xml><!-- c --><A>1<!-- c -->2</A></xml><!-- c -->", []field{{"A", "12", false}}},
 		{"SelfClosedRoot", "<xml/>", nil},
 		{"UTF8", "<xml><Content>你好</Content></xml>", []field{{"Content", "你好", false}}},
+		{"LineEndings", "<xml><A><![CDATA[a\r\nb\rc]]></A><B>x\r\ny</B></xml>", []field{{"A", "a\nb\nc", false}, {"B", "x\ny", false}}},
 		{"EndTagSpace", "<xml><A>1</A ></xml >", []field{{"A", "1", false}}},
 	}
 	for _, tt := range tests {
