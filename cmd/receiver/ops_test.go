@@ -17,7 +17,6 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
-	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
 
 // TestRun_Demo runs the demo as a new user would, bounded, and checks that
@@ -52,26 +51,6 @@ func nonEmptyLines(s string) []string {
 	return out
 }
 
-// opsConfig writes a config for operator commands that reach the running
-// test system's NATS over TCP.
-func opsConfig(t *testing.T, s *system) string {
-	t.Helper()
-	path := t.TempDir() + "/ops.yaml"
-	require.NoError(t, writeFile(path, fmt.Sprintf(`
-nats: {url: %q}
-apps:
-  - name: archive
-    mode: archive
-    token: %s
-    encoding_aes_key: %s
-    api_base_url: %s
-    suite_id: %s
-    suite_secret: suite-secret
-    corps: [{corp_id: %s, permanent_code: perm-code}]
-`, s.m.Broker().ClientURL(), testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
-	return path
-}
-
 // TestRun_Tail: from a start time, as JSON lines and as text, exactly the
 // published events.
 func TestRun_Tail(t *testing.T) {
@@ -85,7 +64,7 @@ func TestRun_Tail(t *testing.T) {
 		}
 		return nil
 	})
-	cfgPath := opsConfig(t, s)
+	cfgPath := opsConfig(t, s, "")
 
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"tail", "-config", cfgPath, "-since", "1h", "-o", "json", "-n", strconv.Itoa(len(want))},
@@ -144,7 +123,7 @@ func TestRun_Status(t *testing.T) {
 		}
 		return nil
 	})
-	cfgPath := opsConfig(t, s)
+	cfgPath := opsConfig(t, s, "")
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"status", "-config", cfgPath, "-o", "json"}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())

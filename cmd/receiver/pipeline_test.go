@@ -37,6 +37,30 @@ const (
 
 func writeFile(path, text string) error { return os.WriteFile(path, []byte(text), 0o600) }
 
+// opsConfig writes a config for operator commands (one app, so -app may be
+// left out) that reach the running test system's NATS over TCP and the
+// simulator, plus extra YAML.
+func opsConfig(t *testing.T, s *system, extra string) string {
+	t.Helper()
+	natsURL := s.m.Broker().ClientURL()
+	require.NotEmpty(t, natsURL, "the test receiver listens for local consumers")
+	path := t.TempDir() + "/ops.yaml"
+	require.NoError(t, writeFile(path, fmt.Sprintf(`
+nats: {url: %q}
+%s
+apps:
+  - name: archive
+    mode: archive
+    token: %s
+    encoding_aes_key: %s
+    api_base_url: %s
+    suite_id: %s
+    suite_secret: suite-secret
+    corps: [{corp_id: %s, permanent_code: perm-code}]
+`, natsURL, extra, testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
+	return path
+}
+
 // system is a receiver wired to a simulated WeCom that calls it back.
 type system struct {
 	m   *Main
@@ -348,23 +372,7 @@ func TestRun_Backfill(t *testing.T) {
 	require.Empty(t, counts, "no callback arrived, no poll ran: nothing yet")
 
 	// The backfill connects over TCP, as an operator's would.
-	dir := t.TempDir()
-	cfgPath := dir + "/backfill.yaml"
-	natsURL := s.m.Broker().ClientURL()
-	require.NotEmpty(t, natsURL, "the test receiver listens for local consumers")
-	require.NoError(t, writeFile(cfgPath, fmt.Sprintf(`
-nats: {url: %q}
-fetch: {page_size: 200}
-apps:
-  - name: archive
-    mode: archive
-    token: %s
-    encoding_aes_key: %s
-    api_base_url: %s
-    suite_id: %s
-    suite_secret: suite-secret
-    corps: [{corp_id: %s, permanent_code: perm-code}]
-`, natsURL, testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
+	cfgPath := opsConfig(t, s, "fetch: {page_size: 200}")
 
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-since", "1h"},

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/testlog"
-	"github.com/wecomhit/wecomhit/internal/testvectors"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
@@ -30,22 +28,7 @@ type opsSystem struct {
 func startOpsSystem(t *testing.T) *opsSystem {
 	t.Helper()
 	s := startSystem(t, "0s")
-	natsURL := s.m.Broker().ClientURL()
-	require.NotEmpty(t, natsURL)
-	path := filepath.Join(t.TempDir(), "ops.yaml")
-	// One app, so the commands may leave out -app.
-	require.NoError(t, writeFile(path, fmt.Sprintf(`
-nats: {url: %q}
-apps:
-  - name: archive
-    mode: archive
-    token: %s
-    encoding_aes_key: %s
-    api_base_url: %s
-    suite_id: %s
-    suite_secret: suite-secret
-    corps: [{corp_id: %s, permanent_code: perm-code}]
-`, natsURL, testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
+	path := opsConfig(t, s, "")
 	return &opsSystem{system: s, cfgPath: path}
 }
 

@@ -404,7 +404,9 @@ type valueBuilder struct {
 	n       int    // pieces pushed
 	first   string // the value while n == 1
 	buf     []byte // the value once n > 1
-	pending string // white space held back until another piece follows it
+	pending []byte // white space held back until another piece follows it;
+	// appended to, never concatenated, so many comments between runs of
+	// blanks stay linear
 }
 
 func (v *valueBuilder) push(s string) {
@@ -417,7 +419,7 @@ func (v *valueBuilder) push(s string) {
 	default:
 		v.buf = append(append(v.buf, v.pending...), s...)
 	}
-	v.pending = ""
+	v.pending = v.pending[:0]
 	v.n++
 }
 
@@ -440,7 +442,7 @@ func (v *valueBuilder) text(t string) error {
 		v.push(u)
 	}
 	if v.n > 0 {
-		v.pending += trail
+		v.pending = append(v.pending, trail...)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package wxml
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -141,5 +142,22 @@ func TestValidChars(t *testing.T) {
 		{long + "\xe4\xbd", false},     // truncated rune
 	} {
 		assert.Equal(t, tc.want, validChars(tc.s), "%q", tc.s)
+	}
+}
+
+// BenchmarkParse_ManyComments guards against quadratic work: blanks held
+// between many comments once made parsing time grow with the square of the
+// input. ns/op should grow linearly with n.
+func BenchmarkParse_ManyComments(b *testing.B) {
+	for _, n := range []int{1000, 8000, 64000} {
+		doc := "<xml><A>x" + strings.Repeat(" <!---->", n) + "y</A></xml>"
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			for b.Loop() {
+				if err := Parse(doc, func(string, string, bool) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
