@@ -88,7 +88,7 @@ func (m *Main) adminRoutes() chi.Router {
 	// configured the API is off: /api is not mounted, so it answers 404.
 	if token := m.cfg.Admin.Token.Reveal(); token != "" {
 		r.Route("/api", func(api chi.Router) {
-			api.Use(bearerAuth(token))
+			api.Use(bearerAuth(token), m.refuseWhileDraining)
 			m.api = api
 			m.apiRoutes(api)
 		})
@@ -124,6 +124,19 @@ func bearerAuth(token string) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// refuseWhileDraining answers 503 once shutdown has begun: the pipeline
+// the API works with is stopping, and a call half-done then is worse than
+// one refused.
+func (m *Main) refuseWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "shutting down"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // bearerToken reads the token of an "Authorization: Bearer" header; the

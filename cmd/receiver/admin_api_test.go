@@ -147,6 +147,14 @@ func TestAdminAPI(t *testing.T) {
 		status, _ = apiDo(t, m, "POST", "/api/apps/archive/search", tok, `{"query_word":"x"}`)
 		assert.Equal(t, http.StatusBadRequest, status, "query_word needs 2 characters")
 	})
+	t.Run("ErrDraining", func(t *testing.T) {
+		m.draining.Store(true)
+		defer m.draining.Store(false)
+		before := s.sim.Requests("get_rule_list")
+		status, _ := apiDo(t, m, "GET", "/api/apps/archive/rules", tok, "")
+		assert.Equal(t, http.StatusServiceUnavailable, status)
+		assert.Equal(t, before, s.sim.Requests("get_rule_list"))
+	})
 	t.Run("Status", func(t *testing.T) {
 		status, body := apiDo(t, m, "GET", "/api/status", tok, "")
 		require.Equal(t, http.StatusOK, status, string(body))

@@ -54,7 +54,7 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer closeBroker(b)
 	js := b.JetStream()
-	client, err := newClient(ctx, cfg, a, js, log)
+	client, err := newClient(ctx, a, js, log)
 	if err != nil {
 		return err
 	}

@@ -550,7 +550,7 @@ func (f *appFlags) connect(ctx context.Context, e env, name string) (client *wec
 	if err != nil {
 		return nil, "", nil, err
 	}
-	client, err = newClient(ctx, cfg, a, b.JetStream(), log)
+	client, err = newClient(ctx, a, b.JetStream(), log)
 	if err != nil {
 		closeBroker(b)
 		return nil, "", nil, err

@@ -489,8 +489,8 @@ func (m *Main) Close(ctx context.Context) error {
 		m.stopPipeline = nil
 	}
 	if m.rules != nil {
+		// Close, not nil: the admin API, which stops last, may still use it.
 		m.rules.Close()
-		m.rules = nil
 	}
 	if m.broker != nil {
 		if err := m.broker.Close(ctx); err != nil {

@@ -43,10 +43,11 @@ func closeBroker(b *broker.Broker) {
 	_ = b.Close(ctx)
 }
 
-// newClient builds app's WeCom client on the shared token stores, so a
-// command reuses the tokens the running receivers hold.
-func newClient(ctx context.Context, cfg *config.Config, app *config.App, js jetstream.JetStream, log zerolog.Logger) (*wecom.Client, error) {
-	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{Replicas: cfg.NATS.Replicas})
+// newClient builds app's WeCom client on the running receivers' token
+// stores, so a command reuses their tokens. It binds the buckets without
+// changing them: a command's config must not reconfigure a cluster.
+func newClient(ctx context.Context, app *config.App, js jetstream.JetStream, log zerolog.Logger) (*wecom.Client, error) {
+	stores, err := wecom.BindStores(ctx, js)
 	if err != nil {
 		return nil, err
 	}

@@ -94,6 +94,47 @@ func OpenStores(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*
 	return &Stores{Tokens: tokens, Locks: locks, Tickets: &TicketStore{kv: tickets}, lockTTL: cfg.LockTTL}, nil
 }
 
+// ErrNoStores: BindStores found a bucket missing; no receiver has created
+// the buckets on this NATS yet.
+var ErrNoStores = errors.New("wecom: token buckets not found")
+
+// BindStores binds the buckets a running receiver created, changing nothing
+// about them: for operator commands, which must not reconfigure a cluster's
+// buckets (their replicas, say) from a config of their own.
+func BindStores(ctx context.Context, js jetstream.JetStream) (*Stores, error) {
+	bind := func(name string) (jetstream.KeyValue, error) {
+		kv, err := js.KeyValue(ctx, name)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("%w: %s (is a receiver running on this NATS?)", ErrNoStores, name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wecom: bind kv bucket %s: %w", name, err)
+		}
+		return kv, nil
+	}
+	tokens, err := bind(TokenBucket)
+	if err != nil {
+		return nil, err
+	}
+	locks, err := bind(LockBucket)
+	if err != nil {
+		return nil, err
+	}
+	tickets, err := bind(TicketBucket)
+	if err != nil {
+		return nil, err
+	}
+	st, err := locks.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wecom: kv bucket %s: %w", LockBucket, err)
+	}
+	ttl := st.TTL()
+	if ttl <= 0 {
+		ttl = DefaultLockTTL
+	}
+	return &Stores{Tokens: tokens, Locks: locks, Tickets: &TicketStore{kv: tickets}, lockTTL: ttl}, nil
+}
+
 // kvKey joins parts with "." after escaping each: bytes outside
 // [A-Za-z0-9_-] become "=XX", so any corp or suite id makes a valid,
 // unambiguous key.

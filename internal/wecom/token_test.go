@@ -248,3 +248,18 @@ func TestKVKey(t *testing.T) {
 	assert.Equal(t, "app.corp.ww01", kvKey("app", "corp", "ww01"))
 	assert.Equal(t, "a=2Eb.c=3D=2F", kvKey("a.b", "c=/"))
 }
+
+func TestBindStores(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	_, err := BindStores(ctxT(t), js)
+	require.ErrorIs(t, err, ErrNoStores)
+
+	_, err = OpenStores(ctxT(t), js, StoreConfig{LockTTL: 7 * time.Second})
+	require.NoError(t, err)
+	s, err := BindStores(ctxT(t), js)
+	require.NoError(t, err)
+	assert.Equal(t, 7*time.Second, s.lockTTL, "the lock TTL is the bucket's, not a default")
+	st, err := s.Locks.Status(ctxT(t))
+	require.NoError(t, err)
+	assert.Equal(t, 7*time.Second, st.TTL(), "binding changed nothing")
+}
