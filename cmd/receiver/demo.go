@@ -7,14 +7,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -129,27 +129,43 @@ apps:
 		_ = m.Close(closeCtx)
 	}()
 
-	var (
-		mu    sync.Mutex
-		count int
-	)
-	sub, err := m.Broker().Conn().Subscribe(cfg.NATS.SubjectPrefix+".hit.>", func(msg *nats.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
-		count++
-		if *asJSON {
-			_, _ = fmt.Fprintf(c.env.stdout, "%s\n", msg.Data)
-			return
-		}
-		var ev wecomhit.HitEvent
-		if json.Unmarshal(msg.Data, &ev) == nil {
-			_, _ = fmt.Fprintln(c.env.stdout, formatHit(&ev, time.Local))
-		}
+	// Read what the stream holds, through an ordered consumer: a plain
+	// subscription would also see the re-publishes of a re-fetched page
+	// that JetStream drops as duplicates.
+	stream, err := m.Broker().JetStream().Stream(ctx, publish.StreamName)
+	if err != nil {
+		return err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.NATS.SubjectPrefix + ".hit.>"},
 	})
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	count := 0
+	printed := make(chan struct{})
+	go func() {
+		defer close(printed)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				return // stopped
+			}
+			count++
+			if *asJSON {
+				_, _ = fmt.Fprintf(c.env.stdout, "%s\n", msg.Data())
+				continue
+			}
+			var ev wecomhit.HitEvent
+			if json.Unmarshal(msg.Data(), &ev) == nil {
+				_, _ = fmt.Fprintln(c.env.stdout, formatHit(&ev, time.Local))
+			}
+		}
+	}()
 
 	started := time.Now()
 	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s\n"+
@@ -157,10 +173,9 @@ apps:
 		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), cfg.NATS.SubjectPrefix)
 
 	<-ctx.Done()
-	_ = m.Broker().Conn().Flush()
-	mu.Lock()
+	it.Stop()
+	<-printed // every line is out before the summary counts them
 	seen := count
-	mu.Unlock()
 	stats := sim.Stats()
 	_, _ = fmt.Fprintf(c.env.stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
 		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)

@@ -138,7 +138,7 @@ Commands:
   tail -config FILE [-since TIME] [-subject S] [-o json]
                               print hit events as they are published
   status -config FILE [-o json]
-                              cursor, last fetch, lag, hit token and backlog per app and corp
+                              cursor, newest hit and its age, hit token and backlog per app and corp
   version                     print the version
 
 Run "receiver COMMAND -h" for a command's flags.

@@ -135,7 +135,7 @@ func TestRun_Status(t *testing.T) {
 	assert.Equal(t, simCorp, c.CorpID)
 	assert.NotEmpty(t, c.Cursor)
 	assert.Equal(t, int64(len(want)), c.Events)
-	require.NotNil(t, c.LastFetch)
+	require.NotNil(t, c.CursorMoved)
 	require.NotNil(t, c.LastHit)
 	require.NotNil(t, c.LagSeconds)
 	assert.Contains(t, c.HitToken, "valid for", "the hit_keyword callback's token is stored")

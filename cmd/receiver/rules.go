@@ -365,7 +365,7 @@ func addRuleFlags(fs *flag.FlagSet) *ruleFlags {
 	rf := &ruleFlags{}
 	fs.Var(&rf.words, "words", "comma-separated `words`, 1 to 20 of 1 to 32 characters")
 	fs.Var(&rf.semantics, "semantics", "comma-separated key behaviours (`codes` 1-12, or names: "+semanticNames()+")")
-	rf.rangeFile = fs.String("range", "", "JSON `file` holding the applicable_range, as \"rules get -o json\" prints it")
+	rf.rangeFile = fs.String("range", "", "JSON `file` holding the applicable_range: the applicable_range member of \"rules get -o json\"")
 	return rf
 }
 

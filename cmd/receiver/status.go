@@ -24,10 +24,15 @@ type statusCommand struct {
 
 // corpStatus is one row of the report; also its JSON form.
 type corpStatus struct {
-	App         string     `json:"app"`
-	CorpID      string     `json:"corp_id"`
-	Cursor      string     `json:"cursor"`
-	LastFetch   *time.Time `json:"last_fetch,omitempty"`
+	App    string `json:"app"`
+	CorpID string `json:"corp_id"`
+	Cursor string `json:"cursor"`
+	// CursorMoved is when a fetch last moved the cursor: after a page with
+	// new hits. A fetch that finds nothing new leaves it as it was.
+	CursorMoved *time.Time `json:"cursor_moved,omitempty"`
+	// LastHit is the send time of the newest hit fetched, and LagSeconds
+	// how long ago that was: on a quiet corp it grows although nothing is
+	// wrong, so read it with the hit rate.
 	LastHit     *time.Time `json:"last_hit,omitempty"`
 	LagSeconds  *float64   `json:"lag_seconds,omitempty"`
 	Pages       int64      `json:"pages"`
@@ -73,10 +78,10 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	}
 	_, _ = fmt.Fprintf(c.env.stdout, "callbacks: %d waiting, %d being handled\n\n", rep.PendingCallbacks, rep.HandlingCallbacks)
 	tw := tabwriter.NewWriter(c.env.stdout, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "APP\tCORP\tLAST FETCH\tLAST HIT\tLAG\tPAGES\tEVENTS\tHIT TOKEN\tFETCHING\tCURSOR")
+	_, _ = fmt.Fprintln(tw, "APP\tCORP\tCURSOR MOVED\tLAST HIT\tLAG\tPAGES\tEVENTS\tHIT TOKEN\tFETCHING\tCURSOR")
 	for _, s := range rep.Corps {
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.App, s.CorpID,
-			ago(s.LastFetch), ago(s.LastHit), lag(s.LagSeconds), s.Pages, s.Events, s.HitToken, yesNo(s.FetchingNow), short(s.Cursor, 16))
+			ago(s.CursorMoved), ago(s.LastHit), lag(s.LagSeconds), s.Pages, s.Events, s.HitToken, yesNo(s.FetchingNow), short(s.Cursor, 16))
 	}
 	return tw.Flush()
 }
@@ -98,7 +103,7 @@ func readStatus(ctx context.Context, js jetstream.JetStream, apps []config.App, 
 			cs := corpStatus{App: a.Name, CorpID: corp, Cursor: st.Cursor.Cursor, Pages: st.Cursor.Pages,
 				Events: st.Cursor.Events, HitToken: "none", FetchingNow: st.Fetching}
 			if t := st.Cursor.UpdatedAt; !t.IsZero() {
-				cs.LastFetch = &t
+				cs.CursorMoved = &t
 			}
 			if st.Cursor.LastHitTime > 0 {
 				t := time.Unix(st.Cursor.LastHitTime, 0).UTC()

@@ -197,27 +197,35 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	f.ctx = ctx
 	f.mu.Unlock()
 	defer f.wg.Wait()
-	f.initLag(ctx)
-	if f.opts.PollInterval < 0 {
-		<-ctx.Done()
-		return nil
+	f.refreshLag(ctx)
+	lag := time.NewTicker(lagRefresh)
+	defer lag.Stop()
+	var poll <-chan time.Time // nil: polling off
+	if f.opts.PollInterval > 0 {
+		t := time.NewTicker(f.opts.PollInterval)
+		defer t.Stop()
+		poll = t.C
 	}
-	t := time.NewTicker(f.opts.PollInterval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-poll:
 			f.Poll()
+		case <-lag.C:
+			f.refreshLag(ctx)
 		}
 	}
 }
 
-// initLag sets every (app, corp)'s cursor lag from its stored cursor, so
-// that the gauge means something before this replica's first fetch.
-// Failures only leave the gauge at zero.
-func (f *Fetcher) initLag(ctx context.Context) {
+// lagRefresh is how often every replica recomputes the cursor lag gauge
+// from the shared cursor, so that all replicas report the same, current
+// lag, not the value from their own last fetch.
+const lagRefresh = 15 * time.Second
+
+// refreshLag sets every (app, corp)'s cursor lag from its stored cursor.
+// Failures leave the gauge as it was.
+func (f *Fetcher) refreshLag(ctx context.Context) {
 	if f.opts.Metrics == nil {
 		return
 	}
@@ -227,7 +235,7 @@ func (f *Fetcher) initLag(ctx context.Context) {
 			cur, _, err := f.loadCursor(rctx, name, corp)
 			cancel()
 			if err != nil {
-				f.log.Debug().Err(err).Str("app", name).Str("corp_id", corp).Msg("cursor lag not initialised")
+				f.log.Debug().Err(err).Str("app", name).Str("corp_id", corp).Msg("cursor lag not refreshed")
 				continue
 			}
 			f.opts.Metrics.lag(name, corp, cur.LastHitTime, f.opts.Now())

@@ -123,14 +123,27 @@ func (m *Metrics) refreshed(app, kind string) {
 	m.refreshes.WithLabelValues(app, kind).Inc()
 }
 
+// errcodeOther labels an errcode outside knownErrcode.
+const errcodeOther = "other"
+
+// knownErrcode bounds the label's values: WeCom's errcodes are -1 and
+// codes of up to six digits. A zone program, which its author writes, could
+// answer anything; outside that range it becomes "other".
+func knownErrcode(code int) bool { return code >= -1 && code <= 999999 }
+
 // errcodeLabel is the errcode label of a call that ended with err: "0" for nil,
-// WeCom's errcode for an *APIError, "http_<status>" for a *StatusError,
+// WeCom's errcode for an *APIError ("other" outside WeCom's range), "http_<status>" for a *StatusError,
 // and "error" for anything else.
 func errcodeLabel(err error) string {
 	if err == nil {
 		return errcodeOK
 	}
 	if e, ok := errors.AsType[*APIError](err); ok {
+		if !knownErrcode(e.Code) {
+			// A zone program can answer any code it likes: keep the
+			// label's values within WeCom's range.
+			return errcodeOther
+		}
 		return strconv.Itoa(e.Code)
 	}
 	if e, ok := errors.AsType[*StatusError](err); ok {

@@ -139,3 +139,10 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, api string) uint64 {
 	t.Fatalf("no duration series for %s", api)
 	return 0
 }
+
+func TestErrcodeLabel_Bounded(t *testing.T) {
+	assert.Equal(t, "0", errcodeLabel(nil))
+	assert.Equal(t, "45009", errcodeLabel(&APIError{API: "x", Code: 45009}))
+	assert.Equal(t, "other", errcodeLabel(&APIError{API: "x", Code: 123456789}), "a zone program's own code")
+	assert.Equal(t, "http_502", errcodeLabel(&StatusError{API: "x", StatusCode: 502}))
+}
