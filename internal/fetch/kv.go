@@ -69,7 +69,7 @@ func (f *Fetcher) storeCursor(ctx context.Context, cur wecomhit.Cursor, rev uint
 		next, err = f.cursors.Update(ctx, k, data, rev)
 	}
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if casConflict(err) {
 			return rev, fmt.Errorf("%w: %w", ErrCursorMoved, err)
 		}
 		return rev, fmt.Errorf("fetch: write cursor: %w", err)
@@ -131,7 +131,7 @@ func (f *Fetcher) putToken(ctx context.Context, app, corp string, cb *wecomhit.C
 				return nil
 			}
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !casConflict(err) {
 			return fmt.Errorf("fetch: store token: %w", err)
 		}
 	}
@@ -185,7 +185,7 @@ func (f *Fetcher) acquire(ctx context.Context, k string, wait bool) (*lease, err
 			l.rev = rev
 			return l, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !casConflict(err) {
 			return nil, fmt.Errorf("fetch: lease: %w", err)
 		}
 		if !wait {
@@ -232,4 +232,19 @@ func (l *lease) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+}
+
+// casConflict reports a compare-and-set conflict on a KV key: it exists
+// already, or its revision moved. A single server and a replicated stream
+// report these with different codes (10071, 10164), and nats.go maps them to
+// ErrKeyExists or ErrKeyRevisionMismatch on some paths only (a Create that
+// finds a deleted key and retries returns the raw error), so all are checked.
+func casConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

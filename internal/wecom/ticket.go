@@ -46,7 +46,7 @@ func (s *TicketStore) Put(ctx context.Context, suiteID, ticket string, issuedAt 
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			_, err = s.kv.Create(ctx, key, data)
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if casConflict(err) {
 				continue
 			}
 		case err != nil:
@@ -57,7 +57,7 @@ func (s *TicketStore) Put(ctx context.Context, suiteID, ticket string, issuedAt 
 				return nil
 			}
 			_, err = s.kv.Update(ctx, key, data, e.Revision())
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if casConflict(err) {
 				continue
 			}
 		}

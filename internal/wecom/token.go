@@ -268,7 +268,7 @@ func (ts *tokenSource) get(ctx context.Context, key string, fetch fetchFunc) (st
 		if err == nil {
 			return ts.refreshLocked(ctx, key, rev, fetch)
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !casConflict(err) {
 			return "", fmt.Errorf("wecom: take token refresh lock: %w", err)
 		}
 		if ts.onLockBusy != nil {
@@ -372,7 +372,7 @@ func (ts *tokenSource) invalidate(ctx context.Context, key, bad string) error {
 		return nil
 	}
 	err = ts.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if err != nil && !casConflict(err) {
 		return fmt.Errorf("wecom: drop cached token: %w", err)
 	}
 	return nil
@@ -511,4 +511,19 @@ func (c *Client) getSuiteToken(ctx context.Context) (string, time.Duration, erro
 		return "", 0, err
 	}
 	return decodeToken(api, body, true)
+}
+
+// casConflict reports a compare-and-set conflict on a KV key: it exists
+// already, or its revision moved. A single server and a replicated stream
+// report these with different codes (10071, 10164), and nats.go maps them to
+// ErrKeyExists or ErrKeyRevisionMismatch on some paths only (a Create that
+// finds a deleted key and retries returns the raw error), so all are checked.
+func casConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
