@@ -36,12 +36,12 @@ const maxAPIBody = 64 << 10
 func (m *Main) mountAPI(r chi.Router) {
 	r.Get("/status", m.apiStatus)
 	r.Route("/apps/{app}", func(r chi.Router) {
-		r.Get("/rules", m.apiListRules)
-		r.Post("/rules", m.apiCreateRule)
-		r.Get("/rules/{rule_id}", m.apiGetRule)
-		r.Patch("/rules/{rule_id}", m.apiUpdateRule)
-		r.Delete("/rules/{rule_id}", m.apiDeleteRule)
-		r.Post("/search", m.apiSearch)
+		r.Get("/rules", m.forApp(apiListRules))
+		r.Post("/rules", m.forApp(m.apiCreateRule))
+		r.Get("/rules/{rule_id}", m.forApp(apiGetRule))
+		r.Patch("/rules/{rule_id}", m.forApp(m.apiUpdateRule))
+		r.Delete("/rules/{rule_id}", m.forApp(apiDeleteRule))
+		r.Post("/search", m.forApp(apiSearch))
 	})
 }
 
@@ -143,61 +143,63 @@ func (m *Main) apiStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rep)
 }
 
-func (m *Main) apiListRules(w http.ResponseWriter, r *http.Request) {
-	c, corp, err := m.target(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	ctx, cancel := apiCtx(r)
-	defer cancel()
-	rules := []wecom.RuleSummary{}
-	for rule, err := range c.ListRules(ctx, corp, 100) {
+// appHandler is an admin API handler for one app and corp: it returns the
+// status and body to answer, or an error for writeAPIError.
+type appHandler func(ctx context.Context, w http.ResponseWriter, r *http.Request, c *wecom.Client, corp string) (int, any, error)
+
+// forApp resolves {app} and ?corp=, bounds the WeCom round trip, and writes
+// the handler's answer: the part every per-app endpoint shares.
+func (m *Main) forApp(h appHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, corp, err := m.target(r)
 		if err != nil {
 			writeAPIError(w, err)
 			return
 		}
+		ctx, cancel := apiCtx(r)
+		defer cancel()
+		status, body, err := h(ctx, w, r, c, corp)
+		switch {
+		case err != nil:
+			writeAPIError(w, err)
+		case body == nil:
+			w.WriteHeader(status)
+		default:
+			writeJSON(w, status, body)
+		}
+	}
+}
+
+func apiListRules(ctx context.Context, _ http.ResponseWriter, _ *http.Request, c *wecom.Client, corp string) (int, any, error) {
+	rules := []wecom.RuleSummary{}
+	for rule, err := range c.ListRules(ctx, corp, 100) {
+		if err != nil {
+			return 0, nil, err
+		}
 		rules = append(rules, rule)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"rules": rules})
+	return http.StatusOK, map[string]any{"rules": rules}, nil
 }
 
-func (m *Main) apiGetRule(w http.ResponseWriter, r *http.Request) {
-	c, corp, err := m.target(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	ctx, cancel := apiCtx(r)
-	defer cancel()
+func apiGetRule(ctx context.Context, _ http.ResponseWriter, r *http.Request, c *wecom.Client, corp string) (int, any, error) {
 	d, err := c.GetRule(ctx, corp, chi.URLParam(r, "rule_id"))
 	if err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, d)
+	return http.StatusOK, d, nil
 }
 
-func (m *Main) apiCreateRule(w http.ResponseWriter, r *http.Request) {
-	c, corp, err := m.target(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
+func (m *Main) apiCreateRule(ctx context.Context, w http.ResponseWriter, r *http.Request, c *wecom.Client, corp string) (int, any, error) {
 	var rule wecom.Rule
 	if err := decodeBody(w, r, &rule); err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
-	ctx, cancel := apiCtx(r)
-	defer cancel()
 	id, err := c.CreateRule(ctx, corp, rule)
 	if err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
 	m.rules.Set(corp, id, rule.Name)
-	writeJSON(w, http.StatusCreated, map[string]string{"rule_id": id})
+	return http.StatusCreated, map[string]string{"rule_id": id}, nil
 }
 
 // ruleUpdateBody is PATCH's body: flat, every key optional.
@@ -214,70 +216,44 @@ type ruleUpdateBody struct {
 	ExcludeMobiles   wecom.List[string] `json:"exclude_mobiles"`
 }
 
-func (m *Main) apiUpdateRule(w http.ResponseWriter, r *http.Request) {
-	c, corp, err := m.target(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
+func (m *Main) apiUpdateRule(ctx context.Context, w http.ResponseWriter, r *http.Request, c *wecom.Client, corp string) (int, any, error) {
 	var b ruleUpdateBody
 	if err := decodeBody(w, r, &b); err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
 	id := chi.URLParam(r, "rule_id")
-	ctx, cancel := apiCtx(r)
-	defer cancel()
-	err = c.UpdateRule(ctx, corp, wecom.RuleUpdate{
+	err := c.UpdateRule(ctx, corp, wecom.RuleUpdate{
 		RuleID: id, Name: b.Name, Words: b.Words, Semantics: b.Semantics,
 		TargetTypes: b.TargetTypes, ChatTypes: b.ChatTypes, Departments: b.Departments,
 		Users: b.Users, ExternalContacts: b.ExternalContacts, Chats: b.Chats, ExcludeMobiles: b.ExcludeMobiles,
 	})
 	if err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
 	if b.Name != "" {
 		m.rules.Set(corp, id, b.Name)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"rule_id": id})
+	return http.StatusOK, map[string]string{"rule_id": id}, nil
 }
 
-func (m *Main) apiDeleteRule(w http.ResponseWriter, r *http.Request) {
-	c, corp, err := m.target(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	ctx, cancel := apiCtx(r)
-	defer cancel()
+func apiDeleteRule(ctx context.Context, _ http.ResponseWriter, r *http.Request, c *wecom.Client, corp string) (int, any, error) {
 	if err := c.DeleteRule(ctx, corp, chi.URLParam(r, "rule_id")); err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, nil, nil
 }
 
-func (m *Main) apiSearch(w http.ResponseWriter, r *http.Request) {
-	c, corp, err := m.target(r)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
+func apiSearch(ctx context.Context, w http.ResponseWriter, r *http.Request, c *wecom.Client, corp string) (int, any, error) {
 	var req wecom.SearchRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeAPIError(w, err)
-		return
+		return 0, nil, err
 	}
-	ctx, cancel := apiCtx(r)
-	defer cancel()
 	ids := []string{}
 	for hit, err := range c.SearchMsg(ctx, corp, req) {
 		if err != nil {
-			writeAPIError(w, err)
-			return
+			return 0, nil, err
 		}
 		ids = append(ids, hit.MsgID)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"msgids": ids, "count": len(ids)})
+	return http.StatusOK, map[string]any{"msgids": ids, "count": len(ids)}, nil
 }

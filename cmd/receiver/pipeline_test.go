@@ -23,8 +23,8 @@ import (
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
-	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
+	"github.com/wecomhit/wecomhit/internal/wecomtest"
 )
 
 const (
@@ -151,15 +151,7 @@ apps:
 		return nil
 	})
 	c := m.clients["archive"]
-	for _, r := range []wecom.Rule{
-		{Name: "联系方式", Semantics: &wecom.Semantics{SemanticsList: []int{2, 3, 4}}},
-		{Name: "资金", Semantics: &wecom.Semantics{SemanticsList: []int{1, 7, 8}}},
-		{Name: "外链与文件", Semantics: &wecom.Semantics{SemanticsList: []int{9, 10, 11}}},
-		{Name: "敏感词", Keyword: &wecom.Keyword{WordList: []string{"微信", "转账", "返现"}}},
-	} {
-		_, err := c.CreateRule(ctx, simCorp, r)
-		require.NoError(t, err)
-	}
+	wecomtest.CreateDemoRules(ctx, t, c, simCorp)
 	return &system{m: m, sim: sim}
 }
 

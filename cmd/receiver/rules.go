@@ -278,11 +278,7 @@ func (c *rulesCommand) update(ctx context.Context, args []string) error {
 	if err := client.UpdateRule(ctx, corp, u); err != nil {
 		return callError(err)
 	}
-	if af.out == outputJSON {
-		return newJSONLines(c.env.stdout).write(wecom.RuleSummary{RuleID: id})
-	}
-	_, err = fmt.Fprintf(c.env.stdout, "updated rule %s\n", id)
-	return err
+	return c.done(af, id, "updated")
 }
 
 func (c *rulesCommand) delete(ctx context.Context, args []string) error {
@@ -299,10 +295,16 @@ func (c *rulesCommand) delete(ctx context.Context, args []string) error {
 	if err := client.DeleteRule(ctx, corp, id); err != nil {
 		return callError(err)
 	}
+	return c.done(af, id, "deleted")
+}
+
+// done reports a change to one rule: {"rule_id"} for scripts, a sentence
+// for people.
+func (c *rulesCommand) done(af *appFlags, id, verb string) error {
 	if af.out == outputJSON {
 		return newJSONLines(c.env.stdout).write(wecom.RuleSummary{RuleID: id})
 	}
-	_, err = fmt.Fprintf(c.env.stdout, "deleted rule %s\n", id)
+	_, err := fmt.Fprintf(c.env.stdout, "%s rule %s\n", verb, id)
 	return err
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
+	"github.com/wecomhit/wecomhit/internal/wecomtest"
 )
 
 const (
@@ -68,15 +69,7 @@ func newEnv(t *testing.T, simOpts wecomsim.Options) *env {
 	require.NoError(t, err)
 	require.NoError(t, stores.Tickets.Put(ctx, suiteID, sim.SuiteTicket(), sim.Now()))
 	// Rules that the simulated traffic hits often: key behaviours and words.
-	for _, r := range []wecom.Rule{
-		{Name: "联系方式", Semantics: &wecom.Semantics{SemanticsList: []int{2, 3, 4}}},
-		{Name: "资金", Semantics: &wecom.Semantics{SemanticsList: []int{1, 7, 8}}},
-		{Name: "外链与文件", Semantics: &wecom.Semantics{SemanticsList: []int{9, 10, 11}}},
-		{Name: "敏感词", Keyword: &wecom.Keyword{WordList: []string{"微信", "转账", "返现"}}},
-	} {
-		_, err := c.CreateRule(ctx, corpID, r)
-		require.NoError(t, err)
-	}
+	wecomtest.CreateDemoRules(ctx, t, c, corpID)
 	return e
 }
 
