@@ -2,6 +2,8 @@ module github.com/wecomhit/wecomhit
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/nats-io/nats-server/v2 v2.15.2
