@@ -357,11 +357,11 @@ func (m *Main) dispatch(ctx context.Context, cb *wecomhit.Callback) error {
 		if cb.SuiteID == "" || cb.SuiteTicket == "" {
 			return fmt.Errorf("suite_ticket without suite id or ticket: %w", intake.ErrPermanent)
 		}
-		issued := cb.ReceivedAt
+		var issued time.Time
 		if cb.EventTime > 0 {
 			issued = time.Unix(cb.EventTime, 0)
 		}
-		return m.stores.Tickets.Put(ctx, cb.SuiteID, cb.SuiteTicket, issued)
+		return m.stores.Tickets.Put(ctx, cb.SuiteID, cb.SuiteTicket, cb.ReceivedAt, issued)
 	}
 	m.log.Debug().Str("app", cb.App).Str("kind", string(cb.Kind)).Msg("callback needs no action")
 	return nil

@@ -67,7 +67,7 @@ func newEnv(t *testing.T, simOpts wecomsim.Options) *env {
 	c := e.client(js)
 	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{})
 	require.NoError(t, err)
-	require.NoError(t, stores.Tickets.Put(ctx, suiteID, sim.SuiteTicket(), sim.Now()))
+	require.NoError(t, stores.Tickets.Put(ctx, suiteID, sim.SuiteTicket(), time.Now(), sim.Now()))
 	// Rules that the simulated traffic hits often: key behaviours and words.
 	wecomtest.CreateDemoRules(ctx, t, c, corpID)
 	return e

@@ -179,7 +179,7 @@ func (e *env) clientOn(js jetstream.JetStream, opts ...wecom.Option) *wecom.Clie
 	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{})
 	require.NoError(e.t, err)
 	if !e.tc.zone {
-		require.NoError(e.t, stores.Tickets.Put(ctx, ctSuiteID, e.sim.SuiteTicket(), e.sim.Now()))
+		require.NoError(e.t, stores.Tickets.Put(ctx, ctSuiteID, e.sim.SuiteTicket(), time.Now(), e.sim.Now()))
 	}
 	// A transport of its own, its idle connections closed before the
 	// simulator (cleanups run last-registered first): a connection the

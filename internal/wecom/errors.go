@@ -21,6 +21,9 @@ var (
 	ErrConcurrencyLimited = &APIError{Code: 45033}
 	// ErrSystemBusy is errcode -1; it is retried.
 	ErrSystemBusy = &APIError{Code: -1}
+	// ErrSuiteTicketInvalid is errcode 40085, an invalid or expired
+	// suite_ticket: the ticket store drops the ticket it handed out.
+	ErrSuiteTicketInvalid = &APIError{Code: codeInvalidSuiteTicket}
 
 	// ErrTokenInvalid matches an *APIError whose code says the access token
 	// or suite access token is invalid or expired: 40014, 42001, 42009.
@@ -47,6 +50,7 @@ const (
 	codeInvalidToken      = 40014
 	codeTokenExpired      = 42001
 	codeSuiteTokenExpired = 42009
+	codeInvalidSuiteTicket = 40085
 	codeRateLimited       = 45009
 	codeSystemBusy        = -1
 )

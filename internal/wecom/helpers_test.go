@@ -210,7 +210,7 @@ func mustClient(t testing.TB, app config.App, stores *Stores, opts ...Option) (*
 		stores = mustStores(t)
 	}
 	if stores != nil && app.Mode == config.ModeArchive {
-		require.NoError(t, stores.Tickets.Put(context.Background(), app.SuiteID, testTicket, clk.Now()))
+		require.NoError(t, stores.Tickets.Put(context.Background(), app.SuiteID, testTicket, clk.Now(), clk.Now()))
 	}
 	c, err := New(app, stores, append([]Option{WithClock(clk)}, opts...)...)
 	require.NoError(t, err)

@@ -91,7 +91,7 @@ func OpenStores(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Tokens: tokens, Locks: locks, Tickets: &TicketStore{kv: tickets}, lockTTL: cfg.LockTTL}, nil
+	return &Stores{Tokens: tokens, Locks: locks, Tickets: NewTicketStore(tickets), lockTTL: cfg.LockTTL}, nil
 }
 
 // ErrNoStores: BindStores found a bucket missing; no receiver has created
@@ -132,7 +132,7 @@ func BindStores(ctx context.Context, js jetstream.JetStream) (*Stores, error) {
 	if ttl <= 0 {
 		ttl = DefaultLockTTL
 	}
-	return &Stores{Tokens: tokens, Locks: locks, Tickets: &TicketStore{kv: tickets}, lockTTL: ttl}, nil
+	return &Stores{Tokens: tokens, Locks: locks, Tickets: NewTicketStore(tickets), lockTTL: ttl}, nil
 }
 
 // kvKey joins parts with "." after escaping each: bytes outside
@@ -488,18 +488,50 @@ func (c *Client) getCorpToken(ctx context.Context, corp string) (string, time.Du
 	return decodeToken(api, body, false)
 }
 
-// getSuiteToken is get_suite_token with the newest suite_ticket.
+// getSuiteToken is get_suite_token with the current suite_ticket. On
+// 40085 (invalid or expired ticket) it drops that ticket and tries once
+// more with the previous one, if the store kept one; otherwise the suite
+// waits for WeCom's next push (every 10 minutes), and get fails with
+// ErrNoSuiteTicket until then.
 func (c *Client) getSuiteToken(ctx context.Context) (string, time.Duration, error) {
 	const api = apiGetSuiteToken
-	ticket, err := c.tickets.Get(ctx, c.app.SuiteID)
-	if err != nil {
-		return "", 0, err
+	for try := 1; ; try++ {
+		ticket, err := c.tickets.Get(ctx, c.app.SuiteID)
+		if err != nil {
+			return "", 0, err
+		}
+		body, err := c.suiteTokenWith(ctx, ticket)
+		if err == nil {
+			return decodeToken(api, body, true)
+		}
+		if !errors.Is(err, ErrSuiteTicketInvalid) {
+			return "", 0, err
+		}
+		fellBack, rerr := c.tickets.Reject(ctx, c.app.SuiteID, ticket)
+		if rerr != nil {
+			return "", 0, errors.Join(err, rerr)
+		}
+		ev := c.log.Warn().Str("suite", c.app.SuiteID).Err(err)
+		if !fellBack {
+			ev.Msg("suite_ticket rejected (40085) and dropped; no previous ticket, waiting for WeCom's next push")
+			return "", 0, err
+		}
+		if try >= 2 {
+			ev.Msg("suite_ticket rejected (40085) and dropped; the previous ticket is kept for the next refresh")
+			return "", 0, err
+		}
+		ev.Msg("suite_ticket rejected (40085) and dropped; falling back to the previous ticket")
 	}
+}
+
+// suiteTokenWith calls get_suite_token with ticket.
+func (c *Client) suiteTokenWith(ctx context.Context, ticket string) ([]byte, error) {
+	const api = apiGetSuiteToken
 	req, err := json.Marshal(map[string]string{
 		"suite_id": c.app.SuiteID, "suite_secret": c.app.SuiteSecret.Reveal(), "suite_ticket": ticket,
 	})
 	if err != nil {
-		return "", 0, err
+		return nil, err
 	}
 	var body []byte
 	err = c.retry(ctx, c.app.SuiteID, api, "", func(ctx context.Context) error {
@@ -507,10 +539,7 @@ func (c *Client) getSuiteToken(ctx context.Context) (string, time.Duration, erro
 		body, err = c.roundTrip(ctx, api, http.MethodPost, "/cgi-bin/service/get_suite_token", nil, req)
 		return err
 	})
-	if err != nil {
-		return "", 0, err
-	}
-	return decodeToken(api, body, true)
+	return body, err
 }
 
 // casConflict reports a compare-and-set conflict on a KV key: it exists

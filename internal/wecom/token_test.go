@@ -222,28 +222,6 @@ func TestClient_ArchiveNeedsTicket(t *testing.T) {
 	assert.Zero(t, f.count(""))
 }
 
-func TestTicketStore_KeepsNewest(t *testing.T) {
-	s := mustStores(t).Tickets
-	ctx := ctxT(t)
-	_, err := s.Get(ctx, "suite1")
-	require.ErrorIs(t, err, ErrNoSuiteTicket)
-
-	t0 := time.Unix(1717000000, 0)
-	require.NoError(t, s.Put(ctx, "suite1", "T2", t0.Add(10*time.Minute)))
-	require.NoError(t, s.Put(ctx, "suite1", "T1", t0), "a late redelivery of an older ticket")
-	got, err := s.Get(ctx, "suite1")
-	require.NoError(t, err)
-	assert.Equal(t, "T2", got)
-
-	require.NoError(t, s.Put(ctx, "suite1", "T3", t0.Add(20*time.Minute)))
-	got, err = s.Get(ctx, "suite1")
-	require.NoError(t, err)
-	assert.Equal(t, "T3", got)
-
-	_, err = s.Get(ctx, "suite2")
-	require.ErrorIs(t, err, ErrNoSuiteTicket, "per suite")
-}
-
 func TestKVKey(t *testing.T) {
 	assert.Equal(t, "app.corp.ww01", kvKey("app", "corp", "ww01"))
 	assert.Equal(t, "a=2Eb.c=3D=2F", kvKey("a.b", "c=/"))
