@@ -47,12 +47,12 @@ var (
 // Token-invalid errcodes. 40014/42001 are about the corp access token,
 // 42009 about the suite access token (protocol §6, §7).
 const (
-	codeInvalidToken      = 40014
-	codeTokenExpired      = 42001
-	codeSuiteTokenExpired = 42009
+	codeInvalidToken       = 40014
+	codeTokenExpired       = 42001
+	codeSuiteTokenExpired  = 42009
 	codeInvalidSuiteTicket = 40085
-	codeRateLimited       = 45009
-	codeSystemBusy        = -1
+	codeRateLimited        = 45009
+	codeSystemBusy         = -1
 )
 
 // APIError is a non-zero errcode from WeCom. Msg is WeCom's errmsg, kept for
