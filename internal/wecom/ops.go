@@ -14,10 +14,22 @@ func (c *Client) GetHitMsgList(ctx context.Context, corp string, req HitMsgListR
 		return nil, err
 	}
 	var resp HitMsgList
-	if err := c.invoke(ctx, opGetHitMsgList, corp, req.NotifyID, &req, &resp); err != nil {
+	if err := c.invoke(ctx, opGetHitMsgList, corp, req.NotifyID, hitTokenOf(req), &req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
+}
+
+// hitTokenOf is what makes req a call with a hit token, for rate-limit
+// scoping: the token, or for zone apps the notify id that stands for one.
+func hitTokenOf(req HitMsgListRequest) string {
+	if req.Token != "" {
+		return req.Token
+	}
+	if req.NotifyID != "" {
+		return "notify:" + req.NotifyID
+	}
+	return ""
 }
 
 // CreateRule creates a keyword rule and returns its rule_id.
@@ -26,7 +38,7 @@ func (c *Client) CreateRule(ctx context.Context, corp string, r Rule) (string, e
 		return "", err
 	}
 	var resp createRuleResponse
-	if err := c.invoke(ctx, opCreateRule, corp, "", &r, &resp); err != nil {
+	if err := c.invoke(ctx, opCreateRule, corp, "", "", &r, &resp); err != nil {
 		return "", err
 	}
 	return resp.RuleID, nil
@@ -38,7 +50,7 @@ func (c *Client) GetRule(ctx context.Context, corp, ruleID string) (*RuleDetail,
 		return nil, err
 	}
 	var resp RuleDetail
-	if err := c.invoke(ctx, opGetRuleDetail, corp, "", ruleIDRequest{RuleID: ruleID}, &resp); err != nil {
+	if err := c.invoke(ctx, opGetRuleDetail, corp, "", "", ruleIDRequest{RuleID: ruleID}, &resp); err != nil {
 		return nil, err
 	}
 	if resp.RuleID == "" {
@@ -53,7 +65,7 @@ func (c *Client) UpdateRule(ctx context.Context, corp string, u RuleUpdate) erro
 	if err := validateUpdate(&u, c.zone); err != nil {
 		return err
 	}
-	return c.invoke(ctx, opUpdateRule, corp, "", u, &struct{}{})
+	return c.invoke(ctx, opUpdateRule, corp, "", "", u, &struct{}{})
 }
 
 // DeleteRule deletes a rule.
@@ -61,7 +73,7 @@ func (c *Client) DeleteRule(ctx context.Context, corp, ruleID string) error {
 	if err := validateRuleID(ruleID); err != nil {
 		return err
 	}
-	return c.invoke(ctx, opDeleteRule, corp, "", ruleIDRequest{RuleID: ruleID}, &struct{}{})
+	return c.invoke(ctx, opDeleteRule, corp, "", "", ruleIDRequest{RuleID: ruleID}, &struct{}{})
 }
 
 // ListRules yields every rule of corp, fetching pages of limit (0: WeCom's
@@ -76,7 +88,7 @@ func (c *Client) ListRules(ctx context.Context, corp string, limit int) iter.Seq
 		req := ruleListRequest{Limit: limit}
 		for {
 			var resp ruleListResponse
-			if err := c.invoke(ctx, opGetRuleList, corp, "", req, &resp); err != nil {
+			if err := c.invoke(ctx, opGetRuleList, corp, "", "", req, &resp); err != nil {
 				yield(RuleSummary{}, err)
 				return
 			}
@@ -108,7 +120,7 @@ func (c *Client) SearchMsg(ctx context.Context, corp string, req SearchRequest) 
 		}
 		for {
 			var resp searchResponse
-			if err := c.invoke(ctx, opSearchMsg, corp, "", req, &resp); err != nil {
+			if err := c.invoke(ctx, opSearchMsg, corp, "", "", req, &resp); err != nil {
 				yield(SearchHit{}, err)
 				return
 			}

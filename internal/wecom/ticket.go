@@ -82,7 +82,8 @@ type storedTicket struct {
 	RejectedHash string `json:"rejected_hash,omitempty"`
 }
 
-func ticketHash(t string) string {
+// digest identifies a secret without revealing it.
+func digest(t string) string {
 	h := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(h[:16])
 }
@@ -176,7 +177,7 @@ func (s *TicketStore) Put(ctx context.Context, suiteID, ticket string, receivedA
 		if !found {
 			return storedTicket{ticketEntry: in}, true
 		}
-		if cur.RejectedHash != "" && cur.RejectedHash == ticketHash(ticket) {
+		if cur.RejectedHash != "" && cur.RejectedHash == digest(ticket) {
 			return cur, false
 		}
 		switch {
@@ -258,7 +259,7 @@ func (s *TicketStore) Reject(ctx context.Context, suiteID, ticket string) (fellB
 			fellBack = cur.Ticket != ""
 			return cur, false
 		}
-		cur.RejectedAt, cur.RejectedHash = now, ticketHash(ticket)
+		cur.RejectedAt, cur.RejectedHash = now, digest(ticket)
 		cur.Rejections++
 		return cur, true
 	})

@@ -268,7 +268,14 @@ type Client struct {
 	sems   map[string]chan struct{}
 }
 
-type blockKey struct{ scope, api string }
+// blockKey scopes a rate-limit block: a corp (or suite) and API, and for
+// get_hit_msg_list the hit token the call carried (hashed; "" for
+// token-less calls). WeCom counts a call with a live hit token apart from
+// token-less ones, so a 45009 on one never says anything about the other:
+// a 45009 answered to a call with a hit token (retired early, or unknown)
+// retires that token only, and one on token-less calls blocks token-less
+// calls only.
+type blockKey struct{ scope, api, hitToken string }
 
 type blocked struct {
 	until time.Time
@@ -372,7 +379,10 @@ func (c *Client) corpID(id string) (string, error) {
 // invoke runs op for corp: req marshalled, sent through the app's
 // transport with the corp's access token, the answer decoded into resp. A
 // token-invalid answer drops the token, gets a new one and tries once more.
-func (c *Client) invoke(ctx context.Context, op, corpID, notifyID string, req, resp any) error {
+//
+// hitToken is the hit token (or zone notify id) the request carries, ""
+// if none; it scopes a rate-limit block (blockKey).
+func (c *Client) invoke(ctx context.Context, op, corpID, notifyID, hitToken string, req, resp any) error {
 	corp, err := c.corpID(corpID)
 	if err != nil {
 		return err
@@ -399,17 +409,26 @@ func (c *Client) invoke(ctx context.Context, op, corpID, notifyID string, req, r
 		}
 		return nil
 	}
-	return c.withToken(ctx, corp, op, attempt)
+	return c.withToken(ctx, corp, op, hitTokenScope(hitToken), attempt)
+}
+
+// hitTokenScope is the hit-token part of a blockKey: a digest, so the
+// blocks map holds no token.
+func hitTokenScope(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	return digest(tok)
 }
 
 // withToken calls attempt with the corp's token, retried per retry, and
 // on a token-invalid error once more with a fresh token.
-func (c *Client) withToken(ctx context.Context, corp, op string, attempt func(context.Context, string) error) error {
+func (c *Client) withToken(ctx context.Context, corp, op, hitToken string, attempt func(context.Context, string) error) error {
 	token, err := c.accessToken(ctx, corp)
 	if err != nil {
 		return err
 	}
-	err = c.retry(ctx, corp, op, corp, func(ctx context.Context) error { return attempt(ctx, token) })
+	err = c.retryIn(ctx, blockKey{corp, op, hitToken}, corp, func(ctx context.Context) error { return attempt(ctx, token) })
 	if !IsTokenInvalid(err) {
 		return err
 	}
@@ -420,7 +439,7 @@ func (c *Client) withToken(ctx context.Context, corp, op string, attempt func(co
 	if token, err = c.accessToken(ctx, corp); err != nil {
 		return err
 	}
-	return c.retry(ctx, corp, op, corp, func(ctx context.Context) error { return attempt(ctx, token) })
+	return c.retryIn(ctx, blockKey{corp, op, hitToken}, corp, func(ctx context.Context) error { return attempt(ctx, token) })
 }
 
 // retry runs attempt until it succeeds, fails for good, or has been tried
@@ -428,7 +447,13 @@ func (c *Client) withToken(ctx context.Context, corp, op string, attempt func(co
 // blocked. semScope, when not empty, names the concurrency cap each attempt
 // holds a slot of (not while sleeping).
 func (c *Client) retry(ctx context.Context, scope, api, semScope string, attempt func(context.Context) error) error {
-	if err := c.checkBlock(scope, api); err != nil {
+	return c.retryIn(ctx, blockKey{scope: scope, api: api}, semScope, attempt)
+}
+
+// retryIn is retry with a block scope of bk (see blockKey).
+func (c *Client) retryIn(ctx context.Context, bk blockKey, semScope string, attempt func(context.Context) error) error {
+	api := bk.api
+	if err := c.checkBlock(bk); err != nil {
 		return err
 	}
 	var last error
@@ -445,7 +470,7 @@ func (c *Client) retry(ctx context.Context, scope, api, semScope string, attempt
 		}
 		last = err
 		if IsRateLimited(err) {
-			c.block(scope, api, err)
+			c.block(bk, err)
 			return err
 		}
 		if ctx.Err() != nil || !IsRetryable(err) || try >= c.opt.attempts {
@@ -503,24 +528,35 @@ func (c *Client) sem(scope string) chan struct{} {
 	return s
 }
 
-// block remembers a 45009 for scope's api; until it ends, checkBlock
-// returns the same error without a request.
-func (c *Client) block(scope, api string, err error) {
+// block remembers a 45009 for bk; until it ends, checkBlock returns the
+// same error without a request. Blocks that have ended are forgotten here,
+// so blocks of many dead hit tokens do not pile up.
+func (c *Client) block(bk blockKey, err error) {
 	apiErr, ok := errors.AsType[*APIError](err)
 	if !ok {
-		apiErr = &APIError{API: api, Code: codeRateLimited}
+		apiErr = &APIError{API: bk.api, Code: codeRateLimited}
 	}
-	until := c.opt.clock.Now().Add(c.opt.rateLimitBlock)
+	now := c.opt.clock.Now()
+	until := now.Add(c.opt.rateLimitBlock)
 	c.mu.Lock()
-	c.blocks[blockKey{scope, api}] = blocked{until: until, err: apiErr}
+	for k, b := range c.blocks {
+		if !now.Before(b.until) {
+			delete(c.blocks, k)
+		}
+	}
+	c.blocks[bk] = blocked{until: until, err: apiErr}
 	c.mu.Unlock()
-	c.log.Warn().Str("scope", scope).Str("api", api).Time("until", until).Msg("rate limited (45009); blocking calls")
+	ev := c.log.Warn().Str("scope", bk.scope).Str("api", bk.api).Time("until", until)
+	if bk.hitToken != "" {
+		ev.Msg("rate limited (45009) on a call with a hit token; not using that token again")
+		return
+	}
+	ev.Msg("rate limited (45009); blocking calls")
 }
 
-func (c *Client) checkBlock(scope, api string) error {
+func (c *Client) checkBlock(k blockKey) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := blockKey{scope, api}
 	b, ok := c.blocks[k]
 	if !ok {
 		return nil
@@ -530,5 +566,5 @@ func (c *Client) checkBlock(scope, api string) error {
 		return nil
 	}
 	return fmt.Errorf("wecom %s: rate limited, not calling until %s: %w",
-		api, b.until.UTC().Format(time.RFC3339), b.err)
+		k.api, b.until.UTC().Format(time.RFC3339), b.err)
 }
