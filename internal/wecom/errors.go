@@ -37,6 +37,10 @@ var (
 	// ErrNoSuiteTicket: an archive app has no suite_ticket stored yet, so it
 	// cannot get a suite access token. WeCom pushes one every 10 minutes.
 	ErrNoSuiteTicket = errors.New("wecom: no suite_ticket stored")
+	// ErrRedirect: WeCom's address answered with a redirect, which the
+	// client never follows (the request carries secrets); check
+	// api_base_url and what sits in front of it.
+	ErrRedirect = errors.New("wecom: redirect refused")
 	// ErrResponseTooLarge: a response body exceeded the size limit.
 	ErrResponseTooLarge = errors.New("wecom: response too large")
 	// ErrCursorStuck: a page said has_more but gave no new cursor, which

@@ -6,9 +6,30 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 )
+
+// refuseRedirect is the CheckRedirect of every Client: the 3xx answer
+// itself comes back, and roundTrip turns it into ErrRedirect.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// plainRemote reports whether base is plain http to a host other than
+// loopback (the simulator and local test rigs are loopback).
+func plainRemote(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil || !strings.EqualFold(u.Scheme, "http") {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
 
 // envelope is the errcode/errmsg pair every WeCom answer carries. Token
 // calls may leave errcode out on success, hence the pointer-free zero.
@@ -59,6 +80,12 @@ func (c *Client) roundTrip(ctx context.Context, api, method, path string, q url.
 		return nil, fmt.Errorf("wecom %s: %w", api, redactErr(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		// Where it pointed stays out of the error: a Location may echo the
+		// query, which holds secrets.
+		return nil, fmt.Errorf("wecom %s: http status %d: %w", api, resp.StatusCode, ErrRedirect)
+	}
 	if resp.StatusCode != http.StatusOK {
 		// Drain a little so the connection can be reused.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)

@@ -2,6 +2,8 @@
 // configured app: access tokens (cached, refreshed once across replicas
 // through JetStream KV), request validation against the documented limits,
 // typed errors, retries, rate-limit blocks and a per-corp concurrency cap.
+// It keeps suite_tickets healthy (TicketStore) and never follows redirects,
+// since its requests carry secrets.
 //
 // Archive apps (会话存档接口授权) call the HTTPS paths under
 // /cgi-bin/chatdata with a corp token issued through their suite; zone apps
@@ -110,7 +112,8 @@ func invalid(format string, args ...any) error {
 }
 
 // WithHTTPClient sets the HTTP client. Its Timeout may stay zero: every
-// attempt has its own deadline (WithCallTimeout).
+// attempt has its own deadline (WithCallTimeout). The Client uses a copy
+// whose CheckRedirect refuses every redirect (see ErrRedirect).
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) error {
 		if hc == nil {
@@ -185,8 +188,10 @@ func WithMaxResponseBytes(n int64) Option {
 	}
 }
 
-// WithRateLimitBlock sets how long calls of one API for one corp fail fast
-// after WeCom answered 45009; at least one minute.
+// WithRateLimitBlock sets how long calls fail fast after WeCom answered
+// 45009: calls of that API for that corp, and for get_hit_msg_list only
+// those of the same kind, with that hit token or token-less (blockKey); at
+// least one minute.
 func WithRateLimitBlock(d time.Duration) Option {
 	return func(o *options) error {
 		if d < minRateLimitBlock {
@@ -323,6 +328,13 @@ func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
 	if app.APIBaseURL == "" {
 		app.APIBaseURL = config.DefaultAPIBaseURL
 	}
+	// Never follow a redirect: the request it would repeat carries the
+	// suite secret, suite_ticket, permanent code or an access token, and
+	// the new location is whoever answered. A copy, so the caller's client
+	// is left as it was.
+	hc := *o.httpClient
+	hc.CheckRedirect = refuseRedirect
+	o.httpClient = &hc
 	c := &Client{
 		app:    app,
 		opt:    o,
@@ -348,6 +360,11 @@ func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
 		c.tickets = stores.Tickets
 	default:
 		return nil, invalid("app %q: unknown mode %q", app.Name, app.Mode)
+	}
+	if plainRemote(app.APIBaseURL) {
+		// Once per app and process: New runs at start.
+		c.log.Warn().Str("api_base_url", redactURL(app.APIBaseURL)).
+			Msg("api_base_url is plain http to a non-loopback host: secrets and tokens cross the network unencrypted")
 	}
 	c.tokens = newTokenSource(stores, &c.opt, c.log)
 	c.opt.metrics.init(app.Name, c.zone)
