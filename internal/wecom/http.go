@@ -84,7 +84,7 @@ func (c *Client) roundTrip(ctx context.Context, api, method, path string, q url.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		// Where it pointed stays out of the error: a Location may echo the
 		// query, which holds secrets.
-		return nil, fmt.Errorf("wecom %s: http status %d: %w", api, resp.StatusCode, ErrRedirect)
+		return nil, fmt.Errorf("%w: %w", &StatusError{API: api, StatusCode: resp.StatusCode}, ErrRedirect)
 	}
 	if resp.StatusCode != http.StatusOK {
 		// Drain a little so the connection can be reused.

@@ -47,7 +47,10 @@ func TestClient_RefusesRedirects(t *testing.T) {
 			c, _ := mustClient(t, tc.app, nil, tc.opts...)
 			_, err := c.GetRule(ctxT(t), "", "r1")
 			require.ErrorIs(t, err, ErrRedirect)
-			assert.Contains(t, err.Error(), "307")
+			var se *StatusError
+			if assert.ErrorAs(t, err, &se) {
+				assert.Equal(t, http.StatusTemporaryRedirect, se.StatusCode, "counted as http_307")
+			}
 			assert.False(t, IsRetryable(err), "not retried")
 			for _, secret := range []string{testSecret, testSuiteSec, testTicket, testPermCode, target.URL} {
 				assert.NotContains(t, err.Error(), secret)
