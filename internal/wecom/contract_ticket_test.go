@@ -86,7 +86,8 @@ func TestContract_SuiteTicketHeals(t *testing.T) {
 		e := newEnv(t, archive)
 		stores, c, log := setup(t, e)
 		ctx := ctxT(t)
-		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, forged, time.Now(), time.Now()))
+		received := time.Now()
+		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, forged, received, received))
 
 		before := e.requests()
 		_, err := collect(c.ListRules(ctx, e.corp, 0))
@@ -103,9 +104,10 @@ func TestContract_SuiteTicketHeals(t *testing.T) {
 		assert.False(t, st.Present)
 		assert.Equal(t, 1, st.Rejections)
 
-		// A redelivery of the rejected callback does not bring it back;
-		// the next genuine push heals the suite.
-		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, forged, time.Now(), time.Now()))
+		// A redelivery of the rejected callback (the same record, so the
+		// same receipt time) does not bring it back; the next genuine push
+		// heals the suite.
+		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, forged, received, received))
 		_, err = collect(c.ListRules(ctx, e.corp, 0))
 		require.ErrorIs(t, err, wecom.ErrNoSuiteTicket)
 		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, e.sim.SuiteTicket(), time.Now(), e.sim.Now()))

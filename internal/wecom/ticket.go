@@ -159,7 +159,8 @@ func (s *TicketStore) update(ctx context.Context, suiteID, op string, change fun
 // breaks ties. Either may be zero (taken as now and as receivedAt); both
 // are clamped to at most ticketSkew ahead of our clock. The ticket it
 // replaces is kept as the previous one. A ticket WeCom has rejected
-// (Reject) is not stored again.
+// (Reject) is not stored again from a callback received before the
+// rejection.
 func (s *TicketStore) Put(ctx context.Context, suiteID, ticket string, receivedAt, issuedAt time.Time) error {
 	if suiteID == "" || ticket == "" {
 		return &ValidationError{Field: "suite_ticket", Rule: "suite id and ticket required"}
@@ -177,7 +178,10 @@ func (s *TicketStore) Put(ctx context.Context, suiteID, ticket string, receivedA
 		if !found {
 			return storedTicket{ticketEntry: in}, true
 		}
-		if cur.RejectedHash != "" && cur.RejectedHash == digest(ticket) {
+		if cur.RejectedHash == digest(ticket) && in.ReceivedAt <= cur.RejectedAt {
+			// A redelivery of the callback that brought the rejected
+			// ticket. The same value pushed again after the rejection
+			// (WeCom's console can re-push) is taken at its word.
 			return cur, false
 		}
 		switch {

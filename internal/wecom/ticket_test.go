@@ -131,6 +131,12 @@ func TestTicketStore_Reject(t *testing.T) {
 		got, err = s.Get(ctx, "suite1")
 		require.NoError(t, err)
 		assert.Equal(t, "GOOD", got)
+
+		// Pushed again after the rejection, it is taken.
+		require.NoError(t, s.Put(ctx, "suite1", "BAD", now.Add(time.Second), now.Add(time.Second)))
+		got, err = s.Get(ctx, "suite1")
+		require.NoError(t, err)
+		assert.Equal(t, "BAD", got)
 	})
 	t.Run("WaitsForPush", func(t *testing.T) {
 		s := ticketStore(t, now)
