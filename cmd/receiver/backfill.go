@@ -24,6 +24,7 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
 	fs.SetOutput(c.env.stderr)
 	path := configFlag(fs, c.env)
+	creds := credsFlag(fs)
 	app := fs.String("app", "", "app `name` (apps[].name)")
 	corp := fs.String("corp", "", "corp `id`; may be left out when the app has one corp")
 	sinceArg := fs.String("since", "", "start `time`: RFC 3339 (2026-11-20T08:00:00+08:00) or a duration ago (6h); WeCom keeps 5 days")
@@ -48,7 +49,7 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 		*corp = corps[0]
 	}
 	log := zerolog.New(c.env.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-backfill", log)
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-backfill", log, withCreds(*creds))
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@
 //	                                   find archived messages by a word; prints their msgids
 //	receiver tail -config FILE         print hit events as they are published
 //	receiver status -config FILE       where every app and corp stands, from NATS
+//	receiver creds consumer|operator -config FILE
+//	                                   print a role's NATS credentials for the embedded server's listener
 //	receiver version                   print the version
 //
 // Only this package sees OS signals, flags and the process environment; it
@@ -98,6 +100,8 @@ func run(ctx context.Context, args []string, e env) int {
 		cmd = &rulesCommand{env: e}
 	case "search":
 		cmd = &searchCommand{env: e}
+	case "creds":
+		cmd = &credsCommand{env: e}
 	case "version":
 		_, _ = fmt.Fprintln(e.stdout, "receiver", version)
 		return 0
@@ -139,6 +143,8 @@ Commands:
                               print hit events as they are published
   status -config FILE [-o json]
                               cursor, newest hit and its age, hit token and backlog per app and corp
+  creds consumer|operator -config FILE
+                              print a role's credentials for the embedded NATS listener (nkey seed)
   version                     print the version
 
 Run "receiver COMMAND -h" for a command's flags.

@@ -516,13 +516,14 @@ func orDash(s string) string {
 
 // appFlags are the flags of every command that calls WeCom for an app.
 type appFlags struct {
-	config, app, corp *string
-	out               outputFormat
+	config, app, corp, creds *string
+	out                      outputFormat
 }
 
 func addAppFlags(fs *flag.FlagSet, e env) *appFlags {
 	f := &appFlags{out: outputTable}
 	f.config = configFlag(fs, e)
+	f.creds = credsFlag(fs)
 	f.app = fs.String("app", "", "app `name` (apps[].name); may be left out when the configuration has one app")
 	f.corp = fs.String("corp", "", "corp `id`; may be left out when the app has one corp")
 	fs.Var(&f.out, "o", "output `format`: table or json")
@@ -548,7 +549,7 @@ func (f *appFlags) connect(ctx context.Context, e env, name string) (client *wec
 		return nil, "", nil, err
 	}
 	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	b, err := dialNATS(ctx, cfg, name, log)
+	b, err := dialNATS(ctx, cfg, name, log, withCreds(*f.creds))
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -51,6 +51,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(c.env.stderr)
 	path := configFlag(fs, c.env)
+	creds := credsFlag(fs)
 	out := fs.String("o", "table", "output: table or json")
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
@@ -62,7 +63,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel))
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ func (c *tailCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(c.env.stderr)
 	path := configFlag(fs, c.env)
+	creds := credsFlag(fs)
 	subject := fs.String("subject", "", "subject `filter` (default <prefix>.hit.>; e.g. wecom.hit.wwCorp.> for one corp)")
 	since := fs.String("since", "", "start at `TIME` (RFC 3339, or a duration ago such as 1h) instead of new events only")
 	out := fs.String("o", "text", "output: text (one line per hit) or json (each event's JSON, one per line)")
@@ -50,7 +51,7 @@ func (c *tailCommand) Run(ctx context.Context, args []string) error {
 		}
 		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-tail", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel))
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-tail", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
 	if err != nil {
 		return err
 	}

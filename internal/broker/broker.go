@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 )
 
@@ -61,15 +62,26 @@ type Options struct {
 	// embedded.
 	StoreDir string
 	// Listen is the embedded server's "host:port" for TCP clients (port 0
-	// picks one). Empty: in-process clients only. The listener has no
-	// authentication.
+	// picks one). Empty: in-process clients only. A listening server
+	// requires every TCP client to log in as one of Roles (auth.go).
 	Listen string
+	// CredentialsDir holds the Roles' nkey seed files, created on first
+	// start (auth.go). Required when Listen is set.
+	CredentialsDir string
+	// Roles are the TCP users of a listening embedded server.
+	Roles []Role
 	// SyncAlways makes the embedded server fsync every write, instead of
 	// every two minutes: slower, but an acked callback survives power loss.
 	SyncAlways bool
 
-	// CredentialsFile is a NATS .creds file for an external server.
+	// CredentialsFile logs in to an external server (or to an embedded
+	// server's listener): a NATS .creds file, or an nkey seed file such as
+	// the ones in CredentialsDir.
 	CredentialsFile string
+	// InboxPrefix replaces nats.go's "_INBOX" as the first token of reply
+	// subjects, so that clients allowed to subscribe to _INBOX.> (the
+	// consumer role) never see this connection's replies; empty keeps it.
+	InboxPrefix string
 	// TLS for an external server: CA to verify it, client cert and key
 	// (both or neither).
 	TLSCAFile, TLSCertFile, TLSKeyFile string
@@ -146,6 +158,7 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 	if opts.StoreDir == "" {
 		return fmt.Errorf("%w: embedded server needs a store dir", ErrInvalidOption)
 	}
+	var self nkeys.KeyPair // the receiver's own login, when the server listens
 	sopts := &server.Options{
 		ServerName: serverName,
 		JetStream:  true,
@@ -161,9 +174,15 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 			return err
 		}
 		sopts.Host, sopts.Port = host, port
+		users, kp, err := authUsers(opts.CredentialsDir, opts.Roles)
+		if err != nil {
+			return err
+		}
+		sopts.Nkeys = users
+		self = kp
 		if !isLoopback(host) {
 			b.log.Warn().Str("listen", opts.Listen).
-				Msg("embedded nats-server accepts unauthenticated TCP clients on a non-loopback address")
+				Msg("embedded nats-server listens on a non-loopback address without TLS: logins are nkey challenges, but messages cross the network in clear")
 		}
 	}
 	srv, err := server.NewServer(sopts)
@@ -186,17 +205,30 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 
 	// The URL only fills the client's server pool; InProcessServer makes it
 	// connect through a pipe instead of dialing.
-	nc, err := nats.Connect(srv.ClientURL(), append(b.connOptions(opts),
+	no := append(b.connOptions(opts),
 		nats.Timeout(opts.ConnectTimeout),
 		nats.InProcessServer(srv),
-	)...)
+	)
+	if self != nil {
+		pub, err := self.PublicKey()
+		if err != nil {
+			b.shutdownServer()
+			return fmt.Errorf("broker: receiver nkey: %w", err)
+		}
+		no = append(no, nats.Nkey(pub, self.Sign))
+	}
+	nc, err := nats.Connect(srv.ClientURL(), no...)
 	if err != nil {
 		b.shutdownServer()
 		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
 	}
 	b.nc = nc
-	b.log.Info().Str("store_dir", opts.StoreDir).Bool("sync_always", opts.SyncAlways).
-		Str("client_url", b.ClientURL()).Msg("embedded nats-server started")
+	ev := b.log.Info().Str("store_dir", opts.StoreDir).Bool("sync_always", opts.SyncAlways).
+		Str("client_url", b.ClientURL())
+	if self != nil {
+		ev = ev.Str("credentials_dir", opts.CredentialsDir)
+	}
+	ev.Msg("embedded nats-server started")
 	return nil
 }
 
@@ -243,7 +275,11 @@ func (b *Broker) openExternal(ctx context.Context, opts Options) error {
 		nats.RetryOnFailedConnect(false),
 	)
 	if opts.CredentialsFile != "" {
-		no = append(no, nats.UserCredentials(opts.CredentialsFile))
+		o, err := credsOption(opts.CredentialsFile)
+		if err != nil {
+			return err
+		}
+		no = append(no, o)
 	}
 	if opts.TLSCAFile != "" {
 		no = append(no, nats.RootCAs(opts.TLSCAFile))
@@ -271,7 +307,7 @@ func (b *Broker) openExternal(ctx context.Context, opts Options) error {
 // run on the client's callback goroutine and log no credentials: URLs go
 // through redactURL.
 func (b *Broker) connOptions(opts Options) []nats.Option {
-	return []nats.Option{
+	no := []nats.Option{
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
@@ -306,6 +342,10 @@ func (b *Broker) connOptions(opts Options) []nats.Option {
 			close(b.closed)
 		}),
 	}
+	if opts.InboxPrefix != "" {
+		no = append(no, nats.CustomInboxPrefix(opts.InboxPrefix))
+	}
+	return no
 }
 
 // Conn returns the NATS connection.

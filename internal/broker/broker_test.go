@@ -74,7 +74,9 @@ func TestOpen_Embedded(t *testing.T) {
 
 	t.Run("Listen", func(t *testing.T) {
 		log, logs := testLogger()
-		b := mustOpen(t, broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Name: "test-receiver"}, log)
+		creds := t.TempDir()
+		b := mustOpen(t, broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Name: "test-receiver",
+			CredentialsDir: creds, Roles: []broker.Role{{Name: "client"}}}, log)
 
 		u := b.ClientURL()
 		require.NotEmpty(t, u)
@@ -83,7 +85,7 @@ func TestOpen_Embedded(t *testing.T) {
 		assert.NotContains(t, logs.String(), "non-loopback")
 
 		// A second, plain TCP client sees what the broker's connection publishes.
-		other, _ := natstest.ConnectURL(t, u)
+		other, _ := natstest.ConnectURL(t, u, seedOption(t, broker.SeedFile(creds, "client")))
 		sub, err := other.SubscribeSync("hello")
 		require.NoError(t, err)
 		require.NoError(t, other.Flush())

@@ -111,15 +111,22 @@ type NATS struct {
 	// against the config file's directory. Default "data/nats".
 	StoreDir string `yaml:"store_dir"`
 	// Listen is the embedded server's client port (host:port) for local
-	// consumers; empty keeps it in-process only.
+	// consumers; empty keeps it in-process only. TCP clients must log in
+	// with one of the role credentials in CredentialsDir.
 	Listen string `yaml:"listen"`
+	// CredentialsDir is where the embedded server keeps the nkey seeds of
+	// its TCP roles (consumer.nk, operator.nk), created on first start
+	// (resolved). Embedded server only. Empty: <store_dir>/credentials; read
+	// it through RolesDir.
+	CredentialsDir string `yaml:"credentials_dir"`
 	// SubjectPrefix is the first token(s) of every subject. Default "wecom".
 	SubjectPrefix string `yaml:"subject_prefix"`
 	// Replicas of each stream and KV bucket. Default 1.
 	Replicas int `yaml:"replicas"`
 	// SyncAlways makes the embedded server fsync every write.
 	SyncAlways bool `yaml:"sync_always"`
-	// CredentialsFile is a NATS .creds file (resolved), external servers only.
+	// CredentialsFile is a NATS .creds file, or an nkey seed file
+	// (resolved), external servers only.
 	CredentialsFile string `yaml:"credentials_file"`
 	// TLSCAFile verifies an external server (resolved).
 	TLSCAFile string `yaml:"tls_ca_file"`
@@ -146,6 +153,16 @@ func (n NATS) URLs() []string {
 		}
 	}
 	return urls
+}
+
+// RolesDir is the directory of the embedded server's role credentials:
+// CredentialsDir, or by default the "credentials" directory in StoreDir.
+// The operator commands on the receiver's host find theirs there.
+func (n NATS) RolesDir() string {
+	if n.CredentialsDir != "" {
+		return n.CredentialsDir
+	}
+	return filepath.Join(n.StoreDir, "credentials")
 }
 
 // Log configures the zerolog logger.
@@ -350,7 +367,7 @@ func (c *Config) applyDefaults() {
 // directory, so the service behaves the same from any working directory.
 func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{
-		&c.NATS.StoreDir, &c.NATS.CredentialsFile, &c.NATS.TLSCAFile,
+		&c.NATS.StoreDir, &c.NATS.CredentialsDir, &c.NATS.CredentialsFile, &c.NATS.TLSCAFile,
 		&c.NATS.TLSCertFile, &c.NATS.TLSKeyFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {

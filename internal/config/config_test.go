@@ -600,6 +600,11 @@ func TestParse_Paths(t *testing.T) {
 			want: config.NATS{StoreDir: abs},
 		},
 		{
+			name: "EmbeddedCredentialsDir",
+			nats: "  store_dir: " + abs + "\n  credentials_dir: secrets/nats\n",
+			want: config.NATS{StoreDir: abs, CredentialsDir: filepath.Join(dir, "secrets", "nats")},
+		},
+		{
 			name: "ExternalRelative",
 			nats: "  url: nats://n1:4222\n  credentials_file: nats.creds\n  tls_ca_file: tls/ca.pem\n  tls_cert_file: tls/c.pem\n  tls_key_file: tls/k.pem\n",
 			want: config.NATS{
@@ -626,9 +631,14 @@ func TestParse_Paths(t *testing.T) {
 			cfg := mustParse(t, doc("nats:\n"+tt.nats, ""), dir)
 			got := cfg.NATS
 			assert.Equal(t, tt.want, config.NATS{
-				StoreDir: got.StoreDir, CredentialsFile: got.CredentialsFile, TLSCAFile: got.TLSCAFile,
-				TLSCertFile: got.TLSCertFile, TLSKeyFile: got.TLSKeyFile,
+				StoreDir: got.StoreDir, CredentialsDir: got.CredentialsDir, CredentialsFile: got.CredentialsFile,
+				TLSCAFile: got.TLSCAFile, TLSCertFile: got.TLSCertFile, TLSKeyFile: got.TLSKeyFile,
 			})
+			wantRoles := tt.want.CredentialsDir
+			if wantRoles == "" {
+				wantRoles = filepath.Join(tt.want.StoreDir, "credentials")
+			}
+			assert.Equal(t, wantRoles, got.RolesDir())
 		})
 	}
 }
@@ -670,6 +680,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrReplicasSix", func(c *config.Config) { external(c); c.NATS.Replicas = 6 }, "nats.replicas: must be between 1 and 5"},
 		{"ErrReplicasEmbedded", func(c *config.Config) { c.NATS.Replicas = 3 }, "nats.replicas: must be 1 when url is empty"},
 		{"ErrSyncAlwaysWithURL", func(c *config.Config) { external(c); c.NATS.SyncAlways = true }, "nats.sync_always: must be false when url is set"},
+		{"ErrCredentialsDirExternal", func(c *config.Config) { external(c); c.NATS.CredentialsDir = "/creds" }, "nats.credentials_dir: only valid when url is empty"},
 		{"ErrCredentialsEmbedded", func(c *config.Config) { c.NATS.CredentialsFile = "/n.creds" }, "nats.credentials_file: only valid when url is set"},
 		{"ErrTLSCAEmbedded", func(c *config.Config) { c.NATS.TLSCAFile = "/ca.pem" }, "nats.tls_ca_file: only valid when url is set"},
 		{"ErrTLSCertMissing", func(c *config.Config) { external(c); c.NATS.TLSKeyFile = "/k.pem" }, "nats.tls_cert_file: required when tls_key_file is set"},

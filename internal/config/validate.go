@@ -107,6 +107,7 @@ func (n *NATS) validate(v *validator) {
 		v.check(validNATSURLs(n.URL), "nats.url", "must be a comma-separated list of URLs with a host")
 		v.check(n.Listen == "", "nats.listen", "must be empty when url is set")
 		v.check(!n.SyncAlways, "nats.sync_always", "must be false when url is set")
+		v.check(n.CredentialsDir == "", "nats.credentials_dir", "only valid when url is empty")
 	} else {
 		v.check(n.StoreDir != "", "nats.store_dir", "required when url is empty")
 		v.check(n.Listen == "" || isHostPort(n.Listen), "nats.listen", "must be host:port")

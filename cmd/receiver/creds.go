@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
+)
+
+// credsCommand prints a role's credentials for the embedded server's
+// listener, for handing to a consumer team (or an operator on another host):
+// the nkey seed file the running receiver created, read from
+// nats.credentials_dir. It needs read access to that directory (the
+// receiver's user) and prints nothing else to stdout, so its output can go
+// straight into a file.
+type credsCommand struct {
+	env env
+}
+
+func (c *credsCommand) Run(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("creds", flag.ContinueOnError)
+	fs.SetOutput(c.env.stderr)
+	path := configFlag(fs, c.env)
+	roles := []string{roleConsumer, roleOperator}
+	if len(args) == 0 || !slices.Contains(roles, args[0]) {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fs.Usage()
+			return flag.ErrHelp
+		}
+		return fmt.Errorf("%w: creds ROLE -config FILE, ROLE one of %v", errUsage, roles)
+	}
+	role := args[0]
+	if err := parseFlags(fs, args[1:], path); err != nil {
+		return err
+	}
+	cfg, err := c.env.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.NATS.URL != "" || cfg.NATS.Listen == "" {
+		return fmt.Errorf("%w: only the embedded server's listener (nats.listen, no nats.url) has generated credentials; "+
+			"an external NATS server's users are in its own configuration (docs/deploy.md)", errUsage)
+	}
+	file := broker.SeedFile(cfg.NATS.RolesDir(), role)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read %s credentials (has the receiver started with nats.listen set? are you its user?): %w", role, err)
+	}
+	_, err = c.env.stdout.Write(data)
+	wipe(data)
+	if err == nil {
+		_, _ = fmt.Fprintf(c.env.stderr, "receiver creds: %s's nkey seed from %s; store it with mode 0600 and use it as -creds, nats --nkey, or nats.NkeyOptionFromSeed\n", role, file)
+	}
+	return err
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 'x'
+	}
+}

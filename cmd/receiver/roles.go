@@ -1,0 +1,115 @@
+package main
+
+import (
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/publish"
+)
+
+// The NATS roles of the embedded server's TCP listener (broker, auth.go),
+// and of the users an external cluster should have
+// (configs/nats-cluster/*.conf carries the same permissions for the
+// default prefix; TestClusterConfig_Roles keeps them in step). The receiver
+// itself has every right.
+const (
+	// roleConsumer reads hit events: WECOM_HITS and its own consumers on
+	// it, nothing else.
+	roleConsumer = "consumer"
+	// roleOperator is what the operator commands (status, tail, backfill,
+	// rules, search, dlq) need, short of deleting or purging stored data
+	// or reconfiguring the receiver's streams.
+	roleOperator = "operator"
+)
+
+// Inbox prefixes. A consumer may subscribe to _INBOX.> (every NATS client
+// receives its replies there by default), so the receiver and the operator
+// commands take their replies elsewhere: otherwise a consumer could read
+// the KV values (WeCom tokens) and callback records sent to them.
+const (
+	receiverInboxPrefix = "_INBOX_RECEIVER"
+	operatorInboxPrefix = "_INBOX_OPERATOR"
+)
+
+// deadLetterStream is the dead-letter stream's name, which operators may
+// read (dlq list) but not delete.
+const deadLetterStream = "WECOM_DEAD_LETTERS"
+
+// natsRoles are the TCP users of the embedded server for subject prefix p.
+func natsRoles(p string) []broker.Role {
+	return []broker.Role{
+		{Name: roleConsumer, Permissions: consumerPermissions(p)},
+		{Name: roleOperator, Permissions: operatorPermissions(p)},
+	}
+}
+
+// consumerPermissions lets a client read hit events as plain subscriptions
+// or through JetStream consumers on WECOM_HITS that it creates, reads, acks
+// and deletes. The JetStream API subjects are those nats.go (jetstream and
+// the older JetStreamContext) and the nats CLI send; the stream is named
+// rather than looked up by subject, which would need $JS.API.STREAM.NAMES.
+// Everything else is refused: KV buckets, WECOM_CALLBACKS, publishing
+// events, purging, deleting messages or streams.
+func consumerPermissions(p string) *server.Permissions {
+	const hits = publish.StreamName
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + hits,
+			"$JS.API.STREAM.MSG.GET." + hits,
+			// An ephemeral consumer from an older client names no consumer.
+			"$JS.API.CONSUMER.CREATE." + hits,
+			// <consumer> or <consumer>.<filter subject>.
+			"$JS.API.CONSUMER.CREATE." + hits + ".>",
+			"$JS.API.CONSUMER.DURABLE.CREATE." + hits + ".*",
+			"$JS.API.CONSUMER.INFO." + hits + ".*",
+			"$JS.API.CONSUMER.MSG.NEXT." + hits + ".*",
+			"$JS.API.CONSUMER.DELETE." + hits + ".*",
+			"$JS.ACK." + hits + ".>",
+			// Flow-control replies of push consumers.
+			"$JS.FC." + hits + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			p + ".hit.>",
+			"_INBOX.>",
+		}},
+	}
+}
+
+// operatorPermissions let a client do what the operator commands do: read
+// every stream and bucket, publish (backfill publishes hit events, dlq
+// replays callbacks), refresh WeCom tokens in KV, and create consumers. It
+// may not create, delete or purge streams, delete stored messages, change
+// the receiver's streams or its durable intake consumer, or administer the
+// server and account. It takes its replies on operatorInboxPrefix only.
+func operatorPermissions(p string) *server.Permissions {
+	const callbacks = intake.StreamName
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{
+			Allow: []string{">"},
+			Deny: []string{
+				"$JS.API.STREAM.CREATE.*",
+				"$JS.API.STREAM.DELETE.*",
+				"$JS.API.STREAM.PURGE.*",
+				"$JS.API.STREAM.MSG.DELETE.*",
+				"$JS.API.STREAM.RESTORE.*",
+				"$JS.API.STREAM.PEER.REMOVE.*",
+				"$JS.API.STREAM.UPDATE." + callbacks,
+				"$JS.API.STREAM.UPDATE." + publish.StreamName,
+				"$JS.API.STREAM.UPDATE." + deadLetterStream,
+				"$JS.API.CONSUMER.CREATE." + callbacks,
+				"$JS.API.CONSUMER.CREATE." + callbacks + ".>",
+				"$JS.API.CONSUMER.DURABLE.CREATE." + callbacks + ".*",
+				"$JS.API.CONSUMER.DELETE." + callbacks + ".*",
+				"$JS.API.ACCOUNT.PURGE.*",
+				"$JS.API.SERVER.>",
+				"$JS.API.META.>",
+			},
+		},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			p + ".>",
+			operatorInboxPrefix + ".>",
+		}},
+	}
+}

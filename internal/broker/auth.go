@@ -1,0 +1,213 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// Authentication of the embedded server's TCP listener.
+//
+// Every TCP client logs in with an nkey: the server holds only public keys,
+// and a client proves it holds the seed by signing a nonce, so no secret
+// crosses the wire (the listener has no TLS) and the server's configuration
+// holds nothing worth stealing. Passwords would cross the wire in clear and
+// would still need a bcrypt hash kept next to them.
+//
+// Each role (Options.Roles) has its seed in <CredentialsDir>/<role>.nk,
+// created with mode 0600 on the first start and read on every later one, so
+// a copied file keeps working across restarts; deleting it and restarting
+// revokes it. The receiver's own in-process connection logs in with a key
+// made afresh at every start, kept in memory, and valid for in-process
+// connections only: there is no file to steal, and no TCP client can use it.
+
+// Role is a TCP user of the embedded server: a name (the seed file's name)
+// and what it may publish and subscribe to. The callers decide the roles;
+// this package only enforces them.
+type Role struct {
+	// Name is letters, digits, '-' or '_'; the seed is <Name>.nk.
+	Name string
+	// Permissions are the NATS publish and subscribe permissions; nil
+	// means everything.
+	Permissions *server.Permissions
+}
+
+// SeedExt ends every role's seed file name.
+const SeedExt = ".nk"
+
+// ErrCredentials: a role's seed file is unusable (unreadable, not a user
+// seed, or readable by other users).
+var ErrCredentials = errors.New("broker: nats credentials")
+
+// SeedFile is where the seed of role lives in dir.
+func SeedFile(dir, role string) string { return filepath.Join(dir, role+SeedExt) }
+
+// credsOption turns a credentials file into the connection option that
+// uses it: a .creds file (a user JWT and its seed, decentralized auth) or a
+// bare nkey seed file, as the embedded server writes. The file is read here
+// only to tell which; nats.go reads it again at each connect, so a rotated
+// file takes effect on the next reconnect.
+func credsOption(path string) (nats.Option, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	defer wipe(data)
+	if bytes.Contains(data, []byte("BEGIN NATS USER JWT")) {
+		return nats.UserCredentials(path), nil
+	}
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: neither a .creds file nor an nkey seed: %w", ErrCredentials, path, err)
+	}
+	kp.Wipe()
+	opt, err := nats.NkeyOptionFromSeed(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCredentials, path, err)
+	}
+	return opt, nil
+}
+
+// authUsers makes the users of an embedded server that listens: a fresh
+// in-process-only key for the receiver itself (returned, to log in with),
+// and one per role from its seed file in dir, created if missing.
+func authUsers(dir string, roles []Role) ([]*server.NkeyUser, nkeys.KeyPair, error) {
+	if dir == "" {
+		return nil, nil, fmt.Errorf("%w: an embedded server that listens needs a credentials dir", ErrInvalidOption)
+	}
+	self, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, nil, fmt.Errorf("broker: create receiver nkey: %w", err)
+	}
+	selfPub, err := self.PublicKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("broker: receiver nkey: %w", err)
+	}
+	users := []*server.NkeyUser{{
+		Nkey:                   selfPub,
+		AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}},
+	}}
+	// 0700: the directory's listing is nobody else's business either.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	seen := map[string]bool{}
+	for _, r := range roles {
+		if !validRoleName(r.Name) || seen[r.Name] {
+			return nil, nil, fmt.Errorf("%w: role name %q", ErrInvalidOption, r.Name)
+		}
+		seen[r.Name] = true
+		pub, err := loadOrCreateSeed(SeedFile(dir, r.Name))
+		if err != nil {
+			return nil, nil, err
+		}
+		users = append(users, &server.NkeyUser{Nkey: pub, Permissions: r.Permissions})
+	}
+	return users, self, nil
+}
+
+// loadOrCreateSeed returns the public key of the user seed at path, first
+// writing a new seed there if there is none. A file that others may read
+// is refused rather than used: the key may have leaked.
+func loadOrCreateSeed(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createSeed(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	defer wipe(data)
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%w: %s has mode %04o: others may have read it; delete it to make a new one, or chmod 600 it",
+			ErrCredentials, path, st.Mode().Perm())
+	}
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w (delete it to make a new one)", ErrCredentials, path, err)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", fmt.Errorf("%w: %s: not an nkey user seed (delete it to make a new one)", ErrCredentials, path)
+	}
+	return pub, nil
+}
+
+// createSeed writes a new user seed to path, mode 0600. It writes a
+// temporary file and renames it, so a crash leaves either no file or a
+// whole one.
+func createSeed(path string) (string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", fmt.Errorf("broker: create nkey: %w", err)
+	}
+	defer kp.Wipe()
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", fmt.Errorf("broker: create nkey: %w", err)
+	}
+	defer wipe(seed)
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", fmt.Errorf("broker: create nkey: %w", err)
+	}
+	role := filepath.Base(path)
+	role = role[:len(role)-len(SeedExt)]
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# NATS nkey seed of the %q role of the WeCom receiver's embedded server.\n", role)
+	fmt.Fprintf(&buf, "# Public key %s. Keep this file private (mode 0600).\n", pub)
+	buf.WriteString("# nats.go: nats.NkeyOptionFromSeed(file); nats CLI: --nkey file; receiver: -creds file.\n")
+	buf.WriteString("-----BEGIN USER NKEY SEED-----\n")
+	buf.Write(seed)
+	buf.WriteString("\n------END USER NKEY SEED------\n")
+	defer wipe(buf.Bytes())
+
+	// CreateTemp makes the file 0600.
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(buf.Bytes())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("%w: write %s: %w", ErrCredentials, path, err)
+	}
+	return pub, nil
+}
+
+func validRoleName(s string) bool {
+	return s != "" && len(s) <= 64 && !slices.ContainsFunc([]byte(s), func(c byte) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+	})
+}
+
+// wipe overwrites key material once it is no longer needed.
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 'x'
+	}
+}

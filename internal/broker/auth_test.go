@@ -1,0 +1,203 @@
+package broker_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
+)
+
+// seedOption logs in with the nkey seed in file.
+func seedOption(t testing.TB, file string) nats.Option {
+	t.Helper()
+	o, err := nats.NkeyOptionFromSeed(file)
+	require.NoError(t, err)
+	return o
+}
+
+// dial connects to url with opts and no retries; the error is the login's.
+func dial(url string, opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(url, append(opts, nats.Timeout(5*time.Second), nats.NoReconnect())...)
+}
+
+// openListening starts an embedded server on 127.0.0.1:0 with roles whose
+// seeds live in creds.
+func openListening(t *testing.T, store, creds string, roles ...broker.Role) *broker.Broker {
+	t.Helper()
+	log, _ := testLogger()
+	return mustOpen(t, broker.Options{StoreDir: store, Listen: "127.0.0.1:0", CredentialsDir: creds, Roles: roles}, log)
+}
+
+func publicKey(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	require.NoError(t, err)
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	return pub
+}
+
+// TestOpen_ListenAuth: a listening embedded server lets in only the roles'
+// keys, enforces their permissions, and keeps their seeds private and
+// stable across restarts; the broker itself still works in-process.
+func TestOpen_ListenAuth(t *testing.T) {
+	store, creds := t.TempDir(), filepath.Join(t.TempDir(), "creds")
+	reader := broker.Role{Name: "reader", Permissions: &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"public.>", "_INBOX.>"}},
+	}}
+	b := openListening(t, store, creds, reader, broker.Role{Name: "admin"})
+	u := b.ClientURL()
+	roundTrip(t, b.JetStream()) // the receiver's own connection has every right
+
+	t.Run("ErrNoCredentials", func(t *testing.T) {
+		nc, err := dial(u)
+		if nc != nil {
+			nc.Close()
+		}
+		require.ErrorIs(t, err, nats.ErrAuthorization)
+	})
+
+	t.Run("ErrUnknownKey", func(t *testing.T) {
+		kp, err := nkeys.CreateUser()
+		require.NoError(t, err)
+		pub, err := kp.PublicKey()
+		require.NoError(t, err)
+		nc, err := dial(u, nats.Nkey(pub, kp.Sign))
+		if nc != nil {
+			nc.Close()
+		}
+		require.ErrorIs(t, err, nats.ErrAuthorization)
+	})
+
+	t.Run("SeedFiles", func(t *testing.T) {
+		st, err := os.Stat(creds)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+		for _, role := range []string{"reader", "admin"} {
+			st, err := os.Stat(broker.SeedFile(creds, role))
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), role)
+		}
+		entries, err := os.ReadDir(creds)
+		require.NoError(t, err)
+		assert.Len(t, entries, 2, "no temporary files left behind")
+		assert.NotEqual(t, publicKey(t, broker.SeedFile(creds, "reader")), publicKey(t, broker.SeedFile(creds, "admin")))
+	})
+
+	t.Run("Permissions", func(t *testing.T) {
+		errs := make(chan error, 4)
+		nc, err := dial(u, seedOption(t, broker.SeedFile(creds, "reader")),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+		require.NoError(t, err)
+		defer nc.Close()
+
+		sub, err := nc.SubscribeSync("public.news")
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+		require.NoError(t, b.Conn().Publish("public.news", []byte("hi")))
+		msg, err := sub.NextMsg(5 * time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, "hi", string(msg.Data))
+
+		_, err = nc.SubscribeSync("private.x")
+		require.NoError(t, err) // refused asynchronously
+		select {
+		case err := <-errs:
+			assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.Contains(t, err.Error(), "private.x")
+		case <-time.After(5 * time.Second):
+			t.Fatal("subscribing outside the role's permissions was not refused")
+		}
+	})
+
+	t.Run("SeedsReusedAfterRestart", func(t *testing.T) {
+		before := publicKey(t, broker.SeedFile(creds, "admin"))
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, b.Close(ctx))
+
+		b2 := openListening(t, store, creds, reader, broker.Role{Name: "admin"})
+		assert.Equal(t, before, publicKey(t, broker.SeedFile(creds, "admin")))
+		nc, err := dial(b2.ClientURL(), seedOption(t, broker.SeedFile(creds, "admin")))
+		require.NoError(t, err, "a seed handed out before the restart still logs in")
+		nc.Close()
+
+		// And over Open's external path, as the operator commands connect.
+		log, _ := testLogger()
+		ext := mustOpen(t, broker.Options{URLs: []string{b2.ClientURL()}, CredentialsFile: broker.SeedFile(creds, "admin"),
+			InboxPrefix: "_INBOX_ADMIN"}, log)
+		roundTrip(t, ext.JetStream())
+		assert.True(t, strings.HasPrefix(ext.Conn().NewRespInbox(), "_INBOX_ADMIN."))
+	})
+}
+
+func TestOpen_ListenAuthErrors(t *testing.T) {
+	log, _ := testLogger()
+	open := func(opts broker.Options) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		b, err := broker.Open(ctx, opts, log)
+		if err == nil {
+			_ = b.Close(ctx)
+		}
+		return err
+	}
+
+	t.Run("ErrNoCredentialsDir", func(t *testing.T) {
+		err := open(broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+		require.ErrorIs(t, err, broker.ErrInvalidOption)
+		assert.Contains(t, err.Error(), "credentials dir")
+	})
+
+	t.Run("ErrRoleName", func(t *testing.T) {
+		creds := t.TempDir()
+		err := open(broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", CredentialsDir: creds,
+			Roles: []broker.Role{{Name: "../x"}}})
+		require.ErrorIs(t, err, broker.ErrInvalidOption)
+		entries, _ := os.ReadDir(creds)
+		assert.Empty(t, entries)
+	})
+
+	t.Run("ErrSeedReadableByOthers", func(t *testing.T) {
+		creds := t.TempDir()
+		b := openListening(t, t.TempDir(), creds, broker.Role{Name: "consumer"})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, b.Close(ctx))
+		file := broker.SeedFile(creds, "consumer")
+		require.NoError(t, os.Chmod(file, 0o644))
+		err := open(broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", CredentialsDir: creds,
+			Roles: []broker.Role{{Name: "consumer"}}})
+		require.ErrorIs(t, err, broker.ErrCredentials)
+		assert.Contains(t, err.Error(), "0644")
+	})
+
+	t.Run("ErrSeedGarbage", func(t *testing.T) {
+		creds := t.TempDir()
+		file := broker.SeedFile(creds, "consumer")
+		require.NoError(t, os.WriteFile(file, []byte("not a seed\n"), 0o600))
+		err := open(broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", CredentialsDir: creds,
+			Roles: []broker.Role{{Name: "consumer"}}})
+		require.ErrorIs(t, err, broker.ErrCredentials)
+		data, rerr := os.ReadFile(file)
+		require.NoError(t, rerr)
+		assert.Equal(t, "not a seed\n", string(data), "a bad file is reported, not replaced")
+
+		err = open(broker.Options{URLs: []string{"nats://127.0.0.1:9"}, CredentialsFile: file})
+		require.ErrorIs(t, err, broker.ErrCredentials)
+		assert.NotContains(t, err.Error(), "not a seed", "the file's content is not echoed")
+	})
+}
