@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,14 +40,16 @@ func writeFile(path, text string) error { return os.WriteFile(path, []byte(text)
 
 // opsConfig writes a config for operator commands (one app, so -app may be
 // left out) that reach the running test system's NATS over TCP and the
-// simulator, plus extra YAML.
+// simulator, plus extra YAML. Like an operator on the receiver's host, it
+// names the embedded server's store dir and listener, and so the commands
+// find the operator credentials there without flags.
 func opsConfig(t *testing.T, s *system, extra string) string {
 	t.Helper()
 	natsURL := s.m.Broker().ClientURL()
 	require.NotEmpty(t, natsURL, "the test receiver listens for local consumers")
 	path := t.TempDir() + "/ops.yaml"
 	require.NoError(t, writeFile(path, fmt.Sprintf(`
-nats: {url: %q}
+nats: {store_dir: %q, listen: %q}
 %s
 apps:
   - name: archive
@@ -57,7 +60,7 @@ apps:
     suite_id: %s
     suite_secret: suite-secret
     corps: [{corp_id: %s, permanent_code: perm-code}]
-`, natsURL, extra, testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
+`, s.m.cfg.NATS.StoreDir, strings.TrimPrefix(natsURL, "nats://"), extra, testvectors.V1.Token, testvectors.V1.EncodingAESKey, s.m.cfg.Apps[0].APIBaseURL, simSuite, simCorp)))
 	return path
 }
 

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/testlog"
+	"github.com/wecomhit/wecomhit/internal/wecom"
+)
+
+// roleConn logs in to the test system's listener with a seed file and
+// collects the server's asynchronous errors (permission violations).
+type roleConn struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	errs chan error
+}
+
+func dialRole(t *testing.T, s *system, seedFile string, opts ...nats.Option) *roleConn {
+	t.Helper()
+	c := &roleConn{errs: make(chan error, 64)}
+	seed, err := nats.NkeyOptionFromSeed(seedFile)
+	require.NoError(t, err)
+	c.nc, err = nats.Connect(s.m.Broker().ClientURL(), append(opts, seed, nats.NoReconnect(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case c.errs <- err:
+			default:
+			}
+		}))...)
+	require.NoError(t, err)
+	t.Cleanup(c.nc.Close)
+	c.js, err = jetstream.New(c.nc)
+	require.NoError(t, err)
+	return c
+}
+
+// denied runs op and requires the server to refuse it with a permission
+// violation naming want. A refused request gets no answer, so op is
+// cancelled once the violation arrives; an op that returns first (with or
+// without an error) was not refused.
+func (c *roleConn) denied(t *testing.T, want string, op func(ctx context.Context) error) {
+	t.Helper()
+	for len(c.errs) > 0 {
+		<-c.errs // from an earlier op
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- op(ctx) }()
+	select {
+	case err := <-c.errs:
+		cancel()
+		require.ErrorIs(t, err, nats.ErrPermissionViolation)
+		assert.Contains(t, err.Error(), want)
+		assert.Error(t, <-done, "a refused operation does not succeed")
+	case err := <-done:
+		t.Fatalf("%s: done without a permission violation (err %v)", want, err)
+	}
+}
+
+// hitsIn counts the messages WECOM_HITS holds, through the receiver.
+func hitsIn(t *testing.T, s *system) uint64 {
+	t.Helper()
+	st, err := s.m.Broker().JetStream().Stream(t.Context(), publish.StreamName)
+	require.NoError(t, err)
+	info, err := st.Info(t.Context())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+// TestNATSRoles: the embedded server's listener, as issue 9 asks. No login,
+// no connection; the consumer role, with the seed `receiver creds consumer`
+// hands out, reads hits through a durable consumer and nothing else; the
+// operator role cannot destroy data. (The operator commands themselves run
+// with the operator seed in TestRun_Tail, TestRun_Status and
+// TestBackfill_*, which find it through the config as on the receiver's host.)
+func TestNATSRoles(t *testing.T) {
+	s := startSystem(t, "0s")
+	_, err := s.sim.GenerateMessages(simCorp, 100)
+	require.NoError(t, err)
+	want := s.hitIDs(simCorp)
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		if n := hitsIn(t, s); n < uint64(len(want)) {
+			return fmt.Errorf("%d of %d", n, len(want))
+		}
+		return nil
+	})
+	stored := hitsIn(t, s)
+	url := s.m.Broker().ClientURL()
+
+	t.Run("ErrNoCredentials", func(t *testing.T) {
+		nc, err := nats.Connect(url, nats.NoReconnect())
+		if nc != nil {
+			nc.Close()
+		}
+		require.ErrorIs(t, err, nats.ErrAuthorization)
+	})
+
+	// The consumer team's file, as the operator hands it over.
+	var stdout, stderr testlog.Buffer
+	code := run(t.Context(), []string{"creds", "consumer", "-config", opsConfig(t, s, "")},
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	seed, err := os.ReadFile(broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
+	require.NoError(t, err)
+	require.Equal(t, string(seed), stdout.String())
+	assert.NotContains(t, stderr.String(), "SU", "the seed goes to stdout only")
+	consumerFile := filepath.Join(t.TempDir(), "consumer.nk")
+	require.NoError(t, os.WriteFile(consumerFile, []byte(stdout.String()), 0o600))
+
+	t.Run("Consumer", func(t *testing.T) {
+		c := dialRole(t, s, consumerFile)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+
+		// A durable consumer: create, read, ack (double ack: the server
+		// confirms), and find it acked.
+		st, err := c.js.Stream(ctx, publish.StreamName)
+		require.NoError(t, err)
+		cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable: "team-a", FilterSubject: "wecom.hit.>", AckPolicy: jetstream.AckExplicitPolicy,
+		})
+		require.NoError(t, err)
+		batch, err := cons.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(t, err)
+		n := 0
+		for msg := range batch.Messages() {
+			var ev wecomhit.HitEvent
+			require.NoError(t, json.Unmarshal(msg.Data(), &ev))
+			assert.Equal(t, simCorp, ev.CorpID)
+			require.NoError(t, msg.DoubleAck(ctx))
+			n++
+		}
+		require.NoError(t, batch.Error())
+		require.Equal(t, 10, n)
+		cons, err = c.js.Consumer(ctx, publish.StreamName, "team-a")
+		require.NoError(t, err)
+		info, err := cons.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(10), info.AckFloor.Stream)
+
+		// An ordered consumer, which nats.go recreates and deletes itself.
+		oc, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"wecom.hit.>"}})
+		require.NoError(t, err)
+		msg, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(msg.Subject(), "wecom.hit."+simCorp+"."))
+		require.NoError(t, c.js.DeleteConsumer(ctx, publish.StreamName, "team-a"))
+
+		// No KV: not the WeCom tokens, not the hit tokens, not the cursors.
+		for _, bucket := range []string{wecom.TokenBucket, wecom.TicketBucket, fetch.TokenBucket, fetch.CursorBucket} {
+			c.denied(t, "$JS.API.STREAM.INFO.KV_"+bucket, func(ctx context.Context) error {
+				_, err := c.js.KeyValue(ctx, bucket)
+				return err
+			})
+		}
+		c.denied(t, "$JS.API.DIRECT.GET.KV_"+wecom.TokenBucket, func(ctx context.Context) error {
+			_, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+wecom.TokenBucket, []byte(`{"last_by_subj":"$KV.`+wecom.TokenBucket+`.x"}`))
+			return err
+		})
+		// No callback records, neither through JetStream nor as they are
+		// published, nor by looking over the receiver's shoulder.
+		c.denied(t, "$JS.API.STREAM.INFO."+intake.StreamName, func(ctx context.Context) error {
+			_, err := c.js.Stream(ctx, intake.StreamName)
+			return err
+		})
+		c.denied(t, "$JS.API.STREAM.MSG.GET."+intake.StreamName, func(ctx context.Context) error {
+			_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+intake.StreamName, []byte(`{"seq":1}`))
+			return err
+		})
+		c.denied(t, "$JS.API.CONSUMER.CREATE."+intake.StreamName, func(ctx context.Context) error {
+			_, err := c.js.OrderedConsumer(ctx, intake.StreamName, jetstream.OrderedConsumerConfig{})
+			return err
+		})
+		for _, subj := range []string{"wecom.callback.>", "$KV.>", receiverInboxPrefix + ".>", operatorInboxPrefix + ".>", ">"} {
+			c.denied(t, subj, func(ctx context.Context) error {
+				sub, err := c.nc.SubscribeSync(subj)
+				if err != nil {
+					return err
+				}
+				_, err = sub.NextMsgWithContext(ctx)
+				return err
+			})
+		}
+		// No forged hit events.
+		c.denied(t, "wecom.hit."+simCorp, func(ctx context.Context) error {
+			_, err := c.js.Publish(ctx, "wecom.hit."+simCorp+".x.y", []byte(`{}`))
+			return err
+		})
+		// No purging, no deleting.
+		for _, name := range []string{publish.StreamName, intake.StreamName, "KV_" + wecom.TokenBucket} {
+			c.denied(t, "$JS.API.STREAM.PURGE."+name, func(ctx context.Context) error {
+				_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+name, nil)
+				return err
+			})
+			c.denied(t, "$JS.API.STREAM.DELETE."+name, func(ctx context.Context) error {
+				return c.js.DeleteStream(ctx, name)
+			})
+		}
+		c.denied(t, "$JS.API.STREAM.MSG.DELETE."+publish.StreamName, func(ctx context.Context) error {
+			return st.DeleteMsg(ctx, 1)
+		})
+		assert.Equal(t, stored, hitsIn(t, s), "nothing was added or removed")
+	})
+
+	t.Run("Operator", func(t *testing.T) {
+		c := dialRole(t, s, broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleOperator), nats.CustomInboxPrefix(operatorInboxPrefix))
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		// What status reads: the cursors and the callback backlog.
+		kv, err := c.js.KeyValue(ctx, fetch.CursorBucket)
+		require.NoError(t, err)
+		_, err = kv.ListKeys(ctx)
+		require.NoError(t, err)
+		_, err = c.js.Consumer(ctx, intake.StreamName, intakeDurable)
+		require.NoError(t, err)
+
+		for _, name := range []string{publish.StreamName, intake.StreamName, "KV_" + fetch.CursorBucket} {
+			c.denied(t, "$JS.API.STREAM.PURGE."+name, func(ctx context.Context) error {
+				_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+name, nil)
+				return err
+			})
+			c.denied(t, "$JS.API.STREAM.DELETE."+name, func(ctx context.Context) error {
+				return c.js.DeleteStream(ctx, name)
+			})
+		}
+		c.denied(t, "$JS.API.CONSUMER.DELETE."+intake.StreamName, func(ctx context.Context) error {
+			return c.js.DeleteConsumer(ctx, intake.StreamName, intakeDurable)
+		})
+		c.denied(t, "$JS.API.STREAM.UPDATE."+publish.StreamName, func(ctx context.Context) error {
+			_, err := c.js.UpdateStream(ctx, jetstream.StreamConfig{Name: publish.StreamName, Subjects: []string{"wecom.hit.>"}})
+			return err
+		})
+		c.denied(t, "_INBOX.>", func(ctx context.Context) error {
+			sub, err := c.nc.SubscribeSync("_INBOX.>")
+			if err != nil {
+				return err
+			}
+			_, err = sub.NextMsgWithContext(ctx)
+			return err
+		})
+		assert.Equal(t, stored, hitsIn(t, s))
+	})
+}
+
+// TestRun_OpsCreds: on another host the operator commands take -creds; with
+// no credentials the listener refuses them, and the error says what to do.
+func TestRun_OpsCreds(t *testing.T) {
+	s := startSystem(t, "0s")
+	path := filepath.Join(t.TempDir(), "remote.yaml")
+	require.NoError(t, writeFile(path, fmt.Sprintf(`
+nats: {url: %q}
+apps:
+  - name: archive
+    mode: archive
+    token: t
+    encoding_aes_key: jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
+    api_base_url: http://127.0.0.1:9
+    suite_id: s
+    suite_secret: x
+    corps: [{corp_id: %s, permanent_code: p}]
+`, s.m.Broker().ClientURL(), simCorp)))
+	status := func(args ...string) (int, string, string) {
+		var stdout, stderr testlog.Buffer
+		code := run(t.Context(), append([]string{"status", "-config", path, "-o", "json"}, args...),
+			env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		return code, stdout.String(), stderr.String()
+	}
+
+	code, _, stderr := status()
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "Authorization Violation")
+
+	code, _, stderr = status("-creds", filepath.Join(t.TempDir(), "missing.nk"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "-creds FILE")
+
+	code, stdout, stderr := status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleOperator))
+	require.Equal(t, 0, code, stderr)
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	assert.Len(t, rep.Corps, 1)
+
+	// The consumer role is not enough for status: it reads KV.
+	code, _, _ = status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
+	assert.Equal(t, 1, code)
+}
+
+// intakeDurable is the receiver's durable consumer on WECOM_CALLBACKS
+// (intake's default name).
+const intakeDurable = "receiver"
