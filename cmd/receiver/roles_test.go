@@ -219,6 +219,36 @@ func TestNATSRoles(t *testing.T) {
 			return st.DeleteMsg(ctx, 1)
 		})
 		assert.Equal(t, stored, hitsIn(t, s), "nothing was added or removed")
+
+		// A push consumer's deliver subject is not checked against its
+		// creator's permissions, but the server's deliveries are not stored
+		// by other streams: pointed at a KV key or a callback subject, they
+		// reach plain subscribers (the witness) and change nothing stored.
+		rjs := s.m.Broker().JetStream()
+		callbacks, err := rjs.Stream(ctx, intake.StreamName)
+		require.NoError(t, err)
+		cbInfo, err := callbacks.Info(ctx)
+		require.NoError(t, err)
+		for i, subj := range []string{"$KV." + wecom.TokenBucket + ".forged", "wecom.callback.archive.hit_keyword"} {
+			witness, err := s.m.Broker().Conn().SubscribeSync(subj)
+			require.NoError(t, err)
+			_, err = st.CreateOrUpdatePushConsumer(ctx, jetstream.ConsumerConfig{
+				Durable: fmt.Sprintf("push-%d", i), DeliverSubject: subj, AckPolicy: jetstream.AckNonePolicy,
+			})
+			require.NoError(t, err)
+			_, err = witness.NextMsg(10 * time.Second)
+			require.NoError(t, err, "delivered to %s", subj)
+			require.NoError(t, witness.Unsubscribe())
+			require.NoError(t, c.js.DeleteConsumer(ctx, publish.StreamName, fmt.Sprintf("push-%d", i)))
+		}
+		tokens, err := rjs.KeyValue(ctx, wecom.TokenBucket)
+		require.NoError(t, err)
+		_, err = tokens.Get(ctx, "forged")
+		assert.ErrorIs(t, err, jetstream.ErrKeyNotFound)
+		// Only GenerateMessages, done before cbInfo, makes hit_keyword callbacks.
+		last, err := callbacks.GetLastMsgForSubject(ctx, "wecom.callback.archive.hit_keyword")
+		require.NoError(t, err)
+		assert.LessOrEqual(t, last.Sequence, cbInfo.State.LastSeq, "no record was added to %s", intake.StreamName)
 	})
 
 	t.Run("Operator", func(t *testing.T) {
