@@ -421,6 +421,7 @@ func TestClusterConfig_NATS(t *testing.T) {
 	for k, v := range map[string]string{
 		"NATS_RECEIVER_PASSWORD": "receiver-pw",
 		"NATS_CONSUMER_PASSWORD": "consumer-pw",
+		"NATS_OPERATOR_PASSWORD": "operator-pw",
 		"NATS_SYS_PASSWORD":      "sys-pw",
 	} {
 		t.Setenv(k, v)
@@ -457,8 +458,34 @@ func TestClusterConfig_NATS(t *testing.T) {
 				}
 			}
 			assert.Equal(t, "WECOM", users["receiver"])
+			assert.Equal(t, "WECOM", users["operator"])
+			assert.Equal(t, "WECOM", users["consumer"])
 			assert.Equal(t, "SYS", users["sys"])
+			// The cluster's roles are the embedded server's, for the prefix
+			// the cluster's receiver config uses.
+			perms := map[string]*server.Permissions{}
+			for _, u := range o.Users {
+				perms[u.Username] = u.Permissions
+			}
+			assert.Nil(t, perms["receiver"], "the receiver has the whole account")
+			assertSamePermissions(t, consumerPermissions("wecom"), perms["consumer"], "consumer")
+			assertSamePermissions(t, operatorPermissions("wecom"), perms["operator"], "operator")
 			assert.True(t, strings.HasPrefix(o.Host, "0.0.0.0") || o.Host == "", "clients from other hosts")
 		})
 	}
+}
+
+// assertSamePermissions compares two users' permissions, ignoring order.
+func assertSamePermissions(t *testing.T, want, got *server.Permissions, user string) {
+	t.Helper()
+	require.NotNil(t, got, user)
+	norm := func(p *server.SubjectPermission) [2][]string {
+		if p == nil {
+			return [2][]string{}
+		}
+		return [2][]string{slices.Sorted(slices.Values(p.Allow)), slices.Sorted(slices.Values(p.Deny))}
+	}
+	assert.Equal(t, norm(want.Publish), norm(got.Publish), "%s: publish", user)
+	assert.Equal(t, norm(want.Subscribe), norm(got.Subscribe), "%s: subscribe", user)
+	assert.Equal(t, want.Response, got.Response, "%s: responses", user)
 }
