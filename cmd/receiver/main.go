@@ -147,6 +147,9 @@ Commands:
                               print a role's credentials for the embedded NATS listener (nkey seed)
   version                     print the version
 
+backfill, rules, search, tail and status reach the running receiver's NATS; on
+its host they log in with the operator key it wrote, elsewhere pass -creds FILE.
+
 Run "receiver COMMAND -h" for a command's flags.
 `)
 }
