@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
@@ -168,9 +169,9 @@ apps:
 	}()
 
 	started := time.Now()
-	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s\n"+
+	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s)\n"+
 		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
-		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), cfg.NATS.SubjectPrefix)
+		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), broker.SeedFile(cfg.NATS.RolesDir(), roleConsumer), cfg.NATS.SubjectPrefix)
 
 	<-ctx.Done()
 	it.Stop()

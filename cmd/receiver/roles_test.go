@@ -329,9 +329,49 @@ apps:
 	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
 	assert.Len(t, rep.Corps, 1)
 
-	// The consumer role is not enough for status: it reads KV.
-	code, _, _ = status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
+	// The consumer role is not enough for status, which reads KV; the
+	// server's refusal is reported.
+	code, _, stderr = status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
 	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "Permissions Violation")
+}
+
+func TestRun_CredsErrors(t *testing.T) {
+	const app = `
+apps:
+  - name: archive
+    mode: archive
+    token: t
+    encoding_aes_key: jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
+    api_base_url: http://127.0.0.1:9
+    suite_id: s
+    suite_secret: x
+    corps: [{corp_id: c, permanent_code: p}]
+`
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, nats string
+		args       []string
+		code       int
+		want       string
+	}{
+		{"ErrRole", "nats: {listen: 127.0.0.1:4222}", []string{"receiver"}, 2, "ROLE one of [consumer operator]"},
+		{"ErrNoRole", "nats: {listen: 127.0.0.1:4222}", nil, 2, "ROLE one of"},
+		{"ErrExternal", "nats: {url: nats://127.0.0.1:4222}", []string{"consumer"}, 2, "only the embedded server's listener"},
+		{"ErrNoListen", "nats: {store_dir: nats}", []string{"consumer"}, 2, "only the embedded server's listener"},
+		{"ErrNotStarted", "nats: {store_dir: never, listen: 127.0.0.1:4222}", []string{"operator"}, 1, "has the receiver started"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, tt.name+".yaml")
+			require.NoError(t, writeFile(path, tt.nats+app))
+			var stdout, stderr testlog.Buffer
+			args := append([]string{"creds"}, tt.args...)
+			code := run(t.Context(), append(args, "-config", path), env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+			assert.Equal(t, tt.code, code)
+			assert.Contains(t, stderr.String(), tt.want)
+			assert.Empty(t, stdout.String())
+		})
+	}
 }
 
 // intakeDurable is the receiver's durable consumer on WECOM_CALLBACKS

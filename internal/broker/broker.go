@@ -1,8 +1,11 @@
 // Package broker gives the receiver its NATS connection: it starts the
 // embedded JetStream server, or connects to an existing server or cluster.
+// An embedded server that listens on TCP admits only clients that log in
+// with a role's nkey (auth.go).
 //
 // It knows nothing about streams, subjects or records; intake and publish
-// set up their own streams on the JetStream context it hands out.
+// set up their own streams on the JetStream context it hands out, and the
+// caller says what each role may do.
 package broker
 
 import (
