@@ -201,3 +201,31 @@ func TestOpen_ListenAuthErrors(t *testing.T) {
 		assert.NotContains(t, err.Error(), "not a seed", "the file's content is not echoed")
 	})
 }
+
+// TestAuthUsers_ReceiverKeyInProcessOnly: the key the receiver logs in with
+// opens in-process connections only; over TCP the server refuses it.
+func TestAuthUsers_ReceiverKeyInProcessOnly(t *testing.T) {
+	users, self, err := broker.AuthUsers(t.TempDir(), nil)
+	require.NoError(t, err)
+	require.Len(t, users, 1)
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, Nkeys: users})
+	require.NoError(t, err)
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	require.True(t, srv.ReadyForConnections(10*time.Second))
+	pub, err := self.PublicKey()
+	require.NoError(t, err)
+
+	nc, err := dial(srv.ClientURL(), nats.Nkey(pub, self.Sign), nats.InProcessServer(srv))
+	require.NoError(t, err)
+	nc.Close()
+
+	nc, err = dial(srv.ClientURL(), nats.Nkey(pub, self.Sign))
+	if nc != nil {
+		nc.Close()
+	}
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+}

@@ -10,3 +10,6 @@ var RedactURL = redactURL
 
 // IsLoopback exposes isLoopback to the tests.
 var IsLoopback = isLoopback
+
+// AuthUsers exposes authUsers to the tests.
+var AuthUsers = authUsers
