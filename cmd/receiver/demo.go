@@ -37,8 +37,8 @@ type demoCommand struct {
 func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(c.env.stderr)
-	speed := fs.Float64("speed", 30, "simulated seconds per real second")
-	rate := fs.Float64("rate", 20, "simulated messages per minute")
+	speed := fs.Float64("speed", 30, "conversation speed-up: messages arrive this many times faster (timestamps stay real)")
+	rate := fs.Float64("rate", 20, "messages per conversation minute")
 	seed := fs.Int64("seed", time.Now().UnixNano(), "simulator seed (the same seed replays the same conversations)")
 	runFor := fs.Duration("for", 0, "stop after this long (0: run until Ctrl-C)")
 	asJSON := fs.Bool("json", false, "print each event's JSON instead of a line")
@@ -53,82 +53,14 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *runFor)
 		defer cancel()
 	}
-	dir, err := os.MkdirTemp("", "wecom-receiver-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-
-	// The simulator must know the receiver's address before either starts:
-	// bind the receiver's port now and hand the listener over.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	httpAddr := lis.Addr().String()
 	// The service logs only what needs attention: the hits are the show.
 	log := zerolog.New(zerolog.ConsoleWriter{Out: c.env.stderr, TimeFormat: time.TimeOnly}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	sim, err := wecomsim.New(wecomsim.Options{
-		Seed: *seed, Speed: *speed, MessageRate: *rate,
-		Archive: wecomsim.Archive{
-			SuiteID: demoSuite, SuiteSecret: "demo-suite-secret",
-			Corps: []wecomsim.Corp{{CorpID: demoCorp, PermanentCode: "demo-permanent-code"}},
-			Token: demoToken, EncodingAESKey: demoAESKey,
-			CallbackURL: "http://" + httpAddr + "/callback/archive",
-		},
-	}, log)
+	d, err := openDemo(ctx, demoOptions{speed: *speed, rate: *rate, seed: *seed}, log)
 	if err != nil {
-		_ = lis.Close()
 		return err
 	}
-	if err := sim.SeedDemoRules(); err != nil {
-		_ = lis.Close()
-		return err
-	}
-	// The simulator starts first; its first callbacks wait in the
-	// receiver's listen backlog until the receiver serves.
-	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
-		_ = lis.Close()
-		return err
-	}
-	closeSim := func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = sim.Close(closeCtx)
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-http: {listen: %q}
-admin: {listen: "127.0.0.1:0"}
-nats: {store_dir: nats, listen: "127.0.0.1:0"}
-fetch: {poll_interval: 1m, tokenless_per_minute: 30}
-apps:
-  - name: archive
-    mode: archive
-    token: %s
-    encoding_aes_key: %s
-    api_base_url: %s
-    suite_id: %s
-    suite_secret: demo-suite-secret
-    corps: [{corp_id: %s, permanent_code: demo-permanent-code}]
-`, httpAddr, demoToken, demoAESKey, sim.URL(), demoSuite, demoCorp)), dir, func(string) (string, bool) { return "", false })
-	if err != nil {
-		_ = lis.Close()
-		closeSim()
-		return err
-	}
-	m := NewMain(cfg, log)
-	m.UseListener(lis)
-	if err := m.Open(ctx); err != nil {
-		closeSim()
-		return err
-	}
-	defer func() {
-		// The simulator first, so it sends nothing to a stopped receiver.
-		closeSim()
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = m.Close(closeCtx)
-	}()
+	defer d.Close()
+	sim, m, cfg, httpAddr := d.sim, d.m, d.cfg, d.httpAddr
 
 	// Read what the stream holds, through an ordered consumer: a plain
 	// subscription would also see the re-publishes of a re-fetched page
@@ -181,4 +113,111 @@ apps:
 	_, _ = fmt.Fprintf(c.env.stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
 		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
 	return nil
+}
+
+// demoOptions are the demo's knobs; clock is nil (the real clock) except
+// in tests.
+type demoOptions struct {
+	speed, rate float64
+	seed        int64
+	clock       func() time.Time
+}
+
+// demoSystem is the demo's wiring, shared with its tests: a simulator
+// calling back a receiver with an embedded NATS server in a temporary
+// directory.
+type demoSystem struct {
+	sim      *wecomsim.Sim
+	m        *Main
+	cfg      *config.Config
+	httpAddr string
+	dir      string
+}
+
+func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSystem, err error) {
+	d := &demoSystem{}
+	if d.dir, err = os.MkdirTemp("", "wecom-receiver-demo-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	// The simulator must know the receiver's address before either starts:
+	// bind the receiver's port now and hand the listener over.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	d.httpAddr = lis.Addr().String()
+	sim, err := wecomsim.New(wecomsim.Options{
+		Seed: o.seed, Speed: o.speed, MessageRate: o.rate, Clock: o.clock,
+		Archive: wecomsim.Archive{
+			SuiteID: demoSuite, SuiteSecret: "demo-suite-secret",
+			Corps: []wecomsim.Corp{{CorpID: demoCorp, PermanentCode: "demo-permanent-code"}},
+			Token: demoToken, EncodingAESKey: demoAESKey,
+			CallbackURL: "http://" + d.httpAddr + "/callback/archive",
+		},
+	}, log)
+	if err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	if err := sim.SeedDemoRules(); err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	// The simulator starts first; its first callbacks wait in the
+	// receiver's listen backlog until the receiver serves.
+	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	d.sim = sim
+	d.cfg, err = config.Parse([]byte(fmt.Sprintf(`
+http: {listen: %q}
+admin: {listen: "127.0.0.1:0"}
+nats: {store_dir: nats, listen: "127.0.0.1:0"}
+fetch: {poll_interval: 1m, tokenless_per_minute: 30}
+apps:
+  - name: archive
+    mode: archive
+    token: %s
+    encoding_aes_key: %s
+    api_base_url: %s
+    suite_id: %s
+    suite_secret: demo-suite-secret
+    corps: [{corp_id: %s, permanent_code: demo-permanent-code}]
+`, d.httpAddr, demoToken, demoAESKey, sim.URL(), demoSuite, demoCorp)), d.dir, func(string) (string, bool) { return "", false })
+	if err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
+	d.m = NewMain(d.cfg, log)
+	d.m.UseListener(lis)
+	if o.clock != nil {
+		d.m.UseClock(o.clock)
+	}
+	if err := d.m.Open(ctx); err != nil {
+		d.m = nil // Open closed it
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close stops the simulator first, so it sends nothing to a stopped
+// receiver, then the receiver, and removes the directory.
+func (d *demoSystem) Close() {
+	if d.sim != nil {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = d.sim.Close(closeCtx)
+		cancel()
+	}
+	if d.m != nil {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = d.m.Close(closeCtx)
+		cancel()
+	}
+	_ = os.RemoveAll(d.dir)
 }

@@ -105,11 +105,35 @@ type Main struct {
 	pipeline     chan struct{}
 
 	draining atomic.Bool
+
+	// now is the clock of the callback replay window, token expiry and
+	// fetch; time.Now unless a test calls UseClock.
+	now func() time.Time
 }
 
 // NewMain returns a Main for cfg; it does no I/O.
 func NewMain(cfg *config.Config, log zerolog.Logger) *Main {
-	return &Main{cfg: cfg, log: log, reg: newRegistry()}
+	return &Main{cfg: cfg, log: log, reg: newRegistry(), now: time.Now}
+}
+
+// UseClock replaces time.Now before Open, for tests that run hours of a
+// simulator's real clock in seconds. Waits and timers stay real.
+func (m *Main) UseClock(now func() time.Time) { m.now = now }
+
+// mainClock gives wecom.Client the Main's clock with real sleeps.
+type mainClock struct{ now func() time.Time }
+
+func (c mainClock) Now() time.Time { return c.now() }
+
+func (c mainClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Open connects to (or starts) NATS, creates the streams, binds the HTTP
@@ -169,6 +193,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		callback.WithAckTimeout(m.cfg.HTTP.AckTimeout),
 		callback.WithTimestampWindow(m.cfg.HTTP.TimestampWindow),
 		callback.WithMetrics(callback.NewMetrics(m.reg)),
+		callback.WithClock(m.now),
 	)
 	if err != nil {
 		return err
@@ -241,7 +266,8 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	wecomMetrics := wecom.NewMetrics(m.reg)
 	publishMetrics := publish.NewMetrics(m.reg)
 	for _, a := range m.cfg.Apps {
-		c, err := wecom.New(a, m.stores, wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics))
+		c, err := wecom.New(a, m.stores, wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
+			wecom.WithClock(mainClock{m.now}))
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
@@ -270,7 +296,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: poll,
 		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas,
-		Metrics: fetch.NewMetrics(m.reg),
+		Metrics: fetch.NewMetrics(m.reg), Now: m.now,
 	})
 	if err != nil {
 		return err

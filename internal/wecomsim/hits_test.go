@@ -3,6 +3,7 @@ package wecomsim
 import (
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,13 +270,28 @@ func TestSim_Traffic(t *testing.T) {
 		assert.Equal(t, runs[0], runs[1])
 	})
 	t.Run("Speed", func(t *testing.T) {
-		s := run(3600)
-		eventually(t, "a simulated minute to pass", func() bool { return s.Now().Sub(testStart()) > time.Minute })
-		eventually(t, "traffic", func() bool {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return len(s.corps[testCorp].messages) > 0
-		})
+		// Speed compresses the conversation, not the clock: a fake real
+		// clock moved by three hours sees 3h×60×30 messages at ×60, all
+		// sent no later than that clock says.
+		var mu sync.Mutex
+		wall := time.Now()
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return wall }
+		s := newTestSim(t, func(o *Options) { o.MessageRate, o.Speed, o.Clock = 1, 60, clock })
+		start := s.Now()
+		assert.Equal(t, wall, start, "Speed mode runs on Clock, not Start")
+		for range 3 * 60 {
+			mu.Lock()
+			wall = wall.Add(time.Minute)
+			mu.Unlock()
+			eventually(t, "the clock to follow", func() bool { return s.Now().Equal(clock()) })
+		}
+		s.mu.Lock()
+		msgs := s.corps[testCorp].messages
+		n, last := len(msgs), msgs[len(msgs)-1].SendTime
+		s.mu.Unlock()
+		assert.InDelta(t, 3*60*60, n, 600, "about 60 messages a real minute")
+		assert.LessOrEqual(t, last, clock().Unix(), "no send_time after the real clock")
+		assert.Greater(t, last, clock().Add(-time.Minute).Unix())
 	})
 	t.Run("Search window messages are sorted", func(t *testing.T) {
 		s := run(0)

@@ -2,8 +2,8 @@
 // APIs over real HTTP, so that our API client and the whole receiver pipeline
 // can be tested, and demonstrated, without reaching WeCom.
 //
-// On a simulated clock it issues and expires access tokens (gettoken, suite
-// and corp tokens), stores keyword rules per corp, generates seeded customer
+// On its clock it issues and expires access tokens (gettoken, suite and
+// corp tokens), stores keyword rules per corp, generates seeded customer
 // conversations, matches every message against the rules that exist at that
 // moment, and serves the hits (get_hit_msg_list), search_msg and the zone's
 // sync_call_program. It pushes encrypted callbacks (suite_ticket, hit_keyword,
@@ -14,6 +14,20 @@
 // zone program's own sandbox, set_public_key (encrypted_secret_key is random
 // bytes, not a real RSA ciphertext), sync_msg and the other chat-data APIs.
 // Where WeCom's behaviour is undocumented the code says which guess it made.
+//
+// # Time
+//
+// With a manual clock (Options.Speed 0) time moves only when a test calls
+// Advance, from Options.Start. With Speed > 0 the simulator's clock is the
+// real clock (Options.Clock), and Speed compresses only the conversation:
+// messages arrive, and hit callbacks are coalesced, Speed times as often as
+// MessageRate and HitNotifyInterval say. Everything WeCom measures against
+// the clock stays real: callback TimeStamps and signatures, send_time,
+// token and suite_ticket lifetimes, rate-limit windows, the 5-day hit window
+// and search windows. So an accelerated simulator never stamps a callback
+// or a message later than the receiver's own clock, however long it runs
+// (an earlier model ran the whole clock fast, and after an hour its
+// callbacks fell outside the receiver's replay window).
 package wecomsim
 
 import (
@@ -59,15 +73,19 @@ type Options struct {
 	// and nonces come from a separate stream, so concurrent requests do not
 	// change the traffic.
 	Seed int64
-	// Speed is simulated seconds per real second; 0 means a manual clock
-	// that only Advance moves.
+	// Speed > 0 runs the simulator on Clock, with the conversation Speed
+	// times faster than real (see "Time" in the package doc); 0 means a
+	// manual clock that only Advance moves.
 	Speed float64
-	// Start is the simulated time at which the clock starts. Default: the
-	// real time at New, truncated to the second, so that a receiver's replay
-	// guard accepts the callbacks' timestamps.
+	// Clock is the real clock of Speed mode. Default time.Now; tests
+	// inject a fake one to run hours in seconds.
+	Clock func() time.Time
+	// Start is where a manual clock starts. Default: the real time at New,
+	// truncated to the second. Speed mode ignores it: its clock is Clock.
 	Start time.Time
-	// MessageRate is the mean number of messages per simulated minute per
-	// corp (Poisson arrivals). 0 means DefaultMessageRate; negative turns
+	// MessageRate is the mean number of messages per conversation minute
+	// per corp (Poisson arrivals); a conversation minute lasts 1/Speed real
+	// minutes in Speed mode. 0 means DefaultMessageRate; negative turns
 	// background traffic off, leaving GenerateMessages and SendMessage.
 	MessageRate float64
 	// Employees, Customers and Groups size each corp's population.
@@ -78,12 +96,13 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// HitTokenTTL is the lifetime of a hit token and a notify id. Default 10m.
 	HitTokenTTL time.Duration
-	// TokenlessLimit is how many get_hit_msg_list calls per simulated minute
+	// TokenlessLimit is how many get_hit_msg_list calls per minute of the simulator's clock
 	// a corp may make without a valid hit token before getting 45009.
 	// WeCom only says the limit is "strict". Default 10.
 	TokenlessLimit int
 	// HitNotifyInterval coalesces hit callbacks: at most one hit_keyword /
-	// program_notify per corp per interval of simulated time. Default 5s.
+	// program_notify per corp per interval of conversation time (divided by
+	// Speed in Speed mode). Default 5s.
 	HitNotifyInterval time.Duration
 	// CallbackTimeout is the real-time deadline of one callback delivery.
 	// Default 5s, as WeCom.
@@ -160,8 +179,8 @@ type Sim struct {
 	mu        sync.Mutex
 	closed    bool
 	now       time.Time
-	offset    time.Duration // manual advances
-	realStart time.Time     // zero until Start in Speed mode
+	offset    time.Duration // Advance jumps
+	running   bool          // Start has run: in Speed mode, Clock drives now
 	traffic   *rand.Rand    // population and messages only
 	ids       *rand.Rand    // tokens, ids, nonces, fault dice
 	corps     map[string]*corpState
@@ -257,8 +276,13 @@ func applyDefaults(o *Options) error {
 	if o.Speed < 0 {
 		return bad("Speed < 0")
 	}
-	if o.Start.IsZero() {
-		o.Start = time.Now().Truncate(time.Second)
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Speed > 0 {
+		o.Start = o.Clock()
+	} else if o.Start.IsZero() {
+		o.Start = o.Clock().Truncate(time.Second)
 	}
 	setDur := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {
@@ -342,7 +366,7 @@ func (s *Sim) Start(ctx context.Context, addr string) error {
 		}
 	}()
 	if s.opts.Speed > 0 {
-		s.realStart = time.Now()
+		s.running = true
 		s.wg.Add(1)
 		go s.runClock()
 	}
@@ -392,7 +416,7 @@ func (s *Sim) Close(ctx context.Context) error {
 	return err
 }
 
-// Now is the simulated time.
+// Now is the simulator's time: Clock in Speed mode (plus any Advance).
 func (s *Sim) Now() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -401,7 +425,8 @@ func (s *Sim) Now() time.Time {
 
 // Advance moves the simulated clock forward by d and runs, in time order,
 // whatever became due: traffic, suite_ticket pushes, hit callbacks. Token
-// expiry follows from the clock. It also works in Speed mode, as a jump.
+// expiry follows from the clock. It also works in Speed mode, as a jump
+// ahead of the real clock: a test's choice, which acceleration never makes.
 func (s *Sim) Advance(d time.Duration) {
 	if d < 0 {
 		return
@@ -413,11 +438,10 @@ func (s *Sim) Advance(d time.Duration) {
 }
 
 func (s *Sim) targetLocked() time.Time {
-	t := s.opts.Start.Add(s.offset)
-	if s.opts.Speed > 0 && !s.realStart.IsZero() {
-		t = t.Add(time.Duration(float64(time.Since(s.realStart)) * s.opts.Speed))
+	if s.opts.Speed > 0 && s.running {
+		return s.opts.Clock().Add(s.offset)
 	}
-	return t
+	return s.opts.Start.Add(s.offset)
 }
 
 // runClock drives the clock in Speed mode.
@@ -435,6 +459,15 @@ func (s *Sim) runClock() {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// conversation scales a conversation duration to the clock: divided by
+// Speed in Speed mode.
+func (s *Sim) conversation(d time.Duration) time.Duration {
+	if s.opts.Speed > 0 {
+		return time.Duration(float64(d) / s.opts.Speed)
+	}
+	return d
 }
 
 // runUntilLocked is a discrete-event loop: it runs the earliest due event,

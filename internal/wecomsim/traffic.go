@@ -158,7 +158,7 @@ func (s *Sim) interarrival() time.Duration {
 	}
 	mean := float64(time.Minute) / s.opts.MessageRate
 	d := time.Duration(-math.Log(1-s.traffic.Float64()) * mean)
-	return max(d, time.Second)
+	return s.conversation(max(d, time.Second))
 }
 
 var (
@@ -346,7 +346,7 @@ func (s *Sim) recordLocked(c *corpState, m *Message) {
 	if !c.notifyPending {
 		c.notifyPending = true
 		c.notifyAt = s.now
-		if next := c.lastNotify.Add(s.opts.HitNotifyInterval); !c.lastNotify.IsZero() && next.After(s.now) {
+		if next := c.lastNotify.Add(s.conversation(s.opts.HitNotifyInterval)); !c.lastNotify.IsZero() && next.After(s.now) {
 			c.notifyAt = next
 		}
 	}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/wecomsim"
+)
+
+// fakeClock is a real clock the test moves by hand: the simulator and the
+// receiver read it, while waits and timers stay real.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// runHours moves clock by step until hours have passed. After each step it
+// waits for the simulator to catch up with the clock and for the receiver
+// to publish every hit the simulator recorded up to the step before (the
+// last ones may still be coalescing); then it checks the whole ground truth
+// against the stream, and that no callback was rejected or retried.
+func runHours(t *testing.T, clock *fakeClock, sim *wecomsim.Sim, m *Main, hours time.Duration, step time.Duration) {
+	t.Helper()
+	js := m.Broker().JetStream()
+	groundTruth := func() map[string]bool {
+		ids := map[string]bool{}
+		for _, h := range sim.Hits() {
+			ids[publish.MsgID(h.CorpID, h.MsgID, h.RuleID)] = true
+		}
+		return ids
+	}
+	covered := func(want map[string]bool) error {
+		counts, _ := eventIDs(t, js)
+		for id := range want {
+			if counts[id] == 0 {
+				return fmt.Errorf("%d events, hit %s not yet published", len(counts), id)
+			}
+		}
+		return nil
+	}
+	tick := func() {
+		clock.Add(step)
+		natstest.WaitFor(t, 10*time.Second, func() error {
+			if now := sim.Now(); !now.Equal(clock.Now()) {
+				return fmt.Errorf("simulator at %s, clock at %s", now, clock.Now())
+			}
+			return nil
+		})
+	}
+	end := clock.Now().Add(hours)
+	prev := groundTruth()
+	for clock.Now().Before(end) {
+		tick()
+		natstest.WaitFor(t, 20*time.Second, func() error { return covered(prev) })
+		prev = groundTruth()
+	}
+	tick() // the last coalesced callbacks go out
+	want := groundTruth()
+	require.Greater(t, len(want), 50, "hits flowed")
+	natstest.WaitFor(t, 20*time.Second, func() error { return covered(want) })
+
+	counts, events := eventIDs(t, js)
+	require.Equal(t, len(want), len(counts), "no event the simulator did not record")
+	now := clock.Now()
+	for id, ev := range events {
+		require.NotNil(t, ev.Message, id)
+		sent := time.Unix(ev.Message.SendTime, 0)
+		require.False(t, sent.After(now), "send_time %s after the real clock %s", sent, now)
+	}
+	st := sim.CallbackStats()
+	for kind, c := range st {
+		require.Zero(t, c.Failed, kind)
+		require.Equal(t, c.Attempts, c.Delivered, "%s: every delivery accepted at once", kind)
+	}
+	require.Positive(t, st[wecomsim.CallbackHitKeyword].Delivered)
+	require.Greater(t, st[wecomsim.CallbackSuiteTicket].Delivered, int(hours/(10*time.Minute))-2, "tickets rotated on the real clock")
+	fams, err := m.reg.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() != "wecom_receiver_callbacks_total" {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() != "accepted" {
+					require.Zero(t, mt.GetCounter().GetValue(), "callbacks %s", l.GetValue())
+				}
+			}
+		}
+	}
+}
+
+// TestDemo_ThreeHours runs the demo's wiring for three hours of its real
+// clock at ×60 (180 hours of conversation) with a fake clock in simulator
+// and receiver: no callback is rejected, every hit is published once, no
+// send_time lies in the receiver's future. A lower message rate than the
+// demo's keeps the event count small; the time model does not depend on it.
+func TestDemo_ThreeHours(t *testing.T) {
+	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := openDemo(ctx, demoOptions{speed: 60, rate: 0.05, seed: 3, clock: clock.Now}, zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	runHours(t, clock, d.sim, d.m, 3*time.Hour, 2*time.Minute)
+}
+
+// TestByHand_ThreeHours runs the README's by-hand recipe: the example
+// configuration with WECOM_API_BASE_URL pointing at a simulator set up as
+// `wecomsim -speed 60` sets it up by default, for three hours of a fake
+// real clock. Only the addresses and the store directory differ, through
+// the file's own variables, so the test binds free ports.
+func TestByHand_ThreeHours(t *testing.T) {
+	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	// cmd/wecomsim's defaults, which match the example configuration; a
+	// lower message rate keeps the event count small.
+	sim, err := wecomsim.New(wecomsim.Options{
+		Seed: 1, Speed: 60, MessageRate: 0.05, Clock: clock.Now,
+		Archive: wecomsim.Archive{
+			SuiteID: "wwArchiveSuite01", SuiteSecret: "demo-suite-secret",
+			Corps: []wecomsim.Corp{{CorpID: "wwCorpABC123", PermanentCode: "demo-permanent-code"}},
+			Token: "QDG6eK", EncodingAESKey: "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+			CallbackURL: "http://" + lis.Addr().String() + "/callback/archive",
+		},
+	}, zerolog.Nop())
+	require.NoError(t, err)
+	require.NoError(t, sim.SeedDemoRules())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, sim.Start(ctx, "127.0.0.1:0"))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sim.Close(ctx)
+	})
+
+	env := map[string]string{
+		"WECOM_API_BASE_URL":    sim.URL(), // the README's one variable
+		"RECEIVER_ADMIN_LISTEN": "127.0.0.1:0",
+		"RECEIVER_NATS_LISTEN":  "127.0.0.1:0",
+		"RECEIVER_STORE_DIR":    t.TempDir(),
+	}
+	cfg, err := config.LoadEnv("../../configs/receiver.example.yaml", func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	m := NewMain(cfg, zerolog.Nop())
+	m.UseListener(lis)
+	m.UseClock(clock.Now)
+	require.NoError(t, m.Open(ctx))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	runHours(t, clock, sim, m, 3*time.Hour, 2*time.Minute)
+}
