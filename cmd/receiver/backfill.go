@@ -10,6 +10,7 @@ import (
 
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/rulecache"
 )
 
 // backfillCommand re-reads an (app, corp)'s hits from a point in time and
@@ -59,7 +60,15 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pub := publish.New(js, cfg.NATS.SubjectPrefix, nil, log, publish.Options{
+	// Events carry rule names as the service's do: each page waits briefly
+	// for the names it lacks (rulecache.Resolve).
+	getters := map[string]rulecache.Getter{}
+	for _, id := range corps {
+		getters[id] = ruleNamer{client}
+	}
+	names := rulecache.New(getters, log)
+	defer names.Close()
+	pub := publish.New(js, cfg.NATS.SubjectPrefix, names, log, publish.Options{
 		Replicas: cfg.NATS.Replicas, MaxAge: cfg.Fetch.HitsMaxAge, DuplicateWindow: cfg.Fetch.HitsDuplicateWindow,
 	})
 	if err := pub.Ready(ctx); err != nil {

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,10 +15,17 @@ import (
 var ErrInvalidRecord = errors.New("invalid hit record")
 
 // RuleNames looks up a rule's name. It must not block: a miss returns
-// ("", false) and the implementation may fill itself in the background, so
-// a slow get_rule_detail never delays publishing.
+// ("", false) and the implementation may fill itself in the background.
 type RuleNames interface {
 	RuleName(corpID, ruleID string) (name string, ok bool)
+}
+
+// RuleNameResolver is a RuleNames that can wait for names it lacks. The
+// Publisher calls Resolve once per page, with the page's rule ids, before
+// building its events; Resolve bounds its own wait (rulecache: 2 s per
+// page), so a slow get_rule_detail delays a page briefly and never loses it.
+type RuleNameResolver interface {
+	Resolve(ctx context.Context, corpID string, ruleIDs []string)
 }
 
 // Origin says where a page of hit messages came from: a page without its

@@ -223,6 +223,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		sent = true
 		return nil
 	}
+	p.resolveNames(ctx, o.CorpID, msgs)
 	for i := range msgs {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("publish: %w", err)
@@ -260,6 +261,28 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		p.opts.Metrics.observePublish(time.Since(start))
 	}
 	return res, nil
+}
+
+// resolveNames lets a RuleNameResolver fetch the page's missing rule names
+// before its events are built.
+func (p *Publisher) resolveNames(ctx context.Context, corpID string, msgs []wecomhit.HitMessage) {
+	r, ok := p.names.(RuleNameResolver)
+	if !ok {
+		return
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for i := range msgs {
+		for _, h := range msgs[i].HitRules {
+			if h.RuleID != "" && !seen[h.RuleID] {
+				seen[h.RuleID] = true
+				ids = append(ids, h.RuleID)
+			}
+		}
+	}
+	if len(ids) > 0 {
+		r.Resolve(ctx, corpID, ids)
+	}
 }
 
 func (p *Publisher) eventMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {

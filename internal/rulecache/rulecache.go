@@ -1,6 +1,15 @@
 // Package rulecache remembers keyword rules' names so hit events can carry
-// them. A lookup never waits: an unknown rule is looked up in the background
-// with get_rule_detail and named in the events that follow.
+// them, looking unknown rules up with get_rule_detail.
+//
+// RuleName never waits. Resolve, which the publisher calls once per page
+// before building its events, waits for the names the page lacks: their
+// lookups run concurrently (at most 4 at a time), and the wait ends when
+// they have answered or after DefaultWait (2 s) per page, whichever is
+// first. So an event of an existing rule carries its name from the first
+// page after start, and a WeCom that does not answer costs a page at most
+// 2 s and the names, never the events. A rule whose lookup failed (deleted,
+// say) is not asked again for DefaultRetry, so it delays no further page.
+// Keeping names fresh is left to the TTL; pre-loading them to the caller.
 package rulecache
 
 import (
@@ -34,6 +43,8 @@ const (
 	lookupTimeout = 10 * time.Second
 	// maxLookups bounds concurrent background lookups.
 	maxLookups = 4
+	// DefaultWait bounds how long Resolve waits for one page's names.
+	DefaultWait = 2 * time.Second
 )
 
 type entry struct {
@@ -41,6 +52,7 @@ type entry struct {
 	ok      bool      // name is known
 	until   time.Time // when to look again
 	pending bool
+	done    chan struct{} // closed when the pending lookup ends
 }
 
 // Cache maps (corp, rule) to a name. Safe for concurrent use.
@@ -50,6 +62,7 @@ type Cache struct {
 	now     func() time.Time
 	ttl     time.Duration
 	retry   time.Duration
+	wait    time.Duration
 
 	mu      sync.Mutex
 	entries map[[2]string]*entry
@@ -64,7 +77,7 @@ func New(getters map[string]Getter, log zerolog.Logger) *Cache {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
 		getters: getters, log: log.With().Str("component", "rulecache").Logger(),
-		now: time.Now, ttl: DefaultTTL, retry: DefaultRetry,
+		now: time.Now, ttl: DefaultTTL, retry: DefaultRetry, wait: DefaultWait,
 		entries: map[[2]string]*entry{}, sem: make(chan struct{}, maxLookups),
 		ctx: ctx, cancel: cancel,
 	}
@@ -76,26 +89,73 @@ func (c *Cache) RuleName(corpID, ruleID string) (string, bool) {
 	k := [2]string{corpID, ruleID}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e := c.startLocked(k)
+	return e.name, e.ok
+}
+
+// startLocked returns k's entry, starting a lookup if the entry is missing
+// or stale and none is pending.
+func (c *Cache) startLocked(k [2]string) *entry {
 	e := c.entries[k]
 	if e == nil {
 		e = &entry{}
 		c.entries[k] = e
 	}
 	if !e.pending && !c.now().Before(e.until) {
-		if g := c.getters[corpID]; g != nil && c.ctx.Err() == nil {
+		if g := c.getters[k[0]]; g != nil && c.ctx.Err() == nil {
 			e.pending = true
+			e.done = make(chan struct{})
 			c.wg.Add(1)
 			go c.lookup(k, g)
 		}
 	}
-	return e.name, e.ok
+	return e
+}
+
+// Resolve waits until every rule of ruleIDs in corpID has a name, or its
+// lookup has failed, or DefaultWait has passed, or ctx is done, whichever
+// comes first. Rules already named, or whose lookup failed less than
+// DefaultRetry ago, cost no wait. Lookups it starts run concurrently and
+// go on after it returns, for the pages that follow.
+func (c *Cache) Resolve(ctx context.Context, corpID string, ruleIDs []string) {
+	var waits []chan struct{}
+	c.mu.Lock()
+	for _, id := range ruleIDs {
+		e := c.startLocked([2]string{corpID, id})
+		if e.pending && !e.ok {
+			waits = append(waits, e.done)
+		}
+	}
+	c.mu.Unlock()
+	if len(waits) == 0 {
+		return
+	}
+	t := time.NewTimer(c.wait)
+	defer t.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-t.C:
+			c.log.Debug().Str("corp_id", corpID).Dur("wait", c.wait).Msg("rule names still unknown; publishing without them")
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Set records a name, e.g. right after the rule was created or read.
 func (c *Cache) Set(corpID, ruleID, name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[[2]string{corpID, ruleID}] = &entry{name: name, ok: true, until: c.now().Add(c.ttl)}
+	k := [2]string{corpID, ruleID}
+	e := c.entries[k]
+	if e == nil {
+		e = &entry{}
+		c.entries[k] = e
+	}
+	// In place: a pending lookup keeps its done channel for its waiters.
+	e.name, e.ok, e.until = name, true, c.now().Add(c.ttl)
 }
 
 func (c *Cache) lookup(k [2]string, g Getter) {
@@ -121,6 +181,7 @@ func (c *Cache) finish(k [2]string, name string, err error) {
 	defer c.mu.Unlock()
 	e := c.entries[k]
 	e.pending = false
+	close(e.done)
 	if err != nil {
 		e.until = c.now().Add(c.retry)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,4 +101,72 @@ func TestCache_Set(t *testing.T) {
 	name, ok := c.RuleName("c1", "r1")
 	assert.True(t, ok)
 	assert.Equal(t, "n", name)
+}
+
+func TestCache_Resolve(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		// Concurrent lookups: three rules, each answering only once all
+		// three have been asked, so a serial Resolve would time out.
+		var asked sync.WaitGroup
+		asked.Add(3)
+		g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) {
+			asked.Done()
+			asked.Wait()
+			return "name-of-" + rule, nil
+		})
+		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		defer c.Close()
+		c.Resolve(context.Background(), "c1", []string{"r1", "r2", "r3"})
+		for _, r := range []string{"r1", "r2", "r3"} {
+			name, ok := c.RuleName("c1", r)
+			assert.True(t, ok, r)
+			assert.Equal(t, "name-of-"+r, name)
+		}
+	})
+	t.Run("Bounded", func(t *testing.T) {
+		release := make(chan struct{})
+		g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) {
+			select {
+			case <-release:
+				return "late", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		})
+		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		c.wait = 50 * time.Millisecond
+		defer c.Close()
+		defer close(release)
+		c.Resolve(context.Background(), "c1", []string{"r1"}) // returns after the wait
+		_, ok := c.RuleName("c1", "r1")
+		assert.False(t, ok, "a WeCom that does not answer costs the name, not the event")
+	})
+	t.Run("FailedNotWaitedForAgain", func(t *testing.T) {
+		var calls atomic.Int32
+		g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) {
+			calls.Add(1)
+			return "", errors.New("rule deleted")
+		})
+		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		defer c.Close()
+		c.Resolve(context.Background(), "c1", []string{"r1"})
+		c.Resolve(context.Background(), "c1", []string{"r1"})
+		assert.Equal(t, int32(1), calls.Load(), "within DefaultRetry a failed rule is not asked again")
+	})
+	t.Run("SetWhileLookupPending", func(t *testing.T) {
+		release := make(chan struct{})
+		g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) {
+			<-release
+			return "from-lookup", nil
+		})
+		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		defer c.Close()
+		c.RuleName("c1", "r1")
+		c.Set("c1", "r1", "from-set")
+		close(release)
+		c.Resolve(context.Background(), "c1", []string{"r1"}) // known: no wait
+		name, ok := c.RuleName("c1", "r1")
+		assert.True(t, ok)
+		assert.NotEmpty(t, name)
+	})
 }

@@ -96,8 +96,9 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// HitTokenTTL is the lifetime of a hit token and a notify id. Default 10m.
 	HitTokenTTL time.Duration
-	// TokenlessLimit is how many get_hit_msg_list calls per minute of the simulator's clock
-	// a corp may make without a valid hit token before getting 45009.
+	// TokenlessLimit is how many get_hit_msg_list calls per minute of the
+	// simulator's clock a corp may make without a valid hit token before
+	// getting 45009.
 	// WeCom only says the limit is "strict". Default 10.
 	TokenlessLimit int
 	// HitNotifyInterval coalesces hit callbacks: at most one hit_keyword /
