@@ -11,7 +11,8 @@ import (
 )
 
 // checkConfigCommand loads and validates a configuration without starting
-// anything, printing each problem on its own line.
+// anything, printing every problem of the file on its own line, with its
+// key path and line (config.Parse reports them all in one run).
 type checkConfigCommand struct {
 	env env
 }
@@ -27,7 +28,11 @@ func (c *checkConfigCommand) Run(_ context.Context, args []string) error {
 	if err != nil {
 		var joined interface{ Unwrap() []error }
 		if errors.As(err, &joined) {
-			_, _ = fmt.Fprintf(c.env.stderr, "%s: %d problems:\n", *path, len(joined.Unwrap()))
+			n, noun := len(joined.Unwrap()), "problems"
+			if n == 1 {
+				noun = "problem"
+			}
+			_, _ = fmt.Fprintf(c.env.stderr, "%s: %d %s:\n", *path, n, noun)
 			for _, e := range joined.Unwrap() {
 				_, _ = fmt.Fprintf(c.env.stderr, "  %v\n", e)
 			}

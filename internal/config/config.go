@@ -286,22 +286,74 @@ func Parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 		return nil, err
 	}
 
+	// Every problem of the file in one go: prepare reports unknown keys,
+	// unset variables and values of the wrong type (nulling them so that
+	// decoding goes on), then Validate checks the rest. A path that already
+	// has a decoding problem gets no second one from Validate.
 	cfg := defaults()
+	var (
+		errs  []error
+		lines map[string]int
+	)
 	if root.Kind != 0 {
-		if err := prepare(&root, lookupEnv); err != nil {
-			return nil, err
-		}
+		errs, lines = prepare(&root, lookupEnv)
 		// Node.Decode cannot reject unknown keys; prepare did that.
 		if err := root.Decode(&cfg); err != nil {
-			return nil, err
+			return nil, errors.Join(append(errs, err)...)
 		}
 	}
 	cfg.applyDefaults()
 	cfg.resolvePaths(dir)
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if verr := cfg.Validate(); verr != nil {
+		bad := map[string]bool{}
+		for _, e := range errs {
+			if fe := (*FieldError)(nil); errors.As(e, &fe) {
+				bad[fe.Path] = true
+			}
+		}
+		for _, e := range verr.(interface{ Unwrap() []error }).Unwrap() {
+			fe := (*FieldError)(nil)
+			if errors.As(e, &fe) {
+				if underAny(fe.Path, bad) {
+					continue
+				}
+				if fe.Line == 0 {
+					fe.Line = lineOf(fe.Path, lines)
+				}
+			}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return &cfg, nil
+}
+
+// lineOf is the line of path in the file, or of its nearest ancestor there
+// (a missing key is placed at the mapping that lacks it); 0 if none.
+func lineOf(path string, lines map[string]int) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// underAny reports whether path is one of bad or inside one.
+func underAny(path string, bad map[string]bool) bool {
+	for p := range bad {
+		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func defaults() Config {

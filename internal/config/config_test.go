@@ -169,7 +169,7 @@ func TestParse_Example(t *testing.T) {
 
 	t.Run("ZoneExampleNeedsEnv", func(t *testing.T) {
 		_, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, noEnv)
-		assert.Contains(t, messages(err), "apps[1].corp_secret: environment variable WECOM_ZONE_CORP_SECRET is not set")
+		assert.Contains(t, messages(err), "apps[1].corp_secret: environment variable WECOM_ZONE_CORP_SECRET is not set (line 193)")
 	})
 }
 
@@ -349,7 +349,7 @@ func TestParse_Env(t *testing.T) {
 	t.Run("KeysNotExpanded", func(t *testing.T) {
 		zone := doc("", zoneApp+"    abilities:\n      ${OP}: x\n")
 		_, err := config.Parse([]byte(zone), "", env(map[string]string{"OP": "search_msg"}))
-		assert.Contains(t, messages(err), "apps[1].abilities.${OP}: unknown operation (want one of get_hit_msg_list, create_rule, get_rule_list, get_rule_detail, update_rule, delete_rule, search_msg)")
+		assert.Contains(t, messages(err), "apps[1].abilities.${OP}: unknown operation (want one of get_hit_msg_list, create_rule, get_rule_list, get_rule_detail, update_rule, delete_rule, search_msg) (line 20)")
 	})
 }
 
@@ -364,31 +364,31 @@ func TestParse_EnvErrors(t *testing.T) {
 		{
 			name: "ErrUnset",
 			app:  "    corp_id: ${WECOM_CORP_ID}\n",
-			want: []string{"apps[0].corp_id: environment variable WECOM_CORP_ID is not set"},
+			want: []string{"apps[0].corp_id: environment variable WECOM_CORP_ID is not set (line 12)"},
 		},
 		{
 			name: "ErrUnsetAll",
 			top:  "log:\n  level: ${LEVEL}\n",
 			app:  "    corp_id: ${A}-${B}\n",
 			want: []string{
-				"log.level: environment variable LEVEL is not set",
-				"apps[0].corp_id: environment variable A is not set; environment variable B is not set",
+				"log.level: environment variable LEVEL is not set (line 2)",
+				"apps[0].corp_id: environment variable A is not set; environment variable B is not set (line 14)",
 			},
 		},
 		{
 			name: "ErrUnterminated",
 			app:  "    corp_id: ${CORP\n",
-			want: []string{"apps[0].corp_id: unterminated ${ in value"},
+			want: []string{"apps[0].corp_id: unterminated ${ in value (line 12)"},
 		},
 		{
 			name: "ErrMalformed",
 			app:  "    corp_id: ${1X}\n",
-			want: []string{"apps[0].corp_id: malformed environment variable reference"},
+			want: []string{"apps[0].corp_id: malformed environment variable reference (line 12)"},
 		},
 		{
 			name: "ErrEmptyName",
 			app:  "    corp_id: ${:-x}\n",
-			want: []string{"apps[0].corp_id: malformed environment variable reference"},
+			want: []string{"apps[0].corp_id: malformed environment variable reference (line 12)"},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -401,8 +401,9 @@ func TestParse_EnvErrors(t *testing.T) {
 
 	t.Run("TypeErrorNamesLine", func(t *testing.T) {
 		_, err := config.Parse([]byte(doc("http:\n  ack_timeout: ${ACK}\n", "")), "", env(map[string]string{"ACK": "soon"}))
-		assert.ErrorContains(t, err, "line 2")
-		assert.ErrorContains(t, err, "time.Duration")
+		assert.EqualError(t, err, "http.ack_timeout: is not a duration such as 90s, 5m or 1h (line 2)",
+			"path and line; a value from the environment is not shown")
+		assert.ErrorIs(t, err, config.ErrInvalid)
 	})
 }
 
@@ -416,37 +417,37 @@ func TestParse_Decode(t *testing.T) {
 		{
 			name:    "ErrUnknownTopKey",
 			data:    doc("metrics:\n  listen: :9090\n", ""),
-			want:    "metrics: unknown key at line 1",
+			want:    "metrics: unknown key (line 1)",
 			invalid: true,
 		},
 		{
 			name:    "ErrUnknownNestedKey",
 			data:    doc("http:\n  listen: :8080\n  lsten: :8081\n", ""),
-			want:    "http.lsten: unknown key at line 3",
+			want:    "http.lsten: unknown key (line 3)",
 			invalid: true,
 		},
 		{
 			name:    "ErrUnknownAppKey",
 			data:    doc("", "    secret: x\n"),
-			want:    "apps[0].secret: unknown key at line 12",
+			want:    "apps[0].secret: unknown key (line 12)",
 			invalid: true,
 		},
 		{
 			name:    "ErrUnknownCorpKey",
 			data:    doc("", "      - corp_id: wwOther\n        permanent_code: p\n        code: x\n"),
-			want:    "apps[0].corps[1].code: unknown key at line 14",
+			want:    "apps[0].corps[1].code: unknown key (line 14)",
 			invalid: true,
 		},
 		{
 			name:    "ErrUnknownKeyInMerge",
 			data:    "base: &b\n  lsten: x\n" + doc("http:\n  <<: *b\n", ""),
-			want:    "http.lsten: unknown key at line 2",
+			want:    "http.lsten: unknown key (line 2)",
 			invalid: true,
 		},
 		{
 			name:    "ErrUnknownKeyInMergeList",
 			data:    "base: &b\n  lsten: x\n" + doc("http:\n  <<: [*b]\n", ""),
-			want:    "http.lsten: unknown key at line 2",
+			want:    "http.lsten: unknown key (line 2)",
 			invalid: true,
 		},
 		{
@@ -455,9 +456,10 @@ func TestParse_Decode(t *testing.T) {
 			want: "anchor 'l' value contains itself",
 		},
 		{
-			name: "ErrEnvIntoSection",
-			data: doc("log: ${LOG}\n", ""),
-			want: "cannot unmarshal !!str `${LOG}`",
+			name:    "ErrEnvIntoSection",
+			data:    doc("log: ${LOG}\n", ""),
+			want:    "log: environment variable LOG is not set (line 1)",
+			invalid: true,
 		},
 		{
 			name:    "ErrCommentsOnly",
@@ -476,9 +478,10 @@ func TestParse_Decode(t *testing.T) {
 			want: "yaml: line 2",
 		},
 		{
-			name: "ErrType",
-			data: doc("http:\n  max_body_bytes: lots\n", ""),
-			want: "line 2: cannot unmarshal !!str `lots` into int64",
+			name:    "ErrType",
+			data:    doc("http:\n  max_body_bytes: lots\n", ""),
+			want:    "http.max_body_bytes: \"lots\" is not a whole number (line 2)",
+			invalid: true,
 		},
 		{
 			name: "ErrDuplicateKey",
@@ -863,4 +866,45 @@ func TestSecret(t *testing.T) {
 		require.Error(t, err)
 		assert.NotContains(t, err.Error(), badToken)
 	})
+}
+
+// TestParse_AllProblems: faults of every stage (unknown key, type,
+// unset variable, rule) come back together, each a *FieldError with its
+// path and line; a missing key is placed at its mapping.
+func TestParse_AllProblems(t *testing.T) {
+	data := `http:
+  lsten: :8080
+  ack_timeout: 5 minutes
+  max_body_bytes: [1, 2]
+log:
+  level: loud
+apps:
+  - name: a
+    mode: archive
+    token: ${TOKEN}
+    encoding_aes_key: tooshort
+    corps: [{corp_id: c1, permanent_code: p1}]
+`
+	_, err := config.Parse([]byte(data), "", noEnv)
+	require.ErrorIs(t, err, config.ErrInvalid)
+	type problem struct {
+		path string
+		line int
+	}
+	var got []problem
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *config.FieldError
+		require.ErrorAs(t, e, &fe)
+		got = append(got, problem{fe.Path, fe.Line})
+	}
+	assert.ElementsMatch(t, []problem{
+		{"http.lsten", 2},
+		{"http.ack_timeout", 3},
+		{"http.max_body_bytes", 4},
+		{"apps[0].token", 10},
+		{"log.level", 6},
+		{"apps[0].encoding_aes_key", 11},
+		{"apps[0].suite_id", 8},
+		{"apps[0].suite_secret", 8},
+	}, got, messages(err))
 }

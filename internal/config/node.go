@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,16 +17,29 @@ import (
 // references in scalar values in place. It works on nodes because
 // Node.Decode, unlike Decoder, cannot reject unknown keys, and because
 // expanding in the source text would let a value inject YAML.
-func prepare(root *yaml.Node, lookupEnv func(string) (string, bool)) error {
-	w := walker{lookupEnv: lookupEnv, seen: make(map[visit]bool)}
+//
+// It also checks that every value can be decoded into its field, so that a
+// file with several faults reports them all at once, each with its path and
+// line: a value of the wrong shape or type is reported and replaced by null
+// (the field keeps its default), and decoding goes on. lines maps every
+// path that the file spells out to its line, for placing the problems that
+// Validate finds later.
+func prepare(root *yaml.Node, lookupEnv func(string) (string, bool)) (errs []error, lines map[string]int) {
+	w := walker{lookupEnv: lookupEnv, seen: make(map[visit]bool), lines: map[string]int{}, fromEnv: map[*yaml.Node]bool{}}
 	w.walk(root, reflect.TypeFor[Config](), "")
-	return errors.Join(w.errs...)
+	return w.errs, w.lines
 }
 
 type walker struct {
 	lookupEnv func(string) (string, bool)
 	seen      map[visit]bool
 	errs      []error
+	lines     map[string]int
+	fromEnv   map[*yaml.Node]bool
+}
+
+func (w *walker) fail(n *yaml.Node, path, rule string) {
+	w.errs = append(w.errs, &FieldError{Path: path, Rule: rule, Line: n.Line})
 }
 
 // visit is a node walked as type t. Aliases can reach a node many times, or
@@ -41,10 +55,22 @@ type visit struct {
 // Where the node's kind does not fit t it stops; the decoder reports that
 // without the expanded value.
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
+	if _, ok := w.lines[path]; !ok && path != "" {
+		w.lines[path] = n.Line
+	}
 	v := visit{n, t}
 	if n.Kind == yaml.ScalarNode {
 		switch t.Kind() {
-		case reflect.Struct, reflect.Slice, reflect.Map:
+		case reflect.Struct, reflect.Map, reflect.Slice:
+			// An empty value, or one that expands to nothing, is the default.
+			if w.expand(n, path) && n.ShortTag() != "!!null" {
+				want := "a mapping of keys"
+				if t.Kind() == reflect.Slice {
+					want = "a list"
+				}
+				w.fail(n, path, "want "+want+", not a single value")
+				nullify(n)
+			}
 			return
 		}
 		v.t = nil
@@ -62,14 +88,24 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case yaml.AliasNode:
 		w.walk(n.Alias, t, path)
 	case yaml.ScalarNode:
-		w.expand(n, path)
+		if w.expand(n, path) {
+			w.checkType(n, t, path)
+		}
 	case yaml.SequenceNode:
-		if t.Kind() == reflect.Slice {
-			for i, c := range n.Content {
-				w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
-			}
+		if t.Kind() != reflect.Slice {
+			w.fail(n, path, "want a single value, not a list")
+			nullify(n)
+			return
+		}
+		for i, c := range n.Content {
+			w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case yaml.MappingNode:
+		if t.Kind() != reflect.Struct && t.Kind() != reflect.Map {
+			w.fail(n, path, "want a single value, not a mapping")
+			nullify(n)
+			return
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.ShortTag() == "!!merge" {
@@ -82,10 +118,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			case reflect.Struct:
 				f, ok := fieldByKey(t, k.Value)
 				if !ok {
-					w.errs = append(w.errs, &FieldError{
-						Path: join(path, k.Value),
-						Rule: "unknown key at line " + strconv.Itoa(k.Line),
-					})
+					w.fail(k, join(path, k.Value), "unknown key")
 					continue
 				}
 				w.walk(v, f.Type, join(path, k.Value))
@@ -106,16 +139,20 @@ func (w *walker) walkMerge(v *yaml.Node, t reflect.Type, path string) {
 	w.walk(v, t, path)
 }
 
-func (w *walker) expand(n *yaml.Node, path string) {
+// expand replaces environment references in n; false if that failed (the
+// failure is reported).
+func (w *walker) expand(n *yaml.Node, path string) bool {
 	if !strings.Contains(n.Value, "${") {
-		return
+		return true
 	}
 	v, err := expandEnv(n.Value, w.lookupEnv)
 	if err != nil {
-		w.errs = append(w.errs, &FieldError{Path: path, Rule: err.Error()})
-		return
+		w.fail(n, path, err.Error())
+		nullify(n)
+		return false
 	}
 	n.Value = v
+	w.fromEnv[n] = true // checkType must not show an expanded value
 	if n.Style == 0 {
 		// A plain scalar is typed by its value, so resolve it again: the
 		// parser typed "${PORT}" as a string, but "8080" is an int. A
@@ -126,6 +163,49 @@ func (w *walker) expand(n *yaml.Node, path string) {
 			n.Tag = "!!str"
 		}
 	}
+	return true
+}
+
+// checkType decodes scalar n into a value of t, as the final decode will,
+// and reports a failure with the path and line instead of the decoder's
+// pathless message; the node then becomes null so that the final decode
+// goes on.
+func (w *walker) checkType(n *yaml.Node, t reflect.Type, path string) {
+	if n.ShortTag() == "!!null" {
+		return
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err == nil {
+		return
+	}
+	val := ""
+	// A value from the environment may be a secret: never shown.
+	if !w.fromEnv[n] {
+		val = n.Value
+		if len(val) > 40 {
+			val = val[:40] + "…"
+		}
+		val = strconv.Quote(val) + " "
+	}
+	var want string
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		want = "a duration such as 90s, 5m or 1h"
+	case t.Kind() == reflect.Bool:
+		want = "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		want = "a whole number"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		want = "a number"
+	default:
+		want = "a " + t.String()
+	}
+	w.fail(n, path, val+"is not "+want)
+	nullify(n)
+}
+
+// nullify turns n into a null scalar: its field keeps the default.
+func nullify(n *yaml.Node) {
+	n.Kind, n.Tag, n.Value, n.Style, n.Content, n.Alias = yaml.ScalarNode, "!!null", "", 0, nil, nil
 }
 
 // expandEnv replaces ${VAR} and ${VAR:-default} in s. The default applies

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,9 +23,18 @@ type FieldError struct {
 	Path string
 	// Rule says what is wrong, e.g. "required when mode is archive".
 	Rule string
+	// Line is the line of the value in the file, or of the nearest
+	// enclosing key the file has (for a missing key); 0 when unknown, as
+	// for a Config that was not parsed. Error appends it.
+	Line int
 }
 
-func (e *FieldError) Error() string { return e.Path + ": " + e.Rule }
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return e.Path + ": " + e.Rule + " (line " + strconv.Itoa(e.Line) + ")"
+	}
+	return e.Path + ": " + e.Rule
+}
 
 // Is reports whether target is ErrInvalid.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
@@ -168,7 +178,10 @@ func (a *App) validate(v *validator, p string) {
 		v.check(utf8.RuneCountInString(string(a.EncodingAESKey)) == 43, p+".encoding_aes_key", "must be 43 characters")
 		v.check(isAlnum(string(a.EncodingAESKey)), p+".encoding_aes_key", "must be letters and digits only")
 	}
-	v.check(a.ReceiveID != "", p+".receive_id", "required")
+	// receive_id defaults to suite_id or corp_id: when that is missing too,
+	// its own "required" names the fault, once.
+	v.check(a.ReceiveID != "" || (a.Mode == ModeArchive && a.SuiteID == "") || (a.Mode == ModeZone && a.CorpID == "") ||
+		(a.Mode != ModeArchive && a.Mode != ModeZone), p+".receive_id", "required")
 	v.check(validBaseURL(a.APIBaseURL), p+".api_base_url", "must be an absolute http(s) URL without query")
 
 	switch a.Mode {
