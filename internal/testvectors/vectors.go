@@ -1,5 +1,6 @@
 // Package testvectors holds the official WXBizMsgCrypt test vectors from
-// WeCom's published samples (see ../shared/wecom-protocol.md §1.4), so that
+// WeCom's published samples (doc 90968 and the official SDK samples; see
+// docs/protocol.md §1), so that
 // every package tests against the same known-good values.
 package testvectors
 
