@@ -178,11 +178,12 @@ func (w *walker) checkType(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	val := ""
-	// A value from the environment may be a secret: never shown.
-	if !w.fromEnv[n] {
+	// A value from the environment may be a secret, and a Secret field's
+	// surely is: never shown.
+	if !w.fromEnv[n] && t != reflect.TypeFor[Secret]() {
 		val = n.Value
-		if len(val) > 40 {
-			val = val[:40] + "…"
+		if r := []rune(val); len(r) > 40 {
+			val = string(r[:40]) + "…"
 		}
 		val = strconv.Quote(val) + " "
 	}
