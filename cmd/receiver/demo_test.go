@@ -124,7 +124,7 @@ func TestDemo_ThreeHours(t *testing.T) {
 	d, err := openDemo(ctx, demoOptions{speed: 60, rate: 0.05, seed: 3, clock: clock.Now}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
-	runHours(t, clock, d.sim, d.m, 3*time.Hour, 2*time.Minute)
+	runHours(t, clock, d.sim, d.m, 3*time.Hour, 5*time.Minute)
 }
 
 // TestByHand_ThreeHours runs the README's by-hand recipe: the example
@@ -179,5 +179,5 @@ func TestByHand_ThreeHours(t *testing.T) {
 		defer cancel()
 		_ = m.Close(ctx)
 	})
-	runHours(t, clock, sim, m, 3*time.Hour, 2*time.Minute)
+	runHours(t, clock, sim, m, 3*time.Hour, 5*time.Minute)
 }
