@@ -296,3 +296,48 @@ func BenchmarkPage(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(msgs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// resolver learns names only when Resolve is called, as rulecache does
+// for rules it has not seen.
+type resolver struct {
+	mu    sync.Mutex
+	known map[string]string
+	calls [][]string
+}
+
+func (r *resolver) RuleName(corpID, ruleID string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.known[corpID+"/"+ruleID]
+	return v, ok
+}
+
+func (r *resolver) Resolve(_ context.Context, corpID string, ruleIDs []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, ruleIDs)
+	for _, id := range ruleIDs {
+		r.known[corpID+"/"+id] = "name of " + id
+	}
+}
+
+// TestPublisher_ResolvesNames: a RuleNameResolver is asked once per page
+// for the page's rule ids, before the events are built, so even rules it
+// has never seen are named.
+func TestPublisher_ResolvesNames(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	r := &resolver{known: map[string]string{}}
+	p := publish.New(js, prefix, r, zerolog.Nop(), publish.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Setup(ctx))
+	got := collect(t, nc, prefix+".hit.>")
+	_, err := p.Page(ctx, publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback}, page())
+	require.NoError(t, err)
+	assert.Equal(t, [][]string{{"r1", "r2", "rule.with*odd> chars"}}, r.calls, "one call, each rule once, in page order")
+	for _, m := range got(4) {
+		var ev wecomhit.HitEvent
+		require.NoError(t, json.Unmarshal(m.Data, &ev))
+		assert.Equal(t, "name of "+ev.RuleID, ev.RuleName)
+	}
+}
