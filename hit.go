@@ -5,10 +5,12 @@ import "time"
 // HitSchema is the schema name every hit event carries.
 const HitSchema = "wecom.hit.v1"
 
-// Sources of a hit event: how the receiver came to fetch it.
+// Sources of a hit event: what started the fetch that read it. Whether the
+// fetch could use a hit token is a separate matter (HitEvent.UsedHitToken):
+// a poll may find a live token, and a fetch a callback started may outlive it.
 const (
-	SourceCallback = "callback" // a hit_keyword or program_notify callback's token
-	SourcePoll     = "poll"     // the periodic token-less safety poll
+	SourceCallback = "callback" // a hit_keyword or program_notify callback
+	SourcePoll     = "poll"     // the periodic safety poll
 	SourceBackfill = "backfill" // an operator's backfill from a start time
 )
 
@@ -67,9 +69,14 @@ type HitEvent struct {
 	// Rules lists every rule this message hit, this event's rule included.
 	Rules []RuleMatch `json:"rules"`
 	// Message is absent when WeCom returned no msg_detail.
-	Message   *Message  `json:"message,omitempty"`
-	Source    string    `json:"source"`
-	FetchedAt time.Time `json:"fetched_at"`
+	Message *Message `json:"message,omitempty"`
+	// Source is what started the fetch: SourceCallback, SourcePoll or
+	// SourceBackfill.
+	Source string `json:"source"`
+	// UsedHitToken: the page was fetched with a callback's hit token (or
+	// program_notify id) rather than token-less.
+	UsedHitToken bool      `json:"used_hit_token"`
+	FetchedAt    time.Time `json:"fetched_at"`
 }
 
 // RuleMatch is one rule a message hit, with its name when known.
@@ -194,11 +201,13 @@ func MsgTypeName(t int) string {
 // HitPage is one fetched page of hit messages on its way from fetch to
 // publish, with where it came from.
 type HitPage struct {
-	App       string
-	CorpID    string
-	Source    string // SourceCallback, SourcePoll or SourceBackfill
-	FetchedAt time.Time
-	Messages  []HitMessage
+	App    string
+	CorpID string
+	Source string // SourceCallback, SourcePoll or SourceBackfill: what started the fetch
+	// UsedHitToken: the page was fetched with a hit token or notify id.
+	UsedHitToken bool
+	FetchedAt    time.Time
+	Messages     []HitMessage
 	// Skip lists the Nats-Msg-Ids (<corp_id>:<msgid>:<rule_id>) of events
 	// not to publish because the stream holds them already (backfill).
 	Skip map[string]bool

@@ -154,9 +154,11 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 			return errDraining
 		}
 		tok := w.f.currentToken(ctx, w.key)
-		pageSource := wecomhit.SourceCallback
-		if tok.Token == "" && tok.NotifyID == "" {
-			pageSource = wecomhit.SourcePoll
+		// source says what started the fetch; whether this page could use
+		// a token is separate: a poll may find a live one, and a callback's
+		// fetch may outlive its token.
+		withToken := tok.Token != "" || tok.NotifyID != ""
+		if !withToken {
 			if err := w.limiter.wait(ctx); err != nil {
 				return fmt.Errorf("fetch: token-less budget: %w", err)
 			}
@@ -171,7 +173,7 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 				return fmt.Errorf("fetch: page: %w", cause)
 			}
-			if pageSource == wecomhit.SourceCallback && wecom.IsRateLimited(err) {
+			if withToken && wecom.IsRateLimited(err) {
 				// WeCom counted this call as token-less: the token is dead
 				// (retired early). Forget it so the next try stays within
 				// our token-less budget instead of spending WeCom's.
@@ -181,12 +183,13 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 		}
 		msgs := page.MsgList
 		res, err := w.f.pub.Publish(ctx, &wecomhit.HitPage{
-			App: w.app, CorpID: w.corp, Source: pageSource, FetchedAt: started, Messages: msgs,
+			App: w.app, CorpID: w.corp, Source: source, UsedHitToken: withToken,
+			FetchedAt: started, Messages: msgs,
 		})
 		if err != nil {
 			return fmt.Errorf("fetch: publish page: %w", err)
 		}
-		w.f.opts.Metrics.page(w.app, w.corp, pageSource, w.f.opts.Now().Sub(started))
+		w.f.opts.Metrics.page(w.app, w.corp, source, w.f.opts.Now().Sub(started))
 		// Every event is acked: now, and only now, the cursor may move.
 		if page.NextCursor != "" && page.NextCursor != cur.Cursor {
 			cur.Cursor = page.NextCursor
@@ -205,7 +208,7 @@ func (w *worker) fetch(ctx context.Context, source string) error {
 		w.f.opts.Metrics.lag(w.app, w.corp, cur.LastHitTime, w.f.opts.Now())
 		w.log.Debug().Int("messages", len(msgs)).Int("published", res.Published).
 			Int("duplicates", res.Duplicates).Bool("has_more", bool(page.HasMore)).
-			Str("source", pageSource).Msg("page fetched")
+			Str("source", source).Bool("used_hit_token", withToken).Msg("page fetched")
 		if !page.HasMore {
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,22 +30,38 @@ type RuleNameResolver interface {
 }
 
 // Origin says where a page of hit messages came from: a page without its
-// messages.
+// messages. App and CorpID come from the configuration, not from WeCom.
 type Origin struct {
-	App       string
-	CorpID    string
-	Source    string // wecomhit.SourceCallback, SourcePoll or SourceBackfill
-	FetchedAt time.Time
+	App    string
+	CorpID string
+	// Source is what started the fetch: wecomhit.SourceCallback,
+	// SourcePoll or SourceBackfill.
+	Source string
+	// UsedHitToken: the page was fetched with a hit token or notify id.
+	UsedHitToken bool
+	FetchedAt    time.Time
 }
 
 // maxIDLen bounds ids that go into subjects and headers.
 const maxIDLen = 256
 
+// scanLimit is the list length up to which repeats are found by scanning.
+const scanLimit = 16
+
 // Normalize turns one hit message into one event per rule it hit, in
-// WeCom's order, dropping repeats of a rule id. names may be nil.
-// It returns an error wrapping ErrInvalidRecord for a message without an id,
-// without rules, or with ids that could not be used as header values.
+// WeCom's order, dropping repeats of a rule id, of a semantics code within a
+// rule and of a receiver. names may be nil.
+//
+// It returns an error wrapping ErrInvalidRecord for a record that would
+// break the contract of docs/events.md: a message without an id or without
+// rules; a msgid, rule_id or corp id that is empty, over 256 bytes or holds
+// control characters (they go into headers); a rule hit for neither a
+// keyword nor a key behaviour; a semantics code below 1; a sender or
+// receiver without an id; a negative send_time or public_key_ver.
 func Normalize(o Origin, m *wecomhit.HitMessage, names RuleNames) ([]wecomhit.HitEvent, error) {
+	if err := checkID("corp_id", o.CorpID); err != nil {
+		return nil, err
+	}
 	if err := checkID("msgid", m.MsgID); err != nil {
 		return nil, err
 	}
@@ -52,25 +69,32 @@ func Normalize(o Origin, m *wecomhit.HitMessage, names RuleNames) ([]wecomhit.Hi
 		return nil, fmt.Errorf("%w: message has no hit rules", ErrInvalidRecord)
 	}
 	rules := make([]wecomhit.RuleMatch, 0, len(m.HitRules))
-	seen := make(map[string]bool, len(m.HitRules))
-	for _, r := range m.HitRules {
+	for i, r := range m.HitRules {
 		if err := checkID("rule_id", r.RuleID); err != nil {
 			return nil, err
 		}
-		if seen[r.RuleID] {
+		if repeated(m.HitRules[:i], r.RuleID) {
 			continue
 		}
-		seen[r.RuleID] = true
+		sem, err := semantics(r.SemanticsList)
+		if err != nil {
+			return nil, fmt.Errorf("%w: rule %q: %w", ErrInvalidRecord, r.RuleID, err)
+		}
+		if !r.HasHitKeyword && len(sem) == 0 {
+			return nil, fmt.Errorf("%w: rule %q hit neither a keyword nor a key behaviour", ErrInvalidRecord, r.RuleID)
+		}
 		name := ""
 		if names != nil {
 			name, _ = names.RuleName(o.CorpID, r.RuleID)
 		}
 		rules = append(rules, wecomhit.RuleMatch{
-			RuleID: r.RuleID, RuleName: name, HasHitKeyword: r.HasHitKeyword,
-			Semantics: semantics(r.SemanticsList),
+			RuleID: r.RuleID, RuleName: name, HasHitKeyword: r.HasHitKeyword, Semantics: sem,
 		})
 	}
-	msg := message(m.Detail)
+	msg, err := message(m.Detail)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
 	fetched := o.FetchedAt.UTC().Truncate(time.Millisecond)
 	events := make([]wecomhit.HitEvent, len(rules))
 	for i, r := range rules {
@@ -78,10 +102,21 @@ func Normalize(o Origin, m *wecomhit.HitMessage, names RuleNames) ([]wecomhit.Hi
 			Schema: wecomhit.HitSchema, App: o.App, CorpID: o.CorpID, MsgID: m.MsgID,
 			RuleID: r.RuleID, RuleName: r.RuleName, HasHitKeyword: r.HasHitKeyword,
 			Semantics: r.Semantics, Rules: rules, Message: msg,
-			Source: o.Source, FetchedAt: fetched,
+			Source: o.Source, UsedHitToken: o.UsedHitToken, FetchedAt: fetched,
 		}
 	}
 	return events, nil
+}
+
+// repeated reports whether a rule id occurs in rules. Messages hit a few
+// rules, so a scan beats a map.
+func repeated(rules []wecomhit.HitRule, id string) bool {
+	for _, r := range rules {
+		if r.RuleID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // checkID rejects ids that are empty, huge, or would break a NATS header.
@@ -98,30 +133,66 @@ func checkID(field, id string) error {
 	return nil
 }
 
-func semantics(codes []int) []wecomhit.Semantic {
-	out := make([]wecomhit.Semantic, len(codes))
-	for i, c := range codes {
-		out[i] = wecomhit.Semantic{Code: c, Name: wecomhit.SemanticName(c)}
+// semantics names the codes of a rule, dropping repeats (a code's name is
+// fixed, so nothing is lost). WeCom's codes start at 1.
+func semantics(codes []int) ([]wecomhit.Semantic, error) {
+	out := make([]wecomhit.Semantic, 0, len(codes))
+next:
+	for _, c := range codes {
+		if c < 1 {
+			return nil, fmt.Errorf("semantics code %d below 1", c)
+		}
+		for _, s := range out {
+			if s.Code == c {
+				continue next
+			}
+		}
+		out = append(out, wecomhit.Semantic{Code: c, Name: wecomhit.SemanticName(c)})
 	}
-	return out
+	return out, nil
 }
 
-func message(d *wecomhit.MsgDetail) *wecomhit.Message {
+func message(d *wecomhit.MsgDetail) (*wecomhit.Message, error) {
 	if d == nil {
-		return nil
+		return nil, nil
+	}
+	switch {
+	case d.SendTime < 0:
+		return nil, fmt.Errorf("negative send_time %d", d.SendTime)
+	case d.Sender.ID == "":
+		return nil, errors.New("sender without id")
+	case d.ServiceEncryptInfo != nil && d.ServiceEncryptInfo.PublicKeyVer < 0:
+		return nil, fmt.Errorf("negative public_key_ver %d", d.ServiceEncryptInfo.PublicKeyVer)
 	}
 	m := &wecomhit.Message{
 		MsgType: d.MsgType, MsgTypeName: wecomhit.MsgTypeName(d.MsgType), SendTime: d.SendTime,
-		Sender: party(d.Sender), Receivers: make([]wecomhit.NamedParty, len(d.ReceiverList)),
+		Sender: party(d.Sender), Receivers: make([]wecomhit.NamedParty, 0, len(d.ReceiverList)),
 		ChatID: d.ChatID,
 	}
+	// Most messages have one receiver or a few; a group chat can list
+	// hundreds, where a set finds repeats faster than a scan.
+	var seen map[wecomhit.Party]bool
+	if len(d.ReceiverList) > scanLimit {
+		seen = make(map[wecomhit.Party]bool, len(d.ReceiverList))
+	}
 	for i, r := range d.ReceiverList {
-		m.Receivers[i] = party(r)
+		if r.ID == "" {
+			return nil, errors.New("receiver without id")
+		}
+		if seen != nil {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+		} else if slices.Contains(d.ReceiverList[:i], r) {
+			continue
+		}
+		m.Receivers = append(m.Receivers, party(r))
 	}
 	if e := d.ServiceEncryptInfo; e != nil {
 		m.ServiceEncryptInfo = &wecomhit.EncryptInfo{EncryptedSecretKey: e.EncryptedSecretKey, PublicKeyVer: e.PublicKeyVer}
 	}
-	return m
+	return m, nil
 }
 
 func party(p wecomhit.Party) wecomhit.NamedParty {

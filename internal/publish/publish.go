@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,12 +30,45 @@ const StreamName = "WECOM_HITS"
 const DLQSchema = "wecom.dlq.v1"
 
 // Header names set on every event besides Nats-Msg-Id and Content-Type, so
-// consumers can route without parsing the payload.
+// consumers can route without parsing the payload. Values are exact: ids as
+// WeCom sent them, not percent-encoded.
 const (
 	HeaderCorpID = "Wecom-Corp-Id"
 	HeaderMsgID  = "Wecom-Msg-Id"
 	HeaderRuleID = "Wecom-Rule-Id"
 	HeaderSchema = "Wecom-Schema"
+	// HeaderSource is the event's source: what started the fetch.
+	HeaderSource = "Wecom-Source"
+	// HeaderUsedHitToken is "true" or "false": the event's used_hit_token.
+	HeaderUsedHitToken = "Wecom-Used-Hit-Token"
+)
+
+// CloudEvents 1.0 attributes in binary content mode, as the CloudEvents NATS
+// protocol binding names their headers: "ce-" and the attribute, lowercase.
+// NATS header names are case-sensitive in nats.go and the CloudEvents Go SDK
+// matches these exactly. datacontenttype goes in ce-datacontenttype as the
+// binding says, not in a second, lowercase content-type beside our
+// Content-Type, which one header map could hold only as two entries. Values
+// are percent-encoded where the binding requires it.
+const (
+	HeaderCESpecVersion     = "ce-specversion"
+	HeaderCEID              = "ce-id"
+	HeaderCESource          = "ce-source"
+	HeaderCEType            = "ce-type"
+	HeaderCETime            = "ce-time"
+	HeaderCESubject         = "ce-subject"
+	HeaderCEDataSchema      = "ce-dataschema"
+	HeaderCEDataContentType = "ce-datacontenttype"
+)
+
+// CloudEvents attribute values shared by every hit event.
+const (
+	// CESpecVersion is the CloudEvents version the headers follow.
+	CESpecVersion = "1.0"
+	// HitDataSchema is the $id of docs/hit-event.schema.json.
+	HitDataSchema = "https://github.com/wecomhit/wecomhit/docs/hit-event.schema.json"
+	// ContentTypeJSON is every event's Content-Type and datacontenttype.
+	ContentTypeJSON = "application/json"
 )
 
 // Defaults for Options left zero.
@@ -160,7 +195,8 @@ type deadLetter struct {
 // Publish publishes a fetched page: Page with the page's origin, leaving
 // out the events whose Nats-Msg-Id is in page.Skip.
 func (p *Publisher) Publish(ctx context.Context, page *wecomhit.HitPage) (Result, error) {
-	return p.page(ctx, Origin{App: page.App, CorpID: page.CorpID, Source: page.Source, FetchedAt: page.FetchedAt}, page.Messages, page.Skip)
+	return p.page(ctx, Origin{App: page.App, CorpID: page.CorpID, Source: page.Source,
+		UsedHitToken: page.UsedHitToken, FetchedAt: page.FetchedAt}, page.Messages, page.Skip)
 }
 
 // Page publishes every event of msgs and waits until JetStream has acked
@@ -285,21 +321,82 @@ func (p *Publisher) resolveNames(ctx context.Context, corpID string, msgs []weco
 	}
 }
 
+// eventHeaders is how many headers eventMsg sets; jetstream adds
+// Nats-Expected-Stream.
+const eventHeaders = 16
+
+// eventMsg builds an event's message: the JSON payload, the routing headers
+// and the CloudEvents attributes. It runs once per event, so the headers
+// share one backing array rather than allocating a slice each.
 func (p *Publisher) eventMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("publish: encode event: %w", err)
 	}
-	m := nats.NewMsg(HitSubject(p.prefix, e.CorpID, e.RuleID))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(e.CorpID, e.MsgID, e.RuleID))
-	m.Header.Set("Content-Type", "application/json")
-	m.Header.Set(HeaderSchema, wecomhit.HitSchema)
-	m.Header.Set(HeaderCorpID, e.CorpID)
-	m.Header.Set(HeaderMsgID, e.MsgID)
-	m.Header.Set(HeaderRuleID, e.RuleID)
-	return m, nil
+	id := MsgID(e.CorpID, e.MsgID, e.RuleID)
+	vals := [eventHeaders]string{
+		id, ContentTypeJSON, wecomhit.HitSchema, e.CorpID, e.MsgID, e.RuleID,
+		e.Source, strconv.FormatBool(e.UsedHitToken),
+		CESpecVersion, ceValue(id), ceValue(CESource(e.CorpID)), wecomhit.HitSchema,
+		ceTime(e), ceValue(e.RuleID), HitDataSchema, ContentTypeJSON,
+	}
+	names := [eventHeaders]string{
+		jetstream.MsgIDHeader, "Content-Type", HeaderSchema, HeaderCorpID, HeaderMsgID, HeaderRuleID,
+		HeaderSource, HeaderUsedHitToken,
+		HeaderCESpecVersion, HeaderCEID, HeaderCESource, HeaderCEType,
+		HeaderCETime, HeaderCESubject, HeaderCEDataSchema, HeaderCEDataContentType,
+	}
+	backing := vals[:]
+	h := make(nats.Header, eventHeaders+1)
+	for i, name := range names {
+		h[name] = backing[i : i+1 : i+1]
+	}
+	return &nats.Msg{Subject: HitSubject(p.prefix, e.CorpID, e.RuleID), Header: h, Data: data}, nil
 }
+
+// CESource is the CloudEvents source of a corp's events:
+// urn:wecomhit:corp:<corp_id>. It names the corp and not the app, so that
+// source and id identify one hit whichever app fetched it, as the id
+// (Nats-Msg-Id) does.
+func CESource(corpID string) string {
+	return "urn:wecomhit:corp:" + url.PathEscape(corpID)
+}
+
+// ceTime is an event's CloudEvents time: when the message was sent, or when
+// it was fetched if WeCom gave no send time.
+func ceTime(e *wecomhit.HitEvent) string {
+	if e.Message != nil && e.Message.SendTime > 0 {
+		return time.Unix(e.Message.SendTime, 0).UTC().Format(time.RFC3339)
+	}
+	return e.FetchedAt.UTC().Format(time.RFC3339Nano)
+}
+
+// ceValue percent-encodes s as the CloudEvents NATS binding requires of
+// header values: space, '"', '%', control characters and every byte outside
+// printable ASCII (so a UTF-8 character becomes one %XX per byte). Plain
+// values, the usual case, are returned without allocating.
+func ceValue(s string) string {
+	i := 0
+	for i < len(s) && !ceEscape(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, i, len(s)+16)
+	copy(b, s[:i])
+	for ; i < len(s); i++ {
+		if c := s[i]; ceEscape(c) {
+			b = append(b, '%', hex[c>>4], hex[c&0xf])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func ceEscape(c byte) bool { return c <= ' ' || c == '"' || c == '%' || c >= 0x7f }
 
 // deadLetter builds the DLQ message for a record. Its Msg-Id is derived
 // from the record's content, so a re-fetched bad record is stored once.
