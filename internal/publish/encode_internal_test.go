@@ -5,9 +5,31 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/wecomhit/wecomhit"
 )
+
+func TestCEValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"wwCorp:m1:r1":  "wwCorp:m1:r1",
+		"":              "",
+		"a b":           "a%20b",
+		`say "hi"`:      "say%20%22hi%22",
+		"100%":          "100%25",
+		"tab\there\x7f": "tab%09here%7F",
+		"Euro € 😀":      "Euro%20%E2%82%AC%20%F0%9F%98%80", // the binding's own example
+		"规则":            "%E8%A7%84%E5%88%99",
+		"<>*.:/?#":      "<>*.:/?#", // printable ASCII stays
+	} {
+		assert.Equal(t, want, ceValue(in), "%q", in)
+	}
+	assert.Equal(t, "urn:wecomhit:corp:wwCorp", CESource("wwCorp"))
+	assert.Equal(t, "urn:wecomhit:corp:a%2Fb%20c", CESource("a/b c"))
+	// An escaped source is escaped again for the header, as the binding
+	// asks of every '%'; one round of decoding gives the source back.
+	assert.Equal(t, "urn:wecomhit:corp:a%252Fb%2520c", ceValue(CESource("a/b c")))
+}
 
 // BenchmarkEventMsg measures building one event's NATS message (JSON and
 // headers), the part of Page that runs per event besides the network.
