@@ -127,6 +127,7 @@ func TestFetch_PollWithoutCallbacks(t *testing.T) {
 	got, _ := e.events()
 	for _, ev := range got {
 		require.Equal(t, wecomhit.SourcePoll, ev.Source)
+		require.False(t, ev.UsedHitToken)
 	}
 }
 
@@ -245,6 +246,7 @@ func TestFetch_Backfill(t *testing.T) {
 			assert.Equal(t, wecomhit.SourceCallback, ev.Source)
 		} else {
 			assert.Equal(t, wecomhit.SourceBackfill, ev.Source)
+			assert.False(t, ev.UsedHitToken, "backfill never has a token")
 		}
 	}
 	after, err := r.f.Cursor(ctxT(t), appName, corpID)
@@ -363,4 +365,71 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 	require.NoError(t, f.Handle(ctxT(t), older))
 	api.mu.Lock()
 	assert.Equal(t, []string{"tok-new", "tok-new"}, api.tokens, "the late, older token was not used")
+}
+
+// TestFetch_SourceIsWhatStartedTheFetch: source names what started the
+// fetch and used_hit_token whether a hit token was used, independently: a
+// callback whose token came too late still fetches token-less, and a poll
+// that finds a live token uses it.
+func TestFetch_SourceIsWhatStartedTheFetch(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	r := e.startReceiver(nil, fetch.Options{PageSize: 500})
+	type origin struct {
+		source string
+		token  bool
+	}
+	// fetchNew generates messages, runs one fetch and returns the origins
+	// of the events it published.
+	fetchNew := func(run func()) map[origin]int {
+		t.Helper()
+		before, _ := e.events()
+		_, err := e.sim.GenerateMessages(corpID, 100)
+		require.NoError(t, err)
+		run()
+		e.requireExactlyTruth()
+		after, _ := e.events()
+		got := map[origin]int{}
+		for k, ev := range after {
+			if _, old := before[k]; !old {
+				got[origin{ev.Source, ev.UsedHitToken}]++
+			}
+		}
+		require.NotEmpty(t, got)
+		return got
+	}
+
+	// A hit_keyword callback whose token is past its life: a callback
+	// fetch, token-less.
+	stale := fetchNew(func() {
+		tok, err := e.sim.IssueHitToken(corpID)
+		require.NoError(t, err)
+		require.NoError(t, r.f.Handle(ctxT(t), &wecomhit.Callback{ID: tok, App: appName, Kind: wecomhit.KindHitKeyword,
+			CorpID: corpID, SuiteID: suiteID, Token: tok, ReceivedAt: time.Now().Add(-time.Hour)}))
+	})
+	assert.Equal(t, []origin{{wecomhit.SourceCallback, false}}, keys(stale))
+
+	// A fresh callback: a callback fetch with its token.
+	fresh := fetchNew(func() { e.callback(r, 10) })
+	assert.Equal(t, []origin{{wecomhit.SourceCallback, true}}, keys(fresh))
+
+	// A poll while that token lives: a poll, with the token.
+	poll := fetchNew(func() {
+		natstest.WaitFor(t, 10*time.Second, func() error {
+			want := len(e.truth())
+			r.f.Poll()
+			if got, _ := e.events(); len(got) < want {
+				return fmt.Errorf("%d of %d", len(got), want)
+			}
+			return nil
+		})
+	})
+	assert.Equal(t, []origin{{wecomhit.SourcePoll, true}}, keys(poll))
+}
+
+func keys[K comparable, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

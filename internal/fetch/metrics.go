@@ -25,8 +25,8 @@ type Metrics struct {
 // nil):
 //
 //   - wecom_receiver_fetch_pages_total{app,corp,source}: pages fetched and
-//     published, source callback (with a hit token), poll (token-less) or
-//     backfill.
+//     published, by what started the fetch, as the events' source: callback,
+//     poll or backfill.
 //   - wecom_receiver_fetch_page_duration_seconds{app}: one page,
 //     get_hit_msg_list and the publish until the last PubAck.
 //   - wecom_receiver_fetch_errors_total{app,corp}: fetches that failed (the
@@ -42,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		pages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wecom_receiver_fetch_pages_total",
-			Help: "get_hit_msg_list pages fetched and published, by app, corp and source (callback, poll, backfill).",
+			Help: "get_hit_msg_list pages fetched and published, by app, corp and what started the fetch (callback, poll, backfill).",
 		}, []string{"app", "corp", "source"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "wecom_receiver_fetch_page_duration_seconds",
