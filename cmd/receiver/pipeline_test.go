@@ -230,8 +230,10 @@ func TestPipeline_EndToEnd(t *testing.T) {
 	for id, ev := range events {
 		require.Equal(t, wecomhit.SourceCallback, ev.Source)
 		require.Equal(t, names[ev.RuleID], ev.RuleName, "event %s carries its rule's name", id)
+		require.True(t, ev.UsedHitToken, "fetched with the callbacks' tokens")
 	}
 	require.Positive(t, s.sim.CallbackStats()[wecomsim.CallbackHitKeyword].Delivered)
+	require.Equal(t, len(want), requireContract(t, js))
 }
 
 // TestPipeline_Zone: a zone program's program_notify reaches the receiver,
@@ -260,8 +262,10 @@ func TestPipeline_Zone(t *testing.T) {
 	for id := range want {
 		require.Equal(t, 1, counts[id], id)
 		require.Equal(t, "zone", events[id].App)
-		require.Equal(t, wecomhit.SourceCallback, events[id].Source, "fetched with the notify id")
+		require.Equal(t, wecomhit.SourceCallback, events[id].Source, "started by program_notify")
+		require.True(t, events[id].UsedHitToken, "fetched with the notify id")
 	}
+	require.Equal(t, len(counts), requireContract(t, js))
 	require.Positive(t, s.sim.Requests("sync_call_program"))
 	require.Positive(t, s.sim.CallbackStats()[wecomsim.CallbackProgramNotify].Delivered)
 }
@@ -289,7 +293,9 @@ func TestPipeline_DroppedCallbacksPoll(t *testing.T) {
 	for id := range want {
 		require.Equal(t, 1, counts[id])
 		require.Equal(t, wecomhit.SourcePoll, events[id].Source)
+		require.False(t, events[id].UsedHitToken, "no callback, no token")
 	}
+	require.Equal(t, len(want), requireContract(t, js))
 	require.Zero(t, s.sim.CallbackStats()[wecomsim.CallbackHitKeyword].Delivered)
 }
 
@@ -394,7 +400,9 @@ func TestRun_Backfill(t *testing.T) {
 		require.Equal(t, 1, counts[id])
 		require.Equal(t, wecomhit.SourceBackfill, events[id].Source)
 		require.Equal(t, names[events[id].RuleID], events[id].RuleName, "every backfilled event carries its rule's name")
+		require.False(t, events[id].UsedHitToken)
 	}
+	require.Equal(t, len(want), requireContract(t, js))
 
 	// Again: everything is already there.
 	stdout = testlog.Buffer{}
