@@ -1,0 +1,98 @@
+// Command go-consumer is an example consumer of hit events (docs/events.md):
+// a durable JetStream consumer on WECOM_HITS with explicit acks that handles
+// each hit once, keyed on its dedup id (Nats-Msg-Id), and stops cleanly on
+// SIGINT or SIGTERM. Handling a hit appends a line to a file, which is also
+// the record of what was handled, so a restart handles no hit twice.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit"
+)
+
+func main() {
+	url := flag.String("nats", nats.DefaultURL, "NATS server URL")
+	durable := flag.String("durable", "go-example", "durable consumer name: the position survives restarts")
+	filter := flag.String("subject", "wecom.hit.>", "subjects to read (<prefix>.hit.>)")
+	out := flag.String("out", "hits.tsv", "file of handled hits, one line each: id, source, rule name")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *url, *durable, *filter, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "go-consumer:", err)
+		os.Exit(1)
+	}
+}
+
+// run consumes until ctx ends, then finishes the event in hand and returns;
+// what is not acked yet is delivered again to the next run.
+func run(ctx context.Context, url, durable, subject, path string) error {
+	data, err := os.ReadFile(path) // the hits handled by earlier runs
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	handled := map[string]bool{}
+	for line := range strings.Lines(string(data)) {
+		id, _, _ := strings.Cut(line, "\t")
+		handled[id] = true
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	nc, err := nats.Connect(url, nats.Name("go-consumer example"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "WECOM_HITS", jetstream.ConsumerConfig{
+		Durable: durable, FilterSubject: subject,
+		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	// The handler runs for one message at a time, so handled needs no lock.
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		id := m.Headers().Get("Nats-Msg-Id") // <corp_id>:<msgid>:<rule_id>, never empty
+		if handled[id] {
+			_ = m.Ack() // delivered again (a redelivery, a re-publish): done already
+			return
+		}
+		var ev wecomhit.HitEvent
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			_ = m.Term() // not a hit event: never deliver it again
+			return
+		}
+		if _, err := fmt.Fprintf(f, "%s\t%s\t%s\n", id, ev.Source, ev.RuleName); err != nil {
+			_ = m.Nak() // not handled: let JetStream deliver it again
+			return
+		}
+		handled[id] = true
+		_ = m.Ack()
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { fmt.Fprintln(os.Stderr, "go-consumer:", err) }))
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cc.Drain() // stop pulling; the message in hand is finished and acked
+	<-cc.Closed()
+	return errors.Join(nc.Flush(), f.Sync()) // the acks reach the server
+}
