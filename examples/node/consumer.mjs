@@ -1,0 +1,67 @@
+// Example consumer of the receiver's hit events (docs/events.md), with the
+// npm nats client: a durable JetStream consumer on WECOM_HITS with explicit
+// acks that handles each hit once, keyed on its dedup id (Nats-Msg-Id), and
+// stops cleanly on SIGINT or SIGTERM. Handling a hit appends a line to a
+// file, which is also the record of what was handled, so a restart handles
+// no hit twice.
+//
+//   npm ci && NATS_URL=nats://127.0.0.1:4222 OUT=hits.tsv node consumer.mjs
+import { appendFileSync, readFileSync } from "node:fs";
+import { AckPolicy, DeliverPolicy, connect } from "nats";
+
+const servers = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const durable = process.env.DURABLE ?? "node-example"; // the position survives restarts
+const subject = process.env.SUBJECT ?? "wecom.hit.>"; // <prefix>.hit.>
+const out = process.env.OUT ?? "hits.tsv"; // one line per handled hit: id, source, rule name
+
+// The hits handled by earlier runs.
+const handled = new Set();
+try {
+  for (const line of readFileSync(out, "utf8").split("\n")) {
+    if (line) handled.add(line.split("\t")[0]);
+  }
+} catch (err) {
+  if (err.code !== "ENOENT") throw err;
+}
+
+const nc = await connect({ servers, name: "node-consumer example" });
+const jsm = await nc.jetstreamManager();
+await jsm.consumers.add("WECOM_HITS", {
+  durable_name: durable,
+  filter_subject: subject,
+  ack_policy: AckPolicy.Explicit,
+  deliver_policy: DeliverPolicy.All,
+});
+const consumer = await nc.jetstream().consumers.get("WECOM_HITS", durable);
+const messages = await consumer.consume();
+
+// Stop pulling on a signal; the loop below finishes the message in hand, and
+// what was pulled but not handled is delivered again to the next run.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => messages.close());
+}
+
+for await (const m of messages) {
+  const id = m.headers?.get("Nats-Msg-Id"); // <corp_id>:<msgid>:<rule_id>
+  if (handled.has(id)) {
+    m.ack(); // delivered again (a redelivery, a re-publish): done already
+    continue;
+  }
+  let ev;
+  try {
+    ev = m.json();
+  } catch {
+    m.term(); // not a hit event: never deliver it again
+    continue;
+  }
+  try {
+    appendFileSync(out, `${id}\t${ev.source}\t${ev.rule_name}\n`);
+  } catch (err) {
+    console.error("node-consumer:", err.message);
+    m.nak(); // not handled: let JetStream deliver it again
+    continue;
+  }
+  handled.add(id);
+  m.ack();
+}
+await nc.drain(); // the acks reach the server before the connection closes
