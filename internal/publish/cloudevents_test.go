@@ -85,6 +85,7 @@ func TestCloudEvents_GoSDK(t *testing.T) {
 	for seq := uint64(1); seq <= 4; seq++ {
 		m, err := s.GetMsg(context.Background(), seq)
 		require.NoError(t, err)
+		assert.Equal(t, publish.StreamName, m.Header.Get("Nats-Expected-Stream"), "the stream keeps the publisher's guard header")
 		plain[m.Header.Get(publish.HeaderMsgID)+"/"+m.Header.Get(publish.HeaderRuleID)] = m.Data
 	}
 
