@@ -1,8 +1,7 @@
-// Command go-consumer is an example consumer of hit events (docs/events.md):
-// a durable JetStream consumer on WECOM_HITS with explicit acks that handles
-// each hit once, keyed on its dedup id (Nats-Msg-Id), and stops cleanly on
-// SIGINT or SIGTERM. Handling a hit appends a line to a file, which is also
-// the record of what was handled, so a restart handles no hit twice.
+// Command go-consumer is an example consumer of hit events (docs/events.md): a
+// durable JetStream consumer on WECOM_HITS with explicit acks that handles each
+// hit once, keyed on its dedup id, and stops cleanly on SIGINT or SIGTERM. It
+// appends a line per hit to a file, which is also its record of what it handled.
 package main
 
 import (
@@ -24,53 +23,55 @@ import (
 
 func main() {
 	url := flag.String("nats", nats.DefaultURL, "NATS server URL")
+	nkey := flag.String("nkey", "", "the consumer role's seed file (receiver creds consumer), where the server asks for one")
 	durable := flag.String("durable", "go-example", "durable consumer name: the position survives restarts")
-	filter := flag.String("subject", "wecom.hit.>", "subjects to read (<prefix>.hit.>)")
 	out := flag.String("out", "hits.tsv", "file of handled hits, one line each: id, source, rule name")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *url, *durable, *filter, *out); err != nil {
+	if err := run(ctx, *url, *nkey, *durable, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "go-consumer:", err)
 		os.Exit(1)
 	}
 }
 
-// run consumes until ctx ends, then finishes the event in hand and returns;
-// what is not acked yet is delivered again to the next run.
-func run(ctx context.Context, url, durable, subject, path string) error {
+// run consumes until ctx ends; what is not acked then is delivered again later.
+func run(ctx context.Context, url, nkey, durable, path string) error {
 	data, err := os.ReadFile(path) // the hits handled by earlier runs
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	handled := map[string]bool{}
 	for line := range strings.Lines(string(data)) {
-		id, _, _ := strings.Cut(line, "\t")
-		handled[id] = true
+		handled[strings.SplitN(line, "\t", 2)[0]] = true
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	nc, err := nats.Connect(url, nats.Name("go-consumer example"))
+	var login []nats.Option
+	if nkey != "" {
+		seed, err := nats.NkeyOptionFromSeed(nkey)
+		if err != nil {
+			return err
+		}
+		login = append(login, seed)
+	}
+	nc, err := nats.Connect(url, login...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	js, _ := jetstream.New(nc) // fails only on bad options
 	cons, err := js.CreateOrUpdateConsumer(ctx, "WECOM_HITS", jetstream.ConsumerConfig{
-		Durable: durable, FilterSubject: subject,
+		Durable: durable, FilterSubject: "wecom.hit.>", // <prefix>.hit.>
 		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return err
 	}
-	// The handler runs for one message at a time, so handled needs no lock.
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	cc, err := cons.Consume(func(m jetstream.Msg) { // one message at a time: handled needs no lock
 		id := m.Headers().Get("Nats-Msg-Id") // <corp_id>:<msgid>:<rule_id>, never empty
 		if handled[id] {
 			_ = m.Ack() // delivered again (a redelivery, a re-publish): done already

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 // each hit handled once across re-deliveries and a restart, a clean exit on
 // SIGTERM.
 func TestGoConsumer(t *testing.T) {
-	consumertest.Run(t, func(t *testing.T, url, durable, out string) *exec.Cmd {
+	consumertest.Scenario(t, func(t *testing.T, url, durable, out string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-nats", url, "-durable", durable, "-out", out)
 		cmd.Env = append(os.Environ(), runMainEnv+"=1")
 		return cmd

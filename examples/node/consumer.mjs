@@ -5,11 +5,13 @@
 // file, which is also the record of what was handled, so a restart handles
 // no hit twice.
 //
-//   npm ci && NATS_URL=nats://127.0.0.1:4222 OUT=hits.tsv node consumer.mjs
+//   npm ci && NATS_URL=nats://127.0.0.1:4222 NATS_NKEY=consumer.nk node consumer.mjs
 import { appendFileSync, readFileSync } from "node:fs";
-import { AckPolicy, DeliverPolicy, connect } from "nats";
+import { AckPolicy, DeliverPolicy, connect, nkeyAuthenticator } from "nats";
 
 const servers = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+// The consumer role's seed file (receiver creds consumer), where the server asks for one.
+const nkey = process.env.NATS_NKEY;
 const durable = process.env.DURABLE ?? "node-example"; // the position survives restarts
 const subject = process.env.SUBJECT ?? "wecom.hit.>"; // <prefix>.hit.>
 const out = process.env.OUT ?? "hits.tsv"; // one line per handled hit: id, source, rule name
@@ -24,7 +26,13 @@ try {
   if (err.code !== "ENOENT") throw err;
 }
 
-const nc = await connect({ servers, name: "node-consumer example" });
+// The seed file has comment lines; the seed is the line starting with SU.
+const seed = nkey && readFileSync(nkey, "utf8").split("\n").find((l) => l.startsWith("SU"));
+const nc = await connect({
+  servers,
+  name: "node-consumer example",
+  authenticator: seed ? nkeyAuthenticator(new TextEncoder().encode(seed.trim())) : undefined,
+});
 const jsm = await nc.jetstreamManager();
 await jsm.consumers.add("WECOM_HITS", {
   durable_name: durable,

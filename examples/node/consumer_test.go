@@ -22,7 +22,7 @@ func TestNodeConsumer(t *testing.T) {
 	if _, err := os.Stat("node_modules/nats/package.json"); err != nil {
 		t.Skip("examples/node has no node_modules, so the Node example is not run: run `npm ci` in examples/node (.ci/run does)")
 	}
-	consumertest.Run(t, func(t *testing.T, url, durable, out string) *exec.Cmd {
+	consumertest.Scenario(t, func(t *testing.T, url, durable, out string) *exec.Cmd {
 		cmd := exec.Command(node, "consumer.mjs")
 		cmd.Env = append(os.Environ(), "NATS_URL="+url, "DURABLE="+durable, "OUT="+out)
 		return cmd

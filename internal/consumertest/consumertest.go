@@ -48,11 +48,11 @@ const (
 // the durable consumer durable and writing handled hits to out.
 type Start func(t *testing.T, natsURL, durable, out string) *exec.Cmd
 
-// Run runs the scenario: events published; the consumer handles each once;
-// the same events stored again are acked but not handled again; SIGTERM
+// Scenario runs the scenario: events published; the consumer handles each
+// once; the same events stored again are acked but not handled again; SIGTERM
 // stops it with exit code 0; new events published while it is away are the
 // only ones the restarted consumer handles.
-func Run(t *testing.T, start Start, durable string) {
+func Scenario(t *testing.T, start Start, durable string) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
 	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{DuplicateWindow: dupWindow})
@@ -64,7 +64,7 @@ func Run(t *testing.T, start Start, durable string) {
 	first, firstIDs := Messages("a", 30)
 	publishPage(t, p, first)
 	c := run(t, start, srv.ClientURL(), durable, out)
-	waitHandled(t, c, out, firstIDs)
+	WaitHandled(t, c, out, firstIDs)
 
 	// The same events again, stored once the de-duplication window has
 	// passed: the consumer acks them and handles none twice.
@@ -76,18 +76,18 @@ func Run(t *testing.T, start Start, durable string) {
 		return nil
 	})
 	waitAcked(t, js, durable)
-	requireLines(t, out, firstIDs)
-	c.stop(t)
+	RequireHandled(t, out, firstIDs)
+	c.Stop(t)
 
 	// Away: new events. Back: only those are handled.
 	second, secondIDs := Messages("b", 20)
 	publishPage(t, p, second)
 	c = run(t, start, srv.ClientURL(), durable, out)
 	all := append(append([]string(nil), firstIDs...), secondIDs...)
-	waitHandled(t, c, out, all)
+	WaitHandled(t, c, out, all)
 	waitAcked(t, js, durable)
-	requireLines(t, out, all)
-	c.stop(t)
+	RequireHandled(t, out, all)
+	c.Stop(t)
 }
 
 // Messages returns n hit messages as WeCom would return them, ids starting
@@ -135,8 +135,8 @@ func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	return info.State.Msgs
 }
 
-// proc is a running consumer process.
-type proc struct {
+// Proc is a running consumer process.
+type Proc struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	stderr bytes.Buffer
@@ -144,21 +144,29 @@ type proc struct {
 	err    error
 }
 
-func (p *proc) Write(b []byte) (int, error) {
+// Write collects the process's stderr, for failure messages.
+func (p *Proc) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stderr.Write(b)
 }
 
-func (p *proc) log() string {
+func (p *Proc) log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stderr.String()
 }
 
-func run(t *testing.T, start Start, url, durable, out string) *proc {
+func run(t *testing.T, start Start, url, durable, out string) *Proc {
 	t.Helper()
-	p := &proc{cmd: start(t, url, durable, out), exited: make(chan struct{})}
+	return Run(t, start(t, url, durable, out))
+}
+
+// Run starts cmd, collecting its stderr, and kills it in t.Cleanup if it
+// is still running then.
+func Run(t *testing.T, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	p := &Proc{cmd: cmd, exited: make(chan struct{})}
 	p.cmd.Stderr = p
 	require.NoError(t, p.cmd.Start())
 	go func() {
@@ -176,8 +184,8 @@ func run(t *testing.T, start Start, url, durable, out string) *proc {
 	return p
 }
 
-// stop sends SIGTERM and expects a clean exit.
-func (p *proc) stop(t *testing.T) {
+// Stop sends SIGTERM and expects a clean exit.
+func (p *Proc) Stop(t *testing.T) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -205,7 +213,9 @@ func lines(t *testing.T, out string) []string {
 	return ids
 }
 
-func waitHandled(t *testing.T, p *proc, out string, want []string) {
+// WaitHandled waits until out lists as many hits as want, failing early if
+// the process exits.
+func WaitHandled(t *testing.T, p *Proc, out string, want []string) {
 	t.Helper()
 	natstest.WaitFor(t, waitFor, func() error {
 		select {
@@ -242,8 +252,8 @@ func waitAcked(t *testing.T, js jetstream.JetStream, durable string) {
 	})
 }
 
-// requireLines checks that exactly the ids of want were handled, each once.
-func requireLines(t *testing.T, out string, want []string) {
+// RequireHandled checks that exactly the ids of want were handled, each once.
+func RequireHandled(t *testing.T, out string, want []string) {
 	t.Helper()
 	got := lines(t, out)
 	count := map[string]int{}

@@ -90,7 +90,7 @@ func TestCloudEvents_GoSDK(t *testing.T) {
 	}
 
 	consumer, err := cejs.NewConsumerFromConn(nc, publish.StreamName, prefix+".hit.>", nil,
-		[]nats.SubOpt{nats.DeliverAll(), nats.AckNone()})
+		[]nats.SubOpt{nats.BindStream(publish.StreamName), nats.DeliverAll(), nats.AckNone()})
 	require.NoError(t, err)
 	client, err := cloudevents.NewClient(consumer)
 	require.NoError(t, err)
