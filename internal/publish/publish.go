@@ -1,7 +1,9 @@
 // Package publish turns fetched hit messages into wecom.hit.v1 events and
 // writes them to the WECOM_HITS JetStream stream, one per (message, rule),
-// returning only once JetStream has acknowledged every one. A record that
-// cannot be normalized is dead-lettered with its reason.
+// each with routing headers and its CloudEvents attributes, returning only
+// once JetStream has acknowledged every one. A record that cannot be
+// normalized without breaking the contract (docs/events.md) is
+// dead-lettered with its reason.
 //
 // It does not fetch, keep cursors or decide when to publish; the fetch stage
 // calls it page by page and advances its cursor only after a page is acked.
