@@ -21,6 +21,8 @@ type State struct {
 	HitTokenExpires time.Time
 	// Fetching is true while a replica holds the (app, corp)'s lease.
 	Fetching bool
+	// Health is how its fetches have been going (health.go).
+	Health Health
 }
 
 // ReadState reads an (app, corp)'s cursor, newest hit token and lease. It
@@ -58,6 +60,13 @@ func ReadState(ctx context.Context, js jetstream.JetStream, app, corp string) (S
 		var t hitToken
 		if json.Unmarshal(v, &t) == nil {
 			st.HitTokenExpires = t.ExpiresAt
+		}
+	}
+	if v, ok, err := get(HealthBucket); err != nil {
+		return st, err
+	} else if ok {
+		if err := json.Unmarshal(v, &st.Health); err != nil {
+			return st, fmt.Errorf("fetch: decode health: %w", err)
 		}
 	}
 	_, held, err := get(LeaseBucket)
