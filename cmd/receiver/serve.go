@@ -24,6 +24,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/rulecache"
@@ -309,7 +310,14 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.stopPipeline = stop
 	m.pipeline = make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		// The deployment's health facts as gauges, read from NATS like
+		// `receiver status` does; never part of Ready.
+		defer wg.Done()
+		tg := healthTarget(m.cfg)
+		health.Watch(runCtx, js, tg, health.NewMetrics(m.reg, tg), health.Refresh, m.log)
+	}()
 	go func() {
 		defer wg.Done()
 		m.warmRules(runCtx, apps)
