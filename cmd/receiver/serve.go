@@ -309,14 +309,15 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	m.stopPipeline = stop
 	m.pipeline = make(chan struct{})
+	// The deployment's health facts as gauges, read from NATS like
+	// `receiver status` does; never part of Ready.
+	healthTarget := healthTarget(m.cfg)
+	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() {
-		// The deployment's health facts as gauges, read from NATS like
-		// `receiver status` does; never part of Ready.
 		defer wg.Done()
-		tg := healthTarget(m.cfg)
-		health.Watch(runCtx, js, tg, health.NewMetrics(m.reg, tg), health.Refresh, m.log)
+		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
 	}()
 	go func() {
 		defer wg.Done()
