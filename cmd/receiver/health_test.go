@@ -272,3 +272,41 @@ func TestAlerts(t *testing.T) {
 	out, err := exec.CommandContext(ctx, promtool, "check", "rules", path).CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s", out)
 }
+
+// TestStatus_SuiteTicketRejected: a 40085 loop (WeCom refusing the stored
+// suite_ticket whenever the suite token is renewed) shows in status as the
+// corp failing on get_suite_token with 40085; /readyz stays 200.
+func TestStatus_SuiteTicketRejected(t *testing.T) {
+	s := startSystem(t, "0s")
+	cfgPath := opsConfig(t, s, "")
+	// Every token the client holds is refused, so it renews them down to
+	// the suite token, which WeCom refuses to issue for the stored ticket.
+	require.NoError(t, s.sim.SetFaults(
+		wecomsim.Fault{Kind: wecomsim.FaultExpireAccessToken, API: "get_hit_msg_list"},
+		wecomsim.Fault{Kind: wecomsim.FaultExpireAccessToken, API: "get_corp_token"},
+		wecomsim.Fault{Kind: wecomsim.FaultErrcode, API: "get_suite_token", Errcode: 40085},
+	))
+	_, err := s.sim.GenerateMessages(simCorp, 3)
+	require.NoError(t, err)
+	s.sim.Advance(6 * time.Second)
+	var rep statusReport
+	natstest.WaitFor(t, 30*time.Second, func() error {
+		code, out, errOut := runStatus(t, cfgPath, "-o", "json", "-max-failures", "2")
+		if code != exitAttention {
+			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
+		}
+		rep = statusReport{}
+		return json.Unmarshal([]byte(out), &rep)
+	})
+	require.NotEmpty(t, rep.Verdict.Reasons)
+	r := rep.Verdict.Reasons[0]
+	assert.Equal(t, health.ReasonCorpFailing, r.Code)
+	assert.Equal(t, "get_suite_token", r.API)
+	assert.Equal(t, 40085, r.Errcode)
+	status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", "")
+	assert.Equal(t, http.StatusOK, status, body)
+	code, out, _ := runStatus(t, cfgPath, "-max-failures", "2")
+	assert.Equal(t, exitAttention, code)
+	assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: get_suite_token errcode 40085`, out)
+	assert.NotContains(t, out, s.sim.SuiteTicket())
+}

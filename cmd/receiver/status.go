@@ -150,23 +150,27 @@ func printStatus(e env, rep statusReport) error {
 	_, _ = fmt.Fprintf(w, "callbacks:    %d waiting, %d being handled, oldest unhandled %s\n", in.Waiting, in.Handling, oldest)
 	_, _ = fmt.Fprintf(w, "dead letters: %d callbacks, %d hits\n", rep.DeadLetters.Callback, rep.DeadLetters.Hit)
 	st := rep.Storage
-	limit := "no account limit"
+	used := bytesText(st.UsedBytes) + " used (no account limit)"
 	if st.LimitBytes > 0 {
-		limit = "of " + bytesText(uint64(st.LimitBytes))
+		used = bytesText(st.UsedBytes) + " of " + bytesText(uint64(st.LimitBytes)) + " used"
 	}
-	_, _ = fmt.Fprintf(w, "storage:      %s used %s, fullest at %.0f%%", bytesText(st.UsedBytes), limit, 100*st.UsedRatio)
+	limited := st.LimitBytes > 0
 	var streams []string
 	for _, s := range st.Streams {
 		t := s.Stream + " " + bytesText(s.Bytes)
 		if s.MaxBytes > 0 {
-			t += "/" + bytesText(uint64(s.MaxBytes))
+			t += " of " + bytesText(uint64(s.MaxBytes))
+			limited = true
 		}
 		streams = append(streams, t)
 	}
-	if len(streams) > 0 {
-		_, _ = fmt.Fprintf(w, " (%s)", strings.Join(streams, ", "))
+	if limited {
+		used += fmt.Sprintf(", fullest %.0f%%", 100*st.UsedRatio)
 	}
-	_, _ = fmt.Fprintln(w)
+	if len(streams) > 0 {
+		used += "; " + strings.Join(streams, ", ")
+	}
+	_, _ = fmt.Fprintf(w, "storage:      %s\n", used)
 	for _, s := range rep.Suites {
 		age := "none stored"
 		if s.AgeSeconds != nil {
