@@ -7,7 +7,9 @@
 // One fetch per (app, corp) runs at a time across all replicas, under a lease
 // kept in JetStream KV. Callbacks that arrive during a fetch coalesce into it.
 // A periodic token-less poll catches hits whose callbacks were lost, and
-// Backfill re-reads from a point in time.
+// Backfill re-reads from a point in time. Every fetch's outcome goes into a
+// shared per-(app, corp) health entry (health.go), which status reports and
+// alerts read.
 //
 // It does not receive callbacks (intake hands them in through Handle), talk
 // HTTP (a HitLister does), or encode events (the Publisher does).

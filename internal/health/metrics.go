@@ -129,10 +129,16 @@ const Refresh = 15 * time.Second
 // NATS being down shows in /readyz, not here.
 func Watch(ctx context.Context, js jetstream.JetStream, tg Target, m *Metrics, interval time.Duration, log zerolog.Logger) {
 	log = log.With().Str("component", "health").Logger()
+	// The per-corp gauges are the fetcher's (from the same KV entries):
+	// reading every corp here too would only cost NATS requests.
+	facts := Target{Durables: tg.Durables, SubjectPrefix: tg.SubjectPrefix}
+	for _, a := range tg.Apps {
+		facts.Apps = append(facts.Apps, App{Name: a.Name, SuiteID: a.SuiteID})
+	}
 	refresh := func() {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		rep, err := Read(rctx, js, tg, DefaultThresholds(), time.Now())
+		rep, err := Read(rctx, js, facts, DefaultThresholds(), time.Now())
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Debug().Err(err).Msg("health gauges not refreshed")
