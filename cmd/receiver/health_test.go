@@ -110,7 +110,7 @@ func TestStatus_CorpFailing(t *testing.T) {
 		code, out, _ := runStatus(t, cfgPath, "-max-failures", "2")
 		assert.Equal(t, exitAttention, code)
 		first, _, _ := strings.Cut(out, "\n")
-		assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: get_hit_msg_list errcode 48002, \d+ fetches in a row`, first)
+		assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: get_hit_msg_list errcode 48002, \d+ failed fetches in a row`, first)
 		assert.Regexp(t, `get_hit_msg_list errcode 48002 since \S+ ago`, out)
 		for _, secret := range []string{"suite-secret", "perm-code", s.sim.SuiteTicket(), "zone-secret"} {
 			assert.NotContains(t, out, secret)
@@ -273,9 +273,9 @@ func TestAlerts(t *testing.T) {
 	require.NoError(t, err, "promtool check rules:\n%s", out)
 }
 
-// TestStatus_SuiteTicketRejected: a 40085 loop (WeCom refusing the stored
-// suite_ticket whenever the suite token is renewed) shows in status as the
-// corp failing on get_suite_token with 40085; /readyz stays 200.
+// TestStatus_SuiteTicketRejected: WeCom refusing the stored suite_ticket
+// (40085) when the suite token is renewed shows in status: the ticket was
+// rejected and dropped, the corp's fetches fail, exit 3; /readyz stays 200.
 func TestStatus_SuiteTicketRejected(t *testing.T) {
 	s := startSystem(t, "0s")
 	cfgPath := opsConfig(t, s, "")
@@ -291,22 +291,37 @@ func TestStatus_SuiteTicketRejected(t *testing.T) {
 	s.sim.Advance(6 * time.Second)
 	var rep statusReport
 	natstest.WaitFor(t, 30*time.Second, func() error {
-		code, out, errOut := runStatus(t, cfgPath, "-o", "json", "-max-failures", "2")
+		code, out, errOut := runStatus(t, cfgPath, "-o", "json", "-max-failures", "1")
 		if code != exitAttention {
 			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
 		}
 		rep = statusReport{}
-		return json.Unmarshal([]byte(out), &rep)
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			return err
+		}
+		if len(rep.Verdict.Reasons) < 2 {
+			return fmt.Errorf("reasons %+v", rep.Verdict.Reasons)
+		}
+		return nil
 	})
-	require.NotEmpty(t, rep.Verdict.Reasons)
-	r := rep.Verdict.Reasons[0]
-	assert.Equal(t, health.ReasonCorpFailing, r.Code)
-	assert.Equal(t, "get_suite_token", r.API)
-	assert.Equal(t, 40085, r.Errcode)
+	var codes []string
+	for _, r := range rep.Verdict.Reasons {
+		codes = append(codes, r.Code)
+	}
+	assert.Equal(t, []string{health.ReasonCorpFailing, health.ReasonTicketRejected}, codes)
+	require.Len(t, rep.Suites, 1)
+	assert.Positive(t, rep.Suites[0].Rejections)
+	assert.NotNil(t, rep.Suites[0].LastRejected)
+	assert.Nil(t, rep.Suites[0].AgeSeconds, "the rejected ticket was dropped")
+	c := rep.Corps[0]
+	require.NotNil(t, c.LastError)
+	assert.Positive(t, c.ConsecutiveFailures)
+
 	status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", "")
 	assert.Equal(t, http.StatusOK, status, body)
-	code, out, _ := runStatus(t, cfgPath, "-max-failures", "2")
+	code, out, _ := runStatus(t, cfgPath, "-max-failures", "1")
 	assert.Equal(t, exitAttention, code)
-	assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: get_suite_token errcode 40085`, out)
+	assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: .*; suite `+simSuite+` \(app archive\) has no usable suite_ticket: WeCom rejected the last \(40085\)`, out)
+	assert.Regexp(t, `suite ticket: `+simSuite+` \(app archive\): none usable; WeCom rejected \d+ \(40085\)`, out)
 	assert.NotContains(t, out, s.sim.SuiteTicket())
 }

@@ -172,11 +172,17 @@ func printStatus(e env, rep statusReport) error {
 	}
 	_, _ = fmt.Fprintf(w, "storage:      %s\n", used)
 	for _, s := range rep.Suites {
-		age := "none stored"
+		line := "none usable"
 		if s.AgeSeconds != nil {
-			age = "received " + secs(*s.AgeSeconds) + " ago"
+			line = "received " + secs(*s.AgeSeconds) + " ago"
 		}
-		_, _ = fmt.Fprintf(w, "suite ticket: %s (app %s): %s\n", s.SuiteID, s.App, age)
+		if s.HasPrevious {
+			line += ", the previous one kept"
+		}
+		if s.LastRejected != nil {
+			line += fmt.Sprintf("; WeCom rejected %d (40085), last %s", s.Rejections, ago(s.LastRejected))
+		}
+		_, _ = fmt.Fprintf(w, "suite ticket: %s (app %s): %s\n", s.SuiteID, s.App, line)
 	}
 	_, _ = fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -13,7 +13,6 @@ package health
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -110,10 +109,18 @@ type StreamStorage struct {
 type Suite struct {
 	App     string `json:"app"`
 	SuiteID string `json:"suite_id"`
-	// ReceivedAt is when the stored ticket was stored; nil when there is
-	// none.
+	// ReceivedAt is when the current ticket was received (our clock); nil
+	// when none is usable: none pushed yet, or the last was rejected with
+	// none to fall back to.
 	ReceivedAt *time.Time `json:"ticket_received_at,omitempty"`
 	AgeSeconds *float64   `json:"ticket_age_seconds,omitempty"`
+	// HasPrevious: an older good ticket is kept to fall back to if WeCom
+	// rejects the current one.
+	HasPrevious bool `json:"has_previous"`
+	// Rejections counts WeCom's 40085 answers (a ticket it refused, which
+	// was dropped); LastRejected is the last of them.
+	Rejections   int        `json:"rejections"`
+	LastRejected *time.Time `json:"last_rejected,omitempty"`
 }
 
 // Corp is one (app, corp).
@@ -340,10 +347,8 @@ func ReadStorage(ctx context.Context, js jetstream.JetStream) (Storage, error) {
 	return st, nil
 }
 
-// ReadTicket reads when the suite's stored ticket was received, never the
-// ticket. It reads the ticket bucket's entry directly: the time the entry
-// was written is when we received the ticket.
-// TODO(lead): switch to (*wecom.TicketStore).Status once it exists.
+// ReadTicket describes the suite's stored ticket, never the ticket itself.
+// No bucket or no entry reads as no ticket.
 func ReadTicket(ctx context.Context, js jetstream.JetStream, suiteID string, now time.Time) (Suite, error) {
 	s := Suite{SuiteID: suiteID}
 	kv, err := js.KeyValue(ctx, wecom.TicketBucket)
@@ -353,38 +358,21 @@ func ReadTicket(ctx context.Context, js jetstream.JetStream, suiteID string, now
 	if err != nil {
 		return s, fmt.Errorf("health: bucket %s: %w", wecom.TicketBucket, err)
 	}
-	e, err := kv.Get(ctx, ticketKey(suiteID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return s, nil
-	}
+	st, err := wecom.NewTicketStore(kv).Status(ctx, suiteID)
 	if err != nil {
 		return s, fmt.Errorf("health: suite %s ticket: %w", suiteID, err)
 	}
-	var stored struct {
-		Ticket string `json:"ticket"`
+	s.HasPrevious, s.Rejections = st.HasPrevious, st.Rejections
+	if !st.RejectedAt.IsZero() {
+		t := st.RejectedAt.UTC()
+		s.LastRejected = &t
 	}
-	if json.Unmarshal(e.Value(), &stored) != nil || stored.Ticket == "" {
-		return s, nil // unreadable reads as none: it cannot be used either
+	if st.Present {
+		t := st.ReceivedAt.UTC()
+		age := max(0, now.Sub(t).Seconds())
+		s.ReceivedAt, s.AgeSeconds = &t, &age
 	}
-	t := e.Created().UTC()
-	age := max(0, now.Sub(t).Seconds())
-	s.ReceivedAt, s.AgeSeconds = &t, &age
 	return s, nil
-}
-
-// ticketKey is the ticket bucket's key of a suite: wecom's kvKey, which
-// escapes bytes outside [A-Za-z0-9_-] as =XX.
-func ticketKey(suiteID string) string {
-	b := make([]byte, 0, len(suiteID))
-	for i := 0; i < len(suiteID); i++ {
-		c := suiteID[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
-			b = append(b, c)
-			continue
-		}
-		b = fmt.Appendf(b, "=%02X", c)
-	}
-	return string(b)
 }
 
 // sortReasons orders reasons by severity, then code, app and corp.

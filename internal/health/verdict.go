@@ -25,6 +25,9 @@ const (
 	ReasonStorageHigh   = "storage_high"   // above Thresholds.MaxStorageRatio
 	ReasonCorpFailing   = "corp_failing"   // consecutive fetch failures
 	ReasonTicketMissing = "ticket_missing" // a suite app has no ticket
+	// ReasonTicketRejected: WeCom refused the suite's ticket (40085), it
+	// was dropped, and no other is left until WeCom's next push.
+	ReasonTicketRejected = "ticket_rejected"
 	ReasonTicketOld     = "ticket_old"     // the newest ticket is too old
 	ReasonDeadLetters   = "dead_letters"   // records were given up on
 )
@@ -101,6 +104,8 @@ func Judge(rep Report, th Thresholds) Verdict {
 	}
 	for _, s := range rep.Suites {
 		switch {
+		case s.AgeSeconds == nil && s.LastRejected != nil:
+			add(Reason{Code: ReasonTicketRejected, App: s.App, SuiteID: s.SuiteID, Value: float64(s.Rejections)})
 		case s.AgeSeconds == nil:
 			add(Reason{Code: ReasonTicketMissing, App: s.App, SuiteID: s.SuiteID, Limit: th.MaxTicketAge.Seconds()})
 		case *s.AgeSeconds > th.MaxTicketAge.Seconds():
@@ -138,8 +143,8 @@ func fullestStream(st Storage) string {
 	return name
 }
 
-// Line is the verdict in one line for people, e.g. "DEGRADED: archive/ww1
-// failing: get_suite_token errcode 40085, 5 fetches in a row".
+// Line is the verdict in one line for people, e.g. "DEGRADED: archive/ww1:
+// get_suite_token errcode 40085, 5 failed fetches in a row".
 func (v Verdict) Line() string {
 	if len(v.Reasons) == 0 {
 		return v.Status
@@ -175,9 +180,15 @@ func (r Reason) Text() string {
 				what = fmt.Sprintf("%s errcode %d", r.API, r.Errcode)
 			}
 		}
-		return fmt.Sprintf("%s/%s: %s, %.0f fetches in a row", r.App, r.CorpID, what, r.Value)
+		n := fmt.Sprintf("%.0f failed fetches", r.Value)
+		if r.Value == 1 {
+			n = "1 failed fetch"
+		}
+		return fmt.Sprintf("%s/%s: %s, %s in a row", r.App, r.CorpID, what, n)
 	case ReasonTicketMissing:
 		return fmt.Sprintf("suite %s (app %s) has no suite_ticket", r.SuiteID, r.App)
+	case ReasonTicketRejected:
+		return fmt.Sprintf("suite %s (app %s) has no usable suite_ticket: WeCom rejected the last (40085)", r.SuiteID, r.App)
 	case ReasonTicketOld:
 		return fmt.Sprintf("suite %s (app %s) ticket is %s old (limit %s)", r.SuiteID, r.App, secs(r.Value), secs(r.Limit))
 	case ReasonDeadLetters:

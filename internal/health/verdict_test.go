@@ -38,9 +38,14 @@ func TestJudge(t *testing.T) {
 			r.Corps[0].ConsecutiveFailures = 3
 			r.Corps[0].LastError = &fetch.HealthError{API: "get_suite_token", Errcode: 40085}
 		}, health.StatusDegraded, []string{health.ReasonCorpFailing},
-			"DEGRADED: archive/ww1: get_suite_token errcode 40085, 3 fetches in a row"},
+			"DEGRADED: archive/ww1: get_suite_token errcode 40085, 3 failed fetches in a row"},
 		{"TicketMissing", func(r *health.Report) { r.Suites[0].ReceivedAt, r.Suites[0].AgeSeconds = nil, nil },
 			health.StatusDegraded, []string{health.ReasonTicketMissing}, "DEGRADED: suite s1 (app archive) has no suite_ticket"},
+		{"TicketRejected", func(r *health.Report) {
+			r.Suites[0].ReceivedAt, r.Suites[0].AgeSeconds = nil, nil
+			r.Suites[0].LastRejected, r.Suites[0].Rejections = &now, 2
+		}, health.StatusDegraded, []string{health.ReasonTicketRejected},
+			"DEGRADED: suite s1 (app archive) has no usable suite_ticket: WeCom rejected the last (40085)"},
 		{"TicketOld", func(r *health.Report) { r.Suites[0].AgeSeconds = f(41 * 60) },
 			health.StatusDegraded, []string{health.ReasonTicketOld}, "DEGRADED: suite s1 (app archive) ticket is 41m0s old (limit 40m0s)"},
 		{"DeadLetters", func(r *health.Report) { r.DeadLetters = health.DeadLetters{Callback: 300, Hit: 1} },
