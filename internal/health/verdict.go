@@ -28,8 +28,8 @@ const (
 	// ReasonTicketRejected: WeCom refused the suite's ticket (40085), it
 	// was dropped, and no other is left until WeCom's next push.
 	ReasonTicketRejected = "ticket_rejected"
-	ReasonTicketOld     = "ticket_old"     // the newest ticket is too old
-	ReasonDeadLetters   = "dead_letters"   // records were given up on
+	ReasonTicketOld      = "ticket_old"   // the newest ticket is too old
+	ReasonDeadLetters    = "dead_letters" // records were given up on
 )
 
 // Thresholds decide when a fact needs a person.
