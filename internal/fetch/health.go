@@ -92,6 +92,9 @@ type healthRecorder struct {
 
 	mu      sync.Mutex
 	pending map[string]*healthPending
+	// flushing serialises flushes: two at once could write an older
+	// snapshot over a newer one.
+	flushing sync.Mutex
 }
 
 // healthPending is what happened to one (app, corp) since the last write.
@@ -175,6 +178,8 @@ func (r *healthRecorder) flush(ctx context.Context, k string) {
 	if r.kv == nil {
 		return
 	}
+	r.flushing.Lock()
+	defer r.flushing.Unlock()
 	r.mu.Lock()
 	p := r.pending[k]
 	if p == nil || !p.dirty {
@@ -232,11 +237,15 @@ func (r *healthRecorder) flush(ctx context.Context, k string) {
 // casTriesHealth bounds flush's compare-and-set loop.
 const casTriesHealth = 5
 
-// merge applies pending outcomes, which happened after everything in h.
+// merge applies pending outcomes to h. They normally happened after
+// everything in h; but another replica may have written a failure since
+// this one's success, which that success then must not erase.
 func merge(h Health, p healthPending) Health {
-	if !p.success.IsZero() {
+	if !p.success.IsZero() && p.success.After(h.LastSuccess) {
 		h.LastSuccess = p.success
-		h.ConsecutiveFailures = 0
+		if h.LastError == nil || !h.LastError.At.After(p.success) {
+			h.ConsecutiveFailures = 0
+		}
 	}
 	if p.failures > 0 {
 		e := *p.err
