@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -24,8 +26,9 @@ const (
 	// exitAttention: the verdict is DEGRADED or STALLED; a person should
 	// look.
 	exitAttention = 3
-	// exitUnknown: the facts could not be read (NATS unreachable or
-	// refusing), so nothing can be said.
+	// exitUnknown: the facts could not be read: NATS unreachable or not
+	// answering in time (a request the login may not make only times out,
+	// so it ends here too). Nothing can be said.
 	exitUnknown = 4
 )
 
@@ -69,20 +72,15 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
-	if errors.Is(err, errNoNATS) {
-		return err // the config names no NATS: a config mistake, not an outage
-	}
 	if err != nil {
-		c.unknown(*out, err)
-		return exitError{code: exitUnknown, err: err}
+		return c.failed(*out, err)
 	}
 	defer closeBroker(b)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rep, err := readStatus(rctx, b.JetStream(), cfg, th, time.Now())
 	if err != nil {
-		c.unknown(*out, err)
-		return exitError{code: exitUnknown, err: err}
+		return c.failed(*out, err)
 	}
 	if *out == "json" {
 		enc := json.NewEncoder(c.env.stdout)
@@ -97,6 +95,26 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 		return exitError{code: exitAttention}
 	}
 	return nil
+}
+
+// failed ends status when the facts could not be read: NATS out of reach
+// is exit 4 with an UNKNOWN verdict; a mistake of the caller's (no NATS in
+// the config, missing or refused credentials) stays an ordinary failure.
+func (c *statusCommand) failed(out string, err error) error {
+	if !unreachable(err) {
+		return err
+	}
+	c.unknown(out, err)
+	return exitError{code: exitUnknown, err: err}
+}
+
+// unreachable reports whether err says NATS or JetStream could not be
+// reached or did not answer in time.
+func unreachable(err error) bool {
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // unknown reports a verdict that could not be reached, in the output's form.
