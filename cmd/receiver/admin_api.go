@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -135,7 +136,7 @@ func apiCtx(r *http.Request) (context.Context, context.CancelFunc) {
 func (m *Main) apiStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := apiCtx(r)
 	defer cancel()
-	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg.Apps, time.Now())
+	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now())
 	if err != nil {
 		writeAPIError(w, err)
 		return

@@ -14,7 +14,7 @@
 //	receiver search QUERY -config FILE -app A
 //	                                   find archived messages by a word; prints their msgids
 //	receiver tail -config FILE         print hit events as they are published
-//	receiver status -config FILE       where every app and corp stands, from NATS
+//	receiver status -config FILE       a verdict and the facts behind it, from NATS
 //	receiver creds consumer|operator -config FILE
 //	                                   print a role's NATS credentials for the embedded server's listener
 //	receiver version                   print the version
@@ -117,6 +117,12 @@ func run(ctx context.Context, args []string, e env) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		if xe, ok := errors.AsType[exitError](err); ok {
+			if xe.err != nil {
+				_, _ = fmt.Fprintf(e.stderr, "receiver %s: %v\n", args[0], xe.err)
+			}
+			return xe.code
+		}
 		_, _ = fmt.Fprintf(e.stderr, "receiver %s: %v\n", args[0], err)
 		if errors.Is(err, errUsage) {
 			return 2
@@ -125,6 +131,22 @@ func run(ctx context.Context, args []string, e env) int {
 	}
 	return 0
 }
+
+// exitError ends a command with a code of its own (status: 3, 4), after
+// printing err if there is one.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e exitError) Unwrap() error { return e.err }
 
 func printUsage(w io.Writer) {
 	_, _ = fmt.Fprint(w, `receiver: the WeCom keyword-hit receiver
@@ -141,8 +163,10 @@ Commands:
                               find archived messages by a word, every page; prints their msgids
   tail -config FILE [-since TIME] [-subject S] [-o json]
                               print hit events as they are published
-  status -config FILE [-o json]
-                              cursor, newest hit and its age, hit token and backlog per app and corp
+  status -config FILE [-o json] [thresholds]
+                              a verdict (OK, DEGRADED, STALLED) and the facts behind it: backlog,
+                              dead letters, storage, suite tickets, each app and corp's fetches;
+                              exit 0 OK, 3 needs attention, 4 cannot tell (NATS unreachable)
   creds consumer|operator -config FILE
                               print a role's credentials for the embedded NATS listener (nkey seed)
   version                     print the version

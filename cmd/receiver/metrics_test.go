@@ -188,6 +188,33 @@ func TestMetrics_EndToEnd(t *testing.T) {
 		assert.Contains(t, mfs, "process_start_time_seconds")
 	})
 
+	t.Run("Health", func(t *testing.T) {
+		for _, l := range [][]string{archive, zone} {
+			assert.Zero(t, v("wecom_receiver_corp_consecutive_failures", l...), l)
+			assert.InDelta(t, float64(time.Now().Unix()), v("wecom_receiver_corp_last_success_timestamp_seconds", l...), 120, l)
+		}
+		v("wecom_receiver_intake_pending")
+		v("wecom_receiver_intake_oldest_unhandled_age_seconds")
+		for _, k := range []string{"callback", "hit"} {
+			assert.Zero(t, v("wecom_receiver_dead_letters", "kind", k), k)
+		}
+		v("wecom_receiver_suite_ticket_age_seconds", "suite", simSuite)
+		// Read from NATS at start and every 15 s (values: internal/health's
+		// tests): the series exist from the start.
+		v("wecom_receiver_jetstream_store_used_bytes")
+		v("wecom_receiver_jetstream_store_limit_bytes")
+		for _, st := range []string{intake.StreamName, publish.StreamName} {
+			v("wecom_receiver_jetstream_stream_bytes", "stream", st)
+			v("wecom_receiver_jetstream_stream_limit_bytes", "stream", st)
+		}
+	})
+
+	t.Run("Alerts", func(t *testing.T) {
+		for _, name := range alertMetrics(t, "../../configs/alerts.yaml") {
+			assert.Contains(t, mfs, name, "an alert rule uses %s", name)
+		}
+	})
+
 	t.Run("Dashboard", func(t *testing.T) {
 		used := dashboardMetrics(t, "../../configs/grafana-dashboard.json")
 		require.NotEmpty(t, used)

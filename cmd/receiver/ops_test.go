@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 )
@@ -138,15 +139,21 @@ func TestRun_Status(t *testing.T) {
 	require.NotNil(t, c.CursorMoved)
 	require.NotNil(t, c.LastHit)
 	require.NotNil(t, c.LagSeconds)
-	assert.Contains(t, c.HitToken, "valid for", "the hit_keyword callback's token is stored")
-	assert.Zero(t, rep.PendingCallbacks)
+	require.NotNil(t, c.HitTokenExpires, "the hit_keyword callback's token is stored")
+	assert.True(t, c.HitTokenExpires.After(time.Now()))
+	assert.Zero(t, rep.Intake.Waiting)
+	assert.Equal(t, health.StatusOK, rep.Verdict.Status)
+	assert.Empty(t, rep.Verdict.Reasons)
+	assert.Zero(t, c.ConsecutiveFailures)
+	assert.NotNil(t, c.LastSuccess)
 
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"status", "-config", cfgPath}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	out := stdout.String()
-	assert.Contains(t, out, "callbacks: 0 waiting")
-	assert.Regexp(t, `archive\s+`+simCorp+`\s+\S+ ago\s+\S+ ago\s+\S+\s+\d+\s+`+strconv.Itoa(len(want))+`\s+valid for`, out)
+	assert.True(t, strings.HasPrefix(out, "OK\n"), "the verdict comes first: %s", out)
+	assert.Contains(t, out, "callbacks:    0 waiting")
+	assert.Regexp(t, `archive\s+`+simCorp+`\s+0\s+\S+ ago\s+-\s+\S+ ago\s+\S+ ago\s+\S+\s+`+strconv.Itoa(len(want))+`\s+valid for`, out)
 }
 
 func TestRun_OpsNeedNATS(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/rulecache"
@@ -308,8 +309,16 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	m.stopPipeline = stop
 	m.pipeline = make(chan struct{})
+	// The deployment's health facts as gauges, read from NATS like
+	// `receiver status` does; never part of Ready.
+	healthTarget := healthTarget(m.cfg)
+	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
+	}()
 	go func() {
 		defer wg.Done()
 		m.warmRules(runCtx, apps)

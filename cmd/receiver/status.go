@@ -3,49 +3,45 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit/internal/config"
-	"github.com/wecomhit/wecomhit/internal/fetch"
-	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/health"
 )
 
-// statusCommand reports, from NATS, where every (app, corp) stands: so it
-// describes the whole deployment, whichever replica answers.
+// Exit codes of status (README "When something goes wrong"). 1 and 2 keep
+// their meaning for every command: failure, usage.
+const (
+	// exitAttention: the verdict is DEGRADED or STALLED; a person should
+	// look.
+	exitAttention = 3
+	// exitUnknown: the facts could not be read: NATS unreachable or not
+	// answering in time (a request the login may not make only times out,
+	// so it ends here too). Nothing can be said.
+	exitUnknown = 4
+)
+
+// statusCommand reports, from NATS, how the deployment is doing: a verdict,
+// the intake backlog, dead letters, storage, suite tickets and every
+// (app, corp); so it describes the whole deployment, whichever replica
+// answers.
 type statusCommand struct {
 	env env
 }
 
-// corpStatus is one row of the report; also its JSON form.
-type corpStatus struct {
-	App    string `json:"app"`
-	CorpID string `json:"corp_id"`
-	Cursor string `json:"cursor"`
-	// CursorMoved is when a fetch last moved the cursor: after a page with
-	// new hits. A fetch that finds nothing new leaves it as it was.
-	CursorMoved *time.Time `json:"cursor_moved,omitempty"`
-	// LastHit is the send time of the newest hit fetched, and LagSeconds
-	// how long ago that was: on a quiet corp it grows although nothing is
-	// wrong, so read it with the hit rate.
-	LastHit     *time.Time `json:"last_hit,omitempty"`
-	LagSeconds  *float64   `json:"lag_seconds,omitempty"`
-	Pages       int64      `json:"pages"`
-	Events      int64      `json:"events"`
-	HitToken    string     `json:"hit_token"` // "none" or "valid for 6m0s"
-	FetchingNow bool       `json:"fetching_now"`
-}
-
-type statusReport struct {
-	PendingCallbacks  uint64       `json:"pending_callbacks"`
-	HandlingCallbacks int          `json:"handling_callbacks"`
-	Corps             []corpStatus `json:"corps"`
-}
+// statusReport is the report, and the JSON of -o json and /api/status.
+type statusReport = health.Report
 
 func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
@@ -53,11 +49,23 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	path := configFlag(fs, c.env)
 	creds := credsFlag(fs)
 	out := fs.String("o", "table", "output: table or json")
+	th := health.DefaultThresholds()
+	fs.DurationVar(&th.MaxCallbackAge, "max-callback-age", th.MaxCallbackAge, "an unhandled callback older than this is STALLED")
+	fs.IntVar(&th.MaxFailures, "max-failures", th.MaxFailures, "this many consecutive failed fetches of a corp is DEGRADED")
+	fs.DurationVar(&th.MaxTicketAge, "max-ticket-age", th.MaxTicketAge, "a suite_ticket older than this is DEGRADED")
+	fs.Float64Var(&th.MaxStorageRatio, "max-storage", th.MaxStorageRatio, "storage use above this fraction is DEGRADED")
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
 	}
-	if *out != "table" && *out != "json" {
+	switch {
+	case *out != "table" && *out != "json":
 		return fmt.Errorf("%w: -o must be table or json", errUsage)
+	case th.MaxCallbackAge <= 0 || th.MaxTicketAge <= 0:
+		return fmt.Errorf("%w: -max-callback-age and -max-ticket-age must be positive", errUsage)
+	case th.MaxFailures < 1:
+		return fmt.Errorf("%w: -max-failures must be at least 1", errUsage)
+	case th.MaxStorageRatio <= 0 || th.MaxStorageRatio > 1:
+		return fmt.Errorf("%w: -max-storage must be in (0, 1]", errUsage)
 	}
 	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
@@ -65,59 +73,192 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	}
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
 	if err != nil {
-		return err
+		return c.failed(*out, err)
 	}
 	defer closeBroker(b)
-	rep, err := readStatus(ctx, b.JetStream(), cfg.Apps, time.Now())
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rep, err := readStatus(rctx, b.JetStream(), cfg, th, time.Now())
 	if err != nil {
-		return err
+		return c.failed(*out, err)
 	}
 	if *out == "json" {
 		enc := json.NewEncoder(c.env.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := printStatus(c.env, rep); err != nil {
+		return err
 	}
-	_, _ = fmt.Fprintf(c.env.stdout, "callbacks: %d waiting, %d being handled\n\n", rep.PendingCallbacks, rep.HandlingCallbacks)
-	tw := tabwriter.NewWriter(c.env.stdout, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "APP\tCORP\tCURSOR MOVED\tLAST HIT\tLAG\tPAGES\tEVENTS\tHIT TOKEN\tFETCHING\tCURSOR")
-	for _, s := range rep.Corps {
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.App, s.CorpID,
-			ago(s.CursorMoved), ago(s.LastHit), lag(s.LagSeconds), s.Pages, s.Events, s.HitToken, yesNo(s.FetchingNow), short(s.Cursor, 16))
+	if rep.Verdict.Status != health.StatusOK {
+		return exitError{code: exitAttention}
+	}
+	return nil
+}
+
+// failed ends status when the facts could not be read: NATS out of reach
+// is exit 4 with an UNKNOWN verdict; a mistake of the caller's (no NATS in
+// the config, missing or refused credentials) stays an ordinary failure.
+func (c *statusCommand) failed(out string, err error) error {
+	if !unreachable(err) {
+		return err
+	}
+	c.unknown(out, err)
+	return exitError{code: exitUnknown, err: err}
+}
+
+// unreachable reports whether err says NATS or JetStream could not be
+// reached or did not answer in time.
+func unreachable(err error) bool {
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// unknown reports a verdict that could not be reached, in the output's form.
+func (c *statusCommand) unknown(out string, err error) {
+	if out == "json" {
+		enc := json.NewEncoder(c.env.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"verdict": map[string]any{
+			"status": statusUnknown, "reasons": []map[string]string{{"code": "unreachable", "error": err.Error()}},
+		}})
+		return
+	}
+	_, _ = fmt.Fprintf(c.env.stdout, "%s: cannot read the deployment's state from NATS\n", statusUnknown)
+}
+
+// statusUnknown is the verdict when the facts cannot be read.
+const statusUnknown = "UNKNOWN"
+
+// readStatus gathers the report from NATS.
+func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config, th health.Thresholds, now time.Time) (statusReport, error) {
+	return health.Read(ctx, js, healthTarget(cfg), th, now)
+}
+
+// healthTarget is what the health facts are read for: the configured apps
+// and corps, the intake consumers and the subject prefix.
+func healthTarget(cfg *config.Config) health.Target {
+	tg := health.Target{Durables: intakeDurables(), SubjectPrefix: cfg.NATS.SubjectPrefix}
+	for _, a := range cfg.Apps {
+		ha := health.App{Name: a.Name, Corps: appCorps(a)}
+		if a.Mode == config.ModeArchive {
+			ha.SuiteID = a.SuiteID
+		}
+		tg.Apps = append(tg.Apps, ha)
+	}
+	return tg
+}
+
+// intakeDurables names the intake consumers whose backlog counts.
+// TODO(lead): list the durables the split intake consumer creates.
+func intakeDurables() []string { return []string{"receiver"} }
+
+func printStatus(e env, rep statusReport) error {
+	w := e.stdout
+	_, _ = fmt.Fprintln(w, rep.Verdict.Line())
+	_, _ = fmt.Fprintln(w)
+	in := rep.Intake
+	oldest := "none"
+	if in.OldestUnhandled != nil {
+		oldest = secs(in.OldestUnhandledAgeSeconds)
+	}
+	_, _ = fmt.Fprintf(w, "callbacks:    %d waiting, %d being handled, oldest unhandled %s\n", in.Waiting, in.Handling, oldest)
+	_, _ = fmt.Fprintf(w, "dead letters: %d callbacks, %d hits\n", rep.DeadLetters.Callback, rep.DeadLetters.Hit)
+	st := rep.Storage
+	used := bytesText(st.UsedBytes) + " used (no account limit)"
+	if st.LimitBytes > 0 {
+		used = bytesText(st.UsedBytes) + " of " + bytesText(uint64(st.LimitBytes)) + " used"
+	}
+	limited := st.LimitBytes > 0
+	var streams []string
+	for _, s := range st.Streams {
+		t := s.Stream + " " + bytesText(s.Bytes)
+		if s.MaxBytes > 0 {
+			t += " of " + bytesText(uint64(s.MaxBytes))
+			limited = true
+		}
+		streams = append(streams, t)
+	}
+	if limited {
+		used += fmt.Sprintf(", fullest %.0f%%", 100*st.UsedRatio)
+	}
+	if len(streams) > 0 {
+		used += "; " + strings.Join(streams, ", ")
+	}
+	_, _ = fmt.Fprintf(w, "storage:      %s\n", used)
+	for _, s := range rep.Suites {
+		line := "none usable"
+		if s.AgeSeconds != nil {
+			line = "received " + secs(*s.AgeSeconds) + " ago"
+		}
+		if s.HasPrevious {
+			line += ", the previous one kept"
+		}
+		if s.LastRejected != nil {
+			line += fmt.Sprintf("; WeCom rejected %d (40085), last %s", s.Rejections, ago(s.LastRejected))
+		}
+		_, _ = fmt.Fprintf(w, "suite ticket: %s (app %s): %s\n", s.SuiteID, s.App, line)
+	}
+	_, _ = fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "APP\tCORP\tFAILURES\tLAST SUCCESS\tLAST ERROR\tCURSOR MOVED\tLAST HIT\tLAG\tEVENTS\tHIT TOKEN\tFETCHING")
+	for _, c := range rep.Corps {
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.App, c.CorpID,
+			c.ConsecutiveFailures, ago(c.LastSuccess), lastError(c), ago(c.CursorMoved), ago(c.LastHit),
+			lag(c.LagSeconds), c.Events, hitToken(c.HitTokenExpires), yesNo(c.FetchingNow))
 	}
 	return tw.Flush()
 }
 
-// readStatus gathers the report from NATS.
-func readStatus(ctx context.Context, js jetstream.JetStream, apps []config.App, now time.Time) (statusReport, error) {
-	var rep statusReport
-	bl, err := intake.ReadBacklog(ctx, js, "")
-	if err != nil {
-		return rep, err
+// lastError says a corp's last error briefly: what failed and since when.
+func lastError(c health.Corp) string {
+	e := c.LastError
+	if e == nil {
+		return "-"
 	}
-	rep.PendingCallbacks, rep.HandlingCallbacks = bl.Pending, bl.Handling
-	for _, a := range apps {
-		for _, corp := range appCorps(a) {
-			st, err := fetch.ReadState(ctx, js, a.Name, corp)
-			if err != nil {
-				return rep, err
-			}
-			cs := corpStatus{App: a.Name, CorpID: corp, Cursor: st.Cursor.Cursor, Pages: st.Cursor.Pages,
-				Events: st.Cursor.Events, HitToken: "none", FetchingNow: st.Fetching}
-			if t := st.Cursor.UpdatedAt; !t.IsZero() {
-				cs.CursorMoved = &t
-			}
-			if st.Cursor.LastHitTime > 0 {
-				t := time.Unix(st.Cursor.LastHitTime, 0).UTC()
-				lagS := now.Sub(t).Seconds()
-				cs.LastHit, cs.LagSeconds = &t, &lagS
-			}
-			if left := st.HitTokenExpires.Sub(now); left > 0 {
-				cs.HitToken = "valid for " + left.Round(time.Second).String()
-			}
-			rep.Corps = append(rep.Corps, cs)
-		}
+	what := e.API
+	if what == "" {
+		what = "fetch"
 	}
-	return rep, nil
+	switch {
+	case e.Errcode != 0:
+		what += " errcode " + strconv.Itoa(e.Errcode)
+	case e.HTTPStatus != 0:
+		what += " http " + strconv.Itoa(e.HTTPStatus)
+	default:
+		what += " error"
+	}
+	if c.ConsecutiveFailures == 0 {
+		return what + " (recovered)"
+	}
+	return what + " since " + ago(&e.Since)
+}
+
+func hitToken(exp *time.Time) string {
+	if exp == nil {
+		return "none"
+	}
+	return "valid for " + time.Until(*exp).Round(time.Second).String()
+}
+
+func secs(s float64) string {
+	return (time.Duration(s) * time.Second).Round(time.Second).String()
+}
+
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func ago(t *time.Time) string {

@@ -7,7 +7,9 @@
 // One fetch per (app, corp) runs at a time across all replicas, under a lease
 // kept in JetStream KV. Callbacks that arrive during a fetch coalesce into it.
 // A periodic token-less poll catches hits whose callbacks were lost, and
-// Backfill re-reads from a point in time.
+// Backfill re-reads from a point in time. Every fetch's outcome goes into a
+// shared per-(app, corp) health entry (health.go), which status reports and
+// alerts read.
 //
 // It does not receive callbacks (intake hands them in through Handle), talk
 // HTTP (a HitLister does), or encode events (the Publisher does).
@@ -102,6 +104,7 @@ type Fetcher struct {
 	id   string // this replica, in leases
 
 	cursors, leases, tokens jetstream.KeyValue
+	health                  *healthRecorder // health.go
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -152,6 +155,7 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 		apps:    make(map[string]App, len(apps)),
 		log:     log.With().Str("component", "fetch").Logger(),
 		workers: map[string]*worker{},
+		health:  newHealthRecorder(opts.Now, opts.Metrics),
 	}
 	for _, a := range apps {
 		if a.Name == "" || a.API == nil {
@@ -187,6 +191,13 @@ func (f *Fetcher) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fetch: bucket %s: %w", TokenBucket, err)
 	}
+	f.health.kv, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: HealthBucket, Description: "how fetches are going per app and corp",
+		History: 1, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("fetch: bucket %s: %w", HealthBucket, err)
+	}
 	return nil
 }
 
@@ -198,6 +209,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	f.mu.Unlock()
 	defer f.wg.Wait()
 	f.refreshLag(ctx)
+	f.refreshHealth(ctx)
 	lag := time.NewTicker(lagRefresh)
 	defer lag.Stop()
 	var poll <-chan time.Time // nil: polling off
@@ -214,6 +226,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 			f.Poll()
 		case <-lag.C:
 			f.refreshLag(ctx)
+			f.refreshHealth(ctx)
 		}
 	}
 }

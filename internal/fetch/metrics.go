@@ -19,6 +19,9 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	errors    *prometheus.CounterVec
 	cursorLag *prometheus.GaugeVec
+	// From HealthBucket (health.go).
+	failures    *prometheus.GaugeVec
+	lastSuccess *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (none when reg is
@@ -35,6 +38,13 @@ type Metrics struct {
 //     behind: the time of the last page minus the send time of the newest
 //     message the cursor has passed. Set after every page, and at start from
 //     the stored cursor; 0 until the cursor has passed a message.
+//   - wecom_receiver_corp_consecutive_failures{app,corp}: fetches that
+//     failed since the last success, on any replica (from HealthBucket).
+//   - wecom_receiver_corp_last_success_timestamp_seconds{app,corp}: when a
+//     fetch last succeeded, on any replica; 0 until one has.
+//
+// The health gauges are refreshed from the bucket every 15 s, so every
+// replica reports the same values.
 //
 // The corp label takes the corps of the configuration, so its cardinality
 // is bounded.
@@ -57,9 +67,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wecom_receiver_cursor_lag_seconds",
 			Help: "Time of the last page minus the send time of the newest message the fetch cursor has passed, by app and corp.",
 		}, []string{"app", "corp"}),
+		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wecom_receiver_corp_consecutive_failures",
+			Help: "Fetches of an app and corp that failed since the last one that succeeded, on any replica.",
+		}, []string{"app", "corp"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wecom_receiver_corp_last_success_timestamp_seconds",
+			Help: "Unix time a fetch of an app and corp last succeeded, on any replica; 0 until one has.",
+		}, []string{"app", "corp"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.pages, m.duration, m.errors, m.cursorLag)
+		reg.MustRegister(m.pages, m.duration, m.errors, m.cursorLag, m.failures, m.lastSuccess)
 	}
 	return m
 }
@@ -76,6 +94,8 @@ func (m *Metrics) init(app string, corps []string) {
 		}
 		m.errors.WithLabelValues(app, c)
 		m.cursorLag.WithLabelValues(app, c)
+		m.failures.WithLabelValues(app, c)
+		m.lastSuccess.WithLabelValues(app, c)
 	}
 }
 
@@ -101,4 +121,15 @@ func (m *Metrics) lag(app, corp string, lastHit int64, now time.Time) {
 		return
 	}
 	m.cursorLag.WithLabelValues(app, corp).Set(max(0, now.Sub(time.Unix(lastHit, 0)).Seconds()))
+}
+
+// health sets the health gauges from h.
+func (m *Metrics) health(app, corp string, h Health) {
+	if m == nil {
+		return
+	}
+	m.failures.WithLabelValues(app, corp).Set(float64(h.ConsecutiveFailures))
+	if !h.LastSuccess.IsZero() {
+		m.lastSuccess.WithLabelValues(app, corp).Set(float64(h.LastSuccess.UnixNano()) / 1e9)
+	}
 }

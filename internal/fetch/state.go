@@ -21,10 +21,13 @@ type State struct {
 	HitTokenExpires time.Time
 	// Fetching is true while a replica holds the (app, corp)'s lease.
 	Fetching bool
+	// Health is how its fetches have been going (health.go).
+	Health Health
 }
 
-// ReadState reads an (app, corp)'s cursor, newest hit token and lease. It
-// needs no running Fetcher; a bucket that does not exist yet reads as empty.
+// ReadState reads an (app, corp)'s cursor, newest hit token, lease and
+// health. It needs no running Fetcher; a bucket that does not exist yet
+// reads as empty.
 func ReadState(ctx context.Context, js jetstream.JetStream, app, corp string) (State, error) {
 	st := State{Cursor: wecomhit.Cursor{App: app, CorpID: corp}}
 	k := key(app, corp)
@@ -58,6 +61,13 @@ func ReadState(ctx context.Context, js jetstream.JetStream, app, corp string) (S
 		var t hitToken
 		if json.Unmarshal(v, &t) == nil {
 			st.HitTokenExpires = t.ExpiresAt
+		}
+	}
+	if v, ok, err := get(HealthBucket); err != nil {
+		return st, err
+	} else if ok {
+		if err := json.Unmarshal(v, &st.Health); err != nil {
+			return st, fmt.Errorf("fetch: decode health: %w", err)
 		}
 	}
 	_, held, err := get(LeaseBucket)

@@ -108,6 +108,7 @@ func (w *worker) loop(ctx context.Context) {
 			t.err = w.fetch(ctx, t.source)
 			w.f.end()
 		}
+		w.f.health.record(ctx, w.app, w.corp, t.err)
 		if t.err != nil && !errors.Is(t.err, errLeaseBusy) {
 			w.log.Warn().Err(t.err).Str("source", t.source).Msg("fetch failed")
 			w.f.opts.Metrics.failed(w.app, w.corp)

@@ -1,0 +1,110 @@
+package health_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/health"
+	"github.com/wecomhit/wecomhit/internal/metricstest"
+)
+
+func TestJudge(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	f := func(v float64) *float64 { return &v }
+	healthy := func() health.Report {
+		return health.Report{
+			Intake:  health.Intake{Waiting: 3, OldestUnhandled: &now, OldestUnhandledAgeSeconds: 2},
+			Storage: health.Storage{UsedRatio: 0.5},
+			Suites:  []health.Suite{{App: "archive", SuiteID: "s1", ReceivedAt: &now, AgeSeconds: f(300)}},
+			Corps:   []health.Corp{{App: "archive", CorpID: "ww1", ConsecutiveFailures: 2}},
+		}
+	}
+	th := health.DefaultThresholds()
+	for _, tt := range []struct {
+		name   string
+		change func(*health.Report)
+		status string
+		codes  []string
+		line   string
+	}{
+		{"OK", func(*health.Report) {}, health.StatusOK, nil, "OK"},
+		{"CorpFailing", func(r *health.Report) {
+			r.Corps[0].ConsecutiveFailures = 3
+			r.Corps[0].LastError = &fetch.HealthError{API: "get_suite_token", Errcode: 40085}
+		}, health.StatusDegraded, []string{health.ReasonCorpFailing},
+			"DEGRADED: archive/ww1: get_suite_token errcode 40085, 3 failed fetches in a row"},
+		{"TicketMissing", func(r *health.Report) { r.Suites[0].ReceivedAt, r.Suites[0].AgeSeconds = nil, nil },
+			health.StatusDegraded, []string{health.ReasonTicketMissing}, "DEGRADED: suite s1 (app archive) has no suite_ticket"},
+		{"TicketRejected", func(r *health.Report) {
+			r.Suites[0].ReceivedAt, r.Suites[0].AgeSeconds = nil, nil
+			r.Suites[0].LastRejected, r.Suites[0].Rejections = &now, 2
+		}, health.StatusDegraded, []string{health.ReasonTicketRejected},
+			"DEGRADED: suite s1 (app archive) has no usable suite_ticket: WeCom rejected the last (40085)"},
+		{"TicketOld", func(r *health.Report) { r.Suites[0].AgeSeconds = f(41 * 60) },
+			health.StatusDegraded, []string{health.ReasonTicketOld}, "DEGRADED: suite s1 (app archive) ticket is 41m0s old (limit 40m0s)"},
+		{"DeadLetters", func(r *health.Report) { r.DeadLetters = health.DeadLetters{Callback: 300, Hit: 1} },
+			health.StatusDegraded, []string{health.ReasonDeadLetters}, "DEGRADED: 301 dead letters"},
+		{"StorageHigh", func(r *health.Report) {
+			r.Storage = health.Storage{UsedRatio: 0.95, Streams: []health.StreamStorage{{Stream: "WECOM_HITS", Bytes: 95, MaxBytes: 100}}}
+		}, health.StatusDegraded, []string{health.ReasonStorageHigh}, "DEGRADED: storage 95% used (stream WECOM_HITS, limit 90%)"},
+		{"StorageFull", func(r *health.Report) { r.Storage = health.Storage{UsedRatio: 1, UsedBytes: 10, LimitBytes: 10} },
+			health.StatusStalled, []string{health.ReasonStorageFull}, "STALLED: storage full (account 100%)"},
+		{"IntakeStalled", func(r *health.Report) { r.Intake.OldestUnhandledAgeSeconds = 61 },
+			health.StatusStalled, []string{health.ReasonIntakeStalled}, "STALLED: oldest unhandled callback waits 1m1s (limit 1m0s)"},
+		{"StalledFirst", func(r *health.Report) {
+			r.DeadLetters.Callback = 1
+			r.Intake.OldestUnhandledAgeSeconds = 600
+		}, health.StatusStalled, []string{health.ReasonIntakeStalled, health.ReasonDeadLetters}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := healthy()
+			tt.change(&rep)
+			v := health.Judge(rep, th)
+			assert.Equal(t, tt.status, v.Status)
+			var codes []string
+			for _, r := range v.Reasons {
+				codes = append(codes, r.Code)
+			}
+			assert.Equal(t, tt.codes, codes)
+			if tt.line != "" {
+				assert.Equal(t, tt.line, v.Line())
+			}
+		})
+	}
+	t.Run("ThresholdsApply", func(t *testing.T) {
+		rep := healthy()
+		th := th
+		th.MaxFailures = 2
+		th.MaxCallbackAge = time.Second
+		v := health.Judge(rep, th)
+		assert.Equal(t, health.StatusStalled, v.Status)
+		require.Len(t, v.Reasons, 2)
+		assert.Equal(t, health.ReasonIntakeStalled, v.Reasons[0].Code)
+		assert.Equal(t, health.ReasonCorpFailing, v.Reasons[1].Code)
+		assert.Equal(t, 2.0, v.Reasons[1].Value)
+		assert.Equal(t, 2.0, v.Reasons[1].Limit)
+	})
+}
+
+func TestMetrics_PreCreated(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	health.NewMetrics(reg, health.Target{Apps: []health.App{{Name: "archive", SuiteID: "s1"}, {Name: "zone"}}})
+	mfs := metricstest.Families(t, reg)
+	assert.True(t, math.IsInf(metricstest.Value(t, mfs, "wecom_receiver_suite_ticket_age_seconds", "suite", "s1"), 1),
+		"no ticket read yet")
+	assert.Equal(t, []string{"s1"}, metricstest.LabelValues(t, mfs, "wecom_receiver_suite_ticket_age_seconds", "suite"))
+	for _, k := range []string{health.KindCallback, health.KindHit} {
+		assert.Zero(t, metricstest.Value(t, mfs, "wecom_receiver_dead_letters", "kind", k))
+	}
+	for _, name := range []string{"wecom_receiver_intake_pending", "wecom_receiver_intake_oldest_unhandled_age_seconds",
+		"wecom_receiver_jetstream_store_used_bytes", "wecom_receiver_jetstream_store_limit_bytes"} {
+		assert.Zero(t, metricstest.Value(t, mfs, name), name)
+	}
+	assert.Len(t, metricstest.LabelValues(t, mfs, "wecom_receiver_jetstream_stream_bytes", "stream"), 3)
+}
