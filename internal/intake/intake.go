@@ -273,13 +273,14 @@ func (s *Store) encode(cb *wecomhit.Callback) (*bytes.Buffer, error) {
 }
 
 // RecordLimit is the largest record a callback body of at most maxBody
-// bytes can become, for Options.MaxMsgSize. The decrypted plaintext is
-// shorter than the base64 ciphertext in the body; JSON escaping at most
-// triples it (invalid UTF-8 becomes U+FFFD, three bytes), the fields
-// parsed out of it are a copy of parts of it, and the rest is a few
-// hundred bytes of field names, ids and times.
+// bytes can become, for Options.MaxMsgSize. The decrypted plaintext is at
+// most 3/4 of the body (the body carries it in base64); JSON escaping at
+// most sextuples it (a byte of invalid UTF-8 becomes the six characters
+// \ufffd), and the fields parsed out of it are copies of parts of it. The
+// rest is a few hundred bytes of field names, ids and times. A valid
+// callback's record is about the size of its plaintext.
 func RecordLimit(maxBody int64) int32 {
-	return int32(min(4*maxBody+4096, 1<<30))
+	return int32(min(9*maxBody+4096, 1<<30))
 }
 
 // isStoreFull reports whether err is the server refusing a message for
