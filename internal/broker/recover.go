@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -97,6 +98,11 @@ func restartJetStream(srv *server.Server) error {
 	cfg := srv.JetStreamConfig()
 	if cfg == nil {
 		return errors.New("jetstream is not enabled")
+	}
+	// The running config's StoreDir ends in "jetstream", which
+	// EnableJetStream appends again: hand it the parent it was given.
+	if filepath.Base(cfg.StoreDir) == server.JetStreamStoreDir {
+		cfg.StoreDir = filepath.Dir(cfg.StoreDir)
 	}
 	if err := srv.ShutdownJetStream(); err != nil {
 		return err
