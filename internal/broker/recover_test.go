@@ -74,7 +74,11 @@ func TestBroker_RecoversFromFullDisk(t *testing.T) {
 	})
 
 	require.NoError(t, os.Remove(filler))
-	t.Cleanup(func() { if t.Failed() { t.Log(logs.String()) } })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
 	natstest.WaitFor(t, 30*time.Second, func() error {
 		if err := b.Ready(); err != nil {
 			return err
