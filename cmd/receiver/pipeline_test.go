@@ -72,12 +72,12 @@ type system struct {
 
 func startSystem(t testing.TB, pollInterval string) *system {
 	t.Helper()
-	return startSystemNATS(t, pollInterval, "")
+	return startSystemNATS(t, pollInterval, "", "")
 }
 
 // startSystemNATS is startSystem with more nats: settings (", key: value"
-// pairs for the flow mapping).
-func startSystemNATS(t testing.TB, pollInterval, natsExtra string) *system {
+// pairs for the flow mapping) and, unless "", the store in storeDir.
+func startSystemNATS(t testing.TB, pollInterval, natsExtra, storeDir string) *system {
 	t.Helper()
 	// Bind the receiver's port first and keep it: the simulator must know
 	// it, and a reserved-then-closed port can be taken by another process.
@@ -143,6 +143,9 @@ apps:
 		defer cancel()
 		_ = sim.Close(ctx)
 	})
+	if storeDir != "" {
+		cfg.NATS.StoreDir = storeDir
+	}
 	cfg.Apps[0].APIBaseURL = sim.URL()
 	cfg.Apps[1].APIBaseURL = sim.URL()
 	m := NewMain(cfg, zerolog.Nop())

@@ -5,6 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +30,7 @@ const smallStore = ", max_store_bytes: 8388608, callbacks_max_bytes: 2097152, hi
 // and /readyz fails; once room is made, without a restart, every callback
 // that got success is handled and every hit arrives exactly once.
 func TestPipeline_StoreFull(t *testing.T) {
-	s := startSystemNATS(t, "0s", smallStore)
+	s := startSystemNATS(t, "0s", smallStore, "")
 	js := s.m.Broker().JetStream()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -125,4 +130,102 @@ func rejections(t testing.TB, m *Main, reason string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestPipeline_DiskFull fills the file system under the embedded store (a
+// tmpfs), so the store's writes fail with ENOSPC, which nats-server keeps
+// failing until the stream is reloaded. Callbacks get 503 and /readyz
+// fails; once the disk has room, the receiver recovers on its own and every
+// hit arrives exactly once. Needs root (mount); skipped otherwise.
+func TestPipeline_DiskFull(t *testing.T) {
+	dir := mountTmpfs(t, 48<<20)
+	s := startSystemNATS(t, "0s", smallStore, filepath.Join(dir, "nats"))
+	js := s.m.Broker().JetStream()
+	generate := func(n int) {
+		t.Helper()
+		_, err := s.sim.GenerateMessages(simCorp, n)
+		require.NoError(t, err)
+		s.sim.Advance(6 * time.Second)
+	}
+	allPublished := func() error {
+		want := s.hitIDs()
+		counts, _ := eventIDs(t, js)
+		for id := range want {
+			if counts[id] != 1 {
+				return fmt.Errorf("hit %s published %d times; %d of %d hits published", id, counts[id], len(counts), len(want))
+			}
+		}
+		if len(counts) != len(want) {
+			return fmt.Errorf("%d events for %d hits", len(counts), len(want))
+		}
+		return nil
+	}
+	generate(40)
+	natstest.WaitFor(t, 20*time.Second, allPublished)
+
+	filler := filepath.Join(dir, "filler")
+	fillDisk(t, filler, 64<<10)
+	unavailable := func() float64 {
+		return rejections(t, s.m, "store_timeout") + rejections(t, s.m, "store_failed") + rejections(t, s.m, "store_full")
+	}
+	before := unavailable()
+	natstest.WaitFor(t, 30*time.Second, func() error {
+		generate(20)
+		if unavailable() == before {
+			return errors.New("no callback refused on a full disk")
+		}
+		return nil
+	})
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", ""); status != http.StatusServiceUnavailable {
+			return fmt.Errorf("readyz: %d %s", status, body)
+		}
+		return nil
+	})
+
+	require.NoError(t, os.Remove(filler))
+	natstest.WaitFor(t, 30*time.Second, func() error {
+		if status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", ""); status != http.StatusOK {
+			return fmt.Errorf("readyz: %d %s", status, body)
+		}
+		return nil
+	})
+	generate(40)
+	natstest.WaitFor(t, 60*time.Second, allPublished)
+}
+
+// mountTmpfs mounts a tmpfs of size bytes on a temporary directory, or
+// skips the test where mounting is not permitted.
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("full-disk test needs to mount a tmpfs (root or CAP_SYS_ADMIN): mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes path until its file system has about leave bytes free.
+func fillDisk(t *testing.T, path string, leave uint64) {
+	t.Helper()
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		var st syscall.Statfs_t
+		require.NoError(t, syscall.Statfs(filepath.Dir(path), &st))
+		if st.Bavail*uint64(st.Bsize) <= leave+uint64(len(chunk)) {
+			return
+		}
+		if _, err := f.Write(chunk); err != nil {
+			return // full already
+		}
+	}
 }
