@@ -86,3 +86,24 @@ func TestRecordLimit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Less(t, len(data), int(intake.RecordLimit(64<<10)))
 }
+
+// TestStore_SetupBoundsExistingStream: a stream made by an earlier version
+// (no size limit, discarding old records) takes the limits in place,
+// keeping its records.
+func TestStore_SetupBoundsExistingStream(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	old := mustSetup(t, js, intake.Options{})
+	_, err := js.UpdateStream(ctxTimeout(t, 5*time.Second), jetstream.StreamConfig{
+		Name: intake.StreamName, Subjects: []string{prefix + ".callback.>"}, Storage: jetstream.FileStorage,
+		Discard: jetstream.DiscardOld, MaxAge: intake.DefaultMaxAge, Duplicates: intake.DefaultDuplicateWindow,
+	})
+	require.NoError(t, err)
+	require.NoError(t, old.Store(ctxTimeout(t, 5*time.Second), testCallback("kept")))
+
+	mustSetup(t, js, intake.Options{MaxBytes: 1 << 20, MaxMsgSize: intake.RecordLimit(64 << 10)})
+	info := streamInfo(t, js)
+	assert.Equal(t, jetstream.DiscardNew, info.Config.Discard)
+	assert.Equal(t, int64(1<<20), info.Config.MaxBytes)
+	assert.Equal(t, intake.RecordLimit(64<<10), info.Config.MaxMsgSize)
+	assert.Equal(t, uint64(1), info.State.Msgs)
+}
