@@ -42,6 +42,7 @@ func TestStore_RecordSize(t *testing.T) {
 	// HTML escaping made such a record 4.5 times its raw size; now only
 	// the other fields and JSON's quotes are added.
 	ratio := float64(len(msg.Data)) / float64(len(cb.Raw))
+	t.Logf("record %d bytes for %d bytes of raw (%.3fx)", len(msg.Data), len(cb.Raw), ratio)
 	assert.Less(t, ratio, 1.05, "record %d bytes for %d bytes of raw", len(msg.Data), len(cb.Raw))
 	assert.Contains(t, string(msg.Data), "<Item><Text><![CDATA[a > b && c < d]]>")
 	var got wecomhit.Callback
