@@ -159,7 +159,10 @@ func (m *Main) healthz(w http.ResponseWriter, _ *http.Request) {
 // readyz reports Ready.
 func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := m.Ready(r.Context()); err != nil {
-		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+		// The reason stays in the log: errors from NATS name servers,
+		// streams and sizes, which the public port has no business telling.
+		m.log.Debug().Err(err).Msg("not ready")
+		writeText(w, http.StatusServiceUnavailable, "503 not ready\n")
 		return
 	}
 	writeText(w, http.StatusOK, "ready\n")

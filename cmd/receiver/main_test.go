@@ -281,7 +281,7 @@ func TestServe_HealthAndReadiness(t *testing.T) {
 	m.draining.Store(true)
 	status, body = send(t, http.MethodGet, "http://"+m.Addr()+"/readyz", "")
 	assert.Equal(t, http.StatusServiceUnavailable, status)
-	assert.Equal(t, "not ready: draining\n", body)
+	assert.Equal(t, "503 not ready\n", body)
 }
 
 // TestRun_ServeAndSignal runs the serve subcommand as main does and stops it

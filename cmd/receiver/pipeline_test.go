@@ -72,6 +72,13 @@ type system struct {
 
 func startSystem(t testing.TB, pollInterval string) *system {
 	t.Helper()
+	return startSystemNATS(t, pollInterval, "", "")
+}
+
+// startSystemNATS is startSystem with more nats: settings (", key: value"
+// pairs for the flow mapping) and, unless "", the store in storeDir.
+func startSystemNATS(t testing.TB, pollInterval, natsExtra, storeDir string) *system {
+	t.Helper()
 	// Bind the receiver's port first and keep it: the simulator must know
 	// it, and a reserved-then-closed port can be taken by another process.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,7 +103,7 @@ func startSystem(t testing.TB, pollInterval string) *system {
 	yaml := fmt.Sprintf(`
 http: {listen: "127.0.0.1:%d"}
 admin: {listen: "127.0.0.1:0", token: `+testAdminToken+`}
-nats: {store_dir: nats, listen: "127.0.0.1:0"}
+nats: {store_dir: nats, listen: "127.0.0.1:0"%s}
 fetch: {poll_interval: %s, page_size: 500, tokenless_per_minute: 100}
 log: {level: warn}
 apps:
@@ -116,7 +123,7 @@ apps:
     corp_id: %s
     corp_secret: zone-secret
     program_id: prog-1
-`, port, pollInterval, testvectors.V1.Token, testvectors.V1.EncodingAESKey, "http://127.0.0.1:1", simSuite, simCorp,
+`, port, natsExtra, pollInterval, testvectors.V1.Token, testvectors.V1.EncodingAESKey, "http://127.0.0.1:1", simSuite, simCorp,
 		testvectors.V2.Token, testvectors.V2.EncodingAESKey, zoneCorp)
 	cfg, err := config.Parse([]byte(yaml), t.TempDir(), func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
@@ -136,6 +143,9 @@ apps:
 		defer cancel()
 		_ = sim.Close(ctx)
 	})
+	if storeDir != "" {
+		cfg.NATS.StoreDir = storeDir
+	}
 	cfg.Apps[0].APIBaseURL = sim.URL()
 	cfg.Apps[1].APIBaseURL = sim.URL()
 	m := NewMain(cfg, zerolog.Nop())

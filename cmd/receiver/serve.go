@@ -161,6 +161,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		TLSCertFile:     n.TLSCertFile,
 		TLSKeyFile:      n.TLSKeyFile,
 		ConnectTimeout:  n.ConnectTimeout,
+		MaxStore:        n.MaxStoreBytes,
 	}, m.log)
 	if err != nil {
 		return err
@@ -169,6 +170,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Replicas:        n.Replicas,
 		MaxAge:          n.CallbackMaxAge,
 		DuplicateWindow: n.DuplicateWindow,
+		MaxBytes:        n.CallbacksMaxBytes,
+		MaxMsgSize:      intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes),
 		Metrics:         intake.NewMetrics(m.reg),
 	})
 	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
@@ -257,7 +260,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
 	defer cancel()
 	var err error
-	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas})
+	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas, MaxBytes: n.KVMaxBytes})
 	if err != nil {
 		return err
 	}
@@ -285,6 +288,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	m.rules = rulecache.New(getters, m.log)
 	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
 		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
+		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
 		Metrics: publishMetrics,
 	})
 	if err := m.publisher.Setup(setupCtx); err != nil {
@@ -296,7 +300,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	}
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: poll,
-		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas,
+		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
 		Metrics: fetch.NewMetrics(m.reg), Now: m.now,
 	})
 	if err != nil {
@@ -461,6 +465,11 @@ func (m *Main) Ready(ctx context.Context) error {
 		return err
 	}
 	if err := m.publisher.Ready(ctx); err != nil {
+		return err
+	}
+	// A replica whose store cannot take one more callback of the largest
+	// size is not ready: its callbacks would get 503 store_full.
+	if err := m.broker.Room(ctx, intake.StreamName, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes))); err != nil {
 		return err
 	}
 	if !m.fetcher.Running() {

@@ -89,6 +89,12 @@ type Options struct {
 	// (both or neither).
 	TLSCAFile, TLSCertFile, TLSKeyFile string
 
+	// MaxStore caps the embedded server's JetStream file store, in bytes
+	// (server.Options.JetStreamMaxStore): every stream's and bucket's
+	// MaxBytes must fit in it, since the server reserves them. 0: the
+	// server's default (most of the disk).
+	MaxStore int64
+
 	// ConnectTimeout bounds the embedded server's start-up and each dial;
 	// default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
@@ -108,6 +114,12 @@ type Broker struct {
 	closed chan struct{}
 
 	closing   atomic.Bool // set by Close, to tell our disconnect from an outage
+	lock      *storeLock  // the store dir's lock, nil when external
+	room      roomCache   // for Room
+	storeErr  atomic.Bool // a stream of the embedded server cannot write (recover.go)
+	restarts  atomic.Uint64
+	stopWatch context.CancelFunc // ends watchStore; nil when external
+	watchDone chan struct{}
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -137,6 +149,9 @@ func Open(ctx context.Context, opts Options, log zerolog.Logger) (*Broker, error
 	var err error
 	if len(opts.URLs) == 0 {
 		err = b.openEmbedded(ctx, opts, log.With().Str("component", "nats-server").Logger())
+		if err != nil {
+			b.lock.release() // its failure paths that did not shut a server down
+		}
 	} else {
 		err = b.openExternal(ctx, opts)
 	}
@@ -161,13 +176,26 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 	if opts.StoreDir == "" {
 		return fmt.Errorf("%w: embedded server needs a store dir", ErrInvalidOption)
 	}
+	if opts.MaxStore < 0 {
+		return fmt.Errorf("%w: negative max store", ErrInvalidOption)
+	}
+	// One process per store: a second JetStream server on the same files
+	// would corrupt them. Taken before the server touches the directory.
+	lock, err := lockStore(opts.StoreDir)
+	if err != nil {
+		return err
+	}
+	b.lock = lock
 	var self nkeys.KeyPair // the receiver's own login, when the server listens
 	sopts := &server.Options{
 		ServerName: serverName,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
 		SyncAlways: opts.SyncAlways,
-		DontListen: opts.Listen == "",
+		// The streams' and buckets' limits are reserved against it, and a
+		// full store refuses writes with an error intake recognises.
+		JetStreamMaxStore: opts.MaxStore,
+		DontListen:        opts.Listen == "",
 		// Signals belong to main, which turns them into ctx cancellation.
 		NoSigs: true,
 	}
@@ -226,6 +254,12 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
 	}
 	b.nc = nc
+	watchCtx, stop := context.WithCancel(context.Background())
+	b.stopWatch, b.watchDone = stop, make(chan struct{})
+	go func() {
+		defer close(b.watchDone)
+		b.watchStore(watchCtx, opts.StoreDir)
+	}()
 	ev := b.log.Info().Str("store_dir", opts.StoreDir).Bool("sync_always", opts.SyncAlways).
 		Str("client_url", b.ClientURL())
 	if self != nil {
@@ -381,6 +415,9 @@ func (b *Broker) Ready() error {
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: %s", ErrNotConnected, st)
 	}
+	if b.storeErr.Load() {
+		return ErrStoreWrite
+	}
 	return nil
 }
 
@@ -420,12 +457,19 @@ func (b *Broker) close(ctx context.Context) error {
 }
 
 func (b *Broker) shutdownServer() {
-	if b.srv == nil {
-		return
+	if b.stopWatch != nil {
+		b.stopWatch()
+		<-b.watchDone
 	}
-	b.srv.Shutdown()
-	b.srv.WaitForShutdown()
-	b.log.Info().Msg("embedded nats-server stopped")
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+		b.log.Info().Msg("embedded nats-server stopped")
+	}
+	// Only once the server has stopped writing may another process take
+	// the store.
+	b.lock.release()
+	b.lock = nil
 }
 
 // splitListen turns "host:port" into server options; port 0 means any free

@@ -13,3 +13,6 @@ var IsLoopback = isLoopback
 
 // AuthUsers exposes authUsers to the tests.
 var AuthUsers = authUsers
+
+// FreeBytes exposes freeBytes to the tests.
+var FreeBytes = freeBytes

@@ -170,6 +170,15 @@ func (h *Handler) Mount(r chi.Router) {
 	r.Post("/callback/{app}", h.receive)
 }
 
+// isStoreFull reports whether the sink refused a record for lack of room:
+// its error has a StoreFull method that says so (intake.ErrStoreFull does).
+// An interface rather than intake's sentinel, so callback need not import
+// intake.
+func isStoreFull(err error) bool {
+	var sf interface{ StoreFull() bool }
+	return errors.As(err, &sf) && sf.StoreFull()
+}
+
 // rejection is a request we refuse: the status, a stable reason for logs
 // and metrics, and the cause. Its text is safe to show the client.
 type rejection struct {
@@ -320,7 +329,12 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		if err := h.sink.Store(ctx, &cb); err != nil {
 			reason := "store_failed"
-			if errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case isStoreFull(err):
+				// The store has no room: distinct from a slow or absent
+				// NATS, and loud in metrics and logs until room is made.
+				reason = "store_full"
+			case errors.Is(err, context.DeadlineExceeded):
 				reason = "store_timeout"
 			}
 			return reject(http.StatusServiceUnavailable, reason, err)

@@ -3,6 +3,7 @@ package callback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
@@ -178,6 +180,18 @@ func TestHandler_SinkFailures(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, status)
 		assert.Equal(t, "503 store_failed\n", resp)
 		assert.Contains(t, f.logs.String(), `"outcome":"unavailable"`)
+	})
+	t.Run("ErrStoreFull", func(t *testing.T) {
+		// Intake's full-store error, recognised by its StoreFull method
+		// however deeply wrapped.
+		sink := &memSink{err: fmt.Errorf("intake: store callback: %w: %w", intake.ErrStoreFull,
+			errors.New("nats: API error: code=503 err_code=10077 description=maximum bytes exceeded"))}
+		f := newFixture(t, sink, WithTimestampWindow(0))
+		q, body, _ := sealHit(t, f.c, "1717000010")
+		status, resp, _ := do(t, http.MethodPost, f.url("v1", q), body)
+		assert.Equal(t, http.StatusServiceUnavailable, status)
+		assert.Equal(t, "503 store_full\n", resp)
+		assert.Contains(t, f.logs.String(), `"reason":"store_full"`)
 	})
 	t.Run("ErrTimeout", func(t *testing.T) {
 		// The sink never acks: the handler must give up at the ack timeout

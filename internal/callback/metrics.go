@@ -35,7 +35,7 @@ var (
 		"unknown_app", "missing_param", "bad_timestamp", "stale_timestamp",
 		"not_verification_string", "body_too_large", "body_read", "malformed",
 		"bad_signature", "bad_receive_id", "bad_ciphertext", "xml_doctype",
-		"store_failed", "store_timeout", "internal",
+		"store_failed", "store_full", "store_timeout", "internal",
 	}
 )
 

@@ -142,6 +142,61 @@ type NATS struct {
 	// so a captured callback replayed within the replay guard's window is
 	// still recognised. Default 1h.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+
+	// Storage limits, in bytes. Every stream and bucket has one, so no one
+	// of them can take the room the others need, and the embedded server's
+	// store has one that holds them all (Validate checks the sum).
+
+	// MaxStoreBytes caps the embedded server's JetStream file store. Once
+	// it is used up every write fails, whatever the stream. Embedded only
+	// (an external server has its own limits). Default 1 GiB.
+	MaxStoreBytes int64 `yaml:"max_store_bytes"`
+	// CallbacksMaxBytes caps WECOM_CALLBACKS. When it is full, new
+	// callbacks are refused (503 store_full, and WeCom retries) rather
+	// than stored ones dropped; records leave only by callback_max_age, so
+	// size it for that long a stretch of traffic. Default 256 MiB.
+	CallbacksMaxBytes int64 `yaml:"callbacks_max_bytes"`
+	// HitsMaxBytes caps WECOM_HITS. What happens when it is full is
+	// HitsDiscard's choice. Default 512 MiB.
+	HitsMaxBytes int64 `yaml:"hits_max_bytes"`
+	// HitsDiscard is what a full WECOM_HITS does: "new" (default) refuses
+	// the publish, so the fetch stops with its cursor unmoved and resumes
+	// where it stopped once there is room (nothing unread is lost, but
+	// nothing new arrives until consumers' retention frees room); "old"
+	// drops the oldest events to make room, so fetching never stops but a
+	// consumer that lags by more than hits_max_bytes misses events.
+	HitsDiscard string `yaml:"hits_discard"`
+	// HitsMaxMsgSize caps one hit event. A bigger event fails its page
+	// again and again, so keep it at NATS's max payload. Default 1 MiB.
+	HitsMaxMsgSize int32 `yaml:"hits_max_msg_size"`
+	// DeadLettersMaxBytes caps WECOM_DEAD_LETTERS (refuses new dead
+	// letters when full). Default 64 MiB.
+	DeadLettersMaxBytes int64 `yaml:"dead_letters_max_bytes"`
+	// KVMaxBytes caps each of the KV buckets (tokens, suite tickets,
+	// token locks, cursors, fetch leases, hit tokens); they hold a few
+	// small values per app and corp. Default 4 MiB.
+	KVMaxBytes int64 `yaml:"kv_max_bytes"`
+}
+
+// DefaultMaxStoreBytes is nats.max_store_bytes' default for the embedded
+// server: the default stream and bucket limits (856 MiB) and room for
+// consumer state and the store's own files.
+const DefaultMaxStoreBytes = 1 << 30
+
+// KVBuckets is how many KV buckets the receiver keeps, each capped at
+// NATS.KVMaxBytes.
+const KVBuckets = 6
+
+// Hits discard policies (NATS.HitsDiscard).
+const (
+	DiscardNew = "new"
+	DiscardOld = "old"
+)
+
+// ReservedBytes is what the streams and buckets may hold at most: the
+// store limit must be at least this.
+func (n NATS) ReservedBytes() int64 {
+	return n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes
 }
 
 // URLs splits URL at commas and trims each entry; nil when URL is empty.
@@ -373,6 +428,13 @@ func defaults() Config {
 			ConnectTimeout:  5 * time.Second,
 			CallbackMaxAge:  72 * time.Hour,
 			DuplicateWindow: time.Hour,
+
+			CallbacksMaxBytes:   256 << 20,
+			HitsMaxBytes:        512 << 20,
+			HitsDiscard:         DiscardNew,
+			HitsMaxMsgSize:      1 << 20,
+			DeadLettersMaxBytes: 64 << 20,
+			KVMaxBytes:          4 << 20,
 		},
 		Fetch: Fetch{
 			PageSize:            1000,
@@ -389,6 +451,10 @@ func defaults() Config {
 // applyDefaults fills the per-app defaults, which depend on the app's mode
 // and so cannot be preset before decoding.
 func (c *Config) applyDefaults() {
+	if c.NATS.URL == "" && c.NATS.MaxStoreBytes == 0 {
+		// Only the embedded server has a store of ours to cap.
+		c.NATS.MaxStoreBytes = DefaultMaxStoreBytes
+	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		if a.APIBaseURL == "" {

@@ -125,6 +125,14 @@ func TestParse_Example(t *testing.T) {
 			ConnectTimeout:  5 * time.Second,
 			CallbackMaxAge:  72 * time.Hour,
 			DuplicateWindow: time.Hour,
+
+			MaxStoreBytes:       1 << 30,
+			CallbacksMaxBytes:   256 << 20,
+			HitsMaxBytes:        512 << 20,
+			HitsDiscard:         "new",
+			HitsMaxMsgSize:      1 << 20,
+			DeadLettersMaxBytes: 64 << 20,
+			KVMaxBytes:          4 << 20,
 		}, cfg.NATS)
 		assert.Equal(t, config.Log{Level: "info", Format: "json"}, cfg.Log)
 		assert.Equal(t, []config.App{{
@@ -661,7 +669,7 @@ func validConfig(tb testing.TB) *config.Config {
 }
 
 func TestConfig_Validate(t *testing.T) {
-	external := func(c *config.Config) { c.NATS.URL = "nats://n1:4222" }
+	external := func(c *config.Config) { c.NATS.URL = "nats://n1:4222"; c.NATS.MaxStoreBytes = 0 }
 	for _, tt := range []struct {
 		name   string
 		mutate func(c *config.Config)
@@ -670,6 +678,16 @@ func TestConfig_Validate(t *testing.T) {
 		{name: "OK", mutate: func(*config.Config) {}},
 		{name: "OKExternal", mutate: external},
 		{name: "OKExternalReplicas", mutate: func(c *config.Config) { external(c); c.NATS.Replicas = 3 }},
+		{name: "OKHitsDiscardOld", mutate: func(c *config.Config) { c.NATS.HitsDiscard = "old" }},
+		{"ErrMaxStoreExternal", func(c *config.Config) { external(c); c.NATS.MaxStoreBytes = 1 << 30 }, "nats.max_store_bytes: only valid when url is empty"},
+		{"ErrMaxStoreBelowLimits", func(c *config.Config) { c.NATS.MaxStoreBytes = 800 << 20 },
+			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (897581056)"},
+		{"ErrCallbacksMaxBytes", func(c *config.Config) { c.NATS.CallbacksMaxBytes = 1000 }, "nats.callbacks_max_bytes: must be at least 1 MiB (1048576)"},
+		{"ErrHitsMaxBytes", func(c *config.Config) { c.NATS.HitsMaxBytes = 0 }, "nats.hits_max_bytes: must be at least 1 MiB (1048576)"},
+		{"ErrDeadLettersMaxBytes", func(c *config.Config) { c.NATS.DeadLettersMaxBytes = -1 }, "nats.dead_letters_max_bytes: must be at least 1 MiB (1048576)"},
+		{"ErrKVMaxBytes", func(c *config.Config) { c.NATS.KVMaxBytes = 1024 }, "nats.kv_max_bytes: must be at least 64 KiB (65536)"},
+		{"ErrHitsDiscard", func(c *config.Config) { c.NATS.HitsDiscard = "oldest" }, `nats.hits_discard: must be "new" or "old"`},
+		{"ErrHitsMaxMsgSize", func(c *config.Config) { c.NATS.HitsMaxMsgSize = 100 }, "nats.hits_max_msg_size: must be at least 64 KiB (65536)"},
 		{name: "OKTimestampWindowOff", mutate: func(c *config.Config) { c.HTTP.TimestampWindow = 0 }},
 
 		{"ErrHTTPListen", func(c *config.Config) { c.HTTP.Listen = "8080" }, "http.listen: must be host:port"},

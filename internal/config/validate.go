@@ -139,6 +139,32 @@ func (n *NATS) validate(v *validator) {
 	v.check(n.CallbackMaxAge >= time.Hour, "nats.callback_max_age", "must be at least 1h")
 	v.check(n.DuplicateWindow > 0, "nats.duplicate_window", "must be greater than 0")
 	v.check(n.DuplicateWindow <= n.CallbackMaxAge, "nats.duplicate_window", "must not exceed callback_max_age")
+	n.validateLimits(v, embedded)
+}
+
+// Smallest stream and bucket limits: below these a stream fills with a
+// handful of records.
+const (
+	minStreamBytes = 1 << 20
+	minKVBytes     = 64 << 10
+)
+
+func (n *NATS) validateLimits(v *validator, embedded bool) {
+	v.check(n.CallbacksMaxBytes >= minStreamBytes, "nats.callbacks_max_bytes", "must be at least 1 MiB (1048576)")
+	v.check(n.HitsMaxBytes >= minStreamBytes, "nats.hits_max_bytes", "must be at least 1 MiB (1048576)")
+	v.check(n.DeadLettersMaxBytes >= minStreamBytes, "nats.dead_letters_max_bytes", "must be at least 1 MiB (1048576)")
+	v.check(n.KVMaxBytes >= minKVBytes, "nats.kv_max_bytes", "must be at least 64 KiB (65536)")
+	v.check(n.HitsDiscard == DiscardNew || n.HitsDiscard == DiscardOld, "nats.hits_discard", `must be "new" or "old"`)
+	v.check(n.HitsMaxMsgSize >= 64<<10, "nats.hits_max_msg_size", "must be at least 64 KiB (65536)")
+	if !embedded {
+		v.check(n.MaxStoreBytes == 0, "nats.max_store_bytes", "only valid when url is empty")
+		return
+	}
+	// The server reserves each stream's and bucket's limit when it is
+	// created, and refuses one that does not fit: say so here rather than
+	// at start-up.
+	v.check(n.MaxStoreBytes >= n.ReservedBytes(), "nats.max_store_bytes",
+		fmt.Sprintf("must be at least the sum of the stream and bucket limits (%d)", n.ReservedBytes()))
 }
 
 func (f *Fetch) validate(v *validator) {

@@ -87,6 +87,9 @@ type Options struct {
 	TokenlessPerMinute int
 	// Replicas of the KV buckets. Default 1.
 	Replicas int
+	// KVMaxBytes caps each KV bucket, so that a full store elsewhere
+	// cannot take their room (the server reserves it). Default 0: no cap.
+	KVMaxBytes int64
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Metrics records pages, errors and cursor lag (NewMetrics). Default
@@ -173,6 +176,7 @@ func (f *Fetcher) Setup(ctx context.Context) error {
 	f.cursors, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: CursorBucket, Description: "get_hit_msg_list cursor per app and corp",
 		History: 5, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: bucket %s: %w", CursorBucket, err)
@@ -180,6 +184,7 @@ func (f *Fetcher) Setup(ctx context.Context) error {
 	f.leases, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "which replica fetches an app and corp",
 		TTL: f.opts.LeaseTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: bucket %s: %w", LeaseBucket, err)
@@ -187,6 +192,7 @@ func (f *Fetcher) Setup(ctx context.Context) error {
 	f.tokens, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: TokenBucket, Description: "newest hit token per app and corp",
 		TTL: hitTokenTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: bucket %s: %w", TokenBucket, err)

@@ -9,11 +9,14 @@
 package intake
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,7 +59,17 @@ var (
 	ErrInvalidRecord = errors.New("intake: invalid record")
 	// ErrInvalidOption: Setup found a bad prefix or Options value.
 	ErrInvalidOption = errors.New("intake: invalid option")
+	// ErrStoreFull: the stream or the JetStream store it lives on has no
+	// room for the record. Nothing was stored; the caller should refuse
+	// the callback so that WeCom retries it later. It has a StoreFull
+	// method, so callers can recognise it without importing intake.
+	ErrStoreFull error = storeFullError{}
 )
+
+type storeFullError struct{}
+
+func (storeFullError) Error() string   { return "intake: store full" }
+func (storeFullError) StoreFull() bool { return true }
 
 // Subject is the subject a callback of app and kind is stored on:
 // <prefix>.callback.<app>.<kind>.
@@ -75,6 +88,14 @@ type Options struct {
 	// DuplicateWindow in which a repeated callback ID is acked without being
 	// stored again. Default DefaultDuplicateWindow; at most MaxAge.
 	DuplicateWindow time.Duration
+	// MaxBytes caps the stream. When it is full, Store fails with
+	// ErrStoreFull rather than drop a stored record (DiscardNew): stored
+	// callbacks were answered success, refused ones are retried by WeCom.
+	// Default 0: no cap (the server's store limit still applies).
+	MaxBytes int64
+	// MaxMsgSize caps one record; RecordLimit gives the size a callback
+	// body allowed by the endpoint can grow to. Default 0: no cap.
+	MaxMsgSize int32
 	// Metrics records PubAck latency and handled callbacks (NewMetrics).
 	// Default nil: nothing is recorded.
 	Metrics *Metrics
@@ -91,6 +112,7 @@ type Store struct {
 	// Built once rather than per call: Store is on the HTTP hot path.
 	expectStream jetstream.PublishOpt
 	contentType  []string // never modified; shared by every message's header
+	bufs         sync.Pool
 }
 
 // New returns a Store that files callbacks under prefix (one or more subject
@@ -142,8 +164,13 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		// Old records go first: a full stream keeps taking new callbacks,
 		// whose tokens are the ones still valid.
-		Discard:    jetstream.DiscardOld,
+		// A full stream refuses new callbacks (503 store_full, and WeCom
+		// retries) rather than drop stored ones: every stored record was
+		// answered success and may not be handled yet.
+		Discard:    jetstream.DiscardNew,
 		MaxAge:     s.opts.MaxAge,
+		MaxBytes:   cmp.Or(s.opts.MaxBytes, -1),
+		MaxMsgSize: cmp.Or(s.opts.MaxMsgSize, -1),
 		Duplicates: s.opts.DuplicateWindow,
 		Replicas:   s.opts.Replicas,
 	}
@@ -161,6 +188,10 @@ func (s *Store) validate() error {
 	switch o := s.opts; {
 	case o.Replicas < 1 || o.Replicas > 5:
 		return fmt.Errorf("%w: replicas %d: want 1 to 5", ErrInvalidOption, o.Replicas)
+	case o.MaxBytes < 0:
+		return fmt.Errorf("%w: negative max bytes %d", ErrInvalidOption, o.MaxBytes)
+	case o.MaxMsgSize < 0:
+		return fmt.Errorf("%w: negative max message size %d", ErrInvalidOption, o.MaxMsgSize)
 	case o.MaxAge < 0:
 		return fmt.Errorf("%w: negative max age %s", ErrInvalidOption, o.MaxAge)
 	case o.DuplicateWindow < 0 || o.DuplicateWindow > o.MaxAge:
@@ -188,11 +219,12 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	if err := checkRecord(cb); err != nil {
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
-	data, err := json.Marshal(cb)
+	buf, err := s.encode(cb)
 	if err != nil {
-		// json's errors name the type or a value's range, not the content.
-		return fmt.Errorf("intake: store callback: encode: %w", err)
+		return fmt.Errorf("intake: store callback: %w", err)
 	}
+	defer s.bufs.Put(buf)
+	data := buf.Bytes()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
@@ -210,11 +242,72 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	// The ack's Duplicate flag needs no check: a duplicate is stored already.
 	start := time.Now()
 	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
+		if isStoreFull(err) {
+			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
+		}
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
 	s.opts.Metrics.observePublish(time.Since(start))
 	return nil
 }
+
+// encode writes cb as JSON into a pooled buffer, which the caller puts back
+// once the message is published. HTML escaping is off: raw is XML, and
+// escaping its every '<' and '>' as \u003c/\u003e would make a record up to
+// four times the size of what WeCom sent.
+func (s *Store) encode(cb *wecomhit.Callback) (*bytes.Buffer, error) {
+	buf, _ := s.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(cb); err != nil {
+		s.bufs.Put(buf)
+		// json's errors name the type or a value's range, not the content.
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	buf.Truncate(buf.Len() - 1) // Encode's trailing newline
+	return buf, nil
+}
+
+// RecordLimit is the largest record a callback body of at most maxBody
+// bytes can become, for Options.MaxMsgSize. The decrypted plaintext is at
+// most 3/4 of the body (the body carries it in base64); JSON escaping at
+// most sextuples it (a byte of invalid UTF-8 becomes the six characters
+// \ufffd), and the fields parsed out of it are copies of parts of it. The
+// rest is a few hundred bytes of field names, ids and times. A valid
+// callback's record is about the size of its plaintext.
+func RecordLimit(maxBody int64) int32 {
+	return int32(min(9*maxBody+4096, 1<<30))
+}
+
+// isStoreFull reports whether err is the server refusing a message for
+// lack of room: a stream at its MaxBytes (or another DiscardNew limit), or
+// the server's store at its limit.
+func isStoreFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeStreamStoreFailed, errCodeInsufficientResources, errCodeStorageResourcesExceeded:
+		return true
+	}
+	return false
+}
+
+// JetStream API error codes nats.go has no names for (nats-server's
+// jetstream_errors_generated.go). The server answers 10077 only for a
+// DiscardNew limit (bytes, messages, messages per subject or message
+// size); a write that fails for another reason (an I/O error, a full
+// disk) gets no answer at all, and Store times out.
+const (
+	errCodeInsufficientResources    jetstream.ErrorCode = 10023
+	errCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
+	errCodeStreamStoreFailed        jetstream.ErrorCode = 10077
+)
 
 // checkRecord rejects what cannot be filed. Its errors name the field, not
 // its value.

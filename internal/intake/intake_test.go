@@ -90,7 +90,7 @@ func TestStore_Setup(t *testing.T) {
 		assert.Equal(t, []string{"wecom.callback.>"}, cfg.Subjects)
 		assert.Equal(t, jetstream.FileStorage, cfg.Storage)
 		assert.Equal(t, jetstream.LimitsPolicy, cfg.Retention)
-		assert.Equal(t, jetstream.DiscardOld, cfg.Discard)
+		assert.Equal(t, jetstream.DiscardNew, cfg.Discard, "a full stream refuses new callbacks, never drops stored ones")
 		assert.Equal(t, intake.DefaultMaxAge, cfg.MaxAge)
 		assert.Equal(t, intake.DefaultDuplicateWindow, cfg.Duplicates)
 		assert.Equal(t, 1, cfg.Replicas)

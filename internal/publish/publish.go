@@ -10,6 +10,7 @@
 package publish
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,6 +99,18 @@ type Options struct {
 	Window          int
 	// PageTimeout bounds Page when ctx has no deadline. Default DefaultPageTimeout.
 	PageTimeout time.Duration
+	// MaxBytes caps the stream; default 0, no cap (the server's store
+	// limit still applies). When it is full, a publish fails (and with it
+	// the page, so the fetch stops with its cursor unmoved) unless
+	// DiscardOld is set.
+	MaxBytes int64
+	// MaxMsgSize caps one event; default 0, no cap beyond the server's
+	// max payload.
+	MaxMsgSize int32
+	// DiscardOld makes a full stream drop its oldest events to take new
+	// ones, instead of refusing them: fetching never stops, but a
+	// consumer lagging by more than MaxBytes misses events.
+	DiscardOld bool
 	// Metrics records events and PubAck latency (NewMetrics). Default nil:
 	// nothing is recorded.
 	Metrics *Metrics
@@ -154,6 +167,15 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		return fmt.Errorf("%w: duplicate window longer than max age", ErrInvalidOption)
 	case p.opts.Window < 1:
 		return fmt.Errorf("%w: window must be positive", ErrInvalidOption)
+	case p.opts.MaxBytes < 0 || p.opts.MaxMsgSize < 0:
+		return fmt.Errorf("%w: negative max bytes or max message size", ErrInvalidOption)
+	}
+	// Refusing new events is the default: a page that cannot be stored
+	// fails, and its fetch retries it later from an unmoved cursor, so
+	// nothing unread is dropped.
+	discard := jetstream.DiscardNew
+	if p.opts.DiscardOld {
+		discard = jetstream.DiscardOld
 	}
 	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
@@ -161,8 +183,10 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		Subjects:    []string{p.prefix + ".hit.>", p.prefix + ".dlq.>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     discard,
 		MaxAge:      p.opts.MaxAge,
+		MaxBytes:    cmp.Or(p.opts.MaxBytes, -1),
+		MaxMsgSize:  cmp.Or(p.opts.MaxMsgSize, -1),
 		Duplicates:  p.opts.DuplicateWindow,
 		Replicas:    p.opts.Replicas,
 	})

@@ -43,6 +43,9 @@ type StoreConfig struct {
 	// LockTTL is the refresh locks' lifetime; 0 means DefaultLockTTL.
 	// At least one second.
 	LockTTL time.Duration
+	// MaxBytes caps each bucket, so that a full store elsewhere cannot
+	// take their room (the server reserves it); 0 means no cap.
+	MaxBytes int64
 }
 
 // Stores are the KV buckets Clients share: tokens, refresh locks and
@@ -73,6 +76,7 @@ func OpenStores(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*
 	}
 	open := func(c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		c.Replicas, c.History, c.Storage = cfg.Replicas, 1, jetstream.FileStorage
+		c.MaxBytes = cfg.MaxBytes // 0: none
 		kv, err := js.CreateOrUpdateKeyValue(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("wecom: open kv bucket %s: %w", c.Bucket, err)
