@@ -179,13 +179,13 @@ type NATS struct {
 }
 
 // DefaultMaxStoreBytes is nats.max_store_bytes' default for the embedded
-// server: the default stream and bucket limits (856 MiB) and room for
+// server: the default stream and bucket limits (860 MiB) and room for
 // consumer state and the store's own files.
 const DefaultMaxStoreBytes = 1 << 30
 
 // KVBuckets is how many KV buckets the receiver keeps, each capped at
 // NATS.KVMaxBytes.
-const KVBuckets = 6
+const KVBuckets = 7
 
 // Hits discard policies (NATS.HitsDiscard).
 const (

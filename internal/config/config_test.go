@@ -681,7 +681,7 @@ func TestConfig_Validate(t *testing.T) {
 		{name: "OKHitsDiscardOld", mutate: func(c *config.Config) { c.NATS.HitsDiscard = "old" }},
 		{"ErrMaxStoreExternal", func(c *config.Config) { external(c); c.NATS.MaxStoreBytes = 1 << 30 }, "nats.max_store_bytes: only valid when url is empty"},
 		{"ErrMaxStoreBelowLimits", func(c *config.Config) { c.NATS.MaxStoreBytes = 800 << 20 },
-			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (897581056)"},
+			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (901775360)"},
 		{"ErrCallbacksMaxBytes", func(c *config.Config) { c.NATS.CallbacksMaxBytes = 1000 }, "nats.callbacks_max_bytes: must be at least 1 MiB (1048576)"},
 		{"ErrHitsMaxBytes", func(c *config.Config) { c.NATS.HitsMaxBytes = 0 }, "nats.hits_max_bytes: must be at least 1 MiB (1048576)"},
 		{"ErrDeadLettersMaxBytes", func(c *config.Config) { c.NATS.DeadLettersMaxBytes = -1 }, "nats.dead_letters_max_bytes: must be at least 1 MiB (1048576)"},

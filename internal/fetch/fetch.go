@@ -200,6 +200,7 @@ func (f *Fetcher) Setup(ctx context.Context) error {
 	f.health.kv, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: HealthBucket, Description: "how fetches are going per app and corp",
 		History: 1, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
+		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: bucket %s: %w", HealthBucket, err)
