@@ -1,7 +1,8 @@
 // Command wecomsim runs the WeCom simulator alone, for local runs of the
 // receiver and for trying the chat-data APIs by hand. Its defaults match
-// configs/receiver.example.yaml, so the example receiver accepts its
-// callbacks as they are.
+// configs/receiver.local-sim.yaml, so that receiver accepts its callbacks
+// as they are. They include WeCom's published sample Token and
+// EncodingAESKey, which a receiver accepts only with allow_sample_secrets.
 //
 //	go run ./cmd/wecomsim [-speed 60] [-fault kind=errcode,api=get_hit_msg_list,rate=0.1]
 package main
