@@ -68,24 +68,20 @@ func (m *Main) AdminAddr() string {
 // before the server starts: chi's router must not change while it serves.
 func (m *Main) adminRoutes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(requestID, m.recoverer)
-	// /healthz says only "ok", and answers whatever the Host, so that
-	// probes addressing the listener by any name or IP keep working.
+	// A Host that is not one of the listener's names is refused: a
+	// browser tricked by DNS rebinding into calling us sends the
+	// attacker's domain there. /healthz, which says only "ok", answers
+	// any Host, so that probes addressing the listener by IP keep working.
+	r.Use(requestID, m.recoverer, allowHosts(m.cfg.Admin.Listen, m.cfg.Admin.AllowedHosts, "/healthz"))
+	// /metrics needs no token, as Prometheus scrapes expect; keep the
+	// listener on loopback or a private network (configs/receiver.example.yaml).
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		Registry: m.reg, // promhttp's own error counter
+	}))
 	r.Get("/healthz", m.healthz)
-	// Everything else refuses a Host that is not one of the listener's
-	// names: a browser tricked by DNS rebinding into calling us sends the
-	// attacker's domain there.
-	r.Group(func(r chi.Router) {
-		r.Use(allowHosts(m.cfg.Admin.Listen, m.cfg.Admin.AllowedHosts))
-		// /metrics needs no token, as Prometheus scrapes expect; keep the
-		// listener on loopback or a private network (configs/receiver.example.yaml).
-		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-			Registry: m.reg, // promhttp's own error counter
-		}))
-		// Operators may see why the service is not ready.
-		r.Get("/readyz", m.readyz(true))
-		m.mountAPIRoot(r)
-	})
+	// Operators may see why the service is not ready.
+	r.Get("/readyz", m.readyz(true))
+	m.mountAPIRoot(r)
 	return r
 }
 

@@ -122,6 +122,7 @@ func startCluster(t testing.TB, receivers int) *cluster {
 	// production with the 30 s default, only more often.
 	for i := range receivers {
 		cfg, err := config.Parse(fmt.Appendf(nil, `
+allow_sample_secrets: true # the official vectors, against the simulator
 http: {listen: %q}
 admin: {listen: "127.0.0.1:0"}
 nats: {url: %q, replicas: 3, connect_timeout: 10s}
