@@ -155,13 +155,14 @@ func requestID(next http.Handler) http.Handler {
 	})
 }
 
-// allowHosts refuses, with 421, requests whose Host is not one of the
-// listener's own names: the host of listen, the loopback names, and extra.
-// A web page that rebinds its own domain to 127.0.0.1 reaches the admin
-// listener from the victim's browser, but with its domain in Host. Paths in
-// anyHost are served whatever the Host.
+// allowHosts refuses, with 421, requests whose Host is not an IP address,
+// "localhost", the host of listen, or one of extra. A web page that rebinds
+// its own domain to 127.0.0.1 reaches the admin listener from the victim's
+// browser, but with its domain in Host; an IP address in Host cannot come
+// from a rebinding, so Prometheus may scrape by address. Paths in anyHost
+// are served whatever the Host.
 func allowHosts(listen string, extra []string, anyHost ...string) func(http.Handler) http.Handler {
-	allowed := map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true}
+	allowed := map[string]bool{"localhost": true}
 	if h, _, err := net.SplitHostPort(listen); err == nil && h != "" {
 		allowed[strings.ToLower(h)] = true
 	}
@@ -175,7 +176,7 @@ func allowHosts(listen string, extra []string, anyHost ...string) func(http.Hand
 				host = h
 			}
 			host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-			if !allowed[host] && !slices.Contains(anyHost, r.URL.Path) {
+			if !allowed[host] && net.ParseIP(host) == nil && !slices.Contains(anyHost, r.URL.Path) {
 				writeText(w, http.StatusMisdirectedRequest, "421 unexpected host\n")
 				return
 			}

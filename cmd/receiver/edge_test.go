@@ -291,9 +291,9 @@ func TestServe_RequestID(t *testing.T) {
 	})
 }
 
-// TestAdmin_Host: the admin listener answers only to its own names, so a
-// page that rebinds its domain to 127.0.0.1 cannot read /metrics or call
-// /api from a browser; /healthz answers any Host.
+// TestAdmin_Host: the admin listener answers only to its own names and to
+// IP addresses, so a page that rebinds its domain to 127.0.0.1 cannot read
+// /metrics or call /api from a browser; /healthz answers any Host.
 func TestAdmin_Host(t *testing.T) {
 	const token = "admin-token-for-tests-0123"
 	cfg := testConfig(t, "0s", "3s", "")
@@ -312,6 +312,9 @@ func TestAdmin_Host(t *testing.T) {
 		{"OKLocalhostNoPort", "LOCALHOST", "/readyz", http.StatusOK},
 		{"OKIPv6Loopback", "[::1]:" + port, "/api/ping", http.StatusOK},
 		{"OKAllowed", "receiver-1.internal:" + port, "/api/ping", http.StatusOK},
+		{"OKAnyIP", "10.1.2.3:" + port, "/metrics", http.StatusOK},
+		{"OKAnyIPv6", "[fd00::5]:" + port, "/metrics", http.StatusOK},
+		{"ErrOtherName", "receiver-2.internal:" + port, "/metrics", http.StatusMisdirectedRequest},
 		{"OKHealthzAnyHost", "evil.example", "/healthz", http.StatusOK},
 		{"ErrMetrics", "evil.example:" + port, "/metrics", http.StatusMisdirectedRequest},
 		{"ErrAPI", "evil.example", "/api/ping", http.StatusMisdirectedRequest},

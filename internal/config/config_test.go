@@ -129,7 +129,7 @@ func TestParse_Example(t *testing.T) {
 			MaxConnections:  4096,
 			IdleTimeout:     30 * time.Second,
 		}, cfg.HTTP)
-		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090", MaxConnections: 64}, cfg.Admin, "admin API off without a token")
+		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090", MaxConnections: 64, AllowedHosts: []string{}}, cfg.Admin, "admin API off without a token")
 		assert.Equal(t, config.NATS{
 			StoreDir:        filepath.Join(filepath.Dir(dir), "data", "nats"),
 			Listen:          "127.0.0.1:4222",
