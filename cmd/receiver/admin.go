@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,18 +43,13 @@ func (m *Main) openAdmin() error {
 		return fmt.Errorf("admin listen: %w", err)
 	}
 	m.adminListener = lis
-	m.adminServer = &http.Server{
-		Handler:           m.admin,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		// Search and backfill-like API calls page through WeCom.
-		WriteTimeout: time.Minute,
-		IdleTimeout:  90 * time.Second,
-	}
+	// Search and backfill-like API calls page through WeCom: a minute to write.
+	m.adminServer = newServer("admin", m.admin, m.log, time.Minute, adminIdleTimeout)
+	limited := newLimitListener(lis, m.cfg.Admin.MaxConnections, m.log.With().Str("listener", "admin").Logger())
 	m.adminServed = make(chan struct{})
 	go func() {
 		defer close(m.adminServed)
-		if err := m.adminServer.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.adminServer.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.log.Error().Err(err).Msg("admin server stopped")
 		}
 	}()
@@ -74,18 +68,27 @@ func (m *Main) AdminAddr() string {
 // before the server starts: chi's router must not change while it serves.
 func (m *Main) adminRoutes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, m.recoverer)
+	// A Host that is not one of the listener's names is refused: a
+	// browser tricked by DNS rebinding into calling us sends the
+	// attacker's domain there. /healthz, which says only "ok", answers
+	// any Host, so that probes addressing the listener by IP keep working.
+	r.Use(requestID, m.recoverer, allowHosts(m.cfg.Admin.Listen, m.cfg.Admin.AllowedHosts, "/healthz"))
 	// /metrics needs no token, as Prometheus scrapes expect; keep the
 	// listener on loopback or a private network (configs/receiver.example.yaml).
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		Registry: m.reg, // promhttp's own error counter
 	}))
 	r.Get("/healthz", m.healthz)
-	r.Get("/readyz", m.readyz)
+	// Operators may see why the service is not ready.
+	r.Get("/readyz", m.readyz(true))
+	m.mountAPIRoot(r)
+	return r
+}
 
-	// ---- Admin API ---------------------------------------------------
-	// Everything under /api sits behind the bearer token. Without a token
-	// configured the API is off: /api is not mounted, so it answers 404.
+// mountAPIRoot mounts the admin API on r. Everything under /api sits
+// behind the bearer token. Without a token configured the API is off: /api
+// is not mounted, so it answers 404.
+func (m *Main) mountAPIRoot(r chi.Router) {
 	if token := m.cfg.Admin.Token.Reveal(); token != "" {
 		r.Route("/api", func(api chi.Router) {
 			api.Use(bearerAuth(token), m.refuseWhileDraining)
@@ -93,7 +96,6 @@ func (m *Main) adminRoutes() chi.Router {
 			m.apiRoutes(api)
 		})
 	}
-	return r
 }
 
 // apiRoutes registers the admin API's endpoints on r, which is mounted at
@@ -156,14 +158,26 @@ func (m *Main) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "ok\n")
 }
 
-// readyz reports Ready.
-func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := m.Ready(r.Context()); err != nil {
-		// The reason stays in the log: errors from NATS name servers,
-		// streams and sizes, which the public port has no business telling.
-		m.log.Debug().Err(err).Msg("not ready")
-		writeText(w, http.StatusServiceUnavailable, "503 not ready\n")
-		return
+// readyz reports Ready. The reason for a failure goes to the log, and into
+// the body only with detail (the admin listener): on the public port it
+// would tell anyone about our internals.
+func (m *Main) readyz(detail bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := m.Ready(r.Context())
+		if err == nil {
+			m.notReady.Store(nil)
+			writeText(w, http.StatusOK, "ready\n")
+			return
+		}
+		// Logged once per distinct failure, not once per probe.
+		if msg := err.Error(); m.notReady.Load() == nil || *m.notReady.Load() != msg {
+			m.notReady.Store(&msg)
+			m.log.Warn().Err(err).Msg("not ready")
+		}
+		if detail {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			return
+		}
+		writeText(w, http.StatusServiceUnavailable, "not ready\n")
 	}
-	writeText(w, http.StatusOK, "ready\n")
 }

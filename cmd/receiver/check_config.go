@@ -40,6 +40,9 @@ func (c *checkConfigCommand) Run(_ context.Context, args []string) error {
 		}
 		return err
 	}
+	if cfg.AllowSampleSecrets {
+		_, _ = fmt.Fprintf(c.env.stderr, "%s: warning: %s\n", *path, sampleSecretsWarning)
+	}
 	_, _ = fmt.Fprintf(c.env.stdout, "%s: OK (%d apps: %s; nats: %s)\n",
 		*path, len(cfg.Apps), strings.Join(cfg.AppNames(), ", "), natsMode(cfg))
 	return nil

@@ -122,6 +122,7 @@ func startCluster(t testing.TB, receivers int) *cluster {
 	// production with the 30 s default, only more often.
 	for i := range receivers {
 		cfg, err := config.Parse(fmt.Appendf(nil, `
+allow_sample_secrets: true # the official vectors, against the simulator
 http: {listen: %q}
 admin: {listen: "127.0.0.1:0"}
 nats: {url: %q, replicas: 3, connect_timeout: 10s}
@@ -359,8 +360,8 @@ func TestClusterConfig_CheckConfig(t *testing.T) {
 		"NATS_RECEIVER_PASSWORD":       "9f86d081884c7d659a2feaa0c55ad015",
 		"WECOM_ARCHIVE_SUITE_ID":       "wwArchiveSuite01",
 		"WECOM_ARCHIVE_CORP_ID":        "wwCorpABC123",
-		"WECOM_ARCHIVE_TOKEN":          testvectors.V1.Token,
-		"WECOM_ARCHIVE_AES_KEY":        testvectors.V1.EncodingAESKey,
+		"WECOM_ARCHIVE_TOKEN":          exampleEnv["WECOM_ARCHIVE_TOKEN"],
+		"WECOM_ARCHIVE_AES_KEY":        exampleEnv["WECOM_ARCHIVE_AES_KEY"],
 		"WECOM_ARCHIVE_SUITE_SECRET":   "suite-secret",
 		"WECOM_ARCHIVE_PERMANENT_CODE": "perm-code",
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
-// Demo credentials: WeCom's public sample values, as in the example config.
+// Demo credentials: WeCom's public sample values, as in the simulator's
+// defaults and configs/receiver.local-sim.yaml. The demo's config allows
+// them (allow_sample_secrets): it talks only to its own simulator.
 const (
 	demoToken  = "QDG6eK"
 	demoAESKey = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -176,6 +178,7 @@ func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSy
 	}
 	d.sim = sim
 	d.cfg, err = config.Parse([]byte(fmt.Sprintf(`
+allow_sample_secrets: true
 http: {listen: %q}
 admin: {listen: "127.0.0.1:0"}
 nats: {store_dir: nats, listen: "127.0.0.1:0"}

@@ -127,17 +127,17 @@ func TestDemo_ThreeHours(t *testing.T) {
 	runHours(t, clock, d.sim, d.m, 3*time.Hour, 5*time.Minute)
 }
 
-// TestByHand_ThreeHours runs the README's by-hand recipe: the example
-// configuration with WECOM_API_BASE_URL pointing at a simulator set up as
+// TestByHand_ThreeHours runs the README's by-hand recipe:
+// configs/receiver.local-sim.yaml against a simulator set up as
 // `wecomsim -speed 60` sets it up by default, for three hours of a fake
-// real clock. Only the addresses and the store directory differ, through
-// the file's own variables, so the test binds free ports.
+// real clock. Only the addresses and the store directory differ, so the
+// test binds free ports.
 func TestByHand_ThreeHours(t *testing.T) {
 	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	// cmd/wecomsim's defaults, which match the example configuration; a
-	// lower message rate keeps the event count small.
+	// cmd/wecomsim's defaults, which match the local-sim configuration
+	// (cmd/wecomsim checks); a lower message rate keeps the event count small.
 	sim, err := wecomsim.New(wecomsim.Options{
 		Seed: 1, Speed: 60, MessageRate: 0.05, Clock: clock.Now,
 		Archive: wecomsim.Archive{
@@ -158,17 +158,13 @@ func TestByHand_ThreeHours(t *testing.T) {
 		_ = sim.Close(ctx)
 	})
 
-	env := map[string]string{
-		"WECOM_API_BASE_URL":    sim.URL(), // the README's one variable
-		"RECEIVER_ADMIN_LISTEN": "127.0.0.1:0",
-		"RECEIVER_NATS_LISTEN":  "127.0.0.1:0",
-		"RECEIVER_STORE_DIR":    t.TempDir(),
-	}
-	cfg, err := config.LoadEnv("../../configs/receiver.example.yaml", func(k string) (string, bool) {
-		v, ok := env[k]
-		return v, ok
-	})
+	cfg, err := config.LoadEnv("../../configs/receiver.local-sim.yaml", noEnv)
 	require.NoError(t, err)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.NATS.StoreDir = t.TempDir()
+	require.Equal(t, "http://127.0.0.1:8090", cfg.Apps[0].APIBaseURL, "wecomsim's default address")
+	cfg.Apps[0].APIBaseURL = sim.URL()
 	require.NoError(t, cfg.Validate())
 	m := NewMain(cfg, zerolog.Nop())
 	m.UseListener(lis)

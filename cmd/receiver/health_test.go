@@ -162,7 +162,7 @@ apps:
   - name: archive
     mode: archive
     token: t
-    encoding_aes_key: jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C
+    encoding_aes_key: k3Vq9ZrT2mXw8LpB4nYc6HsD1fGj5aQe7uKo0RtWxEz
     api_base_url: http://127.0.0.1:9
     suite_id: s
     suite_secret: x

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,13 +34,44 @@ import (
 // noEnv is an empty environment: tests never see the developer's variables.
 func noEnv(string) (string, bool) { return "", false }
 
+// exampleEnv holds the secrets configs/receiver.example.yaml reads, none of
+// them a sample value; sampleEnv sets WeCom's published samples instead.
+var (
+	exampleEnv = map[string]string{
+		"WECOM_ARCHIVE_TOKEN":          "Tk7pLm2Q",
+		"WECOM_ARCHIVE_AES_KEY":        "k3Vq9ZrT2mXw8LpB4nYc6HsD1fGj5aQe7uKo0RtWxEz",
+		"WECOM_ARCHIVE_SUITE_SECRET":   "suite-secret-value",
+		"WECOM_ARCHIVE_PERMANENT_CODE": "permanent-code-value",
+	}
+	sampleEnv = map[string]string{
+		"WECOM_ARCHIVE_TOKEN":          testvectors.V1.Token,
+		"WECOM_ARCHIVE_AES_KEY":        testvectors.V1.EncodingAESKey,
+		"WECOM_ARCHIVE_SUITE_SECRET":   "suite-secret-value",
+		"WECOM_ARCHIVE_PERMANENT_CODE": "permanent-code-value",
+	}
+)
+
+// envOf is an environment with vars, and then each key and value of kv.
+func envOf(vars map[string]string, kv ...string) func(string) (string, bool) {
+	m := maps.Clone(vars)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
 // testConfig is a configuration with the two official sample apps, v1 and
 // v2, on 127.0.0.1:0 with an embedded NATS server in a temporary directory.
 func testConfig(t *testing.T, window, ackTimeout, natsURL string) *config.Config {
 	t.Helper()
 	// WeCom is never reached from tests: port 9 on loopback refuses, so a
 	// fetch started by a test callback fails fast and stays local.
+	// The official vectors' apps: a test rig, so sample secrets are allowed.
 	yaml := fmt.Sprintf(`
+allow_sample_secrets: true
 fetch:
   poll_interval: 0s
 admin:
@@ -281,7 +313,7 @@ func TestServe_HealthAndReadiness(t *testing.T) {
 	m.draining.Store(true)
 	status, body = send(t, http.MethodGet, "http://"+m.Addr()+"/readyz", "")
 	assert.Equal(t, http.StatusServiceUnavailable, status)
-	assert.Equal(t, "503 not ready\n", body)
+	assert.Equal(t, "not ready\n", body, "no internals on the public port")
 }
 
 // TestRun_ServeAndSignal runs the serve subcommand as main does and stops it
@@ -300,7 +332,7 @@ func TestRun_ServeAndSignal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-config", cfgPath}, env{lookupEnv: noEnv, stdout: io.Discard, stderr: &stderr})
+		done <- run(ctx, []string{"serve", "-config", cfgPath}, env{lookupEnv: envOf(exampleEnv), stdout: io.Discard, stderr: &stderr})
 	}()
 	natstest.WaitFor(t, 10*time.Second, func() error {
 		if !strings.Contains(stderr.String(), "receiver started") {
@@ -337,13 +369,22 @@ apps:
 		stdout     string
 		stderrHave []string
 	}{
-		{"OK", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, noEnv, 0, "OK (1 apps: archive; nats: embedded", nil},
-		{"OKFromEnv", []string{"check-config"}, func(k string) (string, bool) {
-			if k == "RECEIVER_CONFIG" {
-				return "../../configs/receiver.example.yaml", true
-			}
-			return "", false
-		}, 0, "OK", nil},
+		{"OK", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, envOf(exampleEnv), 0, "OK (1 apps: archive; nats: embedded", nil},
+		{"OKFromEnv", []string{"check-config"}, envOf(exampleEnv, "RECEIVER_CONFIG", "../../configs/receiver.example.yaml"), 0, "OK", nil},
+		{"OKLocalSim", []string{"check-config", "-config", "../../configs/receiver.local-sim.yaml"}, noEnv, 0, "OK (1 apps: archive", []string{
+			"warning: allow_sample_secrets is true",
+		}},
+		{"ErrExampleNeedsEnv", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, noEnv, 1, "", []string{
+			"apps[0].token: environment variable WECOM_ARCHIVE_TOKEN is not set",
+			"apps[0].encoding_aes_key: environment variable WECOM_ARCHIVE_AES_KEY is not set",
+		}},
+		{"ErrSampleSecrets", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, envOf(sampleEnv), 1, "", []string{
+			"apps[0].token: is WeCom's published sample Token, with which anyone can sign callbacks: set WECOM_ARCHIVE_TOKEN to the app's callback Token",
+			"apps[0].encoding_aes_key: is WeCom's published sample EncodingAESKey, with which anyone can encrypt callbacks: set WECOM_ARCHIVE_AES_KEY to the app's EncodingAESKey",
+		}},
+		{"ErrEmptySecret", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, envOf(exampleEnv, "WECOM_ARCHIVE_SUITE_SECRET", ""), 1, "", []string{
+			"apps[0].suite_secret: required when mode is archive (set WECOM_ARCHIVE_SUITE_SECRET, which is empty)",
+		}},
 		{"ErrInvalid", []string{"check-config", "-config", bad}, noEnv, 1, "", []string{
 			"apps[0].encoding_aes_key: must be 43 characters", "apps[0].suite_id: required",
 		}},
@@ -363,6 +404,9 @@ apps:
 				assert.Contains(t, stderr.String(), s)
 			}
 			assert.NotContains(t, stderr.String(), "tooshort", "no secret value in errors")
+			for _, v := range []string{testvectors.V1.Token, testvectors.V1.EncodingAESKey, exampleEnv["WECOM_ARCHIVE_SUITE_SECRET"]} {
+				assert.NotContains(t, stderr.String(), v, "no secret value in errors")
+			}
 		})
 	}
 }

@@ -49,6 +49,7 @@ func opsConfig(t *testing.T, s *system, extra string) string {
 	require.NotEmpty(t, natsURL, "the test receiver listens for local consumers")
 	path := t.TempDir() + "/ops.yaml"
 	require.NoError(t, writeFile(path, fmt.Sprintf(`
+allow_sample_secrets: true # the official vectors, against the simulator
 nats: {store_dir: %q, listen: %q}
 %s
 apps:
@@ -101,6 +102,7 @@ func startSystemNATS(t testing.TB, pollInterval, natsExtra, storeDir string) *sy
 	require.NoError(t, err)
 
 	yaml := fmt.Sprintf(`
+allow_sample_secrets: true # the official vectors, against the simulator
 http: {listen: "127.0.0.1:%d"}
 admin: {listen: "127.0.0.1:0", token: `+testAdminToken+`}
 nats: {store_dir: nats, listen: "127.0.0.1:0"%s}

@@ -48,6 +48,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log, c.env.stderr)
+	warnSampleSecrets(cfg, log)
+	// Process-wide, so here and not in Main: tests run several Mains.
+	raiseFileLimit(log, cfg.HTTP.MaxConnections+cfg.Admin.MaxConnections)
 	m := NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -110,6 +113,9 @@ type Main struct {
 	// now is the clock of the callback replay window, token expiry and
 	// fetch; time.Now unless a test calls UseClock.
 	now func() time.Time
+	// notReady is the last readiness failure logged, so that a probe
+	// every few seconds logs a failure once, and again when it changes.
+	notReady atomic.Pointer[string]
 }
 
 // NewMain returns a Main for cfg; it does no I/O.
@@ -209,18 +215,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			return fmt.Errorf("http listen: %w", err)
 		}
 	}
-	m.server = &http.Server{
-		Handler:           m.routes(h),
-		ReadHeaderTimeout: 5 * time.Second,
-		// WeCom gives up after 5 s; a slower body is not WeCom.
-		ReadTimeout:  10 * time.Second,
-		WriteTimeout: 10 * time.Second,
-		IdleTimeout:  90 * time.Second,
-	}
+	m.server = newServer("callback", m.routes(h), m.log, 10*time.Second, m.cfg.HTTP.IdleTimeout)
+	lis := newLimitListener(m.listener, m.cfg.HTTP.MaxConnections, m.log.With().Str("listener", "callback").Logger())
 	m.served = make(chan struct{})
 	go func() {
 		defer close(m.served)
-		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
@@ -437,10 +437,10 @@ func (m *Main) Broker() *broker.Broker { return m.broker }
 
 func (m *Main) routes(h *callback.Handler) http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, m.recoverer)
+	r.Use(requestID, m.recoverer)
 	h.Mount(r)
 	r.Get("/healthz", m.healthz)
-	r.Get("/readyz", m.readyz)
+	r.Get("/readyz", m.readyz(false))
 	return r
 }
 

@@ -91,7 +91,7 @@ func TestPipeline_StoreFull(t *testing.T) {
 	})
 	status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", "")
 	assert.Equal(t, http.StatusServiceUnavailable, status)
-	assert.Equal(t, "503 not ready\n", body, "no internal detail on the public port")
+	assert.Equal(t, "not ready\n", body, "no internal detail on the public port")
 
 	// Room again: the next callback's fetch starts from the cursor the
 	// failed pages left unmoved.

@@ -1,7 +1,8 @@
 // Command wecomsim runs the WeCom simulator alone, for local runs of the
 // receiver and for trying the chat-data APIs by hand. Its defaults match
-// configs/receiver.example.yaml, so the example receiver accepts its
-// callbacks as they are.
+// configs/receiver.local-sim.yaml, so that receiver accepts its callbacks
+// as they are. They include WeCom's published sample Token and
+// EncodingAESKey, which a receiver accepts only with allow_sample_secrets.
 //
 //	go run ./cmd/wecomsim [-speed 60] [-fault kind=errcode,api=get_hit_msg_list,rate=0.1]
 package main
@@ -43,16 +44,23 @@ func (f *faultFlags) Set(v string) error {
 	return err
 }
 
-// run parses args, serves until ctx ends, then closes within 5 seconds.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// settings are what the flags fill in.
+type settings struct {
+	o         wecomsim.Options
+	corp      wecomsim.Corp
+	faults    faultFlags
+	addr      string
+	debug     bool
+	demoRules bool
+}
+
+// newFlagSet defines the flags on s. The credential defaults are those of
+// configs/receiver.local-sim.yaml (main_test checks they agree).
+func newFlagSet(s *settings, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("wecomsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		o      wecomsim.Options
-		corp   wecomsim.Corp
-		faults faultFlags
-	)
-	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
+	o, corp := &s.o, &s.corp
+	fs.StringVar(&s.addr, "addr", "127.0.0.1:8090", "listen address")
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed")
 	fs.Float64Var(&o.Speed, "speed", 1, "conversation speed-up: messages arrive and hit callbacks are coalesced this many times faster; timestamps, send_time and token lifetimes stay on the real clock")
 	fs.Float64Var(&o.MessageRate, "rate", wecomsim.DefaultMessageRate, "messages per conversation minute per corp; negative for none")
@@ -70,14 +78,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Zone.Token, "zone-token", "QDG6eK", "zone callback token")
 	fs.StringVar(&o.Zone.EncodingAESKey, "zone-aes-key", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "zone callback EncodingAESKey")
 	fs.StringVar(&o.Zone.CallbackURL, "zone-callback-url", "", "zone program_notify URL; empty sends none")
-	fs.Var(&faults, "fault", "fault to inject, repeatable: kind=K[,api=A][,count=N][,rate=R][,errcode=C][,status=S][,delay=D]")
-	debug := fs.Bool("debug", false, "log at debug level")
-	demoRules := fs.Bool("demo-rules", true, "start with a few keyword rules that the simulated traffic hits")
-	if err := fs.Parse(args); err != nil {
+	fs.Var(&s.faults, "fault", "fault to inject, repeatable: kind=K[,api=A][,count=N][,rate=R][,errcode=C][,status=S][,delay=D]")
+	fs.BoolVar(&s.debug, "debug", false, "log at debug level")
+	fs.BoolVar(&s.demoRules, "demo-rules", true, "start with a few keyword rules that the simulated traffic hits")
+	return fs
+}
+
+// run parses args, serves until ctx ends, then closes within 5 seconds.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var s settings
+	if err := newFlagSet(&s, stderr).Parse(args); err != nil {
 		return err
 	}
-	o.Archive.Corps = []wecomsim.Corp{corp}
-	o.Faults = faults
+	o, addr, debug, demoRules := s.o, &s.addr, &s.debug, &s.demoRules
+	o.Archive.Corps = []wecomsim.Corp{s.corp}
+	o.Faults = s.faults
 
 	level := zerolog.InfoLevel
 	if *debug {

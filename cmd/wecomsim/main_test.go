@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"regexp"
 	"sync"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/config"
 )
 
 // syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
@@ -69,4 +72,25 @@ func TestRun_BadFlag(t *testing.T) {
 	var out, logs syncBuffer
 	err := run(context.Background(), []string{"-fault", "kind=bogus"}, &out, &logs)
 	assert.Error(t, err)
+}
+
+// TestDefaults_MatchLocalSimConfig: the README's by-hand recipe runs the
+// simulator without flags against configs/receiver.local-sim.yaml, so the
+// two must agree on every credential and address.
+func TestDefaults_MatchLocalSimConfig(t *testing.T) {
+	cfg, err := config.Load("../../configs/receiver.local-sim.yaml")
+	require.NoError(t, err)
+	require.Len(t, cfg.Apps, 1)
+	a := cfg.Apps[0]
+	require.Len(t, a.Corps, 1)
+	fs := newFlagSet(&settings{}, io.Discard)
+	def := func(name string) string { return fs.Lookup(name).DefValue }
+	assert.Equal(t, a.Token.Reveal(), def("token"))
+	assert.Equal(t, a.EncodingAESKey.Reveal(), def("aes-key"))
+	assert.Equal(t, a.SuiteID, def("suite-id"))
+	assert.Equal(t, a.SuiteSecret.Reveal(), def("suite-secret"))
+	assert.Equal(t, a.Corps[0].CorpID, def("corp-id"))
+	assert.Equal(t, a.Corps[0].PermanentCode.Reveal(), def("permanent-code"))
+	assert.Equal(t, a.APIBaseURL, "http://"+def("addr"))
+	assert.Equal(t, "http://"+cfg.HTTP.Listen+"/callback/"+a.Name, def("callback-url"))
 }

@@ -457,7 +457,10 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Eve
 		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
 	}
 	latency := h.now().Sub(start)
+	// The peer's address as TCP sees it: behind a reverse proxy, the
+	// proxy's. X-Forwarded-For is not logged: any client can write it.
 	ev.Str("request_id", middleware.GetReqID(r.Context())).
+		Str("remote_addr", r.RemoteAddr).
 		Str("op", op).
 		Str("outcome", outcome).
 		Int("status", status).

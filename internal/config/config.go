@@ -41,12 +41,24 @@ const DefaultAPIBaseURL = "https://qyapi.weixin.qq.com"
 // Config is the whole receiver configuration. Load and Parse return it with
 // defaults applied, relative paths resolved and Validate passed.
 type Config struct {
+	// AllowSampleSecrets lets apps use WeCom's published sample Token and
+	// EncodingAESKey (see SampleSecret), which Validate refuses otherwise:
+	// anyone can sign callbacks with them. For the simulator and for rigs
+	// that replay WeCom's official test vectors; serve warns at every
+	// start while it is on. Default false.
+	AllowSampleSecrets bool `yaml:"allow_sample_secrets"`
+
 	HTTP  HTTP  `yaml:"http"`
 	Admin Admin `yaml:"admin"`
 	NATS  NATS  `yaml:"nats"`
 	Fetch Fetch `yaml:"fetch"`
 	Log   Log   `yaml:"log"`
 	Apps  []App `yaml:"apps"`
+
+	// envVars maps a YAML path to the environment variable its value came
+	// from, so that Validate can say which variable to set. Parse fills it;
+	// a Config built in code has none.
+	envVars map[string]string
 }
 
 // Admin configures the operators' listener: /metrics, /healthz, /readyz,
@@ -58,6 +70,14 @@ type Admin struct {
 	// Token is the bearer token of the admin API; empty turns the API off
 	// (/api answers 404). At least 16 characters. Default empty.
 	Token Secret `yaml:"token"`
+	// MaxConnections caps the listener's open connections; more are
+	// closed as they arrive. Default 64.
+	MaxConnections int `yaml:"max_connections"`
+	// AllowedHosts are host names (without port) that requests may carry
+	// in Host besides IP addresses, "localhost" and the listen address's
+	// host; any other Host is refused, which defeats DNS rebinding.
+	// Default none.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Fetch configures how hits are fetched and published.
@@ -99,6 +119,12 @@ type HTTP struct {
 	// failing on shutdown, so a load balancer notices before the port
 	// closes. Default 0s; a few seconds behind a balancer.
 	ReadyGrace time.Duration `yaml:"ready_grace"`
+	// MaxConnections caps the callback listener's open connections; more
+	// are closed as they arrive, which keeps file descriptors and memory
+	// for NATS and the connections already open. Default 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 30s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // NATS configures the JetStream connection, or the embedded server when URL
@@ -351,7 +377,7 @@ func Parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 		lines map[string]int
 	)
 	if root.Kind != 0 {
-		errs, lines = prepare(&root, lookupEnv)
+		errs, lines, cfg.envVars = prepare(&root, lookupEnv)
 		// Node.Decode cannot reject unknown keys; prepare did that.
 		if err := root.Decode(&cfg); err != nil {
 			return nil, errors.Join(append(errs, err)...)
@@ -419,8 +445,10 @@ func defaults() Config {
 			AckTimeout:      3 * time.Second,
 			TimestampWindow: time.Hour,
 			ShutdownTimeout: 20 * time.Second,
+			MaxConnections:  4096,
+			IdleTimeout:     30 * time.Second,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9090"},
+		Admin: Admin{Listen: "127.0.0.1:9090", MaxConnections: 64},
 		NATS: NATS{
 			StoreDir:        "data/nats",
 			SubjectPrefix:   "wecom",

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,22 +16,32 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
 
 const (
-	demoAESKey  = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+	demoAESKey  = "k3Vq9ZrT2mXw8LpB4nYc6HsD1fGj5aQe7uKo0RtWxEz"
 	examplePath = "../../configs/receiver.example.yaml"
 )
 
 // zoneApp is a valid zone app, an item of apps.
 const zoneApp = `  - name: z
     mode: zone
-    token: QDG6eK
+    token: Tk7pLm2Q
     encoding_aes_key: ` + demoAESKey + `
     corp_id: wwCorpZ
     corp_secret: zone-secret
     program_id: prog
 `
+
+// exampleEnv holds the secrets the example config reads, none of them a
+// sample value.
+var exampleEnv = map[string]string{
+	"WECOM_ARCHIVE_TOKEN":          "Tk7pLm2Q",
+	"WECOM_ARCHIVE_AES_KEY":        demoAESKey,
+	"WECOM_ARCHIVE_SUITE_SECRET":   "suite-secret-value",
+	"WECOM_ARCHIVE_PERMANENT_CODE": "permanent-code-value",
+}
 
 // noEnv is an empty environment.
 func noEnv(string) (string, bool) { return "", false }
@@ -51,7 +62,7 @@ func doc(top, app string) string {
 apps:
   - name: a
     mode: archive
-    token: QDG6eK
+    token: Tk7pLm2Q
     encoding_aes_key: ` + demoAESKey + `
     suite_id: wwArchiveSuite01
     suite_secret: suite-secret-value
@@ -106,7 +117,7 @@ func TestParse_Example(t *testing.T) {
 	require.NoError(t, err)
 
 	t.Run("OK", func(t *testing.T) {
-		cfg, err := config.Parse(data, dir, noEnv)
+		cfg, err := config.Parse(data, dir, env(exampleEnv))
 		require.NoError(t, err)
 
 		assert.Equal(t, config.HTTP{
@@ -115,8 +126,10 @@ func TestParse_Example(t *testing.T) {
 			AckTimeout:      3 * time.Second,
 			TimestampWindow: time.Hour,
 			ShutdownTimeout: 20 * time.Second,
+			MaxConnections:  4096,
+			IdleTimeout:     30 * time.Second,
 		}, cfg.HTTP)
-		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090"}, cfg.Admin, "admin API off without a token")
+		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090", MaxConnections: 64, AllowedHosts: []string{}}, cfg.Admin, "admin API off without a token")
 		assert.Equal(t, config.NATS{
 			StoreDir:        filepath.Join(filepath.Dir(dir), "data", "nats"),
 			Listen:          "127.0.0.1:4222",
@@ -138,23 +151,42 @@ func TestParse_Example(t *testing.T) {
 		assert.Equal(t, []config.App{{
 			Name:           "archive",
 			Mode:           config.ModeArchive,
-			Token:          "QDG6eK",
+			Token:          "Tk7pLm2Q",
 			EncodingAESKey: demoAESKey,
 			ReceiveID:      "wwArchiveSuite01",
 			APIBaseURL:     "https://qyapi.weixin.qq.com",
 			SuiteID:        "wwArchiveSuite01",
-			SuiteSecret:    "demo-suite-secret",
-			Corps:          []config.Corp{{CorpID: "wwCorpABC123", PermanentCode: "demo-permanent-code"}},
+			SuiteSecret:    "suite-secret-value",
+			Corps:          []config.Corp{{CorpID: "wwCorpABC123", PermanentCode: "permanent-code-value"}},
 		}}, cfg.Apps)
 	})
 
+	// Without its variables the example does not load, and says which
+	// to set; it has no sample secrets to fall back to.
+	t.Run("ErrNoEnv", func(t *testing.T) {
+		_, err := config.Parse(data, dir, noEnv)
+		msgs := messages(err)
+		require.Len(t, msgs, 4)
+		// Lines move as the example is edited; the paths and variables are the point.
+		for i, want := range []string{
+			"apps[0].token: environment variable WECOM_ARCHIVE_TOKEN is not set (line ",
+			"apps[0].encoding_aes_key: environment variable WECOM_ARCHIVE_AES_KEY is not set (line ",
+			"apps[0].suite_secret: environment variable WECOM_ARCHIVE_SUITE_SECRET is not set (line ",
+			"apps[0].corps[0].permanent_code: environment variable WECOM_ARCHIVE_PERMANENT_CODE is not set (line ",
+		} {
+			assert.True(t, strings.HasPrefix(msgs[i], want), msgs[i])
+		}
+	})
+
 	t.Run("ZoneExample", func(t *testing.T) {
-		cfg, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, env(map[string]string{
+		vars := map[string]string{
 			"WECOM_ZONE_TOKEN":       "zoneToken1",
 			"WECOM_ZONE_AES_KEY":     demoAESKey,
 			"WECOM_ZONE_CORP_SECRET": "zone-corp-secret",
 			"WECOM_ZONE_PROGRAM_ID":  "prog1",
-		}))
+		}
+		maps.Copy(vars, exampleEnv)
+		cfg, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, env(vars))
 		require.NoError(t, err)
 		app, ok := cfg.App("zone")
 		require.True(t, ok)
@@ -176,7 +208,7 @@ func TestParse_Example(t *testing.T) {
 	})
 
 	t.Run("ZoneExampleNeedsEnv", func(t *testing.T) {
-		_, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, noEnv)
+		_, err := config.Parse([]byte(uncommentZone(t, string(data))), dir, env(exampleEnv))
 		// The line moves as the example is edited; that there is one is the point.
 		assert.Condition(t, func() bool {
 			for _, m := range messages(err) {
@@ -580,7 +612,7 @@ func TestParse_Defaults(t *testing.T) {
 
 	t.Run("Admin", func(t *testing.T) {
 		cfg := mustParse(t, doc("", ""), "")
-		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090"}, cfg.Admin)
+		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090", MaxConnections: 64}, cfg.Admin)
 	})
 
 	t.Run("AdminOff", func(t *testing.T) {
@@ -697,6 +729,15 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrAckTimeout5s", func(c *config.Config) { c.HTTP.AckTimeout = 5 * time.Second }, "http.ack_timeout: must be greater than 0 and less than 5s"},
 		{"ErrTimestampWindow", func(c *config.Config) { c.HTTP.TimestampWindow = -time.Second }, "http.timestamp_window: must not be negative"},
 		{"ErrShutdownTimeout", func(c *config.Config) { c.HTTP.ShutdownTimeout = 0 }, "http.shutdown_timeout: must be greater than 0"},
+		{"ErrMaxConnections", func(c *config.Config) { c.HTTP.MaxConnections = 0 }, "http.max_connections: must be between 1 and 1048576"},
+		{"ErrIdleTimeout", func(c *config.Config) { c.HTTP.IdleTimeout = 500 * time.Millisecond }, "http.idle_timeout: must be at least 1s"},
+		{"ErrAdminMaxConnections", func(c *config.Config) { c.Admin.MaxConnections = 0 }, "admin.max_connections: must be between 1 and 1048576"},
+		{name: "OKAllowedHosts", mutate: func(c *config.Config) {
+			c.Admin.AllowedHosts = []string{"receiver-1", "10.0.0.5", "[fd00::5]", "fd00::5"}
+		}},
+		{"ErrAllowedHostPort", func(c *config.Config) { c.Admin.AllowedHosts = []string{"receiver-1:9090"} }, "admin.allowed_hosts[0]: must be a host name or IP address without port"},
+		{"ErrAllowedHostEmpty", func(c *config.Config) { c.Admin.AllowedHosts = []string{"ok", ""} }, "admin.allowed_hosts[1]: must be a host name or IP address without port"},
+		{"ErrAllowedHostURL", func(c *config.Config) { c.Admin.AllowedHosts = []string{"http://x"} }, "admin.allowed_hosts[0]: must be a host name or IP address without port"},
 
 		{"ErrNATSURL", func(c *config.Config) { c.NATS.URL = "nats://n1:4222,nats://" }, "nats.url: must be a comma-separated list of URLs with a host"},
 		{"ErrStoreDir", func(c *config.Config) { c.NATS.StoreDir = "" }, "nats.store_dir: required when url is empty"},
@@ -933,4 +974,80 @@ apps:
 		{"apps[0].suite_id", 8},
 		{"apps[0].suite_secret", 8},
 	}, got, messages(err))
+}
+
+// TestParse_SampleSecrets: WeCom's published sample Token and EncodingAESKey
+// are refused unless allow_sample_secrets is on, and the message says what
+// to set.
+func TestParse_SampleSecrets(t *testing.T) {
+	sample := func(token, key string) string {
+		return `
+apps:
+  - name: a
+    mode: archive
+    token: ` + token + `
+    encoding_aes_key: ` + key + `
+    suite_id: wwArchiveSuite01
+    suite_secret: suite-secret-value
+    corps: [{corp_id: wwCorpABC123, permanent_code: permanent-code-value}]
+`
+	}
+	for _, v := range []testvectors.App{testvectors.V1, testvectors.V2} {
+		t.Run("ErrSample/"+v.Token, func(t *testing.T) {
+			_, err := config.Parse([]byte(sample(v.Token, v.EncodingAESKey)), "", noEnv)
+			require.ErrorIs(t, err, config.ErrInvalid)
+			msgs := messages(err)
+			require.Len(t, msgs, 2)
+			assert.Contains(t, msgs[0], "apps[0].token: is WeCom's published sample Token")
+			assert.Contains(t, msgs[1], "apps[0].encoding_aes_key: is WeCom's published sample EncodingAESKey")
+			for _, m := range msgs {
+				assert.Contains(t, m, "allow_sample_secrets: true")
+				assert.NotContains(t, m, v.Token, "no secret value in errors")
+				assert.NotContains(t, m, v.EncodingAESKey, "no secret value in errors")
+			}
+		})
+		t.Run("OKAllowed/"+v.Token, func(t *testing.T) {
+			cfg, err := config.Parse([]byte("allow_sample_secrets: true\n"+sample(v.Token, v.EncodingAESKey)), "", noEnv)
+			require.NoError(t, err)
+			assert.True(t, cfg.AllowSampleSecrets)
+			assert.True(t, config.SampleSecret(&cfg.Apps[0]))
+		})
+	}
+
+	t.Run("ErrOneOfTwo", func(t *testing.T) {
+		_, err := config.Parse([]byte(sample("Tk7pLm2Q", testvectors.V1.EncodingAESKey)), "", noEnv)
+		assert.Equal(t, []string{"apps[0].encoding_aes_key: is WeCom's published sample EncodingAESKey, with which anyone can encrypt callbacks: " +
+			"set it to the app's EncodingAESKey from the WeCom console, preferably from the environment (${VAR}) " +
+			"(allow_sample_secrets: true permits it, for the simulator and test rigs only) (line 6)"}, messages(err))
+	})
+
+	t.Run("ErrFromEnvNamesVariable", func(t *testing.T) {
+		_, err := config.Parse([]byte(sample("${TOK}", "${KEY}")), "", env(map[string]string{
+			"TOK": testvectors.V1.Token, "KEY": testvectors.V1.EncodingAESKey,
+		}))
+		msgs := messages(err)
+		require.Len(t, msgs, 2)
+		assert.Contains(t, msgs[0], "set TOK to the app's callback Token from the WeCom console")
+		assert.Contains(t, msgs[1], "set KEY to the app's EncodingAESKey from the WeCom console")
+	})
+
+	t.Run("ErrEmptyEnvNamesVariable", func(t *testing.T) {
+		_, err := config.Parse([]byte(sample("${TOK}", demoAESKey)), "", env(map[string]string{"TOK": ""}))
+		assert.Equal(t, []string{"apps[0].token: required (set TOK, which is empty) (line 5)"}, messages(err))
+	})
+
+	t.Run("OKOwnValues", func(t *testing.T) {
+		cfg, err := config.Parse([]byte(sample("Tk7pLm2Q", demoAESKey)), "", noEnv)
+		require.NoError(t, err)
+		assert.False(t, config.SampleSecret(&cfg.Apps[0]))
+	})
+
+	t.Run("LocalSimConfig", func(t *testing.T) {
+		// The simulator's config loads as it is, with no environment.
+		cfg, err := config.Load("../../configs/receiver.local-sim.yaml")
+		require.NoError(t, err)
+		assert.True(t, cfg.AllowSampleSecrets)
+		assert.Equal(t, "http://127.0.0.1:8090", cfg.Apps[0].APIBaseURL)
+		assert.Equal(t, "127.0.0.1:8080", cfg.HTTP.Listen)
+	})
 }

@@ -23,11 +23,13 @@ import (
 // line: a value of the wrong shape or type is reported and replaced by null
 // (the field keeps its default), and decoding goes on. lines maps every
 // path that the file spells out to its line, for placing the problems that
-// Validate finds later.
-func prepare(root *yaml.Node, lookupEnv func(string) (string, bool)) (errs []error, lines map[string]int) {
-	w := walker{lookupEnv: lookupEnv, seen: make(map[visit]bool), lines: map[string]int{}, fromEnv: map[*yaml.Node]bool{}}
+// Validate finds later. vars maps each path whose value came from exactly
+// one environment variable to that variable's name, so that Validate's
+// messages can say which variable to set.
+func prepare(root *yaml.Node, lookupEnv func(string) (string, bool)) (errs []error, lines map[string]int, vars map[string]string) {
+	w := walker{lookupEnv: lookupEnv, seen: make(map[visit]bool), lines: map[string]int{}, fromEnv: map[*yaml.Node]bool{}, vars: map[string]string{}}
 	w.walk(root, reflect.TypeFor[Config](), "")
-	return w.errs, w.lines
+	return w.errs, w.lines, w.vars
 }
 
 type walker struct {
@@ -36,6 +38,7 @@ type walker struct {
 	errs      []error
 	lines     map[string]int
 	fromEnv   map[*yaml.Node]bool
+	vars      map[string]string
 }
 
 func (w *walker) fail(n *yaml.Node, path, rule string) {
@@ -145,11 +148,14 @@ func (w *walker) expand(n *yaml.Node, path string) bool {
 	if !strings.Contains(n.Value, "${") {
 		return true
 	}
-	v, err := expandEnv(n.Value, w.lookupEnv)
+	v, names, err := expandEnv(n.Value, w.lookupEnv)
 	if err != nil {
 		w.fail(n, path, err.Error())
 		nullify(n)
 		return false
+	}
+	if len(names) == 1 {
+		w.vars[path] = names[0]
 	}
 	n.Value = v
 	w.fromEnv[n] = true // checkType must not show an expanded value
@@ -209,11 +215,12 @@ func nullify(n *yaml.Node) {
 	n.Kind, n.Tag, n.Value, n.Style, n.Content, n.Alias = yaml.ScalarNode, "!!null", "", 0, nil, nil
 }
 
-// expandEnv replaces ${VAR} and ${VAR:-default} in s. The default applies
-// when VAR is unset or empty. Errors name the variable, never a value.
-func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) {
+// expandEnv replaces ${VAR} and ${VAR:-default} in s, and returns the names
+// of the variables referenced. The default applies when VAR is unset or
+// empty. Errors name the variable, never a value.
+func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, []string, error) {
 	var b strings.Builder
-	var errs []string
+	var errs, names []string
 	for {
 		i := strings.IndexByte(s, '$')
 		if i < 0 || i+1 == len(s) {
@@ -244,6 +251,7 @@ func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) 
 			errs = append(errs, "malformed environment variable reference")
 			continue
 		}
+		names = append(names, name)
 		v, ok := lookupEnv(name)
 		switch {
 		case hasDef && v == "":
@@ -254,9 +262,9 @@ func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) 
 		b.WriteString(v)
 	}
 	if errs != nil {
-		return "", errors.New(strings.Join(errs, "; "))
+		return "", names, errors.New(strings.Join(errs, "; "))
 	}
-	return b.String(), nil
+	return b.String(), names, nil
 }
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -73,6 +73,8 @@ func (c *Config) Validate() error {
 			seen[a.Name] = true
 		}
 	}
+	c.validateSamples(v)
+	c.nameEmptyVars(v.errs)
 	return errors.Join(v.errs...)
 }
 
@@ -99,6 +101,8 @@ func (h *HTTP) validate(v *validator) {
 	v.check(h.TimestampWindow >= 0, "http.timestamp_window", "must not be negative")
 	v.check(h.ShutdownTimeout > 0, "http.shutdown_timeout", "must be greater than 0")
 	v.check(h.ReadyGrace >= 0 && h.ReadyGrace < h.ShutdownTimeout, "http.ready_grace", "must be at least 0s and less than shutdown_timeout")
+	v.check(h.MaxConnections >= 1 && h.MaxConnections <= 1<<20, "http.max_connections", "must be between 1 and 1048576")
+	v.check(h.IdleTimeout >= time.Second, "http.idle_timeout", "must be at least 1s")
 }
 
 // minAdminToken is the shortest admin token accepted: a guessable bearer
@@ -109,6 +113,12 @@ func (a *Admin) validate(v *validator) {
 	v.check(a.Listen == "" || isHostPort(a.Listen), "admin.listen", "must be host:port, or empty to turn the admin listener off")
 	v.check(a.Token == "" || utf8.RuneCountInString(string(a.Token)) >= minAdminToken,
 		"admin.token", fmt.Sprintf("must be at least %d characters", minAdminToken))
+	v.check(a.MaxConnections >= 1 && a.MaxConnections <= 1<<20, "admin.max_connections", "must be between 1 and 1048576")
+	for i, h := range a.AllowedHosts {
+		// A host name or IP literal as Host carries it, without the port.
+		v.check(h != "" && !strings.ContainsAny(h, "/ \t") && !isHostPort(h),
+			fmt.Sprintf("admin.allowed_hosts[%d]", i), "must be a host name or IP address without port")
+	}
 }
 
 func (n *NATS) validate(v *validator) {
