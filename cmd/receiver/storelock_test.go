@@ -36,6 +36,7 @@ func TestServe_StoreLocked(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "receiver.yaml")
 	yaml := fmt.Sprintf(`
+allow_sample_secrets: true # WeCom's official test vectors
 fetch:
   poll_interval: 0s
 admin:
