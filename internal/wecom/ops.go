@@ -13,11 +13,18 @@ func (c *Client) GetHitMsgList(ctx context.Context, corp string, req HitMsgListR
 	if err := validateHits(&req, c.zone); err != nil {
 		return nil, err
 	}
-	var resp HitMsgList
+	var resp hitMsgListAnswer
 	if err := c.invoke(ctx, opGetHitMsgList, corp, req.NotifyID, hitTokenOf(req), &req, &resp); err != nil {
 		return nil, err
 	}
-	return &resp, nil
+	return &resp.HitMsgList, nil
+}
+
+// hitMsgListAnswer is get_hit_msg_list's answer, errcode and page decoded
+// together (see enveloped).
+type hitMsgListAnswer struct {
+	envelope
+	HitMsgList
 }
 
 // hitTokenOf is what makes req a call with a hit token, for rate-limit

@@ -11,7 +11,9 @@ import (
 type transport interface {
 	// encode returns the path (no query) and body for op with req.
 	encode(op, notifyID string, req []byte) (path string, body []byte, err error)
-	// decode returns op's response JSON from an answer whose errcode was 0.
+	// decode returns op's response JSON from an answer whose errcode is
+	// unchecked; the caller checks the errcode of what decode returns
+	// (decodeAnswer). A wrapper's own errcode is decode's to check.
 	decode(op string, body []byte) ([]byte, error)
 }
 
@@ -46,6 +48,7 @@ type syncCallRequest struct {
 }
 
 type syncCallResponse struct {
+	envelope
 	ResponseData *string `json:"response_data"`
 }
 
@@ -72,13 +75,21 @@ func (z zoneTransport) encode(op, notifyID string, req []byte) (string, []byte, 
 	return syncCallProgramPath, body, nil
 }
 
-// decode unpacks response_data. The program's answer may carry its own
-// errcode (from the SDK call it made); a non-zero one is an *APIError
-// named after op.
+// decode checks sync_call_program's own errcode and unpacks
+// response_data. The program's answer may carry its own errcode (from the
+// SDK call it made), which the caller checks; a non-zero one is an
+// *APIError named after op.
 func (z zoneTransport) decode(op string, body []byte) ([]byte, error) {
 	var r syncCallResponse
 	if err := json.Unmarshal(body, &r); err != nil {
+		// An error answer in an unexpected shape still reports its errcode.
+		if eerr := checkEnvelope(op, body); eerr != nil {
+			return nil, eerr
+		}
 		return nil, fmt.Errorf("wecom %s: decode sync_call_program response: %w", op, err)
+	}
+	if err := r.err(op); err != nil {
+		return nil, err
 	}
 	if r.ResponseData == nil {
 		return nil, fmt.Errorf("wecom %s: sync_call_program response has no response_data", op)
@@ -95,9 +106,6 @@ func (z zoneTransport) decode(op string, body []byte) ([]byte, error) {
 			return nil, fmt.Errorf("wecom %s: response_data has no output", op)
 		}
 		data = w.Output
-	}
-	if err := checkEnvelope(op, data); err != nil {
-		return nil, err
 	}
 	return data, nil
 }

@@ -413,7 +413,7 @@ func (c *Client) invoke(ctx context.Context, op, corpID, notifyID, hitToken stri
 		return err
 	}
 	attempt := func(ctx context.Context, token string) error {
-		raw, err := c.post(ctx, op, path, "access_token", token, body)
+		raw, err := c.postUnchecked(ctx, op, path, "access_token", token, body)
 		if err != nil {
 			return err
 		}
@@ -421,10 +421,7 @@ func (c *Client) invoke(ctx context.Context, op, corpID, notifyID, hitToken stri
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(data, resp); err != nil {
-			return fmt.Errorf("wecom %s: decode response: %w", op, err)
-		}
-		return nil
+		return decodeAnswer(op, data, resp)
 	}
 	return c.withToken(ctx, corp, op, hitTokenScope(hitToken), attempt)
 }
