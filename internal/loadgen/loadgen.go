@@ -1,0 +1,371 @@
+// Package loadgen drives a callback endpoint with distinct, validly signed
+// WeCom callbacks, open loop: each callback has a scheduled send time, and
+// its latency runs from that time, so a slow server is charged for the
+// callbacks that queued behind a slow answer (no coordinated omission).
+// Afterwards it can read the records the receiver stored and compare them
+// with the callbacks that were answered 200.
+//
+// It only generates load and measures; starting servers and sampling their
+// CPU and memory is left to bench/run.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wecomhit/wecomhit/internal/callback"
+	"github.com/wecomhit/wecomhit/internal/crypto"
+)
+
+// ErrInvalidConfig: Run was given a config it cannot run.
+var ErrInvalidConfig = errors.New("loadgen: invalid config")
+
+// Kinds are the callback kinds Run can send, each as WeCom words it.
+var Kinds = []string{"hit_keyword", "conversation_new_message", "suite_ticket", "program_notify", "msgaudit_notify", "unknown"}
+
+// Config is one run.
+type Config struct {
+	// URL is the callback endpoint, e.g. http://127.0.0.1:8080/callback/archive.
+	URL string
+	// App is the app name the receiver derives record ids with; default
+	// the URL's last path segment.
+	App string
+	// Token, EncodingAESKey and ReceiveID are the app's callback secrets
+	// and the receive id its callbacks must carry (suite id or corp id).
+	Token, EncodingAESKey, ReceiveID string
+	// Kind of every callback (Kinds). Default hit_keyword.
+	Kind string
+	// SuiteID and CorpID fill the payloads. Defaults: ReceiveID and "wwLoadgenCorp".
+	SuiteID, CorpID string
+	// Rate is callbacks per second, scheduled at even intervals; 0 sends
+	// as fast as the connections allow (closed loop: latency is then
+	// service time only).
+	Rate float64
+	// Conns is the number of concurrent connections. Default 64.
+	Conns int
+	// Duration and N bound the run; at least one must be set, and the
+	// run stops at whichever comes first.
+	Duration time.Duration
+	N        int
+	// Timeout bounds one request. Default 5s.
+	Timeout time.Duration
+	// AllowRemote lets URL name a host that is not loopback.
+	AllowRemote bool
+}
+
+func (c *Config) setDefaults() error {
+	if c.URL == "" {
+		return fmt.Errorf("%w: url required", ErrInvalidConfig)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: url %q is not an http(s) URL", ErrInvalidConfig, c.URL)
+	}
+	if !c.AllowRemote && !IsLoopback(u.Hostname()) {
+		return fmt.Errorf("%w: %s is not a loopback host (allow it explicitly)", ErrInvalidConfig, u.Hostname())
+	}
+	if c.App == "" {
+		c.App = u.Path[strings.LastIndexByte(u.Path, '/')+1:]
+	}
+	if c.App == "" {
+		return fmt.Errorf("%w: app required (the URL has no last path segment)", ErrInvalidConfig)
+	}
+	if c.Kind == "" {
+		c.Kind = "hit_keyword"
+	}
+	known := false
+	for _, k := range Kinds {
+		known = known || k == c.Kind
+	}
+	if !known {
+		return fmt.Errorf("%w: kind %q (one of %s)", ErrInvalidConfig, c.Kind, strings.Join(Kinds, ", "))
+	}
+	if c.SuiteID == "" {
+		c.SuiteID = c.ReceiveID
+	}
+	if c.CorpID == "" {
+		c.CorpID = "wwLoadgenCorp"
+	}
+	if c.Rate < 0 {
+		return fmt.Errorf("%w: rate %v is negative", ErrInvalidConfig, c.Rate)
+	}
+	if c.Conns == 0 {
+		c.Conns = 64
+	}
+	if c.Conns < 0 || c.Conns > 10000 {
+		return fmt.Errorf("%w: conns %d out of 1..10000", ErrInvalidConfig, c.Conns)
+	}
+	if c.Duration <= 0 && c.N <= 0 {
+		return fmt.Errorf("%w: a bound is required: duration or n", ErrInvalidConfig)
+	}
+	if c.Duration < 0 || c.N < 0 {
+		return fmt.Errorf("%w: negative duration or n", ErrInvalidConfig)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	return nil
+}
+
+// IsLoopback reports whether host is localhost or a loopback address.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Result is what a run measured.
+type Result struct {
+	// Sent counts requests started; Answered those with an HTTP answer;
+	// Errors those without (transport errors and timeouts).
+	Sent, Answered, Errors int
+	// Status counts answers by HTTP status.
+	Status map[int]int
+	// Elapsed is from the first scheduled send to the last answer.
+	Elapsed time.Duration
+	// Latency is from each callback's scheduled send time to its answer
+	// (or error).
+	Latency *Histogram
+	// OK holds the record id of every callback answered 200.
+	OK map[string]struct{} `json:"-"`
+	// All holds the record id of every callback sent.
+	All map[string]struct{} `json:"-"`
+	// FirstError is one transport error, for the report.
+	FirstError string
+}
+
+// Throughput is 200 answers per second.
+func (r *Result) Throughput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Status[http.StatusOK]) / r.Elapsed.Seconds()
+}
+
+// job is one callback to send: its sequence number and scheduled time.
+type job struct {
+	seq  int
+	when time.Time
+}
+
+// worker is one sender's own tallies, merged at the end.
+type worker struct {
+	hist   *Histogram
+	status map[int]int
+	ok     []string
+	all    []string
+	errs   int
+	first  error
+}
+
+// Run sends callbacks as cfg says until its bound, or ctx ends.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	cr, err := crypto.New(cfg.Token, cfg.EncodingAESKey, cfg.ReceiveID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	tr := &http.Transport{
+		MaxIdleConns: cfg.Conns, MaxIdleConnsPerHost: cfg.Conns, MaxConnsPerHost: cfg.Conns,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
+		defer cancel()
+	}
+	var (
+		seq   atomic.Int64
+		start = time.Now()
+		jobs  = make(chan job, 4096)
+		wg    sync.WaitGroup
+		ws    = make([]*worker, cfg.Conns)
+	)
+	// next hands out sequence numbers up to the bound: the count bound,
+	// and in closed-loop mode the time bound too.
+	next := func() (int, bool) {
+		n := int(seq.Add(1)) - 1
+		if cfg.N > 0 && n >= cfg.N {
+			return 0, false
+		}
+		if cfg.Duration > 0 && time.Since(start) >= cfg.Duration {
+			return 0, false
+		}
+		return n, true
+	}
+	for i := range ws {
+		w := &worker{hist: NewHistogram(), status: map[int]int{}}
+		ws[i] = w
+		wg.Go(func() {
+			if cfg.Rate > 0 {
+				for j := range jobs {
+					w.send(ctx, client, cr, &cfg, j)
+				}
+				return
+			}
+			for ctx.Err() == nil {
+				n, ok := next()
+				if !ok {
+					return
+				}
+				w.send(ctx, client, cr, &cfg, job{seq: n, when: time.Now()})
+			}
+		})
+	}
+	if cfg.Rate > 0 {
+		schedule(ctx, cfg, start, jobs)
+	}
+	wg.Wait()
+	res := &Result{Status: map[int]int{}, Latency: NewHistogram(), OK: map[string]struct{}{}, All: map[string]struct{}{},
+		Elapsed: time.Since(start)}
+	for _, w := range ws {
+		res.Latency.Merge(w.hist)
+		for code, n := range w.status {
+			res.Status[code] += n
+			res.Answered += n
+		}
+		res.Errors += w.errs
+		for _, id := range w.ok {
+			res.OK[id] = struct{}{}
+		}
+		for _, id := range w.all {
+			res.All[id] = struct{}{}
+		}
+		if w.first != nil && res.FirstError == "" {
+			res.FirstError = w.first.Error()
+		}
+	}
+	res.Sent = res.Answered + res.Errors
+	return res, nil
+}
+
+// schedule queues callback i for start + i/rate until the bound, then
+// closes jobs. It wakes often and queues every callback already due, so
+// its own lateness never thins the load: a job's time is its schedule,
+// not when it was queued. A full queue blocks it, and the waiting shows
+// up in the latencies, as it should.
+func schedule(ctx context.Context, cfg Config, start time.Time, jobs chan<- job) {
+	defer close(jobs)
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	total := cfg.N
+	if cfg.Duration > 0 {
+		byTime := int(cfg.Duration.Seconds() * cfg.Rate)
+		if total == 0 || byTime < total {
+			total = byTime
+		}
+	}
+	for i := 0; i < total; {
+		due := int(time.Since(start)/interval) + 1
+		for ; i < total && i < due; i++ {
+			select {
+			case jobs <- job{seq: i, when: start.Add(time.Duration(i) * interval)}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if i < total {
+			wait := time.Until(start.Add(time.Duration(i) * interval))
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+		}
+	}
+}
+
+// send seals and posts callback j and records the outcome.
+func (w *worker) send(ctx context.Context, client *http.Client, cr *crypto.Crypter, cfg *Config, j job) {
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	nonce := strconv.Itoa(j.seq)
+	// Encrypt's random prefix makes every ciphertext, and so every
+	// record id, distinct; the sequence number in the payload makes the
+	// plaintexts distinct too.
+	enc, sig, err := cr.Seal(payload(cfg, j.seq, ts), ts, nonce)
+	if err != nil {
+		w.fail(j, err)
+		return
+	}
+	id := callback.CallbackID(cfg.App, enc)
+	w.all = append(w.all, id)
+	q := url.Values{"msg_signature": {sig}, "timestamp": {ts}, "nonce": {nonce}}
+	body := "<xml><ToUserName><![CDATA[" + cfg.ReceiveID + "]]></ToUserName><Encrypt><![CDATA[" + enc +
+		"]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+"?"+q.Encode(), strings.NewReader(body))
+	if err != nil {
+		w.fail(j, err)
+		return
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	resp, err := client.Do(req)
+	if err != nil {
+		w.fail(j, err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	w.hist.Record(time.Since(j.when))
+	w.status[resp.StatusCode]++
+	if resp.StatusCode == http.StatusOK {
+		w.ok = append(w.ok, id)
+	}
+}
+
+func (w *worker) fail(j job, err error) {
+	w.hist.Record(time.Since(j.when))
+	w.errs++
+	if w.first == nil {
+		w.first = err
+	}
+}
+
+// payload is the plaintext of callback seq of cfg.Kind, shaped as WeCom
+// sends that kind.
+func payload(cfg *Config, seq int, ts string) string {
+	n := strconv.Itoa(seq)
+	suite := func(infoType, field string) string {
+		return "<xml><SuiteId><![CDATA[" + cfg.SuiteID + "]]></SuiteId><AuthCorpId><![CDATA[" + cfg.CorpID +
+			"]]></AuthCorpId><InfoType><![CDATA[" + infoType + "]]></InfoType>" + field +
+			"<TimeStamp>" + ts + "</TimeStamp></xml>"
+	}
+	event := func(ev, field string) string {
+		return "<xml><ToUserName><![CDATA[" + cfg.CorpID + "]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>" +
+			ts + "</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[" + ev + "]]></Event>" + field + "</xml>"
+	}
+	switch cfg.Kind {
+	case "conversation_new_message":
+		return suite("conversation_new_message", "<Token><![CDATA[loadgen-token-"+n+"]]></Token>")
+	case "suite_ticket":
+		return suite("suite_ticket", "<SuiteTicket><![CDATA[loadgen-ticket-"+n+"]]></SuiteTicket>")
+	case "program_notify":
+		return event("program_notify", "<NotifyId><![CDATA[loadgen-notify-"+n+"]]></NotifyId><NotifyScene>1</NotifyScene>")
+	case "msgaudit_notify":
+		return event("msgaudit_notify", "<AgentID>1000001</AgentID><Seq>"+n+"</Seq>")
+	case "unknown":
+		return suite("loadgen_unknown", "<Seq>"+n+"</Seq>")
+	default:
+		return suite("hit_keyword", "<Token><![CDATA[loadgen-token-"+n+"]]></Token>")
+	}
+}
