@@ -63,6 +63,19 @@ type report struct {
 	Unconfirmed int            `json:"unconfirmed,omitempty"`
 }
 
+// credsOption logs in with a .creds file (user JWT and seed) or a bare
+// nkey seed file, such as the receiver's operator.nk.
+func credsOption(path string) (nats.Option, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(string(data), "BEGIN NATS USER JWT") {
+		return nats.UserCredentials(path), nil
+	}
+	return nats.NkeyOptionFromSeed(path)
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -73,6 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		natsURL   = fs.String("nats-url", "", "NATS URL to check the stored records on (loopback unless -allow-remote)")
 		natsCreds = fs.String("nats-creds", "", "credentials file for -nats-url")
 		stream    = fs.String("stream", "WECOM_CALLBACKS", "stream the receiver stores callbacks in")
+		inbox     = fs.String("nats-inbox", "", "inbox prefix for -nats-url replies (the receiver's operator role takes _INBOX_OPERATOR)")
 		noCheck   = fs.Bool("no-check", false, "skip the check of stored records (then -nats-url is not needed)")
 		out       = fs.String("o", "text", "output: text or json")
 	)
@@ -118,8 +132,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return usage("-nats-url: %s is not a loopback host (-allow-remote to allow)", u.Hostname())
 		}
 		opts := []nats.Option{nats.Name("loadgen")}
+		if *inbox != "" {
+			opts = append(opts, nats.CustomInboxPrefix(*inbox))
+		}
 		if *natsCreds != "" {
-			opts = append(opts, nats.UserCredentials(*natsCreds))
+			o, err := credsOption(*natsCreds)
+			if err != nil {
+				fmt.Fprintf(stderr, "loadgen: -nats-creds: %v\n", err)
+				return 2
+			}
+			opts = append(opts, o)
 		}
 		nc, err := nats.Connect(*natsURL, opts...)
 		if err != nil {
@@ -133,9 +155,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	// The check reads records from a little before the run: the server's
-	// clock stamps them, and both clocks are this host's.
-	since := time.Now().Add(-time.Second)
+	var from uint64
+	if js != nil {
+		var err error
+		if from, err = loadgen.NextSeq(ctx, js, *stream); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			return 1
+		}
+	}
 	res, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		if errors.Is(err, loadgen.ErrInvalidConfig) {
@@ -156,7 +183,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	code := 0
 	if js != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		chk, err := loadgen.Verify(ctx, js, *stream, since, res)
+		chk, err := loadgen.Verify(ctx, js, *stream, from, res)
 		cancel()
 		if chk != nil {
 			rep.Checked, rep.Stored, rep.Missing, rep.Unconfirmed = true, chk.Stored, len(chk.Missing), chk.Unconfirmed

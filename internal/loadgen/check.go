@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -25,10 +25,28 @@ type Check struct {
 // ErrLost: a callback answered 200 is not in the stream.
 var ErrLost = errors.New("loadgen: callbacks answered 200 are not stored")
 
-// Verify reads stream's messages stored since since (their Nats-Msg-Id is
-// the record id) and compares them with res. It returns ErrLost, wrapped,
-// if any callback answered 200 is missing.
-func Verify(ctx context.Context, js jetstream.JetStream, stream string, since time.Time, res *Result) (*Check, error) {
+// NextSeq is the sequence the stream's next message will get: take it
+// before a run and pass it to Verify.
+func NextSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("check: stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("check: stream %s: %w", stream, err)
+	}
+	return info.State.LastSeq + 1, nil
+}
+
+// Verify reads the stream's messages from sequence from on (their
+// Nats-Msg-Id is the record id) and compares them with res. It returns
+// ErrLost, wrapped, if any callback answered 200 is missing.
+//
+// It reads message by message (STREAM.MSG.GET, several in flight) rather
+// than through a consumer: the receiver's operator role may read the
+// callback stream but not create consumers on it.
+func Verify(ctx context.Context, js jetstream.JetStream, stream string, from uint64, res *Result) (*Check, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("check: stream %s: %w", stream, err)
@@ -38,47 +56,52 @@ func Verify(ctx context.Context, js jetstream.JetStream, stream string, since ti
 		return nil, fmt.Errorf("check: stream %s: %w", stream, err)
 	}
 	last := info.State.LastSeq
-	stored := map[string]struct{}{}
-	if info.State.Msgs > 0 {
-		cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("check: read stream %s: %w", stream, err)
-		}
-	read:
-		for {
-			batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-			if err != nil {
-				return nil, fmt.Errorf("check: read stream %s: %w", stream, err)
-			}
-			n := 0
-			for msg := range batch.Messages() {
-				n++
-				id := msg.Headers().Get(jetstream.MsgIDHeader)
-				if _, ours := res.All[id]; ours {
+	from = max(from, info.State.FirstSeq)
+	const readers = 32
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		stored  = map[string]struct{}{}
+		firstEr error
+		seqs    = make(chan uint64)
+		wg      sync.WaitGroup
+	)
+	for range readers {
+		wg.Go(func() {
+			for seq := range seqs {
+				msg, err := s.GetMsg(ctx, seq)
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					continue // removed meanwhile by the stream's limits
+				}
+				mu.Lock()
+				if err != nil {
+					if firstEr == nil {
+						firstEr = fmt.Errorf("check: read %s #%d: %w", stream, seq, err)
+					}
+					cancel()
+				} else if id := msg.Header.Get(jetstream.MsgIDHeader); hasKey(res.All, id) {
 					stored[id] = struct{}{}
 				}
-				meta, err := msg.Metadata()
-				if err != nil {
-					return nil, fmt.Errorf("check: read stream %s: %w", stream, err)
-				}
-				if meta.Sequence.Stream >= last {
-					break read
-				}
+				mu.Unlock()
 			}
-			if err := batch.Error(); err != nil {
-				return nil, fmt.Errorf("check: read stream %s: %w", stream, err)
-			}
-			if n == 0 {
-				// Nothing since the start time, or the tail was removed
-				// by the stream's limits meanwhile.
-				break
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+		})
+	}
+feed:
+	for seq := from; seq <= last && last > 0; seq++ {
+		select {
+		case seqs <- seq:
+		case <-ctx.Done():
+			break feed
 		}
+	}
+	close(seqs)
+	wg.Wait()
+	if firstEr != nil {
+		return nil, firstEr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	c := &Check{Stored: len(stored)}
 	for id := range res.OK {
@@ -95,4 +118,9 @@ func Verify(ctx context.Context, js jetstream.JetStream, stream string, since ti
 		return c, fmt.Errorf("%w: %d of %d", ErrLost, len(c.Missing), len(res.OK))
 	}
 	return c, nil
+}
+
+func hasKey(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
 }

@@ -1,0 +1,616 @@
+// Command run is the benchmark of BENCHMARKS.md: it builds the receiver,
+// the baseline (bench/baseline) and the load generator (cmd/loadgen),
+// drives the same open-loop load against each in its own process, samples
+// each server's CPU and memory from /proc, measures the NATS async-publish
+// ceiling and the hit pipeline in the same sitting, and prints one table
+// with both columns and their ratios.
+//
+//	go run ./bench/run                 # defaults: 10 s per run
+//	go run ./bench/run -duration 30s -conns 64
+//
+// Linux only (/proc, taskset). Every process it starts listens on
+// loopback, and it stops each one before the next run starts.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	duration   time.Duration
+	conns      int
+	kind       string
+	logLevel   string
+	p99Rate    float64
+	lowRate    float64
+	pipeline   bool
+	ceiling    bool
+	ceilingN   int
+	keep       bool
+	extraYAML  string
+	serviceEnv string
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load run")
+	flag.IntVar(&o.conns, "conns", 64, "loadgen connections")
+	flag.StringVar(&o.kind, "kind", "conversation_new_message", "callback kind sent (see loadgen -kind)")
+	flag.StringVar(&o.logLevel, "log-level", "info", "the service's log level")
+	flag.Float64Var(&o.p99Rate, "p99-rate", 5000, "fixed rate of the latency run (callbacks/s)")
+	flag.Float64Var(&o.lowRate, "low-rate", 1000, "fixed rate of the memory run (callbacks/s)")
+	flag.BoolVar(&o.pipeline, "pipeline", true, "run BenchmarkPipeline too")
+	flag.BoolVar(&o.ceiling, "ceiling", true, "measure the NATS async-publish ceiling")
+	flag.IntVar(&o.ceilingN, "ceiling-n", 200000, "messages of the NATS ceiling run")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, stores, logs)")
+	flag.StringVar(&o.extraYAML, "service-yaml", "", "extra YAML appended to the service's bench config (a lever to try)")
+	flag.StringVar(&o.serviceEnv, "service-env", "", "extra environment of the service, e.g. GOMEMLIMIT=48MiB (comma-separated)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// measure is what one load run against one server gave.
+type measure struct {
+	OKPerSec   float64
+	P50, P99   float64 // ms
+	CPUPerCB   float64 // µs of server CPU per callback answered 200
+	HWM, RSS   float64 // MiB: peak (VmHWM) and largest VmRSS sampled under load
+	Stored     int
+	Missing    int
+	Non200     int
+	LoadgenErr string
+}
+
+type scenario struct {
+	name   string
+	pinned bool
+	rate   float64
+}
+
+// target is one server under test.
+type target struct {
+	name  string
+	start func(ctx context.Context, work string, pinned bool) (*proc, error)
+}
+
+func run(ctx context.Context, o options) error {
+	if runtime.GOOS != "linux" {
+		return errors.New("needs Linux (/proc)")
+	}
+	work, err := os.MkdirTemp("", "wecomhit-bench-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(work)
+	} else {
+		fmt.Println("work directory:", work)
+	}
+	bins := map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"}
+	for name, pkg := range bins {
+		out := filepath.Join(work, name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", pkg, err)
+		}
+		bins[name] = out
+	}
+	_, tsErr := exec.LookPath("taskset")
+	canPin := tsErr == nil && runtime.NumCPU() >= 2
+	secrets := appSecrets{token: randString(32), key: randString(43), suite: "wwBenchSuite01", corp: "wwBenchCorp01"}
+
+	targets := []target{
+		{"service", func(ctx context.Context, dir string, pinned bool) (*proc, error) {
+			return startService(ctx, bins["receiver"], dir, pinned, secrets, o)
+		}},
+		{"baseline", func(ctx context.Context, dir string, pinned bool) (*proc, error) {
+			return startBaseline(ctx, bins["baseline"], dir, pinned, secrets)
+		}},
+	}
+	scenarios := []scenario{
+		{"max, server pinned to 1 core", true, 0},
+		{"max, 2 cores shared with loadgen", false, 0},
+		{fmt.Sprintf("%.0f/s", o.p99Rate), false, o.p99Rate},
+		{fmt.Sprintf("%.0f/s", o.lowRate), false, o.lowRate},
+	}
+	results := map[string]map[string]*measure{}
+	for _, sc := range scenarios {
+		results[sc.name] = map[string]*measure{}
+		for _, t := range targets {
+			if sc.pinned && !canPin {
+				continue
+			}
+			dir := filepath.Join(work, t.name+"-"+strconv.Itoa(len(results)))
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s: %s ...\n", t.name, sc.name)
+			m, err := loadRun(ctx, t, sc, dir, bins["loadgen"], secrets, o)
+			if err != nil {
+				return fmt.Errorf("%s, %s: %w", t.name, sc.name, err)
+			}
+			results[sc.name][t.name] = m
+		}
+	}
+
+	var ceiling, pipeline float64
+	if o.ceiling {
+		fmt.Fprintln(os.Stderr, "bench: NATS async-publish ceiling ...")
+		if ceiling, err = natsCeiling(ctx, filepath.Join(work, "ceiling"), o.ceilingN); err != nil {
+			return fmt.Errorf("nats ceiling: %w", err)
+		}
+	}
+	if o.pipeline {
+		fmt.Fprintln(os.Stderr, "bench: BenchmarkPipeline ...")
+		if pipeline, err = pipelineBench(ctx); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	printTable(os.Stdout, o, canPin, scenarios, results, ceiling, pipeline)
+	return nil
+}
+
+type appSecrets struct{ token, key, suite, corp string }
+
+// randString is n random letters and digits: the throwaway token and
+// EncodingAESKey of a bench run.
+func randString(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			panic(err)
+		}
+		b[i] = alphabet[k.Int64()]
+	}
+	return string(b)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// proc is one started server process.
+type proc struct {
+	cmd      *exec.Cmd
+	url      string // callback URL
+	natsURL  string
+	creds    string
+	stream   string
+	log      *os.File
+	exited   chan error
+	stopOnce bool
+}
+
+func (s *proc) pid() int { return s.cmd.Process.Pid }
+
+// stop ends the process: SIGTERM, then SIGKILL after 20 s.
+func (s *proc) stop() {
+	if s.stopOnce {
+		return
+	}
+	s.stopOnce = true
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	_ = s.log.Close()
+}
+
+func startProc(ctx context.Context, dir string, pinned bool, env []string, name string, args ...string) (*proc, error) {
+	if pinned {
+		args = append([]string{"-c", "0", name}, args...)
+		name = "taskset"
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	s := &proc{cmd: cmd, log: logf, exited: make(chan error, 1)}
+	go func() { s.exited <- cmd.Wait() }()
+	return s, nil
+}
+
+// waitHTTP waits until url answers anything, or the process exits.
+func (s *proc) waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-s.exited:
+			s.exited <- err
+			return fmt.Errorf("server exited: %v (log %s)", err, s.log.Name())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not up after 30s (log %s)", url, s.log.Name())
+}
+
+func startService(ctx context.Context, bin, dir string, pinned bool, sec appSecrets, o options) (*proc, error) {
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	natsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// Callbacks only: the fetch's API base is a closed loopback port and
+	// its poll is hourly, so what is measured is the callback path, as in
+	// the baseline.
+	cfg := fmt.Sprintf(`http: {listen: "127.0.0.1:%d"}
+admin: {listen: ""}
+nats: {store_dir: nats, listen: "127.0.0.1:%d"}
+fetch: {poll_interval: 1h}
+log: {level: %s}
+apps:
+  - name: archive
+    mode: archive
+    token: ${BENCH_TOKEN}
+    encoding_aes_key: ${BENCH_AES_KEY}
+    receive_id: %s
+    api_base_url: http://127.0.0.1:1
+    suite_id: %s
+    suite_secret: ${BENCH_SUITE_SECRET}
+    corps: [{corp_id: %s, permanent_code: "${BENCH_PERM_CODE}"}]
+%s`, httpPort, natsPort, o.logLevel, sec.suite, sec.suite, sec.corp, o.extraYAML)
+	path := filepath.Join(dir, "bench.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	env := []string{"BENCH_TOKEN=" + sec.token, "BENCH_AES_KEY=" + sec.key,
+		"BENCH_SUITE_SECRET=" + randString(32), "BENCH_PERM_CODE=" + randString(32)}
+	if o.serviceEnv != "" {
+		env = append(env, strings.Split(o.serviceEnv, ",")...)
+	}
+	s, err := startProc(ctx, dir, pinned, env, bin, "serve", "-config", path)
+	if err != nil {
+		return nil, err
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	if err := s.waitHTTP(ctx, base+"/readyz"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.url = base + "/callback/archive"
+	s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	s.creds = filepath.Join(dir, "nats", "credentials", "operator.nk")
+	s.stream = "WECOM_CALLBACKS"
+	return s, nil
+}
+
+var baselineNATS = regexp.MustCompile(`nats (nats://\S+)`)
+
+func startBaseline(ctx context.Context, bin, dir string, pinned bool, sec appSecrets) (*proc, error) {
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	env := []string{"BASELINE_TOKEN=" + sec.token, "BASELINE_ENCODING_AES_KEY=" + sec.key}
+	s, err := startProc(ctx, dir, pinned, env, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"-store-dir", filepath.Join(dir, "nats"), "-receive-id", sec.suite, "-app", "archive")
+	if err != nil {
+		return nil, err
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	if err := s.waitHTTP(ctx, base+"/"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	logText, _ := os.ReadFile(s.log.Name())
+	mm := baselineNATS.FindSubmatch(logText)
+	if mm == nil {
+		s.stop()
+		return nil, fmt.Errorf("baseline did not print its NATS URL (log %s)", s.log.Name())
+	}
+	s.url = base + "/callback/archive"
+	s.natsURL = string(mm[1])
+	s.stream = "BASELINE_CALLBACKS"
+	return s, nil
+}
+
+// loadgenReport is the part of loadgen -o json that is read here.
+type loadgenReport struct {
+	Sent       int            `json:"sent"`
+	Errors     int            `json:"errors"`
+	Status     map[string]int `json:"status"`
+	PerSecond  float64        `json:"ok_per_s"`
+	P50Ms      float64        `json:"p50_ms"`
+	P99Ms      float64        `json:"p99_ms"`
+	FirstError string         `json:"first_error"`
+	Stored     int            `json:"stored"`
+	Missing    int            `json:"missing"`
+}
+
+func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, sec appSecrets, o options) (*measure, error) {
+	s, err := t.start(ctx, dir, sc.pinned)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	args := []string{"-url", s.url, "-receive-id", sec.suite, "-corp", sec.corp, "-kind", o.kind,
+		"-c", strconv.Itoa(o.conns), "-duration", o.duration.String(),
+		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-nats-url", s.natsURL, "-stream", s.stream, "-o", "json"}
+	if s.creds != "" {
+		args = append(args, "-nats-creds", s.creds, "-nats-inbox", "_INBOX_OPERATOR")
+	}
+	name := loadgen
+	if sc.pinned {
+		args = append([]string{"-c", "1", loadgen}, args...)
+		name = "taskset"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LOADGEN_TOKEN="+sec.token, "LOADGEN_ENCODING_AES_KEY="+sec.key)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+
+	cpu0, err := cpuTicks(s.pid())
+	if err != nil {
+		return nil, err
+	}
+	sampler := startRSSSampler(s.pid())
+	runErr := cmd.Run()
+	maxRSS := sampler.stop()
+	// Work the load left behind (the intake consumer's backlog) is the
+	// load's too: wait until the server is idle, at most 30 s.
+	cpu1, err := waitIdle(s.pid(), 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	hwm, _, err := memStatus(s.pid())
+	if err != nil {
+		return nil, err
+	}
+	var rep loadgenReport
+	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
+		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
+	}
+	m := &measure{OKPerSec: rep.PerSecond, P50: rep.P50Ms, P99: rep.P99Ms, HWM: hwm, RSS: maxRSS,
+		Stored: rep.Stored, Missing: rep.Missing, LoadgenErr: rep.FirstError}
+	for code, n := range rep.Status {
+		if code != "200" {
+			m.Non200 += n
+		}
+	}
+	m.Non200 += rep.Errors
+	if ok := rep.Status["200"]; ok > 0 {
+		m.CPUPerCB = float64(cpu1-cpu0) / clkTck * 1e6 / float64(ok)
+	}
+	if runErr != nil && rep.Missing == 0 {
+		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
+	}
+	return m, nil
+}
+
+// clkTck is USER_HZ, the unit of /proc/PID/stat's utime and stime; 100 on
+// every Linux architecture Go supports.
+const clkTck = 100
+
+// cpuTicks is the process's utime+stime.
+func cpuTicks(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: state is field 3, utime 14, stime 15.
+	rest := string(data[bytes.LastIndexByte(data, ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+	}
+	return u + s, nil
+}
+
+// memStatus returns VmHWM and VmRSS in MiB.
+func memStatus(pid int) (hwm, rss float64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		for key, dst := range map[string]*float64{"VmHWM:": &hwm, "VmRSS:": &rss} {
+			if rest, ok := strings.CutPrefix(line, key); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				*dst = kb / 1024
+			}
+		}
+	}
+	return hwm, rss, sc.Err()
+}
+
+// waitIdle waits until the process used under 2% of a core over half a
+// second, or timeout passes, and returns its CPU ticks then.
+func waitIdle(pid int, timeout time.Duration) (int64, error) {
+	end := time.Now().Add(timeout)
+	prev, err := cpuTicks(pid)
+	if err != nil {
+		return 0, err
+	}
+	for time.Now().Before(end) {
+		time.Sleep(500 * time.Millisecond)
+		cur, err := cpuTicks(pid)
+		if err != nil {
+			return 0, err
+		}
+		if cur-prev <= 1 {
+			return cur, nil
+		}
+		prev = cur
+	}
+	return prev, nil
+}
+
+type rssSampler struct {
+	stopc chan struct{}
+	done  chan float64
+}
+
+// startRSSSampler samples VmRSS every 200 ms until stop, which returns
+// the largest sample.
+func startRSSSampler(pid int) *rssSampler {
+	r := &rssSampler{stopc: make(chan struct{}), done: make(chan float64, 1)}
+	go func() {
+		var top float64
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if _, rss, err := memStatus(pid); err == nil && rss > top {
+				top = rss
+			}
+			select {
+			case <-r.stopc:
+				r.done <- top
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return r
+}
+
+func (r *rssSampler) stop() float64 {
+	close(r.stopc)
+	return <-r.done
+}
+
+var hitsPerSec = regexp.MustCompile(`([0-9.]+) hits/s`)
+
+// pipelineBench runs BenchmarkPipeline and returns its hits/s.
+func pipelineBench(ctx context.Context) (float64, error) {
+	cmd := exec.CommandContext(ctx, "go", "test", "./cmd/receiver", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-benchtime", "20x")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", err, out)
+	}
+	m := hitsPerSec.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no hits/s in: %s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res map[string]map[string]*measure, ceiling, pipeline float64) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "\n%s, %d CPUs, %s/%s, %s; %s per run, %d connections, %s callbacks, service log level %s\n\n",
+		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.duration, o.conns, o.kind, o.logLevel)
+	fmt.Fprintln(w, "| | this service | baseline | ratio |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	row := func(label, unit string, f func(*measure) float64, format string, sc scenario) {
+		svc, base := res[sc.name]["service"], res[sc.name]["baseline"]
+		if svc == nil || base == nil {
+			fmt.Fprintf(w, "| %s | n/a | n/a | |\n", label)
+			return
+		}
+		a, b := f(svc), f(base)
+		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s | %s |\n", label, a, unit, b, unit, ratio(a, b))
+	}
+	pinned, shared, p99, low := scenarios[0], scenarios[1], scenarios[2], scenarios[3]
+	if !canPin {
+		fmt.Fprintln(w, "| (no taskset or fewer than 2 CPUs: pinned run skipped) | | | |")
+	}
+	row("callbacks/s, server pinned to 1 core", "", func(m *measure) float64 { return m.OKPerSec }, "%.0f", pinned)
+	row("callbacks/s, 2 cores shared with loadgen", "", func(m *measure) float64 { return m.OKPerSec }, "%.0f", shared)
+	row("server CPU per callback, pinned", " µs", func(m *measure) float64 { return m.CPUPerCB }, "%.0f", pinned)
+	row("server CPU per callback, shared", " µs", func(m *measure) float64 { return m.CPUPerCB }, "%.0f", shared)
+	row("RSS peak (VmHWM), pinned run", " MiB", func(m *measure) float64 { return m.HWM }, "%.0f", pinned)
+	row("RSS peak (VmHWM), shared run", " MiB", func(m *measure) float64 { return m.HWM }, "%.0f", shared)
+	row("p50 latency at "+p99.name, " ms", func(m *measure) float64 { return m.P50 }, "%.2f", p99)
+	row("p99 latency at "+p99.name, " ms", func(m *measure) float64 { return m.P99 }, "%.2f", p99)
+	row("callbacks/s achieved at "+p99.name, "", func(m *measure) float64 { return m.OKPerSec }, "%.0f", p99)
+	row("RSS under load (max VmRSS) at "+low.name, " MiB", func(m *measure) float64 { return m.RSS }, "%.0f", low)
+	row("p99 latency at "+low.name, " ms", func(m *measure) float64 { return m.P99 }, "%.2f", low)
+	fmt.Fprintln(w)
+	for _, sc := range scenarios {
+		for _, name := range []string{"service", "baseline"} {
+			m := res[sc.name][name]
+			if m == nil {
+				continue
+			}
+			note := ""
+			if m.LoadgenErr != "" {
+				note = "; first error: " + m.LoadgenErr
+			}
+			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200%s\n",
+				name, sc.name, m.Stored, m.Missing, m.Non200, note)
+		}
+	}
+	if ceiling > 0 {
+		fmt.Fprintf(w, "\nNATS ceiling (async publish, 1 KiB, msg ids, file store): %.0f msgs/s\n", ceiling)
+	}
+	if pipeline > 0 {
+		fmt.Fprintf(w, "hit pipeline (BenchmarkPipeline): %.0f hits/s", pipeline)
+		if ceiling > 0 {
+			fmt.Fprintf(w, " = %.2f of the NATS ceiling", pipeline/ceiling)
+		}
+		fmt.Fprintln(w)
+	}
+}
