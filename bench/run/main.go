@@ -113,11 +113,17 @@ func run(ctx context.Context, o options) error {
 	} else {
 		fmt.Println("work directory:", work)
 	}
+	// Build and test from the module root, wherever the command was started.
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
+		return fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
+	}
+	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
 	bins := map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"}
 	for name, pkg := range bins {
 		out := filepath.Join(work, name)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-		cmd.Stderr = os.Stderr
+		cmd.Dir, cmd.Stderr = root, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", pkg, err)
 		}
@@ -170,7 +176,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.pipeline {
 		fmt.Fprintln(os.Stderr, "bench: BenchmarkPipeline ...")
-		if pipeline, err = pipelineBench(ctx); err != nil {
+		if pipeline, err = pipelineBench(ctx, root); err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -538,8 +544,9 @@ func (r *rssSampler) stop() float64 {
 var hitsPerSec = regexp.MustCompile(`([0-9.]+) hits/s`)
 
 // pipelineBench runs BenchmarkPipeline and returns its hits/s.
-func pipelineBench(ctx context.Context) (float64, error) {
+func pipelineBench(ctx context.Context, root string) (float64, error) {
 	cmd := exec.CommandContext(ctx, "go", "test", "./cmd/receiver", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-benchtime", "20x")
+	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s", err, out)
