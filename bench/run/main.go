@@ -240,7 +240,7 @@ func (s *proc) stop() {
 	_ = s.log.Close()
 }
 
-func startProc(ctx context.Context, dir string, pinned bool, env []string, name string, args ...string) (*proc, error) {
+func startProc(dir string, pinned bool, env []string, name string, args ...string) (*proc, error) {
 	if pinned {
 		args = append([]string{"-c", "0", name}, args...)
 		name = "taskset"
@@ -322,7 +322,7 @@ apps:
 	if o.serviceEnv != "" {
 		env = append(env, strings.Split(o.serviceEnv, ",")...)
 	}
-	s, err := startProc(ctx, dir, pinned, env, bin, "serve", "-config", path)
+	s, err := startProc(dir, pinned, env, bin, "serve", "-config", path)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +346,7 @@ func startBaseline(ctx context.Context, bin, dir string, pinned bool, sec appSec
 		return nil, err
 	}
 	env := []string{"BASELINE_TOKEN=" + sec.token, "BASELINE_ENCODING_AES_KEY=" + sec.key}
-	s, err := startProc(ctx, dir, pinned, env, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
+	s, err := startProc(dir, pinned, env, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"-store-dir", filepath.Join(dir, "nats"), "-receive-id", sec.suite, "-app", "archive")
 	if err != nil {
 		return nil, err

@@ -139,9 +139,9 @@ type Result struct {
 	// (or error).
 	Latency *Histogram
 	// OK holds the record id of every callback answered 200.
-	OK map[string]struct{} `json:"-"`
+	OK map[string]struct{}
 	// All holds the record id of every callback sent.
-	All map[string]struct{} `json:"-"`
+	All map[string]struct{}
 	// FirstError is one transport error, for the report.
 	FirstError string
 }
