@@ -26,6 +26,17 @@ const (
 	KindProgramNotify Kind = "program_notify"
 	// KindMsgAuditNotify: self-built archive "new messages exist" (Event=msgaudit_notify).
 	KindMsgAuditNotify Kind = "msgaudit_notify"
+	// KindCreateAuth: a corp installed the suite; carries a single-use
+	// AuthCode to exchange for the corp's permanent code. The record has no
+	// corp id: WeCom names the corp only in the exchange's answer.
+	KindCreateAuth Kind = "create_auth"
+	// KindChangeAuth: a corp changed what it grants the suite.
+	KindChangeAuth Kind = "change_auth"
+	// KindCancelAuth: a corp removed the suite; its data must be deleted.
+	KindCancelAuth Kind = "cancel_auth"
+	// KindResetPermanentCode: WeCom replaced a corp's permanent code; carries
+	// an AuthCode to exchange for the new one.
+	KindResetPermanentCode Kind = "reset_permanent_code"
 	// KindUnknown: any other callback; stored with its raw plaintext.
 	KindUnknown Kind = "unknown"
 )
@@ -34,7 +45,9 @@ const (
 // series and validating subjects.
 var Kinds = [...]Kind{
 	KindHitKeyword, KindConversationNewMessage, KindSuiteTicket,
-	KindProgramNotify, KindMsgAuditNotify, KindUnknown,
+	KindProgramNotify, KindMsgAuditNotify,
+	KindCreateAuth, KindChangeAuth, KindCancelAuth, KindResetPermanentCode,
+	KindUnknown,
 }
 
 // Callback is one verified and decrypted WeCom callback, as the intake stores
@@ -63,6 +76,10 @@ type Callback struct {
 	Token string `json:"token,omitempty"`
 	// SuiteTicket is the ticket of a suite_ticket callback.
 	SuiteTicket string `json:"suite_ticket,omitempty"`
+	// AuthCode is the single-use authorization code of create_auth and
+	// reset_permanent_code (valid 10 minutes). It is a secret: whoever
+	// exchanges it first gets the corp's permanent code.
+	AuthCode string `json:"auth_code,omitempty"`
 	// NotifyID and NotifyScene come with program_notify.
 	NotifyID    string `json:"notify_id,omitempty"`
 	NotifyScene int    `json:"notify_scene,omitempty"`

@@ -95,6 +95,7 @@ type Event struct {
 	AuthCorpID  string
 	Token       string
 	SuiteTicket string
+	AuthCode    string // create_auth, reset_permanent_code
 	NotifyID    string
 	NotifyScene int
 	Time        int64 // TimeStamp or CreateTime, unix seconds
@@ -134,7 +135,9 @@ func ParseEvent(plaintext string) (Event, error) {
 
 func kindOf(infoType, event string) wecomhit.Kind {
 	switch k := wecomhit.Kind(infoType); k {
-	case wecomhit.KindHitKeyword, wecomhit.KindConversationNewMessage, wecomhit.KindSuiteTicket:
+	case wecomhit.KindHitKeyword, wecomhit.KindConversationNewMessage, wecomhit.KindSuiteTicket,
+		wecomhit.KindCreateAuth, wecomhit.KindChangeAuth, wecomhit.KindCancelAuth,
+		wecomhit.KindResetPermanentCode:
 		return k
 	}
 	if infoType == "" {
@@ -160,6 +163,7 @@ const (
 	fNotifyScene
 	fTimeStamp
 	fCreateTime
+	fAuthCode
 )
 
 func parseXMLEvent(doc string) (Event, error) {
@@ -185,6 +189,8 @@ func parseXMLEvent(doc string) (Event, error) {
 			bit, ev.Token = fToken, value
 		case "SuiteTicket":
 			bit, ev.SuiteTicket = fSuiteTicket, value
+		case "AuthCode":
+			bit, ev.AuthCode = fAuthCode, value
 		case "NotifyId", "NotifyID":
 			bit, ev.NotifyID = fNotifyID, value
 		case "NotifyScene":
@@ -240,6 +246,7 @@ type jsonEvent struct {
 	AuthCorpID  string     `json:"AuthCorpId"`
 	Token       string     `json:"Token"`
 	SuiteTicket string     `json:"SuiteTicket"`
+	AuthCode    string     `json:"AuthCode"`
 	NotifyID    string     `json:"NotifyId"`
 	NotifyScene flexScalar `json:"NotifyScene"`
 	TimeStamp   flexScalar `json:"TimeStamp"`
@@ -259,7 +266,7 @@ func parseJSONEvent(doc string) (Event, error) {
 	ev := Event{
 		Format: FormatJSON, ToUserName: j.ToUserName, InfoType: j.InfoType, Event: j.Event,
 		SuiteID: j.SuiteID, AuthCorpID: j.AuthCorpID, Token: j.Token, SuiteTicket: j.SuiteTicket,
-		NotifyID: j.NotifyID,
+		AuthCode: j.AuthCode, NotifyID: j.NotifyID,
 	}
 	for _, f := range []struct {
 		name string

@@ -45,6 +45,10 @@ func FuzzParseEvent(f *testing.F) {
 		`{"SuiteId":"s","AuthCorpId":"c","InfoType":"hit_keyword","Token":"t","TimeStamp":1717000000}`,
 		`{"event_type":"hit_keyword","timestamp":1,"hit_keyword":{"token":"t"}}`,
 		`{"NotifyScene":"3","CreateTime":1}`,
+		`<xml><SuiteId>s</SuiteId><AuthCode>a</AuthCode><InfoType>create_auth</InfoType><TimeStamp>1</TimeStamp></xml>`,
+		`<xml><SuiteId>s</SuiteId><AuthCorpId>c</AuthCorpId><InfoType>cancel_auth</InfoType><TimeStamp>1</TimeStamp></xml>`,
+		`{"SuiteId":"s","AuthCorpId":"c","AuthCode":"a","InfoType":"reset_permanent_code","TimeStamp":1}`,
+		`{"SuiteId":"s","AuthCorpId":"c","InfoType":"change_auth"}`,
 	} {
 		f.Add(s)
 	}
@@ -65,6 +69,14 @@ func FuzzParseEvent(f *testing.F) {
 		}
 		if ev.Kind == wecomhit.KindHitKeyword && ev.InfoType != string(wecomhit.KindHitKeyword) {
 			t.Fatalf("hit_keyword from InfoType %q", ev.InfoType)
+		}
+		// Authorization kinds come from a suite's InfoType only: an app
+		// event named like one must not make the receiver exchange a code.
+		switch ev.Kind {
+		case wecomhit.KindCreateAuth, wecomhit.KindChangeAuth, wecomhit.KindCancelAuth, wecomhit.KindResetPermanentCode:
+			if ev.InfoType != string(ev.Kind) {
+				t.Fatalf("%s from InfoType %q", ev.Kind, ev.InfoType)
+			}
 		}
 	})
 }

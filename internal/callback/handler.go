@@ -372,6 +372,7 @@ func Decode(c *crypto.Crypter, app, signature, timestamp, nonce, body string) (w
 		SuiteID:     ev.SuiteID,
 		Token:       ev.Token,
 		SuiteTicket: ev.SuiteTicket,
+		AuthCode:    ev.AuthCode,
 		NotifyID:    ev.NotifyID,
 		NotifyScene: ev.NotifyScene,
 		EventTime:   ev.Time,

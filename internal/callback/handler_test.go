@@ -287,3 +287,29 @@ func TestNew_Options(t *testing.T) {
 		})
 	}
 }
+
+// TestHandler_CreateAuth: the auth code reaches the record, and never the
+// log, where anyone could exchange it before the receiver does.
+func TestHandler_CreateAuth(t *testing.T) {
+	sink := &memSink{}
+	now := time.Unix(1717000030, 0)
+	f := newFixture(t, sink, WithClock(func() time.Time { return now }))
+	const code = "auth-code-3f9b0c"
+	plain := `<xml><SuiteId><![CDATA[wwArchiveSuite01]]></SuiteId><AuthCode><![CDATA[` + code +
+		`]]></AuthCode><InfoType><![CDATA[create_auth]]></InfoType><TimeStamp>1717000010</TimeStamp><State><![CDATA[]]></State></xml>`
+	enc, sig, err := f.c.Seal(plain, "1717000010", "1372623149")
+	require.NoError(t, err)
+
+	status, resp, _ := do(t, http.MethodPost, f.url("v1", callbacktest.Query(sig, "1717000010", "1372623149")), callbacktest.XMLEnvelope(enc))
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "success", resp)
+	recs := sink.records()
+	require.Len(t, recs, 1)
+	assert.Equal(t, wecomhit.KindCreateAuth, recs[0].Kind)
+	assert.Equal(t, code, recs[0].AuthCode)
+	assert.Empty(t, recs[0].CorpID, "create_auth names no corp")
+	assert.Equal(t, "wwArchiveSuite01", recs[0].SuiteID)
+	logs := f.logs.String()
+	assert.Contains(t, logs, `"kind":"create_auth"`)
+	assert.NotContains(t, logs, code)
+}
