@@ -1,0 +1,250 @@
+package corps
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+)
+
+// Grant is what an auth code exchange answers: the corp and its permanent
+// code (get_permanent_code).
+type Grant struct {
+	CorpID        string
+	CorpName      string
+	PermanentCode config.Secret
+}
+
+// Authorization is a create_auth or reset_permanent_code callback to apply.
+type Authorization struct {
+	App string
+	// AuthCode is the callback's single-use code. Only a digest of it is
+	// stored.
+	AuthCode string
+	// Cause is CauseCreateAuth or CauseReset.
+	Cause Cause
+	// CorpID is the corp a reset_permanent_code names; empty for
+	// create_auth, whose corp is learned from the exchange.
+	CorpID string
+	// EventTime is WeCom's TimeStamp of the callback; zero if absent.
+	EventTime time.Time
+	// Exchange trades the code for a Grant (the WeCom call). It runs at
+	// most once per code across all replicas, unless it fails.
+	Exchange func(ctx context.Context) (Grant, error)
+}
+
+// Outcome is what Authorize did.
+type Outcome struct {
+	// Corp is the entry after the change; zero when Replayed.
+	Corp Corp
+	// Replayed: the code was exchanged before (a redelivered or replayed
+	// callback); nothing was called or written.
+	Replayed bool
+	// Stale: the exchange worked but the entry had applied a newer event
+	// (e.g. a later cancel_auth); the entry was left as it was.
+	Stale bool
+}
+
+// code record states in CodeBucket.
+const (
+	codeExchanging = "exchanging"
+	codeDone       = "done"
+)
+
+type codeRecord struct {
+	State string    `json:"state"`
+	At    time.Time `json:"at"`
+}
+
+// codeKey is the CodeBucket key of an app's auth code: a digest, so the
+// bucket holds nothing that could be exchanged.
+func codeKey(app, code string) string {
+	sum := sha256.Sum256([]byte("wecomhit/corps/authcode\x00" + app + "\x00" + code))
+	return escape(app) + "." + hex.EncodeToString(sum[:20])
+}
+
+// Authorize applies a create_auth or reset_permanent_code: it exchanges
+// the auth code once (claimed in CodeBucket, so two replicas or a
+// redelivery never both exchange it) and stores the grant before
+// returning, so the caller may then acknowledge the callback.
+//
+//   - A code already exchanged: Outcome.Replayed, no call, no write.
+//   - A code another replica is exchanging: ErrInProgress (retry later);
+//     after WithClaimTimeout the claim is taken over.
+//   - The exchange fails: its error, the claim released, nothing stored;
+//     a retry exchanges again (WeCom refuses a used code, so a code that was
+//     spent by a lost answer ends in WeCom's errcode, not in a double grant).
+//   - A grant for another corp than a reset named: ErrCorpMismatch.
+//   - An entry that applied a newer event: Outcome.Stale, entry unchanged.
+//
+// create_auth makes the entry active with source create_auth and a new
+// AuthorizedAt; reset_permanent_code replaces the code and keeps
+// AuthorizedAt. Both set EventAt to a.EventTime and store the name.
+func (r *Registry) Authorize(ctx context.Context, a Authorization) (Outcome, error) {
+	if err := r.checkAuthorization(a); err != nil {
+		return Outcome{}, err
+	}
+	ck := codeKey(a.App, a.AuthCode)
+	rev, replayed, err := r.claim(ctx, ck)
+	if err != nil || replayed {
+		return Outcome{Replayed: replayed}, err
+	}
+	g, err := a.Exchange(ctx)
+	if err == nil {
+		err = checkGrant(a, g)
+	}
+	if err != nil {
+		// Release so a retry may try again; not ctx, which may be what
+		// ended the exchange.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if derr := r.codes.Delete(dctx, ck, jetstream.LastRevision(rev)); derr != nil && !casConflict(derr) {
+			err = errors.Join(err, fmt.Errorf("corps: release auth code claim: %w", derr))
+		}
+		return Outcome{}, fmt.Errorf("corps: %s for app %q: %w", a.Cause, a.App, err)
+	}
+	out, err := r.applyGrant(ctx, a, g)
+	if err != nil {
+		// The code is spent: leave the claim, so that a retry waits for it
+		// to time out rather than exchange again at once.
+		return Outcome{}, err
+	}
+	done, _ := json.Marshal(codeRecord{State: codeDone, At: r.now()})
+	if _, err := r.codes.Update(ctx, ck, done, rev); err != nil {
+		// The grant is stored; a replay will find the claim and, after
+		// its timeout, fail at WeCom (code spent), never undo the entry.
+		r.log.Warn().Str("app", a.App).Err(err).Msg("auth code exchanged and stored, but not marked done")
+	}
+	return out, nil
+}
+
+func (r *Registry) checkAuthorization(a Authorization) error {
+	if err := validID("app", a.App); err != nil {
+		return err
+	}
+	if a.AuthCode == "" || len(a.AuthCode) > 512 {
+		return fmt.Errorf("%w: auth code must be 1 to 512 bytes", ErrInvalid)
+	}
+	if a.Exchange == nil {
+		return fmt.Errorf("%w: no exchange function", ErrInvalid)
+	}
+	switch a.Cause {
+	case CauseCreateAuth:
+	case CauseReset:
+		if err := validID("corp id", a.CorpID); err != nil {
+			return fmt.Errorf("reset_permanent_code: %w", err)
+		}
+	default:
+		return fmt.Errorf("%w: cause %q is not create_auth or reset_permanent_code", ErrInvalid, a.Cause)
+	}
+	if r.keys == nil {
+		return ErrNoKeys
+	}
+	return nil
+}
+
+func checkGrant(a Authorization, g Grant) error {
+	if g.CorpID == "" || g.PermanentCode == "" {
+		return fmt.Errorf("%w: the exchange answered no corp id or permanent code", ErrInvalid)
+	}
+	if a.CorpID != "" && g.CorpID != a.CorpID {
+		return fmt.Errorf("%w: callback named %q, exchange answered %q", ErrCorpMismatch, a.CorpID, g.CorpID)
+	}
+	return validID("corp id", g.CorpID)
+}
+
+// claim takes the auth code's record in CodeBucket. It returns the claim's
+// revision, or replayed if the code was exchanged already.
+func (r *Registry) claim(ctx context.Context, ck string) (uint64, bool, error) {
+	exchanging, _ := json.Marshal(codeRecord{State: codeExchanging, At: r.now()})
+	for range casRetries {
+		rev, err := r.codes.Create(ctx, ck, exchanging)
+		if err == nil {
+			return rev, false, nil
+		}
+		if !casConflict(err) {
+			return 0, false, fmt.Errorf("corps: claim auth code: %w", err)
+		}
+		e, err := r.codes.Get(ctx, ck)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("corps: read auth code claim: %w", err)
+		}
+		var rec codeRecord
+		if json.Unmarshal(e.Value(), &rec) != nil {
+			rec = codeRecord{} // unreadable: treat as a stale claim
+		}
+		if rec.State == codeDone {
+			return 0, true, nil
+		}
+		if r.now().Sub(rec.At) < r.opt.claimTTL {
+			return 0, false, fmt.Errorf("%w (claimed %s)", ErrInProgress, rec.At.Format(time.RFC3339))
+		}
+		rev, err = r.codes.Update(ctx, ck, exchanging, e.Revision())
+		if err == nil {
+			r.log.Warn().Time("claimed_at", rec.At).Msg("taking over a timed-out auth code exchange claim")
+			return rev, false, nil
+		}
+		if !casConflict(err) {
+			return 0, false, fmt.Errorf("corps: take over auth code claim: %w", err)
+		}
+	}
+	return 0, false, fmt.Errorf("%w: auth code claim: gave up after %d tries", ErrConflict, casRetries)
+}
+
+// applyGrant writes g into the entry of (a.App, g.CorpID).
+func (r *Registry) applyGrant(ctx context.Context, a Authorization, g Grant) (Outcome, error) {
+	at := a.EventTime.UTC() // zero stays zero
+	for range casRetries {
+		cur, err := r.Get(ctx, a.App, g.CorpID)
+		if errors.Is(err, ErrNotFound) {
+			cur = Corp{}
+		} else if err != nil {
+			return Outcome{}, err
+		}
+		if !at.IsZero() && cur.EventAt.After(at) {
+			r.log.Info().Str("app", a.App).Str("corp", g.CorpID).Str("cause", string(a.Cause)).
+				Time("event_at", at).Time("entry_event_at", cur.EventAt).Msg("grant older than the entry; not applied")
+			return Outcome{Corp: cur, Stale: true}, nil
+		}
+		now := r.now()
+		next := cur
+		next.App, next.CorpID, next.CorpName, next.State = a.App, g.CorpID, g.CorpName, Active
+		next.LastChange, next.ChangedAt = a.Cause, now
+		if !at.IsZero() {
+			next.EventAt = at
+		}
+		switch {
+		case a.Cause == CauseCreateAuth:
+			next.Source, next.AuthorizedAt = SourceCreateAuth, now
+		case cur.Revision == 0 || cur.State == Cancelled:
+			// A reset for a corp this registry does not serve: WeCom says
+			// the corp is authorized, so serve it from now.
+			next.Source, next.AuthorizedAt = SourceReset, now
+		default:
+			next.Source = SourceReset
+		}
+		if next.Code, err = r.keys.seal(a.App, g.CorpID, g.PermanentCode.Reveal()); err != nil {
+			return Outcome{}, err
+		}
+		rev, err := r.write(ctx, next, cur.Revision)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+		next.Revision = rev
+		return Outcome{Corp: next}, nil
+	}
+	return Outcome{}, fmt.Errorf("%w: app %q corp %q: gave up after %d tries", ErrConflict, a.App, g.CorpID, casRetries)
+}
