@@ -5,6 +5,11 @@
 // EncodingAESKey, which a receiver accepts only with allow_sample_secrets.
 //
 //	go run ./cmd/wecomsim [-speed 60] [-fault kind=errcode,api=get_hit_msg_list,rate=0.1]
+//	go run ./cmd/wecomsim -corps 10000 -rate 0.1 -corp-rate 60000   # one hot corp among 10,000
+//
+// Corps install and remove the suite at run time through POST /_sim/corps,
+// DELETE /_sim/corps/{corp} and POST /_sim/corps/{corp}/reset (see
+// internal/wecomsim, install.go).
 package main
 
 import (
@@ -52,6 +57,8 @@ type settings struct {
 	addr      string
 	debug     bool
 	demoRules bool
+	// extraCorps is -corps: generated corps besides -corp-id.
+	extraCorps int
 }
 
 // newFlagSet defines the flags on s. The credential defaults are those of
@@ -81,6 +88,8 @@ func newFlagSet(s *settings, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&s.faults, "fault", "fault to inject, repeatable: kind=K[,api=A][,count=N][,rate=R][,errcode=C][,status=S][,delay=D]")
 	fs.BoolVar(&s.debug, "debug", false, "log at debug level")
 	fs.BoolVar(&s.demoRules, "demo-rules", true, "start with a few keyword rules that the simulated traffic hits")
+	fs.IntVar(&s.extraCorps, "corps", 0, "also authorize this many generated corps (wwSimCorp00000…, permanent codes perm-00000…), each with its own traffic at -rate")
+	fs.Float64Var(&corp.MessageRate, "corp-rate", 0, "messages per conversation minute of the -corp-id corp alone (a hot corp among -corps); 0 uses -rate")
 	return fs
 }
 
@@ -90,8 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := newFlagSet(&s, stderr).Parse(args); err != nil {
 		return err
 	}
+	if s.extraCorps < 0 {
+		return fmt.Errorf("-corps %d: must not be negative", s.extraCorps)
+	}
 	o, addr, debug, demoRules := s.o, &s.addr, &s.debug, &s.demoRules
-	o.Archive.Corps = []wecomsim.Corp{s.corp}
+	o.Archive.Corps = append([]wecomsim.Corp{s.corp}, wecomsim.GenerateCorps(s.extraCorps)...)
 	o.Faults = s.faults
 
 	level := zerolog.InfoLevel

@@ -151,19 +151,18 @@ func (s *Sim) getCorpToken(r *http.Request, body []byte) any {
 	if json.Unmarshal(body, &req) != nil {
 		return s.errLocked(codeDataFormat, "data format error")
 	}
-	var corp *Corp
-	for i, c := range s.opts.Archive.Corps {
-		if c.CorpID == req.AuthCorpID {
-			corp = &s.opts.Archive.Corps[i]
-		}
-	}
+	// A corp that never authorized is unknown; one that cancelled, or
+	// has not exchanged its auth code yet, has no valid permanent code
+	// (40084 for both is a guess: WeCom documents neither case).
+	code, authorized := s.permanentCodeLocked(req.AuthCorpID)
+	_, known := s.auth.installs[req.AuthCorpID]
 	switch {
-	case corp == nil:
+	case !known:
 		return s.errLocked(codeInvalidCorpID, "invalid corpid")
-	case req.PermanentCode == "" || req.PermanentCode != corp.PermanentCode:
+	case !authorized || req.PermanentCode == "" || req.PermanentCode != code:
 		return s.errLocked(codeInvalidPermCode, "invalid permanent_code")
 	}
-	tok, exp := s.issueLocked("corp|"+corp.CorpID, kindArchive, corp.CorpID)
+	tok, exp := s.issueLocked("corp|"+req.AuthCorpID, kindArchive, req.AuthCorpID)
 	return struct {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`

@@ -142,7 +142,7 @@ func TestSim_GroundTruthEndpoint(t *testing.T) {
 func TestNew_Errors(t *testing.T) {
 	for name, o := range map[string]Options{
 		"ErrNothingToSimulate": {},
-		"ErrNoCorps":           {Archive: Archive{SuiteID: "s"}},
+		"ErrNegativeCorpRate":  {Archive: Archive{SuiteID: "s", Corps: []Corp{{CorpID: "c", MessageRate: -1}}}},
 		"ErrBadKey":            {Archive: Archive{SuiteID: "s", Corps: []Corp{{CorpID: "c"}}, CallbackURL: "http://x", EncodingAESKey: "short"}},
 		"ErrBadFault":          {Zone: Zone{CorpID: "c"}, Faults: []Fault{{Kind: "x"}}},
 		"ErrDuplicateCorp":     {Archive: Archive{SuiteID: "s", Corps: []Corp{{CorpID: "c"}, {CorpID: "c"}}}},

@@ -72,6 +72,7 @@ func (s *Sim) routes() http.Handler {
 		r.Post(path, s.api(op, s.archiveOp(op)))
 	}
 	r.Post("/cgi-bin/chatdata/sync_call_program", s.syncCallProgram)
+	s.installRoutes(r)
 	r.Get("/_sim/hits", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Hits()) })
 	r.Get("/_sim/faults", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Faults()) })
 	r.Post("/_sim/faults", s.postFaults)

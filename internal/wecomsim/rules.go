@@ -527,6 +527,10 @@ func (s *Sim) AddRule(corpID, name string, words []string, semantics []int) (str
 	if !ok {
 		return "", fmt.Errorf("add rule to %q: %w", corpID, ErrUnknownCorp)
 	}
+	return s.addRuleLocked(c, name, words, semantics)
+}
+
+func (s *Sim) addRuleLocked(c *corpState, name string, words []string, semantics []int) (string, error) {
 	r := &rule{Created: s.now, Name: name, Words: words, Semantics: semantics}
 	if msg := r.validate(c.zone); msg != "" {
 		return "", fmt.Errorf("add rule: %s: %w", msg, ErrInvalidOption)

@@ -126,7 +126,9 @@ type Options struct {
 type Archive struct {
 	SuiteID     string
 	SuiteSecret string
-	// Corps authorized the suite; each gets its own population and rules.
+	// Corps authorized the suite before the simulator started; each gets
+	// its own population and rules. May be empty: corps then arrive with
+	// AuthorizeCorp. GenerateCorps makes thousands.
 	Corps []Corp
 	// Token and EncodingAESKey sign and encrypt the 指令回调; receive id is
 	// SuiteID.
@@ -140,6 +142,12 @@ type Archive struct {
 type Corp struct {
 	CorpID        string
 	PermanentCode string
+	// CorpName is what get_permanent_code and get_auth_info answer;
+	// empty derives one from the id.
+	CorpName string
+	// MessageRate overrides Options.MessageRate for this corp, e.g. for
+	// one hot corp among thousands; 0 keeps it.
+	MessageRate float64
 }
 
 // Zone configures the 数据与智能专区 app and program (transport B).
@@ -199,6 +207,7 @@ type Sim struct {
 	cbStats   map[string]CallbackCounts
 	cursorKey []byte
 	lastPrune time.Time
+	auth      authState // installation: see install.go
 
 	srv *http.Server
 	url string
@@ -249,7 +258,13 @@ func New(opts Options, log zerolog.Logger) (*Sim, error) {
 		}
 	}
 	for _, c := range opts.Archive.Corps {
-		s.addCorp(c.CorpID).archive = true
+		cs := s.addCorp(c.CorpID)
+		cs.archive = true
+		s.installSeededLocked(c)
+		if c.MessageRate > 0 {
+			cs.rate = c.MessageRate
+			cs.nextMsgAt = opts.Start.Add(s.gapLocked(cs))
+		}
 	}
 	if opts.Zone.CorpID != "" {
 		s.addCorp(opts.Zone.CorpID).zone = true
@@ -270,9 +285,6 @@ func applyDefaults(o *Options) error {
 	bad := func(what string) error { return fmt.Errorf("%w: %s", ErrInvalidOption, what) }
 	if o.Archive.SuiteID == "" && o.Zone.CorpID == "" {
 		return bad("need Archive.SuiteID or Zone.CorpID")
-	}
-	if o.Archive.SuiteID != "" && len(o.Archive.Corps) == 0 {
-		return bad("Archive.Corps is empty")
 	}
 	if o.Speed < 0 {
 		return bad("Speed < 0")
@@ -323,6 +335,9 @@ func applyDefaults(o *Options) error {
 	for _, c := range o.Archive.Corps {
 		if c.CorpID == "" || seen[c.CorpID] {
 			return bad("Archive.Corps: empty or duplicate CorpID")
+		}
+		if c.MessageRate < 0 {
+			return bad("Archive.Corps: negative MessageRate")
 		}
 		seen[c.CorpID] = true
 	}
@@ -473,38 +488,52 @@ func (s *Sim) conversation(d time.Duration) time.Duration {
 
 // runUntilLocked is a discrete-event loop: it runs the earliest due event,
 // with the clock set to that event's time, until none is due before t.
+// The earliest event is found by a scan that allocates nothing: with
+// thousands of corps (GenerateCorps) it runs once per message.
 func (s *Sim) runUntilLocked(t time.Time) {
+	const (
+		evNone = iota
+		evTicket
+		evNotify
+		evMessage
+	)
 	for {
 		var (
-			at  time.Time
-			run func()
+			at   time.Time
+			ev   = evNone
+			corp *corpState
 		)
-		consider := func(when time.Time, f func()) {
-			if !when.After(t) && (run == nil || when.Before(at)) {
-				at, run = when, f
+		consider := func(when time.Time, kind int, c *corpState) {
+			if !when.After(t) && (ev == evNone || when.Before(at)) {
+				at, ev, corp = when, kind, c
 			}
 		}
 		if s.opts.Archive.SuiteID != "" {
-			consider(s.ticketAt, s.ticketEventLocked)
+			consider(s.ticketAt, evTicket, nil)
 		}
 		for _, c := range s.order {
 			if c.notifyPending {
-				consider(c.notifyAt, func() { s.notifyLocked(c) })
+				consider(c.notifyAt, evNotify, c)
 			}
-			if s.opts.MessageRate > 0 {
-				consider(c.nextMsgAt, func() {
-					s.recordLocked(c, s.generateLocked(c))
-					c.nextMsgAt = c.nextMsgAt.Add(s.interarrival())
-				})
+			if s.opts.MessageRate > 0 || c.rate > 0 {
+				consider(c.nextMsgAt, evMessage, c)
 			}
 		}
-		if run == nil {
+		if ev == evNone {
 			break
 		}
 		if at.After(s.now) {
 			s.now = at
 		}
-		run()
+		switch ev {
+		case evTicket:
+			s.ticketEventLocked()
+		case evNotify:
+			s.notifyLocked(corp)
+		case evMessage:
+			s.recordLocked(corp, s.generateLocked(corp))
+			corp.nextMsgAt = corp.nextMsgAt.Add(s.gapLocked(corp))
+		}
 	}
 	if t.After(s.now) {
 		s.now = t

@@ -86,8 +86,9 @@ type group struct {
 // corpState is everything the simulator holds for one corp.
 type corpState struct {
 	id      string
-	archive bool // authorized the archive suite
-	zone    bool // is the zone app's corp
+	archive bool    // authorized the archive suite
+	zone    bool    // is the zone app's corp
+	rate    float64 // own message rate (install.go); 0: Options.MessageRate
 
 	employees []employee
 	customers []string
