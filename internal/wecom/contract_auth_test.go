@@ -1,0 +1,151 @@
+package wecom_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/testlog"
+	"github.com/wecomhit/wecomhit/internal/wecom"
+	"github.com/wecomhit/wecomhit/internal/wecomsim"
+)
+
+// codeInvalidAuthCode is what the simulator answers a spent auth code.
+const codeInvalidAuthCode = 40029
+
+// TestContract_Authorization: the client's suite calls about corp
+// authorization against the simulator over HTTP.
+func TestContract_Authorization(t *testing.T) {
+	archive := transports[0]
+
+	t.Run("ExchangeV2", func(t *testing.T) {
+		e := newEnv(t, archive)
+		logs := &testlog.Buffer{}
+		c := e.client(wecom.WithLogger(zerolog.New(logs)))
+		in, err := e.sim.AuthorizeCorp(wecomsim.Install{CorpID: "wwInstalled", CorpName: "Installed Co"})
+		require.NoError(t, err)
+
+		pc, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+		require.NoError(t, err)
+		assert.Equal(t, "wwInstalled", pc.CorpID)
+		assert.Equal(t, "Installed Co", pc.CorpName)
+		assert.Equal(t, "get_permanent_code_v2", pc.API)
+		require.NotEmpty(t, pc.PermanentCode.Reveal())
+		for _, verb := range []string{"%v", "%+v", "%#v"} {
+			assert.NotContains(t, fmt.Sprintf(verb, pc), pc.PermanentCode.Reveal(), "the code never prints")
+		}
+
+		t.Run("SingleUse", func(t *testing.T) {
+			before := e.requests()
+			_, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+			require.ErrorIs(t, err, &wecom.APIError{Code: codeInvalidAuthCode})
+			after := e.requests()
+			assert.Equal(t, 1, after["get_permanent_code_v2"]-before["get_permanent_code_v2"])
+			assert.Equal(t, 0, after["get_permanent_code"]-before["get_permanent_code"],
+				"an invalid code is not tried on v1: it would be spent there too")
+			assert.NotContains(t, err.Error(), in.AuthCode)
+		})
+		t.Run("GetAuthInfo", func(t *testing.T) {
+			info, err := c.GetAuthInfo(ctxT(t), pc.CorpID, pc.PermanentCode)
+			require.NoError(t, err)
+			assert.Equal(t, "wwInstalled", info.CorpID)
+			assert.Equal(t, "Installed Co", info.CorpName)
+			assert.NotEmpty(t, info.Agents)
+			_, err = c.GetAuthInfo(ctxT(t), pc.CorpID, "not-the-code")
+			require.ErrorIs(t, err, &wecom.APIError{Code: 40084})
+			assert.NotContains(t, err.Error(), "not-the-code")
+		})
+		t.Run("CancelledCorp", func(t *testing.T) {
+			require.NoError(t, e.sim.CancelCorp("wwInstalled"))
+			_, err := c.GetAuthInfo(ctxT(t), pc.CorpID, pc.PermanentCode)
+			require.ErrorIs(t, err, &wecom.APIError{Code: 40084})
+		})
+		assert.NotContains(t, logs.String(), pc.PermanentCode.Reveal())
+		assert.NotContains(t, logs.String(), in.AuthCode)
+	})
+
+	t.Run("FallbackToV1", func(t *testing.T) {
+		for name, fault := range map[string]wecomsim.Fault{
+			"HTTP404":      {Kind: wecomsim.FaultHTTPError, API: "get_permanent_code_v2", Status: http.StatusNotFound},
+			"Errcode48002": {Kind: wecomsim.FaultErrcode, API: "get_permanent_code_v2", Errcode: 48002},
+		} {
+			t.Run(name, func(t *testing.T) {
+				e := newEnv(t, archive)
+				logs := &testlog.Buffer{}
+				c := e.client(wecom.WithLogger(zerolog.New(logs)))
+				require.NoError(t, e.sim.SetFaults(fault))
+				in, err := e.sim.AuthorizeCorp(wecomsim.Install{CorpID: "wwOld"})
+				require.NoError(t, err)
+				pc, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+				require.NoError(t, err)
+				assert.Equal(t, "get_permanent_code", pc.API)
+				assert.Equal(t, "wwOld", pc.CorpID)
+				assert.Equal(t, 1, e.requests()["get_permanent_code"])
+				assert.NotContains(t, logs.String(), in.AuthCode)
+				assert.NotContains(t, logs.String(), pc.PermanentCode.Reveal())
+			})
+		}
+	})
+
+	t.Run("NoFallbackOnOtherErrors", func(t *testing.T) {
+		e := newEnv(t, archive)
+		c := e.client()
+		require.NoError(t, e.sim.SetFaults(wecomsim.Fault{Kind: wecomsim.FaultHTTPError, API: "get_permanent_code_v2", Status: http.StatusBadGateway}))
+		in, err := e.sim.AuthorizeCorp(wecomsim.Install{})
+		require.NoError(t, err)
+		_, err = c.GetPermanentCode(ctxT(t), in.AuthCode)
+		var se *wecom.StatusError
+		require.True(t, errors.As(err, &se), "%v", err)
+		assert.Equal(t, http.StatusBadGateway, se.StatusCode)
+		assert.Equal(t, wecom.DefaultAttempts, e.requests()["get_permanent_code_v2"], "a 502 is retried on v2")
+		assert.Zero(t, e.requests()["get_permanent_code"], "and never sent to v1")
+	})
+
+	t.Run("SuiteTokenRefreshedOnce", func(t *testing.T) {
+		e := newEnv(t, archive)
+		c := e.client()
+		in, err := e.sim.AuthorizeCorp(wecomsim.Install{})
+		require.NoError(t, err)
+		// Warm the suite token, then have WeCom expire it early.
+		_, err = c.GetAuthInfo(ctxT(t), ctCorpA, ctPermA)
+		require.NoError(t, err)
+		require.NoError(t, e.sim.SetFaults(wecomsim.Fault{Kind: wecomsim.FaultExpireAccessToken, API: "get_permanent_code_v2", Count: 1}))
+		before := e.requests()
+		pc, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+		require.NoError(t, err, "42009 drops the suite token and the call is made again")
+		assert.NotEmpty(t, pc.PermanentCode.Reveal())
+		after := e.requests()
+		assert.Equal(t, 1, after["get_suite_token"]-before["get_suite_token"])
+		assert.Equal(t, 2, after["get_permanent_code_v2"]-before["get_permanent_code_v2"])
+	})
+
+	t.Run("Validation", func(t *testing.T) {
+		e := newEnv(t, archive)
+		c := e.client()
+		long := string(make([]byte, 513))
+		for name, call := range map[string]func() error{
+			"ErrEmptyAuthCode":      func() error { _, err := c.GetPermanentCode(ctxT(t), ""); return err },
+			"ErrLongAuthCode":       func() error { _, err := c.GetPermanentCode(ctxT(t), long); return err },
+			"ErrEmptyCorp":          func() error { _, err := c.GetAuthInfo(ctxT(t), "", "code"); return err },
+			"ErrEmptyPermanentCode": func() error { _, err := c.GetAuthInfo(ctxT(t), ctCorpA, ""); return err },
+			"ErrLongPermanentCode":  func() error { _, err := c.GetAuthInfo(ctxT(t), ctCorpA, config.Secret("x"+long)); return err },
+		} {
+			t.Run(name, func(t *testing.T) {
+				before := e.requests()
+				require.ErrorIs(t, call(), wecom.ErrValidation)
+				assert.Equal(t, before, e.requests(), "nothing sent")
+			})
+		}
+		zone := newEnv(t, transports[1]).client()
+		_, err := zone.GetPermanentCode(ctxT(t), "code")
+		require.ErrorIs(t, err, wecom.ErrNoSuite)
+		_, err = zone.GetAuthInfo(ctxT(t), ctZoneCorp, "code")
+		require.ErrorIs(t, err, wecom.ErrNoSuite)
+	})
+}
