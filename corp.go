@@ -15,6 +15,20 @@ const (
 	CorpCancelled = "cancelled"
 )
 
+// Kinds of data a cancelled event's Deleted lists (docs/corps.md, "What
+// cancel_auth deletes").
+const (
+	CorpDataPermanentCode   = "permanent_code"
+	CorpDataAccessTokens    = "access_tokens"
+	CorpDataCursor          = "cursor"
+	CorpDataLeases          = "leases"
+	CorpDataHitTokens       = "hit_tokens"
+	CorpDataRuleNames       = "rule_names"
+	CorpDataCallbackRecords = "callback_records"
+	CorpDataHitEvents       = "hit_events"
+	CorpDataDeadLetters     = "dead_letters"
+)
+
 // CorpLifecycleEvent is published on <prefix>.corp.<corp_id>.authorized and
 // <prefix>.corp.<corp_id>.cancelled when a corp starts or stops being
 // served. docs/corps.md is the contract and docs/corp-event.schema.json its
