@@ -3,6 +3,7 @@ package corps_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -216,6 +217,21 @@ func TestNewKeyring(t *testing.T) {
 			assert.NotContains(t, err.Error(), string(key('a')))
 		})
 	}
+	t.Run("Base64", func(t *testing.T) {
+		k, err := corps.NewKeyringBase64(map[string]string{"k1": base64.StdEncoding.EncodeToString(key('q')) + "\n"}, "k1")
+		require.NoError(t, err)
+		assert.Equal(t, "k1", k.Current())
+		for name, v := range map[string]string{
+			"ErrNotBase64": "not base64 !!",
+			"ErrShort":     base64.StdEncoding.EncodeToString(key('q')[:31]),
+		} {
+			t.Run(name, func(t *testing.T) {
+				_, err := corps.NewKeyringBase64(map[string]string{"k1": v}, "k1")
+				require.ErrorIs(t, err, corps.ErrBadKey)
+				assert.NotContains(t, err.Error(), v)
+			})
+		}
+	})
 	k := keyring(t, "b1", "a1", "b1")
 	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%+v", k), fmt.Sprintf("%#v", k)} {
 		assert.NotContains(t, s, string(key('1')))

@@ -4,9 +4,11 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Errors about keys. They name key ids, never key bytes or plaintext.
@@ -65,6 +67,22 @@ func NewKeyring(keys map[string][]byte, current string) (*Keyring, error) {
 		return nil, fmt.Errorf("%w: current key id %q is not among the keys", ErrBadKey, current)
 	}
 	return k, nil
+}
+
+// NewKeyringBase64 is NewKeyring for keys written in the configuration:
+// each value is standard base64 (padded) of KeySize bytes, as
+// `openssl rand -base64 32` prints. Errors name the key id, never the
+// value.
+func NewKeyringBase64(keys map[string]string, current string) (*Keyring, error) {
+	raw := make(map[string][]byte, len(keys))
+	for id, v := range keys {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %q is not standard base64", ErrBadKey, id)
+		}
+		raw[id] = b
+	}
+	return NewKeyring(raw, current)
 }
 
 // Current is the id new codes are sealed under.

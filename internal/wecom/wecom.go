@@ -3,7 +3,9 @@
 // through JetStream KV), request validation against the documented limits,
 // typed errors, retries, rate-limit blocks and a per-corp concurrency cap.
 // It keeps suite_tickets healthy (TicketStore) and never follows redirects,
-// since its requests carry secrets.
+// since its requests carry secrets. For archive suites it also makes the
+// authorization calls (auth.go): exchanging an auth code for a corp's
+// permanent code, and reading a corp's grant.
 //
 // Archive apps (会话存档接口授权) call the HTTPS paths under
 // /cgi-bin/chatdata with a corp token issued through their suite; zone apps

@@ -8,7 +8,10 @@
 // moment, and serves the hits (get_hit_msg_list), search_msg and the zone's
 // sync_call_program. It pushes encrypted callbacks (suite_ticket, hit_keyword,
 // program_notify) the way WeCom does, records the ground truth of every hit,
-// and injects faults on request.
+// and injects faults on request. Corps install and remove the archive suite
+// at run time (install.go: create_auth, cancel_auth, reset_permanent_code,
+// get_permanent_code v1 and v2, get_auth_info), and thousands of corps can
+// run at once (GenerateCorps).
 //
 // It keeps everything in memory and leaves to others: TLS, persistence, the
 // zone program's own sandbox, set_public_key (encrypted_secret_key is random
