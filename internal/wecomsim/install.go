@@ -175,6 +175,7 @@ func (s *Sim) AuthorizeCorp(in Install) (Installed, error) {
 		s.order = append(s.order, c)
 	}
 	c.nextMsgAt = s.now.Add(s.gapLocked(c))
+	s.scheduleMessageLocked(c)
 	if in.DemoRules {
 		for _, r := range DemoRules() {
 			if _, err := s.addRuleLocked(c, r.Name, r.Words, r.Semantics); err != nil {

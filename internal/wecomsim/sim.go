@@ -34,6 +34,7 @@
 package wecomsim
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -210,7 +211,8 @@ type Sim struct {
 	cbStats   map[string]CallbackCounts
 	cursorKey []byte
 	lastPrune time.Time
-	auth      authState // installation: see install.go
+	auth      authState  // installation: see install.go
+	queue     schedQueue // corps' due events: see sched.go
 
 	srv *http.Server
 	url string
@@ -268,9 +270,12 @@ func New(opts Options, log zerolog.Logger) (*Sim, error) {
 			cs.rate = c.MessageRate
 			cs.nextMsgAt = opts.Start.Add(s.gapLocked(cs))
 		}
+		s.scheduleMessageLocked(cs)
 	}
 	if opts.Zone.CorpID != "" {
-		s.addCorp(opts.Zone.CorpID).zone = true
+		zc := s.addCorp(opts.Zone.CorpID)
+		zc.zone = true
+		s.scheduleMessageLocked(zc)
 	}
 	if err := s.SetFaults(opts.Faults...); err != nil {
 		return nil, err
@@ -491,51 +496,35 @@ func (s *Sim) conversation(d time.Duration) time.Duration {
 
 // runUntilLocked is a discrete-event loop: it runs the earliest due event,
 // with the clock set to that event's time, until none is due before t.
-// The earliest event is found by a scan that allocates nothing: with
-// thousands of corps (GenerateCorps) it runs once per message.
+// Corps' events come from a heap (sched.go), so thousands of corps cost
+// O(log n) per event. On a tie the suite_ticket runs first, then hit
+// callbacks, then messages.
 func (s *Sim) runUntilLocked(t time.Time) {
-	const (
-		evNone = iota
-		evTicket
-		evNotify
-		evMessage
-	)
 	for {
-		var (
-			at   time.Time
-			ev   = evNone
-			corp *corpState
-		)
-		consider := func(when time.Time, kind int, c *corpState) {
-			if !when.After(t) && (ev == evNone || when.Before(at)) {
-				at, ev, corp = when, kind, c
+		e, corpDue := s.nextCorpEventLocked()
+		corpDue = corpDue && !e.at.After(t)
+		ticketDue := s.opts.Archive.SuiteID != "" && !s.ticketAt.After(t)
+		if ticketDue && (!corpDue || !e.at.Before(s.ticketAt)) {
+			if s.ticketAt.After(s.now) {
+				s.now = s.ticketAt
 			}
+			s.ticketEventLocked()
+			continue
 		}
-		if s.opts.Archive.SuiteID != "" {
-			consider(s.ticketAt, evTicket, nil)
-		}
-		for _, c := range s.order {
-			if c.notifyPending {
-				consider(c.notifyAt, evNotify, c)
-			}
-			if s.opts.MessageRate > 0 || c.rate > 0 {
-				consider(c.nextMsgAt, evMessage, c)
-			}
-		}
-		if ev == evNone {
+		if !corpDue {
 			break
 		}
-		if at.After(s.now) {
-			s.now = at
+		heap.Pop(&s.queue)
+		if e.at.After(s.now) {
+			s.now = e.at
 		}
-		switch ev {
-		case evTicket:
-			s.ticketEventLocked()
+		switch c := e.c; e.kind {
 		case evNotify:
-			s.notifyLocked(corp)
+			s.notifyLocked(c)
 		case evMessage:
-			s.recordLocked(corp, s.generateLocked(corp))
-			corp.nextMsgAt = corp.nextMsgAt.Add(s.gapLocked(corp))
+			s.recordLocked(c, s.generateLocked(c))
+			c.nextMsgAt = c.nextMsgAt.Add(s.gapLocked(c))
+			s.scheduleMessageLocked(c)
 		}
 	}
 	if t.After(s.now) {

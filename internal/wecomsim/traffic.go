@@ -350,6 +350,7 @@ func (s *Sim) recordLocked(c *corpState, m *Message) {
 		if next := c.lastNotify.Add(s.conversation(s.opts.HitNotifyInterval)); !c.lastNotify.IsZero() && next.After(s.now) {
 			c.notifyAt = next
 		}
+		s.scheduleNotifyLocked(c)
 	}
 }
 
