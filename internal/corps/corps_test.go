@@ -773,3 +773,73 @@ func BenchmarkRegistry_List(b *testing.B) {
 		}
 	}
 }
+
+// TestMirror: two replicas' mirrors follow one registry: a corp authorized
+// on one is served by both, a cancelled one by neither.
+func TestMirror(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := keyring(t, "k1", "k1")
+	writer := e.open(t, k)
+	_, err := writer.Seed(ctx, app, []corps.Seed{{CorpID: corpA, PermanentCode: permA}})
+	require.NoError(t, err)
+
+	var mirrors []*corps.Mirror
+	var mu sync.Mutex
+	seen := map[string]int{}
+	for range 2 {
+		m, err := e.open(t, k).Mirror(ctx, app, func(ch corps.Change) {
+			mu.Lock()
+			seen[ch.Corp.CorpID]++
+			mu.Unlock()
+		})
+		require.NoError(t, err)
+		t.Cleanup(m.Stop)
+		mirrors = append(mirrors, m)
+		assert.Equal(t, []string{corpA}, m.Active(app), "loaded before Mirror returns")
+	}
+
+	x := &exchanger{grant: corps.Grant{CorpID: corpB, PermanentCode: permB}}
+	_, err = writer.Authorize(ctx, corps.Authorization{App: app, AuthCode: authCode, Cause: corps.CauseCreateAuth, Exchange: x.exchange})
+	require.NoError(t, err)
+	for _, m := range mirrors {
+		natstest.WaitFor(t, 5*time.Second, func() error {
+			if got := m.Active(app); len(got) != 2 {
+				return fmt.Errorf("active %v", got)
+			}
+			return nil
+		})
+		code, err := m.PermanentCode(ctx, app, corpB)
+		require.NoError(t, err)
+		assert.Equal(t, permB, code.Reveal())
+	}
+
+	_, err = writer.Cancel(ctx, app, corpA, time.Time{}, corps.CauseCancelAuth)
+	require.NoError(t, err)
+	for _, m := range mirrors {
+		natstest.WaitFor(t, 5*time.Second, func() error {
+			if got := m.Active(app); len(got) != 1 {
+				return fmt.Errorf("active %v", got)
+			}
+			return nil
+		})
+		assert.Equal(t, []string{corpB}, m.Active(app))
+		_, err := m.PermanentCode(ctx, app, corpA)
+		require.ErrorIs(t, err, corps.ErrNotFound)
+		c, ok := m.Get(app, corpA)
+		require.True(t, ok)
+		assert.Equal(t, corps.Cancelled, c.State)
+	}
+	require.NoError(t, writer.Delete(ctx, app, corpA))
+	for _, m := range mirrors {
+		natstest.WaitFor(t, 5*time.Second, func() error {
+			if _, ok := m.Get(app, corpA); ok {
+				return errors.New("still there")
+			}
+			return nil
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{corpA: 2 * 3, corpB: 2}, seen, "onChange sees every change on every replica")
+}
