@@ -35,6 +35,56 @@ const (
 // codeAPIForbidden is errcode 48002, "API not permitted for this app".
 const codeAPIForbidden = 48002
 
+// PermanentCodes looks up an archive corp's permanent code when a corp
+// token is due, so corps authorized at run time (the corp registry) need no
+// configuration. corps.Mirror implements it.
+type PermanentCodes interface {
+	// PermanentCode returns the code of corpID in app; an error for a corp
+	// that is unknown or no longer authorized.
+	PermanentCode(ctx context.Context, app, corpID string) (config.Secret, error)
+}
+
+// PermanentCodesFunc adapts a function to PermanentCodes.
+type PermanentCodesFunc func(ctx context.Context, app, corpID string) (config.Secret, error)
+
+// PermanentCode calls f.
+func (f PermanentCodesFunc) PermanentCode(ctx context.Context, app, corpID string) (config.Secret, error) {
+	return f(ctx, app, corpID)
+}
+
+// WithPermanentCodes makes the client take archive corps' permanent codes
+// from p instead of the app's configured corps: any corp id is accepted,
+// and one p does not know fails when its token is fetched (wrapping
+// ErrUnknownCorp and p's error). An archive app may then have no corps in
+// the configuration. Default none.
+func WithPermanentCodes(p PermanentCodes) Option {
+	return func(o *options) error {
+		if p == nil {
+			return invalid("nil permanent code source")
+		}
+		o.codes = p
+		return nil
+	}
+}
+
+// permanentCode is corp's permanent code, from WithPermanentCodes or the
+// configuration.
+func (c *Client) permanentCode(ctx context.Context, corp string) (string, error) {
+	if c.opt.codes != nil {
+		code, err := c.opt.codes.PermanentCode(ctx, c.app.Name, corp)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q: %w", ErrUnknownCorp, corp, err)
+		}
+		return code.Reveal(), nil
+	}
+	for _, cp := range c.app.Corps {
+		if cp.CorpID == corp {
+			return cp.PermanentCode.Reveal(), nil
+		}
+	}
+	return "", nil
+}
+
 // ErrNoSuite: the app is not an archive app with a suite, so it cannot make
 // suite calls.
 var ErrNoSuite = errors.New("wecom: app has no suite")

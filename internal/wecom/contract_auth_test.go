@@ -1,16 +1,20 @@
 package wecom_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/corps"
+	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
@@ -148,4 +152,64 @@ func TestContract_Authorization(t *testing.T) {
 		_, err = zone.GetAuthInfo(ctxT(t), ctZoneCorp, "code")
 		require.ErrorIs(t, err, wecom.ErrNoSuite)
 	})
+}
+
+// TestContract_RegistryCorps: a corp installed at run time is exchanged
+// into the corp registry, and a client that takes permanent codes from the
+// registry's mirror serves it with no configured corps; after cancel_auth
+// it stops.
+func TestContract_RegistryCorps(t *testing.T) {
+	e := newEnv(t, transports[0])
+	_, js := natstest.Connect(t, e.nats)
+	keys, err := corps.NewKeyring(map[string][]byte{"k1": make([]byte, corps.KeySize)}, "k1")
+	require.NoError(t, err)
+	reg, err := corps.Open(ctxT(t), js, keys)
+	require.NoError(t, err)
+	mirror, err := reg.Mirror(ctxT(t), "archive", nil)
+	require.NoError(t, err)
+	t.Cleanup(mirror.Stop)
+
+	app := e.app()
+	app.Corps = nil
+	stores, err := wecom.OpenStores(ctxT(t), js, wecom.StoreConfig{})
+	require.NoError(t, err)
+	require.NoError(t, stores.Tickets.Put(ctxT(t), ctSuiteID, e.sim.SuiteTicket(), time.Now(), e.sim.Now()))
+	c, err := wecom.New(app, stores, append(fastOptions(), wecom.WithPermanentCodes(mirror))...)
+	require.NoError(t, err)
+
+	in, err := e.sim.AuthorizeCorp(wecomsim.Install{CorpID: "wwRuntimeCorp", DemoRules: true})
+	require.NoError(t, err)
+	out, err := reg.Authorize(ctxT(t), corps.Authorization{App: "archive", AuthCode: in.AuthCode, Cause: corps.CauseCreateAuth,
+		Exchange: func(ctx context.Context) (corps.Grant, error) {
+			pc, err := c.GetPermanentCode(ctx, in.AuthCode)
+			return corps.Grant{CorpID: pc.CorpID, CorpName: pc.CorpName, PermanentCode: pc.PermanentCode}, err
+		}})
+	require.NoError(t, err)
+	assert.Equal(t, "wwRuntimeCorp", out.Corp.CorpID)
+
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if _, err := mirror.PermanentCode(ctxT(t), "archive", "wwRuntimeCorp"); err != nil {
+			return err
+		}
+		return nil
+	})
+	rules, err := collect(c.ListRules(ctxT(t), "wwRuntimeCorp", 100))
+	require.NoError(t, err, "served from the registry, not the config")
+	assert.Len(t, rules, len(wecomsim.DemoRules()))
+
+	_, err = collect(c.ListRules(ctxT(t), "wwNotInstalled", 100))
+	require.ErrorIs(t, err, wecom.ErrUnknownCorp)
+	require.ErrorIs(t, err, corps.ErrNotFound)
+
+	require.NoError(t, e.sim.CancelCorp("wwRuntimeCorp"))
+	_, err = reg.Cancel(ctxT(t), "archive", "wwRuntimeCorp", e.sim.Now(), corps.CauseCancelAuth)
+	require.NoError(t, err)
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if _, err := mirror.PermanentCode(ctxT(t), "archive", "wwRuntimeCorp"); err == nil {
+			return errors.New("still has a code")
+		}
+		return nil
+	})
+	_, err = collect(c.ListRules(ctxT(t), "wwRuntimeCorp", 100))
+	require.ErrorIs(t, err, wecom.ErrUnknownCorp, "the cancelled corp's token is refused (40014) and the registry has no code for a new one")
 }

@@ -451,11 +451,9 @@ func (c *Client) getToken(ctx context.Context) (string, time.Duration, error) {
 // error it drops the suite token, gets a new one and tries once more.
 func (c *Client) getCorpToken(ctx context.Context, corp string) (string, time.Duration, error) {
 	const api = apiGetCorpToken
-	var code string
-	for _, cp := range c.app.Corps {
-		if cp.CorpID == corp {
-			code = cp.PermanentCode.Reveal()
-		}
+	code, err := c.permanentCode(ctx, corp)
+	if err != nil {
+		return "", 0, err
 	}
 	req, err := json.Marshal(map[string]string{"auth_corpid": corp, "permanent_code": code})
 	if err != nil {

@@ -104,6 +104,7 @@ type options struct {
 	tokenWait        time.Duration
 	lockPoll         time.Duration
 	metrics          *Metrics
+	codes            PermanentCodes // WithPermanentCodes; nil: the config's corps
 }
 
 // Option changes a default of New.
@@ -352,7 +353,7 @@ func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
 		c.zone = true
 		c.tr = zoneTransport{programID: app.ProgramID, abilities: app.Abilities, wrap: app.WrapAbilityIO}
 	case config.ModeArchive:
-		if app.SuiteID == "" || app.SuiteSecret == "" || len(app.Corps) == 0 {
+		if app.SuiteID == "" || app.SuiteSecret == "" || (len(app.Corps) == 0 && o.codes == nil) {
 			return nil, invalid("archive app %q needs suite_id, suite_secret and corps", app.Name)
 		}
 		if stores == nil {
@@ -383,6 +384,11 @@ func (c *Client) corpID(id string) (string, error) {
 	}
 	if id == "" && len(c.app.Corps) == 1 {
 		return c.app.Corps[0].CorpID, nil
+	}
+	if c.opt.codes != nil && id != "" {
+		// The registry knows the corps; an unknown one fails when its
+		// permanent code is looked up (getCorpToken).
+		return id, nil
 	}
 	for _, corp := range c.app.Corps {
 		if corp.CorpID == id {
