@@ -749,6 +749,50 @@ func TestRegistry_Watch(t *testing.T) {
 	assert.Len(t, snapshot(), 4, "nothing after Stop")
 }
 
+// seed10000 fills a registry with 10,000 corps of app.
+func seed10000(b *testing.B) (*env, *corps.Registry, []corps.Seed) {
+	e := newEnv(b)
+	r := e.open(b, keyring(b, "k1", "k1"))
+	seeds := make([]corps.Seed, 10000)
+	for i := range seeds {
+		seeds[i] = corps.Seed{CorpID: fmt.Sprintf("wwCorp%05d", i), PermanentCode: config.Secret(fmt.Sprintf("code-%05d", i))}
+	}
+	_, err := r.Seed(context.Background(), app, seeds)
+	require.NoError(b, err)
+	return e, r, seeds
+}
+
+// BenchmarkRegistry_SeedUnchanged is a replica's start with 10,000 corps in
+// the file and the registry already seeded: one list, nothing written.
+func BenchmarkRegistry_SeedUnchanged(b *testing.B) {
+	_, r, seeds := seed10000(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := r.Seed(ctx, app, seeds)
+		if err != nil || len(rep.Unchanged) != len(seeds) {
+			b.Fatalf("seed: %d unchanged, %v", len(rep.Unchanged), err)
+		}
+	}
+}
+
+// BenchmarkRegistry_Mirror10000 is loading a replica's mirror of 10,000
+// corps.
+func BenchmarkRegistry_Mirror10000(b *testing.B) {
+	_, r, seeds := seed10000(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		m, err := r.Mirror(ctx, app, nil)
+		if err != nil || len(m.Active(app)) != len(seeds) {
+			b.Fatalf("mirror: %v", err)
+		}
+		m.Stop()
+	}
+}
+
 // BenchmarkRegistry_List measures listing 10,000 entries of one app (plus
 // 1,000 of another, filtered out) through one KV watch.
 func BenchmarkRegistry_List(b *testing.B) {
