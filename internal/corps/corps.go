@@ -142,6 +142,7 @@ func (c Corp) KeyID() string {
 
 // Options of Open.
 type options struct {
+	maxBytes int64
 	replicas int
 	clock    func() time.Time
 	log      zerolog.Logger
@@ -158,6 +159,21 @@ func WithReplicas(n int) Option {
 			return fmt.Errorf("%w: replicas %d", ErrInvalid, n)
 		}
 		o.replicas = n
+		return nil
+	}
+}
+
+// WithMaxBytes caps each bucket (KV MaxBytes), so that a full store
+// elsewhere cannot take their room; 0 (the default) means no cap. An entry
+// takes 400 to 500 bytes of the registry bucket (BenchmarkRegistry_List
+// reports it), so 10,000 corps need about 5 MB: more than the 4 MiB the
+// other buckets get by default.
+func WithMaxBytes(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("%w: max bytes %d", ErrInvalid, n)
+		}
+		o.maxBytes = n
 		return nil
 	}
 }
@@ -208,7 +224,7 @@ type Registry struct {
 // and deletes, and fails with ErrNoKeys on anything touching a permanent
 // code.
 //
-// Defaults: WithReplicas 1; WithClock time.Now; WithLogger zerolog.Nop();
+// Defaults: WithReplicas 1; WithMaxBytes 0 (no cap); WithClock time.Now; WithLogger zerolog.Nop();
 // WithClaimTimeout DefaultClaimTimeout (2m).
 func Open(ctx context.Context, js jetstream.JetStream, keys *Keyring, opts ...Option) (*Registry, error) {
 	r, err := newRegistry(keys, opts)
@@ -217,6 +233,7 @@ func Open(ctx context.Context, js jetstream.JetStream, keys *Keyring, opts ...Op
 	}
 	open := func(c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		c.Replicas, c.History, c.Storage = r.opt.replicas, 1, jetstream.FileStorage
+		c.MaxBytes = r.opt.maxBytes // 0: none
 		kv, err := js.CreateOrUpdateKeyValue(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("corps: open kv bucket %s: %w", c.Bucket, err)

@@ -808,6 +808,10 @@ func BenchmarkRegistry_List(b *testing.B) {
 	require.NoError(b, err)
 	_, err = r.Seed(ctx, "other", seeds[:1000])
 	require.NoError(b, err)
+	st, err := e.js(b).Stream(ctx, "KV_"+corps.Bucket)
+	require.NoError(b, err)
+	info, err := st.Info(ctx)
+	require.NoError(b, err)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -816,6 +820,7 @@ func BenchmarkRegistry_List(b *testing.B) {
 			b.Fatalf("list: %d entries, %v", len(list), err)
 		}
 	}
+	b.ReportMetric(float64(info.State.Bytes)/float64(info.State.Msgs), "stored-bytes/entry")
 }
 
 // TestMirror: two replicas' mirrors follow one registry: a corp authorized
