@@ -892,3 +892,64 @@ func TestMirror(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{corpA: 2 * 3, corpB: 2}, seen, "onChange sees every change on every replica")
 }
+
+func TestRegistry_Update(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := e.open(t, keyring(t, "k1", "k1"))
+	rev, err := r.Put(ctx, active(app, corpA), permA, 0)
+	require.NoError(t, err)
+	t0 := time.Unix(1717000000, 0).UTC()
+
+	c, err := r.Update(ctx, app, corpA, corps.CauseChangeAuth, func(c *corps.Corp) error {
+		c.CorpName, c.EventAt = "Renamed", t0
+		c.CorpID = "ignored" // the key's ids win
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Greater(t, c.Revision, rev)
+	got, err := r.Get(ctx, app, corpA)
+	require.NoError(t, err)
+	assert.Equal(t, "Renamed", got.CorpName)
+	assert.Equal(t, corpA, got.CorpID)
+	assert.Equal(t, corps.CauseChangeAuth, got.LastChange)
+	code, err := r.PermanentCode(got)
+	require.NoError(t, err)
+	assert.Equal(t, permA, code.Reveal(), "the code is kept")
+
+	t.Run("ErrFromMutateWritesNothing", func(t *testing.T) {
+		_, err := r.Update(ctx, app, corpA, corps.CauseChangeAuth, func(c *corps.Corp) error {
+			c.CorpName = "not stored"
+			return corps.ErrStale
+		})
+		require.ErrorIs(t, err, corps.ErrStale)
+		after, err := r.Get(ctx, app, corpA)
+		require.NoError(t, err)
+		assert.Equal(t, got.Revision, after.Revision)
+	})
+	t.Run("RetriesOnConflict", func(t *testing.T) {
+		tries := 0
+		_, err := r.Update(ctx, app, corpA, corps.CauseChangeAuth, func(c *corps.Corp) error {
+			tries++
+			if tries == 1 {
+				// Another replica writes between this read and its write.
+				_, err := e.open(t, keyring(t, "k1", "k1")).Put(ctx, *c, permB, c.Revision)
+				require.NoError(t, err)
+			}
+			c.CorpName = "second try"
+			return nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, 2, tries)
+		after, err := r.Get(ctx, app, corpA)
+		require.NoError(t, err)
+		assert.Equal(t, "second try", after.CorpName)
+		code, err := r.PermanentCode(after)
+		require.NoError(t, err)
+		assert.Equal(t, permB, code.Reveal(), "the other replica's code survives")
+	})
+	t.Run("ErrNotFound", func(t *testing.T) {
+		_, err := r.Update(ctx, app, corpB, corps.CauseChangeAuth, func(*corps.Corp) error { return nil })
+		require.ErrorIs(t, err, corps.ErrNotFound)
+	})
+}
