@@ -52,15 +52,24 @@ type Outcome struct {
 	Stale bool
 }
 
-// code record states in CodeBucket.
+// code record states in CodeBucket: claimed for an exchange, exchanged
+// (the grant kept, sealed, until the corp entry has it), done.
 const (
 	codeExchanging = "exchanging"
+	codeExchanged  = "exchanged"
 	codeDone       = "done"
 )
 
+// codeRecord is an auth code's record in CodeBucket. Between the exchange
+// and the write of the corp entry it holds the grant, its permanent code
+// sealed like an entry's, so that a failure in between does not lose a
+// code WeCom will not give again; done drops it.
 type codeRecord struct {
-	State string    `json:"state"`
-	At    time.Time `json:"at"`
+	State    string    `json:"state"`
+	At       time.Time `json:"at"`
+	CorpID   string    `json:"corp_id,omitempty"`
+	CorpName string    `json:"corp_name,omitempty"`
+	Code     *Sealed   `json:"permanent_code,omitempty"`
 }
 
 // codeKey is the CodeBucket key of an app's auth code: a digest, so the
@@ -83,6 +92,9 @@ func codeKey(app, code string) string {
 //     spent by a lost answer ends in WeCom's errcode, not in a double grant).
 //   - A grant for another corp than a reset named: ErrCorpMismatch.
 //   - An entry that applied a newer event: Outcome.Stale, entry unchanged.
+//   - Storing the grant fails after the exchange: the error; the grant is
+//     kept, sealed, in the code's record, and a retry stores it without
+//     calling Exchange.
 //
 // create_auth makes the entry active with source create_auth and a new
 // AuthorizedAt; reset_permanent_code replaces the code and keeps
@@ -92,37 +104,80 @@ func (r *Registry) Authorize(ctx context.Context, a Authorization) (Outcome, err
 		return Outcome{}, err
 	}
 	ck := codeKey(a.App, a.AuthCode)
-	rev, replayed, err := r.claim(ctx, ck)
+	rev, kept, replayed, err := r.claim(ctx, ck)
 	if err != nil || replayed {
 		return Outcome{Replayed: replayed}, err
 	}
-	g, err := a.Exchange(ctx)
-	if err == nil {
-		err = checkGrant(a, g)
-	}
-	if err != nil {
-		// Release so a retry may try again; not ctx, which may be what
-		// ended the exchange.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if derr := r.codes.Delete(dctx, ck, jetstream.LastRevision(rev)); derr != nil && !casConflict(derr) {
-			err = errors.Join(err, fmt.Errorf("corps: release auth code claim: %w", derr))
+	var g Grant
+	if kept != nil {
+		// An earlier attempt exchanged the code but did not store the
+		// grant: store it now, without asking WeCom again.
+		code, err := r.keys.open(a.App, kept.CorpID, kept.Code)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("corps: %s for app %q: kept grant: %w", a.Cause, a.App, err)
 		}
-		return Outcome{}, fmt.Errorf("corps: %s for app %q: %w", a.Cause, a.App, err)
+		g = Grant{CorpID: kept.CorpID, CorpName: kept.CorpName, PermanentCode: config.Secret(code)}
+		if err := checkGrant(a, g); err != nil {
+			return Outcome{}, fmt.Errorf("corps: %s for app %q: %w", a.Cause, a.App, err)
+		}
+	} else {
+		if g, err = r.exchange(ctx, a, ck, rev); err != nil {
+			return Outcome{}, err
+		}
+		rev = r.keep(ctx, a, ck, rev, g)
 	}
 	out, err := r.applyGrant(ctx, a, g)
 	if err != nil {
-		// The code is spent: leave the claim, so that a retry waits for it
-		// to time out rather than exchange again at once.
+		// The code is spent: the record keeps the grant (or, if keeping
+		// failed, the claim) for the retry.
 		return Outcome{}, err
 	}
 	done, _ := json.Marshal(codeRecord{State: codeDone, At: r.now()})
 	if _, err := r.codes.Update(ctx, ck, done, rev); err != nil {
-		// The grant is stored; a replay will find the claim and, after
-		// its timeout, fail at WeCom (code spent), never undo the entry.
+		// The grant is stored. A replay takes the record over and writes
+		// the same grant again, or after a timed-out claim fails at WeCom
+		// (code spent); it never undoes the entry.
 		r.log.Warn().Str("app", a.App).Err(err).Msg("auth code exchanged and stored, but not marked done")
 	}
 	return out, nil
+}
+
+// exchange calls a.Exchange under the claim at rev, releasing the claim if
+// it fails so a retry may try again.
+func (r *Registry) exchange(ctx context.Context, a Authorization, ck string, rev uint64) (Grant, error) {
+	g, err := a.Exchange(ctx)
+	if err == nil {
+		err = checkGrant(a, g)
+	}
+	if err == nil {
+		return g, nil
+	}
+	// Not ctx, which may be what ended the exchange.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if derr := r.codes.Delete(dctx, ck, jetstream.LastRevision(rev)); derr != nil && !casConflict(derr) {
+		err = errors.Join(err, fmt.Errorf("corps: release auth code claim: %w", derr))
+	}
+	return Grant{}, fmt.Errorf("corps: %s for app %q: %w", a.Cause, a.App, err)
+}
+
+// keep writes the grant, sealed, into the code's record and returns the
+// record's new revision; on failure it logs and returns rev: the grant is
+// then only in memory until applyGrant stores it.
+func (r *Registry) keep(ctx context.Context, a Authorization, ck string, rev uint64, g Grant) uint64 {
+	sealed, err := r.keys.seal(a.App, g.CorpID, g.PermanentCode.Reveal())
+	if err == nil {
+		var data []byte
+		data, err = json.Marshal(codeRecord{State: codeExchanged, At: r.now(), CorpID: g.CorpID, CorpName: g.CorpName, Code: sealed})
+		if err == nil {
+			var next uint64
+			if next, err = r.codes.Update(ctx, ck, data, rev); err == nil {
+				return next
+			}
+		}
+	}
+	r.log.Warn().Str("app", a.App).Str("corp", g.CorpID).Err(err).Msg("cannot keep the exchanged grant before storing it")
+	return rev
 }
 
 func (r *Registry) checkAuthorization(a Authorization) error {
@@ -161,44 +216,54 @@ func checkGrant(a Authorization, g Grant) error {
 }
 
 // claim takes the auth code's record in CodeBucket. It returns the claim's
-// revision, or replayed if the code was exchanged already.
-func (r *Registry) claim(ctx context.Context, ck string) (uint64, bool, error) {
+// revision and, if an earlier attempt exchanged the code without storing
+// the grant, the record holding it; or replayed if the code is done.
+func (r *Registry) claim(ctx context.Context, ck string) (uint64, *codeRecord, bool, error) {
 	exchanging, _ := json.Marshal(codeRecord{State: codeExchanging, At: r.now()})
 	for range casRetries {
 		rev, err := r.codes.Create(ctx, ck, exchanging)
 		if err == nil {
-			return rev, false, nil
+			return rev, nil, false, nil
 		}
 		if !casConflict(err) {
-			return 0, false, fmt.Errorf("corps: claim auth code: %w", err)
+			return 0, nil, false, fmt.Errorf("corps: claim auth code: %w", err)
 		}
 		e, err := r.codes.Get(ctx, ck)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // released meanwhile
 		}
 		if err != nil {
-			return 0, false, fmt.Errorf("corps: read auth code claim: %w", err)
+			return 0, nil, false, fmt.Errorf("corps: read auth code claim: %w", err)
 		}
 		var rec codeRecord
 		if json.Unmarshal(e.Value(), &rec) != nil {
 			rec = codeRecord{} // unreadable: treat as a stale claim
 		}
-		if rec.State == codeDone {
-			return 0, true, nil
-		}
-		if r.now().Sub(rec.At) < r.opt.claimTTL {
-			return 0, false, fmt.Errorf("%w (claimed %s)", ErrInProgress, rec.At.Format(time.RFC3339))
-		}
-		rev, err = r.codes.Update(ctx, ck, exchanging, e.Revision())
-		if err == nil {
-			r.log.Warn().Time("claimed_at", rec.At).Msg("taking over a timed-out auth code exchange claim")
-			return rev, false, nil
+		switch {
+		case rec.State == codeDone:
+			return 0, nil, true, nil
+		case rec.State == codeExchanged && rec.Code != nil:
+			// Storing a kept grant is idempotent: take it over at once.
+			rec.At = r.now()
+			data, _ := json.Marshal(rec)
+			rev, err = r.codes.Update(ctx, ck, data, e.Revision())
+			if err == nil {
+				return rev, &rec, false, nil
+			}
+		case r.now().Sub(rec.At) < r.opt.claimTTL:
+			return 0, nil, false, fmt.Errorf("%w (claimed %s)", ErrInProgress, rec.At.Format(time.RFC3339))
+		default:
+			rev, err = r.codes.Update(ctx, ck, exchanging, e.Revision())
+			if err == nil {
+				r.log.Warn().Time("claimed_at", rec.At).Msg("taking over a timed-out auth code exchange claim")
+				return rev, nil, false, nil
+			}
 		}
 		if !casConflict(err) {
-			return 0, false, fmt.Errorf("corps: take over auth code claim: %w", err)
+			return 0, nil, false, fmt.Errorf("corps: take over auth code record: %w", err)
 		}
 	}
-	return 0, false, fmt.Errorf("%w: auth code claim: gave up after %d tries", ErrConflict, casRetries)
+	return 0, nil, false, fmt.Errorf("%w: auth code claim: gave up after %d tries", ErrConflict, casRetries)
 }
 
 // applyGrant writes g into the entry of (a.App, g.CorpID).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -538,6 +539,47 @@ func TestRegistry_Authorize(t *testing.T) {
 		assert.Equal(t, int32(2), x.calls.Load())
 	})
 
+	t.Run("GrantKeptWhenStoringFails", func(t *testing.T) {
+		e := newEnv(t)
+		r := e.open(t, keyring(t, "k1", "k1"))
+		js := e.js(t)
+		raw, err := js.KeyValue(ctx, corps.Bucket)
+		require.NoError(t, err)
+		// An entry that does not decode makes storing the grant fail
+		// after the code was spent.
+		_, err = raw.Put(ctx, app+"."+corpA, []byte("not json"))
+		require.NoError(t, err)
+		x := &exchanger{grant: corps.Grant{CorpID: corpA, CorpName: "Acme", PermanentCode: permA}}
+		a := corps.Authorization{App: app, AuthCode: authCode, Cause: corps.CauseCreateAuth, Exchange: x.exchange}
+		_, err = r.Authorize(ctx, a)
+		require.Error(t, err)
+
+		codes, err := js.KeyValue(ctx, corps.CodeBucket)
+		require.NoError(t, err)
+		keys, err := codes.Keys(ctx)
+		require.NoError(t, err)
+		require.Len(t, keys, 1)
+		rec, err := codes.Get(ctx, keys[0])
+		require.NoError(t, err)
+		assert.Contains(t, string(rec.Value()), `"state":"exchanged"`)
+		assert.NotContains(t, string(rec.Value()), permA, "the kept code is sealed")
+		assert.NotContains(t, keys[0], authCode, "the record is keyed by a digest")
+
+		require.NoError(t, raw.Purge(ctx, app+"."+corpA))
+		out, err := r.Authorize(ctx, a)
+		require.NoError(t, err)
+		assert.Equal(t, int32(1), x.calls.Load(), "the retry stores the kept grant without exchanging again")
+		code, err := r.PermanentCode(out.Corp)
+		require.NoError(t, err)
+		assert.Equal(t, permA, code.Reveal())
+		rec, err = codes.Get(ctx, keys[0])
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"state":"done","at":"`+mustTime(t, rec.Value())+`"}`, string(rec.Value()), "done drops the kept grant")
+		again, err := r.Authorize(ctx, a)
+		require.NoError(t, err)
+		assert.True(t, again.Replayed)
+	})
+
 	t.Run("ClaimTimesOut", func(t *testing.T) {
 		e := newEnv(t)
 		now := time.Now()
@@ -557,15 +599,22 @@ func TestRegistry_Authorize(t *testing.T) {
 		})
 		_, err := r.Authorize(ctx, a)
 		require.ErrorIs(t, err, corps.ErrInProgress)
+		// The first replica hangs past the claim timeout: another takes
+		// over (its exchange would fail at WeCom if the code was spent).
 		mu.Lock()
 		now = now.Add(2 * time.Minute)
 		mu.Unlock()
-		close(x.gate)
 		x2 := &exchanger{grant: x.grant}
-		a.Exchange = x2.exchange
-		<-done // the first finished too; whichever wins, one grant lands
+		a2 := a
+		a2.Exchange = x2.exchange
+		out, err := r.Authorize(ctx, a2)
+		require.NoError(t, err)
+		assert.False(t, out.Replayed)
+		assert.Equal(t, int32(1), x2.calls.Load(), "the timed-out claim was taken over")
+		close(x.gate)
+		<-done // the first finishes too; both wrote the same grant
 		cancel()
-		out, err := r.Authorize(ctx, a)
+		out, err = r.Authorize(ctx, a)
 		require.NoError(t, err)
 		assert.True(t, out.Replayed)
 	})
@@ -952,4 +1001,14 @@ func TestRegistry_Update(t *testing.T) {
 		_, err := r.Update(ctx, app, corpB, corps.CauseChangeAuth, func(*corps.Corp) error { return nil })
 		require.ErrorIs(t, err, corps.ErrNotFound)
 	})
+}
+
+// mustTime returns the "at" of a code record.
+func mustTime(t *testing.T, rec []byte) string {
+	t.Helper()
+	var r struct {
+		At string `json:"at"`
+	}
+	require.NoError(t, json.Unmarshal(rec, &r))
+	return r.At
 }
