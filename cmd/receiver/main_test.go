@@ -324,7 +324,7 @@ func TestRun_ServeAndSignal(t *testing.T) {
 	example, err := os.ReadFile("../../configs/receiver.example.yaml")
 	require.NoError(t, err)
 	// Same file, but on free ports and a private store.
-	text := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:4222", "", "../data/nats", "nats",
+	text := strings.NewReplacer("127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9090", "127.0.0.1:0", "127.0.0.1:4222", "", "../data/nats", "nats",
 		"https://qyapi.weixin.qq.com", "http://127.0.0.1:9").Replace(string(example))
 	require.NoError(t, os.WriteFile(cfgPath, []byte(text), 0o600))
 
