@@ -25,7 +25,8 @@ func TestPublisher_Full(t *testing.T) {
 		for i := range msgs {
 			msgs[i] = wecomhit.HitMessage{MsgID: fmt.Sprintf("m%d", from+i),
 				HitRules: []wecomhit.HitRule{{RuleID: "r1", HasHitKeyword: true}},
-				Detail:   &wecomhit.MsgDetail{ChatID: fmt.Sprintf("%020000d", from+i), SendTime: 1717000000, MsgType: 1}}
+				Detail: &wecomhit.MsgDetail{ChatID: fmt.Sprintf("%020000d", from+i), SendTime: 1717000000, MsgType: 1,
+					Sender: wecomhit.Party{Type: 1, ID: "u1"}}}
 		}
 		return msgs
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 )
 
 // ErrInvalidRecord: a hit message that cannot become events. Such a record is
@@ -66,7 +67,7 @@ func Normalize(o Origin, m *wecomhit.HitMessage, names RuleNames) ([]wecomhit.Hi
 		return nil, err
 	}
 	if len(m.HitRules) == 0 {
-		return nil, fmt.Errorf("%w: message has no hit rules", ErrInvalidRecord)
+		return nil, invalid("no_hit_rules", "message has no hit rules")
 	}
 	rules := make([]wecomhit.RuleMatch, 0, len(m.HitRules))
 	for i, r := range m.HitRules {
@@ -78,10 +79,10 @@ func Normalize(o Origin, m *wecomhit.HitMessage, names RuleNames) ([]wecomhit.Hi
 		}
 		sem, err := semantics(r.SemanticsList)
 		if err != nil {
-			return nil, fmt.Errorf("%w: rule %q: %w", ErrInvalidRecord, r.RuleID, err)
+			return nil, invalid("bad_semantics", fmt.Sprintf("rule %q: %v", r.RuleID, err))
 		}
 		if !r.HasHitKeyword && len(sem) == 0 {
-			return nil, fmt.Errorf("%w: rule %q hit neither a keyword nor a key behaviour", ErrInvalidRecord, r.RuleID)
+			return nil, invalid("empty_hit", fmt.Sprintf("rule %q hit neither a keyword nor a key behaviour", r.RuleID))
 		}
 		name := ""
 		if names != nil {
@@ -93,7 +94,7 @@ func Normalize(o Origin, m *wecomhit.HitMessage, names RuleNames) ([]wecomhit.Hi
 	}
 	msg, err := message(m.Detail)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+		return nil, invalid("bad_msg_detail", err.Error())
 	}
 	fetched := o.FetchedAt.UTC().Truncate(time.Millisecond)
 	events := make([]wecomhit.HitEvent, len(rules))
@@ -123,14 +124,32 @@ func repeated(rules []wecomhit.HitRule, id string) bool {
 func checkID(field, id string) error {
 	switch {
 	case id == "":
-		return fmt.Errorf("%w: empty %s", ErrInvalidRecord, field)
+		return invalid("empty_"+field, "empty "+field)
 	case len(id) > maxIDLen:
-		return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalidRecord, field, maxIDLen)
+		return invalid(field+"_too_long", fmt.Sprintf("%s longer than %d bytes", field, maxIDLen))
 	case strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
 		// They would corrupt a NATS header (CR, LF) or confuse whoever reads it.
-		return fmt.Errorf("%w: %s contains control characters", ErrInvalidRecord, field)
+		return invalid(field+"_control_chars", field+" contains control characters")
 	}
 	return nil
+}
+
+// recordError is an ErrInvalidRecord with a stable reason, which becomes
+// the dead letter's reason after wecomhit.ReasonNormalizePrefix.
+type recordError struct{ reason, msg string }
+
+func invalid(reason, msg string) error { return &recordError{reason: reason, msg: msg} }
+
+func (e *recordError) Error() string        { return ErrInvalidRecord.Error() + ": " + e.msg }
+func (e *recordError) Is(target error) bool { return target == ErrInvalidRecord }
+
+// normalizeReason is err's dead-letter reason: "normalize:<reason>".
+func normalizeReason(err error) string {
+	var re *recordError
+	if errors.As(err, &re) {
+		return wecomhit.ReasonNormalizePrefix + re.reason
+	}
+	return wecomhit.ReasonNormalizePrefix + "invalid"
 }
 
 // semantics names the codes of a rule, dropping repeats (a code's name is
@@ -202,36 +221,8 @@ func party(p wecomhit.Party) wecomhit.NamedParty {
 // Token makes s safe as one subject token: '.', '*', '>' and white space
 // or control characters become '_', and an empty s becomes "_". Distinct
 // ids can map to one token; the payload and headers keep the exact ids.
-func Token(s string) string {
-	if s == "" {
-		return "_"
-	}
-	clean := true
-	for _, r := range s {
-		if unsafeRune(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		if unsafeRune(r) {
-			r = '_'
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func unsafeRune(r rune) bool {
-	return r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f ||
-		r == 0x85 || r == 0xa0 || r == 0x1680 || (r >= 0x2000 && r <= 0x200a) ||
-		r == 0x2028 || r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000 || r == 0xfeff
-}
+// Dead-letter subjects use the same rule (deadletter.Token).
+func Token(s string) string { return deadletter.Token(s) }
 
 // MsgID is the Nats-Msg-Id of an event: "<corp_id>:<msgid>:<rule_id>", so
 // any re-fetch of the same hit is recognised as a duplicate.

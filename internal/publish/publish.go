@@ -2,8 +2,8 @@
 // writes them to the WECOM_HITS JetStream stream, one per (message, rule),
 // each with routing headers and its CloudEvents attributes, returning only
 // once JetStream has acknowledged every one. A record that cannot be
-// normalized without breaking the contract (docs/events.md) is
-// dead-lettered with its reason.
+// normalized without breaking the contract (docs/events.md) is written, with
+// its reason, to the dead-letter stream that package deadletter owns.
 //
 // It does not fetch, keep cursors or decide when to publish; the fetch stage
 // calls it page by page and advances its cursor only after a page is acked.
@@ -24,13 +24,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 )
 
-// StreamName is the stream holding hit events and dead letters.
+// StreamName is the stream holding hit events, and nothing else: dead
+// letters are in deadletter.StreamName.
 const StreamName = "WECOM_HITS"
-
-// DLQSchema names the dead-letter record's shape.
-const DLQSchema = "wecom.dlq.v1"
 
 // Header names set on every event besides Nats-Msg-Id and Content-Type, so
 // consumers can route without parsing the payload. Values are exact: ids as
@@ -114,6 +113,10 @@ type Options struct {
 	// Metrics records events and PubAck latency (NewMetrics). Default nil:
 	// nothing is recorded.
 	Metrics *Metrics
+	// DeadLetters receives the records that cannot become events; Setup
+	// sets its stream up too. Default: deadletter.New on the same js and
+	// prefix, with its defaults.
+	DeadLetters *deadletter.Stream
 }
 
 // Publisher publishes pages of hit messages. Safe for concurrent use.
@@ -143,6 +146,9 @@ func New(js jetstream.JetStream, prefix string, names RuleNames, log zerolog.Log
 	if opts.PageTimeout == 0 {
 		opts.PageTimeout = DefaultPageTimeout
 	}
+	if opts.DeadLetters == nil {
+		opts.DeadLetters = deadletter.New(js, prefix, deadletter.Options{})
+	}
 	return &Publisher{js: js, prefix: prefix, opts: opts, names: names,
 		log: log.With().Str("component", "publish").Logger()}
 }
@@ -153,12 +159,11 @@ func HitSubject(prefix, corpID, ruleID string) string {
 	return prefix + ".hit." + Token(corpID) + "." + Token(ruleID)
 }
 
-// DLQSubject is where records of a corp that could not be normalized go.
-func DLQSubject(prefix, corpID string) string {
-	return prefix + ".dlq." + Token(corpID)
-}
-
-// Setup creates or updates the stream.
+// Setup creates or updates the stream, then sets up the dead-letter stream
+// (Options.DeadLetters). A WECOM_HITS set up by an earlier version also
+// took <prefix>.dlq.>; the update drops that subject first, so the
+// dead-letter stream can take it (old dead letters stay in WECOM_HITS until
+// they age out).
 func (p *Publisher) Setup(ctx context.Context) error {
 	switch {
 	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
@@ -179,8 +184,8 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	}
 	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
-		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule), and dead letters",
-		Subjects:    []string{p.prefix + ".hit.>", p.prefix + ".dlq.>"},
+		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
+		Subjects:    []string{p.prefix + ".hit.>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     discard,
@@ -192,6 +197,10 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("publish: set up stream %s: %w", StreamName, err)
+	}
+	// After WECOM_HITS, which may have held the subjects until just now.
+	if err := p.opts.DeadLetters.Setup(ctx); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	return nil
 }
@@ -206,17 +215,6 @@ func (p *Publisher) Ready(ctx context.Context) error {
 
 // Result counts what a page became (wecomhit.PageResult).
 type Result = wecomhit.PageResult
-
-// deadLetter is the DLQ record.
-type deadLetter struct {
-	Schema    string               `json:"schema"`
-	Reason    string               `json:"reason"`
-	App       string               `json:"app"`
-	CorpID    string               `json:"corp_id"`
-	Source    string               `json:"source"`
-	FetchedAt time.Time            `json:"fetched_at"`
-	Record    *wecomhit.HitMessage `json:"record"`
-}
 
 // Publish publishes a fetched page: Page with the page's origin, leaving
 // out the events whose Nats-Msg-Id is in page.Skip.
@@ -277,7 +275,11 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 				return err
 			}
 		}
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+		stream := StreamName
+		if dlq {
+			stream = deadletter.StreamName
+		}
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
 		if err != nil {
 			return fmt.Errorf("publish: %s: %w", m.Subject, err)
 		}
@@ -299,7 +301,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 			if err := send(m, id, true); err != nil {
 				return res, err
 			}
-			p.log.Warn().Str("app", o.App).Str("corp_id", o.CorpID).Str("reason", err.Error()).Msg("hit record dead-lettered")
+			p.log.Warn().Str("app", o.App).Str("corp_id", o.CorpID).Str("reason", normalizeReason(err)).Str("error", err.Error()).Msg("hit record dead-lettered")
 			continue
 		}
 		for j := range events {
@@ -424,22 +426,23 @@ func ceValue(s string) string {
 
 func ceEscape(c byte) bool { return c <= ' ' || c == '"' || c == '%' || c >= 0x7f }
 
-// deadLetter builds the DLQ message for a record. Its Msg-Id is derived
-// from the record's content, so a re-fetched bad record is stored once.
+// deadLetter builds the dead-letter message for a record. Its Msg-Id is
+// derived from the record's content, so a re-fetched bad record is stored
+// once.
 func (p *Publisher) deadLetter(o Origin, rec *wecomhit.HitMessage, cause error) (*nats.Msg, string, error) {
-	data, err := json.Marshal(deadLetter{
-		Schema: DLQSchema, Reason: cause.Error(), App: o.App, CorpID: o.CorpID,
-		Source: o.Source, FetchedAt: o.FetchedAt.UTC(), Record: rec,
-	})
+	recData, err := json.Marshal(rec)
 	if err != nil {
 		return nil, "", fmt.Errorf("publish: encode dead letter: %w", err)
 	}
-	recData, _ := json.Marshal(rec)
-	m := nats.NewMsg(DLQSubject(p.prefix, o.CorpID))
-	m.Data = data
-	m.Header.Set("Content-Type", "application/json")
-	m.Header.Set(HeaderSchema, DLQSchema)
-	return m, "dlq:" + contentID(o.CorpID, recData), nil
+	id := "dlq:" + contentID(o.CorpID, recData)
+	m, err := p.opts.DeadLetters.Msg(&wecomhit.DeadLetter{
+		Kind: wecomhit.DeadLetterHit, Reason: normalizeReason(cause), Error: cause.Error(),
+		App: o.App, CorpID: o.CorpID, Source: o.Source, DeadAt: o.FetchedAt, Record: recData,
+	}, id)
+	if err != nil {
+		return nil, "", fmt.Errorf("publish: %w", err)
+	}
+	return m, id, nil
 }
 
 // Existing returns the Nats-Msg-Ids of the events of corpID stored since

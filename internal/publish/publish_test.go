@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/hittest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -173,27 +174,57 @@ func TestPublisher_DeadLetters(t *testing.T) {
 	msgs := got(5)
 	reasons := map[string]bool{}
 	for _, m := range msgs {
-		assert.Equal(t, "wecom.dlq.wwCorp", m.Subject)
-		var dl struct {
-			Schema, Reason, App, CorpID string
-			Record                      json.RawMessage
-		}
+		assert.Equal(t, "wecom.dlq.hit.wwCorp", m.Subject)
+		var dl wecomhit.DeadLetter
 		require.NoError(t, json.Unmarshal(m.Data, &dl))
-		assert.Equal(t, publish.DLQSchema, dl.Schema)
-		assert.NotEmpty(t, dl.Record)
+		assert.Equal(t, wecomhit.DeadLetterSchema, dl.Schema)
+		assert.Equal(t, wecomhit.DeadLetterHit, dl.Kind)
+		assert.Equal(t, "archive", dl.App)
+		assert.Equal(t, "wwCorp", dl.CorpID)
+		assert.NotEmpty(t, dl.Error)
+		var rec wecomhit.HitMessage
+		require.NoError(t, json.Unmarshal(dl.Record, &rec), "the record is the hit message")
 		reasons[dl.Reason] = true
 	}
-	assert.Len(t, reasons, 5, "each names its own reason: %v", reasons)
+	assert.Equal(t, map[string]bool{
+		"normalize:empty_msgid": true, "normalize:no_hit_rules": true, "normalize:msgid_control_chars": true,
+		"normalize:empty_rule_id": true, "normalize:rule_id_too_long": true,
+	}, reasons, "each names its own stable reason")
 
 	// Re-fetching the same bad records stores nothing new.
 	res, err = p.Page(context.Background(), o, bad)
 	require.NoError(t, err)
 	assert.Equal(t, publish.Result{Duplicates: 1, DeadLettered: 5}, res)
-	s, err := js.Stream(context.Background(), publish.StreamName)
+	msgCount := func(name string) uint64 {
+		s, err := js.Stream(context.Background(), name)
+		require.NoError(t, err)
+		info, err := s.Info(context.Background())
+		require.NoError(t, err)
+		return info.State.Msgs
+	}
+	assert.Equal(t, uint64(1), msgCount(publish.StreamName), "the hit stream holds events only")
+	assert.Equal(t, uint64(5), msgCount(deadletter.StreamName), "5 dead letters, each once")
+}
+
+// TestPublisher_SetupMovesDeadLetters: a WECOM_HITS stream set up by an
+// earlier version, which also took <prefix>.dlq.>, gives that subject up to
+// the dead-letter stream.
+func TestPublisher_SetupMovesDeadLetters(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: publish.StreamName, Subjects: []string{prefix + ".hit.>", prefix + ".dlq.>"},
+	})
 	require.NoError(t, err)
-	info, err := s.Info(context.Background())
+	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	require.NoError(t, p.Setup(ctx))
+	s, err := js.Stream(ctx, publish.StreamName)
 	require.NoError(t, err)
-	assert.Equal(t, uint64(6), info.State.Msgs, "5 dead letters and 1 event, each once")
+	assert.Equal(t, []string{prefix + ".hit.>"}, s.CachedInfo().Config.Subjects)
+	d, err := js.Stream(ctx, deadletter.StreamName)
+	require.NoError(t, err)
+	assert.Equal(t, []string{prefix + ".dlq.>"}, d.CachedInfo().Config.Subjects)
 }
 
 // TestPublisher_PageFailsWithoutAcks: when JetStream stops acking half-way,
