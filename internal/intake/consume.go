@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +16,13 @@ import (
 	"github.com/wecomhit/wecomhit"
 )
 
-// Handler acts on one stored callback. Returning nil acks the record; an
-// error wrapping ErrPermanent terminates it (it is never delivered again);
-// any other error has it delivered again after a back-off, to this replica
-// or another. Handle may take long: the record is kept alive meanwhile.
+// Handler acts on one stored callback. Returning nil acks the record. An
+// error wrapping ErrPermanent (see Reject) has it written to the dead-letter
+// stream at once, with its reason, and terminated. Any other error has it
+// delivered again after a back-off, to this replica or another, until
+// ConsumerOptions.MaxDeliver deliveries have failed: then it is a dead
+// letter with reason max_deliveries. Handle may take long: the record is
+// kept alive meanwhile.
 type Handler interface {
 	Handle(ctx context.Context, cb *wecomhit.Callback) error
 }
@@ -28,41 +33,150 @@ type HandlerFunc func(ctx context.Context, cb *wecomhit.Callback) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, cb *wecomhit.Callback) error { return f(ctx, cb) }
 
-// pullBuffer caps the records fetched ahead of the handlers.
-const pullBuffer = 8
+// DeadLetterWriter stores a record the consumer gives up on, under an id
+// that makes a second write of the same dead letter a duplicate:
+// *deadletter.Stream.
+type DeadLetterWriter interface {
+	Write(ctx context.Context, dl *wecomhit.DeadLetter, id string) error
+}
 
-// ErrPermanent marks a handler error that retrying cannot fix.
+// ErrPermanent marks a handler error that retrying cannot fix: the record
+// becomes a dead letter at once, with reason wecomhit.ReasonPermanent
+// unless Reject gave another.
 var ErrPermanent = errors.New("intake: permanent failure")
+
+// Reject returns an error that makes the record a dead letter at once with
+// reason (one of the wecomhit.Reason constants). It wraps ErrPermanent and
+// err, whose text becomes the dead letter's error and so must hold no
+// secret.
+func Reject(reason string, err error) error { return &rejectError{reason: reason, err: err} }
+
+type rejectError struct {
+	reason string
+	err    error
+}
+
+func (e *rejectError) Error() string   { return e.reason + ": " + e.err.Error() }
+func (e *rejectError) Unwrap() []error { return []error{ErrPermanent, e.err} }
+
+// Defaults for ConsumerOptions left zero.
+const (
+	DefaultDurable     = "receiver"
+	DefaultAckWait     = 30 * time.Second
+	DefaultMaxInFlight = 64
+	// DefaultMaxDeliver with DefaultBackoff gives a failing callback about
+	// ten minutes of retries: as long as the hit token it carries lives.
+	// After that a retry could only fetch without a token, which the
+	// periodic poll does anyway.
+	DefaultMaxDeliver = 10
+)
+
+// DefaultBackoff is the delay before each redelivery after a failure; the
+// last repeats.
+var DefaultBackoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute}
+
+const (
+	// pullWait is how long one pull request waits for records. Short, so
+	// slots that free up meanwhile are offered to the server soon.
+	pullWait = 5 * time.Second
+	// serverExtraDeliveries: the server's MaxDeliver exceeds ours by this
+	// many, so that a record whose dead letter could not be written on its
+	// last delivery comes back for another try rather than being dropped.
+	serverExtraDeliveries = 5
+	// deadLetterTimeout bounds a dead-letter write, also during shutdown.
+	deadLetterTimeout = 5 * time.Second
+)
+
+// errNoDeadLetters: without a place for dead letters, the consumer could
+// only drop what it gives up on, or retry it forever.
+var errNoDeadLetters = fmt.Errorf("%w: ConsumerOptions.DeadLetters is required", ErrInvalidOption)
 
 // ConsumerOptions tunes Consume. Zero values take the defaults.
 type ConsumerOptions struct {
 	// Durable is the consumer's name, shared by every replica so each record
-	// goes to one of them. Default "receiver".
+	// goes to one of them. Default DefaultDurable.
 	Durable string
+	// Kinds are the callback kinds this consumer takes; empty takes all.
+	// Separate consumers for separate kinds keep one kind's failures from
+	// taking the slots another needs.
+	Kinds []wecomhit.Kind
+	// LatestOnly makes a consumer that does not exist yet start from the
+	// newest record of each subject (of each app and kind) rather than the
+	// oldest: for suite tickets, where only the newest counts. An existing
+	// consumer keeps its position.
+	LatestOnly bool
 	// AckWait is how long a delivered record may go without an ack or a
-	// heartbeat before it is delivered again. Default 30s.
+	// heartbeat before it is delivered again. Default DefaultAckWait.
 	AckWait time.Duration
-	// MaxInFlight bounds the records being handled at once by this replica.
-	// Default 64.
+	// MaxInFlight bounds the records being handled at once by this replica;
+	// no record is taken from the server before a slot is free for it.
+	// Default DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxDeliver is how many deliveries may fail before the record becomes
+	// a dead letter. Default DefaultMaxDeliver.
+	MaxDeliver int
 	// Backoff lists the delays before each redelivery after a failure; the
-	// last repeats. Default 1s, 5s, 15s, 30s, 60s.
+	// last repeats. Default DefaultBackoff.
 	Backoff []time.Duration
+	// DeadLetters stores what the consumer gives up on. Required.
+	DeadLetters DeadLetterWriter
 }
 
 func (o *ConsumerOptions) defaults() {
 	if o.Durable == "" {
-		o.Durable = "receiver"
+		o.Durable = DefaultDurable
 	}
 	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
+		o.AckWait = DefaultAckWait
 	}
 	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 64
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = DefaultMaxDeliver
 	}
 	if len(o.Backoff) == 0 {
-		o.Backoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
+		o.Backoff = DefaultBackoff
 	}
+}
+
+// consumerConfig is the durable consumer for opts. Existing consumers of the
+// same name are updated to it (an older "receiver" took every kind with
+// FilterSubject <prefix>.callback.>; it keeps its position).
+func (s *Store) consumerConfig(opts ConsumerOptions) (jetstream.ConsumerConfig, error) {
+	filters := []string{s.subjectPrefix + ">"}
+	if len(opts.Kinds) > 0 {
+		filters = filters[:0]
+		for _, k := range opts.Kinds {
+			if !isToken(string(k)) {
+				return jetstream.ConsumerConfig{}, fmt.Errorf("%w: kind %q", ErrInvalidOption, k)
+			}
+			filters = append(filters, s.subjectPrefix+"*."+string(k))
+		}
+	}
+	deliver := jetstream.DeliverAllPolicy
+	if opts.LatestOnly {
+		deliver = jetstream.DeliverLastPerSubjectPolicy
+	}
+	return jetstream.ConsumerConfig{
+		Durable:        opts.Durable,
+		Description:    "hands stored WeCom callbacks to the receiver: " + strings.Join(filters, " "),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        opts.AckWait,
+		MaxDeliver:     opts.MaxDeliver + serverExtraDeliveries,
+		MaxAckPending:  opts.MaxInFlight * 4,
+		DeliverPolicy:  deliver,
+		FilterSubjects: filters,
+	}, nil
+}
+
+// setupConsumer creates the consumer or updates it. DeliverPolicy cannot
+// change on an existing consumer; an existing one keeps the one it has.
+func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	if c, err := s.js.Consumer(ctx, StreamName, cfg.Durable); err == nil {
+		cfg.DeliverPolicy = c.CachedInfo().Config.DeliverPolicy
+	}
+	return s.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
 }
 
 // Consume delivers stored callbacks to h until ctx is cancelled, then stops
@@ -71,77 +185,135 @@ func (o *ConsumerOptions) defaults() {
 // creates or updates the durable consumer first; that error is returned.
 func (s *Store) Consume(ctx context.Context, h Handler, log zerolog.Logger, opts ConsumerOptions) error {
 	opts.defaults()
+	if opts.DeadLetters == nil {
+		return errNoDeadLetters
+	}
 	log = log.With().Str("component", "intake").Str("consumer", opts.Durable).Logger()
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-		Durable:       opts.Durable,
-		Description:   "hands stored WeCom callbacks to the fetcher",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       opts.AckWait,
-		MaxAckPending: opts.MaxInFlight * 4,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: s.subjectPrefix + ">",
-	})
+	cfg, err := s.consumerConfig(opts)
 	if err != nil {
 		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
 	}
-	// A small pull buffer: a record waiting in it gets no heartbeat, so it
-	// must not wait long for a free handler.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(min(opts.MaxInFlight, pullBuffer)))
+	cons, err := s.setupConsumer(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("intake: consume %s: %w", opts.Durable, err)
+		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
 	}
-	// Messages blocks in Next; stopping the iterator is what unblocks it.
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		}
-		iter.Stop()
-	}()
-	defer close(stopped)
 
 	var (
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, opts.MaxInFlight)
 	)
 	defer wg.Wait()
+	failures := 0
 	for {
-		// Take a handler slot before the next record, so a record is only
-		// taken off the buffer when it can be handled (and heartbeated) now.
+		// Take the free handler slots, at least one, and pull exactly that
+		// many records. A record is never held in a client-side buffer
+		// without a handler: such a record gets no heartbeat, and a full
+		// buffer makes nats.go drop the server's status messages (slow
+		// consumer), after which its pull accounting believes requests are
+		// outstanding and it stops asking until its missing-heartbeat timer
+		// fires, about 30 s later (issue 8, item 7). Fetch reads its whole
+		// answer at once, so nothing is dropped.
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		msg, err := iter.Next()
-		if err != nil {
+		n := 1
+	take:
+		for n < opts.MaxInFlight {
+			select {
+			case sem <- struct{}{}:
+				n++
+			default:
+				break take
+			}
+		}
+		got, err := s.pull(ctx, cons, n, func(msg jetstream.Msg) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				s.handle(ctx, msg, h, log, opts)
+			}()
+		})
+		for range n - got {
 			<-sem
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			failures++
+			if failures == 1 || failures%60 == 0 {
+				log.Warn().Err(err).Int("failures", failures).Msg("pull failed; retrying")
+			}
+			select {
+			case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)):
+			case <-ctx.Done():
 				return nil
 			}
-			log.Warn().Err(err).Msg("pull failed; retrying")
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			s.handle(ctx, msg, h, log, opts)
-		}()
+		if failures > 0 {
+			log.Info().Int("failures", failures).Msg("pulling again")
+			failures = 0
+		}
 	}
 }
 
+// pull asks for up to n records, waiting up to pullWait, and passes each to
+// start as it arrives. It returns how many it passed.
+func (s *Store) pull(ctx context.Context, cons jetstream.Consumer, n int, start func(jetstream.Msg)) (int, error) {
+	fctx, cancel := context.WithTimeout(ctx, pullWait)
+	defer cancel()
+	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		start(msg)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return got, err
+	}
+	return got, nil
+}
+
 // handle runs h on one message, keeping it alive with heartbeats, and acks,
-// naks with back-off, or terminates it.
+// naks with back-off, or dead-letters and terminates it.
 func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log zerolog.Logger, opts ConsumerOptions) {
-	var cb wecomhit.Callback
-	if err := json.Unmarshal(msg.Data(), &cb); err != nil {
-		log.Error().Str("subject", msg.Subject()).Msg("callback record is not JSON; terminated")
-		_ = msg.Term()
-		s.opts.Metrics.countHandled(wecomhit.KindUnknown, ResultTerminate)
+	md, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream delivery: nothing to ack or terminate.
+		log.Error().Err(err).Msg("delivery without metadata; ignored")
 		return
 	}
+	deliveries := int(md.NumDelivered)
+	var cb wecomhit.Callback
+	if err := json.Unmarshal(msg.Data(), &cb); err != nil || checkRecord(&cb) != nil {
+		app, kind := s.subjectParts(msg.Subject())
+		reason := "not JSON"
+		if err == nil {
+			reason = checkRecord(&cb).Error()
+		}
+		record, _ := json.Marshal(string(msg.Data()))
+		s.bury(ctx, msg, log, &wecomhit.DeadLetter{
+			Kind: wecomhit.DeadLetterCallback, Reason: wecomhit.ReasonBadRecord,
+			Error: "callback record cannot be read: " + reason, App: app, CallbackKind: kind,
+			Deliveries: deliveries, Record: record,
+		}, md.Sequence.Stream, opts)
+		return
+	}
+	if deliveries > opts.MaxDeliver {
+		// The last allowed delivery failed and so did writing its dead
+		// letter; don't run the handler again, just try the write again.
+		s.bury(ctx, msg, log, callbackLetter(&cb, msg, wecomhit.ReasonMaxDeliveries,
+			fmt.Sprintf("handling failed on %d deliveries", opts.MaxDeliver), deliveries), md.Sequence.Stream, opts)
+		return
+	}
+
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(opts.AckWait / 3)
@@ -155,32 +327,81 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 			}
 		}
 	}()
-	err := h.Handle(ctx, &cb)
+	err = h.Handle(ctx, &cb)
 	close(done)
 
 	ev := log.With().Str("app", cb.App).Str("kind", string(cb.Kind)).Str("callback_id", cb.ID).Logger()
+	var rej *rejectError
 	switch {
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
 			ev.Warn().Err(aerr).Msg("ack failed; the callback will be handled again")
 		}
 		s.opts.Metrics.countHandled(cb.Kind, ResultAck)
+	case errors.As(err, &rej):
+		s.bury(ctx, msg, ev, callbackLetter(&cb, msg, rej.reason, rej.err.Error(), deliveries), md.Sequence.Stream, opts)
 	case errors.Is(err, ErrPermanent):
-		ev.Error().Err(err).Msg("callback failed for good; terminated")
-		_ = msg.Term()
-		s.opts.Metrics.countHandled(cb.Kind, ResultTerminate)
+		s.bury(ctx, msg, ev, callbackLetter(&cb, msg, wecomhit.ReasonPermanent, err.Error(), deliveries), md.Sequence.Stream, opts)
+	case deliveries >= opts.MaxDeliver:
+		// The last delivery, also when shutting down: a nak now would not be
+		// delivered again.
+		s.bury(ctx, msg, ev, callbackLetter(&cb, msg, wecomhit.ReasonMaxDeliveries, err.Error(), deliveries), md.Sequence.Stream, opts)
 	default:
-		delay := opts.Backoff[len(opts.Backoff)-1]
-		if md, merr := msg.Metadata(); merr == nil && int(md.NumDelivered) <= len(opts.Backoff) {
-			delay = opts.Backoff[md.NumDelivered-1]
-		}
+		delay := opts.Backoff[min(deliveries, len(opts.Backoff))-1]
 		if ctx.Err() != nil {
 			delay = 0 // shutting down: let another replica take it now
 		}
-		ev.Warn().Err(err).Dur("retry_in", delay).Msg("callback not handled; will retry")
+		ev.Warn().Err(err).Dur("retry_in", delay).Int("delivery", deliveries).Msg("callback not handled; will retry")
 		_ = msg.NakWithDelay(delay)
 		s.opts.Metrics.countHandled(cb.Kind, ResultRetry)
 	}
+}
+
+// callbackLetter is the dead letter of a stored callback: the record as
+// stored, so it can be replayed.
+func callbackLetter(cb *wecomhit.Callback, msg jetstream.Msg, reason, text string, deliveries int) *wecomhit.DeadLetter {
+	return &wecomhit.DeadLetter{
+		Kind: wecomhit.DeadLetterCallback, Reason: reason, Error: text,
+		App: cb.App, CorpID: cb.CorpID, CallbackKind: cb.Kind,
+		Deliveries: deliveries, Record: msg.Data(),
+	}
+}
+
+// bury writes dl and then terminates msg. If the write fails the record is
+// nak'd instead, so it comes back and nothing is lost. The write's id is the
+// record's stream sequence: a record buried twice (the term was lost) is
+// stored once, and a replayed record, stored anew, gets a dead letter of its
+// own.
+func (s *Store) bury(ctx context.Context, msg jetstream.Msg, log zerolog.Logger, dl *wecomhit.DeadLetter, seq uint64, opts ConsumerOptions) {
+	// Shutdown must not stop a write that decides the record's fate.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
+	defer cancel()
+	dl.DeadAt = time.Now()
+	id := "callback:" + strconv.FormatUint(seq, 10)
+	if err := opts.DeadLetters.Write(wctx, dl, id); err != nil {
+		delay := opts.Backoff[0]
+		log.Error().Err(err).Str("reason", dl.Reason).Msg("dead letter not written; the callback will come back")
+		_ = msg.NakWithDelay(delay)
+		s.opts.Metrics.countHandled(dl.CallbackKind, ResultRetry)
+		return
+	}
+	log.Warn().Str("reason", dl.Reason).Str("error", dl.Error).Int("deliveries", dl.Deliveries).
+		Uint64("seq", seq).Msg("callback dead-lettered")
+	if err := msg.TermWithReason(dl.Reason); err != nil {
+		log.Warn().Err(err).Msg("terminate failed; the callback will be dead-lettered again (once)")
+	}
+	s.opts.Metrics.countHandled(dl.CallbackKind, ResultTerminate)
+	s.opts.Metrics.countDeadLettered(dl.App, dl.CallbackKind, dl.Reason)
+}
+
+// subjectParts reads app and kind back from <prefix>.callback.<app>.<kind>.
+func (s *Store) subjectParts(subject string) (string, wecomhit.Kind) {
+	rest, ok := strings.CutPrefix(subject, s.subjectPrefix)
+	if !ok {
+		return "", wecomhit.KindUnknown
+	}
+	app, kind, _ := strings.Cut(rest, ".")
+	return app, wecomhit.Kind(kind)
 }
 
 // Backlog is how many stored callbacks the shared consumer has not handed
@@ -194,7 +415,7 @@ type Backlog struct {
 // reports. A consumer that does not exist yet reads as empty.
 func ReadBacklog(ctx context.Context, js jetstream.JetStream, durable string) (Backlog, error) {
 	if durable == "" {
-		durable = "receiver"
+		durable = DefaultDurable
 	}
 	c, err := js.Consumer(ctx, StreamName, durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {

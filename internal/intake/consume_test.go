@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
@@ -50,8 +52,14 @@ func (r *consumeRecorder) total() int {
 	return n
 }
 
-func runConsume(t *testing.T, s *intake.Store, h intake.Handler, opts intake.ConsumerOptions) (stop func()) {
+// runConsume runs s.Consume until the test ends or stop is called. Dead
+// letters go to a real WECOM_DEAD_LETTERS stream on js unless opts names
+// another writer.
+func runConsume(t *testing.T, js jetstream.JetStream, s *intake.Store, h intake.Handler, opts intake.ConsumerOptions) (stop func()) {
 	t.Helper()
+	if opts.DeadLetters == nil {
+		opts.DeadLetters = deadLetters(t, js)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Consume(ctx, h, zerolog.Nop(), opts) }()
@@ -71,6 +79,14 @@ func runConsume(t *testing.T, s *intake.Store, h intake.Handler, opts intake.Con
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// deadLetters sets up the dead-letter stream on js.
+func deadLetters(t testing.TB, js jetstream.JetStream) *deadletter.Stream {
+	t.Helper()
+	dl := deadletter.New(js, prefix, deadletter.Options{})
+	require.NoError(t, dl.Setup(ctxTimeout(t, 5*time.Second)))
+	return dl
 }
 
 func storeN(t *testing.T, s *intake.Store, n int, prefix string) []string {
@@ -105,7 +121,7 @@ func TestStore_Consume(t *testing.T) {
 		}
 		return nil
 	})
-	runConsume(t, s, h, intake.ConsumerOptions{Backoff: []time.Duration{10 * time.Millisecond}})
+	runConsume(t, js, s, h, intake.ConsumerOptions{Backoff: []time.Duration{10 * time.Millisecond}})
 
 	natstest.WaitFor(t, 10*time.Second, func() error {
 		for _, id := range ids {
@@ -151,8 +167,8 @@ func TestStore_ConsumeReplicas(t *testing.T) {
 			return inner.Handle(ctx, cb)
 		})
 	}
-	runConsume(t, s1, counting(handler(1)), intake.ConsumerOptions{MaxInFlight: 2})
-	runConsume(t, s2, counting(handler(2)), intake.ConsumerOptions{MaxInFlight: 2})
+	runConsume(t, js1, s1, counting(handler(1)), intake.ConsumerOptions{MaxInFlight: 2})
+	runConsume(t, js2, s2, counting(handler(2)), intake.ConsumerOptions{MaxInFlight: 2})
 	ids := storeN(t, s1, 40, "r-")
 	natstest.WaitFor(t, 10*time.Second, func() error {
 		if rec.total() < len(ids) {
@@ -185,7 +201,7 @@ func TestStore_ConsumeLongHandler(t *testing.T) {
 	})
 	// AckWait long enough that a heartbeat (every third of it) is not late
 	// on a loaded machine, short enough to observe several expiries.
-	runConsume(t, s, h, intake.ConsumerOptions{AckWait: time.Second})
+	runConsume(t, js, s, h, intake.ConsumerOptions{AckWait: time.Second})
 	natstest.WaitFor(t, 5*time.Second, func() error {
 		if rec.count(ids[0]) == 0 {
 			return errors.New("not yet handled")

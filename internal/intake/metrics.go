@@ -31,8 +31,16 @@ var natsPublishDuration = prometheus.HistogramOpts{
 // Metrics are intake's Prometheus metrics. Create them with NewMetrics and
 // hand them to New in Options; a nil *Metrics records nothing.
 type Metrics struct {
-	handled *prometheus.CounterVec
-	publish prometheus.Observer
+	handled      *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	publish      prometheus.Observer
+}
+
+// deadLetterReasons are the reason label's values; a reason outside the
+// list (a handler's own) counts as "other".
+var deadLetterReasons = []string{
+	wecomhit.ReasonUnknownApp, wecomhit.ReasonUnknownCorp, wecomhit.ReasonMaxDeliveries,
+	wecomhit.ReasonBadRecord, wecomhit.ReasonPermanent, "other",
 }
 
 // NewMetrics creates the metrics, with every series pre-created, and
@@ -41,16 +49,23 @@ type Metrics struct {
 //   - wecom_receiver_callbacks_handled_total{kind,result}: stored callbacks
 //     the consumer handed on, by kind and result (ack, retry, terminate).
 //     Kinds that need no action are acked and counted too.
+//   - wecom_receiver_callbacks_dead_lettered_total{app,kind,reason}:
+//     stored callbacks written to the dead-letter stream and terminated.
+//     Series are pre-created for the apps given to InitApp.
 //   - wecom_receiver_nats_publish_duration_seconds{stream="WECOM_CALLBACKS"}:
 //     the wait for a callback record's PubAck.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	handled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wecom_receiver_callbacks_handled_total",
-		Help: "Stored callbacks handled by the intake consumer, by kind and result (ack, retry, terminate).",
+		Help: "Stored callbacks handled by the intake consumer, by kind and result (ack, retry, terminate: dead-lettered).",
 	}, []string{"kind", "result"})
+	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wecom_receiver_callbacks_dead_lettered_total",
+		Help: "Stored callbacks written to the dead-letter stream (WECOM_DEAD_LETTERS) and terminated, by app, kind and reason.",
+	}, []string{"app", "kind", "reason"})
 	publish := prometheus.NewHistogramVec(natsPublishDuration, []string{"stream"})
 	if reg != nil {
-		reg.MustRegister(handled)
+		reg.MustRegister(handled, deadLettered)
 		publish = registerShared(reg, publish)
 	}
 	for _, k := range wecomhit.Kinds {
@@ -58,7 +73,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			handled.WithLabelValues(string(k), r)
 		}
 	}
-	return &Metrics{handled: handled, publish: publish.WithLabelValues(StreamName)}
+	return &Metrics{handled: handled, deadLettered: deadLettered, publish: publish.WithLabelValues(StreamName)}
+}
+
+// InitApp pre-creates the dead-letter series of a configured app, so that
+// alerts on their rate start from zero. The app label of other series comes
+// from stored records, whose app passed the callback endpoint's check
+// against the configuration of the time, so its cardinality stays bounded.
+func (m *Metrics) InitApp(app string) {
+	if m == nil {
+		return
+	}
+	for _, k := range wecomhit.Kinds {
+		for _, r := range deadLetterReasons {
+			m.deadLettered.WithLabelValues(app, string(k), r)
+		}
+	}
 }
 
 // registerShared registers c, or returns the identical collector already
@@ -99,4 +129,17 @@ func (m *Metrics) countHandled(k wecomhit.Kind, result string) {
 		return
 	}
 	m.handled.WithLabelValues(handledKind(k), result).Inc()
+}
+
+func (m *Metrics) countDeadLettered(app string, k wecomhit.Kind, reason string) {
+	if m == nil {
+		return
+	}
+	label := "other"
+	for _, r := range deadLetterReasons {
+		if reason == r {
+			label = r
+		}
+	}
+	m.deadLettered.WithLabelValues(app, handledKind(k), label).Inc()
 }

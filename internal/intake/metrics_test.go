@@ -21,7 +21,9 @@ import (
 func TestMetrics(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	reg := prometheus.NewPedanticRegistry()
-	s := mustSetup(t, js, intake.Options{Metrics: intake.NewMetrics(reg)})
+	metrics := intake.NewMetrics(reg)
+	metrics.InitApp("archive")
+	s := mustSetup(t, js, intake.Options{Metrics: metrics})
 
 	// Before any traffic every (kind, result) series is there, at zero.
 	mfs := metricstest.Families(t, reg)
@@ -39,7 +41,8 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), ticket))
 	perm := testCallback("permanent")
 	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), perm))
-	// A record that is not JSON, written by something else, is terminated.
+	// A record that is not JSON, written by something else, is dead-lettered
+	// and terminated, counted under the kind its subject names.
 	_, err := js.PublishMsg(ctxTimeout(t, 5*time.Second), &nats.Msg{Subject: prefix + ".callback.archive.hit_keyword", Data: []byte("{")})
 	require.NoError(t, err)
 	// A record whose kind is outside the known list counts as unknown.
@@ -51,7 +54,7 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, err)
 
 	rec := &consumeRecorder{}
-	runConsume(t, s, intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
+	runConsume(t, js, s, intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
 		n := rec.add(cb.ID)
 		switch {
 		case cb.ID == retry.ID && n == 1:
@@ -73,14 +76,20 @@ func TestMetrics(t *testing.T) {
 		if got := handled(wecomhit.KindUnknown, intake.ResultAck); got != 1 {
 			return fmt.Errorf("unknown acked %v", got)
 		}
-		if got := handled(wecomhit.KindUnknown, intake.ResultTerminate); got != 1 {
-			return fmt.Errorf("unknown terminated %v", got)
+		if got := handled(wecomhit.KindHitKeyword, intake.ResultTerminate); got != 2 {
+			return fmt.Errorf("hit_keyword terminated %v", got)
 		}
 		return nil
 	})
 	assert.Equal(t, 1.0, handled(wecomhit.KindSuiteTicket, intake.ResultAck), "kinds that need no action are counted as acked")
 	assert.Equal(t, 1.0, handled(wecomhit.KindHitKeyword, intake.ResultRetry))
-	assert.Equal(t, 1.0, handled(wecomhit.KindHitKeyword, intake.ResultTerminate))
+	deadLettered := func(reason string) float64 {
+		return metricstest.Value(t, metricstest.Families(t, reg), "wecom_receiver_callbacks_dead_lettered_total",
+			"app", "archive", "kind", string(wecomhit.KindHitKeyword), "reason", reason)
+	}
+	assert.Equal(t, 1.0, deadLettered(wecomhit.ReasonPermanent))
+	assert.Equal(t, 1.0, deadLettered(wecomhit.ReasonBadRecord))
+	assert.Zero(t, deadLettered(wecomhit.ReasonUnknownCorp), "pre-created by InitApp")
 
 	mfs = metricstest.Families(t, reg)
 	assert.Equal(t, float64(len(ok)+3), metricstest.Value(t, mfs, "wecom_receiver_nats_publish_duration_seconds", "stream", intake.StreamName),
