@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
@@ -28,6 +32,8 @@ import (
 //	                                                    "exclude_mobiles"}: a key left out is unchanged, [] clears
 //	DELETE /api/apps/{app}/rules/{rule_id}
 //	POST   /api/apps/{app}/search                body: search_msg's request; answers every page's msgids
+//	GET    /api/dlq                              ?app= &corp= &kind=hit|callback &reason= &limit=: dead letters, oldest first
+//	POST   /api/dlq/replay                       body: {"seqs": [N, ...]} or {"all": true, "app", "corp", "reason"}
 //
 // corp may be left out when the app has one corp.
 
@@ -36,6 +42,8 @@ const maxAPIBody = 64 << 10
 
 func (m *Main) mountAPI(r chi.Router) {
 	r.Get("/status", m.apiStatus)
+	r.Get("/dlq", m.apiListDLQ)
+	r.Post("/dlq/replay", m.apiReplayDLQ)
 	r.Route("/apps/{app}", func(r chi.Router) {
 		r.Get("/rules", m.forApp(apiListRules))
 		r.Post("/rules", m.forApp(m.apiCreateRule))
@@ -257,4 +265,93 @@ func apiSearch(ctx context.Context, w http.ResponseWriter, r *http.Request, c *w
 		ids = append(ids, hit.MsgID)
 	}
 	return http.StatusOK, map[string]any{"msgids": ids, "count": len(ids)}, nil
+}
+
+// dlqFilter reads the dead-letter filters of a request's query.
+func dlqFilter(r *http.Request) (deadletter.Filter, error) {
+	q := r.URL.Query()
+	f := deadletter.Filter{App: q.Get("app"), CorpID: q.Get("corp"), Kind: q.Get("kind"), Reason: q.Get("reason")}
+	switch f.Kind {
+	case "", wecomhit.DeadLetterHit, wecomhit.DeadLetterCallback:
+	default:
+		return f, badRequest("kind %q: want hit or callback", f.Kind)
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return f, badRequest("limit %q: want a positive integer", l)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// apiListDLQ answers the dead letters as `receiver dlq list -o json` prints
+// them: without records, which for callbacks hold tokens.
+func (m *Main) apiListDLQ(w http.ResponseWriter, r *http.Request) {
+	f, err := dlqFilter(r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	entries, err := m.dlq.List(ctx, f)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	out := make([]dlqEntry, len(entries))
+	for i := range entries {
+		out[i] = newDLQEntry(&entries[i])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out, "count": len(out)})
+}
+
+// dlqReplayBody is POST /api/dlq/replay's body.
+type dlqReplayBody struct {
+	Seqs   []uint64 `json:"seqs"`
+	All    bool     `json:"all"`
+	App    string   `json:"app"`
+	CorpID string   `json:"corp"`
+	Reason string   `json:"reason"`
+}
+
+// apiReplayDLQ replays callback dead letters as `receiver dlq replay` does,
+// answering one result per dead letter; 200 even when some failed (their
+// result says so, and they are kept).
+func (m *Main) apiReplayDLQ(w http.ResponseWriter, r *http.Request) {
+	var b dlqReplayBody
+	if err := decodeBody(w, r, &b); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	switch {
+	case b.All == (len(b.Seqs) > 0):
+		writeAPIError(w, badRequest(`give "seqs" or "all": true, not both`))
+		return
+	case len(b.Seqs) > 0 && (b.App != "" || b.CorpID != "" || b.Reason != ""):
+		writeAPIError(w, badRequest(`filters go with "all"; "seqs" names the dead letters`))
+		return
+	case slices.Contains(b.Seqs, 0):
+		writeAPIError(w, badRequest("seqs: want positive integers"))
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	rp := &replayer{intake: m.intake, dlq: m.dlq}
+	var (
+		results []replayResult
+		err     error
+	)
+	if b.All {
+		results, err = rp.replayMatching(ctx, deadletter.Filter{Kind: wecomhit.DeadLetterCallback, App: b.App, CorpID: b.CorpID, Reason: b.Reason})
+	} else {
+		results, err = rp.replaySeqs(ctx, b.Seqs)
+	}
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results, "count": len(results)})
 }

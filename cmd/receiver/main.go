@@ -17,6 +17,8 @@
 //	receiver status -config FILE       a verdict and the facts behind it, from NATS
 //	receiver creds consumer|operator -config FILE
 //	                                   print a role's NATS credentials for the embedded server's listener
+//	receiver dlq list|replay -config FILE
+//	                                   list dead letters; replay callback dead letters
 //	receiver version                   print the version
 //
 // Only this package sees OS signals, flags and the process environment; it
@@ -102,6 +104,8 @@ func run(ctx context.Context, args []string, e env) int {
 		cmd = &searchCommand{env: e}
 	case "creds":
 		cmd = &credsCommand{env: e}
+	case "dlq":
+		cmd = &dlqCommand{env: e}
 	case "version":
 		_, _ = fmt.Fprintln(e.stdout, "receiver", version)
 		return 0
@@ -169,9 +173,11 @@ Commands:
                               exit 0 OK, 3 needs attention, 4 cannot tell (NATS unreachable)
   creds consumer|operator -config FILE
                               print a role's credentials for the embedded NATS listener (nkey seed)
+  dlq list|replay -config FILE [-app NAME] [-corp ID] [-kind K] [-reason R] [-o json]
+                              list dead letters; replay callback dead letters (-seq N,... or -all)
   version                     print the version
 
-backfill, rules, search, tail and status reach the running receiver's NATS; on
+backfill, rules, search, tail, status and dlq reach the running receiver's NATS; on
 its host they log in with the operator key it wrote, elsewhere pass -creds FILE.
 
 Run "receiver COMMAND -h" for a command's flags.

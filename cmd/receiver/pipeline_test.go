@@ -68,29 +68,50 @@ apps:
 
 // system is a receiver wired to a simulated WeCom that calls it back.
 type system struct {
-	m   *Main
-	sim *wecomsim.Sim
+	m    *Main
+	sim  *wecomsim.Sim
+	cfg  *config.Config
+	port int // the receiver's callback port, which the simulator calls
 }
 
 func startSystem(t testing.TB, pollInterval string) *system {
 	t.Helper()
-	return startSystemNATS(t, pollInterval, "", "")
+	return startSystemWith(t, systemOptions{pollInterval: pollInterval})
 }
 
 // startSystemNATS is startSystem with more nats: settings (", key: value"
 // pairs for the flow mapping) and, unless "", the store in storeDir.
 func startSystemNATS(t testing.TB, pollInterval, natsExtra, storeDir string) *system {
 	t.Helper()
+	return startSystemWith(t, systemOptions{pollInterval: pollInterval, natsExtra: natsExtra, storeDir: storeDir})
+}
+
+// systemOptions vary startSystem's setup.
+type systemOptions struct {
+	pollInterval string
+	// natsExtra are more nats: settings, ", key: value" pairs for the flow
+	// mapping; storeDir, unless "", is where the store goes.
+	natsExtra, storeDir string
+	// simCorps are archive corps the simulator has besides simCorp, which
+	// the receiver's configuration does not name.
+	simCorps []wecomsim.Corp
+	// hitTokenTTL is the simulator's hit-token lifetime; 0 takes its default.
+	hitTokenTTL time.Duration
+}
+
+func startSystemWith(t testing.TB, o systemOptions) *system {
+	t.Helper()
+	pollInterval, natsExtra, storeDir := o.pollInterval, o.natsExtra, o.storeDir
 	// Bind the receiver's port first and keep it: the simulator must know
 	// it, and a reserved-then-closed port can be taken by another process.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	port := lis.Addr().(*net.TCPAddr).Port
 	sim, err := wecomsim.New(wecomsim.Options{
-		Seed: 11, MessageRate: -1,
+		Seed: 11, MessageRate: -1, HitTokenTTL: o.hitTokenTTL,
 		Archive: wecomsim.Archive{
 			SuiteID: simSuite, SuiteSecret: "suite-secret",
-			Corps: []wecomsim.Corp{{CorpID: simCorp, PermanentCode: "perm-code"}},
+			Corps: append([]wecomsim.Corp{{CorpID: simCorp, PermanentCode: "perm-code"}}, o.simCorps...),
 			Token: testvectors.V1.Token, EncodingAESKey: testvectors.V1.EncodingAESKey,
 			CallbackURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/callback/archive",
 		},
@@ -168,7 +189,31 @@ apps:
 	})
 	c := m.clients["archive"]
 	wecomtest.CreateDemoRules(ctx, t, c, simCorp)
-	return &system{m: m, sim: sim}
+	return &system{m: m, sim: sim, cfg: cfg, port: port}
+}
+
+// restart stops the receiver and starts a new one on the same callback port
+// and NATS store, with the configuration as change leaves it: a restart
+// with a new configuration.
+func (s *system) restart(t testing.TB, change func(*config.Config)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.m.Close(ctx))
+	cfg := *s.cfg
+	cfg.Apps = slices.Clone(s.cfg.Apps)
+	change(&cfg)
+	lis, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(s.port))
+	require.NoError(t, err)
+	m := NewMain(&cfg, zerolog.Nop())
+	m.UseListener(lis)
+	require.NoError(t, m.Open(ctx))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	s.m, s.cfg = m, &cfg
 }
 
 // hitIDs is the ground truth as Nats-Msg-Ids, of one corp or (none) all.

@@ -8,7 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +23,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
@@ -84,6 +85,8 @@ type Main struct {
 
 	broker    *broker.Broker
 	intake    *intake.Store
+	intakeM   *intake.Metrics
+	dlq       *deadletter.Stream
 	publisher *publish.Publisher
 	fetcher   *fetch.Fetcher
 	stores    *wecom.Stores
@@ -172,13 +175,17 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.intakeM = intake.NewMetrics(m.reg)
+	for _, a := range m.cfg.Apps {
+		m.intakeM.InitApp(a.Name)
+	}
 	m.intake = intake.New(m.broker.JetStream(), n.SubjectPrefix, intake.Options{
 		Replicas:        n.Replicas,
 		MaxAge:          n.CallbackMaxAge,
 		DuplicateWindow: n.DuplicateWindow,
 		MaxBytes:        n.CallbacksMaxBytes,
 		MaxMsgSize:      intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes),
-		Metrics:         intake.NewMetrics(m.reg),
+		Metrics:         m.intakeM,
 	})
 	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
 	defer cancel()
@@ -252,8 +259,9 @@ func (m *Main) Addr() string {
 	return m.listener.Addr().String()
 }
 
-// openPipeline sets up the WeCom clients, the hit stream, the fetcher, and
-// the intake consumer that feeds it, and starts the last two.
+// openPipeline sets up the WeCom clients, the hit and dead-letter streams,
+// the fetcher, and the intake consumers that feed it, and starts the last
+// ones.
 func (m *Main) openPipeline(ctx context.Context) error {
 	n, fc := m.cfg.NATS, m.cfg.Fetch
 	js := m.broker.JetStream()
@@ -286,10 +294,15 @@ func (m *Main) openPipeline(ctx context.Context) error {
 		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: corps})
 	}
 	m.rules = rulecache.New(getters, m.log)
+	m.dlq = deadletter.New(js, n.SubjectPrefix, deadletter.Options{
+		Replicas: n.Replicas, MaxAge: n.DeadLetterMaxAge, MaxBytes: n.DeadLettersMaxBytes,
+	})
+	// Setup sets up the dead-letter stream too, after WECOM_HITS has given
+	// up the dlq subjects an older version gave it.
 	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
 		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
 		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
-		Metrics: publishMetrics,
+		Metrics: publishMetrics, DeadLetters: m.dlq,
 	})
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
@@ -318,7 +331,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	healthTarget := healthTarget(m.cfg)
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(3 + len(intakeConsumers))
 	go func() {
 		defer wg.Done()
 		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
@@ -331,18 +344,41 @@ func (m *Main) openPipeline(ctx context.Context) error {
 		defer wg.Done()
 		_ = m.fetcher.Run(runCtx)
 	}()
-	go func() {
-		defer wg.Done()
-		if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), m.log, intake.ConsumerOptions{}); err != nil {
-			m.log.Error().Err(err).Msg("intake consumer stopped")
-		}
-	}()
+	for _, opts := range intakeConsumers {
+		opts.DeadLetters = m.dlq
+		go func() {
+			defer wg.Done()
+			if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), m.log, opts); err != nil {
+				m.log.Error().Err(err).Str("consumer", opts.Durable).Msg("intake consumer stopped")
+			}
+		}()
+	}
 	go func() {
 		wg.Wait()
 		close(m.pipeline)
 	}()
 	return nil
 }
+
+// intakeConsumers are the durable consumers of stored callbacks, one per
+// group of kinds, so that each group has its own handler slots: a flood of
+// hit callbacks that fail (or are dead letters) never delays a suite ticket,
+// which every WeCom call of an archive app needs. Within the hit consumer,
+// one corp holds at most two records per replica however many callbacks it
+// gets (fetch.Handle coalesces them), and a record it cannot use (unknown
+// app or corp) is a dead letter at once, so neither takes the slots healthy
+// corps need. Kinds that need no action (conversation_new_message,
+// msgaudit_notify, unknown) have no consumer: they are only stored.
+//
+// The hit consumer keeps the name "receiver" of the single consumer of
+// earlier versions, which is updated in place and keeps its position.
+var intakeConsumers = []intake.ConsumerOptions{
+	{Durable: intake.DefaultDurable, Kinds: []wecomhit.Kind{wecomhit.KindHitKeyword, wecomhit.KindProgramNotify}},
+	{Durable: ticketConsumer, Kinds: []wecomhit.Kind{wecomhit.KindSuiteTicket}, LatestOnly: true, MaxInFlight: 4},
+}
+
+// ticketConsumer is the durable consumer of suite tickets.
+const ticketConsumer = "receiver-tickets"
 
 // warmRules lists every corp's rules at start, so that even the first
 // events of a rule carry its name. An archive app cannot call WeCom before
@@ -390,14 +426,25 @@ func (m *Main) loadRuleNames(ctx context.Context, c *wecom.Client, corp string) 
 }
 
 // dispatch routes a stored callback: hits to the fetcher, suite tickets to
-// the token source; other kinds need nothing and are acked.
+// the token source; other kinds need nothing and are acked. A callback for
+// an app or corp the configuration does not have is a dead letter at once
+// (intake.Reject): retrying cannot help until someone configures it, and
+// then `receiver dlq replay` brings it back.
 func (m *Main) dispatch(ctx context.Context, cb *wecomhit.Callback) error {
+	a, ok := m.cfg.App(cb.App)
+	if !ok {
+		return intake.Reject(wecomhit.ReasonUnknownApp, fmt.Errorf("app %q is not configured", cb.App))
+	}
 	switch cb.Kind {
 	case wecomhit.KindHitKeyword, wecomhit.KindProgramNotify:
+		corps := appCorps(*a)
+		if !slices.Contains(corps, cb.CorpID) && (cb.CorpID != "" || len(corps) != 1) {
+			return intake.Reject(wecomhit.ReasonUnknownCorp, fmt.Errorf("app %s has no corp %q configured", cb.App, cb.CorpID))
+		}
 		return m.fetcher.Handle(ctx, cb)
 	case wecomhit.KindSuiteTicket:
 		if cb.SuiteID == "" || cb.SuiteTicket == "" {
-			return fmt.Errorf("suite_ticket without suite id or ticket: %w", intake.ErrPermanent)
+			return intake.Reject(wecomhit.ReasonBadRecord, errors.New("suite_ticket without suite id or ticket"))
 		}
 		var issued time.Time
 		if cb.EventTime > 0 {

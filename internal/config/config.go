@@ -168,6 +168,9 @@ type NATS struct {
 	// so a captured callback replayed within the replay guard's window is
 	// still recognised. Default 1h.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// DeadLetterMaxAge is how long WECOM_DEAD_LETTERS keeps dead letters
+	// for an operator to list and replay. Default 336h (14 days).
+	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
 
 	// Storage limits, in bytes. Every stream and bucket has one, so no one
 	// of them can take the room the others need, and the embedded server's
@@ -450,12 +453,13 @@ func defaults() Config {
 		},
 		Admin: Admin{Listen: "127.0.0.1:9090", MaxConnections: 64},
 		NATS: NATS{
-			StoreDir:        "data/nats",
-			SubjectPrefix:   "wecom",
-			Replicas:        1,
-			ConnectTimeout:  5 * time.Second,
-			CallbackMaxAge:  72 * time.Hour,
-			DuplicateWindow: time.Hour,
+			StoreDir:         "data/nats",
+			SubjectPrefix:    "wecom",
+			Replicas:         1,
+			ConnectTimeout:   5 * time.Second,
+			CallbackMaxAge:   72 * time.Hour,
+			DuplicateWindow:  time.Hour,
+			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
 			CallbacksMaxBytes:   256 << 20,
 			HitsMaxBytes:        512 << 20,

@@ -131,13 +131,14 @@ func TestParse_Example(t *testing.T) {
 		}, cfg.HTTP)
 		assert.Equal(t, config.Admin{Listen: "127.0.0.1:9090", MaxConnections: 64, AllowedHosts: []string{}}, cfg.Admin, "admin API off without a token")
 		assert.Equal(t, config.NATS{
-			StoreDir:        filepath.Join(filepath.Dir(dir), "data", "nats"),
-			Listen:          "127.0.0.1:4222",
-			SubjectPrefix:   "wecom",
-			Replicas:        1,
-			ConnectTimeout:  5 * time.Second,
-			CallbackMaxAge:  72 * time.Hour,
-			DuplicateWindow: time.Hour,
+			StoreDir:         filepath.Join(filepath.Dir(dir), "data", "nats"),
+			Listen:           "127.0.0.1:4222",
+			SubjectPrefix:    "wecom",
+			Replicas:         1,
+			ConnectTimeout:   5 * time.Second,
+			CallbackMaxAge:   72 * time.Hour,
+			DuplicateWindow:  time.Hour,
+			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
 			MaxStoreBytes:       1 << 30,
 			CallbacksMaxBytes:   256 << 20,
@@ -757,6 +758,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrTLSKeyMissing", func(c *config.Config) { external(c); c.NATS.TLSCertFile = "/c.pem" }, "nats.tls_key_file: required when tls_cert_file is set"},
 		{"ErrConnectTimeout", func(c *config.Config) { c.NATS.ConnectTimeout = 0 }, "nats.connect_timeout: must be greater than 0"},
 		{"ErrCallbackMaxAge", func(c *config.Config) { c.NATS.CallbackMaxAge = 59 * time.Minute }, "nats.callback_max_age: must be at least 1h"},
+		{"ErrDeadLetterMaxAge", func(c *config.Config) { c.NATS.DeadLetterMaxAge = 59 * time.Minute }, "nats.dead_letter_max_age: must be at least 1h"},
 		{"ErrDuplicateWindowZero", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, "nats.duplicate_window: must be greater than 0"},
 		{"ErrDuplicateWindowLong", func(c *config.Config) { c.NATS.DuplicateWindow = 73 * time.Hour }, "nats.duplicate_window: must not exceed callback_max_age"},
 		{"ErrDuplicateWindowUnderReplayWindow", func(c *config.Config) { c.NATS.DuplicateWindow = 30 * time.Minute }, "nats.duplicate_window: must be at least http.timestamp_window"},

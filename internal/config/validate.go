@@ -149,6 +149,7 @@ func (n *NATS) validate(v *validator) {
 	v.check(n.CallbackMaxAge >= time.Hour, "nats.callback_max_age", "must be at least 1h")
 	v.check(n.DuplicateWindow > 0, "nats.duplicate_window", "must be greater than 0")
 	v.check(n.DuplicateWindow <= n.CallbackMaxAge, "nats.duplicate_window", "must not exceed callback_max_age")
+	v.check(n.DeadLetterMaxAge >= time.Hour, "nats.dead_letter_max_age", "must be at least 1h")
 	n.validateLimits(v, embedded)
 }
 

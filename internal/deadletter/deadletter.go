@@ -11,6 +11,7 @@
 package deadletter
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,12 @@ type Options struct {
 	// DuplicateWindow in which a rewritten dead letter (same id) is stored
 	// once. Default DefaultDuplicateWindow; at most MaxAge.
 	DuplicateWindow time.Duration
+	// MaxBytes caps the stream; default 0, no cap (the server's store limit
+	// still applies). A full stream refuses new dead letters rather than
+	// dropping old ones: the writer's record then stays where it was (a
+	// callback is delivered again, a page with a bad entry fails and is
+	// fetched again), so nothing is lost while an operator makes room.
+	MaxBytes int64
 }
 
 // Stream writes and reads dead letters under one subject prefix. It is safe
@@ -120,7 +127,8 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 		Subjects:    []string{s.prefix + ".dlq.>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    cmp.Or(s.opts.MaxBytes, -1),
 		MaxAge:      s.opts.MaxAge,
 		Duplicates:  s.opts.DuplicateWindow,
 		Replicas:    s.opts.Replicas,
@@ -133,6 +141,8 @@ func (s *Stream) validate() error {
 		return fmt.Errorf("%w: subject prefix %q", ErrInvalidOption, s.prefix)
 	case o.Replicas < 1 || o.Replicas > 5:
 		return fmt.Errorf("%w: replicas %d: want 1 to 5", ErrInvalidOption, o.Replicas)
+	case o.MaxBytes < 0:
+		return fmt.Errorf("%w: negative max bytes %d", ErrInvalidOption, o.MaxBytes)
 	case o.MaxAge < 0:
 		return fmt.Errorf("%w: negative max age %s", ErrInvalidOption, o.MaxAge)
 	case o.DuplicateWindow < 0 || o.DuplicateWindow > o.MaxAge:

@@ -1,0 +1,46 @@
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit"
+)
+
+// Restore stores a callback record again, byte for byte as it was stored
+// before (a dead letter keeps it so), under msgID rather than the callback's
+// ID: within the duplicate window the original ID would be acked as a
+// duplicate and never handled. A caller that gives the same msgID for the
+// same replay (the dead letter's sequence, say) makes a repeated replay one
+// record. Errors wrap ErrInvalidRecord for a record that is not a callback
+// Store would file, and otherwise the client's or server's error.
+func (s *Store) Restore(ctx context.Context, record []byte, msgID string) error {
+	var cb wecomhit.Callback
+	if err := json.Unmarshal(record, &cb); err != nil {
+		return fmt.Errorf("intake: restore callback: %w: not a callback record", ErrInvalidRecord)
+	}
+	if err := checkRecord(&cb); err != nil {
+		return fmt.Errorf("intake: restore callback: %w", err)
+	}
+	if msgID == "" || !isHeaderValue(msgID) {
+		return fmt.Errorf("intake: restore callback: %w: message id empty or with control characters", ErrInvalidRecord)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+	}
+	msg := &nats.Msg{
+		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
+		Header:  nats.Header{contentTypeHeader: s.contentType},
+		Data:    record,
+	}
+	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), s.expectStream); err != nil {
+		return fmt.Errorf("intake: restore callback: %w", err)
+	}
+	return nil
+}
