@@ -239,3 +239,109 @@ func validateDeadLetters(t *testing.T, js jetstream.JetStream) {
 		require.NoError(t, sch.Validate(v), "%s", m.Data)
 	}
 }
+
+// TestAdminAPI_DeadLetters lists and replays dead letters over the admin
+// API. A replayed callback whose corp is still unknown becomes a new dead
+// letter: the replay is not swallowed by de-duplication, and nothing is lost.
+func TestAdminAPI_DeadLetters(t *testing.T) {
+	s := startSystem(t, "0s")
+	for range 3 {
+		sendHitKeyword(t, s, newCorp, "TOKEN-unknown-corp-0123")
+	}
+	type listed struct {
+		DeadLetters []dlqEntry `json:"dead_letters"`
+		Count       int        `json:"count"`
+	}
+	list := func(query string) listed {
+		t.Helper()
+		status, body := apiDo(t, s.m, "GET", "/api/dlq"+query, testAdminToken, "")
+		require.Equal(t, http.StatusOK, status, string(body))
+		require.NotContains(t, string(body), "TOKEN-unknown-corp", "records are not answered")
+		var out listed
+		require.NoError(t, json.Unmarshal(body, &out))
+		return out
+	}
+	var before listed
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if before = list("?reason=unknown_corp&kind=callback&app=archive&corp=" + newCorp); before.Count < 3 {
+			return fmt.Errorf("%d dead letters", before.Count)
+		}
+		return nil
+	})
+	require.Len(t, before.DeadLetters, 3)
+	assert.Equal(t, 1, list("?limit=1").Count)
+	assert.Zero(t, list("?kind=hit").Count)
+
+	for _, c := range []struct {
+		method, path, token, body string
+		want                      int
+	}{
+		{"GET", "/api/dlq", "", "", http.StatusUnauthorized},
+		{"POST", "/api/dlq/replay", "", `{"all":true}`, http.StatusUnauthorized},
+		{"GET", "/api/dlq?kind=event", testAdminToken, "", http.StatusBadRequest},
+		{"GET", "/api/dlq?limit=0", testAdminToken, "", http.StatusBadRequest},
+		{"POST", "/api/dlq/replay", testAdminToken, `{}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/replay", testAdminToken, `{"all":true,"seqs":[1]}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/replay", testAdminToken, `{"seqs":[1],"reason":"unknown_corp"}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/replay", testAdminToken, `{"seqs":[0]}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/replay", testAdminToken, `{"every":true}`, http.StatusBadRequest},
+	} {
+		status, body := apiDo(t, s.m, c.method, c.path, c.token, c.body)
+		assert.Equal(t, c.want, status, "%s %s %s: %s", c.method, c.path, c.body, body)
+	}
+	assert.Equal(t, 3, list("").Count, "the refused requests changed nothing")
+
+	type replayed struct {
+		Results []replayResult `json:"results"`
+		Count   int            `json:"count"`
+	}
+	replay := func(body string) replayed {
+		t.Helper()
+		status, out := apiDo(t, s.m, "POST", "/api/dlq/replay", testAdminToken, body)
+		require.Equal(t, http.StatusOK, status, string(out))
+		var r replayed
+		require.NoError(t, json.Unmarshal(out, &r))
+		return r
+	}
+	seq := before.DeadLetters[0].Seq
+	r := replay(fmt.Sprintf(`{"seqs":[%d]}`, seq))
+	require.Equal(t, []replayResult{{Seq: seq, Result: replayReplayed}}, r.Results)
+	// Handled again, and dead again: the corp is still unknown.
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		now := list("")
+		if now.Count != 3 || slices.ContainsFunc(now.DeadLetters, func(e dlqEntry) bool { return e.Seq == seq }) {
+			return fmt.Errorf("%d dead letters: %+v", now.Count, now.DeadLetters)
+		}
+		return nil
+	})
+	r = replay(fmt.Sprintf(`{"seqs":[%d]}`, seq))
+	assert.Equal(t, []replayResult{{Seq: seq, Result: replayNotFound}}, r.Results, "a second replay does nothing")
+
+	r = replay(`{"all":true,"reason":"unknown_corp","corp":"` + newCorp + `"}`)
+	assert.Equal(t, 3, r.Count)
+	for _, res := range r.Results {
+		assert.Equal(t, replayReplayed, res.Result)
+	}
+}
+
+// TestRun_DLQUsage: command-line mistakes exit 2 before anything connects.
+func TestRun_DLQUsage(t *testing.T) {
+	cfg := t.TempDir() + "/none.yaml" // never read: usage errors come first
+	for _, args := range [][]string{
+		{"dlq"},
+		{"dlq", "bogus"},
+		{"dlq", "list", "-config", cfg, "-kind", "event"},
+		{"dlq", "list", "-config", cfg, "extra"},
+		{"dlq", "replay", "-config", cfg},
+		{"dlq", "replay", "-config", cfg, "-all", "-seq", "1"},
+		{"dlq", "replay", "-config", cfg, "-seq", "1,x"},
+		{"dlq", "replay", "-config", cfg, "-seq", "0"},
+		{"dlq", "replay", "-config", cfg, "-seq", "1", "-reason", "unknown_corp"},
+		{"dlq", "replay", "-config", cfg, "-all", "-kind", "hit"},
+		{"dlq", "list"},
+	} {
+		var stdout, stderr testlog.Buffer
+		code := run(context.Background(), args, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		assert.Equal(t, 2, code, "%q: %s", args, stderr.String())
+	}
+}
