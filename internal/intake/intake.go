@@ -1,11 +1,14 @@
 // Package intake is the durable hand-over between the callback endpoint and
 // the fetcher: it stores accepted callbacks in the WECOM_CALLBACKS JetStream
-// stream, and hands them to a Handler through a durable consumer that all
-// receiver replicas share, acking each only once it has been handled.
+// stream, and hands them to a Handler through durable consumers that all
+// receiver replicas share, acking each only once it has been handled. Every
+// record ends: acked, retried with back-off up to a bound, or written to the
+// dead-letter stream and terminated.
 //
-// It owns the stream's configuration, its subjects and its consumer. It does
-// not verify, decrypt or classify callbacks (callback does), nor act on them
-// (the handler wired in by cmd does); the NATS connection comes from broker.
+// It owns the stream's configuration, its subjects and its consumers. It does
+// not verify, decrypt or classify callbacks (callback does), act on them (the
+// handler wired in by cmd does) or keep dead letters (a DeadLetterWriter,
+// package deadletter, does); the NATS connection comes from broker.
 package intake
 
 import (
