@@ -38,12 +38,15 @@ Commands:
 
 Filters (list, and replay -all): -app NAME, -corp ID, -kind hit|callback,
 -reason REASON (unknown_app, unknown_corp, max_deliveries, bad_record,
-permanent, normalize:...). Every command takes -config FILE and -o table|json.
+permanent, normalize:...). Every command takes -config FILE, -creds FILE and
+-o table|json.
 
-A replayed callback is stored in WECOM_CALLBACKS under a new message id and
-its dead letter deleted, so a second replay finds nothing to do. Hit dead
-letters are not callbacks and cannot be replayed: fix what the reason names,
-then run "receiver backfill" for the corp.
+A replayed callback is stored in WECOM_CALLBACKS under a new message id; the
+receiver removes its dead letter once it has handled it (or dead-lettered it
+anew), so a later replay finds nothing to do, and one repeated before that
+stores nothing twice. Hit dead letters are not callbacks and cannot be
+replayed: fix what the reason names, then run "receiver backfill" for the
+corp.
 
 Exit status: 0 done, 1 connection error or a replay that failed, 2 usage error.
 `
@@ -69,8 +72,8 @@ func (c *dlqCommand) Run(ctx context.Context, args []string) error {
 
 // dlqFlags are the flags every dlq command shares.
 type dlqFlags struct {
-	config, app, corp, kind, reason *string
-	out                             outputFormat
+	config, app, corp, kind, reason, creds *string
+	out                                    outputFormat
 }
 
 func (c *dlqCommand) flagSet(sub, help string) (*flag.FlagSet, *dlqFlags) {
@@ -87,6 +90,7 @@ func (c *dlqCommand) flagSet(sub, help string) (*flag.FlagSet, *dlqFlags) {
 	f.kind = fs.String("kind", "", "only `kind` hit or callback")
 	f.reason = fs.String("reason", "", "only dead letters with `reason` (e.g. unknown_corp)")
 	fs.Var(&f.out, "o", "output `format`: table or json")
+	f.creds = credsFlag(fs)
 	return fs, f
 }
 
@@ -109,7 +113,7 @@ func (f *dlqFlags) open(ctx context.Context, e env) (*config.Config, jetstream.J
 		return nil, nil, nil, err
 	}
 	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-dlq", log)
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-dlq", log, withCreds(*f.creds))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -157,7 +161,9 @@ func (c *dlqCommand) list(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	entries, err := deadletter.New(js, cfg.NATS.SubjectPrefix, deadletter.Options{}).List(ctx, filter)
+	lctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	entries, err := deadletter.New(js, cfg.NATS.SubjectPrefix, deadletter.Options{}).List(lctx, filter)
 	if err != nil {
 		return err
 	}
@@ -181,9 +187,9 @@ func (c *dlqCommand) list(ctx context.Context, args []string) error {
 
 func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 	fs, f := c.flagSet("replay", "Stores callback dead letters in WECOM_CALLBACKS again, under a new message\n"+
-		"id, and deletes each dead letter once stored. Give -seq (from list) or -all\n"+
-		"with filters. Prints one line per dead letter: SEQ, RESULT (replayed,\n"+
-		"not_found, skipped, failed), DETAIL.\n")
+		"id; the receiver removes each dead letter once it has handled the record.\n"+
+		"Give -seq (from list) or -all with filters. Prints one line per dead\n"+
+		"letter: SEQ, RESULT (replayed, not_found, skipped, failed), DETAIL.\n")
 	seqs := fs.String("seq", "", "comma-separated dead-letter `sequences` to replay")
 	all := fs.Bool("all", false, "replay every callback dead letter the filters select")
 	if err := parseNoArgs(fs, args); err != nil {
@@ -262,7 +268,7 @@ func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 
 // Results of replaying one dead letter.
 const (
-	replayReplayed = "replayed"  // stored for handling; the dead letter is deleted
+	replayReplayed = "replayed"  // stored for handling; the receiver removes the dead letter once it is handled
 	replayNotFound = "not_found" // no dead letter at that sequence (replayed already, or aged out)
 	replaySkipped  = "skipped"   // not a callback that can be replayed; kept
 	replayFailed   = "failed"    // storing failed; kept, try again
@@ -292,7 +298,9 @@ func newReplayer(js jetstream.JetStream, prefix string) *replayer {
 func (r *replayer) replaySeqs(ctx context.Context, seqs []uint64) ([]replayResult, error) {
 	out := make([]replayResult, 0, len(seqs))
 	for _, seq := range seqs {
-		e, err := r.dlq.Get(ctx, seq)
+		gctx, cancel := context.WithTimeout(ctx, replayTimeout)
+		e, err := r.dlq.Get(gctx, seq)
+		cancel()
 		switch {
 		case errors.Is(err, deadletter.ErrNotFound):
 			out = append(out, replayResult{Seq: seq, Result: replayNotFound})
@@ -306,7 +314,9 @@ func (r *replayer) replaySeqs(ctx context.Context, seqs []uint64) ([]replayResul
 }
 
 func (r *replayer) replayMatching(ctx context.Context, f deadletter.Filter) ([]replayResult, error) {
-	entries, err := r.dlq.List(ctx, f)
+	lctx, cancel := context.WithTimeout(ctx, listTimeout)
+	entries, err := r.dlq.List(lctx, f)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -317,10 +327,13 @@ func (r *replayer) replayMatching(ctx context.Context, f deadletter.Filter) ([]r
 	return out, nil
 }
 
-// replay stores one callback dead letter again and deletes it. The message
-// id, the callback's id and the dead letter's sequence, is new to the
-// duplicate window, yet the same if a replay is repeated after a crash
-// between the store and the delete, so that repeat stores nothing twice.
+// replay stores one callback dead letter again. The message id, the
+// callback's id and the dead letter's sequence, is new to the duplicate
+// window, yet the same when a replay is repeated, so the repeat stores
+// nothing twice. The receiver removes the dead letter once the replayed
+// record has ended (handled, or dead anew under a new sequence): the
+// operator's NATS role may not delete stored messages, and the dead letter
+// stays listed until the replay has really been handled.
 func (r *replayer) replay(ctx context.Context, e *deadletter.Entry) replayResult {
 	res := replayResult{Seq: e.Seq}
 	switch {
@@ -338,20 +351,23 @@ func (r *replayer) replay(ctx context.Context, e *deadletter.Entry) replayResult
 		res.Result, res.Detail = replaySkipped, "the record has no callback id"
 		return res
 	}
+	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	defer cancel()
 	msgID := cb.ID + "/replay/" + strconv.FormatUint(e.Seq, 10)
-	if err := r.intake.Restore(ctx, e.Record, msgID); err != nil {
+	if err := r.intake.Restore(ctx, e.Record, msgID, e.Seq); err != nil {
 		res.Result, res.Detail = replayFailed, err.Error()
 		if errors.Is(err, intake.ErrInvalidRecord) {
 			res.Result = replaySkipped
 		}
 		return res
 	}
-	if err := r.dlq.Delete(ctx, e.Seq); err != nil && !errors.Is(err, deadletter.ErrNotFound) {
-		// Stored, so it will be handled; a second replay stores it as a
-		// duplicate (same id) and then deletes the dead letter.
-		res.Result, res.Detail = replayReplayed, "stored; deleting the dead letter failed: "+err.Error()
-		return res
-	}
 	res.Result = replayReplayed
 	return res
 }
+
+// Timeouts of the dlq commands' NATS calls: a refused request (a role
+// without the right) gets no answer, and must not hang the command.
+const (
+	listTimeout   = 30 * time.Second
+	replayTimeout = 10 * time.Second
+)

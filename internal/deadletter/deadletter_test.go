@@ -203,6 +203,18 @@ func TestStream_ListGetDelete(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(3), n)
 
+	// Replayed removes only the callback dead letter of the named callback.
+	var rec struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(one[0].Record, &rec))
+	require.NoError(t, dls.Replayed(ctxT(t), one[0].Seq, "another-callback"))
+	require.NoError(t, dls.Replayed(ctxT(t), hits[0].Seq, rec.ID), "a hit dead letter is left alone")
+	require.NoError(t, dls.Replayed(ctxT(t), 9999, rec.ID), "a missing one is no error")
+	n, err = dls.Count(ctxT(t), "")
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), n)
+
 	e, err := dls.Get(ctxT(t), one[0].Seq)
 	require.NoError(t, err)
 	assert.Equal(t, one[0].DeadLetter.Reason, e.Reason)
@@ -213,6 +225,15 @@ func TestStream_ListGetDelete(t *testing.T) {
 	all, err = dls.List(ctxT(t), deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Len(t, all, 4)
+
+	unknown, err := dls.List(ctxT(t), deadletter.Filter{Reason: wecomhit.ReasonUnknownCorp})
+	require.NoError(t, err)
+	require.Len(t, unknown, 1)
+	cb := unknown[0]
+	require.NoError(t, json.Unmarshal(cb.Record, &rec))
+	require.NoError(t, dls.Replayed(ctxT(t), cb.Seq, rec.ID))
+	_, err = dls.Get(ctxT(t), cb.Seq)
+	assert.ErrorIs(t, err, deadletter.ErrNotFound)
 }
 
 // TestStream_Write: a dead letter written twice under one id is stored

@@ -164,3 +164,27 @@ func (s *Stream) Count(ctx context.Context, kind string) (uint64, error) {
 	}
 	return n, nil
 }
+
+// Replayed deletes dead letter seq if it is the callback dead letter of
+// callbackID: the receiver calls it once a replay of that record has ended
+// again. A dead letter that is gone, or holds something else, is left
+// alone (nil): the request came in a record header, which is not proof.
+func (s *Stream) Replayed(ctx context.Context, seq uint64, callbackID string) error {
+	e, err := s.Get(ctx, seq)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil && e.Seq == 0 {
+		return err
+	}
+	var rec struct {
+		ID string `json:"id"`
+	}
+	if e.Kind != wecomhit.DeadLetterCallback || json.Unmarshal(e.Record, &rec) != nil || rec.ID != callbackID {
+		return nil
+	}
+	if err := s.Delete(ctx, seq); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil
+}

@@ -433,3 +433,24 @@ func keys[K comparable, V any](m map[K]V) []K {
 	}
 	return out
 }
+
+// TestFetch_HandleBurstOneToken: many callbacks carrying one token (a burst,
+// or a replay of dead letters) at once all succeed: storing a token that is
+// already stored is no compare-and-set to lose.
+func TestFetch_HandleBurstOneToken(t *testing.T) {
+	e := newEnv(t, wecomsim.Options{})
+	r := e.startReceiver(nil, fetch.Options{})
+	tok, err := e.sim.IssueHitToken(corpID)
+	require.NoError(t, err)
+	now := time.Now()
+	errs := make(chan error, 64)
+	for range cap(errs) {
+		go func() {
+			errs <- r.f.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword,
+				CorpID: corpID, SuiteID: suiteID, Token: tok, ReceivedAt: now})
+		}()
+	}
+	for range cap(errs) {
+		assert.NoError(t, <-errs)
+	}
+}

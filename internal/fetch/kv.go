@@ -124,7 +124,10 @@ func (f *Fetcher) putToken(ctx context.Context, app, corp string, cb *wecomhit.C
 			return fmt.Errorf("fetch: read token: %w", err)
 		default:
 			var old hitToken
-			if json.Unmarshal(e.Value(), &old) == nil && old.Issued.After(t.Issued) {
+			// A newer token, or this one (a burst of callbacks, or a replay,
+			// carrying one token): nothing to write, and no CAS to lose.
+			if json.Unmarshal(e.Value(), &old) == nil &&
+				(old.Issued.After(t.Issued) || old.Token == t.Token && old.NotifyID == t.NotifyID) {
 				return nil
 			}
 			if _, err = f.tokens.Update(ctx, k, data, e.Revision()); err == nil {

@@ -33,11 +33,17 @@ type HandlerFunc func(ctx context.Context, cb *wecomhit.Callback) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, cb *wecomhit.Callback) error { return f(ctx, cb) }
 
-// DeadLetterWriter stores a record the consumer gives up on, under an id
-// that makes a second write of the same dead letter a duplicate:
+// DeadLetterWriter keeps the records the consumer gives up on:
 // *deadletter.Stream.
 type DeadLetterWriter interface {
+	// Write stores dl under an id that makes a second write of the same
+	// dead letter a duplicate.
 	Write(ctx context.Context, dl *wecomhit.DeadLetter, id string) error
+	// Replayed removes dead letter seq, whose record (callbackID) was
+	// replayed (Restore) and has now ended again: handled, or dead anew
+	// under a new sequence. A dead letter that is gone, or holds another
+	// callback, is left alone and is not an error.
+	Replayed(ctx context.Context, seq uint64, callbackID string) error
 }
 
 // ErrPermanent marks a handler error that retrying cannot fix: the record
@@ -299,7 +305,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 			reason = checkRecord(&cb).Error()
 		}
 		record, _ := json.Marshal(string(msg.Data()))
-		s.bury(ctx, msg, log, &wecomhit.DeadLetter{
+		s.bury(ctx, msg, log, nil, &wecomhit.DeadLetter{
 			Kind: wecomhit.DeadLetterCallback, Reason: wecomhit.ReasonBadRecord,
 			Error: "callback record cannot be read: " + reason, App: app, CallbackKind: kind,
 			Deliveries: deliveries, Record: record,
@@ -309,7 +315,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 	if deliveries > opts.MaxDeliver {
 		// The last allowed delivery failed and so did writing its dead
 		// letter; don't run the handler again, just try the write again.
-		s.bury(ctx, msg, log, callbackLetter(&cb, msg, wecomhit.ReasonMaxDeliveries,
+		s.bury(ctx, msg, log, &cb, callbackLetter(&cb, msg, wecomhit.ReasonMaxDeliveries,
 			fmt.Sprintf("handling failed on %d deliveries", opts.MaxDeliver), deliveries), md.Sequence.Stream, opts)
 		return
 	}
@@ -338,14 +344,15 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 			ev.Warn().Err(aerr).Msg("ack failed; the callback will be handled again")
 		}
 		s.opts.Metrics.countHandled(cb.Kind, ResultAck)
+		s.replayed(ctx, msg, &cb, ev, opts)
 	case errors.As(err, &rej):
-		s.bury(ctx, msg, ev, callbackLetter(&cb, msg, rej.reason, rej.err.Error(), deliveries), md.Sequence.Stream, opts)
+		s.bury(ctx, msg, ev, &cb, callbackLetter(&cb, msg, rej.reason, rej.err.Error(), deliveries), md.Sequence.Stream, opts)
 	case errors.Is(err, ErrPermanent):
-		s.bury(ctx, msg, ev, callbackLetter(&cb, msg, wecomhit.ReasonPermanent, err.Error(), deliveries), md.Sequence.Stream, opts)
+		s.bury(ctx, msg, ev, &cb, callbackLetter(&cb, msg, wecomhit.ReasonPermanent, err.Error(), deliveries), md.Sequence.Stream, opts)
 	case deliveries >= opts.MaxDeliver:
 		// The last delivery, also when shutting down: a nak now would not be
 		// delivered again.
-		s.bury(ctx, msg, ev, callbackLetter(&cb, msg, wecomhit.ReasonMaxDeliveries, err.Error(), deliveries), md.Sequence.Stream, opts)
+		s.bury(ctx, msg, ev, &cb, callbackLetter(&cb, msg, wecomhit.ReasonMaxDeliveries, err.Error(), deliveries), md.Sequence.Stream, opts)
 	default:
 		delay := opts.Backoff[min(deliveries, len(opts.Backoff))-1]
 		if ctx.Err() != nil {
@@ -372,7 +379,9 @@ func callbackLetter(cb *wecomhit.Callback, msg jetstream.Msg, reason, text strin
 // record's stream sequence: a record buried twice (the term was lost) is
 // stored once, and a replayed record, stored anew, gets a dead letter of its
 // own.
-func (s *Store) bury(ctx context.Context, msg jetstream.Msg, log zerolog.Logger, dl *wecomhit.DeadLetter, seq uint64, opts ConsumerOptions) {
+//
+// cb is the decoded record, nil when it could not be decoded.
+func (s *Store) bury(ctx context.Context, msg jetstream.Msg, log zerolog.Logger, cb *wecomhit.Callback, dl *wecomhit.DeadLetter, seq uint64, opts ConsumerOptions) {
 	// Shutdown must not stop a write that decides the record's fate.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
 	defer cancel()
@@ -392,6 +401,29 @@ func (s *Store) bury(ctx context.Context, msg jetstream.Msg, log zerolog.Logger,
 	}
 	s.opts.Metrics.countHandled(dl.CallbackKind, ResultTerminate)
 	s.opts.Metrics.countDeadLettered(dl.App, dl.CallbackKind, dl.Reason)
+	if cb != nil {
+		s.replayed(ctx, msg, cb, log, opts)
+	}
+}
+
+// replayed removes the dead letter a replayed record came from, now that
+// the record has ended again. A failure leaves the dead letter listed; a
+// second replay of it stores nothing new within the duplicate window.
+func (s *Store) replayed(ctx context.Context, msg jetstream.Msg, cb *wecomhit.Callback, log zerolog.Logger, opts ConsumerOptions) {
+	v := msg.Headers().Get(HeaderReplayOf)
+	if v == "" {
+		return
+	}
+	seq, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || seq == 0 {
+		log.Warn().Str("header", HeaderReplayOf).Msg("replayed record names no dead letter")
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
+	defer cancel()
+	if err := opts.DeadLetters.Replayed(wctx, seq, cb.ID); err != nil {
+		log.Warn().Err(err).Uint64("dead_letter", seq).Msg("replayed; its dead letter could not be removed")
+	}
 }
 
 // subjectParts reads app and kind back from <prefix>.callback.<app>.<kind>.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,6 +32,10 @@ func (f *flakyWriter) Write(ctx context.Context, dl *wecomhit.DeadLetter, id str
 		return errors.New("dead-letter stream unavailable")
 	}
 	return f.w.Write(ctx, dl, id)
+}
+
+func (f *flakyWriter) Replayed(ctx context.Context, seq uint64, callbackID string) error {
+	return f.w.Replayed(ctx, seq, callbackID)
 }
 
 // TestConsume_DeadLetters: every record ends. A rejected record is a dead
@@ -184,4 +189,54 @@ func TestConsume_LatestOnly(t *testing.T) {
 	assert.Equal(t, 1, rec.count("ticket-2"))
 	assert.Equal(t, 1, rec.count("ticket-3"))
 	assert.Equal(t, 2, rec.total())
+}
+
+// TestStore_Restore: a dead letter replayed with Restore is handled again,
+// under a new message id (the original is within the duplicate window),
+// and its dead letter is removed once the record has ended; a second
+// restore of the same replay stores nothing.
+func TestStore_Restore(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	s := mustSetup(t, js, intake.Options{})
+	dls := deadLetters(t, js)
+	cb := testCallback("replay-me")
+	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), cb))
+	var reject atomic.Bool
+	reject.Store(true)
+	rec := &consumeRecorder{}
+	runConsume(t, js, s, intake.HandlerFunc(func(_ context.Context, got *wecomhit.Callback) error {
+		rec.add(got.ID)
+		if reject.Load() {
+			return intake.Reject(wecomhit.ReasonUnknownCorp, errors.New("not yet"))
+		}
+		return nil
+	}), intake.ConsumerOptions{DeadLetters: dls})
+	var dead []deadletter.Entry
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		var err error
+		if dead, err = dls.List(ctxTimeout(t, 5*time.Second), deadletter.Filter{}); err == nil && len(dead) != 1 {
+			err = fmt.Errorf("%d dead letters", len(dead))
+		}
+		return err
+	})
+
+	// Not a callback record: refused, nothing stored.
+	assert.ErrorIs(t, s.Restore(ctxTimeout(t, 5*time.Second), []byte(`{"id":""}`), "x", 0), intake.ErrInvalidRecord)
+	assert.ErrorIs(t, s.Restore(ctxTimeout(t, 5*time.Second), []byte(`nope`), "x", 0), intake.ErrInvalidRecord)
+	assert.ErrorIs(t, s.Restore(ctxTimeout(t, 5*time.Second), dead[0].Record, "bad\nid", 0), intake.ErrInvalidRecord)
+
+	reject.Store(false)
+	id := cb.ID + "/replay/" + strconv.FormatUint(dead[0].Seq, 10)
+	require.NoError(t, s.Restore(ctxTimeout(t, 5*time.Second), dead[0].Record, id, dead[0].Seq))
+	require.NoError(t, s.Restore(ctxTimeout(t, 5*time.Second), dead[0].Record, id, dead[0].Seq), "a repeat is a duplicate")
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		left, err := dls.List(ctxTimeout(t, 5*time.Second), deadletter.Filter{})
+		if err == nil && len(left) != 0 {
+			err = fmt.Errorf("%d dead letters left", len(left))
+		}
+		return err
+	})
+	time.Sleep(100 * time.Millisecond) // bounded observation window, not synchronization
+	assert.Equal(t, 2, rec.count(cb.ID), "dead once, handled once after the replay")
+	assert.Equal(t, uint64(2), streamInfo(t, js).State.Msgs, "the original and one replay")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,14 +12,22 @@ import (
 	"github.com/wecomhit/wecomhit"
 )
 
+// HeaderReplayOf marks a record Restore stored again: it holds the sequence
+// of the dead letter it came from, which the consumer removes
+// (DeadLetterWriter.Replayed) once the record has ended again.
+const HeaderReplayOf = "Wecom-Replay-Of"
+
 // Restore stores a callback record again, byte for byte as it was stored
 // before (a dead letter keeps it so), under msgID rather than the callback's
 // ID: within the duplicate window the original ID would be acked as a
 // duplicate and never handled. A caller that gives the same msgID for the
 // same replay (the dead letter's sequence, say) makes a repeated replay one
-// record. Errors wrap ErrInvalidRecord for a record that is not a callback
-// Store would file, and otherwise the client's or server's error.
-func (s *Store) Restore(ctx context.Context, record []byte, msgID string) error {
+// record. deadLetterSeq, when not 0, is the dead letter the record comes
+// from: the consumer removes it once the record is handled or dead again,
+// so the replay needs no right to delete dead letters itself. Errors wrap
+// ErrInvalidRecord for a record that is not a callback Store would file, and
+// otherwise the client's or server's error.
+func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLetterSeq uint64) error {
 	var cb wecomhit.Callback
 	if err := json.Unmarshal(record, &cb); err != nil {
 		return fmt.Errorf("intake: restore callback: %w: not a callback record", ErrInvalidRecord)
@@ -38,6 +47,9 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string) error 
 		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
 		Header:  nats.Header{contentTypeHeader: s.contentType},
 		Data:    record,
+	}
+	if deadLetterSeq > 0 {
+		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
 	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), s.expectStream); err != nil {
 		return fmt.Errorf("intake: restore callback: %w", err)
