@@ -177,6 +177,13 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	assert.Regexp(t, `^SEQ +DEAD_AT +KIND +APP +CORP +CALLBACK +REASON +TRIES +ERROR$`, table[0])
 	assert.Contains(t, table[1], "callback  archive  "+newCorp+"  hit_keyword  unknown_corp  1 ")
 
+	// status says so, and that a person is needed.
+	stdout = testlog.Buffer{}
+	code = run(context.Background(), []string{"status", "-config", cfgPath},
+		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	assert.Equal(t, exitAttention, code, stdout.String())
+	assert.Contains(t, stdout.String(), fmt.Sprintf("dead letters: %d callbacks, 0 hits", poison))
+
 	// Someone adds the corp; the receiver restarts with it.
 	s.restart(t, func(c *config.Config) {
 		c.Apps[0].Corps = append(slices.Clone(c.Apps[0].Corps), config.Corp{CorpID: newCorp, PermanentCode: "perm-new"})

@@ -4,6 +4,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
 )
@@ -31,10 +32,6 @@ const (
 	receiverInboxPrefix = "_INBOX_RECEIVER"
 	operatorInboxPrefix = "_INBOX_OPERATOR"
 )
-
-// deadLetterStream is the dead-letter stream's name, which operators may
-// read (dlq list) but not delete.
-const deadLetterStream = "WECOM_DEAD_LETTERS"
 
 // natsRoles are the TCP users of the embedded server for subject prefix p.
 func natsRoles(p string) []broker.Role {
@@ -97,7 +94,7 @@ func operatorPermissions(p string) *server.Permissions {
 				"$JS.API.STREAM.PEER.REMOVE.*",
 				"$JS.API.STREAM.UPDATE." + callbacks,
 				"$JS.API.STREAM.UPDATE." + publish.StreamName,
-				"$JS.API.STREAM.UPDATE." + deadLetterStream,
+				"$JS.API.STREAM.UPDATE." + deadletter.StreamName,
 				"$JS.API.CONSUMER.CREATE." + callbacks,
 				"$JS.API.CONSUMER.CREATE." + callbacks + ".>",
 				"$JS.API.CONSUMER.DURABLE.CREATE." + callbacks + ".*",

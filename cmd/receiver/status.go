@@ -152,9 +152,15 @@ func healthTarget(cfg *config.Config) health.Target {
 	return tg
 }
 
-// intakeDurables names the intake consumers whose backlog counts.
-// TODO(lead): list the durables the split intake consumer creates.
-func intakeDurables() []string { return []string{"receiver"} }
+// intakeDurables names the intake consumers whose backlog counts: every
+// one serve runs (intakeConsumers).
+func intakeDurables() []string {
+	names := make([]string, len(intakeConsumers))
+	for i, c := range intakeConsumers {
+		names[i] = c.Durable
+	}
+	return names
+}
 
 func printStatus(e env, rep statusReport) error {
 	w := e.stdout

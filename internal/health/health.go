@@ -21,6 +21,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -29,13 +31,12 @@ import (
 
 // DeadLetterStream holds callbacks and hits given up on, under the subjects
 // <prefix>.dlq.callback.> and <prefix>.dlq.hit.>.
-// TODO(lead): use the dead-letter package's constant once it exists.
-const DeadLetterStream = "WECOM_DEAD_LETTERS"
+const DeadLetterStream = deadletter.StreamName
 
 // Dead-letter kinds: the kind label of the dead_letters gauge.
 const (
-	KindCallback = "callback"
-	KindHit      = "hit"
+	KindCallback = wecomhit.DeadLetterCallback
+	KindHit      = wecomhit.DeadLetterHit
 )
 
 // App is what Read needs of a configured app.
