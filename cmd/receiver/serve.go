@@ -368,7 +368,9 @@ func (m *Main) openPipeline(ctx context.Context) error {
 // gets (fetch.Handle coalesces them), and a record it cannot use (unknown
 // app or corp) is a dead letter at once, so neither takes the slots healthy
 // corps need. Kinds that need no action (conversation_new_message,
-// msgaudit_notify, unknown) have no consumer: they are only stored.
+// msgaudit_notify, unknown) have no consumer: they are only stored. So are
+// the authorization kinds (create_auth, ...) until their handler is wired:
+// give them a consumer of their own here then.
 //
 // The hit consumer keeps the name "receiver" of the single consumer of
 // earlier versions, which is updated in place and keeps its position.
