@@ -571,7 +571,14 @@ func (m *Main) Close(ctx context.Context) error {
 	// a fetch is cut mid-page: its cursor has not moved, so the page is
 	// fetched again later and de-duplication drops what was published.
 	if m.stopPipeline != nil {
-		graceCtx, cancel := context.WithTimeout(ctx, drainGrace)
+		// At most half of what is left of the shutdown budget, so that
+		// stopping the consumers and draining NATS still have time after a
+		// fetch that uses all of its grace.
+		grace := drainGrace
+		if d, ok := ctx.Deadline(); ok {
+			grace = min(grace, time.Until(d)/2)
+		}
+		graceCtx, cancel := context.WithTimeout(ctx, grace)
 		if err := m.fetcher.Drain(graceCtx); err != nil {
 			m.log.Warn().Err(err).Msg("fetches did not finish their pages in time")
 		}
