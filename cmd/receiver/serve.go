@@ -331,10 +331,16 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	healthTarget := healthTarget(m.cfg)
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	var wg sync.WaitGroup
-	wg.Add(3 + len(intakeConsumers))
+	wg.Add(4 + len(intakeConsumers))
 	go func() {
 		defer wg.Done()
 		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
+	}()
+	go func() {
+		defer wg.Done()
+		// Handled records would otherwise stay until callback_max_age and
+		// fill WECOM_CALLBACKS, which then refuses callbacks.
+		m.intake.RunCompactor(runCtx, intakeDurables(), intake.DefaultCompactAt, m.log)
 	}()
 	go func() {
 		defer wg.Done()
