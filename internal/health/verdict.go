@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/wecomhit/wecomhit/internal/intake"
 )
 
 // Verdict statuses.
@@ -45,6 +47,12 @@ type Thresholds struct {
 	MaxTicketAge time.Duration
 	// MaxStorageRatio: storage use above this degrades. Default 0.9.
 	MaxStorageRatio float64
+	// CallbackRoom is the room a callback of the largest size takes in
+	// WECOM_CALLBACKS (intake.RecordLimit of the body limit). With less
+	// left in that stream or the account, every replica's /readyz fails
+	// and callbacks are refused: storage_full, whatever the ratio. 0: only
+	// the ratio counts.
+	CallbackRoom int64
 }
 
 // DefaultThresholds are the thresholds status uses unless told otherwise.
@@ -89,6 +97,8 @@ func Judge(rep Report, th Thresholds) Verdict {
 	}
 	if r := rep.Storage.UsedRatio; r >= storageFull {
 		add(Reason{Code: ReasonStorageFull, Stalls: true, Value: r, Limit: storageFull, Stream: fullestStream(rep.Storage)})
+	} else if stream, full := noCallbackRoom(rep.Storage, th.CallbackRoom); full {
+		add(Reason{Code: ReasonStorageFull, Stalls: true, Value: r, Limit: storageFull, Stream: stream})
 	} else if r > th.MaxStorageRatio {
 		add(Reason{Code: ReasonStorageHigh, Value: r, Limit: th.MaxStorageRatio, Stream: fullestStream(rep.Storage)})
 	}
@@ -124,6 +134,24 @@ func Judge(rep Report, th Thresholds) Verdict {
 		v.Status = StatusDegraded
 	}
 	return v
+}
+
+// noCallbackRoom reports whether WECOM_CALLBACKS, or the account, has less
+// than room bytes left, and names the stream ("" for the account): what
+// makes /readyz fail (broker.Room).
+func noCallbackRoom(st Storage, room int64) (string, bool) {
+	if room <= 0 {
+		return "", false
+	}
+	if st.LimitBytes > 0 && st.LimitBytes-int64(st.UsedBytes) < room {
+		return "", true
+	}
+	for _, s := range st.Streams {
+		if s.Stream == intake.StreamName && s.MaxBytes > 0 && s.MaxBytes-int64(s.Bytes) < room {
+			return s.Stream, true
+		}
+	}
+	return "", false
 }
 
 // fullestStream names the stream with the highest use of its limit, or ""
@@ -169,6 +197,9 @@ func (r Reason) Text() string {
 	case ReasonIntakeStalled:
 		return fmt.Sprintf("oldest unhandled callback waits %s (limit %s)", secs(r.Value), secs(r.Limit))
 	case ReasonStorageFull:
+		if r.Value < r.Limit {
+			return fmt.Sprintf("storage full (%s %.0f%%, no room for a callback of the largest size)", where(), 100*r.Value)
+		}
 		return fmt.Sprintf("storage full (%s %.0f%%)", where(), 100*r.Value)
 	case ReasonStorageHigh:
 		return fmt.Sprintf("storage %.0f%% used (%s, limit %.0f%%)", 100*r.Value, where(), 100*r.Limit)
