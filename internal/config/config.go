@@ -193,7 +193,9 @@ type NATS struct {
 	// HitsDiscard is what a full WECOM_HITS does: "new" (default) refuses
 	// the publish, so the fetch stops with its cursor unmoved and resumes
 	// where it stopped once there is room (nothing unread is lost, but
-	// nothing new arrives until consumers' retention frees room); "old"
+	// nothing new arrives until the oldest events age out by hits_max_age,
+	// however fast consumers read: WeCom keeps hits for five days only, so
+	// size the stream for more than that much traffic); "old"
 	// drops the oldest events to make room, so fetching never stops but a
 	// consumer that lags by more than hits_max_bytes misses events.
 	HitsDiscard string `yaml:"hits_discard"`
