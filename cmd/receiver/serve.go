@@ -84,6 +84,7 @@ type Main struct {
 	reg *prometheus.Registry // served on the admin listener's /metrics
 
 	broker    *broker.Broker
+	room      roomCache // Ready's storage reading (room.go)
 	intake    *intake.Store
 	intakeM   *intake.Metrics
 	dlq       *deadletter.Stream
@@ -524,7 +525,7 @@ func (m *Main) Ready(ctx context.Context) error {
 	}
 	// A replica whose store cannot take one more callback of the largest
 	// size is not ready: its callbacks would get 503 store_full.
-	if err := m.broker.Room(ctx, intake.StreamName, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes))); err != nil {
+	if err := m.callbackRoom(ctx); err != nil {
 		return err
 	}
 	if !m.fetcher.Running() {

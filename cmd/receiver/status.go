@@ -137,8 +137,8 @@ const statusUnknown = "UNKNOWN"
 // readStatus gathers the report from NATS.
 func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config, th health.Thresholds, now time.Time) (statusReport, error) {
 	if th.CallbackRoom == 0 {
-		// What /readyz asks of the store (Main.Ready): with less, no
-		// replica takes callbacks.
+		// What /readyz asks of the store (Main.callbackRoom): with
+		// less, no replica takes callbacks.
 		th.CallbackRoom = int64(intake.RecordLimit(cfg.HTTP.MaxBodyBytes))
 	}
 	return health.Read(ctx, js, healthTarget(cfg), th, now)
@@ -150,7 +150,7 @@ func healthTarget(cfg *config.Config) health.Target {
 	tg := health.Target{Durables: intakeDurables(), SubjectPrefix: cfg.NATS.SubjectPrefix}
 	if cfg.NATS.URL == "" {
 		// The embedded server's account has no limit of its own: the
-		// store's is the one that fills (broker.Usage does the same).
+		// store's is the one that fills.
 		tg.StoreLimit = cfg.NATS.MaxStoreBytes
 	}
 	for _, a := range cfg.Apps {

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,9 +50,9 @@ type Thresholds struct {
 	MaxStorageRatio float64
 	// CallbackRoom is the room a callback of the largest size takes in
 	// WECOM_CALLBACKS (intake.RecordLimit of the body limit). With less
-	// left in that stream or the account, every replica's /readyz fails
-	// and callbacks are refused: storage_full, whatever the ratio. 0: only
-	// the ratio counts.
+	// left in that stream or the store (the function CallbackRoom), every
+	// replica's /readyz fails and callbacks are refused: storage_full,
+	// whatever the ratio. 0: only the ratio counts.
 	CallbackRoom int64
 }
 
@@ -136,9 +137,32 @@ func Judge(rep Report, th Thresholds) Verdict {
 	return v
 }
 
+// ErrNoRoom: the store cannot take one more callback of the largest size.
+var ErrNoRoom = errors.New("no room for a callback")
+
+// CallbackRoom returns nil when WECOM_CALLBACKS and the store it lives on
+// each have at least need bytes left in st, and otherwise an error wrapping
+// ErrNoRoom that names which is full (nothing internal: fit for logs and
+// the admin /readyz). /readyz and the verdict both judge by it, so a
+// replica that refuses callbacks is never reported OK.
+func CallbackRoom(st Storage, need int64) error {
+	stream, full := noCallbackRoom(st, need)
+	switch {
+	case !full:
+		return nil
+	case stream == "":
+		return fmt.Errorf("%w: jetstream store has %d of %d bytes left", ErrNoRoom, max(st.LimitBytes-int64(st.UsedBytes), 0), st.LimitBytes)
+	}
+	for _, s := range st.Streams {
+		if s.Stream == stream {
+			return fmt.Errorf("%w: stream %s has %d of %d bytes left", ErrNoRoom, stream, max(s.MaxBytes-int64(s.Bytes), 0), s.MaxBytes)
+		}
+	}
+	return fmt.Errorf("%w: stream %s", ErrNoRoom, stream)
+}
+
 // noCallbackRoom reports whether WECOM_CALLBACKS, or the account, has less
-// than room bytes left, and names the stream ("" for the account): what
-// makes /readyz fail (broker.Room).
+// than room bytes left, and names the stream ("" for the account).
 func noCallbackRoom(st Storage, room int64) (string, bool) {
 	if room <= 0 {
 		return "", false

@@ -124,3 +124,22 @@ func TestMetrics_PreCreated(t *testing.T) {
 	}
 	assert.Len(t, metricstest.LabelValues(t, mfs, "wecom_receiver_jetstream_stream_bytes", "stream"), 3)
 }
+
+// CallbackRoom is what /readyz and the verdict both judge by.
+func TestCallbackRoom(t *testing.T) {
+	st := health.Storage{UsedBytes: 500, LimitBytes: 1000, Streams: []health.StreamStorage{
+		{Stream: "WECOM_CALLBACKS", Bytes: 150, MaxBytes: 250},
+		{Stream: "WECOM_HITS", Bytes: 100, MaxBytes: 100},
+	}}
+	require.NoError(t, health.CallbackRoom(st, 100), "a full WECOM_HITS does not stop callbacks")
+	require.NoError(t, health.CallbackRoom(st, 0))
+
+	err := health.CallbackRoom(st, 101)
+	require.ErrorIs(t, err, health.ErrNoRoom)
+	assert.Equal(t, "no room for a callback: stream WECOM_CALLBACKS has 100 of 250 bytes left", err.Error())
+
+	st.UsedBytes = 950
+	err = health.CallbackRoom(st, 60)
+	require.ErrorIs(t, err, health.ErrNoRoom)
+	assert.Equal(t, "no room for a callback: jetstream store has 50 of 1000 bytes left", err.Error())
+}
