@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
 )
@@ -38,4 +40,22 @@ func (m *Main) callbackRoom(ctx context.Context) error {
 		return c.err
 	}
 	return health.CallbackRoom(c.st, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes)))
+}
+
+// readyGauge is wecom_receiver_ready: 1 while Ready passes, read at each
+// scrape. A replica whose /readyz fails gets no callbacks from the load
+// balancer, so it answers no 503 either; and when every replica fails
+// alike (a full store), only this gauge tells the alert.
+func (m *Main) readyGauge() prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wecom_receiver_ready",
+		Help: "1 while this replica is ready (/readyz): it can store callbacks; 0 otherwise.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if m.Ready(ctx) != nil {
+			return 0
+		}
+		return 1
+	})
 }

@@ -331,6 +331,7 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	// `receiver status` does; never part of Ready.
 	healthTarget := healthTarget(m.cfg)
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
+	m.reg.MustRegister(m.readyGauge())
 	var wg sync.WaitGroup
 	wg.Add(4 + len(intakeConsumers))
 	go func() {
