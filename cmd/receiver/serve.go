@@ -84,6 +84,7 @@ type Main struct {
 	reg *prometheus.Registry // served on the admin listener's /metrics
 
 	broker    *broker.Broker
+	room      roomCache // Ready's storage reading (room.go)
 	intake    *intake.Store
 	intakeM   *intake.Metrics
 	dlq       *deadletter.Stream
@@ -330,11 +331,18 @@ func (m *Main) openPipeline(ctx context.Context) error {
 	// `receiver status` does; never part of Ready.
 	healthTarget := healthTarget(m.cfg)
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
+	m.reg.MustRegister(m.readyGauge())
 	var wg sync.WaitGroup
-	wg.Add(3 + len(intakeConsumers))
+	wg.Add(4 + len(intakeConsumers))
 	go func() {
 		defer wg.Done()
 		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
+	}()
+	go func() {
+		defer wg.Done()
+		// Handled records would otherwise stay until callback_max_age and
+		// fill WECOM_CALLBACKS, which then refuses callbacks.
+		m.intake.RunCompactor(runCtx, intakeDurables(), intake.DefaultCompactAt, m.log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -518,7 +526,7 @@ func (m *Main) Ready(ctx context.Context) error {
 	}
 	// A replica whose store cannot take one more callback of the largest
 	// size is not ready: its callbacks would get 503 store_full.
-	if err := m.broker.Room(ctx, intake.StreamName, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes))); err != nil {
+	if err := m.callbackRoom(ctx); err != nil {
 		return err
 	}
 	if !m.fetcher.Running() {

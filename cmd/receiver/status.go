@@ -18,6 +18,7 @@ import (
 
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/health"
+	"github.com/wecomhit/wecomhit/internal/intake"
 )
 
 // Exit codes of status (README "When something goes wrong"). 1 and 2 keep
@@ -135,6 +136,11 @@ const statusUnknown = "UNKNOWN"
 
 // readStatus gathers the report from NATS.
 func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config, th health.Thresholds, now time.Time) (statusReport, error) {
+	if th.CallbackRoom == 0 {
+		// What /readyz asks of the store (Main.callbackRoom): with
+		// less, no replica takes callbacks.
+		th.CallbackRoom = int64(intake.RecordLimit(cfg.HTTP.MaxBodyBytes))
+	}
 	return health.Read(ctx, js, healthTarget(cfg), th, now)
 }
 
@@ -142,6 +148,11 @@ func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config,
 // and corps, the intake consumers and the subject prefix.
 func healthTarget(cfg *config.Config) health.Target {
 	tg := health.Target{Durables: intakeDurables(), SubjectPrefix: cfg.NATS.SubjectPrefix}
+	if cfg.NATS.URL == "" {
+		// The embedded server's account has no limit of its own: the
+		// store's is the one that fills.
+		tg.StoreLimit = cfg.NATS.MaxStoreBytes
+	}
 	for _, a := range cfg.Apps {
 		ha := health.App{Name: a.Name, Corps: appCorps(a)}
 		if a.Mode == config.ModeArchive {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -92,6 +95,16 @@ func TestPipeline_StoreFull(t *testing.T) {
 	status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", "")
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Equal(t, "not ready\n", body, "no internal detail on the public port")
+	// Readiness is a metric too: a replica out of the load balancer
+	// answers no 503s to count.
+	assert.Equal(t, 0.0, readyMetric(t, s.m))
+	// status says why, with the same facts /readyz went by.
+	code, out := adminGet(t, s.m, "/api/status", testAdminToken)
+	require.Equal(t, http.StatusOK, code, out)
+	var rep health.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Equal(t, health.StatusStalled, rep.Verdict.Status, out)
+	assert.True(t, slices.ContainsFunc(rep.Verdict.Reasons, func(r health.Reason) bool { return r.Code == health.ReasonStorageFull }), out)
 
 	// Room again: the next callback's fetch starts from the cursor the
 	// failed pages left unmoved.
@@ -102,6 +115,7 @@ func TestPipeline_StoreFull(t *testing.T) {
 		}
 		return nil
 	})
+	assert.Equal(t, 1.0, readyMetric(t, s.m))
 	generate(40)
 	natstest.WaitFor(t, 30*time.Second, allPublished)
 	// Every stored callback has been handled and acked.
@@ -119,6 +133,15 @@ func TestPipeline_StoreFull(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// readyMetric is wecom_receiver_ready as scraped.
+func readyMetric(t testing.TB, m *Main) float64 {
+	t.Helper()
+	mf := scrape(t, m)["wecom_receiver_ready"]
+	require.NotNil(t, mf)
+	require.Len(t, mf.GetMetric(), 1)
+	return mf.GetMetric()[0].GetGauge().GetValue()
 }
 
 // rejections is the callback rejections counter for reason, summed over apps.

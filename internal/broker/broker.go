@@ -115,7 +115,6 @@ type Broker struct {
 
 	closing   atomic.Bool // set by Close, to tell our disconnect from an outage
 	lock      *storeLock  // the store dir's lock, nil when external
-	room      roomCache   // for Room
 	storeErr  atomic.Bool // a stream of the embedded server cannot write (recover.go)
 	restarts  atomic.Uint64
 	stopWatch context.CancelFunc // ends watchStore; nil when external

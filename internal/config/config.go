@@ -182,8 +182,10 @@ type NATS struct {
 	MaxStoreBytes int64 `yaml:"max_store_bytes"`
 	// CallbacksMaxBytes caps WECOM_CALLBACKS. When it is full, new
 	// callbacks are refused (503 store_full, and WeCom retries) rather
-	// than stored ones dropped; records leave only by callback_max_age, so
-	// size it for that long a stretch of traffic. Default 256 MiB.
+	// than stored ones dropped. Handled records stay for audit until
+	// callback_max_age, or until the stream is half full, when the
+	// receiver purges them; so size it for the traffic of the longest
+	// stretch the intake consumers may be stopped or behind. Default 256 MiB.
 	CallbacksMaxBytes int64 `yaml:"callbacks_max_bytes"`
 	// HitsMaxBytes caps WECOM_HITS. What happens when it is full is
 	// HitsDiscard's choice. Default 512 MiB.
@@ -191,7 +193,9 @@ type NATS struct {
 	// HitsDiscard is what a full WECOM_HITS does: "new" (default) refuses
 	// the publish, so the fetch stops with its cursor unmoved and resumes
 	// where it stopped once there is room (nothing unread is lost, but
-	// nothing new arrives until consumers' retention frees room); "old"
+	// nothing new arrives until the oldest events age out by hits_max_age,
+	// however fast consumers read: WeCom keeps hits for five days only, so
+	// size the stream for more than that much traffic); "old"
 	// drops the oldest events to make room, so fetching never stops but a
 	// consumer that lags by more than hits_max_bytes misses events.
 	HitsDiscard string `yaml:"hits_discard"`

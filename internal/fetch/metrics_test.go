@@ -103,6 +103,10 @@ func TestMetrics(t *testing.T) {
 		if n := value("wecom_receiver_fetch_pages_total", append(ac, "source", wecomhit.SourcePoll)...); n < 1 {
 			return errors.New("no poll page yet")
 		}
+		// The page is counted before the cursor is stored and the lag set.
+		if value("wecom_receiver_cursor_lag_seconds", ac...) == 0 {
+			return errors.New("no lag yet")
+		}
 		return nil
 	})
 	assert.Equal(t, 1.0, value("wecom_receiver_fetch_page_duration_seconds", "app", appName))

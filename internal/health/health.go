@@ -12,6 +12,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,11 @@ type Target struct {
 	Apps          []App
 	Durables      []string
 	SubjectPrefix string
+	// StoreLimit is the JetStream store's byte limit when the account
+	// reports none (an embedded server's nats.max_store_bytes: its
+	// account's limits are dynamic, and the server's limit is what
+	// applies); 0 when unknown.
+	StoreLimit int64
 }
 
 // Report is every fact Read found. It is also the JSON of `receiver status
@@ -159,7 +165,7 @@ func Read(ctx context.Context, js jetstream.JetStream, tg Target, th Thresholds,
 	if rep.DeadLetters, err = ReadDeadLetters(ctx, js, tg.SubjectPrefix); err != nil {
 		return rep, err
 	}
-	if rep.Storage, err = ReadStorage(ctx, js); err != nil {
+	if rep.Storage, err = ReadStorage(ctx, js, tg.StoreLimit); err != nil {
 		return rep, err
 	}
 	for _, a := range tg.Apps {
@@ -316,17 +322,18 @@ func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, prefix string)
 var storageStreams = []string{intake.StreamName, publish.StreamName, DeadLetterStream}
 
 // ReadStorage reads the account's storage and that of our streams, as the
-// server reports them.
-func ReadStorage(ctx context.Context, js jetstream.JetStream) (Storage, error) {
+// server reports them. storeLimit stands for the account's limit when the
+// server reports none (Target.StoreLimit); 0: none.
+func ReadStorage(ctx context.Context, js jetstream.JetStream, storeLimit int64) (Storage, error) {
 	st := Storage{Streams: []StreamStorage{}}
 	ai, err := js.AccountInfo(ctx)
 	if err != nil {
 		return st, fmt.Errorf("health: account info: %w", err)
 	}
 	st.UsedBytes = ai.Store
-	if ai.Limits.MaxStore > 0 {
-		st.LimitBytes = ai.Limits.MaxStore
-		st.UsedRatio = float64(ai.Store) / float64(ai.Limits.MaxStore)
+	if limit := cmp.Or(max(ai.Limits.MaxStore, 0), storeLimit); limit > 0 {
+		st.LimitBytes = limit
+		st.UsedRatio = float64(ai.Store) / float64(limit)
 	}
 	for _, name := range storageStreams {
 		s, err := js.Stream(ctx, name)

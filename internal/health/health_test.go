@@ -122,7 +122,7 @@ func TestReadDeadLetters(t *testing.T) {
 func TestReadStorage(t *testing.T) {
 	js := newJS(t)
 	ctx := ctxT(t)
-	st, err := health.ReadStorage(ctx, js)
+	st, err := health.ReadStorage(ctx, js, 0)
 	require.NoError(t, err)
 	assert.Empty(t, st.Streams)
 	assert.Zero(t, st.UsedRatio)
@@ -136,7 +136,7 @@ func TestReadStorage(t *testing.T) {
 		_, err := js.Publish(ctx, "h.x", payload)
 		require.NoError(t, err)
 	}
-	st, err = health.ReadStorage(ctx, js)
+	st, err = health.ReadStorage(ctx, js, 0)
 	require.NoError(t, err)
 	require.Len(t, st.Streams, 2)
 	assert.Equal(t, intake.StreamName, st.Streams[0].Stream)
@@ -148,6 +148,14 @@ func TestReadStorage(t *testing.T) {
 	assert.Greater(t, hits.Bytes, uint64(300<<10))
 	assert.InDelta(t, float64(hits.Bytes)/float64(1<<20), st.UsedRatio, 1e-9, "the fullest stream")
 	assert.GreaterOrEqual(t, st.UsedBytes, hits.Bytes)
+	assert.Zero(t, st.LimitBytes, "the test server's account has no limit")
+
+	// An embedded server's account has none either; the store's limit,
+	// given, is what fills.
+	st, err = health.ReadStorage(ctx, js, int64(st.UsedBytes))
+	require.NoError(t, err)
+	assert.Equal(t, int64(st.UsedBytes), st.LimitBytes)
+	assert.InDelta(t, 1.0, st.UsedRatio, 1e-9)
 }
 
 func TestReadTicket(t *testing.T) {

@@ -131,7 +131,7 @@ func Watch(ctx context.Context, js jetstream.JetStream, tg Target, m *Metrics, i
 	log = log.With().Str("component", "health").Logger()
 	// The per-corp gauges are the fetcher's (from the same KV entries):
 	// reading every corp here too would only cost NATS requests.
-	facts := Target{Durables: tg.Durables, SubjectPrefix: tg.SubjectPrefix}
+	facts := Target{Durables: tg.Durables, SubjectPrefix: tg.SubjectPrefix, StoreLimit: tg.StoreLimit}
 	for _, a := range tg.Apps {
 		facts.Apps = append(facts.Apps, App{Name: a.Name, SuiteID: a.SuiteID})
 	}

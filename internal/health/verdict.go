@@ -1,9 +1,12 @@
 package health
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/wecomhit/wecomhit/internal/intake"
 )
 
 // Verdict statuses.
@@ -45,6 +48,12 @@ type Thresholds struct {
 	MaxTicketAge time.Duration
 	// MaxStorageRatio: storage use above this degrades. Default 0.9.
 	MaxStorageRatio float64
+	// CallbackRoom is the room a callback of the largest size takes in
+	// WECOM_CALLBACKS (intake.RecordLimit of the body limit). With less
+	// left in that stream or the store (the function CallbackRoom), every
+	// replica's /readyz fails and callbacks are refused: storage_full,
+	// whatever the ratio. 0: only the ratio counts.
+	CallbackRoom int64
 }
 
 // DefaultThresholds are the thresholds status uses unless told otherwise.
@@ -89,6 +98,8 @@ func Judge(rep Report, th Thresholds) Verdict {
 	}
 	if r := rep.Storage.UsedRatio; r >= storageFull {
 		add(Reason{Code: ReasonStorageFull, Stalls: true, Value: r, Limit: storageFull, Stream: fullestStream(rep.Storage)})
+	} else if stream, full := noCallbackRoom(rep.Storage, th.CallbackRoom); full {
+		add(Reason{Code: ReasonStorageFull, Stalls: true, Value: r, Limit: storageFull, Stream: stream})
 	} else if r > th.MaxStorageRatio {
 		add(Reason{Code: ReasonStorageHigh, Value: r, Limit: th.MaxStorageRatio, Stream: fullestStream(rep.Storage)})
 	}
@@ -124,6 +135,47 @@ func Judge(rep Report, th Thresholds) Verdict {
 		v.Status = StatusDegraded
 	}
 	return v
+}
+
+// ErrNoRoom: the store cannot take one more callback of the largest size.
+var ErrNoRoom = errors.New("no room for a callback")
+
+// CallbackRoom returns nil when WECOM_CALLBACKS and the store it lives on
+// each have at least need bytes left in st, and otherwise an error wrapping
+// ErrNoRoom that names which is full (nothing internal: fit for logs and
+// the admin /readyz). /readyz and the verdict both judge by it, so a
+// replica that refuses callbacks is never reported OK.
+func CallbackRoom(st Storage, need int64) error {
+	stream, full := noCallbackRoom(st, need)
+	switch {
+	case !full:
+		return nil
+	case stream == "":
+		return fmt.Errorf("%w: jetstream store has %d of %d bytes left", ErrNoRoom, max(st.LimitBytes-int64(st.UsedBytes), 0), st.LimitBytes)
+	}
+	for _, s := range st.Streams {
+		if s.Stream == stream {
+			return fmt.Errorf("%w: stream %s has %d of %d bytes left", ErrNoRoom, stream, max(s.MaxBytes-int64(s.Bytes), 0), s.MaxBytes)
+		}
+	}
+	return fmt.Errorf("%w: stream %s", ErrNoRoom, stream)
+}
+
+// noCallbackRoom reports whether WECOM_CALLBACKS, or the account, has less
+// than room bytes left, and names the stream ("" for the account).
+func noCallbackRoom(st Storage, room int64) (string, bool) {
+	if room <= 0 {
+		return "", false
+	}
+	if st.LimitBytes > 0 && st.LimitBytes-int64(st.UsedBytes) < room {
+		return "", true
+	}
+	for _, s := range st.Streams {
+		if s.Stream == intake.StreamName && s.MaxBytes > 0 && s.MaxBytes-int64(s.Bytes) < room {
+			return s.Stream, true
+		}
+	}
+	return "", false
 }
 
 // fullestStream names the stream with the highest use of its limit, or ""
@@ -169,6 +221,9 @@ func (r Reason) Text() string {
 	case ReasonIntakeStalled:
 		return fmt.Sprintf("oldest unhandled callback waits %s (limit %s)", secs(r.Value), secs(r.Limit))
 	case ReasonStorageFull:
+		if r.Value < r.Limit {
+			return fmt.Sprintf("storage full (%s %.0f%%, no room for a callback of the largest size)", where(), 100*r.Value)
+		}
 		return fmt.Sprintf("storage full (%s %.0f%%)", where(), 100*r.Value)
 	case ReasonStorageHigh:
 		return fmt.Sprintf("storage %.0f%% used (%s, limit %.0f%%)", 100*r.Value, where(), 100*r.Limit)

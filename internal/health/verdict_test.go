@@ -26,6 +26,7 @@ func TestJudge(t *testing.T) {
 		}
 	}
 	th := health.DefaultThresholds()
+	th.CallbackRoom = 100
 	for _, tt := range []struct {
 		name   string
 		change func(*health.Report)
@@ -55,6 +56,21 @@ func TestJudge(t *testing.T) {
 		}, health.StatusDegraded, []string{health.ReasonStorageHigh}, "DEGRADED: storage 95% used (stream WECOM_HITS, limit 90%)"},
 		{"StorageFull", func(r *health.Report) { r.Storage = health.Storage{UsedRatio: 1, UsedBytes: 10, LimitBytes: 10} },
 			health.StatusStalled, []string{health.ReasonStorageFull}, "STALLED: storage full (account 100%)"},
+		// /readyz fails on every replica once WECOM_CALLBACKS cannot take
+		// one more callback of the largest size (th.CallbackRoom = 100
+		// below), far below 99% of a small stream.
+		{"NoCallbackRoom", func(r *health.Report) {
+			r.Storage = health.Storage{UsedRatio: 0.6, Streams: []health.StreamStorage{{Stream: "WECOM_CALLBACKS", Bytes: 160, MaxBytes: 250}}}
+		}, health.StatusStalled, []string{health.ReasonStorageFull},
+			"STALLED: storage full (stream WECOM_CALLBACKS 60%, no room for a callback of the largest size)"},
+		{"CallbackRoomLeft", func(r *health.Report) {
+			r.Storage = health.Storage{UsedRatio: 0.6, Streams: []health.StreamStorage{{Stream: "WECOM_CALLBACKS", Bytes: 150, MaxBytes: 250}, {Stream: "WECOM_HITS", Bytes: 10, MaxBytes: 100}}}
+			r.Storage.Streams[0].MaxBytes = 251
+		}, health.StatusOK, nil, "OK"},
+		{"NoAccountRoom", func(r *health.Report) {
+			r.Storage = health.Storage{UsedRatio: 0.5, UsedBytes: 950, LimitBytes: 1000}
+		}, health.StatusStalled, []string{health.ReasonStorageFull},
+			"STALLED: storage full (account 50%, no room for a callback of the largest size)"},
 		{"IntakeStalled", func(r *health.Report) { r.Intake.OldestUnhandledAgeSeconds = 61 },
 			health.StatusStalled, []string{health.ReasonIntakeStalled}, "STALLED: oldest unhandled callback waits 1m1s (limit 1m0s)"},
 		{"StalledFirst", func(r *health.Report) {
@@ -107,4 +123,23 @@ func TestMetrics_PreCreated(t *testing.T) {
 		assert.Zero(t, metricstest.Value(t, mfs, name), name)
 	}
 	assert.Len(t, metricstest.LabelValues(t, mfs, "wecom_receiver_jetstream_stream_bytes", "stream"), 3)
+}
+
+// CallbackRoom is what /readyz and the verdict both judge by.
+func TestCallbackRoom(t *testing.T) {
+	st := health.Storage{UsedBytes: 500, LimitBytes: 1000, Streams: []health.StreamStorage{
+		{Stream: "WECOM_CALLBACKS", Bytes: 150, MaxBytes: 250},
+		{Stream: "WECOM_HITS", Bytes: 100, MaxBytes: 100},
+	}}
+	require.NoError(t, health.CallbackRoom(st, 100), "a full WECOM_HITS does not stop callbacks")
+	require.NoError(t, health.CallbackRoom(st, 0))
+
+	err := health.CallbackRoom(st, 101)
+	require.ErrorIs(t, err, health.ErrNoRoom)
+	assert.Equal(t, "no room for a callback: stream WECOM_CALLBACKS has 100 of 250 bytes left", err.Error())
+
+	st.UsedBytes = 950
+	err = health.CallbackRoom(st, 60)
+	require.ErrorIs(t, err, health.ErrNoRoom)
+	assert.Equal(t, "no room for a callback: jetstream store has 50 of 1000 bytes left", err.Error())
 }

@@ -165,11 +165,10 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		Subjects:    []string{s.subjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		// Old records go first: a full stream keeps taking new callbacks,
-		// whose tokens are the ones still valid.
 		// A full stream refuses new callbacks (503 store_full, and WeCom
 		// retries) rather than drop stored ones: every stored record was
-		// answered success and may not be handled yet.
+		// answered success and may not be handled yet. Handled records
+		// leave before MaxAge once the stream fills (Compact).
 		Discard:    jetstream.DiscardNew,
 		MaxAge:     s.opts.MaxAge,
 		MaxBytes:   cmp.Or(s.opts.MaxBytes, -1),

@@ -25,9 +25,11 @@ func TestMetrics_Archive(t *testing.T) {
 	for _, api := range append(operationAPIs, apiGetSuiteToken, apiGetCorpToken) {
 		assert.Zero(t, calls(api, "0"), api)
 	}
+	// And get_suite_token's 40085, which an alert counts with increase().
+	assert.Zero(t, calls(apiGetSuiteToken, "40085"))
 	n, err := testutil.GatherAndCount(reg, "wecom_receiver_wecom_api_calls_total")
 	require.NoError(t, err)
-	assert.Equal(t, len(operationAPIs)+2, n, "no gettoken for an archive app")
+	assert.Equal(t, len(operationAPIs)+3, n, "no gettoken for an archive app")
 	n, err = testutil.GatherAndCount(reg, "wecom_receiver_token_refreshes_total")
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)

@@ -10,12 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
-	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 func TestOpen_StoreLocked(t *testing.T) {
@@ -39,43 +37,6 @@ func TestOpen_StoreLockReleased(t *testing.T) {
 	require.NoError(t, b.Close(ctx))
 	// Closed: the next owner gets the store.
 	mustOpen(t, broker.Options{StoreDir: dir}, log)
-}
-
-func TestBroker_Room(t *testing.T) {
-	log, _ := testLogger()
-	b := mustOpen(t, broker.Options{StoreDir: t.TempDir(), MaxStore: 8 << 20}, log)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	js := b.JetStream()
-	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "CAPPED", Subjects: []string{"capped"}, MaxBytes: 1 << 20, Discard: jetstream.DiscardNew,
-	})
-	require.NoError(t, err)
-
-	u, err := b.Usage(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(8<<20), u.Account.Limit)
-	assert.Equal(t, int64(1<<20), u.Streams["CAPPED"].Limit)
-	require.NoError(t, b.Room(ctx, "CAPPED", 64<<10))
-
-	payload := make([]byte, 100<<10)
-	for {
-		if _, err := js.Publish(ctx, "capped", payload); err != nil {
-			break
-		}
-	}
-	// Room caches for a moment; the stream's state shows once it expires.
-	natstest.WaitFor(t, 5*time.Second, func() error {
-		if b.Room(ctx, "CAPPED", 200<<10) == nil {
-			return fmt.Errorf("room reported in a full stream")
-		}
-		return nil
-	})
-	err = b.Room(ctx, "CAPPED", 200<<10)
-	require.ErrorIs(t, err, broker.ErrStoreFull)
-	assert.Contains(t, err.Error(), "stream CAPPED")
-	// A stream with room on the same store is fine.
-	assert.NoError(t, b.Room(ctx, "OTHER", 200<<10))
 }
 
 // TestOpen_StoreLockedProcess runs the second owner as a real process: the
