@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,6 +40,12 @@ func TestAdminAPI(t *testing.T) {
 	tok := testAdminToken
 
 	t.Run("ErrUnauthorizedCallsNothing", func(t *testing.T) {
+		// The start-up rule listing calls get_rule_list too: count after it.
+		select {
+		case <-m.rulesWarmed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("start-up rule listing did not end")
+		}
 		before := s.sim.Requests("create_rule") + s.sim.Requests("get_rule_list")
 		for _, c := range []struct{ method, path, token string }{
 			{"GET", "/api/apps/archive/rules", ""},

@@ -111,6 +111,9 @@ type Main struct {
 	// is closed once both have returned.
 	stopPipeline context.CancelFunc
 	pipeline     chan struct{}
+	// rulesWarmed is closed when the start-up rule listing (warmRules)
+	// has ended, whether it loaded every name or gave up.
+	rulesWarmed chan struct{}
 
 	draining atomic.Bool
 
@@ -344,8 +347,10 @@ func (m *Main) openPipeline(ctx context.Context) error {
 		// fill WECOM_CALLBACKS, which then refuses callbacks.
 		m.intake.RunCompactor(runCtx, intakeDurables(), intake.DefaultCompactAt, m.log)
 	}()
+	m.rulesWarmed = make(chan struct{})
 	go func() {
 		defer wg.Done()
+		defer close(m.rulesWarmed)
 		m.warmRules(runCtx, apps)
 	}()
 	go func() {
