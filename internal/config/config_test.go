@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1013,6 +1014,28 @@ apps:
 			require.NoError(t, err)
 			assert.True(t, cfg.AllowSampleSecrets)
 			assert.True(t, config.SampleSecret(&cfg.Apps[0]))
+		})
+	}
+
+	// The decoder ignores the last character's low two bits, so a sample
+	// key spelt with another last character is the same AES key.
+	for _, key := range []string{
+		"jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2A", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2D",
+		"6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUs", "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUv",
+	} {
+		t.Run("ErrSampleKeyRespelled/"+key[42:], func(t *testing.T) {
+			want, err := base64.StdEncoding.DecodeString(testvectors.V1.EncodingAESKey + "=")
+			if key[0] == '6' {
+				want, err = base64.StdEncoding.DecodeString(testvectors.V2.EncodingAESKey + "=")
+			}
+			require.NoError(t, err)
+			got, err := base64.StdEncoding.DecodeString(key + "=")
+			require.NoError(t, err)
+			require.Equal(t, want, got, "the same AES key")
+			_, err = config.Parse([]byte(sample("Tk7pLm2Q", key)), "", noEnv)
+			msgs := messages(err)
+			require.Len(t, msgs, 1)
+			assert.Contains(t, msgs[0], "apps[0].encoding_aes_key: is WeCom's published sample EncodingAESKey")
 		})
 	}
 

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -23,8 +25,25 @@ var (
 // SampleSecret reports whether app's callback Token or EncodingAESKey is
 // one of WeCom's published sample values.
 func SampleSecret(app *App) bool {
-	return slices.Contains(sampleTokens, string(app.Token)) ||
-		slices.Contains(sampleAESKeys, string(app.EncodingAESKey))
+	return slices.Contains(sampleTokens, string(app.Token)) || sampleAESKey(string(app.EncodingAESKey))
+}
+
+// sampleAESKey reports whether key decodes to the AES key of a sample
+// EncodingAESKey. Comparing the text is not enough: of a 43-character key's
+// 258 bits only 256 are the key, and the decoder (internal/crypto) ignores
+// the last character's low two bits, so each sample key has four spellings.
+func sampleAESKey(key string) bool {
+	got, err := base64.StdEncoding.DecodeString(key + "=")
+	if err != nil {
+		return false
+	}
+	for _, s := range sampleAESKeys {
+		want, err := base64.StdEncoding.DecodeString(s + "=")
+		if err == nil && bytes.Equal(got, want) {
+			return true
+		}
+	}
+	return false
 }
 
 // validateSamples refuses the published sample values unless
@@ -42,7 +61,7 @@ func (c *Config) validateSamples(v *validator) {
 				c.setHint(p+".token", "the app's callback Token from the WeCom console")+
 				" (allow_sample_secrets: true permits it, for the simulator and test rigs only)")
 		}
-		if slices.Contains(sampleAESKeys, string(a.EncodingAESKey)) {
+		if sampleAESKey(string(a.EncodingAESKey)) {
 			v.add(p+".encoding_aes_key", "is WeCom's published sample EncodingAESKey, with which anyone can encrypt callbacks: "+
 				c.setHint(p+".encoding_aes_key", "the app's EncodingAESKey from the WeCom console")+
 				" (allow_sample_secrets: true permits it, for the simulator and test rigs only)")
