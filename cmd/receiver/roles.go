@@ -4,7 +4,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
-	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
 )
@@ -77,9 +76,10 @@ func consumerPermissions(p string) *server.Permissions {
 // operatorPermissions let a client do what the operator commands do: read
 // every stream and bucket, publish (backfill publishes hit events, dlq
 // replays callbacks), refresh WeCom tokens in KV, and create consumers. It
-// may not create, delete or purge streams, delete stored messages, change
-// the receiver's streams or its durable intake consumer, or administer the
-// server and account. It takes its replies on operatorInboxPrefix only.
+// may not create, update, delete or purge streams (KV buckets included),
+// delete stored messages, touch the receiver's durable intake consumers,
+// pause any consumer, or administer the server and account. It takes its
+// replies on operatorInboxPrefix only.
 func operatorPermissions(p string) *server.Permissions {
 	const callbacks = intake.StreamName
 	return &server.Permissions{
@@ -92,13 +92,23 @@ func operatorPermissions(p string) *server.Permissions {
 				"$JS.API.STREAM.MSG.DELETE.*",
 				"$JS.API.STREAM.RESTORE.*",
 				"$JS.API.STREAM.PEER.REMOVE.*",
-				"$JS.API.STREAM.UPDATE." + callbacks,
-				"$JS.API.STREAM.UPDATE." + publish.StreamName,
-				"$JS.API.STREAM.UPDATE." + deadletter.StreamName,
+				// Every stream, the KV buckets' included: a bucket's
+				// stream updated to a short max age or sealed loses or
+				// freezes the cursors, leases and tokens.
+				"$JS.API.STREAM.UPDATE.*",
 				"$JS.API.CONSUMER.CREATE." + callbacks,
 				"$JS.API.CONSUMER.CREATE." + callbacks + ".>",
 				"$JS.API.CONSUMER.DURABLE.CREATE." + callbacks + ".*",
 				"$JS.API.CONSUMER.DELETE." + callbacks + ".*",
+				// A paused intake consumer stops every fetch until the
+				// pause ends, which may be years away.
+				"$JS.API.CONSUMER.PAUSE.*.*",
+				// Moving streams and consumers between servers is
+				// server administration.
+				"$JS.API.ACCOUNT.STREAM.>",
+				"$JS.API.STREAM.CANCEL_MOVE.*",
+				"$JS.API.STREAM.PEER.EVACUATE.*",
+				"$JS.API.CONSUMER.PEER.>",
 				"$JS.API.ACCOUNT.PURGE.*",
 				"$JS.API.SERVER.>",
 				"$JS.API.META.>",

@@ -279,6 +279,26 @@ func TestNATSRoles(t *testing.T) {
 			_, err := c.js.UpdateStream(ctx, jetstream.StreamConfig{Name: publish.StreamName, Subjects: []string{"wecom.hit.>"}})
 			return err
 		})
+		// No reconfiguring a KV bucket's stream (a short max age would
+		// drop the cursors), and no pausing the intake consumer (which
+		// would stop every fetch).
+		kvStream, err := c.js.Stream(ctx, "KV_"+fetch.CursorBucket)
+		require.NoError(t, err)
+		kvCfg := kvStream.CachedInfo().Config
+		kvCfg.MaxAge, kvCfg.Duplicates = time.Second, time.Second
+		c.denied(t, "$JS.API.STREAM.UPDATE.KV_"+fetch.CursorBucket, func(ctx context.Context) error {
+			_, err := c.js.UpdateStream(ctx, kvCfg)
+			return err
+		})
+		c.denied(t, "$JS.API.CONSUMER.PAUSE."+intake.StreamName+"."+intakeDurable, func(ctx context.Context) error {
+			_, err := c.js.PauseConsumer(ctx, intake.StreamName, intakeDurable, time.Now().Add(time.Hour))
+			return err
+		})
+		cons, err := c.js.Consumer(ctx, intake.StreamName, intakeDurable)
+		require.NoError(t, err)
+		info, err := cons.Info(ctx)
+		require.NoError(t, err)
+		assert.False(t, info.Paused)
 		c.denied(t, "_INBOX.>", func(ctx context.Context) error {
 			sub, err := c.nc.SubscribeSync("_INBOX.>")
 			if err != nil {
