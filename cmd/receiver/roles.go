@@ -4,8 +4,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
 // The NATS roles of the embedded server's TCP listener (broker, auth.go),
@@ -76,7 +78,8 @@ func consumerPermissions(p string) *server.Permissions {
 // operatorPermissions let a client do what the operator commands do: read
 // every stream and bucket, publish (backfill publishes hit events, dlq
 // replays callbacks), refresh WeCom tokens in KV, and create consumers. It
-// may not create, update, delete or purge streams (KV buckets included),
+// may not write the receiver's own buckets (cursors, leases, hit tokens,
+// health, suite tickets), create, update, delete or purge streams (KV buckets included),
 // delete stored messages, touch the receiver's durable intake consumers,
 // pause any consumer, or administer the server and account. It takes its
 // replies on operatorInboxPrefix only.
@@ -112,6 +115,16 @@ func operatorPermissions(p string) *server.Permissions {
 				"$JS.API.ACCOUNT.PURGE.*",
 				"$JS.API.SERVER.>",
 				"$JS.API.META.>",
+				// The buckets only the receiver writes: a put of
+				// anything resets a cursor or takes a lease, and a put
+				// with a Nats-Rollup: all header empties the bucket
+				// (KV buckets allow rollups). The operator commands
+				// write only the WeCom token and lock buckets.
+				"$KV." + fetch.CursorBucket + ".>",
+				"$KV." + fetch.LeaseBucket + ".>",
+				"$KV." + fetch.TokenBucket + ".>",
+				"$KV." + fetch.HealthBucket + ".>",
+				"$KV." + wecom.TicketBucket + ".>",
 			},
 		},
 		Subscribe: &server.SubjectPermission{Allow: []string{

@@ -299,6 +299,32 @@ func TestNATSRoles(t *testing.T) {
 		info, err := cons.Info(ctx)
 		require.NoError(t, err)
 		assert.False(t, info.Paused)
+		// No writing the buckets only the receiver writes: a put resets a
+		// cursor, and one with a rollup header empties the bucket.
+		cursors, err := s.m.Broker().JetStream().KeyValue(ctx, fetch.CursorBucket)
+		require.NoError(t, err)
+		cursorKey := "archive." + simCorp
+		cur, err := cursors.Get(ctx, cursorKey)
+		require.NoError(t, err)
+		rollup := nats.NewMsg("$KV." + fetch.CursorBucket + ".x")
+		rollup.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+		c.denied(t, "$KV."+fetch.CursorBucket+".x", func(ctx context.Context) error {
+			_, err := c.js.PublishMsg(ctx, rollup)
+			return err
+		})
+		c.denied(t, "$KV."+fetch.CursorBucket+"."+cursorKey, func(ctx context.Context) error {
+			_, err := c.js.Publish(ctx, "$KV."+fetch.CursorBucket+"."+cursorKey, []byte(`{}`))
+			return err
+		})
+		for _, bucket := range []string{fetch.LeaseBucket, fetch.TokenBucket, fetch.HealthBucket, wecom.TicketBucket} {
+			c.denied(t, "$KV."+bucket+".x", func(ctx context.Context) error {
+				_, err := c.js.Publish(ctx, "$KV."+bucket+".x", []byte(`{}`))
+				return err
+			})
+		}
+		now, err := cursors.Get(ctx, cursorKey)
+		require.NoError(t, err)
+		assert.Equal(t, cur.Value(), now.Value(), "the cursor is untouched")
 		c.denied(t, "_INBOX.>", func(ctx context.Context) error {
 			sub, err := c.nc.SubscribeSync("_INBOX.>")
 			if err != nil {
