@@ -147,9 +147,11 @@ func loadOrCreateSeed(path string) (string, error) {
 	return pub, nil
 }
 
-// createSeed writes a new user seed to path, mode 0600. It writes a
-// temporary file and renames it, so a crash leaves either no file or a
-// whole one.
+// createSeed writes a new user seed to path, mode 0600, and returns its
+// public key. It writes a temporary file and links it into place, so a
+// crash leaves either no file or a whole one, and a seed another process
+// wrote meanwhile (receivers sharing a credentials dir, started together)
+// is kept and used rather than replaced under the other's feet.
 func createSeed(path string) (string, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
@@ -190,10 +192,17 @@ func createSeed(path string) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Link(tmp, path)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			// A file system without hard links: rename, which replaces.
+			err = os.Rename(tmp, path)
+		}
+	}
+	_ = os.Remove(tmp)
+	if errors.Is(err, fs.ErrExist) {
+		return loadOrCreateSeed(path)
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
 		return "", fmt.Errorf("%w: write %s: %w", ErrCredentials, path, err)
 	}
 	return pub, nil

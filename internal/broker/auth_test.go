@@ -229,3 +229,28 @@ func TestAuthUsers_ReceiverKeyInProcessOnly(t *testing.T) {
 	}
 	require.ErrorIs(t, err, nats.ErrAuthorization)
 }
+
+// TestCreateSeed_KeepsExisting: a seed that appeared between the read that
+// found none and the write (another receiver on the same credentials dir)
+// is kept and its key returned; nothing is left behind.
+func TestCreateSeed_KeepsExisting(t *testing.T) {
+	dir := t.TempDir()
+	path := broker.SeedFile(dir, "consumer")
+	first, err := broker.CreateSeed(path)
+	require.NoError(t, err)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	second, err := broker.CreateSeed(path)
+	require.NoError(t, err)
+	assert.Equal(t, first, second, "the existing key")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the file is unchanged")
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file left")
+}

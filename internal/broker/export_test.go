@@ -16,3 +16,6 @@ var AuthUsers = authUsers
 
 // FreeBytes exposes freeBytes to the tests.
 var FreeBytes = freeBytes
+
+// CreateSeed exposes createSeed to the tests.
+var CreateSeed = createSeed
