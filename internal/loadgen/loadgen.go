@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +30,9 @@ import (
 
 // ErrInvalidConfig: Run was given a config it cannot run.
 var ErrInvalidConfig = errors.New("loadgen: invalid config")
+
+// maxRate is the highest Rate: one callback a nanosecond.
+const maxRate = 1e9
 
 // Kinds are the callback kinds Run can send, each as WeCom words it.
 var Kinds = []string{"hit_keyword", "conversation_new_message", "suite_ticket", "program_notify", "msgaudit_notify", "unknown"}
@@ -98,6 +102,11 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Rate < 0 {
 		return fmt.Errorf("%w: rate %v is negative", ErrInvalidConfig, c.Rate)
+	}
+	// The schedule steps in whole nanoseconds: a rate whose interval
+	// rounds to zero (or is not a number) cannot be scheduled.
+	if math.IsNaN(c.Rate) || c.Rate > maxRate {
+		return fmt.Errorf("%w: rate %v: at most %v per second", ErrInvalidConfig, c.Rate, float64(maxRate))
 	}
 	if c.Conns == 0 {
 		c.Conns = 64

@@ -2,6 +2,7 @@ package loadgen_test
 
 import (
 	"context"
+	"math"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -89,14 +90,17 @@ func TestRun_Refuses(t *testing.T) {
 	v := testvectors.V1
 	base := loadgen.Config{URL: "http://127.0.0.1:1/callback/a", Token: v.Token, EncodingAESKey: v.EncodingAESKey, N: 1}
 	for name, mod := range map[string]func(*loadgen.Config){
-		"NoBound":    func(c *loadgen.Config) { c.N = 0 },
-		"Remote":     func(c *loadgen.Config) { c.URL = "http://192.0.2.1/callback/a" },
-		"RemoteName": func(c *loadgen.Config) { c.URL = "http://example.com/callback/a" },
-		"Kind":       func(c *loadgen.Config) { c.Kind = "nope" },
-		"Key":        func(c *loadgen.Config) { c.EncodingAESKey = "short" },
-		"NoApp":      func(c *loadgen.Config) { c.URL = "http://127.0.0.1:1/" },
-		"Scheme":     func(c *loadgen.Config) { c.URL = "ftp://127.0.0.1/x" },
-		"Rate":       func(c *loadgen.Config) { c.Rate = -1 },
+		"NoBound":     func(c *loadgen.Config) { c.N = 0 },
+		"Remote":      func(c *loadgen.Config) { c.URL = "http://192.0.2.1/callback/a" },
+		"RemoteName":  func(c *loadgen.Config) { c.URL = "http://example.com/callback/a" },
+		"Kind":        func(c *loadgen.Config) { c.Kind = "nope" },
+		"Key":         func(c *loadgen.Config) { c.EncodingAESKey = "short" },
+		"NoApp":       func(c *loadgen.Config) { c.URL = "http://127.0.0.1:1/" },
+		"Scheme":      func(c *loadgen.Config) { c.URL = "ftp://127.0.0.1/x" },
+		"Rate":        func(c *loadgen.Config) { c.Rate = -1 },
+		"RateTooHigh": func(c *loadgen.Config) { c.Rate = 1e10 },
+		"RateInf":     func(c *loadgen.Config) { c.Rate = math.Inf(1) },
+		"RateNaN":     func(c *loadgen.Config) { c.Rate = math.NaN() },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := base
