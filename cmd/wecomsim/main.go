@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -97,6 +98,9 @@ func newFlagSet(s *settings, stderr io.Writer) *flag.FlagSet {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var s settings
 	if err := newFlagSet(&s, stderr).Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h asked for the flags, which are printed: not a failure
+		}
 		return err
 	}
 	if s.extraCorps < 0 {

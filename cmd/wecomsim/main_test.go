@@ -94,3 +94,12 @@ func TestDefaults_MatchLocalSimConfig(t *testing.T) {
 	assert.Equal(t, a.APIBaseURL, "http://"+def("addr"))
 	assert.Equal(t, "http://"+cfg.HTTP.Listen+"/callback/"+a.Name, def("callback-url"))
 }
+
+// TestRun_Help: -h lists the flags and is not a failure; a bad flag is.
+func TestRun_Help(t *testing.T) {
+	var out, logs syncBuffer
+	require.NoError(t, run(context.Background(), []string{"-h"}, &out, &logs))
+	assert.Contains(t, logs.String(), "-speed")
+	assert.Empty(t, out.String())
+	assert.Error(t, run(context.Background(), []string{"-no-such-flag"}, &out, &logs))
+}
