@@ -138,7 +138,9 @@ func IsLoopback(host string) bool {
 // Result is what a run measured.
 type Result struct {
 	// Sent counts requests started; Answered those with an HTTP answer;
-	// Errors those without (transport errors and timeouts).
+	// Errors those without (transport errors and timeouts, and at a
+	// rate, callbacks that were due but still unsent when the run's time
+	// was up).
 	Sent, Answered, Errors int
 	// Status counts answers by HTTP status.
 	Status map[int]int
@@ -287,6 +289,14 @@ func schedule(ctx context.Context, cfg Config, start time.Time, jobs chan<- job)
 			select {
 			case jobs <- job{seq: i, when: start.Add(time.Duration(i) * interval)}:
 			case <-ctx.Done():
+				// Out of time with callbacks due and unsent (a server
+				// that fell behind): queue them anyway. The senders,
+				// their ctx done, fail each at once and record it as
+				// an error with its latency so far, so the worst
+				// latencies of a saturated run are not left out.
+				for due = int(time.Since(start)/interval) + 1; i < total && i < due; i++ {
+					jobs <- job{seq: i, when: start.Add(time.Duration(i) * interval)}
+				}
 				return
 			}
 		}

@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"context"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -134,4 +135,33 @@ func TestHistogram_Quantile(t *testing.T) {
 	require.Equal(t, uint64(10002), h.Count())
 	require.Equal(t, time.Second, h.Quantile(1))
 	require.Zero(t, loadgen.NewHistogram().Max())
+}
+
+// TestRun_CountsCallbacksTheRunHadNoTimeToSend: at a rate the server
+// cannot follow, the callbacks that were due but still unsent when the
+// run's time was up are counted, as errors with their latency so far,
+// not dropped from the results: dropping them would leave out the worst
+// latencies of a saturated server (coordinated omission at the end).
+func TestRun_CountsCallbacksTheRunHadNoTimeToSend(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // a server that has stopped answering
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	v := testvectors.V1
+	// 10,000 callbacks due within 100 ms, more than the queue holds, to
+	// one connection that never gets an answer.
+	res, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: srv.URL + "/callback/archive", Token: v.Token, EncodingAESKey: v.EncodingAESKey, ReceiveID: v.ReceiveID,
+		Rate: 100_000, Duration: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Conns: 1,
+	})
+	require.NoError(t, err)
+	require.Zero(t, res.Answered)
+	require.Equal(t, 10_000, res.Sent, "every scheduled callback is accounted for")
+	require.Equal(t, 10_000, res.Errors)
+	require.Equal(t, uint64(10_000), res.Latency.Count())
 }
