@@ -86,6 +86,11 @@ func main() {
 	if _, err := fmt.Sscan(port, &p); err != nil {
 		log.Fatalf("baseline: -nats-listen port: %v", err)
 	}
+	if p == 0 {
+		// nats-server reads 0 as its default port, 4222, where a local
+		// NATS may already listen; RANDOM_PORT is its "any free port".
+		p = server.RANDOM_PORT
+	}
 	ns, err := server.NewServer(&server.Options{Host: host, Port: p, JetStream: true, StoreDir: *storeDir, NoSigs: true})
 	if err != nil {
 		log.Fatalf("baseline: nats server: %v", err)
