@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,4 +165,29 @@ func TestRun_CountsCallbacksTheRunHadNoTimeToSend(t *testing.T) {
 	require.Equal(t, 10_000, res.Sent, "every scheduled callback is accounted for")
 	require.Equal(t, 10_000, res.Errors)
 	require.Equal(t, uint64(10_000), res.Latency.Count())
+}
+
+// TestRun_LatencyFromScheduledSend: a server that stalls once is charged
+// for every callback that fell due during the stall, not only for the one
+// it held: latency runs from each callback's scheduled time.
+func TestRun_LatencyFromScheduledSend(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { time.Sleep(stall) })
+	}))
+	t.Cleanup(srv.Close)
+	v := testvectors.V1
+	// 40 callbacks due over 200 ms, one connection: all but the first
+	// fall due while the first is held.
+	res, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: srv.URL + "/callback/archive", Token: v.Token, EncodingAESKey: v.EncodingAESKey, ReceiveID: v.ReceiveID,
+		Rate: 200, N: 40, Conns: 1,
+	})
+	require.NoError(t, err)
+	require.Equal(t, map[int]int{200: 40}, res.Status)
+	// The median callback was due 100 ms in and answered after the stall
+	// ended, at 300 ms or later: it waited at least 200 ms. Measured from
+	// when a connection was free it would show almost nothing.
+	require.GreaterOrEqual(t, res.Latency.Quantile(0.5), stall-100*time.Millisecond-time.Millisecond)
 }
