@@ -26,7 +26,8 @@ var (
 	ErrSuiteTicketInvalid = &APIError{Code: codeInvalidSuiteTicket}
 
 	// ErrTokenInvalid matches an *APIError whose code says the access token
-	// or suite access token is invalid or expired: 40014, 42001, 42009.
+	// or suite access token is invalid or expired: 40014, 42001, 42009,
+	// 40082.
 	ErrTokenInvalid = errors.New("wecom: access token invalid or expired")
 	// ErrValidation matches every *ValidationError.
 	ErrValidation = errors.New("wecom: invalid request")
@@ -49,11 +50,15 @@ var (
 )
 
 // Token-invalid errcodes. 40014/42001 are about the corp access token,
-// 42009 about the suite access token (protocol §6, §7).
+// 42009/40082 about the suite access token (protocol §6, §7). 40082, a
+// suite token WeCom does not know, has to drop the cached one like 42009:
+// otherwise a suite token invalidated early (or issued by a simulator since
+// restarted) would fail every call until its own expiry, up to two hours.
 const (
 	codeInvalidToken       = 40014
 	codeTokenExpired       = 42001
 	codeSuiteTokenExpired  = 42009
+	codeInvalidSuiteToken  = 40082
 	codeInvalidSuiteTicket = 40085
 	codeRateLimited        = 45009
 	codeSystemBusy         = -1
@@ -80,7 +85,7 @@ func (e *APIError) Error() string {
 func (e *APIError) Is(target error) bool {
 	if target == ErrTokenInvalid {
 		switch e.Code {
-		case codeInvalidToken, codeTokenExpired, codeSuiteTokenExpired:
+		case codeInvalidToken, codeTokenExpired, codeSuiteTokenExpired, codeInvalidSuiteToken:
 			return true
 		}
 		return false
@@ -122,7 +127,7 @@ func IsRateLimited(err error) bool { return errors.Is(err, ErrRateLimited) }
 // IsConcurrencyLimited reports whether err is errcode 45033.
 func IsConcurrencyLimited(err error) bool { return errors.Is(err, ErrConcurrencyLimited) }
 
-// IsTokenInvalid reports whether err is errcode 40014, 42001 or 42009.
+// IsTokenInvalid reports whether err is errcode 40014, 42001, 42009 or 40082.
 func IsTokenInvalid(err error) bool { return errors.Is(err, ErrTokenInvalid) }
 
 // IsRetryable reports whether a call that failed with err may succeed if

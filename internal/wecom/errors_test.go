@@ -23,7 +23,7 @@ func TestAPIError_Is(t *testing.T) {
 	assert.False(t, IsConcurrencyLimited(err))
 	assert.False(t, IsRetryable(err))
 	assert.True(t, IsConcurrencyLimited(&APIError{Code: 45033}))
-	for _, code := range []int{40014, 42001, 42009} {
+	for _, code := range []int{40014, 42001, 42009, 40082} {
 		assert.True(t, IsTokenInvalid(&APIError{Code: code}), code)
 	}
 	assert.False(t, IsTokenInvalid(&APIError{Code: 40001}))
