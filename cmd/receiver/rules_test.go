@@ -66,6 +66,13 @@ func decodeLines[T any](t *testing.T, out string) []T {
 
 func TestRun_Rules(t *testing.T) {
 	s := startOpsSystem(t)
+	// The "nothing was sent" checks count WeCom calls; the start-up rule
+	// listing makes some of its own, so let it end first.
+	select {
+	case <-s.m.rulesWarmed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("start-up rule listing did not end")
+	}
 	ctx := context.Background()
 	client := s.m.clients["archive"]
 	var seeded []wecom.RuleSummary
