@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/schollz/progressbar/v3"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/rulecache"
@@ -22,13 +24,19 @@ type backfillCommand struct {
 }
 
 func (c *backfillCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("backfill", "backfill -config FILE [-app NAME] [-corp ID] -since TIME [-o json]",
+		"Re-reads an app and corp's hits from TIME and publishes the events the\n"+
+			"stream lacks; safe beside running receivers. Progress goes to stderr: a\n"+
+			"bar with pages, events, rate and ETA on a terminal, a line per page\n"+
+			"otherwise. The result, on stdout, is one line (or -o json: {\"app\",\n"+
+			"\"corp\",\"since\",\"pages\",\"messages\",\"published\",\"skipped\",\"seconds\"}).")
 	path := configFlag(fs, c.env)
 	creds := credsFlag(fs)
-	app := fs.String("app", "", "app `name` (apps[].name)")
+	app := fs.String("app", "", "app `name` (apps[].name); may be left out when the configuration has one app")
 	corp := fs.String("corp", "", "corp `id`; may be left out when the app has one corp")
-	sinceArg := fs.String("since", "", "start `time`: RFC 3339 (2026-11-20T08:00:00+08:00) or a duration ago (6h); WeCom keeps 5 days")
+	sinceArg := fs.String("since", "", "start `time`: RFC 3339 (2026-11-20T08:00:00+08:00) or a duration ago (6h, 2d); WeCom keeps 5 days")
+	var out cli.Output
+	cli.OutputVar(fs, &out)
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
 	}
@@ -41,9 +49,9 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, ok := cfg.App(*app)
-	if !ok {
-		return fmt.Errorf("%w: -app %q is not configured (have %v)", errUsage, *app, cfg.AppNames())
+	a, err := pickApp(cfg, *app)
+	if err != nil {
+		return err
 	}
 	corps := appCorps(*a)
 	if *corp == "" && len(corps) == 1 {
@@ -80,17 +88,95 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(c.env.stdout, "backfill %s/%s since %s\n", a.Name, *corp, since.Format(time.RFC3339))
-	p, err := f.Backfill(ctx, a.Name, *corp, since, pub, func(p fetch.Progress) {
-		_, _ = fmt.Fprintf(c.env.stdout, "page %d: %d messages read, %d events published, %d already stored%s\n",
-			p.Pages, p.Messages, p.Published, p.Skipped, sentSuffix(p.LastSent))
-	})
+	_, _ = fmt.Fprintf(c.env.stderr, "backfill %s/%s since %s\n", a.Name, *corp, since.Format(time.RFC3339))
+	show := newBackfillProgress(c.env.stderr, since, now)
+	p, err := f.Backfill(ctx, a.Name, *corp, since, pub, show.page)
+	show.done()
 	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(c.env.stdout, "done: %d pages, %d messages, %d events published, %d already stored, in %s\n",
+	res := backfillResult{
+		App: a.Name, Corp: *corp, Since: since, Pages: p.Pages, Messages: p.Messages,
+		Published: p.Published, Skipped: p.Skipped, Seconds: time.Since(now).Seconds(),
+	}
+	if out == cli.JSON {
+		return newJSONLines(c.env.stdout).write(res)
+	}
+	_, err = fmt.Fprintf(c.env.stdout, "done: %d pages, %d messages, %d events published, %d already stored, in %s\n",
 		p.Pages, p.Messages, p.Published, p.Skipped, time.Since(now).Round(time.Millisecond))
-	return nil
+	return err
+}
+
+// backfillResult is backfill's -o json output.
+type backfillResult struct {
+	App       string    `json:"app"`
+	Corp      string    `json:"corp"`
+	Since     time.Time `json:"since"`
+	Pages     int       `json:"pages"`
+	Messages  int       `json:"messages"`
+	Published int       `json:"published"`
+	Skipped   int       `json:"skipped"`
+	Seconds   float64   `json:"seconds"`
+}
+
+// backfillProgress shows a backfill's pages as they go: a bar on a
+// terminal, a plain line per page otherwise (a log file, a pipe).
+type backfillProgress struct {
+	w       io.Writer
+	bar     *progressbar.ProgressBar // nil: plain lines
+	since   time.Time
+	started time.Time
+	clock   func() time.Time
+}
+
+func newBackfillProgress(w io.Writer, since, now time.Time) *backfillProgress {
+	return newBackfillProgressTo(w, cli.IsTerminal(w), since, now, time.Now)
+}
+
+// newBackfillProgressTo is newBackfillProgress with the choice of a bar
+// and the clock given, for tests.
+func newBackfillProgressTo(w io.Writer, bar bool, since, now time.Time, clock func() time.Time) *backfillProgress {
+	p := &backfillProgress{w: w, since: since, started: clock(), clock: clock}
+	if bar {
+		// The bar measures the time span read so far, since → now: pages
+		// carry the send time of their newest message, so that is what the
+		// ETA can be reckoned from; the number of hits ahead is unknown.
+		p.bar = progressbar.NewOptions64(max(int64(now.Sub(since)/time.Second), 1),
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("backfill"),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionShowDescriptionAtLineEnd(),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetRenderBlankState(true),
+		)
+	}
+	return p
+}
+
+func (p *backfillProgress) page(pr fetch.Progress) {
+	if p.bar == nil {
+		_, _ = fmt.Fprintf(p.w, "page %d: %d messages read, %d events published, %d already stored%s\n",
+			pr.Pages, pr.Messages, pr.Published, pr.Skipped, sentSuffix(pr.LastSent))
+		return
+	}
+	rate := 0.0
+	if el := p.clock().Sub(p.started).Seconds(); el > 0 {
+		rate = float64(pr.Published+pr.Skipped) / el
+	}
+	p.bar.Describe(fmt.Sprintf("%d pages, %d events (%d new), %.0f events/s", pr.Pages, pr.Published+pr.Skipped, pr.Published, rate))
+	if pr.LastSent > 0 {
+		_ = p.bar.Set64(max(pr.LastSent-p.since.Unix(), 0))
+	}
+}
+
+// done ends the bar's line, so what follows starts on its own.
+func (p *backfillProgress) done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		_, _ = fmt.Fprintln(p.w)
+	}
 }
 
 func sentSuffix(unix int64) string {
@@ -100,12 +186,13 @@ func sentSuffix(unix int64) string {
 	return ", up to " + time.Unix(unix, 0).UTC().Format(time.RFC3339)
 }
 
-// parseSince reads an RFC 3339 time or a duration before now.
+// parseSince reads an RFC 3339 time or a duration before now (6h, 5d:
+// cli.ParseDuration).
 func parseSince(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, fmt.Errorf("required")
 	}
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := cli.ParseDuration(s); err == nil {
 		if d <= 0 {
 			return time.Time{}, fmt.Errorf("duration must be positive")
 		}
@@ -113,7 +200,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("want RFC 3339 or a duration such as 6h")
+		return time.Time{}, fmt.Errorf("want RFC 3339 or a duration such as 6h or 5d")
 	}
 	if t.After(now) {
 		return time.Time{}, fmt.Errorf("in the future")

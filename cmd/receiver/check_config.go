@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
+		"fmt"
 	"strings"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 )
 
@@ -18,34 +18,68 @@ type checkConfigCommand struct {
 }
 
 func (c *checkConfigCommand) Run(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("check-config", "check-config -config FILE [-o json]",
+		"Loads and validates the file (and the environment variables it names)\n"+
+			"without starting anything. A valid file prints one OK line on stdout;\n"+
+			"an invalid one prints every problem, each with its key path and line,\n"+
+			"on stderr and exits 1. -o json prints either result on stdout as\n"+
+			"{\"file\",\"valid\",\"apps\",\"nats\",\"warnings\",\"problems\"}.")
 	path := configFlag(fs, c.env)
+	var out cli.Output
+	cli.OutputVar(fs, &out)
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
 	}
+	res := checkResult{File: *path}
 	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
+		var problems []error
 		var joined interface{ Unwrap() []error }
-		if errors.As(err, &joined) {
-			n, noun := len(joined.Unwrap()), "problems"
-			if n == 1 {
-				noun = "problem"
-			}
-			_, _ = fmt.Fprintf(c.env.stderr, "%s: %d %s:\n", *path, n, noun)
-			for _, e := range joined.Unwrap() {
-				_, _ = fmt.Fprintf(c.env.stderr, "  %v\n", e)
-			}
+		ok := errors.As(err, &joined)
+		if ok {
+			problems = joined.Unwrap()
+		} else {
+			problems = []error{err}
+		}
+		for _, p := range problems {
+			res.Problems = append(res.Problems, p.Error())
+		}
+		if out == cli.JSON {
+			_ = newJSONLines(c.env.stdout).write(res)
 			return fmt.Errorf("%s is not valid", *path)
 		}
-		return err
+		if !ok {
+			return err // the file could not be read: one error, as it is
+		}
+		_, _ = fmt.Fprintf(c.env.stderr, "%s: %d %s:\n", *path, len(problems), plural(len(problems), "problem", "problems"))
+		for _, p := range problems {
+			_, _ = fmt.Fprintf(c.env.stderr, "  %v\n", p)
+		}
+		return fmt.Errorf("%s is not valid", *path)
 	}
+	res.Valid, res.Apps, res.NATS = true, cfg.AppNames(), natsMode(cfg)
 	if cfg.AllowSampleSecrets {
-		_, _ = fmt.Fprintf(c.env.stderr, "%s: warning: %s\n", *path, sampleSecretsWarning)
+		res.Warnings = append(res.Warnings, sampleSecretsWarning)
 	}
-	_, _ = fmt.Fprintf(c.env.stdout, "%s: OK (%d apps: %s; nats: %s)\n",
-		*path, len(cfg.Apps), strings.Join(cfg.AppNames(), ", "), natsMode(cfg))
-	return nil
+	if out == cli.JSON {
+		return newJSONLines(c.env.stdout).write(res)
+	}
+	for _, w := range res.Warnings {
+		_, _ = fmt.Fprintf(c.env.stderr, "%s: warning: %s\n", *path, w)
+	}
+	_, err = fmt.Fprintf(c.env.stdout, "%s: OK (%d %s: %s; nats: %s)\n",
+		*path, len(cfg.Apps), plural(len(cfg.Apps), "app", "apps"), strings.Join(res.Apps, ", "), res.NATS)
+	return err
+}
+
+// checkResult is check-config's -o json output.
+type checkResult struct {
+	File     string   `json:"file"`
+	Valid    bool     `json:"valid"`
+	Apps     []string `json:"apps,omitempty"`
+	NATS     string   `json:"nats,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 func natsMode(cfg *config.Config) string {

@@ -377,7 +377,7 @@ func TestClusterConfig_CheckConfig(t *testing.T) {
 		code := run(t.Context(), []string{"check-config", "-config", path},
 			env{lookupEnv: lookup(vars), stdout: &stdout, stderr: &stderr})
 		require.Equal(t, 0, code, stderr.String())
-		assert.Contains(t, stdout.String(), "OK (1 apps: archive; nats: external, 3 URLs)")
+		assert.Contains(t, stdout.String(), "OK (1 app: archive; nats: external, 3 URLs)")
 
 		cfg, err := config.LoadEnv(path, lookup(vars))
 		require.NoError(t, err)

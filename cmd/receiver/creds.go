@@ -21,8 +21,11 @@ type credsCommand struct {
 }
 
 func (c *credsCommand) Run(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("creds", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("creds", "creds consumer|operator -config FILE",
+		"Prints the role's nkey seed, which the running receiver wrote to\n"+
+			"nats.credentials_dir, and nothing else on stdout, so it can go straight\n"+
+			"into a file: receiver creds consumer -config FILE > consumer.nk. Its\n"+
+			"output is that file, so there is no -o.")
 	path := configFlag(fs, c.env)
 	roles := []string{roleConsumer, roleOperator}
 	if len(args) == 0 || !slices.Contains(roles, args[0]) {

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
+	"io"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
@@ -37,26 +38,39 @@ type demoCommand struct {
 }
 
 func (c *demoCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("demo", "demo [flags]",
+		"Runs an embedded NATS server, the WeCom simulator and the receiver in a\n"+
+			"temporary directory, and prints each hit event as it is published: a\n"+
+			"line each (table), or its JSON (-o json). Notes and the closing summary\n"+
+			"go to stderr; so do the service's warnings, as console lines on a\n"+
+			"terminal (coloured unless NO_COLOR) and JSON lines otherwise.")
 	speed := fs.Float64("speed", 30, "conversation speed-up: messages arrive this many times faster (timestamps stay real)")
 	rate := fs.Float64("rate", 20, "messages per conversation minute")
-	seed := fs.Int64("seed", time.Now().UnixNano(), "simulator seed (the same seed replays the same conversations)")
-	runFor := fs.Duration("for", 0, "stop after this long (0: run until Ctrl-C)")
-	asJSON := fs.Bool("json", false, "print each event's JSON instead of a line")
-	if err := fs.Parse(args); err != nil {
+	seed := fs.Int64("seed", 0, "simulator seed (the same seed replays the same conversations; 0: a new one each run)")
+	var runFor time.Duration
+	cli.DurationVar(fs, &runFor, "for", 0, "stop after this long (0: run until Ctrl-C)")
+	var out cli.Output
+	cli.OutputVar(fs, &out)
+	asJSON := fs.Bool("json", false, "deprecated: use -o json")
+	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *asJSON {
+		out = cli.JSON
+	}
+	if *seed == 0 {
+		*seed = time.Now().UnixNano()
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	if *runFor > 0 {
+	if runFor > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *runFor)
+		ctx, cancel = context.WithTimeout(ctx, runFor)
 		defer cancel()
 	}
 	// The service logs only what needs attention: the hits are the show.
-	log := zerolog.New(zerolog.ConsoleWriter{Out: c.env.stderr, TimeFormat: time.TimeOnly}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := zerolog.New(consoleOrJSON(c.env.stderr, c.env.getenv, time.TimeOnly)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	d, err := openDemo(ctx, demoOptions{speed: *speed, rate: *rate, seed: *seed}, log)
 	if err != nil {
 		return err
@@ -91,7 +105,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 				return // stopped
 			}
 			count++
-			if *asJSON {
+			if out == cli.JSON {
 				_, _ = fmt.Fprintf(c.env.stdout, "%s\n", msg.Data())
 				continue
 			}
@@ -223,4 +237,14 @@ func (d *demoSystem) Close() {
 		cancel()
 	}
 	_ = os.RemoveAll(d.dir)
+}
+
+// consoleOrJSON is where a command without a log configuration logs: a
+// console layout for people on a terminal (coloured unless NO_COLOR),
+// JSON lines for a file or a pipe, which tools read.
+func consoleOrJSON(w io.Writer, getenv func(string) string, timeFormat string) io.Writer {
+	if !cli.IsTerminal(w) {
+		return w
+	}
+	return zerolog.ConsoleWriter{Out: w, TimeFormat: timeFormat, NoColor: !cli.Colour(w, getenv)}
 }

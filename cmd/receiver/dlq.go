@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/intake"
@@ -77,19 +78,14 @@ type dlqFlags struct {
 }
 
 func (c *dlqCommand) flagSet(sub, help string) (*flag.FlagSet, *dlqFlags) {
-	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), "Usage: receiver dlq %s [flags]\n\n%s\nFlags:\n", sub, help)
-		fs.PrintDefaults()
-	}
-	f := &dlqFlags{out: outputTable}
+	fs := c.env.flagSet("dlq "+sub, "dlq "+sub+" [flags]", help)
+	f := &dlqFlags{}
 	f.config = configFlag(fs, c.env)
 	f.app = fs.String("app", "", "only dead letters of app `name`")
 	f.corp = fs.String("corp", "", "only dead letters of corp `id`")
 	f.kind = fs.String("kind", "", "only `kind` hit or callback")
 	f.reason = fs.String("reason", "", "only dead letters with `reason` (e.g. unknown_corp)")
-	fs.Var(&f.out, "o", "output `format`: table or json")
+	cli.OutputVar(fs, &f.out)
 	f.creds = credsFlag(fs)
 	return fs, f
 }

@@ -369,9 +369,9 @@ apps:
 		stdout     string
 		stderrHave []string
 	}{
-		{"OK", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, envOf(exampleEnv), 0, "OK (1 apps: archive; nats: embedded", nil},
+		{"OK", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, envOf(exampleEnv), 0, "OK (1 app: archive; nats: embedded", nil},
 		{"OKFromEnv", []string{"check-config"}, envOf(exampleEnv, "RECEIVER_CONFIG", "../../configs/receiver.example.yaml"), 0, "OK", nil},
-		{"OKLocalSim", []string{"check-config", "-config", "../../configs/receiver.local-sim.yaml"}, noEnv, 0, "OK (1 apps: archive", []string{
+		{"OKLocalSim", []string{"check-config", "-config", "../../configs/receiver.local-sim.yaml"}, noEnv, 0, "OK (1 app: archive", []string{
 			"warning: allow_sample_secrets is true",
 		}},
 		{"ErrExampleNeedsEnv", []string{"check-config", "-config", "../../configs/receiver.example.yaml"}, noEnv, 1, "", []string{
@@ -392,7 +392,8 @@ apps:
 		{"ErrMissingFile", []string{"check-config", "-config", filepath.Join(dir, "none.yaml")}, noEnv, 1, "", []string{"none.yaml"}},
 		{"ErrUnknownCommand", []string{"frobnicate"}, noEnv, 2, "", []string{`unknown command "frobnicate"`}},
 		{"ErrNoCommand", nil, noEnv, 2, "", []string{"Commands:"}},
-		{"Version", []string{"version"}, noEnv, 0, "receiver dev", nil},
+		{"Version", []string{"version"}, noEnv, 0, "receiver ", nil},
+		{"DashDashVersion", []string{"--version"}, noEnv, 0, "receiver ", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

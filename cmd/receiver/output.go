@@ -2,30 +2,20 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"strings"
+
+	"github.com/wecomhit/wecomhit/internal/cli"
 )
 
-// outputFormat is the -o flag of the commands that print WeCom data: a
-// table for people, or JSON for scripts.
-type outputFormat string
+// outputFormat is the -o flag (cli.Output): a table for people, or JSON
+// for scripts.
+type outputFormat = cli.Output
 
 const (
-	outputTable outputFormat = "table"
-	outputJSON  outputFormat = "json"
+	outputTable = cli.Table
+	outputJSON  = cli.JSON
 )
-
-func (o *outputFormat) String() string { return string(*o) }
-
-func (o *outputFormat) Set(s string) error {
-	switch f := outputFormat(s); f {
-	case outputTable, outputJSON:
-		*o = f
-		return nil
-	}
-	return errors.New(`want "table" or "json"`)
-}
 
 // jsonLines writes one compact JSON document per line. HTML escaping is
 // off: rule names and words are shown as typed, not as \u003c.
@@ -96,4 +86,12 @@ func wide(r rune) bool {
 		r >= 0xff00 && r <= 0xff60 ||
 		r >= 0xffe0 && r <= 0xffe6 ||
 		r >= 0x20000 && r <= 0x3fffd)
+}
+
+// plural picks the noun for n: "1 problem", "2 problems".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

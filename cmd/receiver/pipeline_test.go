@@ -501,12 +501,15 @@ func TestRun_Backfill(t *testing.T) {
 	cfgPath := opsConfig(t, s, "fetch: {page_size: 200}")
 
 	var stdout, stderr testlog.Buffer
-	code := run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-since", "1h"},
+	code := run(context.Background(), []string{"backfill", "-config", cfgPath, "-since", "1h"}, // the one app is inferred
 		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
+	// Progress on stderr, plain lines when not a terminal; the result on
+	// stdout.
+	require.Contains(t, stderr.String(), "backfill archive/"+simCorp+" since ")
+	require.Contains(t, stderr.String(), "page 1: ")
 	out := stdout.String()
-	require.Contains(t, out, "backfill archive/"+simCorp+" since ")
-	require.Contains(t, out, "page 1: ")
+	require.True(t, strings.HasPrefix(out, "done: "), out)
 	require.Contains(t, out, fmt.Sprintf("%d events published, 0 already stored", len(want)))
 
 	counts, events := eventIDs(t, js)

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
@@ -80,12 +81,7 @@ func (c *rulesCommand) Run(ctx context.Context, args []string) error {
 // flagSet starts a subcommand's flags with the common ones; synopsis and
 // help head its -h text.
 func (c *rulesCommand) flagSet(sub, synopsis, help string) (*flag.FlagSet, *appFlags) {
-	fs := flag.NewFlagSet("rules "+sub, flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), "Usage: receiver rules %s\n\n%s\nFlags:\n", synopsis, help)
-		fs.PrintDefaults()
-	}
+	fs := c.env.flagSet("rules "+sub, "rules "+synopsis, help)
 	return fs, addAppFlags(fs, c.env)
 }
 
@@ -521,12 +517,12 @@ type appFlags struct {
 }
 
 func addAppFlags(fs *flag.FlagSet, e env) *appFlags {
-	f := &appFlags{out: outputTable}
+	f := &appFlags{}
 	f.config = configFlag(fs, e)
 	f.creds = credsFlag(fs)
 	f.app = fs.String("app", "", "app `name` (apps[].name); may be left out when the configuration has one app")
 	f.corp = fs.String("corp", "", "corp `id`; may be left out when the app has one corp")
-	fs.Var(&f.out, "o", "output `format`: table or json")
+	cli.OutputVar(fs, &f.out)
 	return f
 }
 
@@ -681,11 +677,8 @@ func setFlag(fs *flag.FlagSet, name string) bool {
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		if err := parse(fs, args); err != nil {
+			return nil, err
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {

@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
+		"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +20,7 @@ type searchCommand struct {
 
 const searchHelp = `Finds the messages whose text contains QUERY (at least 2 characters) and
 prints their msgids, every page of them: the table prints one msgid per line
-and then "N messages"; -o json prints JSON lines, {"msgid":"…"} each.
+(and "N messages" on stderr); -o json prints JSON lines, {"msgid":"…"} each.
 Flags may come before or after QUERY; put "--" before a QUERY starting with "-".
 
 Without -from and -to WeCom searches the last 30 days (31 for zone apps);
@@ -36,12 +35,7 @@ error (nothing was sent to WeCom).
 `
 
 func (c *searchCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("search", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), "Usage: receiver search QUERY [flags]\n\n%s\nFlags:\n", searchHelp)
-		fs.PrintDefaults()
-	}
+	fs := c.env.flagSet("search", "search QUERY [flags]", searchHelp)
 	af := addAppFlags(fs, c.env)
 	chatType := fs.String("chat-type", "", "`type` of chat: single or group")
 	chat := fs.String("chat", "", "group chat `id` (implies -chat-type group)")
@@ -103,9 +97,10 @@ func (c *searchCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 	if af.out == outputTable {
-		_, err = fmt.Fprintf(c.env.stdout, "%d messages\n", n)
+		// A note for people, not a result: stdout stays msgids only.
+		_, _ = fmt.Fprintf(c.env.stderr, "%d %s\n", n, plural(n, "message", "messages"))
 	}
-	return err
+	return nil
 }
 
 // chatInfo builds chat_info from the filter flags, nil without any. The

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/callback"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
@@ -38,8 +38,10 @@ type serveCommand struct {
 }
 
 func (c *serveCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("serve", "serve -config FILE",
+		"Runs the service until SIGTERM or Ctrl-C. Logs go to stderr: JSON lines,\n"+
+			"or with log.format console a layout for people, coloured only on a\n"+
+			"terminal without NO_COLOR.")
 	path := configFlag(fs, c.env)
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
@@ -48,7 +50,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, c.env.stderr)
+	log := newLogger(cfg.Log, c.env.stderr, cli.Colour(c.env.stderr, c.env.getenv))
 	warnSampleSecrets(cfg, log)
 	// Process-wide, so here and not in Main: tests run several Mains.
 	raiseFileLimit(log, cfg.HTTP.MaxConnections+cfg.Admin.MaxConnections)
@@ -64,10 +66,12 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 }
 
 // newLogger builds the process logger from the config. The level and format
-// were validated by config.
-func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+// were validated by config. The console format colours only when colour is
+// true (a terminal, no NO_COLOR): escape codes in a file or a log
+// collector are noise.
+func newLogger(c config.Log, w io.Writer, colour bool) zerolog.Logger {
 	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colour}
 	}
 	level, err := zerolog.ParseLevel(c.Level)
 	if err != nil {

@@ -4,8 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
+		"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
@@ -45,22 +45,24 @@ type statusCommand struct {
 type statusReport = health.Report
 
 func (c *statusCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("status", "status -config FILE [-o json] [thresholds]",
+		"Reads the whole deployment's state from NATS: a verdict first (OK,\n"+
+			"DEGRADED, STALLED), then the facts behind it.\n\n"+
+			"Exit status: 0 OK, 1 failure (a bad config), 2 usage error, 3 DEGRADED\n"+
+			"or STALLED (a person should look), 4 UNKNOWN (NATS unreachable).")
 	path := configFlag(fs, c.env)
 	creds := credsFlag(fs)
-	out := fs.String("o", "table", "output: table or json")
+	var out cli.Output
+	cli.OutputVar(fs, &out)
 	th := health.DefaultThresholds()
-	fs.DurationVar(&th.MaxCallbackAge, "max-callback-age", th.MaxCallbackAge, "an unhandled callback older than this is STALLED")
+	cli.DurationVar(fs, &th.MaxCallbackAge, "max-callback-age", th.MaxCallbackAge, "an unhandled callback older than this is STALLED")
 	fs.IntVar(&th.MaxFailures, "max-failures", th.MaxFailures, "this many consecutive failed fetches of a corp is DEGRADED")
-	fs.DurationVar(&th.MaxTicketAge, "max-ticket-age", th.MaxTicketAge, "a suite_ticket older than this is DEGRADED")
+	cli.DurationVar(fs, &th.MaxTicketAge, "max-ticket-age", th.MaxTicketAge, "a suite_ticket older than this is DEGRADED")
 	fs.Float64Var(&th.MaxStorageRatio, "max-storage", th.MaxStorageRatio, "storage use above this fraction is DEGRADED")
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
 	}
 	switch {
-	case *out != "table" && *out != "json":
-		return fmt.Errorf("%w: -o must be table or json", errUsage)
 	case th.MaxCallbackAge <= 0 || th.MaxTicketAge <= 0:
 		return fmt.Errorf("%w: -max-callback-age and -max-ticket-age must be positive", errUsage)
 	case th.MaxFailures < 1:
@@ -74,16 +76,16 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	}
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
 	if err != nil {
-		return c.failed(*out, err)
+		return c.failed(out, err)
 	}
 	defer closeBroker(b)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rep, err := readStatus(rctx, b.JetStream(), cfg, th, time.Now())
 	if err != nil {
-		return c.failed(*out, err)
+		return c.failed(out, err)
 	}
-	if *out == "json" {
+	if out == cli.JSON {
 		enc := json.NewEncoder(c.env.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
@@ -101,7 +103,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 // failed ends status when the facts could not be read: NATS out of reach
 // is exit 4 with an UNKNOWN verdict; a mistake of the caller's (no NATS in
 // the config, missing or refused credentials) stays an ordinary failure.
-func (c *statusCommand) failed(out string, err error) error {
+func (c *statusCommand) failed(out cli.Output, err error) error {
 	if !unreachable(err) {
 		return err
 	}
@@ -119,8 +121,8 @@ func unreachable(err error) bool {
 }
 
 // unknown reports a verdict that could not be reached, in the output's form.
-func (c *statusCommand) unknown(out string, err error) {
-	if out == "json" {
+func (c *statusCommand) unknown(out cli.Output, err error) {
+	if out == cli.JSON {
 		enc := json.NewEncoder(c.env.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(map[string]any{"verdict": map[string]any{

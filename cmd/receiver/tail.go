@@ -4,14 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
+		"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/publish"
 )
 
@@ -21,19 +21,18 @@ type tailCommand struct {
 }
 
 func (c *tailCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
+	fs := c.env.flagSet("tail", "tail -config FILE [-since TIME] [-subject S] [-o json] [-n N]",
+		"Prints hit events as they are stored: one line each (table), or each\n"+
+			"event's JSON on a line (-o json). New events only, unless -since.")
 	path := configFlag(fs, c.env)
 	creds := credsFlag(fs)
 	subject := fs.String("subject", "", "subject `filter` (default <prefix>.hit.>; e.g. wecom.hit.wwCorp.> for one corp)")
-	since := fs.String("since", "", "start at `TIME` (RFC 3339, or a duration ago such as 1h) instead of new events only")
-	out := fs.String("o", "text", "output: text (one line per hit) or json (each event's JSON, one per line)")
+	since := fs.String("since", "", "start at `TIME` (RFC 3339, or a duration ago such as 1h or 2d) instead of new events only")
+	var out cli.Output
+	cli.OutputVar(fs, &out)
 	limit := fs.Int("n", 0, "stop after `N` events (0: run until interrupted)")
 	if err := parseFlags(fs, args, path); err != nil {
 		return err
-	}
-	if *out != "text" && *out != "json" {
-		return fmt.Errorf("%w: -o must be text or json", errUsage)
 	}
 	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
@@ -72,7 +71,7 @@ func (c *tailCommand) Run(ctx context.Context, args []string) error {
 		<-ctx.Done()
 		it.Stop()
 	}()
-	if *out == "text" {
+	if out == cli.Table {
 		_, _ = fmt.Fprintf(c.env.stderr, "tailing %s; Ctrl-C to stop\n", filter)
 	}
 	for n := 0; *limit == 0 || n < *limit; n++ {
@@ -83,7 +82,7 @@ func (c *tailCommand) Run(ctx context.Context, args []string) error {
 			}
 			return fmt.Errorf("tail: %w", err)
 		}
-		if *out == "json" {
+		if out == cli.JSON {
 			_, _ = fmt.Fprintf(c.env.stdout, "%s\n", msg.Data())
 			continue
 		}

@@ -36,7 +36,7 @@ func withCreds(file string) dialOption {
 // credsFlag registers -creds, for the commands that dial a running
 // receiver's NATS.
 func credsFlag(fs *flag.FlagSet) *string {
-	return fs.String("creds", "", "NATS credentials `file` (.creds or nkey seed); default: nats.credentials_file, or the embedded server's operator.nk on its host")
+	return fs.String("creds", "", "NATS credentials `file` (.creds or nkey seed); without it: nats.credentials_file, or the embedded server's operator.nk on its host")
 }
 
 // dialNATS connects an operator command (backfill, rules, tail, status…)
