@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-		"fmt"
+	"fmt"
 	"strings"
 
 	"github.com/wecomhit/wecomhit/internal/cli"

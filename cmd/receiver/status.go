@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-		"fmt"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"

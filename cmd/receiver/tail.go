@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-		"fmt"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
