@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/callback"
@@ -76,7 +77,9 @@ func TestRun_Usage(t *testing.T) {
 		"RemoteNATS":  {append(url, "-nats-url", "nats://192.0.2.1:4222"), env, "not a loopback host"},
 		"RemoteURL":   {[]string{"-url", "http://192.0.2.1/callback/a", "-n", "1", "-no-check"}, env, "not a loopback host"},
 		"NoBound":     {[]string{"-url", "http://127.0.0.1:1/callback/a", "-no-check"}, env, "duration or n"},
-		"Output":      {append(url, "-no-check", "-o", "yaml"), env, "-o must be"},
+		"Output":      {append(url, "-no-check", "-o", "yaml"), env, `want "table" or "json"`},
+		"UnknownFlag": {append(url, "-no-such-flag"), env, "-no-such-flag"},
+		"BadDuration": {append(url, "-duration", "soon"), env, "want a duration"},
 		"Extra":       {append(url, "-no-check", "extra"), env, "unexpected arguments"},
 		"CredsAbsent": {append(url, "-nats-url", "nats://127.0.0.1:1", "-nats-creds", "/nonexistent"), env, "-nats-creds"},
 	} {
@@ -87,4 +90,19 @@ func TestRun_Usage(t *testing.T) {
 			require.Empty(t, stdout.String())
 		})
 	}
+}
+
+// TestRun_Help: -h lists every flag with its default and the environment,
+// on stdout, exit 0; -version prints the build's version.
+func TestRun_Help(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"-h"}, env, &stdout, &stderr))
+	assert.Empty(t, stderr.String())
+	for _, want := range []string{"-url URL", "  -rate float", "(default: 64)", "  -duration duration", "(default: 5s)", "  -o format", "(default: table)",
+		"LOADGEN_TOKEN", "LOADGEN_ENCODING_AES_KEY", `-stream string`, `(default: "WECOM_CALLBACKS")`} {
+		assert.Contains(t, stdout.String(), want)
+	}
+	stdout.Reset()
+	require.Equal(t, 0, run(context.Background(), []string{"-version"}, env, &stdout, &stderr))
+	assert.Regexp(t, `^loadgen \S+ \(.*go1\.\d+`, stdout.String())
 }

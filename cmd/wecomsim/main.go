@@ -25,16 +25,30 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "wecomsim:", err)
-		os.Exit(1)
+	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitCode follows the project's CLI convention (internal/cli): 0 done or
+// help, 2 a usage error, 1 anything else.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return cli.ExitOK
+	case errors.Is(err, cli.ErrUsage):
+		fmt.Fprintln(stderr, "wecomsim:", err)
+		fmt.Fprintln(stderr, `Run "wecomsim -h" for its flags.`)
+		return cli.ExitUsage
 	}
+	fmt.Fprintln(stderr, "wecomsim:", err)
+	return cli.ExitFailure
 }
 
 // faultFlags collects repeated -fault flags.
@@ -60,6 +74,7 @@ type settings struct {
 	demoRules bool
 	// extraCorps is -corps: generated corps besides -corp-id.
 	extraCorps int
+	version    bool
 }
 
 // newFlagSet defines the flags on s. The credential defaults are those of
@@ -91,20 +106,43 @@ func newFlagSet(s *settings, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&s.demoRules, "demo-rules", true, "start with a few keyword rules that the simulated traffic hits")
 	fs.IntVar(&s.extraCorps, "corps", 0, "also authorize this many generated corps (wwSimCorp00000…, permanent codes perm-00000…), each with its own traffic at -rate")
 	fs.Float64Var(&corp.MessageRate, "corp-rate", 0, "messages per conversation minute of the -corp-id corp alone (a hot corp among -corps); 0 uses -rate")
+	fs.BoolVar(&s.version, "version", false, "print the version and VCS revision, and exit")
 	return fs
+}
+
+// usage is wecomsim's help, above its flags.
+func usage() cli.Usage {
+	return cli.Usage{
+		Synopsis: "wecomsim [flags]",
+		Help: "Runs the WeCom simulator: the chat-data APIs on -addr, and signed,\n" +
+			"encrypted callbacks to -callback-url. A line saying where it listens goes\n" +
+			"to stdout; its logs to stderr, as console lines on a terminal (coloured\n" +
+			"unless NO_COLOR) and JSON lines otherwise. Exit status: 0 stopped by a\n" +
+			"signal, 1 failed, 2 usage error.",
+		Env: []cli.EnvVar{{Name: "NO_COLOR", Use: "set (to anything) for logs without colour"}},
+	}
 }
 
 // run parses args, serves until ctx ends, then closes within 5 seconds.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var s settings
-	if err := newFlagSet(&s, stderr).Parse(args); err != nil {
+	fs := newFlagSet(&s, stderr)
+	if err := cli.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			cli.PrintUsage(stdout, fs, usage())
 			return nil // -h asked for the flags, which are printed: not a failure
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
+	}
+	if s.version {
+		_, err := fmt.Fprintln(stdout, "wecomsim", cli.ReadVersion(""))
+		return err
+	}
 	if s.extraCorps < 0 {
-		return fmt.Errorf("-corps %d: must not be negative", s.extraCorps)
+		return fmt.Errorf("%w: -corps %d: must not be negative", cli.ErrUsage, s.extraCorps)
 	}
 	o, addr, debug, demoRules := s.o, &s.addr, &s.debug, &s.demoRules
 	o.Archive.Corps = append([]wecomsim.Corp{s.corp}, wecomsim.GenerateCorps(s.extraCorps)...)
@@ -114,7 +152,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *debug {
 		level = zerolog.DebugLevel
 	}
-	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
+	out := stderr
+	if cli.IsTerminal(stderr) {
+		out = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly, NoColor: !cli.Colour(stderr, os.Getenv)}
+	}
+	log := zerolog.New(out).Level(level).With().Timestamp().Logger()
 	sim, err := wecomsim.New(o, log)
 	if err != nil {
 		return err

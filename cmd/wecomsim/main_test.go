@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"net/http"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 )
 
@@ -69,9 +71,31 @@ func TestRun(t *testing.T) {
 }
 
 func TestRun_BadFlag(t *testing.T) {
+	for _, args := range [][]string{{"-fault", "kind=bogus"}, {"-no-such-flag"}, {"-corps", "-1"}, {"extra"}} {
+		var out, logs syncBuffer
+		err := run(context.Background(), args, &out, &logs)
+		assert.ErrorIs(t, err, cli.ErrUsage, "%v", args)
+		assert.Equal(t, cli.ExitUsage, exitCode(err, &logs), "%v", args)
+		assert.Empty(t, out.String())
+		assert.Contains(t, logs.String(), `Run "wecomsim -h"`)
+	}
+}
+
+// TestRun_Help: -h lists every flag with its default, on stdout, exit 0;
+// -version prints the build's version.
+func TestRun_Help(t *testing.T) {
 	var out, logs syncBuffer
-	err := run(context.Background(), []string{"-fault", "kind=bogus"}, &out, &logs)
-	assert.Error(t, err)
+	require.NoError(t, run(context.Background(), []string{"-h"}, &out, &logs), "-h is not a failure")
+	assert.Empty(t, logs.String())
+	newFlagSet(&settings{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		assert.Contains(t, out.String(), "\n  -"+f.Name, f.Name)
+		assert.Contains(t, out.String(), cli.DefaultText(f), f.Name)
+	})
+	assert.Contains(t, out.String(), "NO_COLOR")
+
+	out = syncBuffer{}
+	require.NoError(t, run(context.Background(), []string{"-version"}, &out, &logs))
+	assert.Regexp(t, `^wecomsim \S+ \(.*go1\.\d+`, out.String())
 }
 
 // TestDefaults_MatchLocalSimConfig: the README's by-hand recipe runs the
@@ -93,13 +117,4 @@ func TestDefaults_MatchLocalSimConfig(t *testing.T) {
 	assert.Equal(t, a.Corps[0].PermanentCode.Reveal(), def("permanent-code"))
 	assert.Equal(t, a.APIBaseURL, "http://"+def("addr"))
 	assert.Equal(t, "http://"+cfg.HTTP.Listen+"/callback/"+a.Name, def("callback-url"))
-}
-
-// TestRun_Help: -h lists the flags and is not a failure; a bad flag is.
-func TestRun_Help(t *testing.T) {
-	var out, logs syncBuffer
-	require.NoError(t, run(context.Background(), []string{"-h"}, &out, &logs))
-	assert.Contains(t, logs.String(), "-speed")
-	assert.Empty(t, out.String())
-	assert.Error(t, run(context.Background(), []string{"-no-such-flag"}, &out, &logs))
 }
