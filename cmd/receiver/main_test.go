@@ -388,7 +388,10 @@ apps:
 		{"ErrInvalid", []string{"check-config", "-config", bad}, noEnv, 1, "", []string{
 			"apps[0].encoding_aes_key: must be 43 characters", "apps[0].suite_id: required",
 		}},
+		{"ErrInvalidJSON", []string{"check-config", "-config", bad, "-o", "json"}, noEnv, 1, `"valid":false,"problems":["apps[0].encoding_aes_key: must be 43 characters`, nil},
+		{"OKJSON", []string{"check-config", "-config", "../../configs/receiver.local-sim.yaml", "-o", "json"}, noEnv, 0, `"valid":true,"apps":["archive"],"nats":"embedded, store `, nil},
 		{"ErrNoConfig", []string{"check-config"}, noEnv, 2, "", []string{"-config FILE or RECEIVER_CONFIG is required"}},
+		{"ErrUnknownFlag", []string{"check-config", "-x"}, noEnv, 2, "", []string{"flag provided but not defined: -x", `Run "receiver help check-config"`}},
 		{"ErrMissingFile", []string{"check-config", "-config", filepath.Join(dir, "none.yaml")}, noEnv, 1, "", []string{"none.yaml"}},
 		{"ErrUnknownCommand", []string{"frobnicate"}, noEnv, 2, "", []string{`unknown command "frobnicate"`}},
 		{"ErrNoCommand", nil, noEnv, 2, "", []string{"Commands:"}},
