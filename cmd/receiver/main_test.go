@@ -123,7 +123,8 @@ func startMain(t *testing.T, cfg *config.Config) (*Main, *testlog.Buffer) {
 	defer cancel()
 	require.NoError(t, m.Open(ctx))
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// The service's own default shutdown budget (http.shutdown_timeout).
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		assert.NoError(t, m.Close(ctx))
 	})
