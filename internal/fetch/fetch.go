@@ -29,6 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -170,40 +171,42 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 	return f, nil
 }
 
-// Setup creates or binds the KV buckets.
+// Setup creates or binds the KV buckets, updating a bucket whose config
+// differs; replicas running it at once is safe (broker.EnsureKeyValue,
+// which retries transient errors until ctx ends).
 func (f *Fetcher) Setup(ctx context.Context) error {
 	var err error
-	f.cursors, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.cursors, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: CursorBucket, Description: "get_hit_msg_list cursor per app and corp",
 		History: 5, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", CursorBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
-	f.leases, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.leases, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "which replica fetches an app and corp",
 		TTL: f.opts.LeaseTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", LeaseBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
-	f.tokens, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.tokens, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: TokenBucket, Description: "newest hit token per app and corp",
 		TTL: hitTokenTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", TokenBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
-	f.health.kv, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.health.kv, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: HealthBucket, Description: "how fetches are going per app and corp",
 		History: 1, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", HealthBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
 	return nil
 }

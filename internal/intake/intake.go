@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // StreamName is the stream holding accepted callbacks.
@@ -144,16 +145,16 @@ func New(js jetstream.JetStream, prefix string, opts Options) *Store {
 
 // Setup creates the stream, or updates it to the Store's options (say, more
 // replicas or a new max age); running it again with the same options
-// changes nothing. Errors wrap ErrInvalidOption for a bad prefix or option,
-// and otherwise the server's error (jetstream.ErrStreamNameAlreadyInUse and
-// the like), naming the stream.
+// changes nothing, and replicas running it at once is safe
+// (broker.EnsureStream, which retries transient errors until ctx ends).
+// Errors wrap ErrInvalidOption for a bad prefix or option, and otherwise
+// the server's error, naming the stream.
 func (s *Store) Setup(ctx context.Context) error {
 	if err := s.validate(); err != nil {
 		return fmt.Errorf("intake: set up stream %s: %w", StreamName, err)
 	}
-	_, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
-	if err != nil {
-		return fmt.Errorf("intake: set up stream %s: %w", StreamName, err)
+	if _, err := broker.EnsureStream(ctx, s.js, s.streamConfig()); err != nil {
+		return fmt.Errorf("intake: %w", err)
 	}
 	return nil
 }

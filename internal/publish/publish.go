@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 )
 
@@ -160,10 +161,11 @@ func HitSubject(prefix, corpID, ruleID string) string {
 }
 
 // Setup creates or updates the stream, then sets up the dead-letter stream
-// (Options.DeadLetters). A WECOM_HITS set up by an earlier version also
-// took <prefix>.dlq.>; the update drops that subject first, so the
-// dead-letter stream can take it (old dead letters stay in WECOM_HITS until
-// they age out).
+// (Options.DeadLetters); replicas running it at once is safe
+// (broker.EnsureStream, which retries transient errors until ctx ends). A
+// WECOM_HITS set up by an earlier version also took <prefix>.dlq.>; the
+// update drops that subject first, so the dead-letter stream can take it
+// (old dead letters stay in WECOM_HITS until they age out).
 func (p *Publisher) Setup(ctx context.Context) error {
 	switch {
 	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
@@ -182,7 +184,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	if p.opts.DiscardOld {
 		discard = jetstream.DiscardOld
 	}
-	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
 		Subjects:    []string{p.prefix + ".hit.>"},
@@ -196,7 +198,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		Replicas:    p.opts.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("publish: set up stream %s: %w", StreamName, err)
+		return fmt.Errorf("publish: %w", err)
 	}
 	// After WECOM_HITS, which may have held the subjects until just now.
 	if err := p.opts.DeadLetters.Setup(ctx); err != nil {
