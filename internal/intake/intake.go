@@ -115,8 +115,11 @@ type Store struct {
 
 	// Built once rather than per call: Store is on the HTTP hot path.
 	expectStream jetstream.PublishOpt
-	contentType  []string // never modified; shared by every message's header
-	bufs         sync.Pool
+	// noRetries turns off nats.go's retries on no responders: publish
+	// retries itself, until the caller's deadline rather than a fixed count.
+	noRetries   jetstream.PublishOpt
+	contentType []string // never modified; shared by every message's header
+	bufs        sync.Pool
 }
 
 // New returns a Store that files callbacks under prefix (one or more subject
@@ -139,6 +142,7 @@ func New(js jetstream.JetStream, prefix string, opts Options) *Store {
 		subjectPrefix: prefix + ".callback.",
 		opts:          opts,
 		expectStream:  jetstream.WithExpectStream(StreamName),
+		noRetries:     jetstream.WithRetryAttempts(0),
 		contentType:   []string{contentTypeJSON},
 	}
 }
@@ -209,6 +213,8 @@ func (s *Store) validate() error {
 // WeCom's retries of one callback become one record.
 //
 // ctx carries the caller's deadline; without one Store gives up after 3s.
+// While the stream cannot answer (no leader during an election, or not
+// created yet) Store retries with short back-off until the deadline.
 // While NATS is unreachable the client buffers the message and Store waits
 // for the deadline: a reconnect within it still succeeds. A message buffered
 // by a Store that timed out may be sent after a reconnect; a retry with the
@@ -244,7 +250,7 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	// The ack's Duplicate flag needs no check: a duplicate is stored already.
 	start := time.Now()
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
+	if err := s.publish(ctx, msg, cb.ID); err != nil {
 		if isStoreFull(err) {
 			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
 		}
@@ -252,6 +258,43 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	s.opts.Metrics.observePublish(time.Since(start))
 	return nil
+}
+
+// Retry pacing for a stream that does not answer. A leader election
+// leaves the stream without a leader for a second or more; nats.go's own
+// retries (2 x 250ms) give up long before the request's deadline.
+const (
+	publishFirstBackoff = 25 * time.Millisecond
+	publishMaxBackoff   = 250 * time.Millisecond
+)
+
+// publish sends msg and waits for its ack, retrying while the stream has
+// no one to answer (no responders, a cluster temporarily unavailable:
+// broker.Transient) until ctx ends; then it returns ctx's error with the
+// last real one. A retry carries the same Nats-Msg-Id, so one that reaches
+// the stream twice is stored once.
+func (s *Store) publish(ctx context.Context, msg *nats.Msg, id string) error {
+	backoff := publishFirstBackoff
+	for {
+		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), s.expectStream, s.noRetries)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil && broker.Transient(err) {
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+		if ctx.Err() != nil || !broker.Transient(err) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, publishMaxBackoff)
+	}
 }
 
 // encode writes cb as JSON into a pooled buffer, which the caller puts back
