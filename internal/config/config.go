@@ -92,7 +92,8 @@ type Fetch struct {
 	// (app, corp). Default 6.
 	TokenlessPerMinute int `yaml:"tokenless_per_minute"`
 	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
-	// without renewal. Default 30s.
+	// without renewal: a replica that dies mid-fetch blocks that (app,
+	// corp) about this long. Claims exist only while fetching. Default 10s.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// HitsMaxAge is how long WECOM_HITS keeps events. Default 168h.
 	HitsMaxAge time.Duration `yaml:"hits_max_age"`
@@ -491,7 +492,7 @@ func defaults() Config {
 			PageSize:            1000,
 			PollInterval:        5 * time.Minute,
 			TokenlessPerMinute:  6,
-			LeaseTTL:            30 * time.Second,
+			LeaseTTL:            10 * time.Second,
 			HitsMaxAge:          7 * 24 * time.Hour,
 			HitsDuplicateWindow: 20 * time.Minute,
 		},

@@ -59,8 +59,13 @@ const (
 
 // Defaults for Options left zero.
 const (
-	DefaultPageSize           = 1000
-	DefaultLeaseTTL           = 30 * time.Second
+	DefaultPageSize = 1000
+	// DefaultLeaseTTL bounds how long a replica that dies mid-fetch (kill
+	// -9, a lost node) keeps others from fetching its (app, corp): about
+	// this long after its last renewal another replica takes over. Short,
+	// yet above a JetStream election (4-9 s): renewals are retried through
+	// one, so a live holder keeps its lease (lease.keep).
+	DefaultLeaseTTL           = 10 * time.Second
 	DefaultPollInterval       = 5 * time.Minute
 	DefaultTokenlessPerMinute = 6
 	// hitTokenTTL: WeCom's hit tokens live 10 minutes; we stop using one a
@@ -77,7 +82,9 @@ type Options struct {
 	// PageSize is get_hit_msg_list's limit (1..1000). Default 1000.
 	PageSize int
 	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
-	// without renewal; a replica that dies frees it after this. Default 30s.
+	// without renewal; a replica that dies frees it after this. A lease
+	// exists only while a fetch runs, renewed every fifth of it. Default
+	// DefaultLeaseTTL (10s).
 	LeaseTTL time.Duration
 	// PollInterval is how often each (app, corp) is fetched without a
 	// token, to catch hits whose callbacks were lost. 0 takes the default;
@@ -124,7 +131,7 @@ type Fetcher struct {
 }
 
 // New returns a Fetcher; it does no I/O. Options and defaults: PageSize
-// 1000, LeaseTTL 30s, PollInterval 5m, TokenlessPerMinute 6, Replicas 1.
+// 1000, LeaseTTL 10s, PollInterval 5m, TokenlessPerMinute 6, Replicas 1.
 func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, opts Options) (*Fetcher, error) {
 	if opts.PageSize == 0 {
 		opts.PageSize = DefaultPageSize
