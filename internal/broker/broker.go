@@ -33,11 +33,12 @@ const (
 	DefaultName           = "wecom-receiver"
 	// DefaultPingInterval and DefaultMaxPingsOutstanding notice a server
 	// that stopped answering (a node cut off by a partition, its TCP link
-	// still open) within 20 s: once MaxPingsOutstanding pings in a row
+	// still open) within 6-8 s: once MaxPingsOutstanding pings in a row
 	// have gone unanswered, the next ping's turn drops the link and the
-	// client reconnects to another server. nats.go's defaults (2 minutes x 2) take up to 4 minutes,
-	// answering 503 all along.
-	DefaultPingInterval        = 5 * time.Second
+	// client reconnects to another server. nats.go's defaults (2 minutes
+	// x 2) take up to 4 minutes, answering 503 all along. A ping every 2 s
+	// costs a few bytes.
+	DefaultPingInterval        = 2 * time.Second
 	DefaultMaxPingsOutstanding = 3
 )
 

@@ -170,7 +170,7 @@ type NATS struct {
 	// PingInterval and MaxPingsOutstanding bound how long a dead link to a
 	// NATS server (a partitioned node) goes unnoticed: about
 	// ping_interval x (max_pings_outstanding + 1), after which the
-	// connection moves to another server. Defaults 5s and 3.
+	// connection moves to another server. Defaults 2s and 3 (6-8 s).
 	PingInterval        time.Duration `yaml:"ping_interval"`
 	MaxPingsOutstanding int           `yaml:"max_pings_outstanding"`
 	// CallbackMaxAge is how long WECOM_CALLBACKS keeps records. Default 72h.
@@ -478,7 +478,7 @@ func defaults() Config {
 			DuplicateWindow:  time.Hour,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
-			PingInterval:        5 * time.Second,
+			PingInterval:        2 * time.Second,
 			MaxPingsOutstanding: 3,
 
 			CallbacksMaxBytes:   256 << 20,

@@ -142,7 +142,7 @@ func TestParse_Example(t *testing.T) {
 			DuplicateWindow:  time.Hour,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
-			PingInterval:        5 * time.Second,
+			PingInterval:        2 * time.Second,
 			MaxPingsOutstanding: 3,
 
 			MaxStoreBytes:       1 << 30,
