@@ -213,8 +213,9 @@ func (s *Store) validate() error {
 // WeCom's retries of one callback become one record.
 //
 // ctx carries the caller's deadline; without one Store gives up after 3s.
-// While the stream cannot answer (no leader during an election, or not
-// created yet) Store retries with short back-off until the deadline.
+// While the stream cannot answer (no leader during an election, a leader
+// cut off by a partition, a stream not created yet) Store tries again
+// until the deadline (publish).
 // While NATS is unreachable the client buffers the message and Store waits
 // for the deadline: a reconnect within it still succeeds. A message buffered
 // by a Store that timed out may be sent after a reconnect; a retry with the
@@ -261,40 +262,68 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 }
 
 // Retry pacing for a stream that does not answer. A leader election
-// leaves the stream without a leader for a second or more; nats.go's own
-// retries (2 x 250ms) give up long before the request's deadline.
+// leaves the stream without a leader for seconds; nats.go's own retries
+// (2 x 250ms) give up long before the request's deadline.
 const (
 	publishFirstBackoff = 25 * time.Millisecond
 	publishMaxBackoff   = 250 * time.Millisecond
+	// publishMinAttempt is the least time one attempt waits for its ack
+	// before it is sent again (the last attempt gets whatever is left).
+	publishMinAttempt = 750 * time.Millisecond
 )
 
-// publish sends msg and waits for its ack, retrying while the stream has
-// no one to answer (no responders, a cluster temporarily unavailable:
-// broker.Transient) until ctx ends; then it returns ctx's error with the
-// last real one. A retry carries the same Nats-Msg-Id, so one that reaches
-// the stream twice is stored once.
+// publish sends msg and waits for its ack until ctx ends, trying again
+// while the stream cannot answer:
+//   - no one answers at once (no responders, a cluster temporarily
+//     unavailable: broker.Transient): after a short back-off;
+//   - no answer comes within half the time left (at least
+//     publishMinAttempt): at once. During a partition the servers still
+//     route the message to a leader that was cut off, and its answer never
+//     comes; the retry reaches the newly elected leader.
+//
+// Every attempt carries the same Nats-Msg-Id, so a record that reaches the
+// stream twice is stored once (the second ack says Duplicate). When ctx
+// ends, the error is ctx's, with the last real error if there was one.
 func (s *Store) publish(ctx context.Context, msg *nats.Msg, id string) error {
 	backoff := publishFirstBackoff
+	var last error // the last error that was not an attempt's timeout
 	for {
-		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), s.expectStream, s.noRetries)
-		if err == nil {
+		actx, cancel := attemptContext(ctx)
+		_, err := s.js.PublishMsg(actx, msg, jetstream.WithMsgID(id), s.expectStream, s.noRetries)
+		cancel()
+		switch {
+		case err == nil:
 			return nil
-		}
-		if ctx.Err() != nil && broker.Transient(err) {
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		}
-		if ctx.Err() != nil || !broker.Transient(err) {
+		case ctx.Err() != nil:
+			if last != nil {
+				return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
+			}
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case errors.Is(err, context.DeadlineExceeded):
+			continue // the attempt's own timeout: no answer, ask again
+		case !broker.Transient(err):
 			return err
 		}
+		last = err
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, publishMaxBackoff)
 	}
+}
+
+// attemptContext bounds one publish attempt: half the time ctx has left,
+// but at least publishMinAttempt, and never past ctx's deadline.
+func attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, max(time.Until(dl)/2, publishMinAttempt))
 }
 
 // encode writes cb as JSON into a pooled buffer, which the caller puts back

@@ -52,3 +52,28 @@ func TestStore_ErrNoStreamAtDeadline(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.ErrorIs(t, err, jetstream.ErrNoStreamResponse)
 }
+
+// TestStore_SilentLeader: the message reaches something that never answers
+// (a stream leader cut off by a partition, whose routes still carry the
+// message to it; here a plain subscriber) while the stream proper appears a
+// second later (the leader elected on the other side). Store does not wait
+// out its deadline on the first, unanswered attempt: it asks again, and
+// the stream's answer arrives within the deadline.
+func TestStore_SilentLeader(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	sub, err := nc.SubscribeSync(prefix + ".callback.>")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+	s := intake.New(js, prefix, intake.Options{})
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		created <- s.Setup(ctxTimeout(t, 5*time.Second))
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), storeDeadline)
+	defer cancel()
+	require.NoError(t, s.Store(ctx, testCallback("silent-1")))
+	require.NoError(t, <-created)
+	assert.Equal(t, uint64(1), streamInfo(t, js).State.Msgs, "stored once, however many attempts")
+}
