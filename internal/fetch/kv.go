@@ -202,9 +202,15 @@ func (f *Fetcher) acquire(ctx context.Context, k string, wait bool) (*lease, err
 			return nil, fmt.Errorf("fetch: waiting for lease: %w", ctx.Err())
 		case <-t.C:
 		}
-		delay = min(2*delay, time.Second)
+		// At most half a second apart: a waiting replica takes a lapsed
+		// lease (a dead holder's) soon after it lapses, for the cost of
+		// two creates a second while another replica fetches.
+		delay = min(2*delay, acquireMaxDelay)
 	}
 }
+
+// acquireMaxDelay caps the wait between tries for a taken lease.
+const acquireMaxDelay = 500 * time.Millisecond
 
 // errLeaseLost: renewal failed; another replica may be fetching now.
 var errLeaseLost = errors.New("fetch: lease lost")

@@ -18,7 +18,8 @@ import (
 // takeoverBound is how soon after a lease holder's last renewal another
 // replica fetches, with the default lease_ttl, as README and docs/deploy.md
 // promise: the TTL (10 s), the server's expiry check, and the waiting
-// replica's next try (at most a second apart).
+// replica's next try (at most half a second apart), with room for a loaded
+// machine.
 const takeoverBound = 12 * time.Second
 
 // TestFetch_DeadHolderTakenOver: a replica holding an (app, corp)'s lease
