@@ -147,6 +147,11 @@ func TestEnsureKeyValue_UpdatesOlderConfig(t *testing.T) {
 	e, err := kv.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(e.Value()))
+
+	again := &testlog.Buffer{}
+	_, err = broker.EnsureKeyValue(zerolog.New(again).WithContext(ctx), js, want)
+	require.NoError(t, err)
+	assert.NotContains(t, again.String(), "updating", "an unchanged config is not updated")
 }
 
 // TestEnsureStream_WaitsForJetStream: a server whose JetStream comes up a
