@@ -114,13 +114,14 @@ func ensure[T any](ctx context.Context, what string, once func(context.Context) 
 			}
 			return v, nil
 		}
-		if errors.Is(err, errRaced) {
+		raced := errors.Is(err, errRaced)
+		if raced && attempt <= 3 {
 			continue // bind what the other creator made, at once
 		}
 		if ctx.Err() != nil {
 			return v, fmt.Errorf("set up %s: %w (last error: %w)", what, ctx.Err(), err)
 		}
-		if !Transient(err) && !errors.Is(err, context.DeadlineExceeded) {
+		if !raced && !Transient(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return v, fmt.Errorf("set up %s: %w", what, err)
 		}
 		// Once, then every fifth: a cluster forming takes seconds, and a
@@ -143,8 +144,8 @@ func ensure[T any](ctx context.Context, what string, once func(context.Context) 
 // Transient reports whether err is a JetStream condition that passes by
 // itself: no one answering (a stream without a leader during an election,
 // a cluster still forming, which nats.go reports for API requests as
-// JetStream not enabled), a connection between servers, or the server
-// saying it is temporarily unavailable. Not context errors: whether the
+// JetStream not enabled), a connection being re-established, or the
+// server saying it is temporarily unavailable. Not context errors: whether the
 // caller has time left to retry is the caller's business.
 func Transient(err error) bool {
 	if err == nil {
