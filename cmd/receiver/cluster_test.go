@@ -117,9 +117,9 @@ func startCluster(t testing.TB, receivers int) *cluster {
 	require.NoError(t, err)
 	require.NoError(t, c.sim.Start(ctx, "127.0.0.1:0"))
 
-	// lease_ttl is short so that leases are renewed every 2 s: renewals run
-	// into the elections that follow a node's loss, as they would in
-	// production with the 30 s default, only more often.
+	// lease_ttl is short so that leases are renewed every 1.2 s: renewals
+	// run into the elections that follow a node's loss, as they would in
+	// production with the 10 s default, only more often.
 	for i := range receivers {
 		cfg, err := config.Parse(fmt.Appendf(nil, `
 allow_sample_secrets: true # the official vectors, against the simulator

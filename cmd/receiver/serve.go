@@ -179,6 +179,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		TLSKeyFile:      n.TLSKeyFile,
 		ConnectTimeout:  n.ConnectTimeout,
 		MaxStore:        n.MaxStoreBytes,
+
+		PingInterval:        n.PingInterval,
+		MaxPingsOutstanding: n.MaxPingsOutstanding,
 	}, m.log)
 	if err != nil {
 		return err
@@ -195,15 +198,20 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		MaxMsgSize:      intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes),
 		Metrics:         m.intakeM,
 	})
-	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
+	// One deadline for every stream and bucket: replicas started together
+	// on a cluster still forming wait for it (broker.EnsureStream retries,
+	// logging through the context's logger) rather than exit at the first
+	// error.
+	setupCtx, cancel := context.WithTimeout(m.log.WithContext(ctx), n.SetupTimeout)
 	defer cancel()
+	setupStart := time.Now()
 	if err := m.intake.Setup(setupCtx); err != nil {
 		return err
 	}
-
-	if err := m.openPipeline(ctx); err != nil {
+	if err := m.openPipeline(setupCtx); err != nil {
 		return err
 	}
+	m.log.Debug().Dur("took", time.Since(setupStart)).Msg("streams and buckets set up")
 
 	apps := make([]callback.App, 0, len(m.cfg.Apps))
 	for _, a := range m.cfg.Apps {
@@ -269,12 +277,10 @@ func (m *Main) Addr() string {
 
 // openPipeline sets up the WeCom clients, the hit and dead-letter streams,
 // the fetcher, and the intake consumers that feed it, and starts the last
-// ones.
-func (m *Main) openPipeline(ctx context.Context) error {
+// ones. setupCtx bounds the set-up only; what it starts runs until Close.
+func (m *Main) openPipeline(setupCtx context.Context) error {
 	n, fc := m.cfg.NATS, m.cfg.Fetch
 	js := m.broker.JetStream()
-	setupCtx, cancel := context.WithTimeout(ctx, n.ConnectTimeout)
-	defer cancel()
 	var err error
 	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas, MaxBytes: n.KVMaxBytes})
 	if err != nil {

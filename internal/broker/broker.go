@@ -31,6 +31,15 @@ import (
 const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultName           = "wecom-receiver"
+	// DefaultPingInterval and DefaultMaxPingsOutstanding notice a server
+	// that stopped answering (a node cut off by a partition, its TCP link
+	// still open) within 6-8 s: once MaxPingsOutstanding pings in a row
+	// have gone unanswered, the next ping's turn drops the link and the
+	// client reconnects to another server. nats.go's defaults (2 minutes
+	// x 2) take up to 4 minutes, answering 503 all along. A ping every 2 s
+	// costs a few bytes.
+	DefaultPingInterval        = 2 * time.Second
+	DefaultMaxPingsOutstanding = 3
 )
 
 // asyncAckTimeout bounds the wait for one async publish's ack.
@@ -98,6 +107,11 @@ type Options struct {
 	// ConnectTimeout bounds the embedded server's start-up and each dial;
 	// default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// PingInterval and MaxPingsOutstanding bound how long a dead link goes
+	// unnoticed: about PingInterval x (MaxPingsOutstanding+1). Defaults
+	// DefaultPingInterval and DefaultMaxPingsOutstanding.
+	PingInterval        time.Duration
+	MaxPingsOutstanding int
 	// Name is the client connection name; default DefaultName.
 	Name string
 }
@@ -137,6 +151,15 @@ func Open(ctx context.Context, opts Options, log zerolog.Logger) (*Broker, error
 	}
 	if opts.Name == "" {
 		opts.Name = DefaultName
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.MaxPingsOutstanding == 0 {
+		opts.MaxPingsOutstanding = DefaultMaxPingsOutstanding
+	}
+	if opts.PingInterval < 0 || opts.MaxPingsOutstanding < 0 {
+		return nil, fmt.Errorf("%w: negative ping interval or max pings outstanding", ErrInvalidOption)
 	}
 	b := &Broker{
 		log:    log.With().Str("component", "broker").Logger(),
@@ -338,13 +361,17 @@ func (b *Broker) openExternal(ctx context.Context, opts Options) error {
 }
 
 // connOptions are the options both kinds of connection share: the name,
-// reconnecting forever (the endpoint answers 5xx meanwhile, /readyz fails,
-// and WeCom retries), and handlers that log connection events. The handlers
-// run on the client's callback goroutine and log no credentials: URLs go
-// through redactURL.
+// pings that notice a dead link, reconnecting forever (the endpoint answers
+// 5xx meanwhile, /readyz fails, and WeCom retries) to any server of the
+// cluster, the configured ones and those the servers announce, in random
+// order (nats.go's default, which spreads replicas over the nodes), and
+// handlers that log connection events. The handlers run on the client's
+// callback goroutine and log no credentials: URLs go through redactURL.
 func (b *Broker) connOptions(opts Options) []nats.Option {
 	no := []nats.Option{
 		nats.Name(opts.Name),
+		nats.PingInterval(opts.PingInterval),
+		nats.MaxPingsOutstanding(opts.MaxPingsOutstanding),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectJitter(reconnectJitter, reconnectJitterTLS),

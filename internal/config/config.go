@@ -92,7 +92,8 @@ type Fetch struct {
 	// (app, corp). Default 6.
 	TokenlessPerMinute int `yaml:"tokenless_per_minute"`
 	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
-	// without renewal. Default 30s.
+	// without renewal: a replica that dies mid-fetch blocks that (app,
+	// corp) about this long. Claims exist only while fetching. Default 10s.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// HitsMaxAge is how long WECOM_HITS keeps events. Default 168h.
 	HitsMaxAge time.Duration `yaml:"hits_max_age"`
@@ -161,6 +162,17 @@ type NATS struct {
 	TLSKeyFile  string `yaml:"tls_key_file"`
 	// ConnectTimeout bounds connecting to NATS. Default 5s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// SetupTimeout is how long start-up keeps trying to create or bind the
+	// streams and buckets while the cluster cannot answer yet (forming,
+	// electing leaders, other replicas setting up at the same moment)
+	// before the process gives up. Default 1m.
+	SetupTimeout time.Duration `yaml:"setup_timeout"`
+	// PingInterval and MaxPingsOutstanding bound how long a dead link to a
+	// NATS server (a partitioned node) goes unnoticed: about
+	// ping_interval x (max_pings_outstanding + 1), after which the
+	// connection moves to another server. Defaults 2s and 3 (6-8 s).
+	PingInterval        time.Duration `yaml:"ping_interval"`
+	MaxPingsOutstanding int           `yaml:"max_pings_outstanding"`
 	// CallbackMaxAge is how long WECOM_CALLBACKS keeps records. Default 72h.
 	CallbackMaxAge time.Duration `yaml:"callback_max_age"`
 	// DuplicateWindow is WECOM_CALLBACKS' Nats-Msg-Id dedup window, which
@@ -461,9 +473,13 @@ func defaults() Config {
 			SubjectPrefix:    "wecom",
 			Replicas:         1,
 			ConnectTimeout:   5 * time.Second,
+			SetupTimeout:     time.Minute,
 			CallbackMaxAge:   72 * time.Hour,
 			DuplicateWindow:  time.Hour,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
+
+			PingInterval:        2 * time.Second,
+			MaxPingsOutstanding: 3,
 
 			CallbacksMaxBytes:   256 << 20,
 			HitsMaxBytes:        512 << 20,
@@ -476,7 +492,7 @@ func defaults() Config {
 			PageSize:            1000,
 			PollInterval:        5 * time.Minute,
 			TokenlessPerMinute:  6,
-			LeaseTTL:            30 * time.Second,
+			LeaseTTL:            10 * time.Second,
 			HitsMaxAge:          7 * 24 * time.Hour,
 			HitsDuplicateWindow: 20 * time.Minute,
 		},

@@ -137,9 +137,13 @@ func TestParse_Example(t *testing.T) {
 			SubjectPrefix:    "wecom",
 			Replicas:         1,
 			ConnectTimeout:   5 * time.Second,
+			SetupTimeout:     time.Minute,
 			CallbackMaxAge:   72 * time.Hour,
 			DuplicateWindow:  time.Hour,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
+
+			PingInterval:        2 * time.Second,
+			MaxPingsOutstanding: 3,
 
 			MaxStoreBytes:       1 << 30,
 			CallbacksMaxBytes:   256 << 20,
@@ -758,6 +762,9 @@ func TestConfig_Validate(t *testing.T) {
 		{"ErrTLSCertMissing", func(c *config.Config) { external(c); c.NATS.TLSKeyFile = "/k.pem" }, "nats.tls_cert_file: required when tls_key_file is set"},
 		{"ErrTLSKeyMissing", func(c *config.Config) { external(c); c.NATS.TLSCertFile = "/c.pem" }, "nats.tls_key_file: required when tls_cert_file is set"},
 		{"ErrConnectTimeout", func(c *config.Config) { c.NATS.ConnectTimeout = 0 }, "nats.connect_timeout: must be greater than 0"},
+		{"ErrSetupTimeout", func(c *config.Config) { c.NATS.SetupTimeout = time.Second }, "nats.setup_timeout: must be at least connect_timeout"},
+		{"ErrPingInterval", func(c *config.Config) { c.NATS.PingInterval = 0 }, "nats.ping_interval: must be at least 100ms"},
+		{"ErrMaxPingsOutstanding", func(c *config.Config) { c.NATS.MaxPingsOutstanding = 0 }, "nats.max_pings_outstanding: must be at least 1"},
 		{"ErrCallbackMaxAge", func(c *config.Config) { c.NATS.CallbackMaxAge = 59 * time.Minute }, "nats.callback_max_age: must be at least 1h"},
 		{"ErrDeadLetterMaxAge", func(c *config.Config) { c.NATS.DeadLetterMaxAge = 59 * time.Minute }, "nats.dead_letter_max_age: must be at least 1h"},
 		{"ErrDuplicateWindowZero", func(c *config.Config) { c.NATS.DuplicateWindow = 0 }, "nats.duplicate_window: must be greater than 0"},

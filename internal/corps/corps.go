@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/config"
 )
 
@@ -219,8 +220,10 @@ type Registry struct {
 	log       zerolog.Logger
 }
 
-// Open creates the buckets, or binds and updates existing ones, and returns
-// the registry. keys may be nil: the registry then reads metadata, cancels
+// Open creates the buckets, or binds existing ones and updates those whose
+// config differs (broker.EnsureKeyValue: safe for replicas starting at
+// once, transient errors retried until ctx ends), and returns the
+// registry. keys may be nil: the registry then reads metadata, cancels
 // and deletes, and fails with ErrNoKeys on anything touching a permanent
 // code.
 //
@@ -234,9 +237,9 @@ func Open(ctx context.Context, js jetstream.JetStream, keys *Keyring, opts ...Op
 	open := func(c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		c.Replicas, c.History, c.Storage = r.opt.replicas, 1, jetstream.FileStorage
 		c.MaxBytes = r.opt.maxBytes // 0: none
-		kv, err := js.CreateOrUpdateKeyValue(ctx, c)
+		kv, err := broker.EnsureKeyValue(ctx, js, c)
 		if err != nil {
-			return nil, fmt.Errorf("corps: open kv bucket %s: %w", c.Bucket, err)
+			return nil, fmt.Errorf("corps: %w", err)
 		}
 		return kv, nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // StreamName is the stream holding dead letters.
@@ -107,13 +108,14 @@ func CallbackSubject(prefix, app string, kind wecomhit.Kind) string {
 }
 
 // Setup creates the stream, or updates it to the options; running it again
-// with the same options changes nothing.
+// with the same options changes nothing, and replicas running it at once is
+// safe (broker.EnsureStream, which retries transient errors until ctx ends).
 func (s *Stream) Setup(ctx context.Context) error {
 	if err := s.validate(); err != nil {
 		return fmt.Errorf("deadletter: set up stream %s: %w", StreamName, err)
 	}
-	if _, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig()); err != nil {
-		return fmt.Errorf("deadletter: set up stream %s: %w", StreamName, err)
+	if _, err := broker.EnsureStream(ctx, s.js, s.streamConfig()); err != nil {
+		return fmt.Errorf("deadletter: %w", err)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -58,8 +59,13 @@ const (
 
 // Defaults for Options left zero.
 const (
-	DefaultPageSize           = 1000
-	DefaultLeaseTTL           = 30 * time.Second
+	DefaultPageSize = 1000
+	// DefaultLeaseTTL bounds how long a replica that dies mid-fetch (kill
+	// -9, a lost node) keeps others from fetching its (app, corp): about
+	// this long after its last renewal another replica takes over. Short,
+	// yet above a JetStream election (4-9 s): renewals are retried through
+	// one, so a live holder keeps its lease (lease.keep).
+	DefaultLeaseTTL           = 10 * time.Second
 	DefaultPollInterval       = 5 * time.Minute
 	DefaultTokenlessPerMinute = 6
 	// hitTokenTTL: WeCom's hit tokens live 10 minutes; we stop using one a
@@ -76,7 +82,9 @@ type Options struct {
 	// PageSize is get_hit_msg_list's limit (1..1000). Default 1000.
 	PageSize int
 	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
-	// without renewal; a replica that dies frees it after this. Default 30s.
+	// without renewal; a replica that dies frees it after this. A lease
+	// exists only while a fetch runs, renewed every fifth of it. Default
+	// DefaultLeaseTTL (10s).
 	LeaseTTL time.Duration
 	// PollInterval is how often each (app, corp) is fetched without a
 	// token, to catch hits whose callbacks were lost. 0 takes the default;
@@ -123,7 +131,7 @@ type Fetcher struct {
 }
 
 // New returns a Fetcher; it does no I/O. Options and defaults: PageSize
-// 1000, LeaseTTL 30s, PollInterval 5m, TokenlessPerMinute 6, Replicas 1.
+// 1000, LeaseTTL 10s, PollInterval 5m, TokenlessPerMinute 6, Replicas 1.
 func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, opts Options) (*Fetcher, error) {
 	if opts.PageSize == 0 {
 		opts.PageSize = DefaultPageSize
@@ -170,40 +178,42 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 	return f, nil
 }
 
-// Setup creates or binds the KV buckets.
+// Setup creates or binds the KV buckets, updating a bucket whose config
+// differs; replicas running it at once is safe (broker.EnsureKeyValue,
+// which retries transient errors until ctx ends).
 func (f *Fetcher) Setup(ctx context.Context) error {
 	var err error
-	f.cursors, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.cursors, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: CursorBucket, Description: "get_hit_msg_list cursor per app and corp",
 		History: 5, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", CursorBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
-	f.leases, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.leases, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "which replica fetches an app and corp",
 		TTL: f.opts.LeaseTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", LeaseBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
-	f.tokens, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.tokens, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: TokenBucket, Description: "newest hit token per app and corp",
 		TTL: hitTokenTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", TokenBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
-	f.health.kv, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	f.health.kv, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
 		Bucket: HealthBucket, Description: "how fetches are going per app and corp",
 		History: 1, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
 		MaxBytes: f.opts.KVMaxBytes, // 0: none
 	})
 	if err != nil {
-		return fmt.Errorf("fetch: bucket %s: %w", HealthBucket, err)
+		return fmt.Errorf("fetch: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -201,33 +202,79 @@ func (f *Fetcher) acquire(ctx context.Context, k string, wait bool) (*lease, err
 			return nil, fmt.Errorf("fetch: waiting for lease: %w", ctx.Err())
 		case <-t.C:
 		}
-		delay = min(2*delay, time.Second)
+		// At most half a second apart: a waiting replica takes a lapsed
+		// lease (a dead holder's) soon after it lapses, for the cost of
+		// two creates a second while another replica fetches.
+		delay = min(2*delay, acquireMaxDelay)
 	}
 }
+
+// acquireMaxDelay caps the wait between tries for a taken lease.
+const acquireMaxDelay = 500 * time.Millisecond
 
 // errLeaseLost: renewal failed; another replica may be fetching now.
 var errLeaseLost = errors.New("fetch: lease lost")
 
-// keep renews the lease every third of its TTL until ctx ends; if renewal
-// fails it cancels the fetch, which then stops before moving the cursor.
+// renewRetry is the wait between renewal attempts after one failed.
+const renewRetry = 250 * time.Millisecond
+
+// keep renews the lease every fifth of its TTL until ctx ends. A renewal
+// that fails for a reason that passes (a JetStream election, a slow
+// server) is retried every renewRetry; once the lease has gone so long
+// unrenewed that it may expire before the next attempt lands (with a fifth
+// of the TTL to spare), or another replica holds it, keep cancels the
+// fetch, which then stops before moving the cursor.
 func (l *lease) keep(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(l.ttl / 3)
+	every := l.ttl / 5
+	renewed := time.Now() // acquire wrote it just before
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			rev, err := l.kv.Update(ctx, l.key, l.owner, l.rev)
-			if err != nil {
-				if ctx.Err() == nil {
-					cancel(fmt.Errorf("%w: %w", errLeaseLost, err))
-				}
-				return
-			}
-			l.rev = rev
 		}
+		giveUp := renewed.Add(l.ttl - every)
+		actx, acancel := context.WithDeadline(ctx, giveUp)
+		err := l.renew(actx)
+		acancel()
+		switch {
+		case err == nil:
+			renewed = time.Now()
+			t.Reset(every)
+			continue
+		case ctx.Err() != nil:
+			return
+		case casConflict(err) || !time.Now().Add(renewRetry).Before(giveUp):
+			cancel(fmt.Errorf("%w: %w", errLeaseLost, err))
+			return
+		}
+		t.Reset(renewRetry)
 	}
+}
+
+// renew writes the lease again. A conflict may be a renewal of ours that
+// landed although its answer was lost: if the key still holds our owner,
+// it is ours, at its current revision.
+func (l *lease) renew(ctx context.Context) error {
+	rev, err := l.kv.Update(ctx, l.key, l.owner, l.rev)
+	if err == nil {
+		l.rev = rev
+		return nil
+	}
+	if !casConflict(err) {
+		return err
+	}
+	e, gerr := l.kv.Get(ctx, l.key)
+	if gerr != nil || !bytes.Equal(e.Value(), l.owner) {
+		return err
+	}
+	if rev, err = l.kv.Update(ctx, l.key, l.owner, e.Revision()); err != nil {
+		return err
+	}
+	l.rev = rev
+	return nil
 }
 
 // release frees the lease if it is still ours.

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 )
 
@@ -160,10 +161,11 @@ func HitSubject(prefix, corpID, ruleID string) string {
 }
 
 // Setup creates or updates the stream, then sets up the dead-letter stream
-// (Options.DeadLetters). A WECOM_HITS set up by an earlier version also
-// took <prefix>.dlq.>; the update drops that subject first, so the
-// dead-letter stream can take it (old dead letters stay in WECOM_HITS until
-// they age out).
+// (Options.DeadLetters); replicas running it at once is safe
+// (broker.EnsureStream, which retries transient errors until ctx ends). A
+// WECOM_HITS set up by an earlier version also took <prefix>.dlq.>; the
+// update drops that subject first, so the dead-letter stream can take it
+// (old dead letters stay in WECOM_HITS until they age out).
 func (p *Publisher) Setup(ctx context.Context) error {
 	switch {
 	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
@@ -182,7 +184,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	if p.opts.DiscardOld {
 		discard = jetstream.DiscardOld
 	}
-	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
 		Subjects:    []string{p.prefix + ".hit.>"},
@@ -196,7 +198,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		Replicas:    p.opts.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("publish: set up stream %s: %w", StreamName, err)
+		return fmt.Errorf("publish: %w", err)
 	}
 	// After WECOM_HITS, which may have held the subjects until just now.
 	if err := p.opts.DeadLetters.Setup(ctx); err != nil {
@@ -238,8 +240,10 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		defer cancel()
 	}
 	type inflight struct {
-		f   jetstream.PubAckFuture
-		dlq bool
+		f      jetstream.PubAckFuture
+		id     string
+		stream string
+		dlq    bool
 	}
 	var (
 		res     Result
@@ -250,20 +254,17 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 	defer func() { p.opts.Metrics.observe(o, res) }()
 	flush := func() error {
 		for _, in := range pending {
-			select {
-			case ack := <-in.f.Ok():
-				switch {
-				case in.dlq:
-					res.DeadLettered++
-				case ack.Duplicate:
-					res.Duplicates++
-				default:
-					res.Published++
-				}
-			case err := <-in.f.Err():
-				return fmt.Errorf("publish: ack for %s: %w", in.f.Msg().Subject, err)
-			case <-ctx.Done():
-				return fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
+			ack, err := p.await(ctx, in.f, in.id, in.stream)
+			if err != nil {
+				return err
+			}
+			switch {
+			case in.dlq:
+				res.DeadLettered++
+			case ack.Duplicate:
+				res.Duplicates++
+			default:
+				res.Published++
 			}
 		}
 		pending = pending[:0]
@@ -279,11 +280,11 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		if dlq {
 			stream = deadletter.StreamName
 		}
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
+		f, err := p.publishAsync(m, id, stream)
 		if err != nil {
 			return fmt.Errorf("publish: %s: %w", m.Subject, err)
 		}
-		pending = append(pending, inflight{f: f, dlq: dlq})
+		pending = append(pending, inflight{f: f, id: id, stream: stream, dlq: dlq})
 		sent = true
 		return nil
 	}
@@ -325,6 +326,53 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		p.opts.Metrics.observePublish(time.Since(start))
 	}
 	return res, nil
+}
+
+// Retry pacing for a stream that does not answer (a leader election).
+const (
+	retryFirstBackoff = 50 * time.Millisecond
+	retryMaxBackoff   = 500 * time.Millisecond
+)
+
+// publishAsync sends m without nats.go's fixed retries on no responders:
+// await retries, for as long as the page's deadline allows.
+func (p *Publisher) publishAsync(m *nats.Msg, id, stream string) (jetstream.PubAckFuture, error) {
+	return p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream),
+		jetstream.WithRetryAttempts(0))
+}
+
+// await waits for f's ack. While the stream has no one to answer (no
+// responders during an election, a cluster temporarily unavailable:
+// broker.Transient) it sends the message again with short back-off until
+// ctx ends; the same Nats-Msg-Id makes a repeat that lands twice one event.
+// A lost ack (nats.go's async ack timeout) is not retried here: it fails
+// the page, which is fetched again, so the fetch does not sit on its lease.
+func (p *Publisher) await(ctx context.Context, f jetstream.PubAckFuture, id, stream string) (*jetstream.PubAck, error) {
+	subject := f.Msg().Subject
+	backoff := retryFirstBackoff
+	for {
+		select {
+		case ack := <-f.Ok():
+			return ack, nil
+		case err := <-f.Err():
+			if !broker.Transient(err) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+				return nil, fmt.Errorf("publish: ack for %s: %w", subject, err)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("publish: ack for %s: %w (last error: %w)", subject, ctx.Err(), err)
+			case <-t.C:
+			}
+			backoff = min(2*backoff, retryMaxBackoff)
+			if f, err = p.publishAsync(f.Msg(), id, stream); err != nil {
+				return nil, fmt.Errorf("publish: %s: %w", subject, err)
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
+		}
+	}
 }
 
 // resolveNames lets a RuleNameResolver fetch the page's missing rule names

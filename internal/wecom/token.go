@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // KV bucket names.
@@ -57,7 +59,9 @@ type Stores struct {
 	lockTTL time.Duration
 }
 
-// OpenStores creates the buckets, or binds and updates existing ones.
+// OpenStores creates the buckets, or binds existing ones and updates those
+// whose config differs; replicas running it at once is safe
+// (broker.EnsureKeyValue, which retries transient errors until ctx ends).
 //
 // The locks live in a bucket of their own whose MaxAge is the lock TTL,
 // rather than as per-key TTLs in the token bucket: bucket MaxAge works on
@@ -77,9 +81,9 @@ func OpenStores(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*
 	open := func(c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		c.Replicas, c.History, c.Storage = cfg.Replicas, 1, jetstream.FileStorage
 		c.MaxBytes = cfg.MaxBytes // 0: none
-		kv, err := js.CreateOrUpdateKeyValue(ctx, c)
+		kv, err := broker.EnsureKeyValue(ctx, js, c)
 		if err != nil {
-			return nil, fmt.Errorf("wecom: open kv bucket %s: %w", c.Bucket, err)
+			return nil, fmt.Errorf("wecom: %w", err)
 		}
 		return kv, nil
 	}
