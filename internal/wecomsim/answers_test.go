@@ -2,6 +2,7 @@ package wecomsim
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,4 +68,30 @@ func TestSim_RateAboveOnePerSecond(t *testing.T) {
 	n := len(s.corps[testCorp].messages)
 	s.mu.Unlock()
 	assert.InDelta(t, 6000, n, 400, "about 600 messages a minute")
+}
+
+func TestSim_SetMessageRate(t *testing.T) {
+	s := newTestSim(t, func(o *Options) { o.MessageRate = 60 })
+	count := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.corps[testCorp].messages)
+	}
+	s.Advance(time.Minute)
+	require.Positive(t, count())
+
+	o := do(t, http.MethodPost, s.URL()+"/_sim/traffic", obj{"rate": 0})
+	assert.Equal(t, obj{"rate": 0.0}, o)
+	n := count()
+	s.Advance(time.Hour)
+	assert.Equal(t, n, count(), "no traffic while stopped")
+
+	s.SetMessageRate(60)
+	s.Advance(time.Minute)
+	assert.InDelta(t, n+60, count(), 30, "resumed at the rate, without a burst for the pause")
+
+	resp, err := http.Post(s.URL()+"/_sim/traffic", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }

@@ -78,6 +78,7 @@ func (s *Sim) routes() http.Handler {
 	r.Post("/_sim/faults", s.postFaults)
 	r.Get("/_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Stats()) })
 	r.Get("/_sim/answers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Answers()) })
+	r.Post("/_sim/traffic", s.postTraffic)
 	return r
 }
 
