@@ -164,14 +164,20 @@ func randAlnum(n int) string {
 	return string(b)
 }
 
-// waitFor polls cond every interval until it returns nil or timeout passes,
-// and then returns cond's last error.
+// errGiveUp in a cond's error ends waitFor at once: waiting longer cannot help.
+var errGiveUp = errors.New("giving up")
+
+// waitFor polls cond every interval until it returns nil, an error matching
+// errGiveUp, or timeout passes, and then returns cond's last error.
 func waitFor(timeout, interval time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, errGiveUp) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %s: %w", timeout, err)
@@ -269,7 +275,7 @@ func (p *proc) waitLine(timeout time.Duration, match func(line string) bool) (st
 			}
 		}
 		if p.exited() {
-			return fmt.Errorf("%s exited (%v) before the line", p.name, p.exitErr)
+			return fmt.Errorf("%w: %s exited (%v) before the line", errGiveUp, p.name, p.exitErr)
 		}
 		return fmt.Errorf("%s has not written the line", p.name)
 	})
@@ -578,7 +584,7 @@ func (n *natsServer) start(t testing.TB, extra ...string) {
 	}
 	err := waitFor(time.Minute, 50*time.Millisecond, func() error {
 		if n.p.exited() {
-			return fmt.Errorf("exited: %v", n.p.exitErr)
+			return fmt.Errorf("%w: exited: %v", errGiveUp, n.p.exitErr)
 		}
 		m, _ := filepath.Glob(filepath.Join(portsDir, "*.ports"))
 		if len(m) == 0 {
