@@ -680,6 +680,8 @@ type tally struct {
 	successWhileDown        int
 	missingKeys, extraKeys  []hitKey
 	unstoredIDs, downAnswer []string
+	// downStatus counts the answers within the down windows by HTTP status.
+	downStatus map[int]int
 }
 
 func (tl tally) String() string {
@@ -742,14 +744,20 @@ func compareCallbacks(ctx context.Context, r *streamReader, log wecomsim.AnswerL
 	}
 	success := map[string]bool{}
 	for _, a := range log.Answers {
-		if !a.Success {
-			continue
-		}
 		for _, w := range down {
 			if a.At.After(w[0]) && a.At.Before(w[1]) {
-				tl.successWhileDown++
-				tl.downAnswer = append(tl.downAnswer, a.Kind+" at "+a.At.Format(time.RFC3339Nano))
+				if tl.downStatus == nil {
+					tl.downStatus = map[int]int{}
+				}
+				tl.downStatus[a.Status]++
+				if a.Success {
+					tl.successWhileDown++
+					tl.downAnswer = append(tl.downAnswer, a.Kind+" at "+a.At.Format(time.RFC3339Nano))
+				}
 			}
+		}
+		if !a.Success {
+			continue
 		}
 		success[callback.CallbackID(appName, a.Encrypt)] = true
 	}
@@ -818,6 +826,9 @@ func settle(t *testing.T, scenario string, n int, s *sim, r *streamReader, down 
 		extra: tl.extra, duplicated: tl.dup, cbSuccess: tl.cbSuccess, cbStored: tl.cbStored, successWhileDown: tl.successWhileDown})
 	results.mu.Unlock()
 	t.Logf("%s: %s", scenario, tl)
+	if len(down) > 0 {
+		t.Logf("%s: answers while NATS was down, by HTTP status: %v", scenario, tl.downStatus)
+	}
 	return tl
 }
 
