@@ -117,7 +117,7 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	runFor(t, 3*time.Second, r.p, s.p)
-	tl := settle(t, "store on a full tmpfs", n, s, connect(t, r.nats), nil)
+	tl := settle(t, "store on a full tmpfs", n, s, r.connectEmbedded(t), nil)
 	if len(notRecovered) > 0 {
 		t.Errorf("issue 15 finding 1: the receiver did not recover on its own after the store had room again:\n%v", notRecovered)
 	}

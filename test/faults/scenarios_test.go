@@ -38,7 +38,7 @@ func TestEmbeddedKill(t *testing.T) {
 		lb.set(r.http)
 	}
 	runFor(t, 3*time.Second, r.p, s.p)
-	tl := settle(t, "embedded kill -9", n, s, connect(t, r.nats), nil)
+	tl := settle(t, "embedded kill -9", n, s, r.connectEmbedded(t), nil)
 	check(t, tl)
 }
 
@@ -131,7 +131,7 @@ func TestWeComFaults(t *testing.T) {
 		runFor(t, 8*time.Second, r.p, s.p)
 	}
 	t.Logf("fault sets: %s", strings.Join(names, ", "))
-	tl := settle(t, "WeCom faults", n, s, connect(t, r.nats), nil)
+	tl := settle(t, "WeCom faults", n, s, r.connectEmbedded(t), nil)
 	check(t, tl)
 }
 
