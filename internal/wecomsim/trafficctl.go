@@ -6,19 +6,21 @@ import (
 	"net/http"
 )
 
-// SetMessageRate changes the background traffic rate (messages per
-// simulated minute per corp) from now on; 0 or negative stops it. Fault
-// tests stop traffic to let the ground truth settle, then compare.
+// SetMessageRate sets every corp's background traffic rate (messages per
+// conversation minute) from now on, replacing corps' own rates; 0 or
+// negative stops traffic. Fault tests stop traffic to let the ground truth
+// settle, then compare.
 func (s *Sim) SetMessageRate(rate float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	was := s.opts.MessageRate
 	s.opts.MessageRate = rate
-	if rate > 0 && was <= 0 {
-		// Resume from now, not from where traffic stopped, which would
-		// release the whole pause as one burst.
-		for _, c := range s.order {
+	for _, c := range s.order {
+		c.rate = 0
+		if rate > 0 {
+			// From now, not from where traffic stopped, which would
+			// release the whole pause as one burst.
 			c.nextMsgAt = s.now.Add(s.interarrival())
+			s.scheduleMessageLocked(c)
 		}
 	}
 }
