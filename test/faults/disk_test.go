@@ -62,7 +62,6 @@ func fill(t *testing.T, path string) int64 {
 // and once there is room the receiver must store callbacks again without a
 // restart (issue 15, finding 1).
 func TestDiskFull(t *testing.T) {
-	knownFailure(t, "issue 15 finding 1: after a full disk the store needs a restart")
 	n := rounds(t)
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "mnt")
