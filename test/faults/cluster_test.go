@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // cluster is a three-node JetStream cluster of nats-server processes on
@@ -84,7 +86,9 @@ func (c *cluster) urls() string {
 }
 
 // awaitJetStream waits until every node answers a JetStream request, which
-// needs a meta leader.
+// needs a meta leader, and until a stream of three replicas can be placed,
+// which needs every node in the meta group: a receiver started earlier
+// fails with "no suitable peers for placement".
 func (c *cluster) awaitJetStream(t testing.TB) {
 	t.Helper()
 	for _, n := range c.nodes {
@@ -99,6 +103,20 @@ func (c *cluster) awaitJetStream(t testing.TB) {
 		if err != nil {
 			t.Fatalf("%s: JetStream not available: %v", n.name, err)
 		}
+	}
+	r := connect(t, c.urls())
+	defer r.nc.Close()
+	err := waitFor(2*time.Minute, 250*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "FAULTS_PROBE",
+			Subjects: []string{"faults.probe"}, Replicas: 3, Storage: jetstream.MemoryStorage}); err != nil {
+			return err
+		}
+		return r.js.DeleteStream(ctx, "FAULTS_PROBE")
+	})
+	if err != nil {
+		t.Fatalf("cluster cannot place three replicas: %v", err)
 	}
 }
 
