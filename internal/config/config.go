@@ -88,6 +88,10 @@ type Fetch struct {
 	// token, to catch hits whose callbacks were lost; 0 turns it off.
 	// Default 5m.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// MinPollInterval is the least PollInterval accepted. Default 1m, which
+	// keeps token-less calls clear of WeCom's rate limit; tests against the
+	// simulator lower it to exercise polls within seconds.
+	MinPollInterval time.Duration `yaml:"min_poll_interval"`
 	// TokenlessPerMinute caps token-less get_hit_msg_list calls per
 	// (app, corp). Default 6.
 	TokenlessPerMinute int `yaml:"tokenless_per_minute"`
@@ -491,6 +495,7 @@ func defaults() Config {
 		Fetch: Fetch{
 			PageSize:            1000,
 			PollInterval:        5 * time.Minute,
+			MinPollInterval:     time.Minute,
 			TokenlessPerMinute:  6,
 			LeaseTTL:            10 * time.Second,
 			HitsMaxAge:          7 * 24 * time.Hour,

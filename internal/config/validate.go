@@ -183,7 +183,9 @@ func (n *NATS) validateLimits(v *validator, embedded bool) {
 
 func (f *Fetch) validate(v *validator) {
 	v.check(f.PageSize >= 1 && f.PageSize <= 1000, "fetch.page_size", "must be between 1 and 1000")
-	v.check(f.PollInterval == 0 || f.PollInterval >= time.Minute, "fetch.poll_interval", "must be 0 (off) or at least 1m")
+	v.check(f.MinPollInterval >= time.Second, "fetch.min_poll_interval", "must be at least 1s")
+	v.check(f.PollInterval == 0 || f.PollInterval >= f.MinPollInterval, "fetch.poll_interval",
+		"must be 0 (off) or at least min_poll_interval ("+f.MinPollInterval.String()+")")
 	v.check(f.TokenlessPerMinute >= 1, "fetch.tokenless_per_minute", "must be at least 1")
 	v.check(f.LeaseTTL >= 3*time.Second, "fetch.lease_ttl", "must be at least 3s")
 	v.check(f.HitsMaxAge >= time.Hour, "fetch.hits_max_age", "must be at least 1h")

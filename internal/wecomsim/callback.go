@@ -128,7 +128,7 @@ func (s *Sim) deliver(kind, u, target, body string, wantSuccess bool) {
 			case <-t.C:
 			}
 		}
-		err := s.post(u, body, wantSuccess)
+		err := s.post(kind, u, body, wantSuccess)
 		s.mu.Lock()
 		st := s.cbStats[kind]
 		st.Attempts++
@@ -153,7 +153,7 @@ func (s *Sim) deliver(kind, u, target, body string, wantSuccess bool) {
 	log.Error().Msg("callback given up after retries")
 }
 
-func (s *Sim) post(u, body string, wantSuccess bool) error {
+func (s *Sim) post(kind, u, body string, wantSuccess bool) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.CallbackTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
@@ -167,13 +167,17 @@ func (s *Sim) post(u, body string, wantSuccess bool) error {
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			err = ue.Err
 		}
+		s.noteAnswer(kind, body, 0, false)
 		return fmt.Errorf("callback post: %w", err)
 	}
 	defer resp.Body.Close()
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if err != nil {
+		s.noteAnswer(kind, body, resp.StatusCode, false)
 		return fmt.Errorf("callback reply: %w", err)
 	}
+	s.noteAnswer(kind, body, resp.StatusCode,
+		resp.StatusCode == http.StatusOK && (!wantSuccess || string(reply) == "success"))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("callback answered HTTP %d", resp.StatusCode)
 	}

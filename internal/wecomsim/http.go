@@ -77,6 +77,8 @@ func (s *Sim) routes() http.Handler {
 	r.Get("/_sim/faults", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Faults()) })
 	r.Post("/_sim/faults", s.postFaults)
 	r.Get("/_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Stats()) })
+	r.Get("/_sim/answers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Answers()) })
+	r.Post("/_sim/traffic", s.postTraffic)
 	return r
 }
 

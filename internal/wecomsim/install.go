@@ -300,8 +300,8 @@ func (s *Sim) gapLocked(c *corpState) time.Duration {
 	if c.rate > 0 {
 		mean := float64(time.Minute) / c.rate
 		d := time.Duration(-math.Log(1-s.traffic.Float64()) * mean)
-		// Unlike interarrival's one-second floor, a hot corp may send
-		// many messages a second.
+		// The same floor as interarrival's: a hot corp may send many
+		// messages a second.
 		return s.conversation(max(d, time.Millisecond))
 	}
 	return s.interarrival()

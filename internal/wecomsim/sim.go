@@ -209,10 +209,13 @@ type Sim struct {
 	faults    []*faultState
 	requests  map[string]int
 	cbStats   map[string]CallbackCounts
-	cursorKey []byte
-	lastPrune time.Time
-	auth      authState  // installation: see install.go
-	queue     schedQueue // corps' due events: see sched.go
+	// answers logs every callback delivery's outcome (answers.go).
+	answers        []Answer
+	answersDropped int
+	cursorKey      []byte
+	lastPrune      time.Time
+	auth           authState  // installation: see install.go
+	queue          schedQueue // corps' due events: see sched.go
 
 	srv *http.Server
 	url string

@@ -159,7 +159,9 @@ func (s *Sim) interarrival() time.Duration {
 	}
 	mean := float64(time.Minute) / s.opts.MessageRate
 	d := time.Duration(-math.Log(1-s.traffic.Float64()) * mean)
-	return s.conversation(max(d, time.Second))
+	// The floor only keeps the event loop moving; a floor of a second
+	// would cap any rate at 60 a minute whatever MessageRate says.
+	return s.conversation(max(d, time.Millisecond))
 }
 
 var (

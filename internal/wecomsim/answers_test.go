@@ -1,0 +1,97 @@
+package wecomsim
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSim_Answers(t *testing.T) {
+	// The receiver refuses the first delivery, answers a wrong body to the
+	// second and acknowledges the third.
+	cb := newCBServer(t, testSuite, func(n int) (int, string) {
+		switch n {
+		case 1:
+			return http.StatusServiceUnavailable, "store_timeout"
+		case 2:
+			return http.StatusOK, "ok"
+		}
+		return http.StatusOK, "success"
+	})
+	s := newTestSim(t, func(o *Options) { o.Archive.CallbackURL = cb.srv.URL + "/callback/archive" })
+	eventually(t, "three deliveries", func() bool { return len(s.Answers().Answers) == 3 })
+
+	log := s.Answers()
+	require.Len(t, log.Answers, 3)
+	assert.Zero(t, log.Dropped)
+	got := cb.all()
+	require.NotEmpty(t, got)
+	for i, want := range []struct {
+		status  int
+		success bool
+	}{{503, false}, {200, false}, {200, true}} {
+		a := log.Answers[i]
+		assert.Equal(t, CallbackSuiteTicket, a.Kind, "answer %d", i)
+		assert.Equal(t, want.status, a.Status, "answer %d", i)
+		assert.Equal(t, want.success, a.Success, "answer %d", i)
+		assert.Equal(t, got[0].encrypt, a.Encrypt, "answer %d: retries repeat the ciphertext", i)
+		assert.False(t, a.At.IsZero())
+	}
+
+	// Over HTTP as well.
+	o := do(t, http.MethodGet, s.URL()+"/_sim/answers", nil)
+	assert.Len(t, o["answers"], 3)
+}
+
+func TestSim_AnswersUnreachable(t *testing.T) {
+	s := newTestSim(t, func(o *Options) {
+		o.Archive.CallbackURL = "http://127.0.0.1:1/callback/archive"
+		o.CallbackRetries = -1
+	})
+	eventually(t, "one delivery", func() bool { return len(s.Answers().Answers) == 1 })
+	a := s.Answers().Answers[0]
+	assert.Zero(t, a.Status, "no answer")
+	assert.False(t, a.Success)
+	assert.NotEmpty(t, a.Encrypt)
+}
+
+// TestSim_RateAboveOnePerSecond checks that MessageRate means what it says
+// above one message per second, the floor interarrival once had.
+func TestSim_RateAboveOnePerSecond(t *testing.T) {
+	s := newTestSim(t, func(o *Options) { o.MessageRate = 600 })
+	s.Advance(10 * time.Minute)
+	s.mu.Lock()
+	n := len(s.corps[testCorp].messages)
+	s.mu.Unlock()
+	assert.InDelta(t, 6000, n, 400, "about 600 messages a minute")
+}
+
+func TestSim_SetMessageRate(t *testing.T) {
+	s := newTestSim(t, func(o *Options) { o.MessageRate = 60 })
+	count := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.corps[testCorp].messages)
+	}
+	s.Advance(time.Minute)
+	require.Positive(t, count())
+
+	o := do(t, http.MethodPost, s.URL()+"/_sim/traffic", obj{"rate": 0})
+	assert.Equal(t, obj{"rate": 0.0}, o)
+	n := count()
+	s.Advance(time.Hour)
+	assert.Equal(t, n, count(), "no traffic while stopped")
+
+	s.SetMessageRate(60)
+	s.Advance(time.Minute)
+	assert.InDelta(t, n+60, count(), 30, "resumed at the rate, without a burst for the pause")
+
+	resp, err := http.Post(s.URL()+"/_sim/traffic", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}
