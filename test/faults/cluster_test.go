@@ -198,10 +198,9 @@ func TestClusterLeaderKill(t *testing.T) {
 }
 
 // TestClusterSimultaneousStart: two receivers started at the same moment
-// against a fresh cluster must both come up and stay up. Issue 15, finding
-// 2: today both may exit while setting up streams and buckets.
+// against a fresh cluster must both come up and stay up (issue 15, finding
+// 2: both used to exit while setting up streams and buckets).
 func TestClusterSimultaneousStart(t *testing.T) {
-	knownFailure(t, "issue 15 finding 2: replicas started together on a fresh cluster exit in set-up")
 	n := rounds(t)
 	var failures []string
 	for i := range n {

@@ -135,8 +135,8 @@ func rounds(t testing.TB) int {
 }
 
 // leaseTTL is FAULTS_LEASE_TTL, the receivers' fetch.lease_ttl: 5s by
-// default so that a killed lease holder delays fetching briefly; the
-// receiver's default 30s shows the stall of issue 15 finding 5.
+// default so that a killed lease holder delays fetching briefly (the
+// receiver's own default is 10s; issue 15 finding 5).
 func leaseTTL(t testing.TB) time.Duration {
 	t.Helper()
 	v := os.Getenv("FAULTS_LEASE_TTL")
@@ -148,16 +148,6 @@ func leaseTTL(t testing.TB) time.Duration {
 		t.Fatalf("FAULTS_LEASE_TTL=%q: want a duration of at least 3s", v)
 	}
 	return d
-}
-
-// knownFailure skips a scenario that shows an open finding, unless
-// FAULTS_KNOWN_FAILURES=1 asks for it: CI stays green on a known defect but
-// says which, and the scenario turns into a regression test once fixed.
-func knownFailure(t testing.TB, finding string) {
-	t.Helper()
-	if os.Getenv("FAULTS_KNOWN_FAILURES") != "1" {
-		t.Skipf("shows a known defect (%s); run with FAULTS_KNOWN_FAILURES=1", finding)
-	}
 }
 
 func randInt(n int) int {

@@ -166,9 +166,8 @@ func (l *link) pipe(src, dst net.Conn) {
 // TestClusterPartition: a three-node cluster, replicas 3, two receivers,
 // every connection between them through a link. Each round cuts every link
 // of one node, a node that a receiver is connected to, for 15 s, then heals
-// it. Nothing may be lost; and, issue 15 finding 3, the receiver on the cut
-// node should move to a healthy node instead of answering 503 until after
-// the heal (asserted only with FAULTS_KNOWN_FAILURES=1).
+// it. Nothing may be lost; and (issue 15 finding 3) the receiver on the cut
+// node moves to a healthy node instead of answering 503 until the heal.
 func TestClusterPartition(t *testing.T) {
 	n := rounds(t)
 	dir := t.TempDir()
@@ -292,7 +291,7 @@ cluster {
 	}
 	t.Logf("callbacks refused from 10 s after a cut until its heal: %d", refused)
 	check(t, tl)
-	if refused > 0 && os.Getenv("FAULTS_KNOWN_FAILURES") == "1" {
+	if refused > 0 {
 		t.Errorf("issue 15 finding 3: %d callbacks refused more than 10 s into a partition: the receiver on the cut node did not move", refused)
 	}
 }
