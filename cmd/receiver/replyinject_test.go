@@ -1,14 +1,3 @@
-//go:build replyinjection
-
-// This test fails today and is kept out of the default suite by its build
-// tag: it is the done-when test of the open finding that the consumer role
-// can make the server write into the receiver's streams (review of issue 9).
-// Run it with
-//
-//	go test -race -tags replyinjection -run TestNATSRoles_ConsumerReplySubjects ./cmd/receiver/
-//
-// and drop the tag once consumers no longer share the receiver's account.
-
 package main
 
 import (
@@ -33,9 +22,10 @@ import (
 // TestNATSRoles_ConsumerReplySubjects: a JetStream API request's reply
 // subject is not checked against the requester's permissions (nats-server
 // refuses only $JS. replies), and the server publishes the answer inside
-// the account, where the receiver's streams and buckets store whatever
-// reaches their subjects. A consumer-role client must not be able to use
-// that to add callback records or overwrite KV entries.
+// the requester's account. Were that the receiver's, its streams and
+// buckets would store whatever reaches their subjects. A consumer-role
+// client must not be able to use that to add callback records or
+// overwrite KV entries: its account is its own (consumerAccount).
 func TestNATSRoles_ConsumerReplySubjects(t *testing.T) {
 	s := startSystem(t, "0s")
 	_, err := s.sim.GenerateMessages(simCorp, 20)
@@ -62,21 +52,28 @@ func TestNATSRoles_ConsumerReplySubjects(t *testing.T) {
 	cursors, err := rjs.KeyValue(ctx, fetch.CursorBucket)
 	require.NoError(t, err)
 	cursorKey := "archive." + simCorp
-	_, err = cursors.Get(ctx, cursorKey)
-	require.NoError(t, err)
+	// The cursor is saved once the page's hits are published.
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		_, err := cursors.Get(ctx, cursorKey)
+		return err
+	})
 
 	targets := []string{
 		"wecom.callback.archive.hit_keyword",          // a forged callback record
 		"$KV." + fetch.CursorBucket + "." + cursorKey, // a reset cursor: every hit fetched again
 		"$KV." + wecom.TokenBucket + ".forged",
 	}
-	for _, reply := range targets {
-		// $JS.API.STREAM.INFO.WECOM_HITS is in the consumer's allow list.
-		require.NoError(t, c.nc.PublishRequest("$JS.API.STREAM.INFO."+publish.StreamName, reply, nil))
+	// The stream info request the consumer role may send (its API is under
+	// consumerAPIPrefix), and the receiver's own API subject, which a
+	// consumer's account does not reach.
+	for _, subj := range []string{consumerAPIPrefix + ".STREAM.INFO." + publish.StreamName, "$JS.API.STREAM.INFO." + publish.StreamName} {
+		for _, reply := range targets {
+			require.NoError(t, c.nc.PublishRequest(subj, reply, nil))
+		}
 	}
 	// A request the server answers after the others: once it is answered,
 	// so are they.
-	_, err = c.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+publish.StreamName, nil)
+	_, err = c.nc.RequestWithContext(ctx, consumerAPIPrefix+".STREAM.INFO."+publish.StreamName, nil)
 	require.NoError(t, err)
 
 	// The receiver itself may have moved on meanwhile; what must not be

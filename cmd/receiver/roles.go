@@ -12,12 +12,12 @@ import (
 
 // The NATS roles of the embedded server's TCP listener (broker, auth.go),
 // and of the users an external cluster should have
-// (configs/nats-cluster/*.conf carries the same permissions for the
-// default prefix; TestClusterConfig_Roles keeps them in step). The receiver
-// itself has every right.
+// (configs/nats-cluster/*.conf carries the same accounts and permissions
+// for the default prefix; TestClusterConfig_NATS keeps them in step). The
+// receiver itself has every right.
 const (
 	// roleConsumer reads hit events: WECOM_HITS and its own consumers on
-	// it, nothing else.
+	// it, nothing else, from an account of its own (consumerAccount).
 	roleConsumer = "consumer"
 	// roleOperator is what the operator commands (status, tail, backfill,
 	// rules, search, dlq) need, short of deleting or purging stored data
@@ -25,10 +25,30 @@ const (
 	roleOperator = "operator"
 )
 
+// The consumer role's account. Consumers do not share the receiver's
+// account: there, a JetStream API request the consumer may send, with a
+// reply subject of its choosing, has the server write its answer to that
+// subject in the account, and the callback stream and KV buckets store
+// what reaches their subjects (nats-server checks no reply subject but
+// "$JS." ones). In consumerAccount the answers come back to where nothing
+// is stored. (broker.Account says more.)
+const (
+	consumerAccount = "CONSUMERS"
+	// consumerAPIPrefix replaces "$JS.API" in the consumer role's
+	// JetStream API requests: nats.go jetstream.NewWithAPIPrefix, the
+	// JetStreamContext's nats.APIPrefix, nats.js's apiPrefix, the nats
+	// CLI's --js-api-prefix. The consumer account has no JetStream of its
+	// own, so "$JS.API" there answers nothing.
+	consumerAPIPrefix = "$JS.hits.API"
+)
+
 // Inbox prefixes. A consumer may subscribe to _INBOX.> (every NATS client
 // receives its replies there by default), so the receiver and the operator
 // commands take their replies elsewhere: otherwise a consumer could read
-// the KV values (WeCom tokens) and callback records sent to them.
+// the KV values (WeCom tokens) and callback records sent to them. (Since
+// consumers have their own account this is a second line of defence, and
+// what keeps a cluster that still puts consumers in the receivers'
+// account safe from reading them.)
 const (
 	receiverInboxPrefix = "_INBOX_RECEIVER"
 	operatorInboxPrefix = "_INBOX_OPERATOR"
@@ -37,37 +57,60 @@ const (
 // natsRoles are the TCP users of the embedded server for subject prefix p.
 func natsRoles(p string) []broker.Role {
 	return []broker.Role{
-		{Name: roleConsumer, Permissions: consumerPermissions(p)},
+		{Name: roleConsumer, Account: consumerAccountOf(p), Permissions: consumerPermissions(p)},
 		{Name: roleOperator, Permissions: operatorPermissions(p)},
 	}
 }
 
-// consumerPermissions lets a client read hit events as plain subscriptions
-// or through JetStream consumers on WECOM_HITS that it creates, reads, acks
-// and deletes. The JetStream API subjects are those nats.go (jetstream and
-// the older JetStreamContext) and the nats CLI send; the stream is named
-// rather than looked up by subject, which would need $JS.API.STREAM.NAMES.
-// Everything else is refused: KV buckets, WECOM_CALLBACKS, publishing
-// events, purging, deleting messages or streams.
-func consumerPermissions(p string) *server.Permissions {
+// consumerAccountOf is the consumer role's account: hit events as plain
+// subscriptions, and JetStream pull consumers on WECOM_HITS that its
+// clients create, read, ack and delete, through the API under
+// consumerAPIPrefix. The JetStream API subjects are those nats.go
+// (jetstream and the older JetStreamContext), nats.js and the nats CLI
+// send; the stream is named rather than looked up by subject, which would
+// need $JS.API.STREAM.NAMES. Push consumers do not work: the server
+// delivers their messages in the receiver's account.
+func consumerAccountOf(p string) *broker.Account {
 	const hits = publish.StreamName
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			"$JS.API.INFO",
-			"$JS.API.STREAM.INFO." + hits,
-			"$JS.API.STREAM.MSG.GET." + hits,
+	api := func(rest string, streamed bool) broker.Service {
+		return broker.Service{Subject: "$JS.API." + rest, As: consumerAPIPrefix + "." + rest, Streamed: streamed}
+	}
+	return &broker.Account{
+		Name: consumerAccount,
+		Services: []broker.Service{
+			api("STREAM.INFO."+hits, false),
+			api("STREAM.MSG.GET."+hits, false),
 			// An ephemeral consumer from an older client names no consumer.
-			"$JS.API.CONSUMER.CREATE." + hits,
+			api("CONSUMER.CREATE."+hits, false),
 			// <consumer> or <consumer>.<filter subject>.
-			"$JS.API.CONSUMER.CREATE." + hits + ".>",
-			"$JS.API.CONSUMER.DURABLE.CREATE." + hits + ".*",
-			"$JS.API.CONSUMER.INFO." + hits + ".*",
-			"$JS.API.CONSUMER.MSG.NEXT." + hits + ".*",
-			"$JS.API.CONSUMER.DELETE." + hits + ".*",
-			"$JS.ACK." + hits + ".>",
-			// Flow-control replies of push consumers.
-			"$JS.FC." + hits + ".>",
-		}},
+			api("CONSUMER.CREATE."+hits+".>", false),
+			api("CONSUMER.DURABLE.CREATE."+hits+".*", false),
+			api("CONSUMER.INFO."+hits+".*", false),
+			api("CONSUMER.DELETE."+hits+".*", false),
+			// A pull request's messages are its answers.
+			api("CONSUMER.MSG.NEXT."+hits+".*", true),
+			// Acks go to the subject each message names as its reply.
+			{Subject: "$JS.ACK." + hits + ".>"},
+		},
+		Streams: []string{p + ".hit.>"},
+	}
+}
+
+// consumerPermissions are the consumer role's rights inside its own
+// account: to send what the account imports, and receive hit events and
+// answers. Nothing else reaches the account; the list keeps consumers from
+// using it to talk among themselves.
+func consumerPermissions(p string) *server.Permissions {
+	var pub []string
+	for _, sv := range consumerAccountOf(p).Services {
+		if sv.As != "" {
+			pub = append(pub, sv.As)
+		} else {
+			pub = append(pub, sv.Subject)
+		}
+	}
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			p + ".hit.>",
 			"_INBOX.>",

@@ -52,6 +52,17 @@ func dialRole(t *testing.T, s *system, seedFile string, opts ...nats.Option) *ro
 	return c
 }
 
+// dialConsumer logs in as the consumer role, whose JetStream API is under
+// consumerAPIPrefix.
+func dialConsumer(t *testing.T, s *system, seedFile string) *roleConn {
+	t.Helper()
+	c := dialRole(t, s, seedFile)
+	var err error
+	c.js, err = jetstream.NewWithAPIPrefix(c.nc, consumerAPIPrefix)
+	require.NoError(t, err)
+	return c
+}
+
 // denied runs op and requires the server to refuse it with a permission
 // violation naming want. A refused request gets no answer, so op is
 // cancelled once the violation arrives; an op that returns first (with or
@@ -127,7 +138,7 @@ func TestNATSRoles(t *testing.T) {
 	require.NoError(t, os.WriteFile(consumerFile, []byte(stdout.String()), 0o600))
 
 	t.Run("Consumer", func(t *testing.T) {
-		c := dialRole(t, s, consumerFile)
+		c := dialConsumer(t, s, consumerFile)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 
@@ -167,7 +178,7 @@ func TestNATSRoles(t *testing.T) {
 
 		// No KV: not the WeCom tokens, not the hit tokens, not the cursors.
 		for _, bucket := range []string{wecom.TokenBucket, wecom.TicketBucket, fetch.TokenBucket, fetch.CursorBucket} {
-			c.denied(t, "$JS.API.STREAM.INFO.KV_"+bucket, func(ctx context.Context) error {
+			c.denied(t, consumerAPIPrefix+".STREAM.INFO.KV_"+bucket, func(ctx context.Context) error {
 				_, err := c.js.KeyValue(ctx, bucket)
 				return err
 			})
@@ -178,7 +189,7 @@ func TestNATSRoles(t *testing.T) {
 		})
 		// No callback records, neither through JetStream nor as they are
 		// published, nor by looking over the receiver's shoulder.
-		c.denied(t, "$JS.API.STREAM.INFO."+intake.StreamName, func(ctx context.Context) error {
+		c.denied(t, consumerAPIPrefix+".STREAM.INFO."+intake.StreamName, func(ctx context.Context) error {
 			_, err := c.js.Stream(ctx, intake.StreamName)
 			return err
 		})
@@ -186,7 +197,7 @@ func TestNATSRoles(t *testing.T) {
 			_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+intake.StreamName, []byte(`{"seq":1}`))
 			return err
 		})
-		c.denied(t, "$JS.API.CONSUMER.CREATE."+intake.StreamName, func(ctx context.Context) error {
+		c.denied(t, consumerAPIPrefix+".CONSUMER.CREATE."+intake.StreamName, func(ctx context.Context) error {
 			_, err := c.js.OrderedConsumer(ctx, intake.StreamName, jetstream.OrderedConsumerConfig{})
 			return err
 		})
@@ -211,11 +222,11 @@ func TestNATSRoles(t *testing.T) {
 				_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+name, nil)
 				return err
 			})
-			c.denied(t, "$JS.API.STREAM.DELETE."+name, func(ctx context.Context) error {
+			c.denied(t, consumerAPIPrefix+".STREAM.DELETE."+name, func(ctx context.Context) error {
 				return c.js.DeleteStream(ctx, name)
 			})
 		}
-		c.denied(t, "$JS.API.STREAM.MSG.DELETE."+publish.StreamName, func(ctx context.Context) error {
+		c.denied(t, consumerAPIPrefix+".STREAM.MSG.DELETE."+publish.StreamName, func(ctx context.Context) error {
 			return st.DeleteMsg(ctx, 1)
 		})
 		assert.Equal(t, stored, hitsIn(t, s), "nothing was added or removed")

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 
 	"github.com/nats-io/jwt/v2"
@@ -30,15 +31,58 @@ import (
 // made afresh at every start, kept in memory, and valid for in-process
 // connections only: there is no file to steal, and no TCP client can use it.
 
-// Role is a TCP user of the embedded server: a name (the seed file's name)
-// and what it may publish and subscribe to. The callers decide the roles;
-// this package only enforces them.
+// Role is a TCP user of the embedded server: a name (the seed file's name),
+// the account it logs in to, and what it may publish and subscribe to
+// there. The callers decide the roles; this package only enforces them.
 type Role struct {
 	// Name is letters, digits, '-' or '_'; the seed is <Name>.nk.
 	Name string
-	// Permissions are the NATS publish and subscribe permissions; nil
-	// means everything.
+	// Account, when set, puts the role in an account of its own instead of
+	// the receiver's. Nil: the receiver's account, whose streams and
+	// buckets the role then reaches as far as Permissions allow.
+	Account *Account
+	// Permissions are the NATS publish and subscribe permissions inside
+	// the role's account; nil means everything.
 	Permissions *server.Permissions
+}
+
+// Account is a NATS account apart from the receiver's, for roles that must
+// not be able to reach the receiver's data in any way.
+//
+// Permissions alone cannot give that: nats-server does not check a
+// request's reply subject against the requester's permissions (only
+// replies starting with "$JS." are refused), and it publishes its
+// JetStream API answers to that reply subject inside the requester's
+// account, where a stream or KV bucket listening on the subject stores
+// them. In an account of its own, a client's requests to the receiver's
+// account cross an import, their answers come back to the client's
+// account, and nothing there stores anything: the account has no
+// JetStream.
+//
+// The account sees exactly what it imports from the receiver's account,
+// which exports those subjects to it alone.
+type Account struct {
+	// Name is the account's name: letters, digits, '-' or '_', not the
+	// receiver's account ($G) or the system account ($SYS).
+	Name string
+	// Services are request subjects of the receiver's account that the
+	// account may send requests to; the answers come back to it.
+	Services []Service
+	// Streams are subjects whose messages, published in the receiver's
+	// account, the account receives under the same subjects.
+	Streams []string
+}
+
+// Service is a request subject imported into an Account.
+type Service struct {
+	// Subject is the subject in the receiver's account (wildcards allowed).
+	Subject string
+	// As is the subject the account's clients send to, with the same
+	// wildcards in the same places; empty means Subject.
+	As string
+	// Streamed: one request may get many answers (a JetStream pull
+	// request gets its messages as answers); otherwise exactly one.
+	Streamed bool
 }
 
 // SeedExt ends every role's seed file name.
@@ -79,8 +123,9 @@ func credsOption(path string) (nats.Option, error) {
 
 // authUsers makes the users of an embedded server that listens: a fresh
 // in-process-only key for the receiver itself (returned, to log in with),
-// and one per role from its seed file in dir, created if missing.
-func authUsers(dir string, roles []Role) ([]*server.NkeyUser, nkeys.KeyPair, error) {
+// and one per role from its seed file in dir, created if missing, in the
+// role's account from accounts (by name; see roleAccounts).
+func authUsers(dir string, roles []Role, accounts map[string]*server.Account) ([]*server.NkeyUser, nkeys.KeyPair, error) {
 	if dir == "" {
 		return nil, nil, fmt.Errorf("%w: an embedded server that listens needs a credentials dir", ErrInvalidOption)
 	}
@@ -110,9 +155,121 @@ func authUsers(dir string, roles []Role) ([]*server.NkeyUser, nkeys.KeyPair, err
 		if err != nil {
 			return nil, nil, err
 		}
-		users = append(users, &server.NkeyUser{Nkey: pub, Permissions: r.Permissions})
+		u := &server.NkeyUser{Nkey: pub, Permissions: r.Permissions}
+		if r.Account != nil {
+			if u.Account = accounts[r.Account.Name]; u.Account == nil {
+				return nil, nil, fmt.Errorf("%w: role %s: account %q not set up", ErrInvalidOption, r.Name, r.Account.Name)
+			}
+		}
+		users = append(users, u)
 	}
 	return users, self, nil
+}
+
+// receiverAccount is the account the receiver and the roles without an
+// Account use: nats-server's global account, where a server without
+// accounts keeps everything, so a store written before roles had accounts
+// is read as it is.
+const receiverAccount = "$G"
+
+// roleAccounts makes the server accounts the roles name, and the
+// receiver's account with the exports they import; nil and no accounts
+// when no role has an account of its own. Roles may share an account if
+// they describe it alike.
+func roleAccounts(roles []Role) (*server.Account, map[string]*server.Account, error) {
+	defs := map[string]*Account{}
+	var names []string
+	for _, r := range roles {
+		a := r.Account
+		if a == nil {
+			continue
+		}
+		if prev, ok := defs[a.Name]; ok {
+			if !reflect.DeepEqual(prev, a) {
+				return nil, nil, fmt.Errorf("%w: account %q described differently by two roles", ErrInvalidOption, a.Name)
+			}
+			continue
+		}
+		if !validRoleName(a.Name) || a.Name == server.DEFAULT_SYSTEM_ACCOUNT {
+			return nil, nil, fmt.Errorf("%w: account name %q", ErrInvalidOption, a.Name)
+		}
+		defs[a.Name] = a
+		names = append(names, a.Name)
+	}
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	// Accounts made here, before the server, are copied into it by
+	// server.NewServer, which resolves imports and exports by name: as a
+	// configuration file's accounts are.
+	recv := server.NewAccount(receiverAccount)
+	accounts := map[string]*server.Account{}
+	for _, name := range names {
+		accounts[name] = server.NewAccount(name)
+	}
+	// One export per subject, to every account that imports it.
+	type export struct {
+		streamed bool
+		to       []*server.Account
+	}
+	services, streams := map[string]*export{}, map[string]*export{}
+	var serviceOrder, streamOrder []string
+	for _, name := range names {
+		acc := accounts[name]
+		for _, sv := range defs[name].Services {
+			e := services[sv.Subject]
+			if e == nil {
+				e = &export{streamed: sv.Streamed}
+				services[sv.Subject] = e
+				serviceOrder = append(serviceOrder, sv.Subject)
+			} else if e.streamed != sv.Streamed {
+				return nil, nil, fmt.Errorf("%w: service %s both streamed and not", ErrInvalidOption, sv.Subject)
+			}
+			e.to = append(e.to, acc)
+		}
+		for _, subj := range defs[name].Streams {
+			e := streams[subj]
+			if e == nil {
+				e = &export{}
+				streams[subj] = e
+				streamOrder = append(streamOrder, subj)
+			}
+			e.to = append(e.to, acc)
+		}
+	}
+	for _, subj := range serviceOrder {
+		e := services[subj]
+		rt := server.Singleton
+		if e.streamed {
+			rt = server.Streamed
+		}
+		if err := recv.AddServiceExportWithResponse(subj, rt, e.to); err != nil {
+			return nil, nil, fmt.Errorf("%w: export %s: %w", ErrInvalidOption, subj, err)
+		}
+	}
+	for _, subj := range streamOrder {
+		if err := recv.AddStreamExport(subj, streams[subj].to); err != nil {
+			return nil, nil, fmt.Errorf("%w: export %s: %w", ErrInvalidOption, subj, err)
+		}
+	}
+	for _, name := range names {
+		acc := accounts[name]
+		for _, sv := range defs[name].Services {
+			as := sv.As
+			if as == "" {
+				as = sv.Subject
+			}
+			if err := acc.AddServiceImport(recv, as, sv.Subject); err != nil {
+				return nil, nil, fmt.Errorf("%w: account %s: import %s as %s: %w", ErrInvalidOption, name, sv.Subject, as, err)
+			}
+		}
+		for _, subj := range defs[name].Streams {
+			if err := acc.AddStreamImport(recv, subj, ""); err != nil {
+				return nil, nil, fmt.Errorf("%w: account %s: import %s: %w", ErrInvalidOption, name, subj, err)
+			}
+		}
+	}
+	return recv, accounts, nil
 }
 
 // loadOrCreateSeed returns the public key of the user seed at path, first

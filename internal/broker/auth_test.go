@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -205,7 +206,7 @@ func TestOpen_ListenAuthErrors(t *testing.T) {
 // TestAuthUsers_ReceiverKeyInProcessOnly: the key the receiver logs in with
 // opens in-process connections only; over TCP the server refuses it.
 func TestAuthUsers_ReceiverKeyInProcessOnly(t *testing.T) {
-	users, self, err := broker.AuthUsers(t.TempDir(), nil)
+	users, self, err := broker.AuthUsers(t.TempDir(), nil, nil)
 	require.NoError(t, err)
 	require.Len(t, users, 1)
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, Nkeys: users})
@@ -253,4 +254,151 @@ func TestCreateSeed_KeepsExisting(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "no temporary file left")
+}
+
+// guestAccount imports stream T's info and pull requests under the prefix
+// G.API, and t.> as a stream.
+func guestAccount() *broker.Account {
+	return &broker.Account{
+		Name: "GUESTS",
+		Services: []broker.Service{
+			{Subject: "$JS.API.STREAM.INFO.T", As: "G.API.STREAM.INFO.T"},
+			{Subject: "$JS.API.CONSUMER.CREATE.T.>", As: "G.API.CONSUMER.CREATE.T.>"},
+			{Subject: "$JS.API.CONSUMER.MSG.NEXT.T.*", As: "G.API.CONSUMER.MSG.NEXT.T.*", Streamed: true},
+			{Subject: "$JS.ACK.T.>"},
+		},
+		Streams: []string{"t.>"},
+	}
+}
+
+// TestOpen_RoleAccount: a role with an account of its own reaches what the
+// account imports and nothing else, even with no permissions to limit it;
+// the server's answers to its requests land in its own account, not in the
+// receiver's streams; and the receiver's data, in the global account,
+// outlives restarts with and without role accounts.
+func TestOpen_RoleAccount(t *testing.T) {
+	store, creds := t.TempDir(), filepath.Join(t.TempDir(), "creds")
+	// Data written before roles had accounts.
+	b0 := openListening(t, store, creds, broker.Role{Name: "guest"})
+	roundTrip(t, b0.JetStream())
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err := b0.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "SECRET", Subjects: []string{"secret.>"}})
+	require.NoError(t, err)
+	require.NoError(t, b0.Close(ctx))
+
+	guest := broker.Role{Name: "guest", Account: guestAccount()}
+	b := openListening(t, store, creds, guest, broker.Role{Name: "admin"})
+	js := b.JetStream()
+	st, err := js.Stream(ctx, "T")
+	require.NoError(t, err, "the receiver's streams are where they were")
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), info.State.Msgs)
+
+	nc, err := dial(b.ClientURL(), seedOption(t, broker.SeedFile(creds, "guest")))
+	require.NoError(t, err)
+	defer nc.Close()
+	gjs, err := jetstream.NewWithAPIPrefix(nc, "G.API")
+	require.NoError(t, err)
+
+	t.Run("Imports", func(t *testing.T) {
+		sub, err := nc.SubscribeSync("t.>")
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+		_, err = js.Publish(ctx, "t.2", []byte("live"))
+		require.NoError(t, err)
+		msg, err := sub.NextMsg(5 * time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, "live", string(msg.Data))
+
+		gst, err := gjs.Stream(ctx, "T")
+		require.NoError(t, err)
+		cons, err := gst.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "g", AckPolicy: jetstream.AckExplicitPolicy})
+		require.NoError(t, err)
+		batch, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(t, err)
+		n := 0
+		for m := range batch.Messages() {
+			require.NoError(t, m.DoubleAck(ctx))
+			n++
+		}
+		require.NoError(t, batch.Error())
+		assert.Equal(t, 2, n)
+		ci, err := js.Consumer(ctx, "T", "g")
+		require.NoError(t, err)
+		cinfo, err := ci.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(2), cinfo.AckFloor.Stream, "acks reach the receiver's account")
+	})
+
+	t.Run("NothingElse", func(t *testing.T) {
+		// The receiver's own API subjects and data are not there.
+		// (The guest account has no JetStream; the server says so.)
+		resp, err := nc.Request("$JS.API.STREAM.INFO.SECRET", nil, 2*time.Second)
+		require.NoError(t, err)
+		assert.Contains(t, string(resp.Data), "JetStream not enabled for account")
+		_, err = nc.Request("G.API.STREAM.INFO.SECRET", nil, 2*time.Second)
+		require.ErrorIs(t, err, nats.ErrNoResponders)
+		sub, err := nc.SubscribeSync("secret.>")
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+		_, err = js.Publish(ctx, "secret.x", []byte("s"))
+		require.NoError(t, err)
+		_, err = sub.NextMsg(500 * time.Millisecond)
+		require.ErrorIs(t, err, nats.ErrTimeout, "a subject the account does not import")
+		// What the guest publishes stays in its account.
+		require.NoError(t, nc.Publish("secret.y", []byte("forged")))
+		require.NoError(t, nc.Publish("t.forged", []byte("forged")))
+		// Answers to its requests go to its own reply subjects, in its own
+		// account, even when those name the receiver's streams.
+		require.NoError(t, nc.PublishRequest("G.API.STREAM.INFO.T", "secret.reply", nil))
+		_, err = gjs.Stream(ctx, "T") // answered after the one above
+		require.NoError(t, err)
+		sec, err := js.Stream(ctx, "SECRET")
+		require.NoError(t, err)
+		sinfo, err := sec.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), sinfo.State.Msgs, "only the receiver's own message")
+		tinfo, err := st.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(2), tinfo.State.Msgs)
+	})
+
+	t.Run("Restart", func(t *testing.T) {
+		require.NoError(t, b.Close(ctx))
+		b2 := openListening(t, store, creds, guest)
+		st, err := b2.JetStream().Stream(ctx, "SECRET")
+		require.NoError(t, err)
+		info, err := st.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), info.State.Msgs)
+	})
+}
+
+func TestOpen_RoleAccountErrors(t *testing.T) {
+	for name, roles := range map[string][]broker.Role{
+		"SystemAccount": {{Name: "a", Account: &broker.Account{Name: "$SYS"}}},
+		"GlobalAccount": {{Name: "a", Account: &broker.Account{Name: "$G"}}},
+		"BadName":       {{Name: "a", Account: &broker.Account{Name: "a b"}}},
+		"Conflicting": {
+			{Name: "a", Account: &broker.Account{Name: "X", Streams: []string{"x.>"}}},
+			{Name: "b", Account: &broker.Account{Name: "X"}},
+		},
+		"BadSubject": {{Name: "a", Account: &broker.Account{Name: "X", Services: []broker.Service{{Subject: "a..b"}}}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			log, _ := testLogger()
+			creds := t.TempDir()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			b, err := broker.Open(ctx, broker.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", CredentialsDir: creds, Roles: roles}, log)
+			if err == nil {
+				_ = b.Close(ctx)
+			}
+			require.ErrorIs(t, err, broker.ErrInvalidOption)
+			entries, _ := os.ReadDir(creds)
+			assert.Empty(t, entries, "no seed written for a server that did not start")
+		})
+	}
 }

@@ -209,6 +209,7 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 	}
 	b.lock = lock
 	var self nkeys.KeyPair // the receiver's own login, when the server listens
+	ownAccounts := false   // some role has an account apart from the receiver's
 	sopts := &server.Options{
 		ServerName: serverName,
 		JetStream:  true,
@@ -227,11 +228,22 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 			return err
 		}
 		sopts.Host, sopts.Port = host, port
-		users, kp, err := authUsers(opts.CredentialsDir, opts.Roles)
+		recv, accounts, err := roleAccounts(opts.Roles)
+		if err != nil {
+			return err
+		}
+		users, kp, err := authUsers(opts.CredentialsDir, opts.Roles, accounts)
 		if err != nil {
 			return err
 		}
 		sopts.Nkeys = users
+		if recv != nil {
+			sopts.Accounts = append(sopts.Accounts, recv)
+			for _, a := range accounts {
+				sopts.Accounts = append(sopts.Accounts, a)
+			}
+			ownAccounts = true
+		}
 		self = kp
 		if !isLoopback(host) {
 			b.log.Warn().Str("listen", opts.Listen).
@@ -250,6 +262,16 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 	if err := waitReady(ctx, srv, opts.ConnectTimeout, fatal); err != nil {
 		b.shutdownServer()
 		return fmt.Errorf("broker: start embedded nats-server: %w", err)
+	}
+	if ownAccounts {
+		// A server with accounts enables JetStream only in those
+		// configured for it, and the global account cannot be (its name
+		// is reserved in configurations, and Options cannot say it):
+		// enable it here, which also reads back what the store holds.
+		if err := srv.GlobalAccount().EnableJetStream(nil, nil); err != nil {
+			b.shutdownServer()
+			return fmt.Errorf("broker: start embedded nats-server: jetstream in the receiver's account: %w", err)
+		}
 	}
 	if !srv.JetStreamEnabled() {
 		b.shutdownServer()

@@ -45,7 +45,10 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestBroker_RecoversFromFullDisk(t *testing.T) {
 	dir := mountTmpfs(t, 48<<20)
 	log, logs := testLogger()
-	b := mustOpen(t, broker.Options{StoreDir: filepath.Join(dir, "nats")}, log)
+	// A listener with a role in an account of its own: the receiver's
+	// JetStream, enabled apart (broker.go), must come back too.
+	b := mustOpen(t, broker.Options{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0",
+		CredentialsDir: t.TempDir(), Roles: []broker.Role{{Name: "guest", Account: guestAccount()}}}, log)
 	js := b.JetStream()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
