@@ -24,19 +24,21 @@ import (
 func main() {
 	url := flag.String("nats", nats.DefaultURL, "NATS server URL")
 	nkey := flag.String("nkey", "", "the consumer role's seed file (receiver creds consumer), where the server asks for one")
+	apiPrefix := flag.String("js-api-prefix", "$JS.hits.API",
+		"JetStream API prefix: the consumer role's ($JS.hits.API, docs/events.md), or $JS.API where consumers share the receiver's account")
 	durable := flag.String("durable", "go-example", "durable consumer name: the position survives restarts")
 	out := flag.String("out", "hits.tsv", "file of handled hits, one line each: id, source, rule name")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *url, *nkey, *durable, *out); err != nil {
+	if err := run(ctx, *url, *nkey, *apiPrefix, *durable, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "go-consumer:", err)
 		os.Exit(1)
 	}
 }
 
 // run consumes until ctx ends; what is not acked then is delivered again later.
-func run(ctx context.Context, url, nkey, durable, path string) error {
+func run(ctx context.Context, url, nkey, apiPrefix, durable, path string) error {
 	data, err := os.ReadFile(path) // the hits handled by earlier runs
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -63,7 +65,12 @@ func run(ctx context.Context, url, nkey, durable, path string) error {
 		return err
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc) // fails only on bad options
+	// The consumer role reaches the receiver's JetStream API under a prefix
+	// of its own account (docs/events.md).
+	js, err := jetstream.NewWithAPIPrefix(nc, apiPrefix)
+	if err != nil {
+		return err
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, "WECOM_HITS", jetstream.ConsumerConfig{
 		Durable: durable, FilterSubject: "wecom.hit.>", // <prefix>.hit.>
 		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,

@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 // SIGTERM.
 func TestGoConsumer(t *testing.T) {
 	consumertest.Scenario(t, func(t *testing.T, url, durable, out string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-nats", url, "-durable", durable, "-out", out)
+		// The scenario's server has no accounts: the API is where it is.
+		cmd := exec.Command(os.Args[0], "-nats", url, "-js-api-prefix", "$JS.API", "-durable", durable, "-out", out)
 		cmd.Env = append(os.Environ(), runMainEnv+"=1")
 		return cmd
 	}, "go-example")

@@ -6,6 +6,11 @@
 // no hit twice.
 //
 //   npm ci && NATS_URL=nats://127.0.0.1:4222 NATS_NKEY=consumer.nk node consumer.mjs
+//
+// The consumer role has an account of its own, where the receiver's
+// JetStream API is under the prefix $JS.hits.API (docs/events.md); set
+// JS_API_PREFIX='$JS.API' for a server whose consumers share the
+// receiver's account.
 import { appendFileSync, readFileSync } from "node:fs";
 import { AckPolicy, DeliverPolicy, connect, nkeyAuthenticator } from "nats";
 
@@ -15,6 +20,7 @@ const nkey = process.env.NATS_NKEY;
 const durable = process.env.DURABLE ?? "node-example"; // the position survives restarts
 const subject = process.env.SUBJECT ?? "wecom.hit.>"; // <prefix>.hit.>
 const out = process.env.OUT ?? "hits.tsv"; // one line per handled hit: id, source, rule name
+const apiPrefix = process.env.JS_API_PREFIX ?? "$JS.hits.API";
 
 // The hits handled by earlier runs.
 const handled = new Set();
@@ -33,14 +39,16 @@ const nc = await connect({
   name: "node-consumer example",
   authenticator: seed ? nkeyAuthenticator(new TextEncoder().encode(seed.trim())) : undefined,
 });
-const jsm = await nc.jetstreamManager();
+// checkAPI: false skips the account info request, which the consumer role
+// may not send.
+const jsm = await nc.jetstreamManager({ apiPrefix, checkAPI: false });
 await jsm.consumers.add("WECOM_HITS", {
   durable_name: durable,
   filter_subject: subject,
   ack_policy: AckPolicy.Explicit,
   deliver_policy: DeliverPolicy.All,
 });
-const consumer = await nc.jetstream().consumers.get("WECOM_HITS", durable);
+const consumer = await nc.jetstream({ apiPrefix }).consumers.get("WECOM_HITS", durable);
 const messages = await consumer.consume();
 
 // Stop pulling on a signal; the loop below finishes the message in hand, and

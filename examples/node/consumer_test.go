@@ -24,7 +24,8 @@ func TestNodeConsumer(t *testing.T) {
 	}
 	consumertest.Scenario(t, func(t *testing.T, url, durable, out string) *exec.Cmd {
 		cmd := exec.Command(node, "consumer.mjs")
-		cmd.Env = append(os.Environ(), "NATS_URL="+url, "DURABLE="+durable, "OUT="+out)
+		// The scenario's server has no accounts: the API is where it is.
+		cmd.Env = append(os.Environ(), "NATS_URL="+url, "JS_API_PREFIX=$JS.API", "DURABLE="+durable, "OUT="+out)
 		return cmd
 	}, "node-example")
 }
