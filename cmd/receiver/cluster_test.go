@@ -20,14 +20,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/testlog"
@@ -460,7 +464,7 @@ func TestClusterConfig_NATS(t *testing.T) {
 			}
 			assert.Equal(t, "WECOM", users["receiver"])
 			assert.Equal(t, "WECOM", users["operator"])
-			assert.Equal(t, "WECOM", users["consumer"])
+			assert.Equal(t, consumerAccount, users["consumer"])
 			assert.Equal(t, "SYS", users["sys"])
 			// The cluster's roles are the embedded server's, for the prefix
 			// the cluster's receiver config uses.
@@ -472,8 +476,136 @@ func TestClusterConfig_NATS(t *testing.T) {
 			assertSamePermissions(t, consumerPermissions("wecom"), perms["consumer"], "consumer")
 			assertSamePermissions(t, operatorPermissions("wecom"), perms["operator"], "operator")
 			assert.True(t, strings.HasPrefix(o.Host, "0.0.0.0") || o.Host == "", "clients from other hosts")
+			assertSameAccount(t, path, consumerAccountOf("wecom"))
 		})
 	}
+	t.Run("Run", testClusterConfigAccounts)
+}
+
+// assertSameAccount compares what the .conf file at path has WECOM export
+// and acc import with acc, ignoring order.
+func assertSameAccount(t *testing.T, path string, acc *broker.Account) {
+	t.Helper()
+	m, err := conf.ParseFile(path)
+	require.NoError(t, err)
+	accounts, _ := m["accounts"].(map[string]any)
+	list := func(account, key string) []map[string]any {
+		a, _ := accounts[account].(map[string]any)
+		var out []map[string]any
+		items, _ := a[key].([]any)
+		for _, it := range items {
+			out = append(out, it.(map[string]any))
+		}
+		return out
+	}
+	var wantExp, gotExp, wantImp, gotImp []string
+	for _, sv := range acc.Services {
+		rt := "singleton"
+		if sv.Streamed {
+			rt = "stream"
+		}
+		as := sv.As
+		if as == "" {
+			as = sv.Subject
+		}
+		wantExp = append(wantExp, "service "+sv.Subject+" "+rt+" ["+acc.Name+"]")
+		wantImp = append(wantImp, "service WECOM "+sv.Subject+" as "+as)
+	}
+	for _, subj := range acc.Streams {
+		wantExp = append(wantExp, "stream "+subj+" ["+acc.Name+"]")
+		wantImp = append(wantImp, "stream WECOM "+subj)
+	}
+	for _, e := range list("WECOM", "exports") {
+		var to []string
+		for _, a := range e["accounts"].([]any) {
+			to = append(to, a.(string))
+		}
+		if subj, ok := e["service"].(string); ok {
+			rt, _ := e["response_type"].(string)
+			if rt == "" {
+				rt = "singleton"
+			}
+			gotExp = append(gotExp, fmt.Sprintf("service %s %s [%s]", subj, rt, strings.Join(to, " ")))
+		} else {
+			gotExp = append(gotExp, fmt.Sprintf("stream %s [%s]", e["stream"], strings.Join(to, " ")))
+		}
+	}
+	for _, i := range list(acc.Name, "imports") {
+		if sv, ok := i["service"].(map[string]any); ok {
+			as, _ := i["to"].(string)
+			if as == "" {
+				as = sv["subject"].(string)
+			}
+			gotImp = append(gotImp, fmt.Sprintf("service %s %s as %s", sv["account"], sv["subject"], as))
+		} else {
+			st := i["stream"].(map[string]any)
+			gotImp = append(gotImp, fmt.Sprintf("stream %s %s", st["account"], st["subject"]))
+		}
+	}
+	slices.Sort(wantExp)
+	slices.Sort(gotExp)
+	slices.Sort(wantImp)
+	slices.Sort(gotImp)
+	assert.Equal(t, wantExp, gotExp, "WECOM exports")
+	assert.Equal(t, wantImp, gotImp, "%s imports", acc.Name)
+}
+
+// testClusterConfigAccounts runs n1.conf's accounts on one standalone
+// server: a consumer reads WECOM_HITS through the API prefix, and the
+// answers to its requests do not reach the receivers' streams.
+func testClusterConfigAccounts(t *testing.T) {
+	o, err := server.ProcessConfigFile(filepath.Join("..", "..", "configs", "nats-cluster", "n1.conf"))
+	require.NoError(t, err)
+	o.Cluster, o.Routes, o.RoutesStr = server.ClusterOpts{}, nil, ""
+	o.Host, o.Port, o.HTTPPort = "127.0.0.1", server.RANDOM_PORT, 0
+	o.StoreDir, o.JetStreamMaxStore, o.JetStreamUniqueTag, o.Tags = t.TempDir(), 256<<20, "", nil
+	o.NoLog, o.NoSigs = true, true
+	srv, err := server.NewServer(o)
+	require.NoError(t, err)
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	require.True(t, srv.ReadyForConnections(10*time.Second))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	rc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("receiver", "receiver-pw"))
+	require.NoError(t, err)
+	defer rc.Close()
+	rjs, err := jetstream.New(rc)
+	require.NoError(t, err)
+	_, err = rjs.CreateStream(ctx, jetstream.StreamConfig{Name: publish.StreamName, Subjects: []string{"wecom.hit.>"}})
+	require.NoError(t, err)
+	callbacks, err := rjs.CreateStream(ctx, jetstream.StreamConfig{Name: intake.StreamName, Subjects: []string{"wecom.callback.>"}})
+	require.NoError(t, err)
+	_, err = rjs.Publish(ctx, "wecom.hit.c.m.r", []byte(`{}`))
+	require.NoError(t, err)
+
+	cc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("consumer", "consumer-pw"))
+	require.NoError(t, err)
+	defer cc.Close()
+	cjs, err := jetstream.NewWithAPIPrefix(cc, consumerAPIPrefix)
+	require.NoError(t, err)
+	cons, err := cjs.CreateOrUpdateConsumer(ctx, publish.StreamName, jetstream.ConsumerConfig{Durable: "team", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	n := 0
+	for m := range batch.Messages() {
+		require.NoError(t, m.DoubleAck(ctx))
+		n++
+	}
+	require.NoError(t, batch.Error())
+	assert.Equal(t, 1, n)
+
+	require.NoError(t, cc.PublishRequest(consumerAPIPrefix+".STREAM.INFO."+publish.StreamName, "wecom.callback.archive.hit_keyword", nil))
+	_, err = cjs.Stream(ctx, publish.StreamName) // answered after the one above
+	require.NoError(t, err)
+	info, err := callbacks.Info(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.State.Msgs, "no answer stored in %s", intake.StreamName)
 }
 
 // assertSamePermissions compares two users' permissions, ignoring order.
