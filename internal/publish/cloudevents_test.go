@@ -11,7 +11,9 @@ import (
 
 	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -70,7 +72,9 @@ func TestPublisher_Headers(t *testing.T) {
 // TestCloudEvents_GoSDK reads live events through the CloudEvents Go SDK's
 // NATS JetStream binding, as a consumer that knows nothing of this project
 // would, and gets every attribute, datacontenttype included, with the data
-// equal to the plain event.
+// equal to the plain event: through the binding's receiver (a push
+// consumer), and from a pull consumer through the binding's message type
+// (the way open to the consumer role, docs/events.md).
 func TestCloudEvents_GoSDK(t *testing.T) {
 	nc, js, p := setup(t)
 	fetched := time.Date(2026, 11, 21, 5, 40, 0, 123456789, time.UTC)
@@ -124,7 +128,24 @@ func TestCloudEvents_GoSDK(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, events, 4)
-	for _, e := range events {
+
+	// The way docs/events.md shows the consumer role, whose messages only
+	// pull consumers get: pulled, and turned into events by the binding's
+	// message type.
+	cons, err := s.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	batch, err := cons.Fetch(4, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	var pulled []cloudevents.Event
+	for m := range batch.Messages() {
+		e, err := binding.ToEvent(context.Background(), cejs.NewMessage(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}))
+		require.NoError(t, err)
+		pulled = append(pulled, *e)
+	}
+	require.NoError(t, batch.Error())
+	require.Len(t, pulled, 4)
+
+	for _, e := range append(events, pulled...) {
 		require.NoError(t, e.Validate())
 		var ev wecomhit.HitEvent
 		require.NoError(t, json.Unmarshal(e.Data(), &ev))
