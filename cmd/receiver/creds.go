@@ -56,6 +56,9 @@ func (c *credsCommand) Run(_ context.Context, args []string) error {
 	wipe(data)
 	if err == nil {
 		_, _ = fmt.Fprintf(c.env.stderr, "receiver creds: %s's nkey seed from %s; store it with mode 0600 and use it as -creds, nats --nkey, or nats.NkeyOptionFromSeed\n", role, file)
+		if role == roleConsumer {
+			_, _ = fmt.Fprintf(c.env.stderr, "receiver creds: the consumer role's JetStream API is under %s (nats --js-api-prefix, jetstream.NewWithAPIPrefix; docs/events.md)\n", consumerAPIPrefix)
+		}
 	}
 	return err
 }

@@ -117,9 +117,9 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	}()
 
 	started := time.Now()
-	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s)\n"+
+	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s --js-api-prefix '%s')\n"+
 		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
-		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), broker.SeedFile(cfg.NATS.RolesDir(), roleConsumer), cfg.NATS.SubjectPrefix)
+		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), broker.SeedFile(cfg.NATS.RolesDir(), roleConsumer), consumerAPIPrefix, cfg.NATS.SubjectPrefix)
 
 	<-ctx.Done()
 	it.Stop()

@@ -134,6 +134,7 @@ func TestNATSRoles(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(seed), stdout.String())
 	assert.NotContains(t, stderr.String(), "SU", "the seed goes to stdout only")
+	assert.Contains(t, stderr.String(), consumerAPIPrefix, "the team is told the API prefix")
 	consumerFile := filepath.Join(t.TempDir(), "consumer.nk")
 	require.NoError(t, os.WriteFile(consumerFile, []byte(stdout.String()), 0o600))
 

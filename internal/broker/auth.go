@@ -30,6 +30,10 @@ import (
 // revokes it. The receiver's own in-process connection logs in with a key
 // made afresh at every start, kept in memory, and valid for in-process
 // connections only: there is no file to steal, and no TCP client can use it.
+//
+// The receiver, and every role without an Account, use nats-server's global
+// account; a role with an Account logs in to that account instead, which
+// reaches only what it imports from the receiver's (Account says why).
 
 // Role is a TCP user of the embedded server: a name (the seed file's name),
 // the account it logs in to, and what it may publish and subscribe to

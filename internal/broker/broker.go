@@ -1,7 +1,8 @@
 // Package broker gives the receiver its NATS connection: it starts the
 // embedded JetStream server, or connects to an existing server or cluster.
 // An embedded server that listens on TCP admits only clients that log in
-// with a role's nkey (auth.go).
+// with a role's nkey, each in the receiver's account or in one of its own
+// (auth.go).
 //
 // It knows nothing about streams, subjects or records; intake and publish
 // set up their own streams on the JetStream context it hands out, and the
