@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/config"
 )
 
@@ -155,7 +156,7 @@ func (r *Registry) exchange(ctx context.Context, a Authorization, ck string, rev
 	// Not ctx, which may be what ended the exchange.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if derr := r.codes.Delete(dctx, ck, jetstream.LastRevision(rev)); derr != nil && !casConflict(derr) {
+	if derr := r.codes.Delete(dctx, ck, jetstream.LastRevision(rev)); derr != nil && !broker.CASConflict(derr) {
 		err = errors.Join(err, fmt.Errorf("corps: release auth code claim: %w", derr))
 	}
 	return Grant{}, fmt.Errorf("corps: %s for app %q: %w", a.Cause, a.App, err)
@@ -225,7 +226,7 @@ func (r *Registry) claim(ctx context.Context, ck string) (uint64, *codeRecord, b
 		if err == nil {
 			return rev, nil, false, nil
 		}
-		if !casConflict(err) {
+		if !broker.CASConflict(err) {
 			return 0, nil, false, fmt.Errorf("corps: claim auth code: %w", err)
 		}
 		e, err := r.codes.Get(ctx, ck)
@@ -259,7 +260,7 @@ func (r *Registry) claim(ctx context.Context, ck string) (uint64, *codeRecord, b
 				return rev, nil, false, nil
 			}
 		}
-		if !casConflict(err) {
+		if !broker.CASConflict(err) {
 			return 0, nil, false, fmt.Errorf("corps: take over auth code record: %w", err)
 		}
 	}

@@ -473,7 +473,7 @@ func (r *Registry) write(ctx context.Context, c Corp, rev uint64) (uint64, error
 		next, err = r.kv.Update(ctx, k, data, rev)
 	}
 	if err != nil {
-		if casConflict(err) {
+		if broker.CASConflict(err) {
 			return 0, fmt.Errorf("%w: app %q corp %q: %w", ErrConflict, c.App, c.CorpID, err)
 		}
 		return 0, fmt.Errorf("corps: write %s/%s: %w", c.App, c.CorpID, err)
@@ -626,18 +626,4 @@ func (r *Registry) rekey(ctx context.Context, c Corp) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("%w: app %q corp %q: gave up after %d tries", ErrConflict, c.App, c.CorpID, casRetries)
-}
-
-// casConflict reports a compare-and-set conflict on a KV key. A single
-// server and a replicated stream report these with different codes, and
-// nats.go maps them to ErrKeyExists or ErrKeyRevisionMismatch on some
-// paths only, so all are checked (as internal/wecom does).
-func casConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -210,7 +211,7 @@ func (r *healthRecorder) flush(ctx context.Context, k string) {
 		} else {
 			_, err = r.kv.Update(ctx, k, data, rev)
 		}
-		if err == nil || !casConflict(err) {
+		if err == nil || !broker.CASConflict(err) {
 			break
 		}
 	}

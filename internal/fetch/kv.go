@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // key is the KV key of an (app, corp). KV keys allow [-/_=.a-zA-Z0-9];
@@ -70,7 +71,7 @@ func (f *Fetcher) storeCursor(ctx context.Context, cur wecomhit.Cursor, rev uint
 		next, err = f.cursors.Update(ctx, k, data, rev)
 	}
 	if err != nil {
-		if casConflict(err) {
+		if broker.CASConflict(err) {
 			return rev, fmt.Errorf("%w: %w", ErrCursorMoved, err)
 		}
 		return rev, fmt.Errorf("fetch: write cursor: %w", err)
@@ -135,7 +136,7 @@ func (f *Fetcher) putToken(ctx context.Context, app, corp string, cb *wecomhit.C
 				return nil
 			}
 		}
-		if !casConflict(err) {
+		if !broker.CASConflict(err) {
 			return fmt.Errorf("fetch: store token: %w", err)
 		}
 	}
@@ -189,7 +190,7 @@ func (f *Fetcher) acquire(ctx context.Context, k string, wait bool) (*lease, err
 			l.rev = rev
 			return l, nil
 		}
-		if !casConflict(err) {
+		if !broker.CASConflict(err) {
 			return nil, fmt.Errorf("fetch: lease: %w", err)
 		}
 		if !wait {
@@ -246,7 +247,7 @@ func (l *lease) keep(ctx context.Context, cancel context.CancelCauseFunc) {
 			continue
 		case ctx.Err() != nil:
 			return
-		case casConflict(err) || !time.Now().Add(renewRetry).Before(giveUp):
+		case broker.CASConflict(err) || !time.Now().Add(renewRetry).Before(giveUp):
 			cancel(fmt.Errorf("%w: %w", errLeaseLost, err))
 			return
 		}
@@ -263,7 +264,7 @@ func (l *lease) renew(ctx context.Context) error {
 		l.rev = rev
 		return nil
 	}
-	if !casConflict(err) {
+	if !broker.CASConflict(err) {
 		return err
 	}
 	e, gerr := l.kv.Get(ctx, l.key)
@@ -282,19 +283,4 @@ func (l *lease) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
-}
-
-// casConflict reports a compare-and-set conflict on a KV key: it exists
-// already, or its revision moved. A single server and a replicated stream
-// report these with different codes (10071, 10164), and nats.go maps them to
-// ErrKeyExists or ErrKeyRevisionMismatch on some paths only (a Create that
-// finds a deleted key and retries returns the raw error), so all are checked.
-func casConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

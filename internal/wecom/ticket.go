@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // TicketStore keeps the current suite_ticket of each suite in TicketBucket,
@@ -141,7 +143,7 @@ func (s *TicketStore) update(ctx context.Context, suiteID, op string, change fun
 		} else {
 			_, err = s.kv.Update(ctx, key, data, e.Revision())
 		}
-		if casConflict(err) {
+		if broker.CASConflict(err) {
 			continue
 		}
 		if err != nil {

@@ -276,7 +276,7 @@ func (ts *tokenSource) get(ctx context.Context, key string, fetch fetchFunc) (st
 		if err == nil {
 			return ts.refreshLocked(ctx, key, rev, fetch)
 		}
-		if !casConflict(err) {
+		if !broker.CASConflict(err) {
 			return "", fmt.Errorf("wecom: take token refresh lock: %w", err)
 		}
 		if ts.onLockBusy != nil {
@@ -380,7 +380,7 @@ func (ts *tokenSource) invalidate(ctx context.Context, key, bad string) error {
 		return nil
 	}
 	err = ts.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-	if err != nil && !casConflict(err) {
+	if err != nil && !broker.CASConflict(err) {
 		return fmt.Errorf("wecom: drop cached token: %w", err)
 	}
 	return nil
@@ -546,19 +546,4 @@ func (c *Client) suiteTokenWith(ctx context.Context, ticket string) ([]byte, err
 		return err
 	})
 	return body, err
-}
-
-// casConflict reports a compare-and-set conflict on a KV key: it exists
-// already, or its revision moved. A single server and a replicated stream
-// report these with different codes (10071, 10164), and nats.go maps them to
-// ErrKeyExists or ErrKeyRevisionMismatch on some paths only (a Create that
-// finds a deleted key and retries returns the raw error), so all are checked.
-func casConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
