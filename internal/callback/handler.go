@@ -274,7 +274,7 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, plain)
 		return nil
 	}()
-	h.finish(w, r, ev, "verify", KindVerify, start, err)
+	h.finish(w, r, ev, "verify", KindVerify, "", start, err)
 }
 
 // isEcho reports whether s looks like a URL-verification string: 1 to 64
@@ -296,7 +296,7 @@ func isEcho(s string) bool {
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	ev := h.log.Info()
-	kind := KindNone // until the event is read
+	kind, id := KindNone, "" // until the event is read
 	err := func() error {
 		c, err := h.app(r, ev)
 		if err != nil {
@@ -322,8 +322,8 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		cb.ReceivedAt = start.UTC()
-		kind = string(cb.Kind)
-		ev.Str("kind", kind).Str("callback_id", cb.ID)
+		kind, id = string(cb.Kind), cb.ID
+		ev.Str("kind", kind).Str("callback_id", id)
 
 		ctx, cancel := context.WithTimeout(r.Context(), h.ackTimeout)
 		defer cancel()
@@ -344,7 +344,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "success")
 		return nil
 	}()
-	h.finish(w, r, ev, "receive", kind, start, err)
+	h.finish(w, r, ev, "receive", kind, id, start, err)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
@@ -429,8 +429,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, erro
 }
 
 // finish writes the error response, if any, the one log line per request,
-// and the request's metrics.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, op, kind string, start time.Time, err error) {
+// and the request's metrics. kind and id are those of the callback, once
+// decoded ("" before).
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, op, kind, id string, start time.Time, err error) {
 	outcome := OutcomeAccepted
 	status := http.StatusOK
 	reason := ""
@@ -444,6 +445,11 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Eve
 			ev = h.log.Warn()
 			if name := chi.URLParam(r, "app"); name != "" {
 				ev.Str("app", name)
+			}
+			// The new event has none of the old one's fields: these are
+			// what an operator looks a failed store up by.
+			if id != "" {
+				ev.Str("kind", kind).Str("callback_id", id)
 			}
 		}
 		ev.Str("reason", rj.reason)

@@ -2,6 +2,7 @@ package callback
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -206,6 +207,26 @@ func TestHandler_SinkFailures(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, status)
 		assert.Equal(t, "503 store_timeout\n", resp)
 	})
+}
+
+// TestHandler_SinkFailureLog: the line of a callback that could not be
+// stored is a warning that still names the callback, so an operator can
+// find it in WeCom's retries and in the stream once stored.
+func TestHandler_SinkFailureLog(t *testing.T) {
+	sink := &memSink{err: errors.New("nats: no responders available for request")}
+	f := newFixture(t, sink, WithTimestampWindow(0))
+	q, body, enc := sealHit(t, f.c, "1717000010")
+	status, _, _ := do(t, http.MethodPost, f.url("v1", q), body)
+	require.Equal(t, http.StatusServiceUnavailable, status)
+
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(f.logs.String()), &line), f.logs.String())
+	assert.Equal(t, "warn", line["level"])
+	assert.Equal(t, OutcomeUnavailable, line["outcome"])
+	assert.Equal(t, "store_failed", line["reason"])
+	assert.Equal(t, "v1", line["app"])
+	assert.Equal(t, string(wecomhit.KindHitKeyword), line["kind"])
+	assert.Equal(t, CallbackID("v1", enc), line["callback_id"])
 }
 
 // TestHandler_BadInput covers every refusal: its status, that nothing
