@@ -119,8 +119,8 @@ func publishPage(t *testing.T, p *publish.Publisher, msgs []wecomhit.HitMessage)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	o := publish.Origin{App: "archive", CorpID: corpID, Source: wecomhit.SourceCallback, UsedHitToken: true, FetchedAt: time.Now()}
-	_, err := p.Page(ctx, o, msgs)
+	_, err := p.Publish(ctx, &wecomhit.HitPage{App: "archive", CorpID: corpID, Source: wecomhit.SourceCallback,
+		UsedHitToken: true, FetchedAt: time.Now(), Messages: msgs})
 	require.NoError(t, err)
 }
 

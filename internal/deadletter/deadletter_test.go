@@ -55,8 +55,8 @@ func produce(t *testing.T, js jetstream.JetStream) *deadletter.Stream {
 	dls := deadletter.New(js, prefix, deadletter.Options{})
 	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{DeadLetters: dls})
 	require.NoError(t, pub.Setup(ctxT(t)))
-	_, err := pub.Page(ctxT(t), publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, FetchedAt: time.Now()},
-		[]wecomhit.HitMessage{{MsgID: "m-no-rules"}, {MsgID: "", HitRules: []wecomhit.HitRule{{RuleID: "r1"}}}})
+	_, err := pub.Publish(ctxT(t), &wecomhit.HitPage{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, FetchedAt: time.Now(),
+		Messages: []wecomhit.HitMessage{{MsgID: "m-no-rules"}, {MsgID: "", HitRules: []wecomhit.HitRule{{RuleID: "r1"}}}}})
 	require.NoError(t, err)
 
 	in := intake.New(js, prefix, intake.Options{})

@@ -29,7 +29,7 @@ func TestPublisher_Headers(t *testing.T) {
 	got := collect(t, nc, prefix+".hit.>")
 	fetched := time.Date(2026, 11, 21, 5, 40, 0, 123456789, time.UTC)
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, UsedHitToken: true, FetchedAt: fetched}
-	_, err := p.Page(context.Background(), o, page())
+	_, err := p.Publish(context.Background(), hitPage(o, page()))
 	require.NoError(t, err)
 
 	seen := map[string]bool{}
@@ -79,7 +79,7 @@ func TestCloudEvents_GoSDK(t *testing.T) {
 	nc, js, p := setup(t)
 	fetched := time.Date(2026, 11, 21, 5, 40, 0, 123456789, time.UTC)
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, UsedHitToken: true, FetchedAt: fetched}
-	_, err := p.Page(context.Background(), o, page())
+	_, err := p.Publish(context.Background(), hitPage(o, page()))
 	require.NoError(t, err)
 
 	// The plain events, as the stream holds them.

@@ -32,7 +32,7 @@ func TestCEValue(t *testing.T) {
 }
 
 // BenchmarkEventMsg measures building one event's NATS message (JSON and
-// headers), the part of Page that runs per event besides the network.
+// headers), the part of Publish that runs per event besides the network.
 func BenchmarkEventMsg(b *testing.B) {
 	p := New(nil, "wecom", nil, zerolog.Nop(), Options{})
 	o := Origin{App: "archive", CorpID: "wwCorpABC123", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}

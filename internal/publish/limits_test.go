@@ -47,9 +47,9 @@ func TestPublisher_Full(t *testing.T) {
 			assert.Equal(t, int64(1<<20), cfg.MaxBytes)
 			assert.Equal(t, int32(64<<10), cfg.MaxMsgSize)
 
-			_, err = p.Page(ctx, o, bigPage(0, 40)) // ~800 KiB
+			_, err = p.Publish(ctx, hitPage(o, bigPage(0, 40))) // ~800 KiB
 			require.NoError(t, err)
-			_, err = p.Page(ctx, o, bigPage(40, 40))
+			_, err = p.Publish(ctx, hitPage(o, bigPage(40, 40)))
 			info, ierr := st.Info(ctx)
 			require.NoError(t, ierr)
 			if tt.discardOld {

@@ -36,11 +36,11 @@ func TestMetrics(t *testing.T) {
 
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
 	msgs := append(page(), wecomhit.HitMessage{MsgID: "m-no-rules"}) // 4 events, 1 dead letter
-	_, err := p.Page(ctx, o, msgs)
+	_, err := p.Publish(ctx, hitPage(o, msgs))
 	require.NoError(t, err)
-	_, err = p.Page(ctx, o, msgs) // again: JetStream drops the repeats
+	_, err = p.Publish(ctx, hitPage(o, msgs)) // again: JetStream drops the repeats
 	require.NoError(t, err)
-	_, err = p.Page(ctx, o, nil) // nothing sent: no PubAck wait to time
+	_, err = p.Publish(ctx, hitPage(o, nil)) // nothing sent: no PubAck wait to time
 	require.NoError(t, err)
 
 	assert.Equal(t, 4.0, value("wecom_receiver_hits_published_total"))

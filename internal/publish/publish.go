@@ -97,7 +97,7 @@ type Options struct {
 	MaxAge          time.Duration
 	DuplicateWindow time.Duration
 	Window          int
-	// PageTimeout bounds Page when ctx has no deadline. Default DefaultPageTimeout.
+	// PageTimeout bounds Publish when ctx has no deadline. Default DefaultPageTimeout.
 	PageTimeout time.Duration
 	// MaxBytes caps the stream; default 0, no cap (the server's store
 	// limit still applies). When it is full, a publish fails (and with it
@@ -218,19 +218,14 @@ func (p *Publisher) Ready(ctx context.Context) error {
 // Result counts what a page became (wecomhit.PageResult).
 type Result = wecomhit.PageResult
 
-// Publish publishes a fetched page: Page with the page's origin, leaving
-// out the events whose Nats-Msg-Id is in page.Skip.
+// Publish publishes every event of a fetched page but those whose
+// Nats-Msg-Id is in page.Skip, and waits until JetStream has acked all of
+// them, or returns an error: then some events may be stored and some not,
+// and the caller must publish the page again (de-duplication makes that
+// safe) before moving its cursor.
 func (p *Publisher) Publish(ctx context.Context, page *wecomhit.HitPage) (Result, error) {
 	return p.page(ctx, Origin{App: page.App, CorpID: page.CorpID, Source: page.Source,
 		UsedHitToken: page.UsedHitToken, FetchedAt: page.FetchedAt}, page.Messages, page.Skip)
-}
-
-// Page publishes every event of msgs and waits until JetStream has acked
-// all of them, or returns an error: then some events may be stored and some
-// not, and the caller must publish the page again (de-duplication makes that
-// safe) before moving its cursor.
-func (p *Publisher) Page(ctx context.Context, o Origin, msgs []wecomhit.HitMessage) (Result, error) {
-	return p.page(ctx, o, msgs, nil)
 }
 
 func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessage, skip map[string]bool) (Result, error) {

@@ -66,6 +66,12 @@ func page() []wecomhit.HitMessage {
 }
 
 // collect subscribes like an ordinary consumer and gathers n messages.
+// hitPage is the page Publish takes: msgs, fetched as o says.
+func hitPage(o publish.Origin, msgs []wecomhit.HitMessage) *wecomhit.HitPage {
+	return &wecomhit.HitPage{App: o.App, CorpID: o.CorpID, Source: o.Source,
+		UsedHitToken: o.UsedHitToken, FetchedAt: o.FetchedAt, Messages: msgs}
+}
+
 func collect(t *testing.T, nc *nats.Conn, subject string) func(n int) []*nats.Msg {
 	t.Helper()
 	var (
@@ -95,13 +101,13 @@ func collect(t *testing.T, nc *nats.Conn, subject string) func(n int) []*nats.Ms
 	}
 }
 
-func TestPublisher_Page(t *testing.T) {
+func TestPublisher_Publish(t *testing.T) {
 	nc, _, p := setup(t)
 	got := collect(t, nc, prefix+".hit.>")
 	fetched := time.Date(2026, 11, 21, 5, 40, 0, 123456789, time.UTC)
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: fetched}
 
-	res, err := p.Page(context.Background(), o, page())
+	res, err := p.Publish(context.Background(), hitPage(o, page()))
 	require.NoError(t, err)
 	assert.Equal(t, publish.Result{Published: 4}, res)
 
@@ -150,9 +156,19 @@ func TestPublisher_Page(t *testing.T) {
 	assert.Nil(t, bySubject["wecom.hit.wwCorp.r1 m3"].Message)
 
 	// The same page again (a re-fetch after a crash): all duplicates.
-	res, err = p.Page(context.Background(), o, page())
+	res, err = p.Publish(context.Background(), hitPage(o, page()))
 	require.NoError(t, err)
 	assert.Equal(t, publish.Result{Duplicates: 4}, res)
+
+	// Events the page's Skip lists (a backfill's) are not sent at all.
+	skip := hitPage(o, page())
+	skip.Skip = map[string]bool{
+		publish.MsgID("wwCorp", "m1", "r1"): true,
+		publish.MsgID("wwCorp", "m1", "r2"): true,
+	}
+	res, err = p.Publish(context.Background(), skip)
+	require.NoError(t, err)
+	assert.Equal(t, publish.Result{Skipped: 2, Duplicates: 2}, res)
 }
 
 func TestPublisher_DeadLetters(t *testing.T) {
@@ -167,7 +183,7 @@ func TestPublisher_DeadLetters(t *testing.T) {
 		{MsgID: "m-long-rule", HitRules: []wecomhit.HitRule{{RuleID: strings.Repeat("r", 300)}}},
 		{MsgID: "m-ok", HitRules: []wecomhit.HitRule{{RuleID: "r1", HasHitKeyword: true}}},
 	}
-	res, err := p.Page(context.Background(), o, bad)
+	res, err := p.Publish(context.Background(), hitPage(o, bad))
 	require.NoError(t, err)
 	assert.Equal(t, publish.Result{Published: 1, DeadLettered: 5}, res)
 
@@ -192,7 +208,7 @@ func TestPublisher_DeadLetters(t *testing.T) {
 	}, reasons, "each names its own stable reason")
 
 	// Re-fetching the same bad records stores nothing new.
-	res, err = p.Page(context.Background(), o, bad)
+	res, err = p.Publish(context.Background(), hitPage(o, bad))
 	require.NoError(t, err)
 	assert.Equal(t, publish.Result{Duplicates: 1, DeadLettered: 5}, res)
 	msgCount := func(name string) uint64 {
@@ -227,10 +243,10 @@ func TestPublisher_SetupMovesDeadLetters(t *testing.T) {
 	assert.Equal(t, []string{prefix + ".dlq.>"}, d.CachedInfo().Config.Subjects)
 }
 
-// TestPublisher_PageFailsWithoutAcks: when JetStream stops acking half-way,
-// Page returns an error rather than reporting the page done, and publishing
+// TestPublisher_PublishFailsWithoutAcks: when JetStream stops acking half-way,
+// Publish returns an error rather than reporting the page done, and publishing
 // the page again once NATS is back stores every event exactly once.
-func TestPublisher_PageFailsWithoutAcks(t *testing.T) {
+func TestPublisher_PublishFailsWithoutAcks(t *testing.T) {
 	store := t.TempDir()
 	srv := natstest.RunServer(t, natstest.WithStoreDir(store))
 	port := natstest.Port(t, srv)
@@ -240,7 +256,7 @@ func TestPublisher_PageFailsWithoutAcks(t *testing.T) {
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
 
 	first := page()[:1]
-	res, err := p.Page(context.Background(), o, first)
+	res, err := p.Publish(context.Background(), hitPage(o, first))
 	require.NoError(t, err)
 	require.Equal(t, 2, res.Published)
 
@@ -248,7 +264,7 @@ func TestPublisher_PageFailsWithoutAcks(t *testing.T) {
 	srv.WaitForShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = p.Page(ctx, o, page())
+	_, err = p.Publish(ctx, hitPage(o, page()))
 	require.Error(t, err, "no acks: the page is not done")
 
 	natstest.RunServer(t, natstest.WithStoreDir(store), natstest.WithPort(port))
@@ -257,7 +273,7 @@ func TestPublisher_PageFailsWithoutAcks(t *testing.T) {
 		defer cancel()
 		return p.Ready(ctx)
 	})
-	res, err = p.Page(context.Background(), o, page())
+	res, err = p.Publish(context.Background(), hitPage(o, page()))
 	require.NoError(t, err)
 	assert.Equal(t, 4, res.Published+res.Duplicates)
 	s, err := js.Stream(context.Background(), publish.StreamName)
@@ -291,7 +307,7 @@ func TestNormalize_NoNames(t *testing.T) {
 	assert.Equal(t, wecomhit.HitSchema, evs[0].Schema)
 }
 
-func BenchmarkPage(b *testing.B) {
+func BenchmarkPublish(b *testing.B) {
 	_, js := natstest.Connect(b, natstest.RunServer(b))
 	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
 	require.NoError(b, p.Setup(context.Background()))
@@ -305,7 +321,7 @@ func BenchmarkPage(b *testing.B) {
 			msgs[i] = wecomhit.HitMessage{MsgID: fmt.Sprintf("m%d-%d", n, i), HitRules: []wecomhit.HitRule{{RuleID: "r1", SemanticsList: []int{2}}},
 				Detail: &wecomhit.MsgDetail{Sender: wecomhit.Party{Type: 1, ID: "wo"}, ReceiverList: []wecomhit.Party{{Type: 2, ID: "wm"}}, MsgType: 1, SendTime: 1}}
 		}
-		if _, err := p.Page(context.Background(), o, msgs); err != nil {
+		if _, err := p.Publish(context.Background(), hitPage(o, msgs)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -347,7 +363,7 @@ func TestPublisher_ResolvesNames(t *testing.T) {
 	defer cancel()
 	require.NoError(t, p.Setup(ctx))
 	got := collect(t, nc, prefix+".hit.>")
-	_, err := p.Page(ctx, publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback}, page())
+	_, err := p.Publish(ctx, hitPage(publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback}, page()))
 	require.NoError(t, err)
 	assert.Equal(t, [][]string{{"r1", "r2", "rule.with*odd> chars"}}, r.calls, "one call, each rule once, in page order")
 	for _, m := range got(4) {
