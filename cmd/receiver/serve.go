@@ -321,12 +321,8 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
 	}
-	poll := fc.PollInterval
-	if poll == 0 {
-		poll = -1 // off
-	}
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
-		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: poll,
+		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
 		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
 		Metrics: fetch.NewMetrics(m.reg), Now: m.now,
 	})

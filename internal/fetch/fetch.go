@@ -66,7 +66,6 @@ const (
 	// yet above a JetStream election (4-9 s): renewals are retried through
 	// one, so a live holder keeps its lease (lease.keep).
 	DefaultLeaseTTL           = 10 * time.Second
-	DefaultPollInterval       = 5 * time.Minute
 	DefaultTokenlessPerMinute = 6
 	// hitTokenTTL: WeCom's hit tokens live 10 minutes; we stop using one a
 	// little before, so a page is not refused half-way for the sake of seconds.
@@ -87,8 +86,9 @@ type Options struct {
 	// DefaultLeaseTTL (10s).
 	LeaseTTL time.Duration
 	// PollInterval is how often each (app, corp) is fetched without a
-	// token, to catch hits whose callbacks were lost. 0 takes the default;
-	// negative turns polling off. Default 5m.
+	// token, to catch hits whose callbacks were lost. 0, the default, turns
+	// polling off, as fetch.poll_interval: 0 does in the configuration
+	// (which has its own default).
 	PollInterval time.Duration
 	// TokenlessPerMinute caps token-less get_hit_msg_list calls per
 	// (app, corp), keeping under WeCom's strict limit. Default 6.
@@ -131,16 +131,14 @@ type Fetcher struct {
 }
 
 // New returns a Fetcher; it does no I/O. Options and defaults: PageSize
-// 1000, LeaseTTL 10s, PollInterval 5m, TokenlessPerMinute 6, Replicas 1.
+// 1000, LeaseTTL 10s, PollInterval 0 (no polling), TokenlessPerMinute 6,
+// Replicas 1.
 func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, opts Options) (*Fetcher, error) {
 	if opts.PageSize == 0 {
 		opts.PageSize = DefaultPageSize
 	}
 	if opts.LeaseTTL == 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
-	}
-	if opts.PollInterval == 0 {
-		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.TokenlessPerMinute == 0 {
 		opts.TokenlessPerMinute = DefaultTokenlessPerMinute
@@ -156,6 +154,8 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 		return nil, fmt.Errorf("%w: page size must be 1..1000", ErrInvalidOption)
 	case opts.LeaseTTL < time.Second:
 		return nil, fmt.Errorf("%w: lease ttl must be at least 1s", ErrInvalidOption)
+	case opts.PollInterval < 0:
+		return nil, fmt.Errorf("%w: poll interval must not be negative (0 is off)", ErrInvalidOption)
 	case opts.TokenlessPerMinute < 1:
 		return nil, fmt.Errorf("%w: token-less calls per minute must be positive", ErrInvalidOption)
 	case pub == nil:

@@ -131,6 +131,30 @@ func TestFetch_PollWithoutCallbacks(t *testing.T) {
 	}
 }
 
+// TestFetch_PollInterval: with a PollInterval, Run polls on its own; zero
+// (the default, as in the configuration) is no polling and a negative
+// interval is refused.
+func TestFetch_PollInterval(t *testing.T) {
+	t.Run("ErrNegative", func(t *testing.T) {
+		_, err := fetch.New(nil, nil, nopPublisher{}, zerolog.Nop(), fetch.Options{PollInterval: -1})
+		require.ErrorIs(t, err, fetch.ErrInvalidOption)
+	})
+	t.Run("OK", func(t *testing.T) {
+		e := newEnv(t, wecomsim.Options{})
+		e.startReceiver(nil, fetch.Options{PageSize: 500, PollInterval: 20 * time.Millisecond})
+		_, err := e.sim.GenerateMessages(corpID, 50)
+		require.NoError(t, err)
+		natstest.WaitFor(t, 30*time.Second, func() error {
+			got, _ := e.events()
+			if want := len(e.truth()); len(got) < want {
+				return fmt.Errorf("%d of %d", len(got), want)
+			}
+			return nil
+		})
+		e.requireExactlyTruth()
+	})
+}
+
 // TestFetch_TwoReceivers: two replicas on one NATS server take callbacks at
 // once; each hit is published once and the cursor only ever moves forward.
 func TestFetch_TwoReceivers(t *testing.T) {
@@ -335,7 +359,7 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
 	require.NoError(t, pub.Setup(ctxT(t)))
 	api := &deadTokenAPI{}
-	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, zerolog.Nop(), fetch.Options{PollInterval: -1})
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, zerolog.Nop(), fetch.Options{})
 	require.NoError(t, err)
 	require.NoError(t, f.Setup(ctxT(t)))
 	ctx, cancel := context.WithCancel(context.Background())

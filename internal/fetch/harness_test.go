@@ -117,9 +117,6 @@ func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
 	if !ok {
 		cp = &countingPublisher{inner: pub}
 	}
-	if opts.PollInterval == 0 {
-		opts.PollInterval = -1
-	}
 	if opts.TokenlessPerMinute == 0 {
 		opts.TokenlessPerMinute = 1000
 	}

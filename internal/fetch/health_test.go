@@ -68,7 +68,7 @@ func TestHealth(t *testing.T) {
 	start := func(api fetch.HitLister, reg prometheus.Registerer) *fetch.Fetcher {
 		t.Helper()
 		f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{}, zerolog.Nop(),
-			fetch.Options{PollInterval: -1, TokenlessPerMinute: 1000, Now: clock.Now, Metrics: fetch.NewMetrics(reg)})
+			fetch.Options{TokenlessPerMinute: 1000, Now: clock.Now, Metrics: fetch.NewMetrics(reg)})
 		require.NoError(t, err)
 		require.NoError(t, f.Setup(ctxT(t)))
 		ctx, cancel := context.WithCancel(context.Background())

@@ -61,7 +61,7 @@ func (nopPublisher) Existing(context.Context, string, time.Time) (map[string]boo
 func runFetcher(t *testing.T, js jetstream.JetStream, api fetch.HitLister, m *fetch.Metrics) *fetch.Fetcher {
 	t.Helper()
 	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{}, zerolog.Nop(),
-		fetch.Options{PollInterval: -1, TokenlessPerMinute: 1000, Metrics: m})
+		fetch.Options{TokenlessPerMinute: 1000, Metrics: m})
 	require.NoError(t, err)
 	require.NoError(t, f.Setup(ctxT(t)))
 	ctx, cancel := context.WithCancel(context.Background())
