@@ -41,12 +41,6 @@ func schema(t testing.TB) *jsonschema.Schema {
 	return s
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // produce makes real dead letters of both kinds, through the packages that
 // write them: publish (hit records that cannot become events) and intake
 // (callbacks rejected, failing to the last delivery, or unreadable).
@@ -54,20 +48,20 @@ func produce(t *testing.T, js jetstream.JetStream) *deadletter.Stream {
 	t.Helper()
 	dls := deadletter.New(js, prefix, deadletter.Options{})
 	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{DeadLetters: dls})
-	require.NoError(t, pub.Setup(ctxT(t)))
-	_, err := pub.Publish(ctxT(t), &wecomhit.HitPage{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, FetchedAt: time.Now(),
+	require.NoError(t, pub.Setup(natstest.Context(t)))
+	_, err := pub.Publish(natstest.Context(t), &wecomhit.HitPage{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, FetchedAt: time.Now(),
 		Messages: []wecomhit.HitMessage{{MsgID: "m-no-rules"}, {MsgID: "", HitRules: []wecomhit.HitRule{{RuleID: "r1"}}}}})
 	require.NoError(t, err)
 
 	in := intake.New(js, prefix, intake.Options{})
-	require.NoError(t, in.Setup(ctxT(t)))
+	require.NoError(t, in.Setup(natstest.Context(t)))
 	for _, id := range []string{"unknown-corp", "failing"} {
-		require.NoError(t, in.Store(ctxT(t), &wecomhit.Callback{
+		require.NoError(t, in.Store(natstest.Context(t), &wecomhit.Callback{
 			ID: id, App: "archive", Kind: wecomhit.KindHitKeyword, CorpID: "wwOther", Token: "TOKEN-x",
 			ReceivedAt: time.Now(), Raw: "<xml/>",
 		}))
 	}
-	_, err = js.Publish(ctxT(t), prefix+".callback.archive.suite_ticket", []byte("not json"))
+	_, err = js.Publish(natstest.Context(t), prefix+".callback.archive.suite_ticket", []byte("not json"))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -84,7 +78,7 @@ func produce(t *testing.T, js jetstream.JetStream) *deadletter.Stream {
 		assert.NoError(t, <-done)
 	})
 	natstest.WaitFor(t, 10*time.Second, func() error {
-		n, err := dls.Count(ctxT(t), "")
+		n, err := dls.Count(natstest.Context(t), "")
 		if err != nil {
 			return err
 		}
@@ -103,14 +97,14 @@ func TestSchema_RealDeadLetters(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	produce(t, js)
 	sch := schema(t)
-	st, err := js.Stream(ctxT(t), deadletter.StreamName)
+	st, err := js.Stream(natstest.Context(t), deadletter.StreamName)
 	require.NoError(t, err)
-	info, err := st.Info(ctxT(t))
+	info, err := st.Info(natstest.Context(t))
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), info.State.Msgs)
 	byReason := map[string]map[string]any{}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := st.GetMsg(ctxT(t), seq)
+		m, err := st.GetMsg(natstest.Context(t), seq)
 		require.NoError(t, err)
 		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(m.Data)))
 		require.NoError(t, err)
@@ -179,27 +173,27 @@ func TestStream_ListGetDelete(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	dls := produce(t, js)
 
-	all, err := dls.List(ctxT(t), deadletter.Filter{})
+	all, err := dls.List(natstest.Context(t), deadletter.Filter{})
 	require.NoError(t, err)
 	require.Len(t, all, 5)
-	hits, err := dls.List(ctxT(t), deadletter.Filter{Kind: wecomhit.DeadLetterHit, CorpID: "wwCorp"})
+	hits, err := dls.List(natstest.Context(t), deadletter.Filter{Kind: wecomhit.DeadLetterHit, CorpID: "wwCorp"})
 	require.NoError(t, err)
 	assert.Len(t, hits, 2)
 	for _, e := range hits {
 		assert.Equal(t, "wecom.dlq.hit.wwCorp", e.Subject)
 	}
-	cbs, err := dls.List(ctxT(t), deadletter.Filter{Kind: wecomhit.DeadLetterCallback, App: "archive"})
+	cbs, err := dls.List(natstest.Context(t), deadletter.Filter{Kind: wecomhit.DeadLetterCallback, App: "archive"})
 	require.NoError(t, err)
 	assert.Len(t, cbs, 3)
-	one, err := dls.List(ctxT(t), deadletter.Filter{Reason: wecomhit.ReasonMaxDeliveries})
+	one, err := dls.List(natstest.Context(t), deadletter.Filter{Reason: wecomhit.ReasonMaxDeliveries})
 	require.NoError(t, err)
 	require.Len(t, one, 1)
 	assert.Equal(t, 2, one[0].Deliveries)
 	assert.Equal(t, "WeCom said -1", one[0].Error)
-	limited, err := dls.List(ctxT(t), deadletter.Filter{Limit: 2})
+	limited, err := dls.List(natstest.Context(t), deadletter.Filter{Limit: 2})
 	require.NoError(t, err)
 	assert.Len(t, limited, 2)
-	n, err := dls.Count(ctxT(t), wecomhit.DeadLetterCallback)
+	n, err := dls.Count(natstest.Context(t), wecomhit.DeadLetterCallback)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(3), n)
 
@@ -208,31 +202,31 @@ func TestStream_ListGetDelete(t *testing.T) {
 		ID string `json:"id"`
 	}
 	require.NoError(t, json.Unmarshal(one[0].Record, &rec))
-	require.NoError(t, dls.Replayed(ctxT(t), one[0].Seq, "another-callback"))
-	require.NoError(t, dls.Replayed(ctxT(t), hits[0].Seq, rec.ID), "a hit dead letter is left alone")
-	require.NoError(t, dls.Replayed(ctxT(t), 9999, rec.ID), "a missing one is no error")
-	n, err = dls.Count(ctxT(t), "")
+	require.NoError(t, dls.Replayed(natstest.Context(t), one[0].Seq, "another-callback"))
+	require.NoError(t, dls.Replayed(natstest.Context(t), hits[0].Seq, rec.ID), "a hit dead letter is left alone")
+	require.NoError(t, dls.Replayed(natstest.Context(t), 9999, rec.ID), "a missing one is no error")
+	n, err = dls.Count(natstest.Context(t), "")
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), n)
 
-	e, err := dls.Get(ctxT(t), one[0].Seq)
+	e, err := dls.Get(natstest.Context(t), one[0].Seq)
 	require.NoError(t, err)
 	assert.Equal(t, one[0].DeadLetter.Reason, e.Reason)
-	require.NoError(t, dls.Delete(ctxT(t), e.Seq))
-	_, err = dls.Get(ctxT(t), e.Seq)
+	require.NoError(t, dls.Delete(natstest.Context(t), e.Seq))
+	_, err = dls.Get(natstest.Context(t), e.Seq)
 	assert.ErrorIs(t, err, deadletter.ErrNotFound)
-	assert.ErrorIs(t, dls.Delete(ctxT(t), e.Seq), deadletter.ErrNotFound)
-	all, err = dls.List(ctxT(t), deadletter.Filter{})
+	assert.ErrorIs(t, dls.Delete(natstest.Context(t), e.Seq), deadletter.ErrNotFound)
+	all, err = dls.List(natstest.Context(t), deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Len(t, all, 4)
 
-	unknown, err := dls.List(ctxT(t), deadletter.Filter{Reason: wecomhit.ReasonUnknownCorp})
+	unknown, err := dls.List(natstest.Context(t), deadletter.Filter{Reason: wecomhit.ReasonUnknownCorp})
 	require.NoError(t, err)
 	require.Len(t, unknown, 1)
 	cb := unknown[0]
 	require.NoError(t, json.Unmarshal(cb.Record, &rec))
-	require.NoError(t, dls.Replayed(ctxT(t), cb.Seq, rec.ID))
-	_, err = dls.Get(ctxT(t), cb.Seq)
+	require.NoError(t, dls.Replayed(natstest.Context(t), cb.Seq, rec.ID))
+	_, err = dls.Get(natstest.Context(t), cb.Seq)
 	assert.ErrorIs(t, err, deadletter.ErrNotFound)
 }
 
@@ -241,15 +235,15 @@ func TestStream_ListGetDelete(t *testing.T) {
 func TestStream_Write(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	dls := deadletter.New(js, prefix, deadletter.Options{})
-	require.NoError(t, dls.Setup(ctxT(t)))
-	require.NoError(t, dls.Setup(ctxT(t)), "idempotent")
+	require.NoError(t, dls.Setup(natstest.Context(t)))
+	require.NoError(t, dls.Setup(natstest.Context(t)), "idempotent")
 	dl := func() *wecomhit.DeadLetter {
 		return &wecomhit.DeadLetter{Kind: wecomhit.DeadLetterCallback, Reason: wecomhit.ReasonUnknownApp,
 			App: "a.b", CallbackKind: wecomhit.KindSuiteTicket, Deliveries: 1, Record: json.RawMessage(`{"id":"x"}`)}
 	}
-	require.NoError(t, dls.Write(ctxT(t), dl(), "callback:7"))
-	require.NoError(t, dls.Write(ctxT(t), dl(), "callback:7"))
-	all, err := dls.List(ctxT(t), deadletter.Filter{})
+	require.NoError(t, dls.Write(natstest.Context(t), dl(), "callback:7"))
+	require.NoError(t, dls.Write(natstest.Context(t), dl(), "callback:7"))
+	all, err := dls.List(natstest.Context(t), deadletter.Filter{})
 	require.NoError(t, err)
 	require.Len(t, all, 1)
 	assert.Equal(t, "wecom.dlq.callback.a_b.suite_ticket", all[0].Subject, "tokens are sanitized")
@@ -262,15 +256,15 @@ func TestStream_Write(t *testing.T) {
 	} {
 		d := dl()
 		bad(d)
-		assert.ErrorIs(t, dls.Write(ctxT(t), d, "callback:"+name), deadletter.ErrInvalidRecord, name)
+		assert.ErrorIs(t, dls.Write(natstest.Context(t), d, "callback:"+name), deadletter.ErrInvalidRecord, name)
 	}
-	assert.ErrorIs(t, dls.Write(ctxT(t), dl(), "id\r\nX: y"), deadletter.ErrInvalidRecord)
-	all, err = dls.List(ctxT(t), deadletter.Filter{})
+	assert.ErrorIs(t, dls.Write(natstest.Context(t), dl(), "id\r\nX: y"), deadletter.ErrInvalidRecord)
+	all, err = dls.List(natstest.Context(t), deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Len(t, all, 1, "nothing stored for the refused ones")
 
-	assert.ErrorIs(t, deadletter.New(js, "", deadletter.Options{}).Setup(ctxT(t)), deadletter.ErrInvalidOption)
-	assert.ErrorIs(t, deadletter.New(js, prefix, deadletter.Options{MaxAge: time.Hour, DuplicateWindow: 2 * time.Hour}).Setup(ctxT(t)), deadletter.ErrInvalidOption)
+	assert.ErrorIs(t, deadletter.New(js, "", deadletter.Options{}).Setup(natstest.Context(t)), deadletter.ErrInvalidOption)
+	assert.ErrorIs(t, deadletter.New(js, prefix, deadletter.Options{MaxAge: time.Hour, DuplicateWindow: 2 * time.Hour}).Setup(natstest.Context(t)), deadletter.ErrInvalidOption)
 }
 
 // TestStream_Full: a full stream refuses a new dead letter (the writer keeps
@@ -278,18 +272,18 @@ func TestStream_Write(t *testing.T) {
 func TestStream_Full(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	dls := deadletter.New(js, prefix, deadletter.Options{MaxBytes: 4096})
-	require.NoError(t, dls.Setup(ctxT(t)))
+	require.NoError(t, dls.Setup(natstest.Context(t)))
 	var err error
 	n := 0
 	for ; n < 100 && err == nil; n++ {
-		err = dls.Write(ctxT(t), &wecomhit.DeadLetter{Kind: wecomhit.DeadLetterHit, Reason: "normalize:no_hit_rules",
+		err = dls.Write(natstest.Context(t), &wecomhit.DeadLetter{Kind: wecomhit.DeadLetterHit, Reason: "normalize:no_hit_rules",
 			App: "archive", CorpID: "wwCorp", Record: json.RawMessage(`{"msgid":"` + strings.Repeat("m", 500) + `"}`)},
 			fmt.Sprintf("dlq:%d", n))
 	}
 	require.Error(t, err, "a full stream refuses")
-	st, serr := js.Stream(ctxT(t), deadletter.StreamName)
+	st, serr := js.Stream(natstest.Context(t), deadletter.StreamName)
 	require.NoError(t, serr)
-	info, serr := st.Info(ctxT(t))
+	info, serr := st.Info(natstest.Context(t))
 	require.NoError(t, serr)
 	assert.Equal(t, uint64(1), info.State.FirstSeq, "nothing stored was dropped")
 	assert.Equal(t, uint64(n-1), info.State.Msgs)

@@ -36,7 +36,7 @@ func TestFetch_GroundTruth(t *testing.T) {
 	t.Logf("%d hits, %d get_hit_msg_list calls", n, e.sim.Requests("get_hit_msg_list"))
 	assert.Greater(t, n, 2000)
 
-	cur, err := r.f.Cursor(ctxT(t), appName, corpID)
+	cur, err := r.f.Cursor(natstest.Context(t), appName, corpID)
 	require.NoError(t, err)
 	assert.NotEmpty(t, cur.Cursor)
 	assert.Greater(t, cur.Pages, int64(8))
@@ -55,7 +55,7 @@ func TestFetch_KilledMidPage(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
 	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
 	inner := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, inner.Setup(ctxT(t)))
+	require.NoError(t, inner.Setup(natstest.Context(t)))
 
 	_, err := e.sim.GenerateMessages(corpID, 1500)
 	require.NoError(t, err)
@@ -65,9 +65,9 @@ func TestFetch_KilledMidPage(t *testing.T) {
 	tok, err := e.sim.IssueHitToken(corpID)
 	require.NoError(t, err)
 	cb := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: tok, ReceivedAt: time.Now()}
-	err = r.f.Handle(ctxT(t), cb)
+	err = r.f.Handle(natstest.Context(t), cb)
 	require.ErrorContains(t, err, "killed half-way through page 3")
-	require.NoError(t, r.f.Handle(ctxT(t), cb), "the redelivered callback resumes from the unmoved cursor")
+	require.NoError(t, r.f.Handle(natstest.Context(t), cb), "the redelivered callback resumes from the unmoved cursor")
 	calls := e.sim.Requests("get_hit_msg_list") - before
 	pub.mu.Lock()
 	pages := pub.pages
@@ -162,9 +162,9 @@ func TestFetch_TwoReceivers(t *testing.T) {
 	r1 := e.startReceiver(nil, fetch.Options{PageSize: 100})
 	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100})
 
-	kv, err := e.js.KeyValue(ctxT(t), fetch.CursorBucket)
+	kv, err := e.js.KeyValue(natstest.Context(t), fetch.CursorBucket)
 	require.NoError(t, err)
-	w, err := kv.Watch(ctxT(t), appName+"."+corpID, jetstream.UpdatesOnly())
+	w, err := kv.Watch(natstest.Context(t), appName+"."+corpID, jetstream.UpdatesOnly())
 	require.NoError(t, err)
 	defer w.Stop()
 	var (
@@ -219,7 +219,7 @@ func TestFetch_TwoReceivers(t *testing.T) {
 func TestFetch_Handle(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
 	r := e.startReceiver(nil, fetch.Options{})
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	assert.NoError(t, r.f.Handle(ctx, &wecomhit.Callback{App: appName, Kind: wecomhit.KindMsgAuditNotify}))
 	err := r.f.Handle(ctx, &wecomhit.Callback{App: "other", Kind: wecomhit.KindHitKeyword, CorpID: corpID})
 	assert.Error(t, err)
@@ -238,7 +238,7 @@ func TestFetch_Backfill(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
 	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
 	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, pub.Setup(ctxT(t)))
+	require.NoError(t, pub.Setup(natstest.Context(t)))
 	r := e.startReceiver(pub, fetch.Options{PageSize: 200})
 	since := e.sim.Now().Add(-time.Minute)
 
@@ -246,7 +246,7 @@ func TestFetch_Backfill(t *testing.T) {
 	require.NoError(t, err)
 	e.callback(r, 1)
 	first, _ := e.events()
-	cur, err := r.f.Cursor(ctxT(t), appName, corpID)
+	cur, err := r.f.Cursor(natstest.Context(t), appName, corpID)
 	require.NoError(t, err)
 
 	// Hits whose callbacks were lost and which no poll has fetched yet.
@@ -254,7 +254,7 @@ func TestFetch_Backfill(t *testing.T) {
 	require.NoError(t, err)
 
 	var reports []fetch.Progress
-	p, err := r.f.Backfill(ctxT(t), appName, corpID, since, pub, func(p fetch.Progress) { reports = append(reports, p) })
+	p, err := r.f.Backfill(natstest.Context(t), appName, corpID, since, pub, func(p fetch.Progress) { reports = append(reports, p) })
 	require.NoError(t, err)
 	assert.True(t, p.Done)
 	assert.Equal(t, len(first), p.Skipped, "what the stream held is skipped")
@@ -273,12 +273,12 @@ func TestFetch_Backfill(t *testing.T) {
 			assert.False(t, ev.UsedHitToken, "backfill never has a token")
 		}
 	}
-	after, err := r.f.Cursor(ctxT(t), appName, corpID)
+	after, err := r.f.Cursor(natstest.Context(t), appName, corpID)
 	require.NoError(t, err)
 	assert.Equal(t, cur, after, "backfill does not move the fetch cursor")
 
 	// Running it again publishes nothing.
-	p, err = r.f.Backfill(ctxT(t), appName, corpID, since, pub, nil)
+	p, err = r.f.Backfill(natstest.Context(t), appName, corpID, since, pub, nil)
 	require.NoError(t, err)
 	assert.Zero(t, p.Published)
 	e.requireExactlyTruth()
@@ -292,7 +292,7 @@ func TestFetch_LeaseRenewed(t *testing.T) {
 	slow := &countingPublisher{delay: 400 * time.Millisecond}
 	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
 	inner := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, inner.Setup(ctxT(t)))
+	require.NoError(t, inner.Setup(natstest.Context(t)))
 	slow.inner = inner
 	r1 := e.startReceiver(slow, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
 	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
@@ -325,9 +325,9 @@ func TestFetch_LeaseRenewed(t *testing.T) {
 	assert.Equal(t, slow.pages, e.sim.Requests("get_hit_msg_list"), "every call was r1's: r2 never fetched")
 	slow.mu.Unlock()
 
-	kv, err := e.js.KeyValue(ctxT(t), fetch.LeaseBucket)
+	kv, err := e.js.KeyValue(natstest.Context(t), fetch.LeaseBucket)
 	require.NoError(t, err)
-	_, err = kv.Get(ctxT(t), appName+"."+corpID)
+	_, err = kv.Get(natstest.Context(t), appName+"."+corpID)
 	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "released at the end")
 }
 
@@ -357,11 +357,11 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
 	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, pub.Setup(ctxT(t)))
+	require.NoError(t, pub.Setup(natstest.Context(t)))
 	api := &deadTokenAPI{}
 	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, zerolog.Nop(), fetch.Options{})
 	require.NoError(t, err)
-	require.NoError(t, f.Setup(ctxT(t)))
+	require.NoError(t, f.Setup(natstest.Context(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = f.Run(ctx) }()
@@ -372,10 +372,10 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 		return nil
 	})
 	cb := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-1", ReceivedAt: time.Now()}
-	err = f.Handle(ctxT(t), cb)
+	err = f.Handle(natstest.Context(t), cb)
 	require.Error(t, err)
 	assert.True(t, wecom.IsRateLimited(err), "surfaced as rate-limited: %v", err)
-	require.NoError(t, f.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
+	require.NoError(t, f.Handle(natstest.Context(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
 	api.mu.Lock()
 	defer api.mu.Unlock()
 	assert.Equal(t, []string{"tok-1", ""}, api.tokens, "the retry went out without the dead token")
@@ -385,8 +385,8 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 	api.mu.Unlock()
 	newer := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-new", EventTime: time.Now().Unix()}
 	older := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-old", EventTime: time.Now().Add(-time.Minute).Unix()}
-	require.NoError(t, f.Handle(ctxT(t), newer))
-	require.NoError(t, f.Handle(ctxT(t), older))
+	require.NoError(t, f.Handle(natstest.Context(t), newer))
+	require.NoError(t, f.Handle(natstest.Context(t), older))
 	api.mu.Lock()
 	assert.Equal(t, []string{"tok-new", "tok-new"}, api.tokens, "the late, older token was not used")
 }
@@ -427,7 +427,7 @@ func TestFetch_SourceIsWhatStartedTheFetch(t *testing.T) {
 	stale := fetchNew(func() {
 		tok, err := e.sim.IssueHitToken(corpID)
 		require.NoError(t, err)
-		require.NoError(t, r.f.Handle(ctxT(t), &wecomhit.Callback{ID: tok, App: appName, Kind: wecomhit.KindHitKeyword,
+		require.NoError(t, r.f.Handle(natstest.Context(t), &wecomhit.Callback{ID: tok, App: appName, Kind: wecomhit.KindHitKeyword,
 			CorpID: corpID, SuiteID: suiteID, Token: tok, ReceivedAt: time.Now().Add(-time.Hour)}))
 	})
 	assert.Equal(t, []origin{{wecomhit.SourceCallback, false}}, keys(stale))
@@ -470,7 +470,7 @@ func TestFetch_HandleBurstOneToken(t *testing.T) {
 	errs := make(chan error, 64)
 	for range cap(errs) {
 		go func() {
-			errs <- r.f.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword,
+			errs <- r.f.Handle(natstest.Context(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword,
 				CorpID: corpID, SuiteID: suiteID, Token: tok, ReceivedAt: now})
 		}()
 	}

@@ -63,7 +63,7 @@ func newEnv(t *testing.T, simOpts wecomsim.Options) *env {
 		SuiteID: suiteID, SuiteSecret: "suite-secret",
 		Corps: []config.Corp{{CorpID: corpID, PermanentCode: "perm-code"}},
 	}}
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	c := e.client(js)
 	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{})
 	require.NoError(t, err)
@@ -73,16 +73,10 @@ func newEnv(t *testing.T, simOpts wecomsim.Options) *env {
 	return e
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // client is a WeCom client on js, as a receiver replica has.
 func (e *env) client(js jetstream.JetStream) *wecom.Client {
 	e.t.Helper()
-	stores, err := wecom.OpenStores(ctxT(e.t), js, wecom.StoreConfig{})
+	stores, err := wecom.OpenStores(natstest.Context(e.t), js, wecom.StoreConfig{})
 	require.NoError(e.t, err)
 	c, err := wecom.New(e.app, stores, wecom.WithCallTimeout(2*time.Second), wecom.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
 	require.NoError(e.t, err)
@@ -110,7 +104,7 @@ func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
 	_, js := natstest.ConnectURL(e.t, e.srv.ClientURL())
 	if pub == nil {
 		p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-		require.NoError(e.t, p.Setup(ctxT(e.t)))
+		require.NoError(e.t, p.Setup(natstest.Context(e.t)))
 		pub = p
 	}
 	cp, ok := pub.(*countingPublisher)
@@ -122,7 +116,7 @@ func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
 	}
 	f, err := fetch.New(js, []fetch.App{{Name: appName, API: e.client(js), Corps: []string{corpID}}}, cp, zerolog.Nop(), opts)
 	require.NoError(e.t, err)
-	require.NoError(e.t, f.Setup(ctxT(e.t)))
+	require.NoError(e.t, f.Setup(natstest.Context(e.t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &receiver{f: f, pub: cp, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -154,7 +148,7 @@ func (e *env) callback(r *receiver, attempts int) {
 		SuiteID: suiteID, Token: tok, ReceivedAt: time.Now()}
 	var last error
 	for range attempts {
-		if last = r.f.Handle(ctxT(e.t), cb); last == nil {
+		if last = r.f.Handle(natstest.Context(e.t), cb); last == nil {
 			return
 		}
 	}
@@ -178,7 +172,7 @@ func (e *env) truth() map[hitKey]wecomsim.Hit {
 // events reads every event in WECOM_HITS, counting repeats.
 func (e *env) events() (map[hitKey]wecomhit.HitEvent, map[hitKey]int) {
 	e.t.Helper()
-	ctx := ctxT(e.t)
+	ctx := natstest.Context(e.t)
 	s, err := e.js.Stream(ctx, publish.StreamName)
 	require.NoError(e.t, err)
 	info, err := s.Info(ctx)

@@ -70,7 +70,7 @@ func TestHealth(t *testing.T) {
 		f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{}, zerolog.Nop(),
 			fetch.Options{TokenlessPerMinute: 1000, Now: clock.Now, Metrics: fetch.NewMetrics(reg)})
 		require.NoError(t, err)
-		require.NoError(t, f.Setup(ctxT(t)))
+		require.NoError(t, f.Setup(natstest.Context(t)))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -90,10 +90,10 @@ func TestHealth(t *testing.T) {
 	// so every outcome is written at once.
 	fetchOnce := func(f *fetch.Fetcher) error {
 		clock.Add(6 * time.Second)
-		return f.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID})
+		return f.Handle(natstest.Context(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID})
 	}
 	health := func() fetch.Health {
-		st, err := fetch.ReadState(ctxT(t), js, appName, corpID)
+		st, err := fetch.ReadState(natstest.Context(t), js, appName, corpID)
 		require.NoError(t, err)
 		return st.Health
 	}
@@ -167,20 +167,20 @@ func TestHealth(t *testing.T) {
 	t.Run("RepeatsWrittenAtMostEveryFewSeconds", func(t *testing.T) {
 		// Same state again within the interval: the entry is not
 		// rewritten for each fetch; the last outcome is written later.
-		kv, err := js.KeyValue(ctxT(t), fetch.HealthBucket)
+		kv, err := js.KeyValue(natstest.Context(t), fetch.HealthBucket)
 		require.NoError(t, err)
 		lastSeq := func() uint64 {
-			st, err := kv.Status(ctxT(t))
+			st, err := kv.Status(natstest.Context(t))
 			require.NoError(t, err)
 			return st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
 		}
 		before := lastSeq()
 		for range 5 {
-			require.NoError(t, f1.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
+			require.NoError(t, f1.Handle(natstest.Context(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
 		}
 		assert.Equal(t, before, lastSeq(), "no write for unchanged state within the interval")
 		clock.Add(6 * time.Second)
-		require.NoError(t, f1.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
+		require.NoError(t, f1.Handle(natstest.Context(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID}))
 		assert.Equal(t, before+1, lastSeq(), "one write once the interval has passed")
 		assert.Equal(t, clock.Now(), health().LastSuccess)
 	})

@@ -34,9 +34,9 @@ func TestFetch_DeadHolderTakenOver(t *testing.T) {
 	_, err := e.sim.GenerateMessages(corpID, 150)
 	require.NoError(t, err)
 
-	kv, err := e.js.KeyValue(ctxT(t), fetch.LeaseBucket)
+	kv, err := e.js.KeyValue(natstest.Context(t), fetch.LeaseBucket)
 	require.NoError(t, err)
-	_, err = kv.Create(ctxT(t), appName+"."+corpID, []byte("a-replica-killed-mid-fetch"))
+	_, err = kv.Create(natstest.Context(t), appName+"."+corpID, []byte("a-replica-killed-mid-fetch"))
 	require.NoError(t, err)
 	died := time.Now()
 

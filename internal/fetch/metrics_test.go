@@ -63,7 +63,7 @@ func runFetcher(t *testing.T, js jetstream.JetStream, api fetch.HitLister, m *fe
 	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{}, zerolog.Nop(),
 		fetch.Options{TokenlessPerMinute: 1000, Metrics: m})
 	require.NoError(t, err)
-	require.NoError(t, f.Setup(ctxT(t)))
+	require.NoError(t, f.Setup(natstest.Context(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -114,7 +114,7 @@ func TestMetrics(t *testing.T) {
 		"now minus the newest send time the cursor passed")
 
 	cb := &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-1", ReceivedAt: time.Now()}
-	require.NoError(t, f.Handle(ctxT(t), cb))
+	require.NoError(t, f.Handle(natstest.Context(t), cb))
 	assert.Equal(t, 1.0, value("wecom_receiver_fetch_pages_total", append(ac, "source", wecomhit.SourceCallback)...))
 	assert.Equal(t, 2.0, value("wecom_receiver_fetch_page_duration_seconds", "app", appName))
 	assert.InDelta(t, 100, value("wecom_receiver_cursor_lag_seconds", ac...), 10, "an empty page keeps the newest send time")
@@ -122,13 +122,13 @@ func TestMetrics(t *testing.T) {
 	api.mu.Lock()
 	api.fail = true
 	api.mu.Unlock()
-	require.Error(t, f.Handle(ctxT(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-2"}))
+	require.Error(t, f.Handle(natstest.Context(t), &wecomhit.Callback{App: appName, Kind: wecomhit.KindHitKeyword, CorpID: corpID, Token: "tok-2"}))
 	assert.Equal(t, 1.0, value("wecom_receiver_fetch_errors_total", ac...))
 
 	api.mu.Lock()
 	api.fail = false
 	api.mu.Unlock()
-	_, err := f.Backfill(ctxT(t), appName, corpID, time.Now().Add(-time.Hour), nopPublisher{}, nil)
+	_, err := f.Backfill(natstest.Context(t), appName, corpID, time.Now().Add(-time.Hour), nopPublisher{}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 1.0, value("wecom_receiver_fetch_pages_total", append(ac, "source", wecomhit.SourceBackfill)...))
 

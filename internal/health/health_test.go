@@ -22,12 +22,6 @@ import (
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func newJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	_, js := natstest.Connect(t, natstest.RunServer(t))
@@ -39,7 +33,7 @@ func newJS(t *testing.T) jetstream.JetStream {
 // durables with their own filters.
 func TestReadIntake(t *testing.T) {
 	js := newJS(t)
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	in, err := health.ReadIntake(ctx, js, []string{"a", "b"}, time.Now())
 	require.NoError(t, err)
 	assert.Equal(t, health.Intake{}, in, "no stream: nothing unhandled")
@@ -100,7 +94,7 @@ func TestReadIntake(t *testing.T) {
 
 func TestReadDeadLetters(t *testing.T) {
 	js := newJS(t)
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	dl, err := health.ReadDeadLetters(ctx, js, "wecom")
 	require.NoError(t, err)
 	assert.Equal(t, health.DeadLetters{}, dl, "no stream: none")
@@ -121,7 +115,7 @@ func TestReadDeadLetters(t *testing.T) {
 
 func TestReadStorage(t *testing.T) {
 	js := newJS(t)
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	st, err := health.ReadStorage(ctx, js, 0)
 	require.NoError(t, err)
 	assert.Empty(t, st.Streams)
@@ -160,7 +154,7 @@ func TestReadStorage(t *testing.T) {
 
 func TestReadTicket(t *testing.T) {
 	js := newJS(t)
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	s, err := health.ReadTicket(ctx, js, "suite.1", time.Now())
 	require.NoError(t, err)
 	assert.Nil(t, s.ReceivedAt, "no bucket: no ticket")
@@ -204,7 +198,7 @@ func TestReadTicket(t *testing.T) {
 // TestWatch: the gauges follow NATS, read at once and then every interval.
 func TestWatch(t *testing.T) {
 	js := newJS(t)
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: health.DeadLetterStream, Subjects: []string{"wecom.dlq.>"}})
 	require.NoError(t, err)
 	_, err = js.Publish(ctx, "wecom.dlq.hit.ww1", []byte("x"))

@@ -1,4 +1,5 @@
-// Package natstest runs real embedded NATS JetStream servers for tests.
+// Package natstest runs real embedded NATS JetStream servers for tests,
+// and bounds the waits of tests that use them (Context, WaitFor).
 //
 // Servers listen on 127.0.0.1 only, keep their store in t.TempDir() unless
 // told otherwise, and are shut down in t.Cleanup. There is no fake here: acks,
@@ -6,6 +7,7 @@
 package natstest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -205,6 +207,21 @@ func ConnectURL(t testing.TB, urls string, opts ...nats.Option) (*nats.Conn, jet
 	return nc, js
 }
 
+// Timeout bounds the I/O of one step of a test (Context): long enough for a
+// loaded machine, short enough that a hung call fails the test rather than
+// the whole run.
+const Timeout = 30 * time.Second
+
+// Context returns a context that ends after Timeout, or once the test and
+// its cleanups are done: the context of a test's calls to NATS or a
+// simulator. Unlike t.Context it is still live in t.Cleanup functions,
+// which close servers and simulators with it.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // WaitFor calls f every 10ms until it returns nil, and fails the test with
 // f's last error if that has not happened within timeout. f should bound
 // its own I/O (e.g. a context with a short timeout) so one slow attempt
@@ -227,4 +244,16 @@ func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
 		}
 		<-tick.C
 	}
+}
+
+// Eventually is WaitFor for a condition without an error to tell: it fails
+// the test with what it waited for.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	WaitFor(t, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("waiting for %s", what)
+	})
 }

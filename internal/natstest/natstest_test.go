@@ -125,6 +125,32 @@ func TestWaitFor(t *testing.T) {
 	})
 }
 
+func TestEventually(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		n := 0
+		natstest.Eventually(t, 5*time.Second, "three calls", func() bool { n++; return n == 3 })
+		assert.Equal(t, 3, n)
+	})
+	t.Run("TimeoutSaysWhat", func(t *testing.T) {
+		rec := &fatalRecorder{TB: t}
+		natstest.Eventually(rec, 30*time.Millisecond, "the moon", func() bool { return false })
+		require.True(t, rec.failed)
+		assert.Contains(t, rec.msg, "waiting for the moon")
+	})
+}
+
+func TestContext(t *testing.T) {
+	var ctx context.Context
+	t.Run("Test", func(t *testing.T) {
+		ctx = natstest.Context(t)
+		deadline, ok := ctx.Deadline()
+		require.True(t, ok)
+		assert.WithinDuration(t, time.Now().Add(natstest.Timeout), deadline, 5*time.Second)
+		t.Cleanup(func() { assert.NoError(t, ctx.Err(), "live in the test's cleanups") })
+	})
+	assert.ErrorIs(t, ctx.Err(), context.Canceled, "ended with the test")
+}
+
 // fatalRecorder records Fatalf instead of stopping the test, so WaitFor's
 // failure path can be checked.
 type fatalRecorder struct {

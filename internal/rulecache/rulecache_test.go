@@ -11,22 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
-)
 
-func waitFor(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/wecomhit/wecomhit/internal/natstest"
+)
 
 func TestCache_MissThenHit(t *testing.T) {
 	var calls atomic.Int32
@@ -44,7 +31,7 @@ func TestCache_MissThenHit(t *testing.T) {
 	assert.Empty(t, name)
 	c.RuleName("c1", "r1") // a second miss does not start a second lookup
 	close(release)
-	waitFor(t, func() error {
+	natstest.WaitFor(t, 5*time.Second, func() error {
 		if _, ok := c.RuleName("c1", "r1"); !ok {
 			return errors.New("not yet known")
 		}
@@ -71,7 +58,7 @@ func TestCache_FailureRetriesLater(t *testing.T) {
 	c.now = func() time.Time { return now }
 	defer c.Close()
 	c.RuleName("c1", "r1")
-	waitFor(t, func() error {
+	natstest.WaitFor(t, 5*time.Second, func() error {
 		if calls.Load() != 1 {
 			return errors.New("no call yet")
 		}
@@ -86,7 +73,7 @@ func TestCache_FailureRetriesLater(t *testing.T) {
 	assert.Equal(t, int32(1), calls.Load(), "no retry within the retry interval")
 	now = now.Add(DefaultRetry)
 	c.RuleName("c1", "r1")
-	waitFor(t, func() error {
+	natstest.WaitFor(t, 5*time.Second, func() error {
 		if n, _ := c.RuleName("c1", "r1"); n != "ok" {
 			return errors.New("not renamed")
 		}

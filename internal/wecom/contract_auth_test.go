@@ -35,7 +35,7 @@ func TestContract_Authorization(t *testing.T) {
 		in, err := e.sim.AuthorizeCorp(wecomsim.Install{CorpID: "wwInstalled", CorpName: "Installed Co"})
 		require.NoError(t, err)
 
-		pc, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+		pc, err := c.GetPermanentCode(natstest.Context(t), in.AuthCode)
 		require.NoError(t, err)
 		assert.Equal(t, "wwInstalled", pc.CorpID)
 		assert.Equal(t, "Installed Co", pc.CorpName)
@@ -47,7 +47,7 @@ func TestContract_Authorization(t *testing.T) {
 
 		t.Run("SingleUse", func(t *testing.T) {
 			before := e.requests()
-			_, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+			_, err := c.GetPermanentCode(natstest.Context(t), in.AuthCode)
 			require.ErrorIs(t, err, &wecom.APIError{Code: codeInvalidAuthCode})
 			after := e.requests()
 			assert.Equal(t, 1, after["get_permanent_code_v2"]-before["get_permanent_code_v2"])
@@ -56,18 +56,18 @@ func TestContract_Authorization(t *testing.T) {
 			assert.NotContains(t, err.Error(), in.AuthCode)
 		})
 		t.Run("GetAuthInfo", func(t *testing.T) {
-			info, err := c.GetAuthInfo(ctxT(t), pc.CorpID, pc.PermanentCode)
+			info, err := c.GetAuthInfo(natstest.Context(t), pc.CorpID, pc.PermanentCode)
 			require.NoError(t, err)
 			assert.Equal(t, "wwInstalled", info.CorpID)
 			assert.Equal(t, "Installed Co", info.CorpName)
 			assert.NotEmpty(t, info.Agents)
-			_, err = c.GetAuthInfo(ctxT(t), pc.CorpID, "not-the-code")
+			_, err = c.GetAuthInfo(natstest.Context(t), pc.CorpID, "not-the-code")
 			require.ErrorIs(t, err, &wecom.APIError{Code: 40084})
 			assert.NotContains(t, err.Error(), "not-the-code")
 		})
 		t.Run("CancelledCorp", func(t *testing.T) {
 			require.NoError(t, e.sim.CancelCorp("wwInstalled"))
-			_, err := c.GetAuthInfo(ctxT(t), pc.CorpID, pc.PermanentCode)
+			_, err := c.GetAuthInfo(natstest.Context(t), pc.CorpID, pc.PermanentCode)
 			require.ErrorIs(t, err, &wecom.APIError{Code: 40084})
 		})
 		assert.NotContains(t, logs.String(), pc.PermanentCode.Reveal())
@@ -86,7 +86,7 @@ func TestContract_Authorization(t *testing.T) {
 				require.NoError(t, e.sim.SetFaults(fault))
 				in, err := e.sim.AuthorizeCorp(wecomsim.Install{CorpID: "wwOld"})
 				require.NoError(t, err)
-				pc, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+				pc, err := c.GetPermanentCode(natstest.Context(t), in.AuthCode)
 				require.NoError(t, err)
 				assert.Equal(t, "get_permanent_code", pc.API)
 				assert.Equal(t, "wwOld", pc.CorpID)
@@ -103,7 +103,7 @@ func TestContract_Authorization(t *testing.T) {
 		require.NoError(t, e.sim.SetFaults(wecomsim.Fault{Kind: wecomsim.FaultHTTPError, API: "get_permanent_code_v2", Status: http.StatusBadGateway}))
 		in, err := e.sim.AuthorizeCorp(wecomsim.Install{})
 		require.NoError(t, err)
-		_, err = c.GetPermanentCode(ctxT(t), in.AuthCode)
+		_, err = c.GetPermanentCode(natstest.Context(t), in.AuthCode)
 		var se *wecom.StatusError
 		require.True(t, errors.As(err, &se), "%v", err)
 		assert.Equal(t, http.StatusBadGateway, se.StatusCode)
@@ -117,11 +117,11 @@ func TestContract_Authorization(t *testing.T) {
 		in, err := e.sim.AuthorizeCorp(wecomsim.Install{})
 		require.NoError(t, err)
 		// Warm the suite token, then have WeCom expire it early.
-		_, err = c.GetAuthInfo(ctxT(t), ctCorpA, ctPermA)
+		_, err = c.GetAuthInfo(natstest.Context(t), ctCorpA, ctPermA)
 		require.NoError(t, err)
 		require.NoError(t, e.sim.SetFaults(wecomsim.Fault{Kind: wecomsim.FaultExpireAccessToken, API: "get_permanent_code_v2", Count: 1}))
 		before := e.requests()
-		pc, err := c.GetPermanentCode(ctxT(t), in.AuthCode)
+		pc, err := c.GetPermanentCode(natstest.Context(t), in.AuthCode)
 		require.NoError(t, err, "42009 drops the suite token and the call is made again")
 		assert.NotEmpty(t, pc.PermanentCode.Reveal())
 		after := e.requests()
@@ -134,11 +134,14 @@ func TestContract_Authorization(t *testing.T) {
 		c := e.client()
 		long := string(make([]byte, 513))
 		for name, call := range map[string]func() error{
-			"ErrEmptyAuthCode":      func() error { _, err := c.GetPermanentCode(ctxT(t), ""); return err },
-			"ErrLongAuthCode":       func() error { _, err := c.GetPermanentCode(ctxT(t), long); return err },
-			"ErrEmptyCorp":          func() error { _, err := c.GetAuthInfo(ctxT(t), "", "code"); return err },
-			"ErrEmptyPermanentCode": func() error { _, err := c.GetAuthInfo(ctxT(t), ctCorpA, ""); return err },
-			"ErrLongPermanentCode":  func() error { _, err := c.GetAuthInfo(ctxT(t), ctCorpA, config.Secret("x"+long)); return err },
+			"ErrEmptyAuthCode":      func() error { _, err := c.GetPermanentCode(natstest.Context(t), ""); return err },
+			"ErrLongAuthCode":       func() error { _, err := c.GetPermanentCode(natstest.Context(t), long); return err },
+			"ErrEmptyCorp":          func() error { _, err := c.GetAuthInfo(natstest.Context(t), "", "code"); return err },
+			"ErrEmptyPermanentCode": func() error { _, err := c.GetAuthInfo(natstest.Context(t), ctCorpA, ""); return err },
+			"ErrLongPermanentCode": func() error {
+				_, err := c.GetAuthInfo(natstest.Context(t), ctCorpA, config.Secret("x"+long))
+				return err
+			},
 		} {
 			t.Run(name, func(t *testing.T) {
 				before := e.requests()
@@ -147,9 +150,9 @@ func TestContract_Authorization(t *testing.T) {
 			})
 		}
 		zone := newEnv(t, transports[1]).client()
-		_, err := zone.GetPermanentCode(ctxT(t), "code")
+		_, err := zone.GetPermanentCode(natstest.Context(t), "code")
 		require.ErrorIs(t, err, wecom.ErrNoSuite)
-		_, err = zone.GetAuthInfo(ctxT(t), ctZoneCorp, "code")
+		_, err = zone.GetAuthInfo(natstest.Context(t), ctZoneCorp, "code")
 		require.ErrorIs(t, err, wecom.ErrNoSuite)
 	})
 }
@@ -163,23 +166,23 @@ func TestContract_RegistryCorps(t *testing.T) {
 	_, js := natstest.Connect(t, e.nats)
 	keys, err := corps.NewKeyring(map[string][]byte{"k1": make([]byte, corps.KeySize)}, "k1")
 	require.NoError(t, err)
-	reg, err := corps.Open(ctxT(t), js, keys)
+	reg, err := corps.Open(natstest.Context(t), js, keys)
 	require.NoError(t, err)
-	mirror, err := reg.Mirror(ctxT(t), "archive", nil)
+	mirror, err := reg.Mirror(natstest.Context(t), "archive", nil)
 	require.NoError(t, err)
 	t.Cleanup(mirror.Stop)
 
 	app := e.app()
 	app.Corps = nil
-	stores, err := wecom.OpenStores(ctxT(t), js, wecom.StoreConfig{})
+	stores, err := wecom.OpenStores(natstest.Context(t), js, wecom.StoreConfig{})
 	require.NoError(t, err)
-	require.NoError(t, stores.Tickets.Put(ctxT(t), ctSuiteID, e.sim.SuiteTicket(), time.Now(), e.sim.Now()))
+	require.NoError(t, stores.Tickets.Put(natstest.Context(t), ctSuiteID, e.sim.SuiteTicket(), time.Now(), e.sim.Now()))
 	c, err := wecom.New(app, stores, append(fastOptions(), wecom.WithPermanentCodes(mirror))...)
 	require.NoError(t, err)
 
 	in, err := e.sim.AuthorizeCorp(wecomsim.Install{CorpID: "wwRuntimeCorp", DemoRules: true})
 	require.NoError(t, err)
-	out, err := reg.Authorize(ctxT(t), corps.Authorization{App: "archive", AuthCode: in.AuthCode, Cause: corps.CauseCreateAuth,
+	out, err := reg.Authorize(natstest.Context(t), corps.Authorization{App: "archive", AuthCode: in.AuthCode, Cause: corps.CauseCreateAuth,
 		Exchange: func(ctx context.Context) (corps.Grant, error) {
 			pc, err := c.GetPermanentCode(ctx, in.AuthCode)
 			return corps.Grant{CorpID: pc.CorpID, CorpName: pc.CorpName, PermanentCode: pc.PermanentCode}, err
@@ -188,28 +191,28 @@ func TestContract_RegistryCorps(t *testing.T) {
 	assert.Equal(t, "wwRuntimeCorp", out.Corp.CorpID)
 
 	natstest.WaitFor(t, 5*time.Second, func() error {
-		if _, err := mirror.PermanentCode(ctxT(t), "archive", "wwRuntimeCorp"); err != nil {
+		if _, err := mirror.PermanentCode(natstest.Context(t), "archive", "wwRuntimeCorp"); err != nil {
 			return err
 		}
 		return nil
 	})
-	rules, err := collect(c.ListRules(ctxT(t), "wwRuntimeCorp", 100))
+	rules, err := collect(c.ListRules(natstest.Context(t), "wwRuntimeCorp", 100))
 	require.NoError(t, err, "served from the registry, not the config")
 	assert.Len(t, rules, len(wecomsim.DemoRules()))
 
-	_, err = collect(c.ListRules(ctxT(t), "wwNotInstalled", 100))
+	_, err = collect(c.ListRules(natstest.Context(t), "wwNotInstalled", 100))
 	require.ErrorIs(t, err, wecom.ErrUnknownCorp)
 	require.ErrorIs(t, err, corps.ErrNotFound)
 
 	require.NoError(t, e.sim.CancelCorp("wwRuntimeCorp"))
-	_, err = reg.Cancel(ctxT(t), "archive", "wwRuntimeCorp", e.sim.Now(), corps.CauseCancelAuth)
+	_, err = reg.Cancel(natstest.Context(t), "archive", "wwRuntimeCorp", e.sim.Now(), corps.CauseCancelAuth)
 	require.NoError(t, err)
 	natstest.WaitFor(t, 5*time.Second, func() error {
-		if _, err := mirror.PermanentCode(ctxT(t), "archive", "wwRuntimeCorp"); err == nil {
+		if _, err := mirror.PermanentCode(natstest.Context(t), "archive", "wwRuntimeCorp"); err == nil {
 			return errors.New("still has a code")
 		}
 		return nil
 	})
-	_, err = collect(c.ListRules(ctxT(t), "wwRuntimeCorp", 100))
+	_, err = collect(c.ListRules(natstest.Context(t), "wwRuntimeCorp", 100))
 	require.ErrorIs(t, err, wecom.ErrUnknownCorp, "the cancelled corp's token is refused (40014) and the registry has no code for a new one")
 }

@@ -125,7 +125,7 @@ func newEnv(t testing.TB, tc transportCase, opts ...envOption) *env {
 	}
 	sim, err := wecomsim.New(o, zerolog.Nop())
 	require.NoError(t, err)
-	require.NoError(t, sim.Start(ctxT(t), "127.0.0.1:0"))
+	require.NoError(t, sim.Start(natstest.Context(t), "127.0.0.1:0"))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -175,7 +175,7 @@ func (e *env) client(opts ...wecom.Option) *wecom.Client {
 
 func (e *env) clientOn(js jetstream.JetStream, opts ...wecom.Option) *wecom.Client {
 	e.t.Helper()
-	ctx := ctxT(e.t)
+	ctx := natstest.Context(e.t)
 	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{})
 	require.NoError(e.t, err)
 	if !e.tc.zone {
@@ -197,7 +197,7 @@ func (e *env) clientOn(js jetstream.JetStream, opts ...wecom.Option) *wecom.Clie
 // bucket, for checking that none leaks into an error.
 func (e *env) cachedTokens() []string {
 	e.t.Helper()
-	ctx := ctxT(e.t)
+	ctx := natstest.Context(e.t)
 	_, js := natstest.Connect(e.t, e.nats)
 	kv, err := js.KeyValue(ctx, wecom.TokenBucket)
 	require.NoError(e.t, err)
@@ -219,13 +219,6 @@ func (e *env) cachedTokens() []string {
 // requests snapshots the simulator's request counts per API.
 func (e *env) requests() map[string]int {
 	return maps.Clone(e.sim.Stats().Requests)
-}
-
-// ctxT is a context bounded by the contract deadline and the test.
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), ctDeadline)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // collect drains a paging iterator, stopping at its first error.

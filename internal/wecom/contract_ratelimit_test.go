@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -20,7 +21,7 @@ func TestContract_RateLimitScope(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc, tokenlessLimit(1))
 			c := e.client()
-			ctx := ctxT(t)
+			ctx := natstest.Context(t)
 			hits := func() int { return e.sim.Requests("get_hit_msg_list") }
 			call := func(tok string) error {
 				_, err := c.GetHitMsgList(ctx, e.corp, wecom.HitMsgListRequest{Token: tok})

@@ -30,7 +30,7 @@ func TestContract_Rules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc)
 			c := e.client()
-			ctx := ctxT(t)
+			ctx := natstest.Context(t)
 			pop, err := e.sim.Population(e.corp)
 			require.NoError(t, err)
 
@@ -160,7 +160,7 @@ func TestContract_GetHitMsgList(t *testing.T) {
 				// Without a cursor, begin_time skips the hits before it.
 				e := newEnv(t, tc)
 				c := e.client()
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				setUpHits(t, e, c)
 				e.sim.Advance(time.Hour)
 				since := e.sim.Now().Unix()
@@ -218,7 +218,7 @@ func tokenlessLimit(n int) envOption {
 // that hits them.
 func setUpHits(t testing.TB, e *env, c *wecom.Client) {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	corps := []string{e.corp}
 	if !e.tc.zone {
 		corps = append(corps, ctCorpB)
@@ -243,7 +243,7 @@ func setUpHits(t testing.TB, e *env, c *wecom.Client) {
 // the simulator's ground truth.
 func pageHits(t testing.TB, e *env, c *wecom.Client, req wecom.HitMsgListRequest) {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	truth := map[hitKey]wecomsim.Hit{}
 	msgs := map[string]wecomsim.Message{}
 	for _, h := range e.sim.Hits() {
@@ -341,7 +341,7 @@ func TestContract_SearchMsg(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc)
 			c := e.client()
-			ctx := ctxT(t)
+			ctx := natstest.Context(t)
 			msgs, err := e.sim.GenerateMessages(e.corp, 200)
 			require.NoError(t, err)
 
@@ -465,25 +465,25 @@ func TestContract_Validation(t *testing.T) {
 	type call func(*testing.T, *wecom.Client, string) error
 	createRule := func(r wecom.Rule) call {
 		return func(t *testing.T, c *wecom.Client, corp string) error {
-			_, err := c.CreateRule(ctxT(t), corp, r)
+			_, err := c.CreateRule(natstest.Context(t), corp, r)
 			return err
 		}
 	}
 	updateRule := func(u wecom.RuleUpdate) call {
 		return func(t *testing.T, c *wecom.Client, corp string) error {
 			u.RuleID = "some-rule"
-			return c.UpdateRule(ctxT(t), corp, u)
+			return c.UpdateRule(natstest.Context(t), corp, u)
 		}
 	}
 	search := func(r wecom.SearchRequest) call {
 		return func(t *testing.T, c *wecom.Client, corp string) error {
-			_, err := collect(c.SearchMsg(ctxT(t), corp, r))
+			_, err := collect(c.SearchMsg(natstest.Context(t), corp, r))
 			return err
 		}
 	}
 	hits := func(r wecom.HitMsgListRequest) call {
 		return func(t *testing.T, c *wecom.Client, corp string) error {
-			_, err := c.GetHitMsgList(ctxT(t), corp, r)
+			_, err := c.GetHitMsgList(natstest.Context(t), corp, r)
 			return err
 		}
 	}
@@ -517,17 +517,17 @@ func TestContract_Validation(t *testing.T) {
 				{"UpdateRule/Semantics13", updateRule(wecom.RuleUpdate{Semantics: wecom.Set(13)}), "semantics.semantics_list[0]", 12},
 				{"UpdateRule/TooManyUsers", updateRule(wecom.RuleUpdate{Users: wecom.Set(ids(maxUsers + 1)...)}), "applicable_range.user.id_list", maxUsers},
 				{"UpdateRule/NoRuleID", func(t *testing.T, c *wecom.Client, corp string) error {
-					return c.UpdateRule(ctxT(t), corp, wecom.RuleUpdate{Name: "r"})
+					return c.UpdateRule(natstest.Context(t), corp, wecom.RuleUpdate{Name: "r"})
 				}, "rule_id", 0},
 				{"GetRule/NoRuleID", func(t *testing.T, c *wecom.Client, corp string) error {
-					_, err := c.GetRule(ctxT(t), corp, "")
+					_, err := c.GetRule(natstest.Context(t), corp, "")
 					return err
 				}, "rule_id", 0},
 				{"DeleteRule/NoRuleID", func(t *testing.T, c *wecom.Client, corp string) error {
-					return c.DeleteRule(ctxT(t), corp, "")
+					return c.DeleteRule(natstest.Context(t), corp, "")
 				}, "rule_id", 0},
 				{"ListRules/NegativeLimit", func(t *testing.T, c *wecom.Client, corp string) error {
-					_, err := collect(c.ListRules(ctxT(t), corp, -1))
+					_, err := collect(c.ListRules(natstest.Context(t), corp, -1))
 					return err
 				}, "limit", 0},
 				{"SearchMsg/QueryWord1Char", search(wecom.SearchRequest{QueryWord: "价"}), "query_word", 2},
@@ -570,7 +570,7 @@ func TestContract_Validation(t *testing.T) {
 			c := e.client()
 			// Warm the token, so a request sent by mistake would reach the
 			// operation rather than stop at gettoken.
-			_, err := collect(c.ListRules(ctxT(t), e.corp, 0))
+			_, err := collect(c.ListRules(natstest.Context(t), e.corp, 0))
 			require.NoError(t, err)
 
 			for _, tt := range tests {
@@ -592,7 +592,7 @@ func TestContract_Validation(t *testing.T) {
 			// Boundaries are accepted: the largest valid values reach the
 			// simulator, which agrees they are valid.
 			t.Run("BoundariesAccepted", func(t *testing.T) {
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				id, err := c.CreateRule(ctx, e.corp, wecom.Rule{
 					Name:      strings.Repeat("名", 20),
 					Keyword:   &wecom.Keyword{WordList: append(words(19), strings.Repeat("字", 32))},
@@ -626,7 +626,7 @@ func TestContract_Tokens(t *testing.T) {
 				for i := range clients {
 					clients[i] = e.client() // each on its own NATS connection
 				}
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				var ready, done sync.WaitGroup
 				start := make(chan struct{})
 				errs := make([]error, len(clients))
@@ -653,7 +653,7 @@ func TestContract_Tokens(t *testing.T) {
 			t.Run("ExpiredAccessToken", func(t *testing.T) {
 				e := newEnv(t, tc)
 				c := e.client()
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				_, err := collect(c.ListRules(ctx, e.corp, 0))
 				require.NoError(t, err)
 				before := e.requests()
@@ -685,7 +685,7 @@ func TestContract_Tokens(t *testing.T) {
 			t.Run("RateLimited", func(t *testing.T) {
 				e := newEnv(t, tc)
 				c := e.client()
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				tok, err := e.sim.IssueHitToken(e.corp)
 				require.NoError(t, err)
 				_, err = c.GetHitMsgList(ctx, e.corp, wecom.HitMsgListRequest{Token: tok})
@@ -723,7 +723,7 @@ func TestContract_Tokens(t *testing.T) {
 				// apps the 45009 comes inside response_data.
 				e := newEnv(t, tc, tokenlessLimit(1))
 				c := e.client()
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				_, err := c.GetHitMsgList(ctx, e.corp, wecom.HitMsgListRequest{})
 				require.NoError(t, err)
 				before := e.sim.Requests("get_hit_msg_list")
@@ -765,7 +765,7 @@ func TestContract_Tokens(t *testing.T) {
 				for _, tt := range tests {
 					t.Run(tt.name, func(t *testing.T) {
 						c := e.client(wecom.WithCallTimeout(timeout), wecom.WithAttempts(tt.attempts))
-						ctx := ctxT(t)
+						ctx := natstest.Context(t)
 						_, err := collect(c.ListRules(ctx, e.corp, 0))
 						require.NoError(t, err)
 						tt.fault.API = "get_rule_list"
@@ -791,7 +791,7 @@ func TestContract_Tokens(t *testing.T) {
 					// token refresh, then the corp token, then the retry.
 					e := newEnv(t, tc)
 					c := e.client()
-					ctx := ctxT(t)
+					ctx := natstest.Context(t)
 					_, err := collect(c.ListRules(ctx, e.corp, 0))
 					require.NoError(t, err)
 					before := e.requests()
@@ -812,7 +812,7 @@ func TestContract_Tokens(t *testing.T) {
 			t.Run("SystemBusyRetried", func(t *testing.T) {
 				e := newEnv(t, tc)
 				c := e.client(wecom.WithAttempts(3))
-				ctx := ctxT(t)
+				ctx := natstest.Context(t)
 				_, err := collect(c.ListRules(ctx, e.corp, 0))
 				require.NoError(t, err)
 				require.NoError(t, e.sim.SetFaults(wecomsim.Fault{
@@ -846,7 +846,7 @@ func TestContract_SimCloseWithUnusedConnection(t *testing.T) {
 	sim, err := wecomsim.New(wecomsim.Options{Seed: 1, MessageRate: -1,
 		Zone: wecomsim.Zone{CorpID: ctZoneCorp, CorpSecret: ctZoneSec, ProgramID: ctProgram}}, zerolog.Nop())
 	require.NoError(t, err)
-	require.NoError(t, sim.Start(ctxT(t), "127.0.0.1:0"))
+	require.NoError(t, sim.Start(natstest.Context(t), "127.0.0.1:0"))
 	conn, err := net.Dial("tcp", strings.TrimPrefix(sim.URL(), "http://"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })

@@ -24,7 +24,7 @@ func TestContract_SuiteTicketHeals(t *testing.T) {
 	setup := func(t *testing.T, e *env) (*wecom.Stores, *wecom.Client, *bytes.Buffer) {
 		t.Helper()
 		_, js := natstest.Connect(t, e.nats)
-		stores, err := wecom.OpenStores(ctxT(t), js, wecom.StoreConfig{})
+		stores, err := wecom.OpenStores(natstest.Context(t), js, wecom.StoreConfig{})
 		require.NoError(t, err)
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		t.Cleanup(tr.CloseIdleConnections)
@@ -40,7 +40,7 @@ func TestContract_SuiteTicketHeals(t *testing.T) {
 	t.Run("FutureStampedThenGenuine", func(t *testing.T) {
 		e := newEnv(t, archive)
 		stores, c, _ := setup(t, e)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		now := time.Now()
 		// Stamped a day ahead (a fast simulator, a skewed clock, a forged
 		// record), received a minute before WeCom's genuine push.
@@ -56,7 +56,7 @@ func TestContract_SuiteTicketHeals(t *testing.T) {
 	t.Run("RejectedFallsBackToPrevious", func(t *testing.T) {
 		e := newEnv(t, archive)
 		stores, c, log := setup(t, e)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		now := time.Now()
 		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, e.sim.SuiteTicket(), now.Add(-time.Minute), e.sim.Now()))
 		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, forged, now, now))
@@ -85,7 +85,7 @@ func TestContract_SuiteTicketHeals(t *testing.T) {
 	t.Run("RejectedWaitsForNextPush", func(t *testing.T) {
 		e := newEnv(t, archive)
 		stores, c, log := setup(t, e)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		received := time.Now()
 		require.NoError(t, stores.Tickets.Put(ctx, ctSuiteID, forged, received, received))
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // TestGetHitMsgList_ErrcodeOnce: the page and its errcode are decoded
@@ -40,7 +41,7 @@ func TestGetHitMsgList_ErrcodeOnce(t *testing.T) {
 
 			answer = map[string]any{"errcode": 0, "errmsg": "ok", "has_more": 1, "next_cursor": "c2",
 				"msg_list": []map[string]any{{"msgid": "m1", "hit_rule_list": []map[string]any{{"rule_id": "r1"}}}}}
-			page, err := c.GetHitMsgList(ctxT(t), testCorp, HitMsgListRequest{Token: "tok"})
+			page, err := c.GetHitMsgList(natstest.Context(t), testCorp, HitMsgListRequest{Token: "tok"})
 			require.NoError(t, err)
 			require.True(t, bool(page.HasMore))
 			require.Equal(t, "c2", page.NextCursor)
@@ -49,18 +50,18 @@ func TestGetHitMsgList_ErrcodeOnce(t *testing.T) {
 			require.Equal(t, "r1", page.MsgList[0].HitRules[0].RuleID)
 
 			answer = map[string]any{"errcode": 45009, "errmsg": "api freq out of limit"}
-			_, err = c.GetHitMsgList(ctxT(t), testCorp, HitMsgListRequest{Token: "tok2"})
+			_, err = c.GetHitMsgList(natstest.Context(t), testCorp, HitMsgListRequest{Token: "tok2"})
 			var apiErr *APIError
 			require.ErrorAs(t, err, &apiErr)
 			require.Equal(t, 45009, apiErr.Code)
 
 			answer = map[string]any{"errcode": 301042, "errmsg": "bad", "msg_list": "not a list"}
-			_, err = c.GetHitMsgList(ctxT(t), testCorp, HitMsgListRequest{Token: "tok3"})
+			_, err = c.GetHitMsgList(natstest.Context(t), testCorp, HitMsgListRequest{Token: "tok3"})
 			require.ErrorAs(t, err, &apiErr)
 			require.Equal(t, 301042, apiErr.Code)
 
 			answer = map[string]any{"errcode": 0, "msg_list": "not a list"}
-			_, err = c.GetHitMsgList(ctxT(t), testCorp, HitMsgListRequest{Token: "tok4"})
+			_, err = c.GetHitMsgList(natstest.Context(t), testCorp, HitMsgListRequest{Token: "tok4"})
 			require.ErrorContains(t, err, "decode response")
 			_, isAPI := errors.AsType[*APIError](err)
 			require.False(t, isAPI, "a good errcode with a bad page is a decode error")

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 const deletePath = "/cgi-bin/chatdata/keyword/delete_rule"
@@ -39,7 +41,7 @@ func TestClient_RateLimited(t *testing.T) {
 	f.handle(deletePath, func(w http.ResponseWriter, r *http.Request) { replyCode(w, 45009) })
 	c, clk := mustClient(t, archiveApp(f.srv.URL), nil)
 
-	err := c.DeleteRule(ctxT(t), "", "r1")
+	err := c.DeleteRule(natstest.Context(t), "", "r1")
 	require.Error(t, err)
 	assert.True(t, IsRateLimited(err))
 	var apiErr *APIError
@@ -50,19 +52,19 @@ func TestClient_RateLimited(t *testing.T) {
 
 	// Within the block: fails fast with the same error, no request.
 	clk.Advance(59 * time.Second)
-	err = c.DeleteRule(ctxT(t), "", "r1")
+	err = c.DeleteRule(natstest.Context(t), "", "r1")
 	assert.True(t, IsRateLimited(err))
 	assert.Equal(t, 1, f.count(deletePath))
 
 	// Other APIs of the corp are not blocked.
 	f.handle("/cgi-bin/chatdata/keyword/get_rule_detail", func(w http.ResponseWriter, r *http.Request) { replyCode(w, 0) })
-	_, err = c.GetRule(ctxT(t), "", "r1")
+	_, err = c.GetRule(natstest.Context(t), "", "r1")
 	require.NoError(t, err)
 
 	// After the block, calls go out again.
 	clk.Advance(2 * time.Second)
 	f.handle(deletePath, func(w http.ResponseWriter, r *http.Request) { replyCode(w, 0) })
-	require.NoError(t, c.DeleteRule(ctxT(t), "", "r1"))
+	require.NoError(t, c.DeleteRule(natstest.Context(t), "", "r1"))
 	assert.Equal(t, 2, f.count(deletePath))
 }
 
@@ -98,7 +100,7 @@ func TestClient_Retries(t *testing.T) {
 				replyCode(w, 0)
 			})
 			c, clk := mustClient(t, archiveApp(f.srv.URL), nil, WithBackoff(base, time.Second))
-			err := c.DeleteRule(ctxT(t), "", "r1")
+			err := c.DeleteRule(natstest.Context(t), "", "r1")
 			if tc.wantErr == nil {
 				require.NoError(t, err)
 			} else {
@@ -132,7 +134,7 @@ func TestClient_AttemptTimeoutRetried(t *testing.T) {
 		replyCode(w, 0)
 	})
 	c, _ := mustClient(t, archiveApp(f.srv.URL), nil, WithCallTimeout(200*time.Millisecond))
-	require.NoError(t, c.DeleteRule(ctxT(t), "", "r1"))
+	require.NoError(t, c.DeleteRule(natstest.Context(t), "", "r1"))
 	assert.Equal(t, 2, f.count(deletePath))
 }
 
@@ -140,7 +142,7 @@ func TestClient_CancelledContextStopsRetries(t *testing.T) {
 	f := newFake(t)
 	f.handle(deletePath, func(w http.ResponseWriter, r *http.Request) { replyCode(w, -1) })
 	c, _ := mustClient(t, archiveApp(f.srv.URL), nil)
-	_, err := c.accessToken(ctxT(t), testCorp) // token first, so only the call is counted
+	_, err := c.accessToken(natstest.Context(t), testCorp) // token first, so only the call is counted
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.opt.clock = cancelOnSleep{cancel}
@@ -166,7 +168,7 @@ func TestClient_ResponseTooLarge(t *testing.T) {
 		_, _ = w.Write([]byte(`{"errcode":0,"errmsg":"` + strings.Repeat("x", 4096) + `"}`))
 	})
 	c, _ := mustClient(t, archiveApp(f.srv.URL), nil, WithMaxResponseBytes(1024))
-	err := c.DeleteRule(ctxT(t), "", "r1")
+	err := c.DeleteRule(natstest.Context(t), "", "r1")
 	require.ErrorIs(t, err, ErrResponseTooLarge)
 	assert.Equal(t, 1, f.count(deletePath), "not retried")
 }
@@ -212,7 +214,7 @@ func TestClient_ErrorsRedactSecrets(t *testing.T) {
 		f := newFake(t)
 		c, _ := mustClient(t, zoneApp(f.srv.URL, false), nil, WithAttempts(1))
 		f.srv.Close()
-		_, err := c.GetHitMsgList(ctxT(t), "", HitMsgListRequest{})
+		_, err := c.GetHitMsgList(natstest.Context(t), "", HitMsgListRequest{})
 		assertClean(t, err)
 		assert.Contains(t, err.Error(), "gettoken?redacted")
 	})
@@ -220,7 +222,7 @@ func TestClient_ErrorsRedactSecrets(t *testing.T) {
 		f := newFake(t)
 		f.handle(deletePath, hangUp)
 		c, _ := mustClient(t, archiveApp(f.srv.URL), nil, WithAttempts(2))
-		err := c.DeleteRule(ctxT(t), "", "r1")
+		err := c.DeleteRule(natstest.Context(t), "", "r1")
 		assertClean(t, err)
 		assert.Equal(t, 2, f.count(deletePath), "a reset is retried")
 	})
@@ -228,7 +230,7 @@ func TestClient_ErrorsRedactSecrets(t *testing.T) {
 		f := newFake(t)
 		f.handle(syncCallProgramPath, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 		c, _ := mustClient(t, zoneApp(f.srv.URL, true), nil, WithAttempts(1), WithCallTimeout(50*time.Millisecond))
-		_, err := c.GetHitMsgList(ctxT(t), "", HitMsgListRequest{Token: "hit"})
+		_, err := c.GetHitMsgList(natstest.Context(t), "", HitMsgListRequest{Token: "hit"})
 		assertClean(t, err)
 		assert.True(t, IsRetryable(err), "a timeout is retryable: %v", err)
 	})
@@ -236,7 +238,7 @@ func TestClient_ErrorsRedactSecrets(t *testing.T) {
 		f := newFake(t)
 		f.handle("/cgi-bin/service/get_suite_token", func(w http.ResponseWriter, r *http.Request) { replyCode(w, 40085) })
 		c, _ := mustClient(t, archiveApp(f.srv.URL), nil)
-		err := c.DeleteRule(ctxT(t), "", "r1")
+		err := c.DeleteRule(natstest.Context(t), "", "r1")
 		assertClean(t, err)
 		assert.ErrorIs(t, err, &APIError{Code: 40085})
 	})

@@ -216,10 +216,3 @@ func mustClient(t testing.TB, app config.App, stores *Stores, opts ...Option) (*
 	require.NoError(t, err)
 	return c, clk
 }
-
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}

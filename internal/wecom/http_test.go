@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // TestClient_RefusesRedirects: a 307 from the API address is an error, and
@@ -45,7 +46,7 @@ func TestClient_RefusesRedirects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := asked.Load()
 			c, _ := mustClient(t, tc.app, nil, tc.opts...)
-			_, err := c.GetRule(ctxT(t), "", "r1")
+			_, err := c.GetRule(natstest.Context(t), "", "r1")
 			require.ErrorIs(t, err, ErrRedirect)
 			var se *StatusError
 			if assert.ErrorAs(t, err, &se) {

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 func TestMetrics_Archive(t *testing.T) {
@@ -44,9 +46,9 @@ func TestMetrics_Archive(t *testing.T) {
 		reply(w, map[string]any{"errcode": 0, "errmsg": "ok", "msg_list": []any{}})
 	})
 	req := HitMsgListRequest{Limit: 10}
-	_, err = c.GetHitMsgList(ctxT(t), testCorp, req)
+	_, err = c.GetHitMsgList(natstest.Context(t), testCorp, req)
 	require.NoError(t, err)
-	_, err = c.GetHitMsgList(ctxT(t), testCorp, req)
+	_, err = c.GetHitMsgList(natstest.Context(t), testCorp, req)
 	require.NoError(t, err, "refreshed once and tried again")
 	assert.Equal(t, 2.0, calls(opGetHitMsgList, "0"))
 	assert.Equal(t, 1.0, calls(opGetHitMsgList, "42001"))
@@ -56,15 +58,15 @@ func TestMetrics_Archive(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.refreshes.WithLabelValues("archapp", TokenSuite)))
 
 	f.handle("/cgi-bin/chatdata/keyword/delete_rule", func(w http.ResponseWriter, _ *http.Request) { replyCode(w, 40058) })
-	require.Error(t, c.DeleteRule(ctxT(t), testCorp, "r1"))
+	require.Error(t, c.DeleteRule(natstest.Context(t), testCorp, "r1"))
 	assert.Equal(t, 1.0, calls(opDeleteRule, "40058"))
 
 	f.handle("/cgi-bin/chatdata/keyword/delete_rule", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
-	require.Error(t, c.DeleteRule(ctxT(t), testCorp, "r1"))
+	require.Error(t, c.DeleteRule(natstest.Context(t), testCorp, "r1"))
 	assert.Equal(t, 1.0, calls(opDeleteRule, "http_502"))
 
 	f.handle("/cgi-bin/chatdata/keyword/delete_rule", hangUp)
-	require.Error(t, c.DeleteRule(ctxT(t), testCorp, "r1"))
+	require.Error(t, c.DeleteRule(natstest.Context(t), testCorp, "r1"))
 	assert.Equal(t, 1.0, calls(opDeleteRule, "error"))
 
 	// Each call was timed.
@@ -90,7 +92,7 @@ func TestMetrics_Retries(t *testing.T) {
 		// The zone program's own errcode is WeCom's answer too.
 		reply(w, map[string]any{"errcode": 0, "response_data": `{"errcode":40003,"errmsg":"invalid userid"}`})
 	})
-	_, err := c.GetHitMsgList(ctxT(t), "", HitMsgListRequest{Limit: 10})
+	_, err := c.GetHitMsgList(natstest.Context(t), "", HitMsgListRequest{Limit: 10})
 	require.Error(t, err)
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.calls.WithLabelValues("zoneapp", opGetHitMsgList, "-1")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("zoneapp", opGetHitMsgList, "40003")))
@@ -119,7 +121,7 @@ func TestMetrics_Nil(t *testing.T) {
 	f := newFake(t)
 	f.handle("/cgi-bin/chatdata/keyword/delete_rule", func(w http.ResponseWriter, _ *http.Request) { replyCode(w, 0) })
 	c, _ := mustClient(t, archiveApp(f.srv.URL), nil)
-	require.NoError(t, c.DeleteRule(ctxT(t), testCorp, "r1"))
+	require.NoError(t, c.DeleteRule(natstest.Context(t), testCorp, "r1"))
 }
 
 func histogramCount(t *testing.T, reg *prometheus.Registry, api string) uint64 {

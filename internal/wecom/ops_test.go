@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // collect drains a paging iterator.
@@ -39,7 +41,7 @@ var opCases = []opCase{
 			if zone {
 				req.NotifyID = "ntf-1"
 			}
-			got, err := c.GetHitMsgList(ctxT(t), "", req)
+			got, err := c.GetHitMsgList(natstest.Context(t), "", req)
 			require.NoError(t, err)
 			return got
 		},
@@ -62,7 +64,7 @@ var opCases = []opCase{
 	{
 		name: "CreateRule", op: opCreateRule,
 		call: func(t *testing.T, c *Client, _ bool) any {
-			id, err := c.CreateRule(ctxT(t), "", Rule{
+			id, err := c.CreateRule(natstest.Context(t), "", Rule{
 				Name: "规则一", Keyword: &Keyword{WordList: []string{"退款", "投诉"}},
 				Semantics: &Semantics{SemanticsList: []int{2}},
 				ApplicableRange: &ApplicableRange{
@@ -80,7 +82,7 @@ var opCases = []opCase{
 	{
 		name: "ListRules", op: opGetRuleList,
 		call: func(t *testing.T, c *Client, _ bool) any {
-			got, err := collect(c.ListRules(ctxT(t), "", 10))
+			got, err := collect(c.ListRules(natstest.Context(t), "", 10))
 			require.NoError(t, err)
 			return got
 		},
@@ -91,7 +93,7 @@ var opCases = []opCase{
 	{
 		name: "GetRule", op: opGetRuleDetail,
 		call: func(t *testing.T, c *Client, _ bool) any {
-			got, err := c.GetRule(ctxT(t), "", "r1")
+			got, err := c.GetRule(natstest.Context(t), "", "r1")
 			require.NoError(t, err)
 			return got
 		},
@@ -106,7 +108,7 @@ var opCases = []opCase{
 	{
 		name: "UpdateRule", op: opUpdateRule,
 		call: func(t *testing.T, c *Client, _ bool) any {
-			require.NoError(t, c.UpdateRule(ctxT(t), "", RuleUpdate{RuleID: "r1", Words: Set("新词"), Users: Set[string]()}))
+			require.NoError(t, c.UpdateRule(natstest.Context(t), "", RuleUpdate{RuleID: "r1", Words: Set("新词"), Users: Set[string]()}))
 			return nil
 		},
 		wantReq: `{"rule_id":"r1","keyword":{"word_list":["新词"]},"applicable_range":{"user":{"id_list":[]}}}`,
@@ -115,7 +117,7 @@ var opCases = []opCase{
 	{
 		name: "DeleteRule", op: opDeleteRule,
 		call: func(t *testing.T, c *Client, _ bool) any {
-			require.NoError(t, c.DeleteRule(ctxT(t), "", "r1"))
+			require.NoError(t, c.DeleteRule(natstest.Context(t), "", "r1"))
 			return nil
 		},
 		wantReq: `{"rule_id":"r1"}`,
@@ -124,7 +126,7 @@ var opCases = []opCase{
 	{
 		name: "SearchMsg", op: opSearchMsg,
 		call: func(t *testing.T, c *Client, _ bool) any {
-			got, err := collect(c.SearchMsg(ctxT(t), "", SearchRequest{
+			got, err := collect(c.SearchMsg(natstest.Context(t), "", SearchRequest{
 				QueryWord: "退款", StartTime: 1716000000, EndTime: 1716086400, Limit: 50,
 				ChatInfo: &ChatInfo{ChatType: 1, IDList: []IDInfo{{OpenUserID: "e1"}, {ExternalUserID: "wm1"}}},
 			}))
@@ -245,7 +247,7 @@ func TestClient_ZoneProgramError(t *testing.T) {
 		reply(w, map[string]any{"errcode": 0, "errmsg": "ok", "response_data": `{"errcode":48002,"errmsg":"api forbidden"}`})
 	})
 	c, _ := mustClient(t, zoneApp(f.srv.URL, false), nil)
-	_, err := c.GetHitMsgList(ctxT(t), "", HitMsgListRequest{})
+	_, err := c.GetHitMsgList(natstest.Context(t), "", HitMsgListRequest{})
 	var apiErr *APIError
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, 48002, apiErr.Code)
@@ -267,7 +269,7 @@ func TestClient_Paging(t *testing.T) {
 			reply(w, map[string]any{"response_data": resp})
 		})
 		c, _ := mustClient(t, zoneApp(f.srv.URL, false), nil)
-		got, err := collect(c.ListRules(ctxT(t), "", 0))
+		got, err := collect(c.ListRules(natstest.Context(t), "", 0))
 		require.NoError(t, err)
 		assert.Equal(t, []RuleSummary{{RuleID: "r1"}, {RuleID: "r2"}}, got)
 		assert.Equal(t, 2, f.count(syncCallProgramPath))
@@ -287,7 +289,7 @@ func TestClient_Paging(t *testing.T) {
 		})
 		c, _ := mustClient(t, archiveApp(f.srv.URL), nil)
 		var got []string
-		for h, err := range c.SearchMsg(ctxT(t), "", SearchRequest{QueryWord: "退款"}) {
+		for h, err := range c.SearchMsg(natstest.Context(t), "", SearchRequest{QueryWord: "退款"}) {
 			require.NoError(t, err)
 			got = append(got, h.MsgID)
 			if len(got) == 2 {
@@ -303,7 +305,7 @@ func TestClient_Paging(t *testing.T) {
 			reply(w, map[string]any{"has_more": 1, "next_cursor": "", "rule_list": []any{}})
 		})
 		c, _ := mustClient(t, archiveApp(f.srv.URL), nil)
-		_, err := collect(c.ListRules(ctxT(t), "", 0))
+		_, err := collect(c.ListRules(natstest.Context(t), "", 0))
 		require.ErrorIs(t, err, ErrCursorStuck)
 		assert.Equal(t, 1, f.count("/cgi-bin/chatdata/keyword/get_rule_list"))
 	})

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // ticketStore returns a store whose clock reads now.
@@ -19,7 +21,7 @@ func TestTicketStore_Put(t *testing.T) {
 	now := time.Unix(1717000000, 0)
 	t.Run("KeepsNewest", func(t *testing.T) {
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		_, err := s.Get(ctx, "suite1")
 		require.ErrorIs(t, err, ErrNoSuiteTicket)
 
@@ -42,7 +44,7 @@ func TestTicketStore_Put(t *testing.T) {
 		// Received first but stamped an hour ahead: the genuine ticket
 		// received after it is current, whatever its stamp says.
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		require.NoError(t, s.Put(ctx, "suite1", "FUTURE", now.Add(-time.Minute), now.Add(time.Hour)))
 		require.NoError(t, s.Put(ctx, "suite1", "GENUINE", now, now))
 		got, err := s.Get(ctx, "suite1")
@@ -51,7 +53,7 @@ func TestTicketStore_Put(t *testing.T) {
 	})
 	t.Run("Clamped", func(t *testing.T) {
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		require.NoError(t, s.Put(ctx, "suite1", "T", now.Add(24*time.Hour), now.Add(48*time.Hour)))
 		st, err := s.Status(ctx, "suite1")
 		require.NoError(t, err)
@@ -66,7 +68,7 @@ func TestTicketStore_Put(t *testing.T) {
 	})
 	t.Run("ZeroTimesAreNow", func(t *testing.T) {
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		require.NoError(t, s.Put(ctx, "suite1", "T", time.Time{}, time.Time{}))
 		st, err := s.Status(ctx, "suite1")
 		require.NoError(t, err)
@@ -76,7 +78,7 @@ func TestTicketStore_Put(t *testing.T) {
 		// A value written before received_at existed still reads, and is
 		// ordered by its issued time.
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		_, err := s.kv.Put(ctx, kvKey("suite1"), []byte(`{"ticket":"OLD","issued_at":1716990000}`))
 		require.NoError(t, err)
 		got, err := s.Get(ctx, "suite1")
@@ -90,9 +92,9 @@ func TestTicketStore_Put(t *testing.T) {
 	})
 	t.Run("ErrValidation", func(t *testing.T) {
 		s := ticketStore(t, now)
-		assert.ErrorIs(t, s.Put(ctxT(t), "suite1", "", now, now), ErrValidation)
-		assert.ErrorIs(t, s.Put(ctxT(t), "", "T", now, now), ErrValidation)
-		st, err := s.Status(ctxT(t), "suite1")
+		assert.ErrorIs(t, s.Put(natstest.Context(t), "suite1", "", now, now), ErrValidation)
+		assert.ErrorIs(t, s.Put(natstest.Context(t), "", "T", now, now), ErrValidation)
+		st, err := s.Status(natstest.Context(t), "suite1")
 		require.NoError(t, err)
 		assert.Equal(t, TicketStatus{}, st, "nothing stored")
 	})
@@ -102,7 +104,7 @@ func TestTicketStore_Reject(t *testing.T) {
 	now := time.Unix(1717000000, 0)
 	t.Run("FallsBack", func(t *testing.T) {
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		require.NoError(t, s.Put(ctx, "suite1", "GOOD", now.Add(-10*time.Minute), now.Add(-10*time.Minute)))
 		require.NoError(t, s.Put(ctx, "suite1", "BAD", now, now))
 		fellBack, err := s.Reject(ctx, "suite1", "BAD")
@@ -140,7 +142,7 @@ func TestTicketStore_Reject(t *testing.T) {
 	})
 	t.Run("WaitsForPush", func(t *testing.T) {
 		s := ticketStore(t, now)
-		ctx := ctxT(t)
+		ctx := natstest.Context(t)
 		require.NoError(t, s.Put(ctx, "suite1", "BAD", now, now))
 		fellBack, err := s.Reject(ctx, "suite1", "BAD")
 		require.NoError(t, err)
@@ -160,10 +162,10 @@ func TestTicketStore_Reject(t *testing.T) {
 	})
 	t.Run("NoneStored", func(t *testing.T) {
 		s := ticketStore(t, now)
-		fellBack, err := s.Reject(ctxT(t), "suite1", "X")
+		fellBack, err := s.Reject(natstest.Context(t), "suite1", "X")
 		require.NoError(t, err)
 		assert.False(t, fellBack)
-		st, err := s.Status(ctxT(t), "suite1")
+		st, err := s.Status(natstest.Context(t), "suite1")
 		require.NoError(t, err)
 		assert.Equal(t, TicketStatus{}, st)
 	})

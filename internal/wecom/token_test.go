@@ -31,7 +31,7 @@ func TestClient_TokenSharedAcrossReplicas(t *testing.T) {
 	clients := make([]*Client, 3)
 	for i := range clients {
 		_, js := natstest.Connect(t, srv)
-		stores, err := OpenStores(ctxT(t), js, StoreConfig{})
+		stores, err := OpenStores(natstest.Context(t), js, StoreConfig{})
 		require.NoError(t, err)
 		c, err := New(zoneApp(f.srv.URL, false), stores, WithLockPoll(5*time.Millisecond))
 		require.NoError(t, err)
@@ -50,7 +50,7 @@ func TestClient_TokenSharedAcrossReplicas(t *testing.T) {
 	for i, c := range clients {
 		wg.Go(func() {
 			<-start
-			tokens[i], errs[i] = c.accessToken(ctxT(t), testCorp)
+			tokens[i], errs[i] = c.accessToken(natstest.Context(t), testCorp)
 		})
 	}
 	close(start)
@@ -76,11 +76,11 @@ func TestClient_TokenSharedAcrossReplicas(t *testing.T) {
 
 	// A fourth replica starting later reads the token from KV.
 	_, js := natstest.Connect(t, srv)
-	stores, err := OpenStores(ctxT(t), js, StoreConfig{})
+	stores, err := OpenStores(natstest.Context(t), js, StoreConfig{})
 	require.NoError(t, err)
 	c4, err := New(zoneApp(f.srv.URL, false), stores)
 	require.NoError(t, err)
-	tok, err := c4.accessToken(ctxT(t), testCorp)
+	tok, err := c4.accessToken(natstest.Context(t), testCorp)
 	require.NoError(t, err)
 	assert.Equal(t, "SHARED-TOKEN", tok)
 	assert.Equal(t, 1, f.count("/cgi-bin/gettoken"))
@@ -104,14 +104,14 @@ func TestClient_TokenSingleFlightInProcess(t *testing.T) {
 func TestClient_TokenRefreshedBeforeExpiry(t *testing.T) {
 	f := newFake(t)
 	c, clk := mustClient(t, zoneApp(f.srv.URL, false), mustStores(t))
-	tok1, err := c.accessToken(ctxT(t), testCorp)
+	tok1, err := c.accessToken(natstest.Context(t), testCorp)
 	require.NoError(t, err)
 	clk.Advance(7200*time.Second - DefaultRefreshBefore - time.Second)
-	tok, err := c.accessToken(ctxT(t), testCorp)
+	tok, err := c.accessToken(natstest.Context(t), testCorp)
 	require.NoError(t, err)
 	assert.Equal(t, tok1, tok, "still fresh")
 	clk.Advance(2 * time.Second)
-	tok2, err := c.accessToken(ctxT(t), testCorp)
+	tok2, err := c.accessToken(natstest.Context(t), testCorp)
 	require.NoError(t, err)
 	assert.NotEqual(t, tok1, tok2, "refreshed 5 minutes before expiry")
 	assert.Equal(t, 2, f.count("/cgi-bin/gettoken"))
@@ -122,16 +122,16 @@ func TestClient_TokenRefreshedBeforeExpiry(t *testing.T) {
 func TestClient_TokenLockExpires(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
-	stores, err := OpenStores(ctxT(t), js, StoreConfig{LockTTL: time.Second})
+	stores, err := OpenStores(natstest.Context(t), js, StoreConfig{LockTTL: time.Second})
 	require.NoError(t, err)
 	f := newFake(t)
 	c, err := New(zoneApp(f.srv.URL, false), stores, WithLockPoll(20*time.Millisecond))
 	require.NoError(t, err)
 	key := c.corpTokenKey(testCorp)
-	_, err = stores.Locks.Create(ctxT(t), key, []byte("dead-holder"))
+	_, err = stores.Locks.Create(natstest.Context(t), key, []byte("dead-holder"))
 	require.NoError(t, err)
 
-	tok, err := c.accessToken(ctxT(t), testCorp)
+	tok, err := c.accessToken(natstest.Context(t), testCorp)
 	require.NoError(t, err)
 	assert.Equal(t, "ACCESSTOKEN-1", tok)
 	assert.Equal(t, 1, f.count("/cgi-bin/gettoken"))
@@ -155,7 +155,7 @@ func TestClient_TokenInvalidRefreshesOnce(t *testing.T) {
 		})
 		stores := mustStores(t)
 		c, _ := mustClient(t, archiveApp(f.srv.URL), stores)
-		require.NoError(t, c.DeleteRule(ctxT(t), "", "r1"))
+		require.NoError(t, c.DeleteRule(natstest.Context(t), "", "r1"))
 		reqs := f.requests("/cgi-bin/chatdata/keyword/delete_rule")
 		require.Len(t, reqs, 2)
 		assert.Equal(t, "ACCESSTOKEN-1", reqs[0].Query.Get("access_token"))
@@ -164,7 +164,7 @@ func TestClient_TokenInvalidRefreshesOnce(t *testing.T) {
 		assert.Equal(t, 1, f.count("/cgi-bin/service/get_suite_token"), "the suite token was fine")
 
 		// The bad token is gone from KV too: the stored one is the new one.
-		e, err := stores.Tokens.Get(ctxT(t), c.corpTokenKey(testCorp))
+		e, err := stores.Tokens.Get(natstest.Context(t), c.corpTokenKey(testCorp))
 		require.NoError(t, err)
 		assert.Contains(t, string(e.Value()), "ACCESSTOKEN-2")
 	})
@@ -172,7 +172,7 @@ func TestClient_TokenInvalidRefreshesOnce(t *testing.T) {
 		f := newFake(t)
 		f.handle(syncCallProgramPath, func(w http.ResponseWriter, r *http.Request) { replyCode(w, 40014) })
 		c, _ := mustClient(t, zoneApp(f.srv.URL, false), mustStores(t))
-		_, err := c.GetHitMsgList(ctxT(t), "", HitMsgListRequest{})
+		_, err := c.GetHitMsgList(natstest.Context(t), "", HitMsgListRequest{})
 		require.Error(t, err)
 		assert.True(t, IsTokenInvalid(err))
 		assert.Equal(t, 2, f.count(syncCallProgramPath))
@@ -199,7 +199,7 @@ func TestClient_TokenInvalidRefreshesOnce(t *testing.T) {
 			})
 			f.handle("/cgi-bin/chatdata/keyword/delete_rule", func(w http.ResponseWriter, r *http.Request) { replyCode(w, 0) })
 			c, _ := mustClient(t, archiveApp(f.srv.URL), nil)
-			require.NoError(t, c.DeleteRule(ctxT(t), "", "r1"))
+			require.NoError(t, c.DeleteRule(natstest.Context(t), "", "r1"))
 			assert.Equal(t, 2, f.count("/cgi-bin/service/get_suite_token"))
 			assert.Equal(t, 2, f.count("/cgi-bin/service/get_corp_token"))
 		})
@@ -208,11 +208,11 @@ func TestClient_TokenInvalidRefreshesOnce(t *testing.T) {
 		stores := mustStores(t)
 		f := newFake(t)
 		c, _ := mustClient(t, zoneApp(f.srv.URL, false), stores)
-		tok, err := c.accessToken(ctxT(t), testCorp)
+		tok, err := c.accessToken(natstest.Context(t), testCorp)
 		require.NoError(t, err)
 		// Another replica reports an older token as bad: ours stays.
-		require.NoError(t, c.invalidateToken(ctxT(t), testCorp, "OLD-TOKEN"))
-		e, err := stores.Tokens.Get(ctxT(t), c.corpTokenKey(testCorp))
+		require.NoError(t, c.invalidateToken(natstest.Context(t), testCorp, "OLD-TOKEN"))
+		e, err := stores.Tokens.Get(natstest.Context(t), c.corpTokenKey(testCorp))
 		require.NoError(t, err)
 		assert.Contains(t, string(e.Value()), tok)
 	})
@@ -222,7 +222,7 @@ func TestClient_ArchiveNeedsTicket(t *testing.T) {
 	f := newFake(t)
 	c, err := New(archiveApp(f.srv.URL), mustStores(t))
 	require.NoError(t, err)
-	_, err = c.GetRule(ctxT(t), "", "r1")
+	_, err = c.GetRule(natstest.Context(t), "", "r1")
 	require.ErrorIs(t, err, ErrNoSuiteTicket)
 	assert.Zero(t, f.count(""))
 }
@@ -234,15 +234,15 @@ func TestKVKey(t *testing.T) {
 
 func TestBindStores(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	_, err := BindStores(ctxT(t), js)
+	_, err := BindStores(natstest.Context(t), js)
 	require.ErrorIs(t, err, ErrNoStores)
 
-	_, err = OpenStores(ctxT(t), js, StoreConfig{LockTTL: 7 * time.Second})
+	_, err = OpenStores(natstest.Context(t), js, StoreConfig{LockTTL: 7 * time.Second})
 	require.NoError(t, err)
-	s, err := BindStores(ctxT(t), js)
+	s, err := BindStores(natstest.Context(t), js)
 	require.NoError(t, err)
 	assert.Equal(t, 7*time.Second, s.lockTTL, "the lock TTL is the bucket's, not a default")
-	st, err := s.Locks.Status(ctxT(t))
+	st, err := s.Locks.Status(natstest.Context(t))
 	require.NoError(t, err)
 	assert.Equal(t, 7*time.Second, st.TTL(), "binding changed nothing")
 }

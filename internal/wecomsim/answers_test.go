@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 func TestSim_Answers(t *testing.T) {
@@ -23,7 +25,7 @@ func TestSim_Answers(t *testing.T) {
 		return http.StatusOK, "success"
 	})
 	s := newTestSim(t, func(o *Options) { o.Archive.CallbackURL = cb.srv.URL + "/callback/archive" })
-	eventually(t, "three deliveries", func() bool { return len(s.Answers().Answers) == 3 })
+	natstest.Eventually(t, 5*time.Second, "three deliveries", func() bool { return len(s.Answers().Answers) == 3 })
 
 	log := s.Answers()
 	require.Len(t, log.Answers, 3)
@@ -52,7 +54,7 @@ func TestSim_AnswersUnreachable(t *testing.T) {
 		o.Archive.CallbackURL = "http://127.0.0.1:1/callback/archive"
 		o.CallbackRetries = -1
 	})
-	eventually(t, "one delivery", func() bool { return len(s.Answers().Answers) == 1 })
+	natstest.Eventually(t, 5*time.Second, "one delivery", func() bool { return len(s.Answers().Answers) == 1 })
 	a := s.Answers().Answers[0]
 	assert.Zero(t, a.Status, "no answer")
 	assert.False(t, a.Success)

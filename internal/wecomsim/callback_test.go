@@ -12,6 +12,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 func TestSim_ArchiveCallbacks(t *testing.T) {
@@ -19,14 +21,14 @@ func TestSim_ArchiveCallbacks(t *testing.T) {
 	s := newTestSim(t, func(o *Options) { o.Archive.CallbackURL = cb.srv.URL + "/callback/archive?x=1" })
 
 	// The first suite_ticket is pushed at Start.
-	eventually(t, "suite_ticket", func() bool { return len(cb.ofKind("suite_ticket")) == 1 })
+	natstest.Eventually(t, 5*time.Second, "suite_ticket", func() bool { return len(cb.ofKind("suite_ticket")) == 1 })
 	st := cb.ofKind("suite_ticket")[0]
 	assert.Equal(t, testSuite, st.to, "envelope ToUserName is the SuiteId")
 	assert.Equal(t, map[string]string{"SuiteId": testSuite, "InfoType": "suite_ticket",
 		"TimeStamp": strconv.FormatInt(testStart().Unix(), 10), "SuiteTicket": s.SuiteTicket()}, st.fields)
 
 	s.Advance(10 * time.Minute)
-	eventually(t, "second suite_ticket", func() bool { return len(cb.ofKind("suite_ticket")) == 2 })
+	natstest.Eventually(t, 5*time.Second, "second suite_ticket", func() bool { return len(cb.ofKind("suite_ticket")) == 2 })
 	assert.Equal(t, s.SuiteTicket(), cb.ofKind("suite_ticket")[1].fields["SuiteTicket"])
 
 	tok := corpToken(t, s)
@@ -35,7 +37,7 @@ func TestSim_ArchiveCallbacks(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.SendMessage(testCorp, Message{Text: "还是退款"}) // coalesced into the same callback
 	require.NoError(t, err)
-	eventually(t, "hit_keyword", func() bool { return len(cb.ofKind("hit_keyword")) == 1 })
+	natstest.Eventually(t, 5*time.Second, "hit_keyword", func() bool { return len(cb.ofKind("hit_keyword")) == 1 })
 	hk := cb.ofKind("hit_keyword")[0].fields
 	assert.Equal(t, testSuite, hk["SuiteId"])
 	assert.Equal(t, testCorp, hk["AuthCorpId"])
@@ -53,9 +55,9 @@ func TestSim_ArchiveCallbacks(t *testing.T) {
 	s.Advance(2 * time.Second)
 	assert.Len(t, cb.ofKind("hit_keyword"), 1)
 	s.Advance(time.Second)
-	eventually(t, "second hit_keyword", func() bool { return len(cb.ofKind("hit_keyword")) == 2 })
+	natstest.Eventually(t, 5*time.Second, "second hit_keyword", func() bool { return len(cb.ofKind("hit_keyword")) == 2 })
 	assert.NotEqual(t, hk["Token"], cb.ofKind("hit_keyword")[1].fields["Token"], "a fresh token each time")
-	eventually(t, "stats", func() bool { return s.CallbackStats()["hit_keyword"].Delivered == 2 })
+	natstest.Eventually(t, 5*time.Second, "stats", func() bool { return s.CallbackStats()["hit_keyword"].Delivered == 2 })
 }
 
 func TestSim_CallbackRetries(t *testing.T) {
@@ -67,7 +69,7 @@ func TestSim_CallbackRetries(t *testing.T) {
 			return http.StatusOK, "success"
 		})
 		s := newTestSim(t, func(o *Options) { o.Archive.CallbackURL = cb.srv.URL })
-		eventually(t, "delivery", func() bool { return s.CallbackStats()["suite_ticket"].Delivered == 1 })
+		natstest.Eventually(t, 5*time.Second, "delivery", func() bool { return s.CallbackStats()["suite_ticket"].Delivered == 1 })
 		got := cb.all()
 		require.Len(t, got, 3)
 		assert.Equal(t, got[0].encrypt, got[2].encrypt, "retries resend the same ciphertext")
@@ -76,7 +78,7 @@ func TestSim_CallbackRetries(t *testing.T) {
 	t.Run("GivesUpAfterThreeRetries", func(t *testing.T) {
 		cb := newCBServer(t, testSuite, func(int) (int, string) { return http.StatusInternalServerError, "" })
 		s := newTestSim(t, func(o *Options) { o.Archive.CallbackURL = cb.srv.URL })
-		eventually(t, "give up", func() bool { return s.CallbackStats()["suite_ticket"].Failed == 1 })
+		natstest.Eventually(t, 5*time.Second, "give up", func() bool { return s.CallbackStats()["suite_ticket"].Failed == 1 })
 		assert.Len(t, cb.all(), 4)
 		assert.Equal(t, 4, s.CallbackStats()["suite_ticket"].Attempts)
 	})
@@ -88,7 +90,7 @@ func TestSim_CallbackRetries(t *testing.T) {
 		require.Equal(t, 0, errcode(decodeResponse(t, o, false)))
 		_, err := s.SendMessage(testZone, Message{Text: "13812345678"})
 		require.NoError(t, err)
-		eventually(t, "program_notify", func() bool { return s.CallbackStats()["program_notify"].Delivered == 1 })
+		natstest.Eventually(t, 5*time.Second, "program_notify", func() bool { return s.CallbackStats()["program_notify"].Delivered == 1 })
 		got := cb.ofKind("program_notify")
 		require.Len(t, got, 1)
 		f := got[0].fields
@@ -116,7 +118,7 @@ func TestSim_CallbackFaults(t *testing.T) {
 			o.Faults = []Fault{{Kind: FaultDropCallback, API: "suite_ticket", Count: 1}}
 		})
 		s.Advance(10 * time.Minute)
-		eventually(t, "second ticket", func() bool { return len(cb.all()) == 1 })
+		natstest.Eventually(t, 5*time.Second, "second ticket", func() bool { return len(cb.all()) == 1 })
 		assert.Equal(t, s.SuiteTicket(), cb.all()[0].fields["SuiteTicket"], "the first push was dropped")
 		assert.Equal(t, 1, s.CallbackStats()["suite_ticket"].Dropped)
 	})
@@ -126,13 +128,13 @@ func TestSim_CallbackFaults(t *testing.T) {
 			o.Archive.CallbackURL = cb.srv.URL
 			o.Faults = []Fault{{Kind: FaultDuplicateCallback, Count: 1}}
 		})
-		eventually(t, "two copies", func() bool { return len(cb.all()) == 2 })
+		natstest.Eventually(t, 5*time.Second, "two copies", func() bool { return len(cb.all()) == 2 })
 		got := cb.all()
 		assert.Equal(t, got[0].encrypt, got[1].encrypt)
 		// The simulator counts a delivery once the receiver's answer is
 		// back, which is after the receiver has seen the request.
 		want := CallbackCounts{Sent: 1, Attempts: 2, Delivered: 2, Duplicated: 1}
-		eventually(t, "both deliveries counted", func() bool { return s.CallbackStats()["suite_ticket"] == want })
+		natstest.Eventually(t, 5*time.Second, "both deliveries counted", func() bool { return s.CallbackStats()["suite_ticket"] == want })
 	})
 }
 
@@ -149,7 +151,7 @@ func TestSim_LogsNoSecrets(t *testing.T) {
 	createRule(t, s, tok, obj{"name": "r", "keyword": obj{"word_list": []string{"x"}}})
 	_, err = s.SendMessage(testCorp, Message{Text: "x"})
 	require.NoError(t, err)
-	eventually(t, "failed hit_keyword", func() bool { return s.CallbackStats()["hit_keyword"].Failed == 1 })
+	natstest.Eventually(t, 5*time.Second, "failed hit_keyword", func() bool { return s.CallbackStats()["hit_keyword"].Failed == 1 })
 	hit := cb.ofKind("hit_keyword")[0].fields["Token"]
 	require.NotEmpty(t, hit)
 	out := logs.String()

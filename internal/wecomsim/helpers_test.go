@@ -127,18 +127,6 @@ func createRule(t testing.TB, s *Sim, token string, body obj) string {
 	return o["rule_id"].(string)
 }
 
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // received is one callback delivery, decrypted.
 type received struct {
 	encrypt string

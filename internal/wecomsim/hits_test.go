@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 const hitsPath = kw + "get_hit_msg_list"
@@ -283,7 +285,7 @@ func TestSim_Traffic(t *testing.T) {
 			mu.Lock()
 			wall = wall.Add(time.Minute)
 			mu.Unlock()
-			eventually(t, "the clock to follow", func() bool { return s.Now().Equal(clock()) })
+			natstest.Eventually(t, 5*time.Second, "the clock to follow", func() bool { return s.Now().Equal(clock()) })
 		}
 		s.mu.Lock()
 		msgs := s.corps[testCorp].messages

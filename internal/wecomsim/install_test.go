@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 func suiteToken(t testing.TB, s *Sim) string {
@@ -66,7 +68,7 @@ func TestSim_AuthorizeCorp(t *testing.T) {
 	assert.Equal(t, "wwNewCorp", inst.CorpID)
 	require.NotEmpty(t, inst.AuthCode)
 
-	eventually(t, "create_auth", func() bool { return len(cb.ofKind("create_auth")) == 1 })
+	natstest.Eventually(t, 5*time.Second, "create_auth", func() bool { return len(cb.ofKind("create_auth")) == 1 })
 	ca := cb.ofKind("create_auth")[0]
 	assert.Equal(t, testSuite, ca.to)
 	assert.Equal(t, inst.AuthCode, ca.fields["AuthCode"])
@@ -162,7 +164,7 @@ func TestSim_CancelCorp(t *testing.T) {
 
 	status, body := simHTTP(t, http.MethodDelete, s.URL()+"/_sim/corps/"+testCorp, nil)
 	require.Equal(t, http.StatusOK, status, string(body))
-	eventually(t, "cancel_auth", func() bool { return len(cb.ofKind("cancel_auth")) == 1 })
+	natstest.Eventually(t, 5*time.Second, "cancel_auth", func() bool { return len(cb.ofKind("cancel_auth")) == 1 })
 	assert.Equal(t, map[string]string{"SuiteId": testSuite, "InfoType": "cancel_auth", "AuthCorpId": testCorp,
 		"TimeStamp": strconv.FormatInt(s.Now().Unix(), 10)}, cb.ofKind("cancel_auth")[0].fields)
 
@@ -202,7 +204,7 @@ func TestSim_ResetPermanentCode(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, string(body))
 	var in Installed
 	require.NoError(t, json.Unmarshal(body, &in))
-	eventually(t, "reset_permanent_code", func() bool { return len(cb.ofKind("reset_permanent_code")) == 1 })
+	natstest.Eventually(t, 5*time.Second, "reset_permanent_code", func() bool { return len(cb.ofKind("reset_permanent_code")) == 1 })
 	f := cb.ofKind("reset_permanent_code")[0].fields
 	assert.Equal(t, in.AuthCode, f["AuthCode"])
 	assert.Equal(t, testCorp, f["AuthCorpId"])
