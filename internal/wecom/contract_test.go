@@ -1,17 +1,14 @@
 package wecom_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -837,22 +834,4 @@ func TestContract_Tokens(t *testing.T) {
 			})
 		})
 	}
-}
-
-// A client may hold a connection to the simulator on which it never sent a
-// request: net/http's Transport keeps the spare connection it dialled while
-// concurrent requests raced for one. Close must not wait for it.
-func TestContract_SimCloseWithUnusedConnection(t *testing.T) {
-	sim, err := wecomsim.New(wecomsim.Options{Seed: 1, MessageRate: -1,
-		Zone: wecomsim.Zone{CorpID: ctZoneCorp, CorpSecret: ctZoneSec, ProgramID: ctProgram}}, zerolog.Nop())
-	require.NoError(t, err)
-	require.NoError(t, sim.Start(natstest.Context(t), "127.0.0.1:0"))
-	conn, err := net.Dial("tcp", strings.TrimPrefix(sim.URL(), "http://"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-
-	// Well under the 5 s net/http would wait for the unused connection.
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-	defer cancel()
-	assert.NoError(t, sim.Close(ctx))
 }
