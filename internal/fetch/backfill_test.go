@@ -4,14 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
-	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -19,9 +17,7 @@ import (
 // marks it "backfill", and leaves the fetch cursor alone.
 func TestFetch_Backfill(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
-	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, pub.Setup(natstest.Context(t)))
+	pub := e.publisher()
 	r := e.startReceiver(pub, fetch.Options{PageSize: 200})
 	since := e.sim.Now().Add(-time.Minute)
 

@@ -16,7 +16,6 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
-	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
@@ -198,11 +197,7 @@ func TestFetch_Handle(t *testing.T) {
 // releases it at the end.
 func TestFetch_LeaseRenewed(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	slow := &countingPublisher{delay: 400 * time.Millisecond}
-	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
-	inner := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, inner.Setup(natstest.Context(t)))
-	slow.inner = inner
+	slow := &countingPublisher{delay: 400 * time.Millisecond, inner: e.publisher()}
 	r1 := e.startReceiver(slow, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
 	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
 	_, err := e.sim.GenerateMessages(corpID, 1200) // about 7 pages: well past the TTL

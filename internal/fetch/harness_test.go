@@ -83,6 +83,21 @@ func (e *env) client(js jetstream.JetStream) *wecom.Client {
 	return c
 }
 
+// publisher is a publisher on a NATS connection of its own, its streams
+// set up.
+func (e *env) publisher() *publish.Publisher {
+	e.t.Helper()
+	_, js := natstest.ConnectURL(e.t, e.srv.ClientURL())
+	return newPublisher(e.t, js)
+}
+
+func newPublisher(t testing.TB, js jetstream.JetStream) *publish.Publisher {
+	t.Helper()
+	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	require.NoError(t, p.Setup(natstest.Context(t)))
+	return p
+}
+
 // receiver is one fetcher with its own NATS connection, client and publisher.
 type receiver struct {
 	f      *fetch.Fetcher
@@ -103,9 +118,7 @@ func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
 	e.t.Helper()
 	_, js := natstest.ConnectURL(e.t, e.srv.ClientURL())
 	if pub == nil {
-		p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-		require.NoError(e.t, p.Setup(natstest.Context(e.t)))
-		pub = p
+		pub = newPublisher(e.t, js)
 	}
 	cp, ok := pub.(*countingPublisher)
 	if !ok {

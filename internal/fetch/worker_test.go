@@ -14,7 +14,6 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
-	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
@@ -25,9 +24,7 @@ import (
 // replaced, several times, while hits keep coming.
 func TestFetch_KilledMidPage(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	_, js := natstest.ConnectURL(t, e.srv.ClientURL())
-	inner := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, inner.Setup(natstest.Context(t)))
+	inner := e.publisher()
 
 	_, err := e.sim.GenerateMessages(corpID, 1500)
 	require.NoError(t, err)
@@ -64,8 +61,7 @@ func TestFetch_KilledMidPage(t *testing.T) {
 func TestFetch_DeadTokenDropped(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
-	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
-	require.NoError(t, pub.Setup(natstest.Context(t)))
+	pub := newPublisher(t, js)
 	api := &deadTokenAPI{}
 	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, zerolog.Nop(), fetch.Options{})
 	require.NoError(t, err)
