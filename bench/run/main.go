@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +51,8 @@ type options struct {
 	keep       bool
 	extraYAML  string
 	serviceEnv string
+	serviceBin string
+	runs       string
 }
 
 func main() {
@@ -66,6 +69,8 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, stores, logs)")
 	flag.StringVar(&o.extraYAML, "service-yaml", "", "extra YAML appended to the service's bench config (a lever to try)")
 	flag.StringVar(&o.serviceEnv, "service-env", "", "extra environment of the service, e.g. GOMEMLIMIT=48MiB (comma-separated)")
+	flag.StringVar(&o.serviceBin, "service-bin", "", "receiver binary to measure instead of building ./cmd/receiver (to compare builds of a lever)")
+	flag.StringVar(&o.runs, "runs", "pinned,shared,p99,low", "load runs to do, comma-separated: pinned, shared, p99 (the -p99-rate run), low (the -low-rate run)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
@@ -121,6 +126,10 @@ func run(ctx context.Context, o options) error {
 	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
 	bins := map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"}
 	for name, pkg := range bins {
+		if name == "receiver" && o.serviceBin != "" {
+			bins[name] = o.serviceBin
+			continue
+		}
 		out := filepath.Join(work, name)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Dir, cmd.Stderr = root, os.Stderr
@@ -147,9 +156,22 @@ func run(ctx context.Context, o options) error {
 		{fmt.Sprintf("%.0f/s", o.p99Rate), false, o.p99Rate},
 		{fmt.Sprintf("%.0f/s", o.lowRate), false, o.lowRate},
 	}
+	wanted := map[string]bool{}
+	for r := range strings.SplitSeq(o.runs, ",") {
+		wanted[strings.TrimSpace(r)] = true
+	}
+	runKeys := []string{"pinned", "shared", "p99", "low"}
+	for k := range wanted {
+		if !slices.Contains(runKeys, k) {
+			return fmt.Errorf("-runs: unknown run %q (want some of %s)", k, strings.Join(runKeys, ","))
+		}
+	}
 	results := map[string]map[string]*measure{}
-	for _, sc := range scenarios {
+	for i, sc := range scenarios {
 		results[sc.name] = map[string]*measure{}
+		if !wanted[runKeys[i]] {
+			continue
+		}
 		for _, t := range targets {
 			if sc.pinned && !canPin {
 				continue

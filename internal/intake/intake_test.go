@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -280,6 +283,32 @@ func TestStore_StoreWithoutStream(t *testing.T) {
 	assertNoSecrets(t, err)
 }
 
+// TestStore_NoAckNoSuccess: a subscriber that takes the message but never
+// acks it (no stream behind the subject) is not a store; Store waits for an
+// ack until its deadline and fails.
+func TestStore_NoAckNoSuccess(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	s := intake.New(js, prefix, intake.Options{}) // no Setup: no stream
+	got := make(chan struct{}, 1)
+	sub, err := nc.Subscribe(prefix+".callback.>", func(*nats.Msg) {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+
+	err = s.Store(ctxTimeout(t, 300*time.Millisecond), testCallback("cb-1"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	select {
+	case <-got:
+	default:
+		t.Fatal("the message was not sent")
+	}
+}
+
 // TestStore_NATSOutage stops the server under a connected Store, checks
 // Store fails within its deadline, then restarts the server on the same
 // port and store and checks the retry lands exactly once, although the
@@ -396,4 +425,58 @@ func benchmarkStore(b *testing.B, opts ...natstest.Option) {
 			}
 		})
 	}
+}
+
+// BenchmarkStoreParallel measures Store as the endpoint drives it: 32
+// callbacks in flight at once, on an in-process connection as the embedded
+// server's, against the synchronous request per callback Store used to
+// make (publish=sync: the same record, jetstream.PublishMsg). cpu-ns/op is
+// the process's CPU time (client and server) per callback, which a busy
+// machine disturbs less than ns/op. Run it with -cpu 1 for the pinned case.
+func BenchmarkStoreParallel(b *testing.B) {
+	srv := natstest.RunServer(b)
+	_, js := natstest.Connect(b, srv, nats.InProcessServer(srv))
+	s := mustSetup(b, js, intake.Options{})
+	cb := testCallback("")
+	cb.Raw = strings.Repeat("x", 600)
+	data, err := json.Marshal(cb)
+	require.NoError(b, err)
+	subject := intake.Subject(prefix, cb.App, cb.Kind)
+	store := map[string]func(ctx context.Context, c *wecomhit.Callback) error{
+		"async": s.Store,
+		"sync": func(ctx context.Context, c *wecomhit.Callback) error {
+			_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}},
+				jetstream.WithMsgID(c.ID), jetstream.WithExpectStream(intake.StreamName))
+			return err
+		},
+	}
+	for _, mode := range []string{"async", "sync"} {
+		b.Run("publish="+mode, func(b *testing.B) {
+			var n atomic.Int64
+			b.SetParallelism(32)
+			b.ReportAllocs()
+			cpu0 := cpuTime(b)
+			b.RunParallel(func(pb *testing.PB) {
+				c := *cb
+				ctx := context.Background()
+				for pb.Next() {
+					c.ID = mode + "-" + strconv.FormatInt(n.Add(1), 10)
+					if err := store[mode](ctx, &c); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
