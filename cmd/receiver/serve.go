@@ -225,6 +225,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		callback.WithMaxBodyBytes(m.cfg.HTTP.MaxBodyBytes),
 		callback.WithAckTimeout(m.cfg.HTTP.AckTimeout),
 		callback.WithTimestampWindow(m.cfg.HTTP.TimestampWindow),
+		callback.WithAcceptedLogLimit(m.cfg.Log.AcceptedPerSecond),
 		callback.WithMetrics(callback.NewMetrics(m.reg)),
 		callback.WithClock(m.now),
 	)

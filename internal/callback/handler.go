@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -55,6 +56,9 @@ const (
 	DefaultMaxBodyBytes    = 64 << 10
 	DefaultAckTimeout      = 3 * time.Second
 	DefaultTimestampWindow = time.Hour
+	// DefaultAcceptedLogLimit logs every accepted callback of a quiet
+	// deployment, and bounds the lines of a busy one.
+	DefaultAcceptedLogLimit = 20
 	// maxEchoLen bounds the URL-verification plaintext; WeCom sends ~19 digits.
 	maxEchoLen = 64
 )
@@ -69,6 +73,42 @@ type Handler struct {
 	window     time.Duration
 	now        func() time.Time
 	metrics    *Metrics
+
+	// accepted bounds the lines of accepted callbacks (0 a second: no
+	// bound).
+	accepted lineLimit
+}
+
+// lineLimit lets perSecond lines through in each second of the clock,
+// and counts the ones it holds back for the next line let through.
+type lineLimit struct {
+	perSecond int
+
+	mu     sync.Mutex
+	second int64 // unix second of the current window
+	lines  int   // let through in it
+	held   int64 // held back since the last line let through
+}
+
+// allow reports whether a line may be written at now, and if so how many
+// were held back before it.
+func (l *lineLimit) allow(now time.Time) (ok bool, held int64) {
+	if l.perSecond == 0 {
+		return true, 0
+	}
+	sec := now.Unix()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec != l.second {
+		l.second, l.lines = sec, 0
+	}
+	if l.lines >= l.perSecond {
+		l.held++
+		return false, 0
+	}
+	l.lines++
+	held, l.held = l.held, 0
+	return true, held
 }
 
 // Option configures a Handler.
@@ -116,6 +156,25 @@ func WithTimestampWindow(d time.Duration) Option {
 	}
 }
 
+// WithAcceptedLogLimit writes the log lines of at most n accepted
+// callbacks a second; the rest are counted, and the next line written
+// carries the count as "unlogged". 0 logs every callback. Refusals and
+// failures are always logged, whatever n, and the metrics count every
+// request. Default DefaultAcceptedLogLimit.
+//
+// A line per callback costs more CPU under load than anything else the
+// handler does but the write of the answer (BENCHMARKS.md), and tells an
+// operator nothing a record in the stream does not.
+func WithAcceptedLogLimit(n int) Option {
+	return func(h *Handler) error {
+		if n < 0 {
+			return fmt.Errorf("%w: accepted log limit must not be negative", ErrInvalidOption)
+		}
+		h.accepted.perSecond = n
+		return nil
+	}
+}
+
 // WithMetrics records requests in m (see NewMetrics). Default none.
 func WithMetrics(m *Metrics) Option {
 	return func(h *Handler) error { h.metrics = m; return nil }
@@ -128,7 +187,8 @@ func WithClock(now func() time.Time) Option {
 
 // New returns a Handler for apps that stores accepted callbacks in sink.
 // Options and their defaults: WithMaxBodyBytes (64 KiB), WithAckTimeout (3 s),
-// WithTimestampWindow (1 h), WithMetrics (none), WithClock (time.Now).
+// WithTimestampWindow (1 h), WithAcceptedLogLimit (20 a second), WithMetrics
+// (none), WithClock (time.Now).
 func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, error) {
 	h := &Handler{
 		apps:       make(map[string]*crypto.Crypter, len(apps)),
@@ -138,6 +198,7 @@ func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, e
 		ackTimeout: DefaultAckTimeout,
 		window:     DefaultTimestampWindow,
 		now:        time.Now,
+		accepted:   lineLimit{perSecond: DefaultAcceptedLogLimit},
 	}
 	for _, a := range apps {
 		if a.Name == "" || a.Crypter == nil {
@@ -245,9 +306,8 @@ func (h *Handler) readQuery(r *http.Request) (query, error) {
 // event, token and all. Only a short plain string, as WeCom sends, is echoed.
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	ev := h.log.Info()
 	err := func() error {
-		c, err := h.app(r, ev)
+		c, err := h.app(r)
 		if err != nil {
 			return err
 		}
@@ -274,7 +334,7 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, plain)
 		return nil
 	}()
-	h.finish(w, r, ev, "verify", KindVerify, "", start, err)
+	h.finish(w, r, "verify", KindVerify, "", start, err)
 }
 
 // isEcho reports whether s looks like a URL-verification string: 1 to 64
@@ -295,10 +355,10 @@ func isEcho(s string) bool {
 // receive handles one event delivery.
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	ev := h.log.Info()
-	kind, id := KindNone, "" // until the event is read
+	kind := KindNone // until the event is read
+	id := ""
 	err := func() error {
-		c, err := h.app(r, ev)
+		c, err := h.app(r)
 		if err != nil {
 			return err
 		}
@@ -323,7 +383,6 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		}
 		cb.ReceivedAt = start.UTC()
 		kind, id = string(cb.Kind), cb.ID
-		ev.Str("kind", kind).Str("callback_id", id)
 
 		ctx, cancel := context.WithTimeout(r.Context(), h.ackTimeout)
 		defer cancel()
@@ -344,7 +403,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "success")
 		return nil
 	}()
-	h.finish(w, r, ev, "receive", kind, id, start, err)
+	h.finish(w, r, "receive", kind, id, start, err)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
@@ -395,13 +454,11 @@ func CallbackID(app, encrypt string) string {
 }
 
 // app resolves the {app} path segment.
-func (h *Handler) app(r *http.Request, ev *zerolog.Event) (*crypto.Crypter, error) {
-	name := chi.URLParam(r, "app")
-	c, ok := h.apps[name]
+func (h *Handler) app(r *http.Request) (*crypto.Crypter, error) {
+	c, ok := h.apps[chi.URLParam(r, "app")]
 	if !ok {
 		return nil, reject(http.StatusNotFound, "unknown_app", nil)
 	}
-	ev.Str("app", name)
 	return c, nil
 }
 
@@ -428,35 +485,18 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, erro
 	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
-// finish writes the error response, if any, the one log line per request,
-// and the request's metrics. kind and id are those of the callback, once
-// decoded ("" before).
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, op, kind, id string, start time.Time, err error) {
+// finish writes the error response, if any, the request's log line, and
+// its metrics. kind and id are those of the callback, once decoded.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, kind, id string, start time.Time, err error) {
 	outcome := OutcomeAccepted
 	status := http.StatusOK
-	reason := ""
+	var rj *rejection
 	if err != nil {
-		rj := classify(err)
+		rj = classify(err)
 		status = rj.status
-		reason = rj.reason
 		outcome = OutcomeRejected
 		if status == http.StatusServiceUnavailable || status == http.StatusInternalServerError {
 			outcome = OutcomeUnavailable
-			ev = h.log.Warn()
-			if name := chi.URLParam(r, "app"); name != "" {
-				ev.Str("app", name)
-			}
-			// The new event has none of the old one's fields: these are
-			// what an operator looks a failed store up by.
-			if id != "" {
-				ev.Str("kind", kind).Str("callback_id", id)
-			}
-		}
-		ev.Str("reason", rj.reason)
-		if rj.err != nil {
-			// Errors here come from crypto, parsing and the sink, none of
-			// which put tokens, keys or plaintext in their text.
-			ev.AnErr("error", rj.err)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -464,6 +504,49 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Eve
 		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
 	}
 	latency := h.now().Sub(start)
+	app := chi.URLParam(r, "app")
+	if _, ok := h.apps[app]; !ok {
+		app = UnknownApp
+	}
+	reason := ""
+	if rj != nil {
+		reason = rj.reason
+	}
+	h.metrics.observe(app, kind, outcome, reason, latency.Seconds())
+
+	var ev *zerolog.Event
+	switch {
+	case outcome == OutcomeUnavailable:
+		ev = h.log.Warn()
+	case outcome == OutcomeAccepted && op == "receive":
+		ok, held := h.accepted.allow(start)
+		if !ok {
+			return
+		}
+		if ev = h.log.Info(); ev != nil && held > 0 {
+			ev.Int64("unlogged", held)
+		}
+	default:
+		ev = h.log.Info()
+	}
+	if ev == nil {
+		return // below the level
+	}
+	if app != UnknownApp {
+		// An unknown name is the client's text: not logged.
+		ev.Str("app", app)
+	}
+	if id != "" {
+		ev.Str("kind", kind).Str("callback_id", id)
+	}
+	if rj != nil {
+		ev.Str("reason", rj.reason)
+		if rj.err != nil {
+			// Errors here come from crypto, parsing and the sink, none of
+			// which put tokens, keys or plaintext in their text.
+			ev.AnErr("error", rj.err)
+		}
+	}
 	// The peer's address as TCP sees it: behind a reverse proxy, the
 	// proxy's. X-Forwarded-For is not logged: any client can write it.
 	ev.Str("request_id", middleware.GetReqID(r.Context())).
@@ -473,9 +556,4 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, ev *zerolog.Eve
 		Int("status", status).
 		Dur("latency_ms", latency).
 		Msg("callback")
-	app := chi.URLParam(r, "app")
-	if _, ok := h.apps[app]; !ok {
-		app = UnknownApp
-	}
-	h.metrics.observe(app, kind, outcome, reason, latency.Seconds())
 }

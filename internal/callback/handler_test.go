@@ -334,3 +334,81 @@ func TestHandler_CreateAuth(t *testing.T) {
 	assert.Contains(t, logs, `"kind":"create_auth"`)
 	assert.NotContains(t, logs, code)
 }
+
+// TestHandler_AcceptedLogLimit: past the limit in one second of the clock,
+// accepted callbacks are not logged but counted on the next line written;
+// every refusal and failure is logged whatever the limit.
+func TestHandler_AcceptedLogLimit(t *testing.T) {
+	sink := &memSink{}
+	var mu sync.Mutex
+	now := time.Unix(1717000000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFixture(t, sink, WithTimestampWindow(0), WithAcceptedLogLimit(2), WithClock(clock))
+	v := testvectors.All()[0]
+	for _, tv := range testvectors.All() {
+		if tv.Format == "xml" && tv.App == testvectors.V1 {
+			v = tv
+		}
+	}
+	q := callbacktest.Query(v.Signature, v.Timestamp, v.Nonce)
+	accept := func() {
+		t.Helper()
+		status, _, _ := do(t, http.MethodPost, f.url("v1", q), callbacktest.XMLEnvelope(v.Encrypt))
+		require.Equal(t, http.StatusOK, status)
+	}
+	refuse := func() {
+		t.Helper()
+		status, _, _ := do(t, http.MethodPost, f.url("v1", q), "<xml><Encrypt>AAAA</Encrypt></xml>")
+		require.Equal(t, http.StatusForbidden, status)
+	}
+	for range 5 {
+		accept()
+		refuse()
+	}
+	sink.err = errors.New("nats down")
+	status, _, _ := do(t, http.MethodPost, f.url("v1", q), callbacktest.XMLEnvelope(v.Encrypt))
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	sink.err = nil
+
+	lines := func() (accepted, refused, failed int, unlogged []int64) {
+		for line := range strings.Lines(f.logs.String()) {
+			var l struct {
+				Outcome  string `json:"outcome"`
+				Unlogged int64  `json:"unlogged"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(line), &l), line)
+			switch l.Outcome {
+			case OutcomeAccepted:
+				accepted++
+				unlogged = append(unlogged, l.Unlogged)
+			case OutcomeRejected:
+				refused++
+			case OutcomeUnavailable:
+				failed++
+			}
+		}
+		return
+	}
+	accepted, refused, failed, unlogged := lines()
+	assert.Equal(t, 2, accepted, "two accepted lines in the second")
+	assert.Equal(t, []int64{0, 0}, unlogged)
+	assert.Equal(t, 5, refused, "every refusal logged")
+	assert.Equal(t, 1, failed, "every failure logged")
+
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	accept()
+	accepted, _, _, unlogged = lines()
+	assert.Equal(t, 3, accepted)
+	assert.Equal(t, int64(3), unlogged[2], "the next second's first line counts the three left out")
+}
+
+func TestLineLimit_Unlimited(t *testing.T) {
+	var l lineLimit
+	for range 100 {
+		ok, held := l.allow(time.Unix(1, 0))
+		require.True(t, ok)
+		require.Zero(t, held)
+	}
+}

@@ -275,6 +275,11 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is json or console. Default "json".
 	Format string `yaml:"format"`
+	// AcceptedPerSecond bounds the lines of accepted callbacks: at most
+	// this many a second; the next line written counts the ones left out
+	// ("unlogged"). Refusals and failures are always logged. 0 logs every
+	// callback. Default 20.
+	AcceptedPerSecond int `yaml:"accepted_per_second"`
 }
 
 // App is one WeCom app: one callback URL (/callback/{Name}) with its crypto
@@ -501,7 +506,7 @@ func defaults() Config {
 			HitsMaxAge:          7 * 24 * time.Hour,
 			HitsDuplicateWindow: 20 * time.Minute,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log: Log{Level: "info", Format: "json", AcceptedPerSecond: 20},
 	}
 }
 

@@ -153,7 +153,7 @@ func TestParse_Example(t *testing.T) {
 			DeadLettersMaxBytes: 64 << 20,
 			KVMaxBytes:          4 << 20,
 		}, cfg.NATS)
-		assert.Equal(t, config.Log{Level: "info", Format: "json"}, cfg.Log)
+		assert.Equal(t, config.Log{Level: "info", Format: "json", AcceptedPerSecond: 20}, cfg.Log)
 		assert.Equal(t, []config.App{{
 			Name:           "archive",
 			Mode:           config.ModeArchive,
@@ -564,7 +564,7 @@ func TestParse_Decode(t *testing.T) {
 
 	t.Run("MergeKey", func(t *testing.T) {
 		cfg := mustParse(t, doc("log:\n  <<: {level: debug}\n  format: console\n", ""), "")
-		assert.Equal(t, config.Log{Level: "debug", Format: "console"}, cfg.Log)
+		assert.Equal(t, config.Log{Level: "debug", Format: "console", AcceptedPerSecond: 20}, cfg.Log)
 	})
 }
 
@@ -788,6 +788,7 @@ func TestConfig_Validate(t *testing.T) {
 
 		{"ErrLogLevel", func(c *config.Config) { c.Log.Level = "trace" }, "log.level: must be one of debug, info, warn, error"},
 		{"ErrLogFormat", func(c *config.Config) { c.Log.Format = "text" }, "log.format: must be json or console"},
+		{"ErrLogAcceptedPerSecond", func(c *config.Config) { c.Log.AcceptedPerSecond = -1 }, "log.accepted_per_second: must not be negative"},
 
 		{"ErrNoApps", func(c *config.Config) { c.Apps = nil }, "apps: at least one app is required"},
 		{"ErrNameRequired", func(c *config.Config) { c.Apps[0].Name = "" }, "apps[0].name: required"},

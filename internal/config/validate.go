@@ -197,6 +197,7 @@ func (l *Log) validate(v *validator) {
 	v.check(slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level),
 		"log.level", "must be one of debug, info, warn, error")
 	v.check(l.Format == "json" || l.Format == "console", "log.format", "must be json or console")
+	v.check(l.AcceptedPerSecond >= 0, "log.accepted_per_second", "must not be negative")
 }
 
 func (a *App) validate(v *validator, p string) {
