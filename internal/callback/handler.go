@@ -77,7 +77,13 @@ type Handler struct {
 	// accepted bounds the lines of accepted callbacks (0 a second: no
 	// bound).
 	accepted lineLimit
+
+	// Header values of the success answer, built once; never modified.
+	textPlain, successLen []string
 }
+
+// success is WeCom's expected answer to a stored callback.
+const success = "success"
 
 // lineLimit lets perSecond lines through in each second of the clock,
 // and counts the ones it holds back for the next line let through.
@@ -199,6 +205,8 @@ func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, e
 		window:     DefaultTimestampWindow,
 		now:        time.Now,
 		accepted:   lineLimit{perSecond: DefaultAcceptedLogLimit},
+		textPlain:  []string{"text/plain; charset=utf-8"},
+		successLen: []string{strconv.Itoa(len(success))},
 	}
 	for _, a := range apps {
 		if a.Name == "" || a.Crypter == nil {
@@ -398,9 +406,14 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			}
 			return reject(http.StatusServiceUnavailable, reason, err)
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		// The header's value is shared by every answer (net/http only
+		// reads it), and the length is known: no allocation, and net/http
+		// need not buffer the body to count it.
+		hdr := w.Header()
+		hdr["Content-Type"] = h.textPlain
+		hdr["Content-Length"] = h.successLen
 		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, "success")
+		_, _ = io.WriteString(w, success)
 		return nil
 	}()
 	h.finish(w, r, "receive", kind, id, start, err)
