@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	warnSampleSecrets(cfg, log)
 	// Process-wide, so here and not in Main: tests run several Mains.
 	raiseFileLimit(log, cfg.HTTP.MaxConnections+cfg.Admin.MaxConnections)
+	setMemoryLimit(log, cfg.MemoryLimitBytes, c.env.getenv("GOMEMLIMIT"))
 	m := NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -63,6 +65,19 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	return m.Close(closeCtx)
+}
+
+// setMemoryLimit applies memory_limit_bytes as the runtime's soft memory
+// limit, unless GOMEMLIMIT (env, as the runtime read it at start) set one
+// already: the operator's environment wins over the file's default.
+func setMemoryLimit(log zerolog.Logger, limit int64, env string) {
+	switch {
+	case env != "":
+		log.Info().Str("gomemlimit", env).Msg("memory limit from GOMEMLIMIT")
+	case limit > 0:
+		debug.SetMemoryLimit(limit)
+		log.Info().Int64("memory_limit_bytes", limit).Msg("memory limit")
+	}
 }
 
 // newLogger builds the process logger from the config. The level and format

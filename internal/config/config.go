@@ -48,6 +48,14 @@ type Config struct {
 	// start while it is on. Default false.
 	AllowSampleSecrets bool `yaml:"allow_sample_secrets"`
 
+	// MemoryLimitBytes is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit), which serve sets unless the
+	// GOMEMLIMIT environment variable is set: past it the garbage
+	// collector runs more often rather than let the heap grow. It is not a
+	// cap: a heap that needs more gets more. 0 leaves the runtime's default
+	// (no limit). Default DefaultMemoryLimitBytes.
+	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
+
 	HTTP  HTTP  `yaml:"http"`
 	Admin Admin `yaml:"admin"`
 	NATS  NATS  `yaml:"nats"`
@@ -226,6 +234,10 @@ type NATS struct {
 	// small values per app and corp. Default 4 MiB.
 	KVMaxBytes int64 `yaml:"kv_max_bytes"`
 }
+
+// DefaultMemoryLimitBytes is memory_limit_bytes' default; BENCHMARKS.md
+// has the measurements it was chosen by.
+const DefaultMemoryLimitBytes = 64 << 20
 
 // DefaultMaxStoreBytes is nats.max_store_bytes' default for the embedded
 // server: the default stream and bucket limits (860 MiB) and room for
@@ -506,7 +518,8 @@ func defaults() Config {
 			HitsMaxAge:          7 * 24 * time.Hour,
 			HitsDuplicateWindow: 20 * time.Minute,
 		},
-		Log: Log{Level: "info", Format: "json", AcceptedPerSecond: 20},
+		Log:              Log{Level: "info", Format: "json", AcceptedPerSecond: 20},
+		MemoryLimitBytes: DefaultMemoryLimitBytes,
 	}
 }
 

@@ -788,6 +788,7 @@ func TestConfig_Validate(t *testing.T) {
 
 		{"ErrLogLevel", func(c *config.Config) { c.Log.Level = "trace" }, "log.level: must be one of debug, info, warn, error"},
 		{"ErrLogFormat", func(c *config.Config) { c.Log.Format = "text" }, "log.format: must be json or console"},
+		{"ErrMemoryLimit", func(c *config.Config) { c.MemoryLimitBytes = -1 }, "memory_limit_bytes: must not be negative"},
 		{"ErrLogAcceptedPerSecond", func(c *config.Config) { c.Log.AcceptedPerSecond = -1 }, "log.accepted_per_second: must not be negative"},
 
 		{"ErrNoApps", func(c *config.Config) { c.Apps = nil }, "apps: at least one app is required"},

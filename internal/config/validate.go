@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 	}
 	c.Fetch.validate(v)
 	c.Log.validate(v)
+	v.check(c.MemoryLimitBytes >= 0, "memory_limit_bytes", "must not be negative")
 	if len(c.Apps) == 0 {
 		v.add("apps", "at least one app is required")
 	}
