@@ -24,7 +24,7 @@ import (
 )
 
 // TestServe_NATSStopsMidRequest stops NATS while callbacks are in flight
-// (the intake publishes asynchronously and waits for each ack): every
+// (each waiting for its PubAck): every
 // callback is answered 200 or 503, nothing else; once NATS is back, WeCom's
 // retries of the refused ones succeed, every callback answered 200 is
 // stored, and none twice, although the refused ones may have reached the
