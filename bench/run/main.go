@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -411,7 +412,8 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	defer s.stop()
 	args := []string{"-url", s.url, "-receive-id", sec.suite, "-corp", sec.corp, "-kind", o.kind,
 		"-c", strconv.Itoa(o.conns), "-duration", o.duration.String(),
-		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-nats-url", s.natsURL, "-stream", s.stream, "-o", "json"}
+		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-nats-url", s.natsURL, "-stream", s.stream, "-o", "json",
+		"-hold-check"}
 	if s.creds != "" {
 		args = append(args, "-nats-creds", s.creds, "-nats-inbox", "_INBOX_OPERATOR")
 	}
@@ -422,15 +424,34 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "LOADGEN_TOKEN="+sec.token, "LOADGEN_ENCODING_AES_KEY="+sec.key)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stdout bytes.Buffer
+	stderr := &markWriter{mark: []byte(loadDone), seen: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	// loadgen waits on stdin between the load and its check of the
+	// records, whose reads (one request per record) would otherwise be
+	// charged to the server as load.
+	resume, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 
 	cpu0, err := cpuTicks(s.pid())
 	if err != nil {
 		return nil, err
 	}
 	sampler := startRSSSampler(s.pid())
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var runErr error
+	done := false
+	select {
+	case <-stderr.seen:
+	case runErr = <-exited:
+		done = true
+	}
 	maxRSS := sampler.stop()
 	// Work the load left behind (the intake consumer's backlog) is the
 	// load's too: wait until the server is idle, at most 30 s.
@@ -441,6 +462,11 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	hwm, _, err := memStatus(s.pid())
 	if err != nil {
 		return nil, err
+	}
+	_, _ = io.WriteString(resume, "\n")
+	_ = resume.Close()
+	if !done {
+		runErr = <-exited
 	}
 	var rep loadgenReport
 	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
@@ -461,6 +487,37 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
 	}
 	return m, nil
+}
+
+// loadDone is the line loadgen -hold-check writes once the load is over
+// (cmd/loadgen's LoadDone).
+const loadDone = "loadgen: load done"
+
+// markWriter keeps what is written to it and closes seen once mark has
+// been written.
+type markWriter struct {
+	mark []byte
+	seen chan struct{}
+
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	once sync.Once
+}
+
+func (w *markWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if bytes.Contains(w.buf.Bytes(), w.mark) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *markWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // clkTck is USER_HZ, the unit of /proc/PID/stat's utime and stime; 100 on

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,7 @@ func helpText() cli.Usage {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -94,7 +95,10 @@ func credsOption(path string) (nats.Option, error) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// LoadDone is the line -hold-check writes on stderr once the load is over.
+const LoadDone = "loadgen: load done"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -105,6 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		inbox     = fs.String("nats-inbox", "", "inbox prefix for -nats-url replies (the receiver's operator role takes _INBOX_OPERATOR)")
 		noCheck   = fs.Bool("no-check", false, "skip the check of stored records (then -nats-url is not needed)")
 		version   = fs.Bool("version", false, "print the version and VCS revision, and exit")
+		holdCheck = fs.Bool("hold-check", false, "after the load, write \""+LoadDone+"\" on stderr and wait for a line on stdin before checking the records (bench/run measures the server in between: the check's reads are not the load's)")
 		out       cli.Output
 	)
 	cli.OutputVar(fs, &out)
@@ -205,6 +210,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		rep.Status[fmt.Sprint(code)] = n
 	}
 	code := 0
+	if js != nil && *holdCheck {
+		fmt.Fprintln(stderr, LoadDone)
+		if _, err := bufio.NewReader(stdin).ReadString('\n'); err != nil && !errors.Is(err, io.EOF) {
+			fmt.Fprintf(stderr, "loadgen: -hold-check: %v\n", err)
+			return 1
+		}
+	}
 	if js != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		chk, err := loadgen.Verify(ctx, js, *stream, from, res)

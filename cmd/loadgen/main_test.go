@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -50,18 +51,19 @@ func TestRun_Smoke(t *testing.T) {
 		"-nats-url", srv.ClientURL()}
 
 	var stdout, stderr bytes.Buffer
-	require.Equal(t, 0, run(context.Background(), args, env, &stdout, &stderr), stderr.String())
+	require.Equal(t, 0, run(context.Background(), args, env, strings.NewReader(""), &stdout, &stderr), stderr.String())
 	require.Contains(t, stdout.String(), "HTTP 200: 30")
 	require.Contains(t, stdout.String(), "records: 30 of the run's callbacks stored; 0 answered 200 but missing")
 
 	stdout.Reset()
-	require.Equal(t, 0, run(context.Background(), append(args, "-o", "json", "-rate", "300", "-kind", "suite_ticket"), env, &stdout, &stderr), stderr.String())
+	require.Equal(t, 0, run(context.Background(), append(args, "-o", "json", "-rate", "300", "-kind", "suite_ticket", "-hold-check"), env, strings.NewReader("\n"), &stdout, &stderr), stderr.String())
 	var rep report
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep))
 	require.Equal(t, 30, rep.Status["200"])
 	require.Equal(t, 30, rep.Stored)
 	require.True(t, rep.Checked)
 	require.Positive(t, rep.P99Ms)
+	require.Contains(t, stderr.String(), LoadDone, "-hold-check says when the load is over")
 }
 
 // TestRun_Usage: bad invocations exit 2 and send nothing.
@@ -85,7 +87,7 @@ func TestRun_Usage(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			require.Equal(t, 2, run(context.Background(), tc.args, tc.getenv, &stdout, &stderr))
+			require.Equal(t, 2, run(context.Background(), tc.args, tc.getenv, strings.NewReader(""), &stdout, &stderr))
 			require.Contains(t, stderr.String(), tc.want)
 			require.Empty(t, stdout.String())
 		})
@@ -96,13 +98,13 @@ func TestRun_Usage(t *testing.T) {
 // on stdout, exit 0; -version prints the build's version.
 func TestRun_Help(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	require.Equal(t, 0, run(context.Background(), []string{"-h"}, env, &stdout, &stderr))
+	require.Equal(t, 0, run(context.Background(), []string{"-h"}, env, strings.NewReader(""), &stdout, &stderr))
 	assert.Empty(t, stderr.String())
 	for _, want := range []string{"-url URL", "  -rate float", "(default: 64)", "  -duration duration", "(default: 5s)", "  -o format", "(default: table)",
 		"LOADGEN_TOKEN", "LOADGEN_ENCODING_AES_KEY", `-stream string`, `(default: "WECOM_CALLBACKS")`} {
 		assert.Contains(t, stdout.String(), want)
 	}
 	stdout.Reset()
-	require.Equal(t, 0, run(context.Background(), []string{"-version"}, env, &stdout, &stderr))
+	require.Equal(t, 0, run(context.Background(), []string{"-version"}, env, strings.NewReader(""), &stdout, &stderr))
 	assert.Regexp(t, `^loadgen \S+ \(.*go1\.\d+`, stdout.String())
 }
