@@ -431,7 +431,8 @@ func benchmarkStore(b *testing.B, opts ...natstest.Option) {
 // callbacks in flight at once, on an in-process connection as the embedded
 // server's, with the broker's async ack timeout. publish=async is the
 // lever BENCHMARKS.md tried and did not keep: the same record published
-// with PublishMsgAsync, each caller waiting for its own ack. cpu-ns/op is
+// with PublishMsgAsync, each caller waiting for its own ack (encoded once,
+// outside the loop, which favours it by the encoding's cost). cpu-ns/op is
 // the process's CPU time (client and server) per callback, which a busy
 // machine disturbs less than ns/op. Run it with -cpu 1 for the pinned case.
 func BenchmarkStoreParallel(b *testing.B) {
