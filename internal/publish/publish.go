@@ -245,29 +245,40 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		pending = make([]inflight, 0, min(p.opts.Window, 4*len(msgs)+1))
 		start   = time.Now()
 		sent    bool
+		scratch []byte // eventMsg's encoding buffer
 	)
 	defer func() { p.opts.Metrics.observe(o, res) }()
+	// pending is a queue, oldest first: a full window waits for its oldest
+	// ack only, so the window stays full rather than draining to empty
+	// before the next publish goes out.
+	awaitOldest := func() error {
+		in := pending[0]
+		pending = pending[1:]
+		ack, err := p.await(ctx, in.f, in.id, in.stream)
+		if err != nil {
+			return err
+		}
+		switch {
+		case in.dlq:
+			res.DeadLettered++
+		case ack.Duplicate:
+			res.Duplicates++
+		default:
+			res.Published++
+		}
+		return nil
+	}
 	flush := func() error {
-		for _, in := range pending {
-			ack, err := p.await(ctx, in.f, in.id, in.stream)
-			if err != nil {
+		for len(pending) > 0 {
+			if err := awaitOldest(); err != nil {
 				return err
 			}
-			switch {
-			case in.dlq:
-				res.DeadLettered++
-			case ack.Duplicate:
-				res.Duplicates++
-			default:
-				res.Published++
-			}
 		}
-		pending = pending[:0]
 		return nil
 	}
 	send := func(m *nats.Msg, id string, dlq bool) error {
 		if len(pending) >= p.opts.Window {
-			if err := flush(); err != nil {
+			if err := awaitOldest(); err != nil {
 				return err
 			}
 		}
@@ -305,7 +316,8 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 				res.Skipped++
 				continue
 			}
-			m, err := p.eventMsg(&events[j])
+			var m *nats.Msg
+			m, scratch, err = p.eventMsg(&events[j], scratch)
 			if err != nil {
 				return res, err
 			}
@@ -398,12 +410,16 @@ const eventHeaders = 16
 
 // eventMsg builds an event's message: the JSON payload, the routing headers
 // and the CloudEvents attributes. It runs once per event, so the headers
-// share one backing array rather than allocating a slice each.
-func (p *Publisher) eventMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {
-	data, err := json.Marshal(e)
+// share one backing array rather than allocating a slice each, and the
+// JSON is encoded in scratch, which it returns for the next event.
+func (p *Publisher) eventMsg(e *wecomhit.HitEvent, scratch []byte) (*nats.Msg, []byte, error) {
+	buf, err := appendEvent(scratch[:0], e)
 	if err != nil {
-		return nil, fmt.Errorf("publish: encode event: %w", err)
+		return nil, scratch, fmt.Errorf("publish: encode event: %w", err)
 	}
+	// The message keeps its data until acked (a retry sends it again), so
+	// it gets a copy of its own, of the exact size; scratch is reused.
+	data := append([]byte(nil), buf...)
 	id := MsgID(e.CorpID, e.MsgID, e.RuleID)
 	vals := [eventHeaders]string{
 		id, ContentTypeJSON, wecomhit.HitSchema, e.CorpID, e.MsgID, e.RuleID,
@@ -422,7 +438,7 @@ func (p *Publisher) eventMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {
 	for i, name := range names {
 		h[name] = backing[i : i+1 : i+1]
 	}
-	return &nats.Msg{Subject: HitSubject(p.prefix, e.CorpID, e.RuleID), Header: h, Data: data}, nil
+	return &nats.Msg{Subject: HitSubject(p.prefix, e.CorpID, e.RuleID), Header: h, Data: data}, buf, nil
 }
 
 // CESource is the CloudEvents source of a corp's events:
