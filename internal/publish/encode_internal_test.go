@@ -196,7 +196,7 @@ func FuzzAppendEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, a, b, c string, n int, sec, nsec int64) {
 		sem := []wecomhit.Semantic{{Code: n, Name: c}}
 		e := wecomhit.HitEvent{Schema: a, App: b, CorpID: c, MsgID: a + b, RuleID: b, RuleName: c, Semantics: sem,
-			Rules:   []wecomhit.RuleMatch{{RuleID: a, RuleName: b, Semantics: sem}, {RuleID: c}},
+			Rules: []wecomhit.RuleMatch{{RuleID: a, RuleName: b, Semantics: sem}, {RuleID: c}},
 			Message: &wecomhit.Message{MsgType: n, MsgTypeName: a, SendTime: sec, Sender: wecomhit.NamedParty{Type: n, TypeName: b, ID: c},
 				Receivers: []wecomhit.NamedParty{{ID: a}}, ChatID: b, ServiceEncryptInfo: &wecomhit.EncryptInfo{EncryptedSecretKey: c, PublicKeyVer: n}},
 			Source: c, FetchedAt: time.Unix(sec, nsec),
