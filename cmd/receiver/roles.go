@@ -16,8 +16,9 @@ import (
 // for the default prefix; TestClusterConfig_NATS keeps them in step). The
 // receiver itself has every right.
 const (
-	// roleConsumer reads hit events: WECOM_HITS and its own consumers on
-	// it, nothing else, from an account of its own (consumerAccount).
+	// roleConsumer reads hit events and corp lifecycle events: WECOM_HITS
+	// and its own consumers on it, nothing else, from an account of its
+	// own (consumerAccount).
 	roleConsumer = "consumer"
 	// roleOperator is what the operator commands (status, tail, backfill,
 	// rules, search, dlq) need, short of deleting or purging stored data
@@ -92,7 +93,8 @@ func consumerAccountOf(p string) *broker.Account {
 			// Acks go to the subject each message names as its reply.
 			{Subject: "$JS.ACK." + hits + ".>"},
 		},
-		Streams: []string{p + ".hit.>"},
+		// Corp lifecycle events (docs/corps.md) are in WECOM_HITS too.
+		Streams: []string{p + ".hit.>", p + ".corp.>"},
 	}
 }
 
@@ -113,6 +115,8 @@ func consumerPermissions(p string) *server.Permissions {
 		Publish: &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			p + ".hit.>",
+			// Corp lifecycle events (docs/corps.md), in WECOM_HITS too.
+			p + ".corp.>",
 			"_INBOX.>",
 		}},
 	}
