@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/wecom"
@@ -107,20 +108,14 @@ func (m *Main) target(r *http.Request) (*wecom.Client, string, error) {
 	if !ok {
 		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("no app %q", name)}
 	}
-	corps := appCorps(*a)
-	corp := r.URL.Query().Get("corp")
-	if corp == "" {
-		if len(corps) != 1 {
-			return nil, "", badRequest("app %s has %d corps: give ?corp=", name, len(corps))
-		}
-		corp = corps[0]
+	corp, err := m.corpView.dir.Resolve(name, r.URL.Query().Get("corp"))
+	switch {
+	case errors.Is(err, corps.ErrAmbiguous):
+		return nil, "", badRequest("%v: give ?corp=", err)
+	case err != nil:
+		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: err.Error()}
 	}
-	for _, c := range corps {
-		if c == corp {
-			return m.clients[name], corp, nil
-		}
-	}
-	return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", name, corp)}
+	return m.clients[a.Name], corp, nil
 }
 
 // decodeBody reads a bounded, strict JSON body.
