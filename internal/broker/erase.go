@@ -66,8 +66,8 @@ scan:
 	deleted := 0
 	for _, seq := range seqs {
 		err := s.SecureDeleteMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // aged out or deleted meanwhile
+		if gone(err) {
+			continue // aged out, or deleted meanwhile (by another replica)
 		}
 		if err != nil {
 			return deleted, fmt.Errorf("broker: delete message %d: %w", seq, err)
@@ -75,4 +75,19 @@ scan:
 		deleted++
 	}
 	return deleted, nil
+}
+
+// JetStream error codes of a message that is not there (any more).
+const (
+	errCodeMsgNotFound      = 10037
+	errCodeSequenceNotFound = 10043
+)
+
+// gone reports whether err says the message is not there.
+func gone(err error) bool {
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeMsgNotFound || apiErr.ErrorCode == errCodeSequenceNotFound)
 }
