@@ -119,9 +119,9 @@ type Main struct {
 	auth        *corpauth.Handler
 	corpChanges chan corps.Change
 	warm        chan [2]string // (app, corp) whose rules to list
-	server    *http.Server
-	listener  net.Listener
-	served    chan struct{} // closed when Serve returns
+	server      *http.Server
+	listener    net.Listener
+	served      chan struct{} // closed when Serve returns
 
 	// The admin listener (admin.go), nil when admin.listen is empty. admin
 	// is its router; api is the /api sub-router behind the bearer token,

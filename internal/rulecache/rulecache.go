@@ -57,12 +57,12 @@ type entry struct {
 
 // Cache maps (corp, rule) to a name. Safe for concurrent use.
 type Cache struct {
-	getter  func(corpID string) Getter // nil: no lookups for the corp
-	log     zerolog.Logger
-	now     func() time.Time
-	ttl     time.Duration
-	retry   time.Duration
-	wait    time.Duration
+	getter func(corpID string) Getter // nil: no lookups for the corp
+	log    zerolog.Logger
+	now    func() time.Time
+	ttl    time.Duration
+	retry  time.Duration
+	wait   time.Duration
 
 	mu      sync.Mutex
 	entries map[[2]string]*entry
