@@ -111,9 +111,9 @@ func (m *Main) target(r *http.Request) (*wecom.Client, string, error) {
 	corp, err := m.corpView.dir.Resolve(name, r.URL.Query().Get("corp"))
 	switch {
 	case errors.Is(err, corps.ErrAmbiguous):
-		return nil, "", badRequest("%v: give ?corp=", err)
+		return nil, "", badRequest("app %s has %d corps: give ?corp=", name, len(m.corpView.dir.Corps(name)))
 	case err != nil:
-		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: err.Error()}
+		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", name, r.URL.Query().Get("corp"))}
 	}
 	return m.clients[a.Name], corp, nil
 }

@@ -585,11 +585,21 @@ func pickCorp(dir *corps.Directory, app, corp string) (string, error) {
 	id, err := dir.Resolve(app, corp)
 	switch {
 	case errors.Is(err, corps.ErrAmbiguous):
-		return "", fmt.Errorf("%w: -corp ID is required: %w", errUsage, err)
+		return "", fmt.Errorf("%w: -corp ID is required: app %q has corps %v", errUsage, app, listed(dir.Corps(app)))
 	case err != nil:
-		return "", fmt.Errorf("%w: -corp: %w", errUsage, err)
+		return "", fmt.Errorf("%w: -corp %q is not a corp of app %q (have %v)", errUsage, corp, app, listed(dir.Corps(app)))
 	}
 	return id, nil
+}
+
+// listed shortens a list of corps for a message: with thousands, `receiver
+// corps list` is the place to look.
+func listed(ids []string) []string {
+	const most = 10
+	if len(ids) > most {
+		return append(ids[:most:most], fmt.Sprintf("... %d more (receiver corps list)", len(ids)-most))
+	}
+	return ids
 }
 
 // requestError is a request the client refused before sending it: a usage

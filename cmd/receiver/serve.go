@@ -338,7 +338,9 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		for _, corp := range dir.Corps(a.Name) {
 			publishMetrics.Init(a.Name, corp)
 		}
-		apps = append(apps, fetch.App{Name: a.Name, API: c})
+		// Corps here only pre-creates the metric series of the corps
+		// served at start; fetch asks dir which corps an app serves.
+		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: dir.Corps(a.Name)})
 	}
 	// A corp's rules are looked up with the client of the first app that
 	// serves it, asked at each lookup: corps come and go.

@@ -264,9 +264,16 @@ const (
 )
 
 // ReservedBytes is what the streams and buckets may hold at most: the
-// store limit must be at least this.
-func (n NATS) ReservedBytes() int64 {
-	return n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes + CorpBuckets*n.CorpsMaxBytes
+// store limit must be at least this. The corp registry's buckets count
+// only when the registry is on (corps.encryption_keys): otherwise they are
+// not created.
+func (c *Config) ReservedBytes() int64 {
+	n := c.NATS
+	r := n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes
+	if c.Corps.Enabled() {
+		r += CorpBuckets * n.CorpsMaxBytes
+	}
+	return r
 }
 
 // URLs splits URL at commas and trims each entry; nil when URL is empty.

@@ -722,7 +722,7 @@ func TestConfig_Validate(t *testing.T) {
 		{name: "OKHitsDiscardOld", mutate: func(c *config.Config) { c.NATS.HitsDiscard = "old" }},
 		{"ErrMaxStoreExternal", func(c *config.Config) { external(c); c.NATS.MaxStoreBytes = 1 << 30 }, "nats.max_store_bytes: only valid when url is empty"},
 		{"ErrMaxStoreBelowLimits", func(c *config.Config) { c.NATS.MaxStoreBytes = 800 << 20 },
-			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (918552576)"},
+			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (901775360)"},
 		{"ErrCallbacksMaxBytes", func(c *config.Config) { c.NATS.CallbacksMaxBytes = 1000 }, "nats.callbacks_max_bytes: must be at least 1 MiB (1048576)"},
 		{"ErrHitsMaxBytes", func(c *config.Config) { c.NATS.HitsMaxBytes = 0 }, "nats.hits_max_bytes: must be at least 1 MiB (1048576)"},
 		{"ErrDeadLettersMaxBytes", func(c *config.Config) { c.NATS.DeadLettersMaxBytes = -1 }, "nats.dead_letters_max_bytes: must be at least 1 MiB (1048576)"},
@@ -836,6 +836,8 @@ func TestConfig_Validate(t *testing.T) {
 			c.Corps.EncryptionKeys["bad id"] = c.Corps.EncryptionKeys["k1"]
 		},
 			"corps.encryption_keys: key ids must be 1 to 64 letters, digits, '_' or '-'"},
+		{"ErrMaxStoreBelowLimitsWithCorps", func(c *config.Config) { withCorpKeys(c); c.NATS.MaxStoreBytes = 901775360 },
+			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (918552576)"},
 		{"ErrCorpsMaxBytes", func(c *config.Config) { c.NATS.CorpsMaxBytes = 1024 }, "nats.corps_max_bytes: must be at least 64 KiB (65536)"},
 		{"ErrCorpIDRequired", func(c *config.Config) { c.Apps[0].Corps[0].CorpID = "" }, "apps[0].corps[0].corp_id: required"},
 		{"ErrCorpIDUnique", func(c *config.Config) {

@@ -61,6 +61,13 @@ func (c *Config) Validate() error {
 	c.Log.validate(v)
 	v.check(c.MemoryLimitBytes >= 0, "memory_limit_bytes", "must not be negative")
 	c.Corps.validate(v)
+	if c.NATS.URL == "" {
+		// The server reserves each stream's and bucket's limit when it is
+		// created, and refuses one that does not fit: say so here rather
+		// than at start-up.
+		v.check(c.NATS.MaxStoreBytes >= c.ReservedBytes(), "nats.max_store_bytes",
+			fmt.Sprintf("must be at least the sum of the stream and bucket limits (%d)", c.ReservedBytes()))
+	}
 	if len(c.Apps) == 0 {
 		v.add("apps", "at least one app is required")
 	}
@@ -176,13 +183,9 @@ func (n *NATS) validateLimits(v *validator, embedded bool) {
 	v.check(n.HitsMaxMsgSize >= 64<<10, "nats.hits_max_msg_size", "must be at least 64 KiB (65536)")
 	if !embedded {
 		v.check(n.MaxStoreBytes == 0, "nats.max_store_bytes", "only valid when url is empty")
-		return
 	}
-	// The server reserves each stream's and bucket's limit when it is
-	// created, and refuses one that does not fit: say so here rather than
-	// at start-up.
-	v.check(n.MaxStoreBytes >= n.ReservedBytes(), "nats.max_store_bytes",
-		fmt.Sprintf("must be at least the sum of the stream and bucket limits (%d)", n.ReservedBytes()))
+	// The store's room for the limits is checked in Config.Validate: it
+	// depends on corps.
 }
 
 // corpKeyIDRE is a key id of corps.encryption_keys, stored beside each
