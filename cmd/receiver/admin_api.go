@@ -35,6 +35,9 @@ import (
 //	POST   /api/apps/{app}/search                body: search_msg's request; answers every page's msgids
 //	GET    /api/dlq                              ?app= &corp= &kind=hit|callback &reason= &limit=: dead letters, oldest first
 //	POST   /api/dlq/replay                       body: {"seqs": [N, ...]} or {"all": true, "app", "corp", "reason"}
+//	GET    /api/corps                            ?app=: the corps, as `receiver corps list -o json` prints them
+//	GET    /api/corps/{app}/{corp}
+//	DELETE /api/corps/{app}/{corp}               cancel a registry corp, delete its data, erase its entry
 //
 // corp may be left out when the app has one corp.
 
@@ -45,6 +48,9 @@ func (m *Main) mountAPI(r chi.Router) {
 	r.Get("/status", m.apiStatus)
 	r.Get("/dlq", m.apiListDLQ)
 	r.Post("/dlq/replay", m.apiReplayDLQ)
+	r.Get("/corps", m.apiListCorps)
+	r.Get("/corps/{app}/{corp}", m.apiGetCorp)
+	r.Delete("/corps/{app}/{corp}", m.apiRemoveCorp)
 	r.Route("/apps/{app}", func(r chi.Router) {
 		r.Get("/rules", m.forApp(apiListRules))
 		r.Post("/rules", m.forApp(m.apiCreateRule))
@@ -349,4 +355,67 @@ func (m *Main) apiReplayDLQ(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results, "count": len(results)})
+}
+
+// apiListCorps answers the corps as `receiver corps list -o json` prints
+// them: never a permanent code.
+func (m *Main) apiListCorps(w http.ResponseWriter, r *http.Request) {
+	app := r.URL.Query().Get("app")
+	if _, ok := m.cfg.App(app); app != "" && !ok {
+		writeAPIError(w, &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("no app %q", app)})
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	entries, err := listCorps(ctx, m.cfg, m.corpView.reg, app)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	if entries == nil {
+		entries = []corpEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"corps": entries, "count": len(entries)})
+}
+
+func (m *Main) apiGetCorp(w http.ResponseWriter, r *http.Request) {
+	app, corp := chi.URLParam(r, "app"), chi.URLParam(r, "corp")
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	entries, err := listCorps(ctx, m.cfg, m.corpView.reg, app)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	for _, e := range entries {
+		if e.CorpID == corp {
+			writeJSON(w, http.StatusOK, e)
+			return
+		}
+	}
+	writeAPIError(w, &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", app, corp)})
+}
+
+// apiRemoveCorp does what `receiver corps remove` does, in the receiver:
+// the cancellation deletes the corp's data before the entry is erased.
+func (m *Main) apiRemoveCorp(w http.ResponseWriter, r *http.Request) {
+	app, corp := chi.URLParam(r, "app"), chi.URLParam(r, "corp")
+	if m.auth == nil {
+		writeAPIError(w, badRequest("the corp registry is off (no corps.encryption_keys): remove the corp from the configuration"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), removeTimeout)
+	defer cancel()
+	err := removeCorp(ctx, m.corpView.reg, func(ctx context.Context, app, corp string) error {
+		return m.auth.Cancel(ctx, app, corp, time.Time{}, corps.CauseOperator)
+	}, app, corp)
+	if errors.Is(err, corps.ErrNotFound) {
+		writeAPIError(w, &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no registry corp %q", app, corp)})
+		return
+	}
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": app + "/" + corp})
 }

@@ -45,6 +45,9 @@ type corpRig struct {
 	key       string // the registry's encryption key, base64
 }
 
+// corpAPIToken is the rig's admin API token.
+const corpAPIToken = "corps-admin-token-0123456789"
+
 func startCorpRig(t *testing.T) *corpRig {
 	t.Helper()
 	srv := natstest.RunServer(t)
@@ -93,10 +96,17 @@ func startCorpRig(t *testing.T) *corpRig {
 
 func (r *corpRig) config(t *testing.T, listen string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse(fmt.Appendf(nil, `
+	cfg, err := config.Parse([]byte(r.yaml(listen)), t.TempDir(), envOf(map[string]string{}, "CORPS_KEY", r.key))
+	require.NoError(t, err)
+	return cfg
+}
+
+// yaml is the receivers' configuration; the key comes from $CORPS_KEY.
+func (r *corpRig) yaml(listen string) string {
+	return fmt.Sprintf(`
 allow_sample_secrets: true
 http: {listen: %q}
-admin: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0", token: %q}
 nats: {url: %q, connect_timeout: 5s}
 fetch: {poll_interval: 0s, page_size: 300}
 log: {level: info}
@@ -112,10 +122,7 @@ apps:
     api_base_url: %s
     suite_id: %s
     suite_secret: suite-secret
-`, listen, r.url, testvectors.V1.Token, testvectors.V1.EncodingAESKey, r.sim.URL(), simSuite),
-		t.TempDir(), envOf(map[string]string{}, "CORPS_KEY", r.key))
-	require.NoError(t, err)
-	return cfg
+`, listen, corpAPIToken, r.url, testvectors.V1.Token, testvectors.V1.EncodingAESKey, r.sim.URL(), simSuite)
 }
 
 // start opens a receiver on lis and stops it at the end of the test.
@@ -465,4 +472,92 @@ func consumerDone(ctx context.Context, js jetstream.JetStream, durable string) e
 		return fmt.Errorf("%s: %d pending, %d unacked", durable, info.NumPending, info.NumAckPending)
 	}
 	return nil
+}
+
+// TestCorps_Operator: receiver corps list|get|remove and /api/corps show
+// the registry without codes, and remove stops a corp and deletes its data
+// like cancel_auth.
+func TestCorps_Operator(t *testing.T) {
+	r := startCorpRig(t)
+	m := r.receivers[0]
+	a, b := r.authorize(t), r.authorize(t)
+	serving(t, a.CorpID, true, r.receivers...)
+	serving(t, b.CorpID, true, r.receivers...)
+
+	// The configuration an operator's commands read: the same, from a file.
+	path := t.TempDir() + "/receiver.yaml"
+	require.NoError(t, writeFile(path, r.yaml("127.0.0.1:0")))
+	e := func(out, errOut *testlog.Buffer) env {
+		return env{lookupEnv: envOf(map[string]string{}, "CORPS_KEY", r.key), stdout: out, stderr: errOut}
+	}
+	ctx := context.Background()
+
+	t.Run("ListJSON", func(t *testing.T) {
+		var out, errOut testlog.Buffer
+		require.Equal(t, 0, run(ctx, []string{"corps", "list", "-config", path, "-o", "json"}, e(&out, &errOut)), errOut.String())
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		require.Len(t, lines, 2)
+		var got corpEntry
+		require.NoError(t, json.Unmarshal([]byte(lines[0]), &got))
+		assert.Equal(t, a.CorpID, got.CorpID)
+		assert.Equal(t, "active", got.State)
+		assert.Equal(t, "create_auth", got.Source)
+		assert.Equal(t, "k1", got.KeyID)
+		assert.NotContains(t, out.String(), "permanent_code")
+	})
+	t.Run("GetTable", func(t *testing.T) {
+		var out, errOut testlog.Buffer
+		require.Equal(t, 0, run(ctx, []string{"corps", "get", "-config", path, "-app", "archive", "-corp", b.CorpID}, e(&out, &errOut)), errOut.String())
+		rows := strings.Split(strings.TrimSpace(out.String()), "\n")
+		require.Len(t, rows, 2)
+		assert.Regexp(t, `^APP +CORP +NAME +STATE +SOURCE +AUTHORIZED +LAST_CHANGE +CHANGED +KEY$`, rows[0])
+		assert.Contains(t, rows[1], b.CorpID)
+	})
+	t.Run("ErrUsage", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"corps"}, {"corps", "nope"}, {"corps", "get", "-config", path, "-app", "archive"},
+			{"corps", "get", "-config", path, "-app", "archive", "-corp", "wwNoSuch"},
+			{"corps", "list", "-config", path, "-app", "nope"},
+			{"corps", "remove", "-config", path, "-app", "archive", "-corp", "wwNoSuch"},
+		} {
+			var out, errOut testlog.Buffer
+			assert.Equal(t, 2, run(ctx, args, e(&out, &errOut)), "%v: %s", args, errOut.String())
+		}
+	})
+	t.Run("API", func(t *testing.T) {
+		status, body := apiDo(t, m, http.MethodGet, "/api/corps", corpAPIToken, "")
+		require.Equal(t, http.StatusOK, status, string(body))
+		var list struct {
+			Corps []corpEntry `json:"corps"`
+			Count int         `json:"count"`
+		}
+		require.NoError(t, json.Unmarshal(body, &list))
+		assert.Equal(t, 2, list.Count)
+		status, _ = apiDo(t, m, http.MethodGet, "/api/corps/archive/"+a.CorpID, corpAPIToken, "")
+		assert.Equal(t, http.StatusOK, status)
+		status, _ = apiDo(t, m, http.MethodGet, "/api/corps/archive/wwNoSuch", corpAPIToken, "")
+		assert.Equal(t, http.StatusNotFound, status)
+		status, _ = apiDo(t, m, http.MethodDelete, "/api/corps/archive/wwNoSuch", corpAPIToken, "")
+		assert.Equal(t, http.StatusNotFound, status)
+	})
+	t.Run("RemoveCLI", func(t *testing.T) {
+		var out, errOut testlog.Buffer
+		require.Equal(t, 0, run(ctx, []string{"corps", "remove", "-config", path, "-app", "archive", "-corp", a.CorpID}, e(&out, &errOut)), errOut.String())
+		serving(t, a.CorpID, false, r.receivers...)
+		reg, err := corps.Bind(ctx, r.js, nil)
+		require.NoError(t, err)
+		_, err = reg.Get(ctx, "archive", a.CorpID)
+		require.ErrorIs(t, err, corps.ErrNotFound, "the entry is erased")
+		evs := corpEvents(t, r.js, a.CorpID)
+		require.Len(t, evs, 2)
+		assert.Equal(t, "operator", evs[1].Cause)
+	})
+	t.Run("RemoveAPI", func(t *testing.T) {
+		status, body := apiDo(t, m, http.MethodDelete, "/api/corps/archive/"+b.CorpID, corpAPIToken, "")
+		require.Equal(t, http.StatusOK, status, string(body))
+		serving(t, b.CorpID, false, r.receivers...)
+		evs := corpEvents(t, r.js, b.CorpID)
+		require.Len(t, evs, 2)
+		assert.Equal(t, wecomhit.CorpCancelled, evs[1].Type)
+	})
 }
