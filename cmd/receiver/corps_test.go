@@ -561,3 +561,77 @@ func TestCorps_Operator(t *testing.T) {
 		assert.Equal(t, wecomhit.CorpCancelled, evs[1].Type)
 	})
 }
+
+// TestCorps_ResetAndChangeAuth: reset_permanent_code exchanges again and
+// the new code is the one used; change_auth re-reads the grant and keeps
+// the corp served; an authorization callback without what it needs is a
+// dead letter.
+func TestCorps_ResetAndChangeAuth(t *testing.T) {
+	r := startCorpRig(t)
+	m := r.receivers[0]
+	ctx := context.Background()
+	a := r.authorize(t)
+	serving(t, a.CorpID, true, r.receivers...)
+	reg, err := corps.Bind(ctx, r.js, nil)
+	require.NoError(t, err)
+	get := func() corps.Corp {
+		c, err := reg.Get(ctx, "archive", a.CorpID)
+		require.NoError(t, err)
+		return c
+	}
+	authorizedAt := get().AuthorizedAt
+
+	t.Run("Reset", func(t *testing.T) {
+		resp, err := http.Post(r.sim.URL()+"/_sim/corps/"+a.CorpID+"/reset", "application/json", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		natstest.WaitFor(t, 15*time.Second, func() error {
+			if c := get(); c.Source != corps.SourceReset {
+				return fmt.Errorf("source %s", c.Source)
+			}
+			return nil
+		})
+		assert.Equal(t, 2, r.sim.Requests("get_permanent_code_v2"))
+		assert.True(t, get().AuthorizedAt.Equal(authorizedAt), "a reset keeps the authorization time")
+		// The old code no longer works at WeCom: a fresh token must come
+		// from the new one.
+		for _, rm := range r.receivers {
+			require.NoError(t, rm.clients["archive"].ForgetCorp(ctx, a.CorpID))
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		require.NoError(t, m.dispatch(cctx, hitCallback(a.CorpID)))
+	})
+	t.Run("ChangeAuth", func(t *testing.T) {
+		before := r.sim.Requests("get_auth_info")
+		require.NoError(t, m.intake.Store(ctx, &wecomhit.Callback{
+			ID: "change-1", App: "archive", Kind: wecomhit.KindChangeAuth, CorpID: a.CorpID,
+			SuiteID: simSuite, EventTime: r.sim.Now().Unix(), ReceivedAt: time.Now(),
+		}))
+		natstest.WaitFor(t, 15*time.Second, func() error {
+			if c := get(); c.LastChange != corps.CauseChangeAuth {
+				return fmt.Errorf("last change %s", c.LastChange)
+			}
+			return nil
+		})
+		assert.Equal(t, before+1, r.sim.Requests("get_auth_info"))
+		c := get()
+		assert.Equal(t, corps.Active, c.State)
+		assert.Equal(t, a.CorpName, c.CorpName)
+		assert.True(t, m.corpView.dir.Has("archive", a.CorpID))
+	})
+	t.Run("ErrBadRecord", func(t *testing.T) {
+		for kind, cb := range map[wecomhit.Kind]*wecomhit.Callback{
+			wecomhit.KindCreateAuth:         {Kind: wecomhit.KindCreateAuth},
+			wecomhit.KindCancelAuth:         {Kind: wecomhit.KindCancelAuth},
+			wecomhit.KindChangeAuth:         {Kind: wecomhit.KindChangeAuth},
+			wecomhit.KindResetPermanentCode: {Kind: wecomhit.KindResetPermanentCode, CorpID: a.CorpID},
+		} {
+			cb.App, cb.ID = "archive", "bad-"+string(kind)
+			err := m.dispatch(ctx, cb)
+			require.ErrorIs(t, err, intake.ErrPermanent, "%s", kind)
+		}
+		assert.Equal(t, corps.Active, get().State, "nothing changed")
+	})
+}
