@@ -4,6 +4,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -172,6 +173,10 @@ func operatorPermissions(p string) *server.Permissions {
 				"$KV." + fetch.TokenBucket + ".>",
 				"$KV." + fetch.HealthBucket + ".>",
 				"$KV." + wecom.TicketBucket + ".>",
+				// A forged "exchanged" record would make a replica skip
+				// a corp's create_auth. The registry itself stays
+				// writable: `corps remove` cancels and erases entries.
+				"$KV." + corps.CodeBucket + ".>",
 			},
 		},
 		Subscribe: &server.SubjectPermission{Allow: []string{
