@@ -145,7 +145,7 @@ func apiCtx(r *http.Request) (context.Context, context.CancelFunc) {
 func (m *Main) apiStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := apiCtx(r)
 	defer cancel()
-	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now())
+	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now(), m.corpView.dir.Corps)
 	if err != nil {
 		writeAPIError(w, err)
 		return

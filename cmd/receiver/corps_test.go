@@ -540,6 +540,22 @@ func TestCorps_Operator(t *testing.T) {
 		status, _ = apiDo(t, m, http.MethodDelete, "/api/corps/archive/wwNoSuch", corpAPIToken, "")
 		assert.Equal(t, http.StatusNotFound, status)
 	})
+	t.Run("Status", func(t *testing.T) {
+		var out, errOut testlog.Buffer
+		run(ctx, []string{"status", "-config", path, "-o", "json"}, e(&out, &errOut))
+		var rep struct {
+			Corps []struct {
+				App    string `json:"app"`
+				CorpID string `json:"corp_id"`
+			} `json:"corps"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out.String()), &rep), out.String()+errOut.String())
+		var ids []string
+		for _, c := range rep.Corps {
+			ids = append(ids, c.CorpID)
+		}
+		assert.ElementsMatch(t, []string{a.CorpID, b.CorpID}, ids, "status reports the registry's corps")
+	})
 	t.Run("RemoveCLI", func(t *testing.T) {
 		var out, errOut testlog.Buffer
 		require.Equal(t, 0, run(ctx, []string{"corps", "remove", "-config", path, "-app", "archive", "-corp", a.CorpID}, e(&out, &errOut)), errOut.String())

@@ -387,6 +387,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	// The deployment's health facts as gauges, read from NATS like
 	// `receiver status` does; never part of Ready.
 	healthTarget := healthTarget(m.cfg)
+	healthTarget.Corps = m.corpView.dir.Corps
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	m.reg.MustRegister(m.readyGauge())
 	var wg sync.WaitGroup
