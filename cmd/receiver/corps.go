@@ -126,7 +126,12 @@ func (m *Main) onCorpChange(ch corps.Change) {
 	if ch.Initial {
 		return
 	}
-	m.corpChanges <- ch
+	select {
+	case m.corpChanges <- ch:
+	case <-m.corpQuit:
+		// Shutting down: nobody takes changes any more, and a watch
+		// blocked here would never stop.
+	}
 }
 
 // corpChangeLoop acts on registry changes seen by this replica, in order:

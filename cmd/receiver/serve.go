@@ -118,6 +118,8 @@ type Main struct {
 	corpView    *corpView
 	auth        *corpauth.Handler
 	corpChanges chan corps.Change
+	corpQuit    chan struct{} // closed by Close: stop queueing changes
+	quitOnce    sync.Once
 	warm        chan [2]string // (app, corp) whose rules to list
 	server      *http.Server
 	listener    net.Listener
@@ -312,6 +314,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	// The registry's watch queues changes from the moment it starts; the
 	// change loop, started below, takes them.
 	m.corpChanges = make(chan corps.Change, corpChanges)
+	m.corpQuit = make(chan struct{})
 	m.warm = make(chan [2]string, warmQueue)
 	m.corpView, err = openCorpView(setupCtx, m.cfg, js, true, m.log, m.onCorpChange)
 	if err != nil {
@@ -664,6 +667,11 @@ func (m *Main) recoverer(next http.Handler) http.Handler {
 // pending publishes and waits for their acks, and last the admin listener
 // stops. It is idempotent.
 func (m *Main) Close(ctx context.Context) error {
+	m.quitOnce.Do(func() {
+		if m.corpQuit != nil {
+			close(m.corpQuit)
+		}
+	})
 	if !m.draining.Swap(true) && m.server != nil && m.cfg.HTTP.ReadyGrace > 0 {
 		// Keep serving while load balancers see /readyz fail.
 		select {
