@@ -38,9 +38,13 @@ Commands:
                              deletes its tokens, cursor, events and records,
                              and publishes <prefix>.corp.<corp>.cancelled),
                              then erase its registry entry
+  rekey                      re-seal every permanent code under corps.current_key,
+                             so that older keys can leave the configuration
 
-Every command takes -config FILE, -creds FILE and -o table|json. Permanent
-codes are never printed: the KEY column names the key a code is sealed under.
+Every command takes -config FILE and -creds FILE; list and get take -o
+table|json. Permanent codes are never printed: the KEY column names the key
+a code is sealed under. rekey needs the keys (corps.encryption_keys); the
+others do not.
 
 Exit status: 0 done, 1 connection error, 2 usage error (including a corp
 that is not there).
@@ -49,7 +53,7 @@ that is not there).
 func (c *corpsCommand) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		_, _ = fmt.Fprint(c.env.stderr, corpsUsage)
-		return fmt.Errorf("%w: missing command: list, get or remove", errUsage)
+		return fmt.Errorf("%w: missing command: list, get, remove or rekey", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -59,12 +63,14 @@ func (c *corpsCommand) Run(ctx context.Context, args []string) error {
 		return c.get(ctx, args)
 	case "remove":
 		return c.remove(ctx, args)
+	case "rekey":
+		return c.rekey(ctx, args)
 	case "help", "-h", "-help", "--help":
 		_, _ = fmt.Fprint(c.env.stdout, corpsUsage)
 		return flag.ErrHelp
 	}
 	_, _ = fmt.Fprint(c.env.stderr, corpsUsage)
-	return fmt.Errorf("%w: unknown command %q: want list, get or remove", errUsage, sub)
+	return fmt.Errorf("%w: unknown command %q: want list, get, remove or rekey", errUsage, sub)
 }
 
 // corpsFlags are the flags every corps command shares.
@@ -360,4 +366,43 @@ func cancelAndWait(ctx context.Context, reg *corps.Registry, f *corpsFlags, e en
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func (c *corpsCommand) rekey(ctx context.Context, args []string) error {
+	fs, f := c.flagSet("rekey", "Re-seals every permanent code that is not under corps.current_key, with\n"+
+		"compare-and-set (a concurrent change is never overwritten). Prints how many\n"+
+		"it re-sealed; an entry it cannot open (its key is gone or changed) is\n"+
+		"named in the error and left as it is (exit 1).\n")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	if *f.config == "" {
+		return fmt.Errorf("%w: -config FILE or RECEIVER_CONFIG is required", errUsage)
+	}
+	cfg, err := c.env.loadConfig(*f.config)
+	if err != nil {
+		return err
+	}
+	if !cfg.Corps.Enabled() {
+		return fmt.Errorf("%w: the corp registry is off (no corps.encryption_keys)", errUsage)
+	}
+	log := zerolog.New(c.env.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-corps", log, withCreds(*f.creds))
+	if err != nil {
+		return err
+	}
+	defer closeBroker(b)
+	keys, err := corps.NewKeyringBase64(cfg.Corps.Keys(), cfg.Corps.CurrentKey)
+	if err != nil {
+		return err
+	}
+	reg, err := corps.Bind(ctx, b.JetStream(), keys)
+	if err != nil {
+		return fmt.Errorf("is the receiver running? %w", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, removeTimeout)
+	defer cancel()
+	n, err := reg.Rekey(rctx)
+	_, _ = fmt.Fprintf(c.env.stdout, "re-sealed %d permanent codes under key %s\n", n, keys.Current())
+	return err
 }

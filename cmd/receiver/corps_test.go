@@ -576,6 +576,32 @@ func TestCorps_Operator(t *testing.T) {
 		require.Len(t, evs, 2)
 		assert.Equal(t, wecomhit.CorpCancelled, evs[1].Type)
 	})
+	t.Run("Rekey", func(t *testing.T) {
+		c := r.authorize(t)
+		serving(t, c.CorpID, true, r.receivers...)
+		// Step 1 of a rotation: a new current key, the old one kept.
+		newKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+		rotated := strings.Replace(r.yaml("127.0.0.1:0"), "    k1: ${CORPS_KEY}\n  current_key: k1",
+			"    k1: ${CORPS_KEY}\n    k2: ${CORPS_KEY2}\n  current_key: k2", 1)
+		require.Contains(t, rotated, "current_key: k2")
+		rpath := t.TempDir() + "/rotated.yaml"
+		require.NoError(t, writeFile(rpath, rotated))
+		var out, errOut testlog.Buffer
+		re := env{lookupEnv: envOf(map[string]string{}, "CORPS_KEY", r.key, "CORPS_KEY2", newKey), stdout: &out, stderr: &errOut}
+		require.Equal(t, 0, run(ctx, []string{"corps", "rekey", "-config", rpath}, re), errOut.String())
+		assert.Contains(t, out.String(), "re-sealed 1 permanent codes under key k2")
+		reg, err := corps.Bind(ctx, r.js, nil)
+		require.NoError(t, err)
+		got, err := reg.Get(ctx, "archive", c.CorpID)
+		require.NoError(t, err)
+		assert.Equal(t, "k2", got.KeyID())
+		k2, err := corps.NewKeyringBase64(map[string]string{"k2": newKey}, "k2")
+		require.NoError(t, err)
+		only2, err := corps.Bind(ctx, r.js, k2)
+		require.NoError(t, err)
+		_, err = only2.PermanentCode(got)
+		require.NoError(t, err, "opens with the new key alone")
+	})
 }
 
 // TestCorps_ResetAndChangeAuth: reset_permanent_code exchanges again and
