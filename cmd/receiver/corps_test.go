@@ -43,15 +43,24 @@ type corpRig struct {
 	receivers []*Main
 	logs      []*testlog.Buffer
 	key       string // the registry's encryption key, base64
+	seeded    bool   // simCorp is in the simulator and the configuration
 }
 
 // corpAPIToken is the rig's admin API token.
 const corpAPIToken = "corps-admin-token-0123456789"
 
-func startCorpRig(t *testing.T) *corpRig {
+func startCorpRig(t *testing.T) *corpRig { return startCorpRigSeeded(t, false) }
+
+// startCorpRigSeeded is startCorpRig with, if seeded, simCorp installed in
+// the simulator and listed in the configuration (a seed).
+func startCorpRigSeeded(t *testing.T, seeded bool) *corpRig {
 	t.Helper()
 	srv := natstest.RunServer(t)
-	r := &corpRig{url: natstest.ClientURLs(srv), key: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{42}, 32))}
+	r := &corpRig{url: natstest.ClientURLs(srv), key: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{42}, 32)), seeded: seeded}
+	var simCorps []wecomsim.Corp
+	if seeded {
+		simCorps = []wecomsim.Corp{{CorpID: simCorp, PermanentCode: "perm-code"}}
+	}
 	_, r.js = natstest.Connect(t, srv)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -70,7 +79,7 @@ func startCorpRig(t *testing.T) *corpRig {
 	r.sim, err = wecomsim.New(wecomsim.Options{
 		Seed: 29, MessageRate: -1,
 		Archive: wecomsim.Archive{
-			SuiteID: simSuite, SuiteSecret: "suite-secret",
+			SuiteID: simSuite, SuiteSecret: "suite-secret", Corps: simCorps,
 			Token: testvectors.V1.Token, EncodingAESKey: testvectors.V1.EncodingAESKey,
 			CallbackURL: r.front.URL + "/callback/archive",
 		},
@@ -103,6 +112,10 @@ func (r *corpRig) config(t *testing.T, listen string) *config.Config {
 
 // yaml is the receivers' configuration; the key comes from $CORPS_KEY.
 func (r *corpRig) yaml(listen string) string {
+	seeds := ""
+	if r.seeded {
+		seeds = "    corps: [{corp_id: " + simCorp + ", permanent_code: perm-code}]\n"
+	}
 	return fmt.Sprintf(`
 allow_sample_secrets: true
 http: {listen: %q}
@@ -122,7 +135,7 @@ apps:
     api_base_url: %s
     suite_id: %s
     suite_secret: suite-secret
-`, listen, corpAPIToken, r.url, testvectors.V1.Token, testvectors.V1.EncodingAESKey, r.sim.URL(), simSuite)
+`, listen, corpAPIToken, r.url, testvectors.V1.Token, testvectors.V1.EncodingAESKey, r.sim.URL(), simSuite) + seeds
 }
 
 // start opens a receiver on lis and stops it at the end of the test.
@@ -676,4 +689,47 @@ func TestCorps_ResetAndChangeAuth(t *testing.T) {
 		}
 		assert.Equal(t, corps.Active, get().State, "nothing changed")
 	})
+}
+
+// TestCorps_Seeds: corps in the file seed the registry and are served with
+// their codes from it; restarting seeds nothing again; a hit of a corp the
+// registry does not know yet is retried, not a dead letter.
+func TestCorps_Seeds(t *testing.T) {
+	r := startCorpRigSeeded(t, true)
+	ctx := context.Background()
+	serving(t, simCorp, true, r.receivers...)
+	reg, err := corps.Bind(ctx, r.js, nil)
+	require.NoError(t, err)
+	c, err := reg.Get(ctx, "archive", simCorp)
+	require.NoError(t, err)
+	assert.Equal(t, corps.SourceConfig, c.Source)
+	assert.Equal(t, "k1", c.KeyID())
+	rev := c.Revision
+
+	m := r.receivers[0]
+	wecomtest.CreateDemoRules(ctx, t, m.clients["archive"], simCorp)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	require.NoError(t, m.dispatch(cctx, hitCallback(simCorp)))
+
+	err = m.dispatch(ctx, hitCallback("wwNotYetAuthorized"))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, intake.ErrPermanent, "retried: its create_auth may be on its way")
+
+	// Another replica starting with the same file writes nothing.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	r.start(t, lis)
+	c, err = reg.Get(ctx, "archive", simCorp)
+	require.NoError(t, err)
+	assert.Equal(t, rev, c.Revision, "seeding again wrote nothing")
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if evs := corpEvents(t, r.js, simCorp); len(evs) != 1 {
+			return fmt.Errorf("%d lifecycle events", len(evs))
+		}
+		return nil
+	})
+	evs := corpEvents(t, r.js, simCorp)
+	assert.Equal(t, wecomhit.CorpAuthorized, evs[0].Type)
+	assert.Equal(t, "config", evs[0].Cause)
 }
