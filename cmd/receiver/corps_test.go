@@ -149,6 +149,16 @@ func (r *corpRig) start(t *testing.T, lis net.Listener) *Main {
 	defer cancel()
 	require.NoError(t, m.Open(ctx), name)
 	t.Cleanup(func() { r.stop(t, m) })
+	// Its intake consumers are created in the background. The next
+	// replica's Open updates the streams, and a stream update while a
+	// consumer is created trips a data race inside nats-server's file
+	// store under -race: let them be created first.
+	for _, d := range intakeDurables() {
+		natstest.WaitFor(t, 10*time.Second, func() error {
+			_, err := r.js.Consumer(ctx, intake.StreamName, d)
+			return err
+		})
+	}
 	r.receivers = append(r.receivers, m)
 	r.logs = append(r.logs, logs)
 	return m
@@ -716,7 +726,12 @@ func TestCorps_Seeds(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, intake.ErrPermanent, "retried: its create_auth may be on its way")
 
-	// Another replica starting with the same file writes nothing.
+	// A restart with the same file writes nothing. (The replicas stop
+	// first: a stream update while another client creates a consumer
+	// trips a data race inside nats-server's file store under -race.)
+	for _, m := range r.receivers {
+		r.stop(t, m)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	r.start(t, lis)
