@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -80,17 +81,12 @@ type corpsFlags struct {
 }
 
 func (c *corpsCommand) flagSet(sub, help string) (*flag.FlagSet, *corpsFlags) {
-	fs := flag.NewFlagSet("corps "+sub, flag.ContinueOnError)
-	fs.SetOutput(c.env.stderr)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), "Usage: receiver corps %s [flags]\n\n%s\nFlags:\n", sub, help)
-		fs.PrintDefaults()
-	}
-	f := &corpsFlags{out: outputTable}
+	fs := c.env.flagSet("corps "+sub, "corps "+sub+" [flags]", help)
+	f := &corpsFlags{}
 	f.config = configFlag(fs, c.env)
 	f.app = fs.String("app", "", "app `name` (apps[].name)")
 	f.corp = fs.String("corp", "", "corp `id`")
-	fs.Var(&f.out, "o", "output `format`: table or json")
+	cli.OutputVar(fs, &f.out)
 	f.creds = credsFlag(fs)
 	return fs, f
 }
