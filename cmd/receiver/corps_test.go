@@ -281,13 +281,16 @@ func TestCorps_Lifecycle(t *testing.T) {
 
 	// A corp installs the suite: create_auth reaches one replica, is
 	// exchanged and stored, and both start serving it.
+	start := time.Now()
 	a := r.authorize(t)
 	serving(t, a.CorpID, true, m1, m2)
+	t.Logf("measured: create_auth to both replicas serving: %v", time.Since(start))
 	assert.Equal(t, 1, r.sim.Requests("get_permanent_code_v2"), "one exchange")
 
 	t.Run("FirstHitWithoutRestart", func(t *testing.T) {
 		_, err := r.sim.GenerateMessages(a.CorpID, 40)
 		require.NoError(t, err)
+		sent := time.Now()
 		r.sim.Advance(6 * time.Second) // the hit callback goes out
 		natstest.WaitFor(t, 15*time.Second, func() error {
 			if n := len(streamData(t, r.js, publish.StreamName, "wecom.hit."+a.CorpID+".>")); n == 0 {
@@ -295,6 +298,7 @@ func TestCorps_Lifecycle(t *testing.T) {
 			}
 			return nil
 		})
+		t.Logf("measured: hit callback of the new corp to its first event: %v", time.Since(sent))
 		// Each replica fetches for the corp on its own: dispatch waits
 		// for the fetch, which fails if the replica cannot reach the corp.
 		for i, m := range r.receivers {
@@ -356,7 +360,9 @@ func TestCorps_Lifecycle(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
+		cancelled := time.Now()
 		serving(t, a.CorpID, false, m1, m2)
+		t.Logf("measured: cancel_auth to both replicas stopped: %v", time.Since(cancelled))
 		natstest.WaitFor(t, 15*time.Second, func() error {
 			if evs := corpEvents(t, r.js, a.CorpID); len(evs) < 2 {
 				return fmt.Errorf("%d lifecycle events", len(evs))
