@@ -176,7 +176,7 @@ func TestCache_NewFuncAndForget(t *testing.T) {
 	c.Forget("late") // drops the failed entry, so the next miss looks up
 	served.Store(true)
 	c.RuleName("late", "r1")
-	waitFor(t, func() error {
+	natstest.WaitFor(t, 5*time.Second, func() error {
 		if name, ok := c.RuleName("late", "r1"); !ok || name != "late/r1" {
 			return fmt.Errorf("name %q %v", name, ok)
 		}
