@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/wecom"
@@ -34,6 +35,9 @@ import (
 //	POST   /api/apps/{app}/search                body: search_msg's request; answers every page's msgids
 //	GET    /api/dlq                              ?app= &corp= &kind=hit|callback &reason= &limit=: dead letters, oldest first
 //	POST   /api/dlq/replay                       body: {"seqs": [N, ...]} or {"all": true, "app", "corp", "reason"}
+//	GET    /api/corps                            ?app=: the corps, as `receiver corps list -o json` prints them
+//	GET    /api/corps/{app}/{corp}
+//	DELETE /api/corps/{app}/{corp}               cancel a registry corp, delete its data, erase its entry
 //
 // corp may be left out when the app has one corp.
 
@@ -44,6 +48,9 @@ func (m *Main) mountAPI(r chi.Router) {
 	r.Get("/status", m.apiStatus)
 	r.Get("/dlq", m.apiListDLQ)
 	r.Post("/dlq/replay", m.apiReplayDLQ)
+	r.Get("/corps", m.apiListCorps)
+	r.Get("/corps/{app}/{corp}", m.apiGetCorp)
+	r.Delete("/corps/{app}/{corp}", m.apiRemoveCorp)
 	r.Route("/apps/{app}", func(r chi.Router) {
 		r.Get("/rules", m.forApp(apiListRules))
 		r.Post("/rules", m.forApp(m.apiCreateRule))
@@ -107,20 +114,14 @@ func (m *Main) target(r *http.Request) (*wecom.Client, string, error) {
 	if !ok {
 		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("no app %q", name)}
 	}
-	corps := appCorps(*a)
-	corp := r.URL.Query().Get("corp")
-	if corp == "" {
-		if len(corps) != 1 {
-			return nil, "", badRequest("app %s has %d corps: give ?corp=", name, len(corps))
-		}
-		corp = corps[0]
+	corp, err := m.corpView.dir.Resolve(name, r.URL.Query().Get("corp"))
+	switch {
+	case errors.Is(err, corps.ErrAmbiguous):
+		return nil, "", badRequest("app %s has %d corps: give ?corp=", name, len(m.corpView.dir.Corps(name)))
+	case err != nil:
+		return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", name, r.URL.Query().Get("corp"))}
 	}
-	for _, c := range corps {
-		if c == corp {
-			return m.clients[name], corp, nil
-		}
-	}
-	return nil, "", &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", name, corp)}
+	return m.clients[a.Name], corp, nil
 }
 
 // decodeBody reads a bounded, strict JSON body.
@@ -144,7 +145,7 @@ func apiCtx(r *http.Request) (context.Context, context.CancelFunc) {
 func (m *Main) apiStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := apiCtx(r)
 	defer cancel()
-	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now())
+	rep, err := readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now(), m.corpView.dir.Corps)
 	if err != nil {
 		writeAPIError(w, err)
 		return
@@ -354,4 +355,67 @@ func (m *Main) apiReplayDLQ(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results, "count": len(results)})
+}
+
+// apiListCorps answers the corps as `receiver corps list -o json` prints
+// them: never a permanent code.
+func (m *Main) apiListCorps(w http.ResponseWriter, r *http.Request) {
+	app := r.URL.Query().Get("app")
+	if _, ok := m.cfg.App(app); app != "" && !ok {
+		writeAPIError(w, &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("no app %q", app)})
+		return
+	}
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	entries, err := listCorps(ctx, m.cfg, m.corpView.reg, app)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	if entries == nil {
+		entries = []corpEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"corps": entries, "count": len(entries)})
+}
+
+func (m *Main) apiGetCorp(w http.ResponseWriter, r *http.Request) {
+	app, corp := chi.URLParam(r, "app"), chi.URLParam(r, "corp")
+	ctx, cancel := apiCtx(r)
+	defer cancel()
+	entries, err := listCorps(ctx, m.cfg, m.corpView.reg, app)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	for _, e := range entries {
+		if e.CorpID == corp {
+			writeJSON(w, http.StatusOK, e)
+			return
+		}
+	}
+	writeAPIError(w, &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no corp %q", app, corp)})
+}
+
+// apiRemoveCorp does what `receiver corps remove` does, in the receiver:
+// the cancellation deletes the corp's data before the entry is erased.
+func (m *Main) apiRemoveCorp(w http.ResponseWriter, r *http.Request) {
+	app, corp := chi.URLParam(r, "app"), chi.URLParam(r, "corp")
+	if m.auth == nil {
+		writeAPIError(w, badRequest("the corp registry is off (no corps.encryption_keys): remove the corp from the configuration"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), removeTimeout)
+	defer cancel()
+	err := removeCorp(ctx, m.corpView.reg, func(ctx context.Context, app, corp string) error {
+		return m.auth.Cancel(ctx, app, corp, time.Time{}, corps.CauseOperator)
+	}, app, corp)
+	if errors.Is(err, corps.ErrNotFound) {
+		writeAPIError(w, &apiRequestError{status: http.StatusNotFound, msg: fmt.Sprintf("app %s has no registry corp %q", app, corp)})
+		return
+	}
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": app + "/" + corp})
 }

@@ -53,10 +53,6 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	corps := appCorps(*a)
-	if *corp == "" && len(corps) == 1 {
-		*corp = corps[0]
-	}
 	log := zerolog.New(c.env.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-backfill", log, withCreds(*creds))
 	if err != nil {
@@ -64,17 +60,21 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer closeBroker(b)
 	js := b.JetStream()
-	client, err := newClient(ctx, a, js, log)
+	view, err := openCorpView(ctx, cfg, js, false, log, nil)
+	if err != nil {
+		return fmt.Errorf("is the receiver running? %w", err)
+	}
+	defer view.close()
+	if *corp, err = pickCorp(view.dir, a.Name, *corp); err != nil {
+		return err
+	}
+	client, err := newClient(ctx, a, js, log, view.clientOptions(*a)...)
 	if err != nil {
 		return err
 	}
 	// Events carry rule names as the service's do: each page waits briefly
 	// for the names it lacks (rulecache.Resolve).
-	getters := map[string]rulecache.Getter{}
-	for _, id := range corps {
-		getters[id] = ruleNamer{client}
-	}
-	names := rulecache.New(getters, log)
+	names := rulecache.NewFunc(func(string) rulecache.Getter { return ruleNamer{client} }, log)
 	defer names.Close()
 	pub := publish.New(js, cfg.NATS.SubjectPrefix, names, log, publish.Options{
 		Replicas: cfg.NATS.Replicas, MaxAge: cfg.Fetch.HitsMaxAge, DuplicateWindow: cfg.Fetch.HitsDuplicateWindow,
@@ -82,7 +82,8 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err := pub.Ready(ctx); err != nil {
 		return fmt.Errorf("is the receiver running? %w", err)
 	}
-	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client, Corps: corps}}, pub, log, fetch.Options{
+	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client}}, pub, log, fetch.Options{
+		Corps:    view.dir,
 		PageSize: cfg.Fetch.PageSize, TokenlessPerMinute: cfg.Fetch.TokenlessPerMinute, Replicas: cfg.NATS.Replicas,
 	})
 	if err != nil {

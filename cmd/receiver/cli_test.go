@@ -51,7 +51,10 @@ func cliCases(t *testing.T) map[string]cliCase {
 		"creds":        {ok: []string{"creds", "consumer", "-config", "CONFIG"}, fail: []string{"creds", "consumer", "-config", "MISSING"}},
 		// No dead letters here: the table's header is the result (dlq_test
 		// parses -o json of real ones).
-		"dlq":     {ok: []string{"dlq", "list", "-config", "CONFIG"}, fail: []string{"dlq", "list", "-config", "MISSING"}},
+		"dlq": {ok: []string{"dlq", "list", "-config", "CONFIG"}, fail: []string{"dlq", "list", "-config", "MISSING"}},
+		// The registry is off in CONFIG: the file's corps (corps_test
+		// covers the registry).
+		"corps":   {ok: []string{"corps", "list", "-config", "CONFIG", "-o", "json"}, json: true, fail: []string{"corps", "list", "-config", "MISSING"}},
 		"version": {ok: []string{"version", "-o", "json"}, json: true, noFailure: "it only reads the build info"},
 		"help":    {ok: []string{"help", "status"}, noFailure: "it only prints"},
 	}

@@ -162,6 +162,12 @@ func commands() []spec {
 			env:     []cli.EnvVar{envConfig},
 			subs:    []string{"list", "replay"},
 			new:     func(e env) command { return &dlqCommand{env: e} }},
+		{name: "corps", synopsis: "corps list|get|remove|rekey -config FILE [-app NAME] [-corp ID] [-o json]",
+			summary: "the corps each app serves (docs/corps.md); remove stops one and deletes\n" +
+				"its data; rekey re-seals permanent codes under corps.current_key",
+			env:  []cli.EnvVar{envConfig},
+			subs: []string{"list", "get", "remove", "rekey"},
+			new:  func(e env) command { return &corpsCommand{env: e} }},
 		{name: "version", synopsis: "version [-o json]",
 			summary: "print the version and VCS revision (also: receiver --version)",
 			new:     func(e env) command { return &versionCommand{env: e} }},
@@ -250,7 +256,7 @@ func printUsage(w io.Writer) {
 		}
 	}
 	b.WriteString(`
-backfill, rules, search, tail, status and dlq reach the running receiver's NATS; on
+backfill, rules, search, tail, status, dlq and corps reach the running receiver's NATS; on
 its host they log in with the operator key it wrote, elsewhere pass -creds FILE.
 
 Every command: exit 0 done, 1 failed, 2 usage error (status adds 3 and 4);

@@ -4,6 +4,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -16,8 +17,9 @@ import (
 // for the default prefix; TestClusterConfig_NATS keeps them in step). The
 // receiver itself has every right.
 const (
-	// roleConsumer reads hit events: WECOM_HITS and its own consumers on
-	// it, nothing else, from an account of its own (consumerAccount).
+	// roleConsumer reads hit events and corp lifecycle events: WECOM_HITS
+	// and its own consumers on it, nothing else, from an account of its
+	// own (consumerAccount).
 	roleConsumer = "consumer"
 	// roleOperator is what the operator commands (status, tail, backfill,
 	// rules, search, dlq) need, short of deleting or purging stored data
@@ -92,7 +94,8 @@ func consumerAccountOf(p string) *broker.Account {
 			// Acks go to the subject each message names as its reply.
 			{Subject: "$JS.ACK." + hits + ".>"},
 		},
-		Streams: []string{p + ".hit.>"},
+		// Corp lifecycle events (docs/corps.md) are in WECOM_HITS too.
+		Streams: []string{p + ".hit.>", p + ".corp.>"},
 	}
 }
 
@@ -113,6 +116,8 @@ func consumerPermissions(p string) *server.Permissions {
 		Publish: &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			p + ".hit.>",
+			// Corp lifecycle events (docs/corps.md), in WECOM_HITS too.
+			p + ".corp.>",
 			"_INBOX.>",
 		}},
 	}
@@ -168,6 +173,10 @@ func operatorPermissions(p string) *server.Permissions {
 				"$KV." + fetch.TokenBucket + ".>",
 				"$KV." + fetch.HealthBucket + ".>",
 				"$KV." + wecom.TicketBucket + ".>",
+				// A forged "exchanged" record would make a replica skip
+				// a corp's create_auth. The registry itself stays
+				// writable: `corps remove` cancels and erases entries.
+				"$KV." + corps.CodeBucket + ".>",
 			},
 		},
 		Subscribe: &server.SubjectPermission{Allow: []string{

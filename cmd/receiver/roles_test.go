@@ -17,6 +17,7 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
@@ -328,7 +329,7 @@ func TestNATSRoles(t *testing.T) {
 			_, err := c.js.Publish(ctx, "$KV."+fetch.CursorBucket+"."+cursorKey, []byte(`{}`))
 			return err
 		})
-		for _, bucket := range []string{fetch.LeaseBucket, fetch.TokenBucket, fetch.HealthBucket, wecom.TicketBucket} {
+		for _, bucket := range []string{fetch.LeaseBucket, fetch.TokenBucket, fetch.HealthBucket, wecom.TicketBucket, corps.CodeBucket} {
 			c.denied(t, "$KV."+bucket+".x", func(ctx context.Context) error {
 				_, err := c.js.Publish(ctx, "$KV."+bucket+".x", []byte(`{}`))
 				return err

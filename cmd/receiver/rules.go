@@ -18,6 +18,7 @@ import (
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -541,20 +542,27 @@ func (f *appFlags) connect(ctx context.Context, e env, name string) (client *wec
 	if err != nil {
 		return nil, "", nil, err
 	}
-	if corp, err = pickCorp(*a, *f.corp); err != nil {
-		return nil, "", nil, err
-	}
 	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	b, err := dialNATS(ctx, cfg, name, log, withCreds(*f.creds))
 	if err != nil {
 		return nil, "", nil, err
 	}
-	client, err = newClient(ctx, a, b.JetStream(), log)
+	view, err := openCorpView(ctx, cfg, b.JetStream(), false, log, nil)
 	if err != nil {
 		closeBroker(b)
+		return nil, "", nil, fmt.Errorf("is the receiver running? %w", err)
+	}
+	done = func() { view.close(); closeBroker(b) }
+	if corp, err = pickCorp(view.dir, a.Name, *f.corp); err != nil {
+		done()
 		return nil, "", nil, err
 	}
-	return client, corp, func() { closeBroker(b) }, nil
+	client, err = newClient(ctx, a, b.JetStream(), log, view.clientOptions(*a)...)
+	if err != nil {
+		done()
+		return nil, "", nil, err
+	}
+	return client, corp, done, nil
 }
 
 func pickApp(cfg *config.Config, name string) (*config.App, error) {
@@ -571,17 +579,27 @@ func pickApp(cfg *config.Config, name string) (*config.App, error) {
 	return a, nil
 }
 
-func pickCorp(a config.App, corp string) (string, error) {
-	corps := appCorps(a)
+// pickCorp resolves -corp with the Directory; a corp it does not know is a
+// usage error.
+func pickCorp(dir *corps.Directory, app, corp string) (string, error) {
+	id, err := dir.Resolve(app, corp)
 	switch {
-	case corp == "" && len(corps) == 1:
-		return corps[0], nil
-	case corp == "":
-		return "", fmt.Errorf("%w: -corp ID is required: app %q has corps %v", errUsage, a.Name, corps)
-	case !slices.Contains(corps, corp):
-		return "", fmt.Errorf("%w: -corp %q is not a corp of app %q (have %v)", errUsage, corp, a.Name, corps)
+	case errors.Is(err, corps.ErrAmbiguous):
+		return "", fmt.Errorf("%w: -corp ID is required: app %q has corps %v", errUsage, app, listed(dir.Corps(app)))
+	case err != nil:
+		return "", fmt.Errorf("%w: -corp %q is not a corp of app %q (have %v)", errUsage, corp, app, listed(dir.Corps(app)))
 	}
-	return corp, nil
+	return id, nil
+}
+
+// listed shortens a list of corps for a message: with thousands, `receiver
+// corps list` is the place to look.
+func listed(ids []string) []string {
+	const most = 10
+	if len(ids) > most {
+		return append(ids[:most:most], fmt.Sprintf("... %d more (receiver corps list)", len(ids)-most))
+	}
+	return ids
 }
 
 // requestError is a request the client refused before sending it: a usage

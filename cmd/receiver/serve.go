@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/corpauth"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/fetch"
@@ -112,9 +113,17 @@ type Main struct {
 	stores    *wecom.Stores
 	clients   map[string]*wecom.Client
 	rules     *rulecache.Cache
-	server    *http.Server
-	listener  net.Listener
-	served    chan struct{} // closed when Serve returns
+	// corpView answers which corps each app serves (corps.go); auth
+	// applies authorization callbacks, nil when the registry is off.
+	corpView    *corpView
+	auth        *corpauth.Handler
+	corpChanges chan corps.Change
+	corpQuit    chan struct{} // closed by Close: stop queueing changes
+	quitOnce    sync.Once
+	warm        chan [2]string // (app, corp) whose rules to list
+	server      *http.Server
+	listener    net.Listener
+	served      chan struct{} // closed when Serve returns
 
 	// The admin listener (admin.go), nil when admin.listen is empty. admin
 	// is its router; api is the /api sub-router behind the bearer token,
@@ -302,28 +311,51 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The registry's watch queues changes from the moment it starts; the
+	// change loop, started below, takes them.
+	m.corpChanges = make(chan corps.Change, corpChanges)
+	m.corpQuit = make(chan struct{})
+	m.warm = make(chan [2]string, warmQueue)
+	m.corpView, err = openCorpView(setupCtx, m.cfg, js, true, m.log, m.onCorpChange)
+	if err != nil {
+		return err
+	}
+	// Seeded after the watch started, so that corps new to the registry
+	// are announced like any other.
+	if err := m.corpView.seed(setupCtx, m.cfg); err != nil {
+		return err
+	}
+	dir := m.corpView.dir
 	m.clients = make(map[string]*wecom.Client, len(m.cfg.Apps))
-	getters := map[string]rulecache.Getter{}
 	apps := make([]fetch.App, 0, len(m.cfg.Apps))
 	wecomMetrics := wecom.NewMetrics(m.reg)
 	publishMetrics := publish.NewMetrics(m.reg)
 	for _, a := range m.cfg.Apps {
-		c, err := wecom.New(a, m.stores, wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
-			wecom.WithClock(mainClock{m.now}))
+		opts := append([]wecom.Option{wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
+			wecom.WithClock(mainClock{m.now})}, m.corpView.clientOptions(a)...)
+		c, err := wecom.New(a, m.stores, opts...)
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		m.clients[a.Name] = c
-		corps := appCorps(a)
-		for _, corp := range corps {
+		for _, corp := range dir.Corps(a.Name) {
 			publishMetrics.Init(a.Name, corp)
-			if _, ok := getters[corp]; !ok {
-				getters[corp] = ruleNamer{c}
+		}
+		// Corps here only pre-creates the metric series of the corps
+		// served at start; fetch asks dir which corps an app serves.
+		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: dir.Corps(a.Name)})
+	}
+	// A corp's rules are looked up with the client of the first app that
+	// serves it, asked at each lookup: corps come and go.
+	getter := func(corp string) rulecache.Getter {
+		for _, a := range m.cfg.Apps {
+			if dir.Has(a.Name, corp) {
+				return ruleNamer{m.clients[a.Name]}
 			}
 		}
-		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: corps})
+		return nil
 	}
-	m.rules = rulecache.New(getters, m.log)
+	m.rules = rulecache.NewFunc(getter, m.log)
 	m.dlq = deadletter.New(js, n.SubjectPrefix, deadletter.Options{
 		Replicas: n.Replicas, MaxAge: n.DeadLetterMaxAge, MaxBytes: n.DeadLettersMaxBytes,
 	})
@@ -340,13 +372,16 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
 		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
-		Metrics: fetch.NewMetrics(m.reg), Now: m.now,
+		Metrics: fetch.NewMetrics(m.reg), Now: m.now, Corps: dir,
 	})
 	if err != nil {
 		return err
 	}
 	if err := m.fetcher.Setup(setupCtx); err != nil {
 		return err
+	}
+	if m.corpView.reg != nil {
+		m.auth = m.newCorpAuth()
 	}
 
 	runCtx, stop := context.WithCancel(context.Background())
@@ -355,10 +390,15 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	// The deployment's health facts as gauges, read from NATS like
 	// `receiver status` does; never part of Ready.
 	healthTarget := healthTarget(m.cfg)
+	healthTarget.Corps = m.corpView.dir.Corps
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	m.reg.MustRegister(m.readyGauge())
 	var wg sync.WaitGroup
-	wg.Add(4 + len(intakeConsumers))
+	wg.Add(5 + len(intakeConsumers))
+	go func() {
+		defer wg.Done()
+		m.corpChangeLoop(runCtx)
+	}()
 	go func() {
 		defer wg.Done()
 		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
@@ -372,8 +412,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	m.rulesWarmed = make(chan struct{})
 	go func() {
 		defer wg.Done()
-		defer close(m.rulesWarmed)
-		m.warmRules(runCtx, apps)
+		m.warmRules(runCtx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -404,46 +443,69 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 // app or corp) is a dead letter at once, so neither takes the slots healthy
 // corps need. Kinds that need no action (conversation_new_message,
 // msgaudit_notify, unknown) have no consumer: they are only stored. So are
-// the authorization kinds (create_auth, ...) until their handler is wired:
-// give them a consumer of their own here then.
+// The authorization kinds (create_auth, ...) have a consumer of their own:
+// an exchange must not wait behind hits, and a hit of a corp being
+// authorized is retried until the registry has it.
 //
 // The hit consumer keeps the name "receiver" of the single consumer of
 // earlier versions, which is updated in place and keeps its position.
 var intakeConsumers = []intake.ConsumerOptions{
 	{Durable: intake.DefaultDurable, Kinds: []wecomhit.Kind{wecomhit.KindHitKeyword, wecomhit.KindProgramNotify}},
 	{Durable: ticketConsumer, Kinds: []wecomhit.Kind{wecomhit.KindSuiteTicket}, LatestOnly: true, MaxInFlight: 4},
+	{Durable: corpsConsumer, Kinds: []wecomhit.Kind{
+		wecomhit.KindCreateAuth, wecomhit.KindChangeAuth, wecomhit.KindCancelAuth, wecomhit.KindResetPermanentCode,
+	}, MaxInFlight: 4},
 }
+
+// corpsConsumer is the durable consumer of authorization callbacks.
+const corpsConsumer = "receiver-corps"
 
 // ticketConsumer is the durable consumer of suite tickets.
 const ticketConsumer = "receiver-tickets"
 
-// warmRules lists every corp's rules at start, so that even the first
-// events of a rule carry its name. An archive app cannot call WeCom before
-// the first suite_ticket arrives (WeCom pushes one every 10 minutes, and at
-// once when asked from its console), so failures are retried for a while;
-// giving up only costs names, which the cache then looks up rule by rule.
-func (m *Main) warmRules(ctx context.Context, apps []fetch.App) {
-	for _, a := range apps {
-		c := m.clients[a.Name]
-		for _, corp := range a.Corps {
-			delay := time.Second
-			for attempt := 1; ; attempt++ {
-				n, err := m.loadRuleNames(ctx, c, corp)
-				if err == nil {
-					m.log.Debug().Str("app", a.Name).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
-					break
-				}
-				if attempt == warmAttempts || ctx.Err() != nil {
-					m.log.Warn().Err(err).Str("app", a.Name).Str("corp_id", corp).Msg("listing rules failed; names will be looked up one by one")
-					break
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(delay):
-				}
-				delay = min(2*delay, 30*time.Second)
+// warmRules lists every corp's rules at start, and each newly authorized
+// corp's as it arrives (m.warm), so that even the first events of a rule
+// carry its name. An archive app cannot call WeCom before the first
+// suite_ticket arrives (WeCom pushes one every 10 minutes, and at once when
+// asked from its console), so failures are retried for a while; giving up
+// only costs names, which the cache then looks up rule by rule.
+func (m *Main) warmRules(ctx context.Context) {
+	for _, a := range m.cfg.Apps {
+		for _, corp := range m.corpView.dir.Corps(a.Name) {
+			m.warmCorp(ctx, a.Name, corp)
+		}
+	}
+	close(m.rulesWarmed) // the start-up listing has ended
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ac := <-m.warm:
+			if m.corpView.dir.Has(ac[0], ac[1]) {
+				m.warmCorp(ctx, ac[0], ac[1])
 			}
 		}
+	}
+}
+
+func (m *Main) warmCorp(ctx context.Context, app, corp string) {
+	c := m.clients[app]
+	delay := time.Second
+	for attempt := 1; ; attempt++ {
+		n, err := m.loadRuleNames(ctx, c, corp)
+		if err == nil {
+			m.log.Debug().Str("app", app).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
+			return
+		}
+		if attempt == warmAttempts || ctx.Err() != nil || !m.corpView.dir.Has(app, corp) {
+			m.log.Warn().Err(err).Str("app", app).Str("corp_id", corp).Msg("listing rules failed; names will be looked up one by one")
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
 	}
 }
 
@@ -474,11 +536,14 @@ func (m *Main) dispatch(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	switch cb.Kind {
 	case wecomhit.KindHitKeyword, wecomhit.KindProgramNotify:
-		corps := appCorps(*a)
-		if !slices.Contains(corps, cb.CorpID) && (cb.CorpID != "" || len(corps) != 1) {
-			return intake.Reject(wecomhit.ReasonUnknownCorp, fmt.Errorf("app %s has no corp %q configured", cb.App, cb.CorpID))
+		if err := m.checkCorp(a, cb); errors.Is(err, errCorpCancelled) {
+			return nil
+		} else if err != nil {
+			return err
 		}
 		return m.fetcher.Handle(ctx, cb)
+	case wecomhit.KindCreateAuth, wecomhit.KindChangeAuth, wecomhit.KindCancelAuth, wecomhit.KindResetPermanentCode:
+		return m.dispatchAuth(ctx, cb)
 	case wecomhit.KindSuiteTicket:
 		if cb.SuiteID == "" || cb.SuiteTicket == "" {
 			return intake.Reject(wecomhit.ReasonBadRecord, errors.New("suite_ticket without suite id or ticket"))
@@ -493,16 +558,32 @@ func (m *Main) dispatch(ctx context.Context, cb *wecomhit.Callback) error {
 	return nil
 }
 
-// appCorps lists the corps an app fetches for.
-func appCorps(a config.App) []string {
-	if a.Mode == config.ModeZone {
-		return []string{a.CorpID}
+// errCorpCancelled: the callback's corp cancelled the suite.
+var errCorpCancelled = errors.New("corp cancelled")
+
+// checkCorp accepts a hit callback whose corp the app serves. Otherwise
+// it is a dead letter at once, except for an archive app with the
+// registry on: a corp the registry does not know yet may be one whose
+// create_auth is being handled (its first hits can come first, on another
+// consumer), so the record is retried; and a cancelled corp's callback is
+// acknowledged and left alone (errCorpCancelled), since its data is to be
+// deleted, not kept as a dead letter.
+func (m *Main) checkCorp(a *config.App, cb *wecomhit.Callback) error {
+	_, err := m.corpView.dir.Resolve(a.Name, cb.CorpID)
+	if err == nil {
+		return nil
 	}
-	corps := make([]string, len(a.Corps))
-	for i, c := range a.Corps {
-		corps[i] = c.CorpID
+	if m.corpView.mirror != nil && a.Mode == config.ModeArchive && cb.CorpID != "" {
+		c, known := m.corpView.mirror.Get(a.Name, cb.CorpID)
+		if !known {
+			return fmt.Errorf("app %s: corp %q not (yet) in the registry: %w", a.Name, cb.CorpID, err)
+		}
+		if c.State == corps.Cancelled {
+			m.log.Info().Str("app", a.Name).Str("corp_id", cb.CorpID).Msg("callback of a cancelled corp dropped")
+			return errCorpCancelled
+		}
 	}
-	return corps
+	return intake.Reject(wecomhit.ReasonUnknownCorp, err)
 }
 
 // ruleNamer reads a rule's name with get_rule_detail.
@@ -586,6 +667,11 @@ func (m *Main) recoverer(next http.Handler) http.Handler {
 // pending publishes and waits for their acks, and last the admin listener
 // stops. It is idempotent.
 func (m *Main) Close(ctx context.Context) error {
+	m.quitOnce.Do(func() {
+		if m.corpQuit != nil {
+			close(m.corpQuit)
+		}
+	})
 	if !m.draining.Swap(true) && m.server != nil && m.cfg.HTTP.ReadyGrace > 0 {
 		// Keep serving while load balancers see /readyz fail.
 		select {
@@ -626,6 +712,7 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		m.stopPipeline = nil
 	}
+	m.corpView.close()
 	if m.rules != nil {
 		// Close, not nil: the admin API, which stops last, may still use it.
 		m.rules.Close()

@@ -81,7 +81,15 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	defer closeBroker(b)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := readStatus(rctx, b.JetStream(), cfg, th, time.Now())
+	var corpsOf func(string) []string
+	if cfg.Corps.Enabled() {
+		// The registry's corps too; without a registry yet, the file's.
+		if view, err := openCorpView(rctx, cfg, b.JetStream(), false, zerolog.Nop(), nil); err == nil {
+			defer view.close()
+			corpsOf = view.dir.Corps
+		}
+	}
+	rep, err := readStatus(rctx, b.JetStream(), cfg, th, time.Now(), corpsOf)
 	if err != nil {
 		return c.failed(out, err)
 	}
@@ -137,13 +145,16 @@ func (c *statusCommand) unknown(out cli.Output, err error) {
 const statusUnknown = "UNKNOWN"
 
 // readStatus gathers the report from NATS.
-func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config, th health.Thresholds, now time.Time) (statusReport, error) {
+// corpsOf, when not nil, lists an app's corps (the registry's too).
+func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config, th health.Thresholds, now time.Time, corpsOf func(string) []string) (statusReport, error) {
 	if th.CallbackRoom == 0 {
 		// What /readyz asks of the store (Main.callbackRoom): with
 		// less, no replica takes callbacks.
 		th.CallbackRoom = int64(intake.RecordLimit(cfg.HTTP.MaxBodyBytes))
 	}
-	return health.Read(ctx, js, healthTarget(cfg), th, now)
+	tg := healthTarget(cfg)
+	tg.Corps = corpsOf
+	return health.Read(ctx, js, tg, th, now)
 }
 
 // healthTarget is what the health facts are read for: the configured apps
@@ -155,8 +166,10 @@ func healthTarget(cfg *config.Config) health.Target {
 		// store's is the one that fills.
 		tg.StoreLimit = cfg.NATS.MaxStoreBytes
 	}
+	fixed := fixedCorps(cfg)
 	for _, a := range cfg.Apps {
-		ha := health.App{Name: a.Name, Corps: appCorps(a)}
+		// Registry corps come from Target.Corps (readStatus, serve).
+		ha := health.App{Name: a.Name, Corps: fixed[a.Name]}
 		if a.Mode == config.ModeArchive {
 			ha.SuiteID = a.SuiteID
 		}

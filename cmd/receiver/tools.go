@@ -82,10 +82,10 @@ func closeBroker(b *broker.Broker) {
 // newClient builds app's WeCom client on the running receivers' token
 // stores, so a command reuses their tokens. It binds the buckets without
 // changing them: a command's config must not reconfigure a cluster.
-func newClient(ctx context.Context, app *config.App, js jetstream.JetStream, log zerolog.Logger) (*wecom.Client, error) {
+func newClient(ctx context.Context, app *config.App, js jetstream.JetStream, log zerolog.Logger, opts ...wecom.Option) (*wecom.Client, error) {
 	stores, err := wecom.BindStores(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	return wecom.New(*app, stores, wecom.WithLogger(log))
+	return wecom.New(*app, stores, append([]wecom.Option{wecom.WithLogger(log)}, opts...)...)
 }

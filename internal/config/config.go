@@ -61,6 +61,7 @@ type Config struct {
 	NATS  NATS  `yaml:"nats"`
 	Fetch Fetch `yaml:"fetch"`
 	Log   Log   `yaml:"log"`
+	Corps Corps `yaml:"corps"`
 	Apps  []App `yaml:"apps"`
 
 	// envVars maps a YAML path to the environment variable its value came
@@ -230,9 +231,13 @@ type NATS struct {
 	// letters when full). Default 64 MiB.
 	DeadLettersMaxBytes int64 `yaml:"dead_letters_max_bytes"`
 	// KVMaxBytes caps each of the KV buckets (tokens, suite tickets,
-	// token locks, cursors, fetch leases, hit tokens); they hold a few
-	// small values per app and corp. Default 4 MiB.
+	// token locks, cursors, fetch leases, hit tokens, corp health); they
+	// hold a few small values per app and corp. Default 4 MiB.
 	KVMaxBytes int64 `yaml:"kv_max_bytes"`
+	// CorpsMaxBytes caps each of the corp registry's two buckets
+	// (wecom_corps and wecom_corp_auth_codes). An entry takes about 500
+	// bytes, so the default, 8 MiB, holds 10,000 corps with room to spare.
+	CorpsMaxBytes int64 `yaml:"corps_max_bytes"`
 }
 
 // DefaultMemoryLimitBytes is memory_limit_bytes' default; BENCHMARKS.md
@@ -244,9 +249,13 @@ const DefaultMemoryLimitBytes = 64 << 20
 // consumer state and the store's own files.
 const DefaultMaxStoreBytes = 1 << 30
 
-// KVBuckets is how many KV buckets the receiver keeps, each capped at
+// KVBuckets is how many KV buckets the receiver keeps capped at
 // NATS.KVMaxBytes.
 const KVBuckets = 7
+
+// CorpBuckets is how many KV buckets the corp registry keeps, each capped
+// at NATS.CorpsMaxBytes: the registry and its auth codes.
+const CorpBuckets = 2
 
 // Hits discard policies (NATS.HitsDiscard).
 const (
@@ -255,9 +264,16 @@ const (
 )
 
 // ReservedBytes is what the streams and buckets may hold at most: the
-// store limit must be at least this.
-func (n NATS) ReservedBytes() int64 {
-	return n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes
+// store limit must be at least this. The corp registry's buckets count
+// only when the registry is on (corps.encryption_keys): otherwise they are
+// not created.
+func (c *Config) ReservedBytes() int64 {
+	n := c.NATS
+	r := n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes
+	if c.Corps.Enabled() {
+		r += CorpBuckets * n.CorpsMaxBytes
+	}
+	return r
 }
 
 // URLs splits URL at commas and trims each entry; nil when URL is empty.
@@ -329,6 +345,33 @@ type App struct {
 	// WrapAbilityIO wraps request_data as {"input":…} and unwraps
 	// {"output":…} in responses.
 	WrapAbilityIO bool `yaml:"wrap_ability_io"`
+}
+
+// Corps configures the corp registry (docs/corps.md): the keys that seal
+// the permanent codes it stores. With no keys the registry is off: archive
+// apps serve the corps listed in the file only, and authorization
+// callbacks (create_auth, ...) become dead letters.
+type Corps struct {
+	// EncryptionKeys maps a key id (1 to 64 of [A-Za-z0-9_-]) to standard
+	// base64 of 32 random bytes (`openssl rand -base64 32`); put the values
+	// in the environment (${VAR}). Keep a rotated-out key until
+	// `receiver corps rekey` has run.
+	EncryptionKeys map[string]Secret `yaml:"encryption_keys"`
+	// CurrentKey is the id new codes are sealed under; one of
+	// EncryptionKeys.
+	CurrentKey string `yaml:"current_key"`
+}
+
+// Enabled reports whether the corp registry is on: keys are configured.
+func (c Corps) Enabled() bool { return len(c.EncryptionKeys) > 0 }
+
+// Keys returns the keys as plain strings, for corps.NewKeyringBase64.
+func (c Corps) Keys() map[string]string {
+	out := make(map[string]string, len(c.EncryptionKeys))
+	for id, k := range c.EncryptionKeys {
+		out[id] = k.Reveal()
+	}
+	return out
 }
 
 // Corp is a corp that authorized an archive suite.
@@ -508,6 +551,7 @@ func defaults() Config {
 			HitsMaxMsgSize:      1 << 20,
 			DeadLettersMaxBytes: 64 << 20,
 			KVMaxBytes:          4 << 20,
+			CorpsMaxBytes:       8 << 20,
 		},
 		Fetch: Fetch{
 			PageSize:            1000,

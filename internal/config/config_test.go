@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +154,7 @@ func TestParse_Example(t *testing.T) {
 			HitsMaxMsgSize:      1 << 20,
 			DeadLettersMaxBytes: 64 << 20,
 			KVMaxBytes:          4 << 20,
+			CorpsMaxBytes:       8 << 20,
 		}, cfg.NATS)
 		assert.Equal(t, config.Log{Level: "info", Format: "json", AcceptedPerSecond: 20}, cfg.Log)
 		assert.Equal(t, []config.App{{
@@ -811,7 +814,31 @@ func TestConfig_Validate(t *testing.T) {
 
 		{"ErrSuiteIDRequired", func(c *config.Config) { c.Apps[0].SuiteID = "" }, "apps[0].suite_id: required when mode is archive"},
 		{"ErrSuiteSecretRequired", func(c *config.Config) { c.Apps[0].SuiteSecret = "" }, "apps[0].suite_secret: required when mode is archive"},
-		{"ErrCorpsRequired", func(c *config.Config) { c.Apps[0].Corps = nil }, "apps[0].corps: at least one corp is required when mode is archive"},
+		{"ErrCorpsRequired", func(c *config.Config) { c.Apps[0].Corps = nil }, "apps[0].corps: at least one corp is required when mode is archive (or set corps.encryption_keys)"},
+		{name: "OKCorpsFromRegistry", mutate: func(c *config.Config) { withCorpKeys(c); c.Apps[0].Corps = nil }},
+		{name: "OKCorpKeysRotating", mutate: func(c *config.Config) {
+			withCorpKeys(c)
+			c.Corps.EncryptionKeys["k2"] = config.Secret(base64.StdEncoding.EncodeToString(make([]byte, 32)))
+		}},
+		{"ErrCorpsCurrentKeyMissing", func(c *config.Config) { withCorpKeys(c); c.Corps.CurrentKey = "" }, "corps.current_key: required with corps.encryption_keys"},
+		{"ErrCorpsCurrentKeyUnknown", func(c *config.Config) { withCorpKeys(c); c.Corps.CurrentKey = "k9" }, "corps.current_key: must be one of the ids in corps.encryption_keys"},
+		{"ErrCorpsCurrentKeyWithoutKeys", func(c *config.Config) { c.Corps.CurrentKey = "k1" }, "corps.current_key: only valid with corps.encryption_keys"},
+		{"ErrCorpsKeyShort", func(c *config.Config) {
+			withCorpKeys(c)
+			c.Corps.EncryptionKeys["k1"] = config.Secret(base64.StdEncoding.EncodeToString(make([]byte, 16)))
+		}, "corps.encryption_keys.k1: must be standard base64 of 32 bytes (openssl rand -base64 32)"},
+		{"ErrCorpsKeyNotBase64", func(c *config.Config) { withCorpKeys(c); c.Corps.EncryptionKeys["k1"] = "not base64!" },
+			"corps.encryption_keys.k1: must be standard base64 of 32 bytes (openssl rand -base64 32)"},
+		{"ErrCorpsKeyEmpty", func(c *config.Config) { withCorpKeys(c); c.Corps.EncryptionKeys["k1"] = "" },
+			"corps.encryption_keys.k1: required (32 random bytes in base64: openssl rand -base64 32)"},
+		{"ErrCorpsKeyID", func(c *config.Config) {
+			withCorpKeys(c)
+			c.Corps.EncryptionKeys["bad id"] = c.Corps.EncryptionKeys["k1"]
+		},
+			"corps.encryption_keys: key ids must be 1 to 64 letters, digits, '_' or '-'"},
+		{"ErrMaxStoreBelowLimitsWithCorps", func(c *config.Config) { withCorpKeys(c); c.NATS.MaxStoreBytes = 901775360 },
+			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (918552576)"},
+		{"ErrCorpsMaxBytes", func(c *config.Config) { c.NATS.CorpsMaxBytes = 1024 }, "nats.corps_max_bytes: must be at least 64 KiB (65536)"},
 		{"ErrCorpIDRequired", func(c *config.Config) { c.Apps[0].Corps[0].CorpID = "" }, "apps[0].corps[0].corp_id: required"},
 		{"ErrCorpIDUnique", func(c *config.Config) {
 			c.Apps[0].Corps = append(c.Apps[0].Corps, config.Corp{CorpID: "wwCorpABC123", PermanentCode: "p2"})
@@ -1086,5 +1113,40 @@ apps:
 		assert.True(t, cfg.AllowSampleSecrets)
 		assert.Equal(t, "http://127.0.0.1:8090", cfg.Apps[0].APIBaseURL)
 		assert.Equal(t, "127.0.0.1:8080", cfg.HTTP.Listen)
+	})
+}
+
+// withCorpKeys turns the corp registry on with one key, k1.
+func withCorpKeys(c *config.Config) {
+	c.Corps = config.Corps{
+		EncryptionKeys: map[string]config.Secret{"k1": config.Secret(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))},
+		CurrentKey:     "k1",
+	}
+}
+
+// TestParse_CorpKeys: keys come from the environment, and neither an error
+// nor the printed config shows them.
+func TestParse_CorpKeys(t *testing.T) {
+	data, err := os.ReadFile(examplePath)
+	require.NoError(t, err)
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
+	extra := "\ncorps:\n  encryption_keys:\n    k1: ${CORPKEY}\n  current_key: k1\n"
+	vars := maps.Clone(exampleEnv)
+	vars["CORPKEY"] = key
+
+	t.Run("OK", func(t *testing.T) {
+		cfg, err := config.Parse(append(slices.Clone(data), extra...), t.TempDir(), env(vars))
+		require.NoError(t, err)
+		assert.True(t, cfg.Corps.Enabled())
+		assert.Equal(t, map[string]string{"k1": key}, cfg.Corps.Keys())
+		assert.NotContains(t, fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg), key)
+	})
+	t.Run("ErrBadKeyNotEchoed", func(t *testing.T) {
+		bad := maps.Clone(vars)
+		bad["CORPKEY"] = "c2VjcmV0LWJ1dC1zaG9ydA=="
+		_, err := config.Parse(append(slices.Clone(data), extra...), t.TempDir(), env(bad))
+		require.ErrorIs(t, err, config.ErrInvalid)
+		assert.Contains(t, err.Error(), "corps.encryption_keys.k1: must be standard base64 of 32 bytes")
+		assert.NotContains(t, err.Error(), bad["CORPKEY"])
 	})
 }

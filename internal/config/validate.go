@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +60,14 @@ func (c *Config) Validate() error {
 	c.Fetch.validate(v)
 	c.Log.validate(v)
 	v.check(c.MemoryLimitBytes >= 0, "memory_limit_bytes", "must not be negative")
+	c.Corps.validate(v)
+	if c.NATS.URL == "" {
+		// The server reserves each stream's and bucket's limit when it is
+		// created, and refuses one that does not fit: say so here rather
+		// than at start-up.
+		v.check(c.NATS.MaxStoreBytes >= c.ReservedBytes(), "nats.max_store_bytes",
+			fmt.Sprintf("must be at least the sum of the stream and bucket limits (%d)", c.ReservedBytes()))
+	}
 	if len(c.Apps) == 0 {
 		v.add("apps", "at least one app is required")
 	}
@@ -66,7 +75,7 @@ func (c *Config) Validate() error {
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		p := fmt.Sprintf("apps[%d]", i)
-		a.validate(v, p)
+		a.validate(v, p, c.Corps.Enabled())
 		if a.Name != "" {
 			if seen[a.Name] {
 				v.add(p+".name", "must be unique")
@@ -169,17 +178,55 @@ func (n *NATS) validateLimits(v *validator, embedded bool) {
 	v.check(n.HitsMaxBytes >= minStreamBytes, "nats.hits_max_bytes", "must be at least 1 MiB (1048576)")
 	v.check(n.DeadLettersMaxBytes >= minStreamBytes, "nats.dead_letters_max_bytes", "must be at least 1 MiB (1048576)")
 	v.check(n.KVMaxBytes >= minKVBytes, "nats.kv_max_bytes", "must be at least 64 KiB (65536)")
+	v.check(n.CorpsMaxBytes >= minKVBytes, "nats.corps_max_bytes", "must be at least 64 KiB (65536)")
 	v.check(n.HitsDiscard == DiscardNew || n.HitsDiscard == DiscardOld, "nats.hits_discard", `must be "new" or "old"`)
 	v.check(n.HitsMaxMsgSize >= 64<<10, "nats.hits_max_msg_size", "must be at least 64 KiB (65536)")
 	if !embedded {
 		v.check(n.MaxStoreBytes == 0, "nats.max_store_bytes", "only valid when url is empty")
+	}
+	// The store's room for the limits is checked in Config.Validate: it
+	// depends on corps.
+}
+
+// corpKeyIDRE is a key id of corps.encryption_keys, stored beside each
+// ciphertext (internal/corps checks the same).
+var corpKeyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// corpKeySize is an AES-256 key's size.
+const corpKeySize = 32
+
+func (c *Corps) validate(v *validator) {
+	if !c.Enabled() {
+		v.check(c.CurrentKey == "", "corps.current_key", "only valid with corps.encryption_keys")
 		return
 	}
-	// The server reserves each stream's and bucket's limit when it is
-	// created, and refuses one that does not fit: say so here rather than
-	// at start-up.
-	v.check(n.MaxStoreBytes >= n.ReservedBytes(), "nats.max_store_bytes",
-		fmt.Sprintf("must be at least the sum of the stream and bucket limits (%d)", n.ReservedBytes()))
+	ids := make([]string, 0, len(c.EncryptionKeys))
+	for id := range c.EncryptionKeys {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		p := "corps.encryption_keys." + id
+		if !corpKeyIDRE.MatchString(id) {
+			// The id may be anything the file says: do not echo it.
+			v.add("corps.encryption_keys", "key ids must be 1 to 64 letters, digits, '_' or '-'")
+			continue
+		}
+		// The rule never repeats the value, which is a secret.
+		k, err := base64.StdEncoding.DecodeString(c.EncryptionKeys[id].Reveal())
+		switch {
+		case c.EncryptionKeys[id] == "":
+			v.add(p, "required (32 random bytes in base64: openssl rand -base64 32)")
+		case err != nil || len(k) != corpKeySize:
+			v.add(p, "must be standard base64 of 32 bytes (openssl rand -base64 32)")
+		}
+	}
+	switch {
+	case c.CurrentKey == "":
+		v.add("corps.current_key", "required with corps.encryption_keys")
+	case c.EncryptionKeys[c.CurrentKey] == "" && !slices.Contains(ids, c.CurrentKey):
+		v.add("corps.current_key", "must be one of the ids in corps.encryption_keys")
+	}
 }
 
 func (f *Fetch) validate(v *validator) {
@@ -201,7 +248,7 @@ func (l *Log) validate(v *validator) {
 	v.check(l.AcceptedPerSecond >= 0, "log.accepted_per_second", "must not be negative")
 }
 
-func (a *App) validate(v *validator, p string) {
+func (a *App) validate(v *validator, p string, registry bool) {
 	if a.Name == "" {
 		v.add(p+".name", "required")
 	} else {
@@ -232,7 +279,7 @@ func (a *App) validate(v *validator, p string) {
 	case "":
 		v.add(p+".mode", "required")
 	case ModeArchive:
-		a.validateArchive(v, p)
+		a.validateArchive(v, p, registry)
 	case ModeZone:
 		a.validateZone(v, p)
 	default:
@@ -240,11 +287,14 @@ func (a *App) validate(v *validator, p string) {
 	}
 }
 
-func (a *App) validateArchive(v *validator, p string) {
+func (a *App) validateArchive(v *validator, p string, registry bool) {
 	const req = "required when mode is archive"
 	v.check(a.SuiteID != "", p+".suite_id", req)
 	v.check(a.SuiteSecret != "", p+".suite_secret", req)
-	v.check(len(a.Corps) > 0, p+".corps", "at least one corp is required when mode is archive")
+	// With the registry on, corps arrive through create_auth: the file
+	// may list none.
+	v.check(registry || len(a.Corps) > 0, p+".corps",
+		"at least one corp is required when mode is archive (or set corps.encryption_keys)")
 	seen := make(map[string]bool, len(a.Corps))
 	for j, c := range a.Corps {
 		cp := fmt.Sprintf("%s.corps[%d]", p, j)

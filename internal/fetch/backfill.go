@@ -36,8 +36,11 @@ func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Tim
 	if !ok {
 		return Progress{}, fmt.Errorf("fetch: no app %q", app)
 	}
-	if !contains(a.Corps, corp) {
-		return Progress{}, fmt.Errorf("fetch: app %s has no corp %q", app, corp)
+	if corp == "" {
+		return Progress{}, fmt.Errorf("fetch: backfill of app %s needs a corp", app)
+	}
+	if _, err := f.opts.Corps.Resolve(app, corp); err != nil {
+		return Progress{}, fmt.Errorf("fetch: %w", err)
 	}
 	// Events are published after their message was sent, so every event of
 	// a message sent since `since` was stored after it.

@@ -30,6 +30,7 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -43,11 +44,23 @@ type Publisher interface {
 	Publish(ctx context.Context, page *wecomhit.HitPage) (wecomhit.PageResult, error)
 }
 
-// App is one configured app: its name, its client, and its corps.
+// App is one configured app: its name, its client, and its corps when
+// they are fixed (Options.Corps unset).
 type App struct {
 	Name  string
 	API   HitLister
 	Corps []string
+}
+
+// Corps tells which corps an app serves now: *corps.Directory. Asked on
+// every callback and poll, so a corp authorized or cancelled at run time is
+// fetched, or not, from then on.
+type Corps interface {
+	// Corps lists app's corps, sorted.
+	Corps(app string) []string
+	// Resolve returns corp if app serves it, app's only corp if corp is
+	// empty, or an error.
+	Resolve(app, corp string) (string, error)
 }
 
 // KV bucket names.
@@ -103,6 +116,9 @@ type Options struct {
 	// Metrics records pages, errors and cursor lag (NewMetrics). Default
 	// nil: nothing is recorded.
 	Metrics *Metrics
+	// Corps tells which corps each app serves. Default: the Corps listed
+	// in each App, fixed.
+	Corps Corps
 }
 
 // Fetcher runs fetches. Create it with New, then Setup, then Run.
@@ -119,6 +135,7 @@ type Fetcher struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	running map[string]workerRun // by key, as workers
 	wg      sync.WaitGroup
 	ctx     context.Context // Run's; workers live within it
 
@@ -130,9 +147,15 @@ type Fetcher struct {
 	idle     chan struct{}
 }
 
+// workerRun stops one worker (Forget) and tells when it has stopped.
+type workerRun struct {
+	stop context.CancelFunc
+	done chan struct{}
+}
+
 // New returns a Fetcher; it does no I/O. Options and defaults: PageSize
 // 1000, LeaseTTL 10s, PollInterval 0 (no polling), TokenlessPerMinute 6,
-// Replicas 1.
+// Replicas 1, Corps the Apps' own lists.
 func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, opts Options) (*Fetcher, error) {
 	if opts.PageSize == 0 {
 		opts.PageSize = DefaultPageSize
@@ -166,14 +189,20 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 		apps:    make(map[string]App, len(apps)),
 		log:     log.With().Str("component", "fetch").Logger(),
 		workers: map[string]*worker{},
+		running: map[string]workerRun{},
 		health:  newHealthRecorder(opts.Now, opts.Metrics),
 	}
+	fixed := make(map[string][]string, len(apps))
 	for _, a := range apps {
 		if a.Name == "" || a.API == nil {
 			return nil, fmt.Errorf("%w: app needs a name and an API", ErrInvalidOption)
 		}
 		f.apps[a.Name] = a
+		fixed[a.Name] = a.Corps
 		opts.Metrics.init(a.Name, a.Corps)
+	}
+	if f.opts.Corps == nil {
+		f.opts.Corps = corps.NewDirectory(fixed, nil)
 	}
 	return f, nil
 }
@@ -260,7 +289,7 @@ func (f *Fetcher) refreshLag(ctx context.Context) {
 		return
 	}
 	for _, name := range f.appNames() {
-		for _, corp := range f.apps[name].Corps {
+		for _, corp := range f.opts.Corps.Corps(name) {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			cur, _, err := f.loadCursor(rctx, name, corp)
 			cancel()
@@ -284,7 +313,7 @@ func (f *Fetcher) Running() bool {
 // without waiting for them.
 func (f *Fetcher) Poll() {
 	for _, name := range f.appNames() {
-		for _, corp := range f.apps[name].Corps {
+		for _, corp := range f.opts.Corps.Corps(name) {
 			if w := f.worker(name, corp); w != nil {
 				w.trigger(wecomhit.SourcePoll)
 			}
@@ -309,16 +338,12 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	if cb.Kind != wecomhit.KindHitKeyword && cb.Kind != wecomhit.KindProgramNotify {
 		return nil
 	}
-	app, ok := f.apps[cb.App]
-	if !ok {
+	if _, ok := f.apps[cb.App]; !ok {
 		return fmt.Errorf("fetch: callback for unconfigured app %q", cb.App)
 	}
-	corp := cb.CorpID
-	if corp == "" && len(app.Corps) == 1 {
-		corp = app.Corps[0]
-	}
-	if !contains(app.Corps, corp) {
-		return fmt.Errorf("fetch: app %s has no corp %q configured", cb.App, corp)
+	corp, err := f.opts.Corps.Resolve(cb.App, cb.CorpID)
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
 	}
 	if f.draining.Load() {
 		return errDraining
@@ -388,15 +413,6 @@ func (f *Fetcher) end() {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // worker returns the (app, corp) worker, starting it if needed; nil if Run
 // has not started or has stopped.
 func (f *Fetcher) worker(app, corp string) *worker {
@@ -410,11 +426,50 @@ func (f *Fetcher) worker(app, corp string) *worker {
 	if w == nil {
 		w = newWorker(f, app, corp)
 		f.workers[k] = w
+		ctx, stop := context.WithCancel(f.ctx)
+		run := workerRun{stop: stop, done: make(chan struct{})}
+		f.running[k] = run
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			w.loop(f.ctx)
+			defer close(run.done)
+			w.loop(ctx)
 		}()
 	}
 	return w
+}
+
+// Forget stops fetching (app, corp) on this replica at once, cutting a
+// fetch under way, and deletes what the fetcher keeps about it in NATS: its
+// cursor, lease, hit token and health entry (a cancelled corp's data must
+// go). Call it after the corp left the Corps, or a poll or callback starts
+// it again. Every replica calls it; the deletes are idempotent.
+func (f *Fetcher) Forget(ctx context.Context, app, corp string) error {
+	k := key(app, corp)
+	f.mu.Lock()
+	run, ok := f.running[k]
+	delete(f.workers, k)
+	delete(f.running, k)
+	f.mu.Unlock()
+	if ok {
+		run.stop()
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return fmt.Errorf("fetch: forget %s/%s: %w", app, corp, ctx.Err())
+		}
+	}
+	f.health.forget(k)
+	f.opts.Metrics.forget(app, corp)
+	var errs []error
+	for _, kv := range []jetstream.KeyValue{f.cursors, f.leases, f.tokens, f.health.kv} {
+		if kv == nil {
+			continue
+		}
+		// Purge, not Delete: no earlier revision (a cursor's history) stays.
+		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, fmt.Errorf("fetch: forget %s/%s in %s: %w", app, corp, kv.Bucket(), err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -154,6 +154,19 @@ func (r *healthRecorder) record(ctx context.Context, app, corp string, err error
 	}
 }
 
+// forget drops k's unwritten outcomes (Forget), so that a flush does not
+// write back the entry of a corp whose data was deleted.
+func (r *healthRecorder) forget(k string) {
+	if r == nil {
+		return
+	}
+	r.flushing.Lock()
+	defer r.flushing.Unlock()
+	r.mu.Lock()
+	delete(r.pending, k)
+	r.mu.Unlock()
+}
+
 // flushAll writes every (app, corp) with unwritten outcomes; Run calls it
 // periodically so the last outcomes of a quiet corp reach the bucket.
 func (r *healthRecorder) flushAll(ctx context.Context) {
@@ -283,7 +296,7 @@ func (f *Fetcher) refreshHealth(ctx context.Context) {
 		return
 	}
 	for _, name := range f.appNames() {
-		for _, corp := range f.apps[name].Corps {
+		for _, corp := range f.opts.Corps.Corps(name) {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			h, _, err := readHealth(rctx, f.health.kv, key(name, corp))
 			cancel()

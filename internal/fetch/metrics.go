@@ -83,6 +83,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // init pre-creates the series of an app's corps.
+// forget removes corp's series: a cancelled corp's id must not stay in
+// the metrics.
+func (m *Metrics) forget(app, corp string) {
+	if m == nil {
+		return
+	}
+	for _, s := range sources {
+		m.pages.DeleteLabelValues(app, corp, s)
+	}
+	for _, v := range []*prometheus.GaugeVec{m.cursorLag, m.lastSuccess} {
+		v.DeleteLabelValues(app, corp)
+	}
+	m.errors.DeleteLabelValues(app, corp)
+	m.failures.DeleteLabelValues(app, corp)
+}
+
 func (m *Metrics) init(app string, corps []string) {
 	if m == nil {
 		return

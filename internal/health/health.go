@@ -60,6 +60,10 @@ type Target struct {
 	// account's limits are dynamic, and the server's limit is what
 	// applies); 0 when unknown.
 	StoreLimit int64
+	// Corps, when set, is asked at each Read which corps an app serves
+	// (corps.Directory.Corps: corps come and go at run time); Apps' Corps
+	// then only pre-create metric series.
+	Corps func(app string) []string
 }
 
 // Report is every fact Read found. It is also the JSON of `receiver status
@@ -177,7 +181,11 @@ func Read(ctx context.Context, js jetstream.JetStream, tg Target, th Thresholds,
 			s.App = a.Name
 			rep.Suites = append(rep.Suites, s)
 		}
-		for _, corp := range a.Corps {
+		corps := a.Corps
+		if tg.Corps != nil {
+			corps = tg.Corps(a.Name)
+		}
+		for _, corp := range corps {
 			st, err := fetch.ReadState(ctx, js, a.Name, corp)
 			if err != nil {
 				return rep, err

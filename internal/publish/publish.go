@@ -187,7 +187,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
-		Subjects:    []string{p.prefix + ".hit.>"},
+		Subjects:    []string{p.prefix + ".hit.>", p.prefix + ".corp.>"}, // corp.go
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     discard,

@@ -237,7 +237,7 @@ func TestPublisher_SetupMovesDeadLetters(t *testing.T) {
 	require.NoError(t, p.Setup(ctx))
 	s, err := js.Stream(ctx, publish.StreamName)
 	require.NoError(t, err)
-	assert.Equal(t, []string{prefix + ".hit.>"}, s.CachedInfo().Config.Subjects)
+	assert.Equal(t, []string{prefix + ".hit.>", prefix + ".corp.>"}, s.CachedInfo().Config.Subjects)
 	d, err := js.Stream(ctx, deadletter.StreamName)
 	require.NoError(t, err)
 	assert.Equal(t, []string{prefix + ".dlq.>"}, d.CachedInfo().Config.Subjects)

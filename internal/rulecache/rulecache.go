@@ -57,12 +57,12 @@ type entry struct {
 
 // Cache maps (corp, rule) to a name. Safe for concurrent use.
 type Cache struct {
-	getters map[string]Getter // by corp
-	log     zerolog.Logger
-	now     func() time.Time
-	ttl     time.Duration
-	retry   time.Duration
-	wait    time.Duration
+	getter func(corpID string) Getter // nil: no lookups for the corp
+	log    zerolog.Logger
+	now    func() time.Time
+	ttl    time.Duration
+	retry  time.Duration
+	wait   time.Duration
 
 	mu      sync.Mutex
 	entries map[[2]string]*entry
@@ -74,9 +74,16 @@ type Cache struct {
 
 // New returns a Cache that looks rules of a corp up with getters[corp].
 func New(getters map[string]Getter, log zerolog.Logger) *Cache {
+	return NewFunc(func(corpID string) Getter { return getters[corpID] }, log)
+}
+
+// NewFunc returns a Cache that looks rules of a corp up with getter(corp),
+// asked at each lookup, so corps that appear at run time get names too;
+// getter returns nil for a corp it does not serve.
+func NewFunc(getter func(corpID string) Getter, log zerolog.Logger) *Cache {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
-		getters: getters, log: log.With().Str("component", "rulecache").Logger(),
+		getter: getter, log: log.With().Str("component", "rulecache").Logger(),
 		now: time.Now, ttl: DefaultTTL, retry: DefaultRetry, wait: DefaultWait,
 		entries: map[[2]string]*entry{}, sem: make(chan struct{}, maxLookups),
 		ctx: ctx, cancel: cancel,
@@ -102,7 +109,7 @@ func (c *Cache) startLocked(k [2]string) *entry {
 		c.entries[k] = e
 	}
 	if !e.pending && !c.now().Before(e.until) {
-		if g := c.getters[k[0]]; g != nil && c.ctx.Err() == nil {
+		if g := c.getter(k[0]); g != nil && c.ctx.Err() == nil {
 			e.pending = true
 			e.done = make(chan struct{})
 			c.wg.Add(1)
@@ -187,6 +194,21 @@ func (c *Cache) finish(k [2]string, name string, err error) {
 		return
 	}
 	e.name, e.ok, e.until = name, true, c.now().Add(c.ttl)
+}
+
+// Forget drops every name of corpID (a corp that cancelled: its rule
+// names are its data). A lookup under way finishes into a fresh entry only
+// if asked for again.
+func (c *Cache) Forget(corpID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		if k[0] == corpID && !e.pending {
+			delete(c.entries, k)
+		} else if k[0] == corpID {
+			e.name, e.ok = "", false
+		}
+	}
 }
 
 // Close stops background lookups and waits for them.

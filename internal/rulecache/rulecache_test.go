@@ -157,3 +157,37 @@ func TestCache_Resolve(t *testing.T) {
 		assert.NotEmpty(t, name)
 	})
 }
+
+// TestCache_NewFuncAndForget: a corp's getter is asked for at lookup time,
+// so a corp that appears later gets names; Forget drops a corp's names.
+func TestCache_NewFuncAndForget(t *testing.T) {
+	var served atomic.Bool
+	g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) { return corp + "/" + rule, nil })
+	c := NewFunc(func(corp string) Getter {
+		if corp == "late" && served.Load() {
+			return g
+		}
+		return nil
+	}, zerolog.Nop())
+	defer c.Close()
+
+	_, ok := c.RuleName("late", "r1")
+	assert.False(t, ok, "no getter yet: no name, no lookup")
+	c.Forget("late") // drops the failed entry, so the next miss looks up
+	served.Store(true)
+	c.RuleName("late", "r1")
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if name, ok := c.RuleName("late", "r1"); !ok || name != "late/r1" {
+			return fmt.Errorf("name %q %v", name, ok)
+		}
+		return nil
+	})
+	c.Set("other", "r9", "kept")
+	c.Forget("late")
+	served.Store(false)
+	_, ok = c.RuleName("late", "r1")
+	assert.False(t, ok, "forgotten")
+	name, ok := c.RuleName("other", "r9")
+	assert.True(t, ok)
+	assert.Equal(t, "kept", name, "other corps' names stay")
+}

@@ -386,6 +386,32 @@ func (ts *tokenSource) invalidate(ctx context.Context, key, bad string) error {
 	return nil
 }
 
+// forget drops key's token from memory and purges it, and its refresh
+// lock, from the buckets: no revision of it stays.
+func (ts *tokenSource) forget(ctx context.Context, key string) error {
+	ts.mu.Lock()
+	delete(ts.mem, key)
+	ts.mu.Unlock()
+	if ts.kv == nil {
+		return nil
+	}
+	var errs []error
+	for _, kv := range []jetstream.KeyValue{ts.kv, ts.locks} {
+		if err := kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, fmt.Errorf("wecom: purge cached token: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ForgetCorp deletes this process's and the shared cache's access token of
+// corp, and its refresh lock: a corp that cancelled the suite leaves no
+// token behind. A later call for the corp fetches a token again (and fails
+// if its permanent code is gone).
+func (c *Client) ForgetCorp(ctx context.Context, corp string) error {
+	return c.tokens.forget(ctx, c.corpTokenKey(corp))
+}
+
 // lockOwner is a random lock value, for whoever inspects the bucket.
 func lockOwner() []byte {
 	var b [8]byte

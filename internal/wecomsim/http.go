@@ -1,9 +1,11 @@
 package wecomsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -98,6 +100,7 @@ func (s *Sim) api(name string, h handlerFunc) http.HandlerFunc {
 			return
 		}
 		s.mu.Lock()
+		s.countCorpLocked(r, body)
 		resp := h(r, body)
 		s.mu.Unlock()
 		writeJSON(w, resp)
@@ -122,19 +125,43 @@ func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.Faults())
 }
 
+// countCorpLocked counts a request for the corp it concerns: the corp of
+// its access token, or the auth_corpid of a get_corp_token or
+// get_auth_info body.
+func (s *Sim) countCorpLocked(r *http.Request, body []byte) {
+	if t, ok := s.tokens[r.URL.Query().Get("access_token")]; ok && t.corpID != "" {
+		s.corpRequests[t.corpID]++
+		return
+	}
+	if !bytes.Contains(body, []byte(`"auth_corpid"`)) {
+		return
+	}
+	var b struct {
+		AuthCorpID string `json:"auth_corpid"`
+	}
+	if json.Unmarshal(body, &b) == nil && b.AuthCorpID != "" {
+		s.corpRequests[b.AuthCorpID]++
+	}
+}
+
 // Stats is what GET /_sim/stats shows.
 type Stats struct {
-	Now       int64                     `json:"now"`
-	Requests  map[string]int            `json:"requests"`
-	Callbacks map[string]CallbackCounts `json:"callbacks"`
-	Hits      int                       `json:"hits"`
+	Now      int64          `json:"now"`
+	Requests map[string]int `json:"requests"`
+	// CorpRequests counts the API requests about each corp (with its
+	// access token, or naming it as auth_corpid), to tell whether anyone
+	// still calls for a corp.
+	CorpRequests map[string]int            `json:"corp_requests"`
+	Callbacks    map[string]CallbackCounts `json:"callbacks"`
+	Hits         int                       `json:"hits"`
 }
 
 // Stats returns request and callback counts, keyed by API and callback kind.
 func (s *Sim) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Now: s.now.Unix(), Requests: map[string]int{}, Callbacks: map[string]CallbackCounts{}, Hits: len(s.hits)}
+	st := Stats{Now: s.now.Unix(), Requests: map[string]int{}, Callbacks: map[string]CallbackCounts{}, Hits: len(s.hits),
+		CorpRequests: maps.Clone(s.corpRequests)}
 	for k, v := range s.requests {
 		st.Requests[k] = v
 	}

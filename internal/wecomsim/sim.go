@@ -208,7 +208,9 @@ type Sim struct {
 	hits      []Hit
 	faults    []*faultState
 	requests  map[string]int
-	cbStats   map[string]CallbackCounts
+	// corpRequests counts API requests per corp (Stats.CorpRequests).
+	corpRequests map[string]int
+	cbStats      map[string]CallbackCounts
 	// answers logs every callback delivery's outcome (answers.go).
 	answers        []Answer
 	answersDropped int
@@ -228,21 +230,22 @@ func New(opts Options, log zerolog.Logger) (*Sim, error) {
 		return nil, err
 	}
 	s := &Sim{
-		opts:      opts,
-		log:       log.With().Str("component", "wecomsim").Logger(),
-		abilityOp: make(map[string]string),
-		now:       opts.Start,
-		lastPrune: opts.Start,
-		traffic:   rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed)),
-		ids:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x1d5)),
-		corps:     make(map[string]*corpState),
-		tokens:    make(map[string]*accessToken),
-		current:   make(map[string]*accessToken),
-		hitTokens: make(map[string]*hitToken),
-		notifies:  make(map[string]*notify),
-		requests:  make(map[string]int),
-		cbStats:   make(map[string]CallbackCounts),
-		client:    &http.Client{Timeout: opts.CallbackTimeout},
+		opts:         opts,
+		log:          log.With().Str("component", "wecomsim").Logger(),
+		abilityOp:    make(map[string]string),
+		now:          opts.Start,
+		lastPrune:    opts.Start,
+		traffic:      rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed)),
+		ids:          rand.New(rand.NewPCG(uint64(opts.Seed), 0x1d5)),
+		corps:        make(map[string]*corpState),
+		tokens:       make(map[string]*accessToken),
+		current:      make(map[string]*accessToken),
+		hitTokens:    make(map[string]*hitToken),
+		notifies:     make(map[string]*notify),
+		requests:     make(map[string]int),
+		corpRequests: make(map[string]int),
+		cbStats:      make(map[string]CallbackCounts),
+		client:       &http.Client{Timeout: opts.CallbackTimeout},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cursorKey = make([]byte, 32)
