@@ -113,7 +113,7 @@ func (c *Cache) startLocked(k [2]string) *entry {
 			e.pending = true
 			e.done = make(chan struct{})
 			c.wg.Add(1)
-			go c.lookup(k, g)
+			go c.lookup(k, e, g)
 		}
 	}
 	return e
@@ -165,13 +165,13 @@ func (c *Cache) Set(corpID, ruleID, name string) {
 	e.name, e.ok, e.until = name, true, c.now().Add(c.ttl)
 }
 
-func (c *Cache) lookup(k [2]string, g Getter) {
+func (c *Cache) lookup(k [2]string, e *entry, g Getter) {
 	defer c.wg.Done()
 	select {
 	case c.sem <- struct{}{}:
 		defer func() { <-c.sem }()
 	case <-c.ctx.Done():
-		c.finish(k, "", c.ctx.Err())
+		c.finish(k, e, "", c.ctx.Err())
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, lookupTimeout)
@@ -180,15 +180,19 @@ func (c *Cache) lookup(k [2]string, g Getter) {
 	if err != nil {
 		c.log.Debug().Err(err).Str("corp_id", k[0]).Str("rule_id", k[1]).Msg("rule lookup failed")
 	}
-	c.finish(k, name, err)
+	c.finish(k, e, name, err)
 }
 
-func (c *Cache) finish(k [2]string, name string, err error) {
+// finish ends e's lookup and records its result, unless Forget dropped e
+// meanwhile: then the result is the forgotten corp's and is not kept.
+func (c *Cache) finish(k [2]string, e *entry, name string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entries[k]
 	e.pending = false
 	close(e.done)
+	if c.entries[k] != e {
+		return
+	}
 	if err != nil {
 		e.until = c.now().Add(c.retry)
 		return
@@ -197,16 +201,15 @@ func (c *Cache) finish(k [2]string, name string, err error) {
 }
 
 // Forget drops every name of corpID (a corp that cancelled: its rule
-// names are its data). A lookup under way finishes into a fresh entry only
-// if asked for again.
+// names are its data). A lookup under way is dropped too: it still
+// releases its waiters, but its result is not kept (finish), so a name
+// comes back only if asked for again.
 func (c *Cache) Forget(corpID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, e := range c.entries {
-		if k[0] == corpID && !e.pending {
+	for k := range c.entries {
+		if k[0] == corpID {
 			delete(c.entries, k)
-		} else if k[0] == corpID {
-			e.name, e.ok = "", false
 		}
 	}
 }

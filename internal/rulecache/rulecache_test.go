@@ -191,3 +191,41 @@ func TestCache_NewFuncAndForget(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, "kept", name, "other corps' names stay")
 }
+
+// TestCache_ForgetDuringLookup: a lookup under way when its corp is
+// forgotten does not put the name back (a cancelled corp's rule names are
+// its data); its waiters are still released, and a later miss looks up
+// anew.
+func TestCache_ForgetDuringLookup(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) {
+		if calls.Add(1) == 1 {
+			<-release
+		}
+		return "secret-name", nil
+	})
+	c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+	defer c.Close()
+
+	c.RuleName("c1", "r1") // starts the lookup, which blocks
+	c.mu.Lock()
+	done := c.entries[[2]string{"c1", "r1"}].done
+	c.mu.Unlock()
+	c.Forget("c1")
+	close(release)
+	<-done // the waiters of the forgotten lookup are released
+	c.mu.Lock()
+	_, kept := c.entries[[2]string{"c1", "r1"}]
+	c.mu.Unlock()
+	assert.False(t, kept, "the forgotten corp's name is not cached by the lookup that was under way")
+
+	c.RuleName("c1", "r1")
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if _, ok := c.RuleName("c1", "r1"); !ok {
+			return errors.New("not looked up again")
+		}
+		return nil
+	})
+	assert.Equal(t, int32(2), calls.Load())
+}
