@@ -355,6 +355,9 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	w := f.worker(cb.App, corp)
 	if w == nil {
+		if _, err := f.opts.Corps.Resolve(cb.App, corp); err != nil {
+			return fmt.Errorf("fetch: %w", err) // cancelled meanwhile
+		}
 		return errors.New("fetch: not running")
 	}
 	t, first := w.join()
@@ -414,7 +417,7 @@ func (f *Fetcher) end() {
 }
 
 // worker returns the (app, corp) worker, starting it if needed; nil if Run
-// has not started or has stopped.
+// has not started or has stopped, or app no longer serves corp.
 func (f *Fetcher) worker(app, corp string) *worker {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -424,6 +427,13 @@ func (f *Fetcher) worker(app, corp string) *worker {
 	k := key(app, corp)
 	w := f.workers[k]
 	if w == nil {
+		// Asked under f.mu, which Forget takes after the corp left the
+		// Corps: a callback or poll that resolved the corp just before
+		// its cancellation must not start a worker Forget will not see,
+		// which would write the corp's lease, cursor and health again.
+		if _, err := f.opts.Corps.Resolve(app, corp); err != nil {
+			return nil
+		}
 		w = newWorker(f, app, corp)
 		f.workers[k] = w
 		ctx, stop := context.WithCancel(f.ctx)

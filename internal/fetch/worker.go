@@ -40,9 +40,10 @@ type worker struct {
 	log       zerolog.Logger
 	limiter   *limiter
 
-	mu   sync.Mutex
-	next *ticket
-	wake chan struct{}
+	mu      sync.Mutex
+	next    *ticket
+	wake    chan struct{}
+	stopped error // set when loop has returned: triggers fail at once
 }
 
 func newWorker(f *Fetcher, app, corp string) *worker {
@@ -59,6 +60,13 @@ func newWorker(f *Fetcher, app, corp string) *worker {
 func (w *worker) trigger(source string) *ticket {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.stopped != nil {
+		// Forgotten (or shut down) after the caller found it: nobody
+		// will run a fetch, so the ticket is over before it starts.
+		t := &ticket{source: source, done: make(chan struct{}), err: w.stopped}
+		close(t.done)
+		return t
+	}
 	if w.next == nil {
 		w.next = &ticket{source: source, done: make(chan struct{})}
 	} else if source == wecomhit.SourceCallback {
@@ -86,6 +94,7 @@ func (w *worker) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			w.mu.Lock()
+			w.stopped = fmt.Errorf("fetch: %s/%s stopped: %w", w.app, w.corp, ctx.Err())
 			if t := w.next; t != nil {
 				w.next = nil
 				t.err = ctx.Err()

@@ -1,0 +1,85 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/wecom"
+)
+
+// switchCorps is a Corps whose corps a test takes away (a cancellation).
+type switchCorps struct {
+	mu   sync.Mutex
+	gone bool
+}
+
+func (s *switchCorps) Corps(string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone {
+		return nil
+	}
+	return []string{"c1"}
+}
+
+func (s *switchCorps) Resolve(app, corp string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone || corp != "c1" {
+		return "", fmt.Errorf("app %s has no corp %q", app, corp)
+	}
+	return corp, nil
+}
+
+type noLister struct{}
+
+func (noLister) Publish(context.Context, *wecomhit.HitPage) (wecomhit.PageResult, error) {
+	return wecomhit.PageResult{}, errors.New("not called")
+}
+
+func (noLister) GetHitMsgList(context.Context, string, wecom.HitMsgListRequest) (*wecom.HitMsgList, error) {
+	return nil, errors.New("not called")
+}
+
+// TestForget_NoWorkerAfter: once a corp has left the Corps and been
+// forgotten, a callback or poll that resolved it just before (and so holds
+// its old worker, or asks for a new one) neither waits forever on the
+// stopped worker (a shared intake consumer would hang until its deadline)
+// nor starts a new worker, which would write the cancelled corp's lease,
+// cursor and health again.
+func TestForget_NoWorkerAfter(t *testing.T) {
+	cs := &switchCorps{}
+	f, err := New(nil, []App{{Name: "a", API: noLister{}}}, noLister{}, zerolog.Nop(), Options{Corps: cs})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); f.wg.Wait() }()
+	f.mu.Lock()
+	f.ctx = ctx // as Run does; no fetch is triggered here
+	f.mu.Unlock()
+
+	old := f.worker("a", "c1")
+	require.NotNil(t, old)
+	cs.mu.Lock()
+	cs.gone = true
+	cs.mu.Unlock()
+	require.NoError(t, f.Forget(ctx, "a", "c1"))
+
+	assert.Nil(t, f.worker("a", "c1"), "no new worker for a forgotten corp")
+
+	tk, first := old.join()
+	require.True(t, first)
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	err = tk.wait(wctx)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "a stopped worker answers at once")
+}
