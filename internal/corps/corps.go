@@ -522,10 +522,16 @@ func (r *Registry) Update(ctx context.Context, app, corp string, cause Cause, mu
 // applied a newer event (a re-authorization after this cancellation).
 //
 // The entry itself stays, holding the corp id, state and times, until
-// Delete: a replayed older create_auth must not bring the corp back.
+// Delete: a replayed older create_auth must not bring the corp back. For
+// the same reason WeCom's cancellation (at not zero) of a corp without an
+// entry writes a cancelled one: its create_auth may still be on its way
+// (being exchanged, or retried after a failure) and must then be stale.
 func (r *Registry) Cancel(ctx context.Context, app, corp string, at time.Time, cause Cause) (Corp, error) {
 	for range casRetries {
 		c, err := r.Get(ctx, app, corp)
+		if errors.Is(err, ErrNotFound) && !at.IsZero() {
+			c, err = Corp{App: app, CorpID: corp}, nil
+		}
 		if err != nil {
 			return Corp{}, err
 		}

@@ -1012,3 +1012,39 @@ func mustTime(t *testing.T, rec []byte) string {
 	require.NoError(t, json.Unmarshal(rec, &r))
 	return r.At
 }
+
+// TestRegistry_CancelUnknown: WeCom's cancellation of a corp the registry
+// has no entry for yet (its create_auth still being exchanged, or failed
+// and to be retried) leaves a cancelled entry, so that the older
+// create_auth, applied after it, is stale instead of serving a corp that
+// has cancelled. An operator's cancel of an unknown corp stays ErrNotFound.
+func TestRegistry_CancelUnknown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := e.open(t, keyring(t, "k1", "k1"))
+	t0 := time.Unix(1717000000, 0).UTC()
+
+	_, err := r.Cancel(ctx, app, corpB, time.Time{}, corps.CauseOperator)
+	require.ErrorIs(t, err, corps.ErrNotFound)
+
+	c, err := r.Cancel(ctx, app, corpA, t0.Add(time.Second), corps.CauseCancelAuth)
+	require.NoError(t, err)
+	assert.Equal(t, corps.Cancelled, c.State)
+	assert.Equal(t, t0.Add(time.Second), c.EventAt)
+	again, err := r.Cancel(ctx, app, corpA, t0.Add(time.Second), corps.CauseCancelAuth)
+	require.NoError(t, err, "a redelivered cancel_auth")
+	assert.Equal(t, c.Revision, again.Revision, "writes nothing the second time")
+
+	x := &exchanger{grant: corps.Grant{CorpID: corpA, CorpName: "Acme", PermanentCode: permA}}
+	out, err := r.Authorize(ctx, corps.Authorization{App: app, AuthCode: "late", Cause: corps.CauseCreateAuth, EventTime: t0, Exchange: x.exchange})
+	require.NoError(t, err)
+	assert.True(t, out.Stale, "the create_auth that came before the cancel is not applied")
+	got, err := r.Get(ctx, app, corpA)
+	require.NoError(t, err)
+	assert.Equal(t, corps.Cancelled, got.State)
+	assert.Nil(t, got.Code, "no permanent code kept for a cancelled corp")
+
+	out, err = r.Authorize(ctx, corps.Authorization{App: app, AuthCode: "newer", Cause: corps.CauseCreateAuth, EventTime: t0.Add(time.Minute), Exchange: x.exchange})
+	require.NoError(t, err)
+	assert.Equal(t, corps.Active, out.Corp.State, "a later installation is served")
+}
