@@ -137,8 +137,9 @@ func (m *Main) onCorpChange(ch corps.Change) {
 // corpChangeLoop acts on registry changes seen by this replica, in order:
 // a cancelled or removed corp stops being fetched here at once and its
 // in-memory state goes; a newly active one gets its rules warmed; then
-// corpauth announces the change (and, for a cancellation another replica
-// or an operator made, deletes the corp's data once more: idempotent).
+// corpauth announces the change (and, for a cancellation, deletes the
+// corp's data once more, now that this replica's fetches of it have
+// stopped: idempotent).
 func (m *Main) corpChangeLoop(ctx context.Context) {
 	for {
 		var ch corps.Change

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,9 +65,6 @@ type Handler struct {
 	ann     Announcer
 	erasers []Eraser
 	log     zerolog.Logger
-
-	mu     sync.Mutex
-	erased map[string]time.Time // "<app>\x00<corp>" → ChangedAt of the cancel erased
 }
 
 // New returns a Handler for the apps in suites. erasers run in order on
@@ -76,8 +72,7 @@ type Handler struct {
 func New(reg *corps.Registry, suites map[string]Suite, ann Announcer, erasers []Eraser, log zerolog.Logger) *Handler {
 	return &Handler{
 		reg: reg, suites: suites, ann: ann, erasers: erasers,
-		log:    log.With().Str("component", "corpauth").Logger(),
-		erased: map[string]time.Time{},
+		log: log.With().Str("component", "corpauth").Logger(),
 	}
 }
 
@@ -220,9 +215,6 @@ func (h *Handler) Cancel(ctx context.Context, app, corp string, at time.Time, ca
 	if err := h.erase(ctx, c, at); err != nil {
 		return err
 	}
-	h.mu.Lock()
-	h.erased[app+"\x00"+corp] = c.ChangedAt
-	h.mu.Unlock()
 	h.log.Info().Str("app", app).Str("corp_id", corp).Str("cause", string(cause)).Msg("corp cancelled and its data deleted")
 	return nil
 }
@@ -279,11 +271,14 @@ func idTime(c corps.Corp, at time.Time) time.Time {
 // Announce is for every replica's registry watch (corps.Registry.Mirror's
 // onChange), for changes after the initial state: it publishes the
 // authorized event of a corp that became active through create_auth,
-// reset_permanent_code or a seed, and for a cancelled corp whose
-// cancellation this replica did not carry out itself (another replica's,
-// or an operator's), deletes its data and publishes the cancelled event.
-// Every replica doing so is what makes the event survive the failure of
-// the one that wrote the change; the events' ids de-duplicate them.
+// reset_permanent_code or a seed, and for a cancelled corp deletes its
+// data and publishes the cancelled event. Every replica doing so is what
+// makes the event survive the failure of the one that wrote the change;
+// the events' ids de-duplicate them. The replica that carried out the
+// cancellation (Cancel) erases again here too: its Cancel may have run
+// before its own watch stopped its fetches, and a fetch in between writes
+// the corp's events, cursor and lease again; this erase, which the caller
+// runs after stopping them, is the one sure to come after all of them.
 func (h *Handler) Announce(ctx context.Context, ch corps.Change) error {
 	if ch.Initial || ch.Deleted {
 		return nil
@@ -299,12 +294,6 @@ func (h *Handler) Announce(ctx context.Context, ch corps.Change) error {
 		}
 		return h.ann.PublishCorp(ctx, ev, idTime(c, time.Time{}))
 	case c.State == corps.Cancelled:
-		h.mu.Lock()
-		done, ok := h.erased[c.App+"\x00"+c.CorpID]
-		h.mu.Unlock()
-		if ok && done.Equal(c.ChangedAt) {
-			return nil
-		}
 		return h.erase(ctx, c, c.EventAt)
 	}
 	return nil
