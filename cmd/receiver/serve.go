@@ -364,7 +364,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
 		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
 		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
-		Metrics: publishMetrics, DeadLetters: m.dlq,
+		CorpMaxBytes: n.CorpEventsMaxBytes, Metrics: publishMetrics, DeadLetters: m.dlq,
 	})
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
