@@ -179,7 +179,9 @@ func TestNATSRoles(t *testing.T) {
 		require.NoError(t, c.js.DeleteConsumer(ctx, publish.StreamName, "team-a"))
 
 		// Corp lifecycle events, in their own stream, through a durable
-		// pull consumer under the same API prefix.
+		// pull consumer under the same API prefix. (The stream exists
+		// with the corp registry on; this system has none.)
+		require.NoError(t, s.m.publisher.SetupCorp(ctx))
 		require.NoError(t, s.m.publisher.PublishCorp(ctx, wecomhit.CorpLifecycleEvent{
 			Type: wecomhit.CorpAuthorized, App: "archive", CorpID: simCorp, Cause: "config",
 		}, time.Now()))

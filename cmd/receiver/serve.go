@@ -369,6 +369,13 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
 	}
+	// Corp lifecycle events exist only with the registry; the stream's
+	// room is reserved in the store (config.ReservedBytes) only then.
+	if m.cfg.Corps.Enabled() {
+		if err := m.publisher.SetupCorp(setupCtx); err != nil {
+			return err
+		}
+	}
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
 		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,

@@ -268,10 +268,10 @@ const (
 )
 
 // ReservedBytes is what the streams and buckets may hold at most: the
-// store limit must be at least this. The corp registry's buckets and the
-// corp event stream count only when the registry is on
-// (corps.encryption_keys): otherwise the buckets are not created and
-// nothing writes to the stream.
+// store limit must be at least this (the server reserves each stream's
+// and bucket's limit when it is created). The corp registry's buckets and
+// the corp event stream count only when the registry is on
+// (corps.encryption_keys): otherwise they are not created.
 func (c *Config) ReservedBytes() int64 {
 	n := c.NATS
 	r := n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes

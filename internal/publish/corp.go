@@ -41,10 +41,18 @@ const (
 	DefaultCorpDuplicateWindow = 24 * time.Hour
 )
 
-// setupCorp creates or updates WECOM_CORP_EVENTS. It runs after WECOM_HITS
-// has given up <prefix>.corp.>, which an earlier version put there: two
-// streams may not share a subject.
-func (p *Publisher) setupCorp(ctx context.Context) error {
+// SetupCorp creates or updates WECOM_CORP_EVENTS, for PublishCorp. Call it
+// after Setup, which takes <prefix>.corp.> from a WECOM_HITS of an earlier
+// version (two streams may not share a subject), and only when corp events
+// are published (the corp registry is on): the server reserves the
+// stream's MaxBytes in its store whether anything is written or not.
+func (p *Publisher) SetupCorp(ctx context.Context) error {
+	switch {
+	case p.opts.CorpMaxBytes < 0:
+		return fmt.Errorf("%w: negative corp event max bytes", ErrInvalidOption)
+	case p.opts.CorpMaxAge < DefaultCorpDuplicateWindow:
+		return fmt.Errorf("%w: corp event max age shorter than its duplicate window (%v)", ErrInvalidOption, DefaultCorpDuplicateWindow)
+	}
 	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        CorpStreamName,
 		Description: "Corp lifecycle events (wecom.corp.v1): a corp authorized or cancelled",

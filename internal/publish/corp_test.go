@@ -44,6 +44,8 @@ func readAll(t *testing.T, js jetstream.JetStream, stream string) []jetstream.Ms
 func TestPublisher_CorpEvents(t *testing.T) {
 	_, js, p := setup(t)
 	ctx := context.Background()
+	require.NoError(t, p.SetupCorp(ctx))
+	require.NoError(t, p.SetupCorp(ctx), "idempotent")
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
 	at := time.Unix(1764216000, 0)
 	authorized := wecomhit.CorpLifecycleEvent{Type: wecomhit.CorpAuthorized, App: "archive", CorpID: "wwCorp", CorpName: "Acme", Cause: "create_auth"}
@@ -91,8 +93,8 @@ func TestPublisher_CorpEvents(t *testing.T) {
 	assert.Equal(t, publish.DefaultCorpDuplicateWindow, cfg.Duplicates)
 }
 
-// TestPublisher_CorpOptions: bad corp stream options fail Setup and create
-// nothing.
+// TestPublisher_CorpOptions: bad corp stream options fail SetupCorp and
+// create nothing.
 func TestPublisher_CorpOptions(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	for name, opts := range map[string]publish.Options{
@@ -103,7 +105,8 @@ func TestPublisher_CorpOptions(t *testing.T) {
 			p := publish.New(js, prefix, nil, zerolog.Nop(), opts)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			require.ErrorIs(t, p.Setup(ctx), publish.ErrInvalidOption)
+			require.NoError(t, p.Setup(ctx))
+			require.ErrorIs(t, p.SetupCorp(ctx), publish.ErrInvalidOption)
 			_, err := js.Stream(ctx, publish.CorpStreamName)
 			require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
 		})

@@ -116,8 +116,8 @@ type Options struct {
 	// Metrics records events and PubAck latency (NewMetrics). Default nil:
 	// nothing is recorded.
 	Metrics *Metrics
-	// CorpMaxAge is how long WECOM_CORP_EVENTS keeps a lifecycle event.
-	// Default DefaultCorpMaxAge; at least DefaultCorpDuplicateWindow.
+	// CorpMaxAge is how long WECOM_CORP_EVENTS (SetupCorp) keeps a
+	// lifecycle event. Default DefaultCorpMaxAge; at least DefaultCorpDuplicateWindow.
 	CorpMaxAge time.Duration
 	// CorpMaxBytes caps WECOM_CORP_EVENTS, which refuses new events when
 	// full. Default DefaultCorpMaxBytes.
@@ -174,14 +174,13 @@ func HitSubject(prefix, corpID, ruleID string) string {
 	return prefix + ".hit." + Token(corpID) + "." + Token(ruleID)
 }
 
-// Setup creates or updates the stream, then sets up the corp event stream
-// (WECOM_CORP_EVENTS, corp.go) and the dead-letter stream
+// Setup creates or updates the stream, then sets up the dead-letter stream
 // (Options.DeadLetters); replicas running it at once is safe
 // (broker.EnsureStream, which retries transient errors until ctx ends). A
 // WECOM_HITS set up by an earlier version also took <prefix>.dlq.> and
-// <prefix>.corp.>; the update drops those subjects first, so the other two
-// streams can take them (what they stored there stays in WECOM_HITS until
-// it ages out).
+// <prefix>.corp.>; the update drops those subjects first, so the
+// dead-letter stream and WECOM_CORP_EVENTS (SetupCorp) can take them
+// (what was stored on them stays in WECOM_HITS until it ages out).
 func (p *Publisher) Setup(ctx context.Context) error {
 	switch {
 	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
@@ -190,10 +189,8 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		return fmt.Errorf("%w: duplicate window longer than max age", ErrInvalidOption)
 	case p.opts.Window < 1:
 		return fmt.Errorf("%w: window must be positive", ErrInvalidOption)
-	case p.opts.MaxBytes < 0 || p.opts.MaxMsgSize < 0 || p.opts.CorpMaxBytes < 0:
+	case p.opts.MaxBytes < 0 || p.opts.MaxMsgSize < 0:
 		return fmt.Errorf("%w: negative max bytes or max message size", ErrInvalidOption)
-	case p.opts.CorpMaxAge < DefaultCorpDuplicateWindow:
-		return fmt.Errorf("%w: corp event max age shorter than its duplicate window (%v)", ErrInvalidOption, DefaultCorpDuplicateWindow)
 	}
 	// Refusing new events is the default: a page that cannot be stored
 	// fails, and its fetch retries it later from an unmoved cursor, so
@@ -218,10 +215,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	// After WECOM_HITS, which may have held their subjects until just now.
-	if err := p.setupCorp(ctx); err != nil {
-		return err
-	}
+	// After WECOM_HITS, which may have held the subjects until just now.
 	if err := p.opts.DeadLetters.Setup(ctx); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}

@@ -239,6 +239,7 @@ func TestPublisher_SetupMovesDeadLetters(t *testing.T) {
 	require.NoError(t, err)
 	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
 	require.NoError(t, p.Setup(ctx))
+	require.NoError(t, p.SetupCorp(ctx))
 	s, err := js.Stream(ctx, publish.StreamName)
 	require.NoError(t, err)
 	assert.Equal(t, []string{prefix + ".hit.>"}, s.CachedInfo().Config.Subjects)
