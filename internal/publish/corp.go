@@ -59,9 +59,10 @@ func (p *Publisher) SetupCorp(ctx context.Context) error {
 		Subjects:    []string{p.prefix + ".corp.>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		// A full stream refuses the event: its publisher fails and
-		// retries (the callback is delivered again, the watch repeats),
-		// so no cancellation is lost to make room.
+		// A full stream refuses the event rather than drop an old
+		// cancellation: a cancel_auth fails and is delivered again,
+		// `corps remove` fails and can be run again; an announcement by
+		// a registry watch is logged as failed.
 		Discard:    jetstream.DiscardNew,
 		MaxAge:     p.opts.CorpMaxAge,
 		MaxBytes:   p.opts.CorpMaxBytes,
