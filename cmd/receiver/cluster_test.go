@@ -604,6 +604,18 @@ func testClusterConfigAccounts(t *testing.T) {
 	require.NoError(t, batch.Error())
 	assert.Equal(t, 1, n)
 
+	// Corp lifecycle events the same way, from their own stream.
+	_, err = rjs.CreateStream(ctx, jetstream.StreamConfig{Name: publish.CorpStreamName, Subjects: []string{"wecom.corp.>"}})
+	require.NoError(t, err)
+	_, err = rjs.Publish(ctx, "wecom.corp.c.cancelled", []byte(`{}`))
+	require.NoError(t, err)
+	ccons, err := cjs.CreateOrUpdateConsumer(ctx, publish.CorpStreamName, jetstream.ConsumerConfig{Durable: "team", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	cm, err := ccons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, "wecom.corp.c.cancelled", cm.Subject())
+	require.NoError(t, cm.DoubleAck(ctx))
+
 	require.NoError(t, cc.PublishRequest(consumerAPIPrefix+".STREAM.INFO."+publish.StreamName, "wecom.callback.archive.hit_keyword", nil))
 	_, err = cjs.Stream(ctx, publish.StreamName) // answered after the one above
 	require.NoError(t, err)

@@ -342,7 +342,7 @@ func cancelAndWait(ctx context.Context, reg *corps.Registry, f *corpsFlags, e en
 		return err
 	}
 	defer closeBroker(b)
-	s, err := b.JetStream().Stream(ctx, publish.StreamName)
+	s, err := b.JetStream().Stream(ctx, publish.CorpStreamName)
 	if err != nil {
 		return err
 	}

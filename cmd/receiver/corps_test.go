@@ -207,12 +207,28 @@ func hitCallback(corp string) *wecomhit.Callback {
 func corpEvents(t *testing.T, js jetstream.JetStream, corp string) []wecomhit.CorpLifecycleEvent {
 	t.Helper()
 	var out []wecomhit.CorpLifecycleEvent
-	for _, data := range streamData(t, js, publish.StreamName, publish.CorpSubject("wecom", corp, "*")) {
+	for _, data := range streamData(t, js, publish.CorpStreamName, publish.CorpSubject("wecom", corp, "*")) {
 		var ev wecomhit.CorpLifecycleEvent
 		require.NoError(t, json.Unmarshal(data, &ev))
 		out = append(out, ev)
 	}
 	return out
+}
+
+// onlyHitEvents reads WECOM_HITS without a subject filter, as a consumer
+// that filters nothing does, and requires every message to be a hit event
+// (issue 13); it returns how many there are.
+func onlyHitEvents(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	all := streamData(t, js, publish.StreamName, "")
+	for _, data := range all {
+		var ev struct {
+			Schema string `json:"schema"`
+		}
+		require.NoError(t, json.Unmarshal(data, &ev))
+		assert.Equal(t, wecomhit.HitSchema, ev.Schema, "WECOM_HITS holds hit events only: %s", data)
+	}
+	return len(all)
 }
 
 // streamData reads every message of stream on filter ("" for all).
@@ -299,6 +315,14 @@ func TestCorps_Lifecycle(t *testing.T) {
 			return nil
 		})
 		t.Logf("measured: hit callback of the new corp to its first event: %v", time.Since(sent))
+		// Its authorized event is published, but not among the hits.
+		natstest.WaitFor(t, 10*time.Second, func() error {
+			if evs := corpEvents(t, r.js, a.CorpID); len(evs) == 0 {
+				return errors.New("no authorized event yet")
+			}
+			return nil
+		})
+		assert.Positive(t, onlyHitEvents(t, r.js))
 		// Each replica fetches for the corp on its own: dispatch waits
 		// for the fetch, which fails if the replica cannot reach the corp.
 		for i, m := range r.receivers {
@@ -392,6 +416,7 @@ func TestCorps_Lifecycle(t *testing.T) {
 			assert.NotEqual(t, a.CorpID, cb.CorpID, "callback record %s (%s) of the cancelled corp", cb.ID, cb.Kind)
 		}
 		assert.Zero(t, len(streamData(t, r.js, publish.StreamName, "wecom.hit."+a.CorpID+".>")), "hit events of the cancelled corp")
+		onlyHitEvents(t, r.js)
 		for _, b := range []string{"wecom_cursors", "wecom_fetch_leases", "wecom_hit_tokens", "wecom_corp_health", "wecom_tokens", "wecom_token_locks"} {
 			kv, err := r.js.KeyValue(ctx, b)
 			require.NoError(t, err)

@@ -17,9 +17,9 @@ import (
 // for the default prefix; TestClusterConfig_NATS keeps them in step). The
 // receiver itself has every right.
 const (
-	// roleConsumer reads hit events and corp lifecycle events: WECOM_HITS
-	// and its own consumers on it, nothing else, from an account of its
-	// own (consumerAccount).
+	// roleConsumer reads hit events and corp lifecycle events:
+	// WECOM_HITS, WECOM_CORP_EVENTS and its own consumers on them, nothing
+	// else, from an account of its own (consumerAccount).
 	roleConsumer = "consumer"
 	// roleOperator is what the operator commands (status, tail, backfill,
 	// rules, search, dlq) need, short of deleting or purging stored data
@@ -64,37 +64,40 @@ func natsRoles(p string) []broker.Role {
 	}
 }
 
-// consumerAccountOf is the consumer role's account: hit events as plain
-// subscriptions, and JetStream pull consumers on WECOM_HITS that its
-// clients create, read, ack and delete, through the API under
-// consumerAPIPrefix. The JetStream API subjects are those nats.go
-// (jetstream and the older JetStreamContext), nats.js and the nats CLI
-// send; the stream is named rather than looked up by subject, which would
-// need $JS.API.STREAM.NAMES. Push consumers do not work: the server
-// delivers their messages in the receiver's account.
+// consumerAccountOf is the consumer role's account: hit events and corp
+// lifecycle events as plain subscriptions, and JetStream pull consumers on
+// WECOM_HITS and WECOM_CORP_EVENTS that its clients create, read, ack and
+// delete, through the API under consumerAPIPrefix. The JetStream API
+// subjects are those nats.go (jetstream and the older JetStreamContext),
+// nats.js and the nats CLI send; the streams are named rather than looked
+// up by subject, which would need $JS.API.STREAM.NAMES. Push consumers do
+// not work: the server delivers their messages in the receiver's account.
 func consumerAccountOf(p string) *broker.Account {
-	const hits = publish.StreamName
 	api := func(rest string, streamed bool) broker.Service {
 		return broker.Service{Subject: "$JS.API." + rest, As: consumerAPIPrefix + "." + rest, Streamed: streamed}
 	}
-	return &broker.Account{
-		Name: consumerAccount,
-		Services: []broker.Service{
-			api("STREAM.INFO."+hits, false),
-			api("STREAM.MSG.GET."+hits, false),
+	var services []broker.Service
+	for _, stream := range []string{publish.StreamName, publish.CorpStreamName} {
+		services = append(services,
+			api("STREAM.INFO."+stream, false),
+			api("STREAM.MSG.GET."+stream, false),
 			// An ephemeral consumer from an older client names no consumer.
-			api("CONSUMER.CREATE."+hits, false),
+			api("CONSUMER.CREATE."+stream, false),
 			// <consumer> or <consumer>.<filter subject>.
-			api("CONSUMER.CREATE."+hits+".>", false),
-			api("CONSUMER.DURABLE.CREATE."+hits+".*", false),
-			api("CONSUMER.INFO."+hits+".*", false),
-			api("CONSUMER.DELETE."+hits+".*", false),
+			api("CONSUMER.CREATE."+stream+".>", false),
+			api("CONSUMER.DURABLE.CREATE."+stream+".*", false),
+			api("CONSUMER.INFO."+stream+".*", false),
+			api("CONSUMER.DELETE."+stream+".*", false),
 			// A pull request's messages are its answers.
-			api("CONSUMER.MSG.NEXT."+hits+".*", true),
+			api("CONSUMER.MSG.NEXT."+stream+".*", true),
 			// Acks go to the subject each message names as its reply.
-			{Subject: "$JS.ACK." + hits + ".>"},
-		},
-		// Corp lifecycle events (docs/corps.md) are in WECOM_HITS too.
+			broker.Service{Subject: "$JS.ACK." + stream + ".>"},
+		)
+	}
+	return &broker.Account{
+		Name:     consumerAccount,
+		Services: services,
+		// Corp lifecycle events (docs/corps.md) are in WECOM_CORP_EVENTS.
 		Streams: []string{p + ".hit.>", p + ".corp.>"},
 	}
 }
@@ -116,7 +119,7 @@ func consumerPermissions(p string) *server.Permissions {
 		Publish: &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			p + ".hit.>",
-			// Corp lifecycle events (docs/corps.md), in WECOM_HITS too.
+			// Corp lifecycle events (docs/corps.md).
 			p + ".corp.>",
 			"_INBOX.>",
 		}},

@@ -178,6 +178,32 @@ func TestNATSRoles(t *testing.T) {
 		assert.True(t, strings.HasPrefix(msg.Subject(), "wecom.hit."+simCorp+"."))
 		require.NoError(t, c.js.DeleteConsumer(ctx, publish.StreamName, "team-a"))
 
+		// Corp lifecycle events, in their own stream, through a durable
+		// pull consumer under the same API prefix. (The stream exists
+		// with the corp registry on; this system has none.)
+		require.NoError(t, s.m.publisher.SetupCorp(ctx))
+		require.NoError(t, s.m.publisher.PublishCorp(ctx, wecomhit.CorpLifecycleEvent{
+			Type: wecomhit.CorpAuthorized, App: "archive", CorpID: simCorp, Cause: "config",
+		}, time.Now()))
+		corpSt, err := c.js.Stream(ctx, publish.CorpStreamName)
+		require.NoError(t, err)
+		corpCons, err := corpSt.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable: "team-a-corps", FilterSubject: "wecom.corp.>", AckPolicy: jetstream.AckExplicitPolicy,
+		})
+		require.NoError(t, err)
+		cm, err := corpCons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		require.NoError(t, err)
+		var cev wecomhit.CorpLifecycleEvent
+		require.NoError(t, json.Unmarshal(cm.Data(), &cev))
+		assert.Equal(t, wecomhit.CorpAuthorized, cev.Type)
+		assert.Equal(t, simCorp, cev.CorpID)
+		require.NoError(t, cm.DoubleAck(ctx))
+		_, err = corpSt.GetMsg(ctx, 1)
+		require.NoError(t, err, "msg get")
+		require.NoError(t, c.js.DeleteConsumer(ctx, publish.CorpStreamName, "team-a-corps"))
+		corpInfo, err := corpSt.Info(ctx)
+		require.NoError(t, err)
+
 		// No KV: not the WeCom tokens, not the hit tokens, not the cursors.
 		for _, bucket := range []string{wecom.TokenBucket, wecom.TicketBucket, fetch.TokenBucket, fetch.CursorBucket} {
 			c.denied(t, consumerAPIPrefix+".STREAM.INFO.KV_"+bucket, func(ctx context.Context) error {
@@ -218,8 +244,13 @@ func TestNATSRoles(t *testing.T) {
 			_, err := c.js.Publish(ctx, "wecom.hit."+simCorp+".x.y", []byte(`{}`))
 			return err
 		})
+		// No forged corp events.
+		c.denied(t, "wecom.corp."+simCorp, func(ctx context.Context) error {
+			_, err := c.js.Publish(ctx, "wecom.corp."+simCorp+".cancelled", []byte(`{}`))
+			return err
+		})
 		// No purging, no deleting.
-		for _, name := range []string{publish.StreamName, intake.StreamName, "KV_" + wecom.TokenBucket} {
+		for _, name := range []string{publish.StreamName, publish.CorpStreamName, intake.StreamName, "KV_" + wecom.TokenBucket} {
 			c.denied(t, "$JS.API.STREAM.PURGE."+name, func(ctx context.Context) error {
 				_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+name, nil)
 				return err
@@ -232,6 +263,12 @@ func TestNATSRoles(t *testing.T) {
 			return st.DeleteMsg(ctx, 1)
 		})
 		assert.Equal(t, stored, hitsIn(t, s), "nothing was added or removed")
+		c.denied(t, consumerAPIPrefix+".STREAM.MSG.DELETE."+publish.CorpStreamName, func(ctx context.Context) error {
+			return corpSt.DeleteMsg(ctx, 1)
+		})
+		now, err := corpSt.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, corpInfo.State, now.State, "no corp event was added or removed")
 
 		// A push consumer's deliver subject is not checked against its
 		// creator's permissions, but the server's deliveries are not stored
@@ -276,7 +313,15 @@ func TestNATSRoles(t *testing.T) {
 		_, err = c.js.Consumer(ctx, intake.StreamName, intakeDurable)
 		require.NoError(t, err)
 
-		for _, name := range []string{publish.StreamName, intake.StreamName, "KV_" + fetch.CursorBucket} {
+		// Corp lifecycle events are read like the other streams.
+		corpSt, err := c.js.Stream(ctx, publish.CorpStreamName)
+		require.NoError(t, err)
+		oc, err := corpSt.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		require.NoError(t, err)
+		_, err = oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+		require.NoError(t, err, "the consumer subtest published one")
+
+		for _, name := range []string{publish.StreamName, publish.CorpStreamName, intake.StreamName, "KV_" + fetch.CursorBucket} {
 			c.denied(t, "$JS.API.STREAM.PURGE."+name, func(ctx context.Context) error {
 				_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+name, nil)
 				return err

@@ -364,10 +364,17 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
 		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
 		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
-		Metrics: publishMetrics, DeadLetters: m.dlq,
+		CorpMaxBytes: n.CorpEventsMaxBytes, Metrics: publishMetrics, DeadLetters: m.dlq,
 	})
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
+	}
+	// Corp lifecycle events exist only with the registry; the stream's
+	// room is reserved in the store (config.ReservedBytes) only then.
+	if m.cfg.Corps.Enabled() {
+		if err := m.publisher.SetupCorp(setupCtx); err != nil {
+			return err
+		}
 	}
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,

@@ -238,6 +238,10 @@ type NATS struct {
 	// (wecom_corps and wecom_corp_auth_codes). An entry takes about 500
 	// bytes, so the default, 8 MiB, holds 10,000 corps with room to spare.
 	CorpsMaxBytes int64 `yaml:"corps_max_bytes"`
+	// CorpEventsMaxBytes caps WECOM_CORP_EVENTS, the corp lifecycle
+	// events, kept 30 days (refuses new events when full). An event takes
+	// about 500 bytes. Default 8 MiB.
+	CorpEventsMaxBytes int64 `yaml:"corp_events_max_bytes"`
 }
 
 // DefaultMemoryLimitBytes is memory_limit_bytes' default; BENCHMARKS.md
@@ -264,14 +268,15 @@ const (
 )
 
 // ReservedBytes is what the streams and buckets may hold at most: the
-// store limit must be at least this. The corp registry's buckets count
-// only when the registry is on (corps.encryption_keys): otherwise they are
-// not created.
+// store limit must be at least this (the server reserves each stream's
+// and bucket's limit when it is created). The corp registry's buckets and
+// the corp event stream count only when the registry is on
+// (corps.encryption_keys): otherwise they are not created.
 func (c *Config) ReservedBytes() int64 {
 	n := c.NATS
 	r := n.CallbacksMaxBytes + n.HitsMaxBytes + n.DeadLettersMaxBytes + KVBuckets*n.KVMaxBytes
 	if c.Corps.Enabled() {
-		r += CorpBuckets * n.CorpsMaxBytes
+		r += CorpBuckets*n.CorpsMaxBytes + n.CorpEventsMaxBytes
 	}
 	return r
 }
@@ -552,6 +557,7 @@ func defaults() Config {
 			DeadLettersMaxBytes: 64 << 20,
 			KVMaxBytes:          4 << 20,
 			CorpsMaxBytes:       8 << 20,
+			CorpEventsMaxBytes:  8 << 20,
 		},
 		Fetch: Fetch{
 			PageSize:            1000,

@@ -155,6 +155,7 @@ func TestParse_Example(t *testing.T) {
 			DeadLettersMaxBytes: 64 << 20,
 			KVMaxBytes:          4 << 20,
 			CorpsMaxBytes:       8 << 20,
+			CorpEventsMaxBytes:  8 << 20,
 		}, cfg.NATS)
 		assert.Equal(t, config.Log{Level: "info", Format: "json", AcceptedPerSecond: 20}, cfg.Log)
 		assert.Equal(t, []config.App{{
@@ -837,8 +838,9 @@ func TestConfig_Validate(t *testing.T) {
 		},
 			"corps.encryption_keys: key ids must be 1 to 64 letters, digits, '_' or '-'"},
 		{"ErrMaxStoreBelowLimitsWithCorps", func(c *config.Config) { withCorpKeys(c); c.NATS.MaxStoreBytes = 901775360 },
-			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (918552576)"},
+			"nats.max_store_bytes: must be at least the sum of the stream and bucket limits (926941184)"},
 		{"ErrCorpsMaxBytes", func(c *config.Config) { c.NATS.CorpsMaxBytes = 1024 }, "nats.corps_max_bytes: must be at least 64 KiB (65536)"},
+		{"ErrCorpEventsMaxBytes", func(c *config.Config) { c.NATS.CorpEventsMaxBytes = 1 << 19 }, "nats.corp_events_max_bytes: must be at least 1 MiB (1048576)"},
 		{"ErrCorpIDRequired", func(c *config.Config) { c.Apps[0].Corps[0].CorpID = "" }, "apps[0].corps[0].corp_id: required"},
 		{"ErrCorpIDUnique", func(c *config.Config) {
 			c.Apps[0].Corps = append(c.Apps[0].Corps, config.Corp{CorpID: "wwCorpABC123", PermanentCode: "p2"})

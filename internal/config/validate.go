@@ -179,6 +179,7 @@ func (n *NATS) validateLimits(v *validator, embedded bool) {
 	v.check(n.DeadLettersMaxBytes >= minStreamBytes, "nats.dead_letters_max_bytes", "must be at least 1 MiB (1048576)")
 	v.check(n.KVMaxBytes >= minKVBytes, "nats.kv_max_bytes", "must be at least 64 KiB (65536)")
 	v.check(n.CorpsMaxBytes >= minKVBytes, "nats.corps_max_bytes", "must be at least 64 KiB (65536)")
+	v.check(n.CorpEventsMaxBytes >= minStreamBytes, "nats.corp_events_max_bytes", "must be at least 1 MiB (1048576)")
 	v.check(n.HitsDiscard == DiscardNew || n.HitsDiscard == DiscardOld, "nats.hits_discard", `must be "new" or "old"`)
 	v.check(n.HitsMaxMsgSize >= 64<<10, "nats.hits_max_msg_size", "must be at least 64 KiB (65536)")
 	if !embedded {

@@ -327,7 +327,7 @@ func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, prefix string)
 }
 
 // Streams whose storage is reported, in order.
-var storageStreams = []string{intake.StreamName, publish.StreamName, DeadLetterStream}
+var storageStreams = []string{intake.StreamName, publish.StreamName, publish.CorpStreamName, DeadLetterStream}
 
 // ReadStorage reads the account's storage and that of our streams, as the
 // server reports them. storeLimit stands for the account's limit when the

@@ -125,6 +125,8 @@ func TestReadStorage(t *testing.T) {
 	require.NoError(t, err)
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: intake.StreamName, Subjects: []string{"cb.>"}})
 	require.NoError(t, err)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: publish.CorpStreamName, Subjects: []string{"c.>"}, MaxBytes: 8 << 20})
+	require.NoError(t, err)
 	payload := []byte(strings.Repeat("x", 10<<10))
 	for range 30 {
 		_, err := js.Publish(ctx, "h.x", payload)
@@ -132,8 +134,10 @@ func TestReadStorage(t *testing.T) {
 	}
 	st, err = health.ReadStorage(ctx, js, 0)
 	require.NoError(t, err)
-	require.Len(t, st.Streams, 2)
+	require.Len(t, st.Streams, 3)
 	assert.Equal(t, intake.StreamName, st.Streams[0].Stream)
+	assert.Equal(t, publish.CorpStreamName, st.Streams[2].Stream, "the corp event stream is listed")
+	assert.Equal(t, int64(8<<20), st.Streams[2].MaxBytes)
 	assert.Zero(t, st.Streams[0].MaxBytes, "unlimited")
 	hits := st.Streams[1]
 	assert.Equal(t, publish.StreamName, hits.Stream)

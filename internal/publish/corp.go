@@ -12,14 +12,68 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
-// Corp lifecycle events (docs/corps.md) go to WECOM_HITS, on
-// <prefix>.corp.<corp>.<type>, beside the hit events: a consumer that
-// reads <prefix>.hit.> sees none of them, one that adds <prefix>.corp.>
-// sees a corp's authorized event before its first hit and its cancelled
-// event after its last, in one stream's order, with the consumer role it
-// already has. A stream of their own would order them against nothing.
+// Corp lifecycle events (docs/corps.md) go to a stream of their own,
+// WECOM_CORP_EVENTS, on <prefix>.corp.<corp>.<type>: a consumer of
+// WECOM_HITS without a subject filter then sees hit events only (issue 13),
+// and a cancellation is kept long after the hits it concerns have aged
+// out, so that a service that was down for days still learns it must
+// delete its copies. The cost: no order between a corp's lifecycle events
+// and its hit events (docs/corps.md says what a consumer does about it).
+
+// CorpStreamName is the stream holding corp lifecycle events.
+const CorpStreamName = "WECOM_CORP_EVENTS"
+
+// Defaults for the corp event stream's Options left zero.
+const (
+	// DefaultCorpMaxAge keeps a lifecycle event for 30 days: long beyond
+	// the hit events' age, so a consumer back from an outage still reads
+	// the cancellation that tells it to delete a corp's copies.
+	DefaultCorpMaxAge = 30 * 24 * time.Hour
+	// DefaultCorpMaxBytes caps the stream at 8 MiB: an event takes about
+	// 500 bytes, so some 16,000 events fit in the 30 days.
+	DefaultCorpMaxBytes = 8 << 20
+	// DefaultCorpDuplicateWindow de-duplicates the copies of one event
+	// that every replica publishes, and one published again when its
+	// callback is handled again hours later.
+	DefaultCorpDuplicateWindow = 24 * time.Hour
+)
+
+// SetupCorp creates or updates WECOM_CORP_EVENTS, for PublishCorp. Call it
+// after Setup, which takes <prefix>.corp.> from a WECOM_HITS of an earlier
+// version (two streams may not share a subject), and only when corp events
+// are published (the corp registry is on): the server reserves the
+// stream's MaxBytes in its store whether anything is written or not.
+func (p *Publisher) SetupCorp(ctx context.Context) error {
+	switch {
+	case p.opts.CorpMaxBytes < 0:
+		return fmt.Errorf("%w: negative corp event max bytes", ErrInvalidOption)
+	case p.opts.CorpMaxAge < DefaultCorpDuplicateWindow:
+		return fmt.Errorf("%w: corp event max age shorter than its duplicate window (%v)", ErrInvalidOption, DefaultCorpDuplicateWindow)
+	}
+	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
+		Name:        CorpStreamName,
+		Description: "Corp lifecycle events (wecom.corp.v1): a corp authorized or cancelled",
+		Subjects:    []string{p.prefix + ".corp.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		// A full stream refuses the event rather than drop an old
+		// cancellation: a cancel_auth fails and is delivered again,
+		// `corps remove` fails and can be run again; an announcement by
+		// a registry watch is logged as failed.
+		Discard:    jetstream.DiscardNew,
+		MaxAge:     p.opts.CorpMaxAge,
+		MaxBytes:   p.opts.CorpMaxBytes,
+		Duplicates: DefaultCorpDuplicateWindow,
+		Replicas:   p.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	return nil
+}
 
 // CorpSubject is the subject of a corp lifecycle event.
 func CorpSubject(prefix, corpID, typ string) string {
@@ -55,14 +109,15 @@ func (p *Publisher) PublishCorp(ctx context.Context, ev wecomhit.CorpLifecycleEv
 		Data: data,
 	}
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(CorpEventID(&ev, at)),
-		jetstream.WithExpectStream(StreamName)); err != nil {
+		jetstream.WithExpectStream(CorpStreamName)); err != nil {
 		return fmt.Errorf("publish: corp event %s: %w", msg.Subject, err)
 	}
 	return nil
 }
 
 // PurgeCorp deletes every hit event of corpID from WECOM_HITS (a purge by
-// subject <prefix>.hit.<corp>.>); lifecycle events stay. Deleting what is
+// subject <prefix>.hit.<corp>.>); lifecycle events, in their own stream,
+// stay. Deleting what is
 // not there succeeds.
 func (p *Publisher) PurgeCorp(ctx context.Context, corpID string) error {
 	if corpID == "" {

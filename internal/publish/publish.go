@@ -3,7 +3,8 @@
 // each with routing headers and its CloudEvents attributes, returning only
 // once JetStream has acknowledged every one. A record that cannot be
 // normalized without breaking the contract (docs/events.md) is written, with
-// its reason, to the dead-letter stream that package deadletter owns.
+// its reason, to the dead-letter stream that package deadletter owns. Corp
+// lifecycle events go to WECOM_CORP_EVENTS (corp.go).
 //
 // It does not fetch, keep cursors or decide when to publish; the fetch stage
 // calls it page by page and advances its cursor only after a page is acked.
@@ -29,7 +30,8 @@ import (
 )
 
 // StreamName is the stream holding hit events, and nothing else: dead
-// letters are in deadletter.StreamName.
+// letters are in deadletter.StreamName, corp lifecycle events in
+// CorpStreamName.
 const StreamName = "WECOM_HITS"
 
 // Header names set on every event besides Nats-Msg-Id and Content-Type, so
@@ -114,6 +116,12 @@ type Options struct {
 	// Metrics records events and PubAck latency (NewMetrics). Default nil:
 	// nothing is recorded.
 	Metrics *Metrics
+	// CorpMaxAge is how long WECOM_CORP_EVENTS (SetupCorp) keeps a
+	// lifecycle event. Default DefaultCorpMaxAge; at least DefaultCorpDuplicateWindow.
+	CorpMaxAge time.Duration
+	// CorpMaxBytes caps WECOM_CORP_EVENTS, which refuses new events when
+	// full. Default DefaultCorpMaxBytes.
+	CorpMaxBytes int64
 	// DeadLetters receives the records that cannot become events; Setup
 	// sets its stream up too. Default: deadletter.New on the same js and
 	// prefix, with its defaults.
@@ -147,6 +155,12 @@ func New(js jetstream.JetStream, prefix string, names RuleNames, log zerolog.Log
 	if opts.PageTimeout == 0 {
 		opts.PageTimeout = DefaultPageTimeout
 	}
+	if opts.CorpMaxAge == 0 {
+		opts.CorpMaxAge = DefaultCorpMaxAge
+	}
+	if opts.CorpMaxBytes == 0 {
+		opts.CorpMaxBytes = DefaultCorpMaxBytes
+	}
 	if opts.DeadLetters == nil {
 		opts.DeadLetters = deadletter.New(js, prefix, deadletter.Options{})
 	}
@@ -163,9 +177,10 @@ func HitSubject(prefix, corpID, ruleID string) string {
 // Setup creates or updates the stream, then sets up the dead-letter stream
 // (Options.DeadLetters); replicas running it at once is safe
 // (broker.EnsureStream, which retries transient errors until ctx ends). A
-// WECOM_HITS set up by an earlier version also took <prefix>.dlq.>; the
-// update drops that subject first, so the dead-letter stream can take it
-// (old dead letters stay in WECOM_HITS until they age out).
+// WECOM_HITS set up by an earlier version also took <prefix>.dlq.> and
+// <prefix>.corp.>; the update drops those subjects first, so the
+// dead-letter stream and WECOM_CORP_EVENTS (SetupCorp) can take them
+// (what was stored on them stays in WECOM_HITS until it ages out).
 func (p *Publisher) Setup(ctx context.Context) error {
 	switch {
 	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
@@ -187,7 +202,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
-		Subjects:    []string{p.prefix + ".hit.>", p.prefix + ".corp.>"}, // corp.go
+		Subjects:    []string{p.prefix + ".hit.>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     discard,

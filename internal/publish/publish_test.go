@@ -223,24 +223,38 @@ func TestPublisher_DeadLetters(t *testing.T) {
 }
 
 // TestPublisher_SetupMovesDeadLetters: a WECOM_HITS stream set up by an
-// earlier version, which also took <prefix>.dlq.>, gives that subject up to
-// the dead-letter stream.
+// earlier version, which also took <prefix>.dlq.> and <prefix>.corp.>,
+// gives those subjects up to the dead-letter and corp event streams; the
+// corp event it stored stays readable there until it ages out.
 func TestPublisher_SetupMovesDeadLetters(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: publish.StreamName, Subjects: []string{prefix + ".hit.>", prefix + ".dlq.>"},
+		Name: publish.StreamName, Subjects: []string{prefix + ".hit.>", prefix + ".corp.>", prefix + ".dlq.>"},
 	})
+	require.NoError(t, err)
+	old := publish.CorpSubject(prefix, "wwOld", wecomhit.CorpCancelled)
+	_, err = js.Publish(ctx, old, []byte(`{"schema":"wecom.corp.v1"}`))
 	require.NoError(t, err)
 	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
 	require.NoError(t, p.Setup(ctx))
+	require.NoError(t, p.SetupCorp(ctx))
 	s, err := js.Stream(ctx, publish.StreamName)
 	require.NoError(t, err)
-	assert.Equal(t, []string{prefix + ".hit.>", prefix + ".corp.>"}, s.CachedInfo().Config.Subjects)
+	assert.Equal(t, []string{prefix + ".hit.>"}, s.CachedInfo().Config.Subjects)
+	m, err := s.GetLastMsgForSubject(ctx, old)
+	require.NoError(t, err, "the old corp event is still there")
+	assert.Equal(t, old, m.Subject)
 	d, err := js.Stream(ctx, deadletter.StreamName)
 	require.NoError(t, err)
 	assert.Equal(t, []string{prefix + ".dlq.>"}, d.CachedInfo().Config.Subjects)
+	c, err := js.Stream(ctx, publish.CorpStreamName)
+	require.NoError(t, err)
+	assert.Equal(t, []string{prefix + ".corp.>"}, c.CachedInfo().Config.Subjects)
+	require.NoError(t, p.PublishCorp(ctx, wecomhit.CorpLifecycleEvent{Type: wecomhit.CorpAuthorized, App: "archive", CorpID: "wwNew"}, time.Now()))
+	_, err = c.GetLastMsgForSubject(ctx, publish.CorpSubject(prefix, "wwNew", wecomhit.CorpAuthorized))
+	require.NoError(t, err, "new corp events go to the corp event stream")
 }
 
 // TestPublisher_PublishFailsWithoutAcks: when JetStream stops acking half-way,
