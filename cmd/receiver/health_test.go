@@ -14,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/metricstest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
@@ -188,11 +190,82 @@ apps:
 	assert.True(t, strings.HasPrefix(out, "UNKNOWN: "), out)
 
 	t.Run("ErrUsage", func(t *testing.T) {
-		for _, args := range [][]string{{"-max-failures", "0"}, {"-max-storage", "1.5"}, {"-max-callback-age", "0s"}, {"-o", "yaml"}} {
+		for _, args := range [][]string{{"-max-failures", "0"}, {"-max-storage", "1.5"}, {"-max-callback-age", "0s"}, {"-max-rows", "-1"}, {"-o", "yaml"}} {
 			code, _, _ := runStatus(t, path, args...)
 			assert.Equal(t, 2, code, args)
 		}
 	})
+}
+
+// TestStatus_ManyCorps: with more corps than -max-rows, the table lists
+// only the failing ones and counts the rest; -all lists every one, and
+// -o json always has every corp. The corps' health is written to NATS as
+// the fetchers write it.
+func TestStatus_ManyCorps(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: fetch.HealthBucket, History: 1})
+	require.NoError(t, err)
+	const n = 60
+	failing := map[string]bool{"c07": true, "c42": true}
+	var corps []string
+	now := time.Now().UTC()
+	for i := range n {
+		corp := fmt.Sprintf("c%02d", i)
+		corps = append(corps, fmt.Sprintf("{corp_id: %s, permanent_code: p}", corp))
+		h := fetch.Health{LastSuccess: now.Add(-time.Minute)}
+		if failing[corp] {
+			h.ConsecutiveFailures = 5
+			h.LastError = &fetch.HealthError{API: "get_hit_msg_list", Errcode: 48002, Message: "m", Since: now.Add(-30 * time.Second), At: now}
+		}
+		v, err := json.Marshal(h)
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, "archive."+corp, v)
+		require.NoError(t, err)
+	}
+	path := t.TempDir() + "/c.yaml"
+	require.NoError(t, writeFile(path, fmt.Sprintf(`
+nats: {url: %q}
+apps:
+  - name: archive
+    mode: archive
+    token: t
+    encoding_aes_key: k3Vq9ZrT2mXw8LpB4nYc6HsD1fGj5aQe7uKo0RtWxEz
+    api_base_url: http://127.0.0.1:9
+    suite_id: s
+    suite_secret: x
+    corps: [%s]
+`, srv.ClientURL(), strings.Join(corps, ", "))))
+	rows := func(out string) []string {
+		var got []string
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "archive" {
+				got = append(got, f[1])
+			}
+		}
+		return got
+	}
+
+	code, out, errOut := runStatus(t, path)
+	require.Equal(t, exitAttention, code, errOut)
+	assert.Equal(t, []string{"c07", "c42"}, rows(out), out)
+	assert.Contains(t, out, "\n58 healthy corps not shown (-all to list them)\n")
+
+	code, out, _ = runStatus(t, path, "-all")
+	assert.Equal(t, exitAttention, code)
+	assert.Len(t, rows(out), n)
+	assert.NotContains(t, out, "not shown")
+
+	code, out, _ = runStatus(t, path, "-max-rows", "60")
+	assert.Equal(t, exitAttention, code)
+	assert.Len(t, rows(out), n, "60 corps fit in -max-rows 60")
+
+	code, out, _ = runStatus(t, path, "-o", "json")
+	assert.Equal(t, exitAttention, code)
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Len(t, rep.Corps, n)
 }
 
 // alertRules reads the alerting rules of a Prometheus rules file.

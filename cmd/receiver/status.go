@@ -45,15 +45,19 @@ type statusCommand struct {
 type statusReport = health.Report
 
 func (c *statusCommand) Run(ctx context.Context, args []string) error {
-	fs := c.env.flagSet("status", "status -config FILE [-o json] [thresholds]",
+	fs := c.env.flagSet("status", "status -config FILE [-o json] [-all] [-max-rows N] [thresholds]",
 		"Reads the whole deployment's state from NATS: a verdict first (OK,\n"+
-			"DEGRADED, STALLED), then the facts behind it.\n\n"+
+			"DEGRADED, STALLED), then the facts behind it. With more than -max-rows\n"+
+			"corps, the table lists only those that need attention (-all: every\n"+
+			"one); -o json always has every corp.\n\n"+
 			"Exit status: 0 OK, 1 failure (a bad config), 2 usage error, 3 DEGRADED\n"+
 			"or STALLED (a person should look), 4 UNKNOWN (NATS unreachable).")
 	path := configFlag(fs, c.env)
 	creds := credsFlag(fs)
 	var out cli.Output
 	cli.OutputVar(fs, &out)
+	all := fs.Bool("all", false, "list every corp in the table, however many")
+	maxRows := fs.Int("max-rows", defaultMaxRows, "with more corps than this, the table lists only those that need attention")
 	th := health.DefaultThresholds()
 	cli.DurationVar(fs, &th.MaxCallbackAge, "max-callback-age", th.MaxCallbackAge, "an unhandled callback older than this is STALLED")
 	fs.IntVar(&th.MaxFailures, "max-failures", th.MaxFailures, "this many consecutive failed fetches of a corp is DEGRADED")
@@ -69,6 +73,8 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: -max-failures must be at least 1", errUsage)
 	case th.MaxStorageRatio <= 0 || th.MaxStorageRatio > 1:
 		return fmt.Errorf("%w: -max-storage must be in (0, 1]", errUsage)
+	case *maxRows < 0:
+		return fmt.Errorf("%w: -max-rows must not be negative", errUsage)
 	}
 	cfg, err := c.env.loadConfig(*path)
 	if err != nil {
@@ -99,7 +105,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 		if err := enc.Encode(rep); err != nil {
 			return err
 		}
-	} else if err := printStatus(c.env, rep); err != nil {
+	} else if err := printStatus(c.env, rep, rowLimit(*all, *maxRows)); err != nil {
 		return err
 	}
 	if rep.Verdict.Status != health.StatusOK {
@@ -188,7 +194,23 @@ func intakeDurables() []string {
 	return names
 }
 
-func printStatus(e env, rep statusReport) error {
+// defaultMaxRows is how many corps' rows status prints before it lists
+// only those that need attention: a table a person reads whole.
+const defaultMaxRows = 50
+
+// rowLimit is printStatus's maxRows for the flags: -1 (no limit) with -all.
+func rowLimit(all bool, maxRows int) int {
+	if all {
+		return -1
+	}
+	return maxRows
+}
+
+// printStatus writes rep as text. With more than maxRows corps (maxRows
+// >= 0), the table has only the corps that need attention
+// (Report.Attention) and a line counting the others; with thousands of
+// corps, the few failing ones would otherwise be lost in the healthy.
+func printStatus(e env, rep statusReport, maxRows int) error {
 	w := e.stdout
 	_, _ = fmt.Fprintln(w, rep.Verdict.Line())
 	_, _ = fmt.Fprintln(w)
@@ -237,12 +259,35 @@ func printStatus(e env, rep statusReport) error {
 	_, _ = fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "APP\tCORP\tFAILURES\tLAST SUCCESS\tLAST ERROR\tCURSOR MOVED\tLAST HIT\tLAG\tEVENTS\tHIT TOKEN\tFETCHING")
-	for _, c := range rep.Corps {
+	corps := rep.Corps
+	if maxRows >= 0 && len(corps) > maxRows {
+		corps = rep.Attention()
+	}
+	for _, c := range corps {
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.App, c.CorpID,
 			c.ConsecutiveFailures, ago(c.LastSuccess), lastError(c), ago(c.CursorMoved), ago(c.LastHit),
 			lag(c.LagSeconds), c.Events, hitToken(c.HitTokenExpires), yesNo(c.FetchingNow))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if hidden := len(rep.Corps) - len(corps); hidden > 0 {
+		noun := "corps"
+		if hidden == 1 {
+			noun = "corp"
+		}
+		_, _ = fmt.Fprintf(w, "%s healthy %s not shown (-all to list them)\n", thousands(hidden), noun)
+	}
+	return nil
+}
+
+// thousands writes n with commas between groups of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // lastError says a corp's last error briefly: what failed and since when.

@@ -251,3 +251,25 @@ func (r Reason) Text() string {
 	}
 	return r.Code
 }
+
+// Attention returns the corps of r a person should look at: those a reason
+// of the verdict names, and those whose latest fetch failed although not
+// yet often enough for the verdict. The rest are healthy; status lists
+// only these when there are too many corps to read (README "When something
+// goes wrong").
+func (r Report) Attention() []Corp {
+	type appCorp struct{ app, corp string }
+	named := map[appCorp]bool{}
+	for _, rs := range r.Verdict.Reasons {
+		if rs.CorpID != "" {
+			named[appCorp{rs.App, rs.CorpID}] = true
+		}
+	}
+	var out []Corp
+	for _, c := range r.Corps {
+		if c.ConsecutiveFailures > 0 || named[appCorp{c.App, c.CorpID}] {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -144,3 +144,22 @@ func TestCallbackRoom(t *testing.T) {
 	require.ErrorIs(t, err, health.ErrNoRoom)
 	assert.Equal(t, "no room for a callback: jetstream store has 50 of 1000 bytes left", err.Error())
 }
+
+// TestReport_Attention: the corps a verdict reason names and those failing
+// below the threshold need a person; a corp that recovered (its last error
+// kept) and one never failing do not.
+func TestReport_Attention(t *testing.T) {
+	rep := health.Report{Corps: []health.Corp{
+		{App: "archive", CorpID: "ok"},
+		{App: "archive", CorpID: "failing", ConsecutiveFailures: 5},
+		{App: "archive", CorpID: "once", ConsecutiveFailures: 1},
+		{App: "archive", CorpID: "recovered", LastError: &fetch.HealthError{API: "gettoken", Errcode: 42001}},
+		{App: "other", CorpID: "failing"},
+	}}
+	rep.Verdict = health.Judge(rep, health.DefaultThresholds())
+	var got []string
+	for _, c := range rep.Attention() {
+		got = append(got, c.App+"/"+c.CorpID)
+	}
+	assert.Equal(t, []string{"archive/failing", "archive/once"}, got)
+}
