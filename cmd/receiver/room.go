@@ -16,12 +16,23 @@ import (
 // need not each cost NATS four requests.
 const roomCacheTTL = 2 * time.Second
 
-// roomCache holds the last storage reading for Ready.
+// roomStale is how long a good reading stands in for readings that fail:
+// a storage reading is a few NATS requests, which a busy machine can time
+// out while the store is fine. Readiness should not flap on that (a NATS
+// that is down fails Ready through the broker, not through this), and
+// storage does not fill in seconds.
+const roomStale = 30 * time.Second
+
+// roomCache holds the last storage reading for Ready, and the last good one.
 type roomCache struct {
-	mu  sync.Mutex
-	at  time.Time
-	st  health.Storage
-	err error
+	mu     sync.Mutex
+	at     time.Time
+	st     health.Storage
+	err    error
+	good   health.Storage
+	goodAt time.Time
+	// read takes a reading; nil means health.ReadStorage (tests set it).
+	read func(ctx context.Context) (health.Storage, error)
 }
 
 // callbackRoom returns nil when WECOM_CALLBACKS and the store can take one
@@ -33,13 +44,26 @@ func (m *Main) callbackRoom(ctx context.Context) error {
 	defer c.mu.Unlock()
 	if c.at.IsZero() || time.Since(c.at) > roomCacheTTL {
 		// A failed read is kept for the TTL too.
-		c.st, c.err = health.ReadStorage(ctx, m.broker.JetStream(), healthTarget(m.cfg).StoreLimit)
+		read := c.read
+		if read == nil {
+			read = func(ctx context.Context) (health.Storage, error) {
+				return health.ReadStorage(ctx, m.broker.JetStream(), healthTarget(m.cfg).StoreLimit)
+			}
+		}
+		c.st, c.err = read(ctx)
 		c.at = time.Now()
+		if c.err == nil {
+			c.good, c.goodAt = c.st, c.at
+		}
 	}
+	st := c.st
 	if c.err != nil {
-		return c.err
+		if c.goodAt.IsZero() || time.Since(c.goodAt) > roomStale {
+			return c.err
+		}
+		st = c.good
 	}
-	return health.CallbackRoom(c.st, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes)))
+	return health.CallbackRoom(st, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes)))
 }
 
 // readyGauge is wecom_receiver_ready: 1 while Ready passes, read at each
