@@ -27,6 +27,10 @@ const (
 	CorpDataCallbackRecords = "callback_records"
 	CorpDataHitEvents       = "hit_events"
 	CorpDataDeadLetters     = "dead_letters"
+	// CorpDataAuthorizedEvents: the corp's authorized events in
+	// WECOM_CORP_EVENTS, which carry its name; deleted after the cancelled
+	// event is published, which stays.
+	CorpDataAuthorizedEvents = "authorized_events"
 )
 
 // CorpLifecycleEvent is published on <prefix>.corp.<corp_id>.authorized and

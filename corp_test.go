@@ -34,7 +34,8 @@ func TestCorpLifecycleEvent_Schema(t *testing.T) {
 		App: "archive", CorpID: "wwCorpABC123", Cause: "cancel_auth", EventTime: &at, PublishedAt: at,
 		Deleted: []string{wecomhit.CorpDataPermanentCode, wecomhit.CorpDataAccessTokens, wecomhit.CorpDataCursor,
 			wecomhit.CorpDataLeases, wecomhit.CorpDataHitTokens, wecomhit.CorpDataRuleNames,
-			wecomhit.CorpDataCallbackRecords, wecomhit.CorpDataHitEvents, wecomhit.CorpDataDeadLetters}}
+			wecomhit.CorpDataCallbackRecords, wecomhit.CorpDataHitEvents, wecomhit.CorpDataDeadLetters,
+			wecomhit.CorpDataAuthorizedEvents}}
 	seeded := authorized
 	seeded.Cause, seeded.EventTime = "config", nil
 

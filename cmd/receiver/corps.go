@@ -211,6 +211,11 @@ func (m *Main) newCorpAuth() *corpauth.Handler {
 			return m.publisher.PurgeCorp(ctx, corp)
 		}},
 		{Data: []string{wecomhit.CorpDataDeadLetters}, Erase: m.dlq.DeleteCorp},
+		// After the event: the cancelled event stays as the corp's only
+		// trace in WECOM_CORP_EVENTS, and it must be there first.
+		{Data: []string{wecomhit.CorpDataAuthorizedEvents}, AfterEvent: true, Erase: func(ctx context.Context, _, corp string) error {
+			return m.publisher.PurgeCorpAuthorized(ctx, corp)
+		}},
 		{Data: []string{wecomhit.CorpDataCallbackRecords}, AfterEvent: true, Erase: func(ctx context.Context, app, corp string) error {
 			_, err := m.intake.DeleteCorp(ctx, app, corp)
 			return err

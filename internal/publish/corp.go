@@ -117,8 +117,8 @@ func (p *Publisher) PublishCorp(ctx context.Context, ev wecomhit.CorpLifecycleEv
 
 // PurgeCorp deletes every hit event of corpID from WECOM_HITS (a purge by
 // subject <prefix>.hit.<corp>.>); lifecycle events, in their own stream,
-// stay. Deleting what is
-// not there succeeds.
+// stay (PurgeCorpAuthorized deletes those that name the corp). Deleting
+// what is not there succeeds.
 func (p *Publisher) PurgeCorp(ctx context.Context, corpID string) error {
 	if corpID == "" {
 		return errors.New("publish: purge: empty corp id")
@@ -129,6 +129,37 @@ func (p *Publisher) PurgeCorp(ctx context.Context, corpID string) error {
 	}
 	filter := p.prefix + ".hit." + Token(corpID) + ".>"
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(filter)); err != nil {
+		return fmt.Errorf("publish: purge %s: %w", filter, err)
+	}
+	return nil
+}
+
+// PurgeCorpAuthorized deletes from WECOM_CORP_EVENTS the authorized events
+// of corpID older than its newest cancelled event (a purge by subject
+// <prefix>.corp.<corp>.authorized, up to that event's sequence): they
+// carry the corp's name, which the cancellation deletes. Call it after
+// publishing the cancelled event, which stays, so that a consumer reading
+// the stream later still learns of the cancellation. The sequence bound
+// spares an authorized event of the corp authorized again after it, which
+// a replica erasing late would otherwise delete; with no cancelled event
+// there is nothing to purge. Deleting what is not there succeeds.
+func (p *Publisher) PurgeCorpAuthorized(ctx context.Context, corpID string) error {
+	if corpID == "" {
+		return errors.New("publish: purge: empty corp id")
+	}
+	s, err := p.js.Stream(ctx, CorpStreamName)
+	if err != nil {
+		return fmt.Errorf("publish: stream %s: %w", CorpStreamName, err)
+	}
+	last, err := s.GetLastMsgForSubject(ctx, CorpSubject(p.prefix, corpID, wecomhit.CorpCancelled))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("publish: cancelled event of %s: %w", Token(corpID), err)
+	}
+	filter := CorpSubject(p.prefix, corpID, wecomhit.CorpAuthorized)
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(last.Sequence)); err != nil {
 		return fmt.Errorf("publish: purge %s: %w", filter, err)
 	}
 	return nil

@@ -82,6 +82,47 @@ func TestPublisher_CorpEvents(t *testing.T) {
 	assert.Empty(t, readAll(t, js, publish.StreamName))
 	assert.Len(t, readAll(t, js, publish.CorpStreamName), 2)
 
+	// Another corp, authorized and never cancelled.
+	other := authorized
+	other.CorpID, other.CorpName = "wwOther", "Other Co"
+	require.NoError(t, p.PublishCorp(ctx, other, at))
+
+	// Purging the authorized events (after the cancelled one, twice as
+	// replicas do) leaves the cancelled event once and nothing that
+	// names the cancelled corp; the other corp's event stays.
+	for range 2 {
+		require.NoError(t, p.PurgeCorpAuthorized(ctx, "wwCorp"))
+	}
+	require.NoError(t, p.PurgeCorpAuthorized(ctx, "wwOther"), "no cancelled event: nothing to purge")
+	assertCorpEvents := func(want ...string) {
+		t.Helper()
+		var got []string
+		for _, m := range readAll(t, js, publish.CorpStreamName) {
+			assert.NotContains(t, string(m.Data()), "Acme", m.Subject())
+			got = append(got, m.Subject())
+		}
+		assert.Equal(t, want, got)
+	}
+	cancelledSubj := publish.CorpSubject(prefix, "wwCorp", wecomhit.CorpCancelled)
+	otherSubj := publish.CorpSubject(prefix, "wwOther", wecomhit.CorpAuthorized)
+	assertCorpEvents(cancelledSubj, otherSubj)
+
+	// A replica announcing the old authorization late is de-duplicated:
+	// the purge leaves the server's record of its id.
+	require.NoError(t, p.PublishCorp(ctx, authorized, at))
+	assertCorpEvents(cancelledSubj, otherSubj)
+
+	// Authorized again after the cancellation: a late purge spares it.
+	again := authorized
+	again.CorpName = "Acme Again"
+	require.NoError(t, p.PublishCorp(ctx, again, at.Add(2*time.Hour)))
+	require.NoError(t, p.PurgeCorpAuthorized(ctx, "wwCorp"))
+	evs := readAll(t, js, publish.CorpStreamName)
+	require.Len(t, evs, 3)
+	assert.Equal(t, publish.CorpSubject(prefix, "wwCorp", wecomhit.CorpAuthorized), evs[2].Subject())
+	assert.Contains(t, string(evs[2].Data()), "Acme Again")
+	assert.Error(t, p.PurgeCorpAuthorized(ctx, ""))
+
 	s, err := js.Stream(ctx, publish.CorpStreamName)
 	require.NoError(t, err)
 	cfg := s.CachedInfo().Config
