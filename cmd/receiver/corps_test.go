@@ -322,6 +322,11 @@ func TestCorps_Lifecycle(t *testing.T) {
 			}
 			return nil
 		})
+		evs := corpEvents(t, r.js, a.CorpID)
+		require.Len(t, evs, 1, "once although every replica announced it")
+		assert.Equal(t, wecomhit.CorpAuthorized, evs[0].Type)
+		assert.Equal(t, "create_auth", evs[0].Cause)
+		assert.Equal(t, a.CorpName, evs[0].CorpName)
 		assert.Positive(t, onlyHitEvents(t, r.js))
 		// Each replica fetches for the corp on its own: dispatch waits
 		// for the fetch, which fails if the replica cannot reach the corp.
@@ -388,8 +393,10 @@ func TestCorps_Lifecycle(t *testing.T) {
 		serving(t, a.CorpID, false, m1, m2)
 		t.Logf("measured: cancel_auth to both replicas stopped: %v", time.Since(cancelled))
 		natstest.WaitFor(t, 15*time.Second, func() error {
-			if evs := corpEvents(t, r.js, a.CorpID); len(evs) < 2 {
-				return fmt.Errorf("%d lifecycle events", len(evs))
+			// The cancelled event in, the authorized one (which names
+			// the corp) purged after it.
+			if evs := corpEvents(t, r.js, a.CorpID); len(evs) != 1 || evs[0].Type != wecomhit.CorpCancelled {
+				return fmt.Errorf("lifecycle events %+v", evs)
 			}
 			return consumerDone(ctx, r.js, corpsConsumer)
 		})
@@ -442,18 +449,20 @@ func TestCorps_Lifecycle(t *testing.T) {
 		assert.Nil(t, c.Code)
 		assert.Empty(t, c.CorpName)
 
-		// The lifecycle events, each once although every replica
-		// announced them.
+		// The cancelled event, once although every replica announced
+		// it, is all that is left of the corp in WECOM_CORP_EVENTS:
+		// nothing there names it.
 		evs := corpEvents(t, r.js, a.CorpID)
-		require.Len(t, evs, 2)
-		assert.Equal(t, wecomhit.CorpAuthorized, evs[0].Type)
-		assert.Equal(t, "create_auth", evs[0].Cause)
-		assert.Equal(t, a.CorpName, evs[0].CorpName)
-		assert.Equal(t, wecomhit.CorpCancelled, evs[1].Type)
-		assert.Equal(t, "cancel_auth", evs[1].Cause)
-		assert.Contains(t, evs[1].Deleted, wecomhit.CorpDataHitEvents)
-		assert.Contains(t, evs[1].Deleted, wecomhit.CorpDataCallbackRecords)
-		assert.Empty(t, evs[1].CorpName)
+		require.Len(t, evs, 1)
+		assert.Equal(t, wecomhit.CorpCancelled, evs[0].Type)
+		assert.Equal(t, "cancel_auth", evs[0].Cause)
+		assert.Contains(t, evs[0].Deleted, wecomhit.CorpDataHitEvents)
+		assert.Contains(t, evs[0].Deleted, wecomhit.CorpDataCallbackRecords)
+		assert.Contains(t, evs[0].Deleted, wecomhit.CorpDataAuthorizedEvents)
+		assert.Empty(t, evs[0].CorpName)
+		for _, data := range streamData(t, r.js, publish.CorpStreamName, "") {
+			assert.NotContains(t, string(data), a.CorpName, "the cancelled corp's name")
+		}
 	})
 
 	t.Run("RestartServesTheRegistry", func(t *testing.T) {
