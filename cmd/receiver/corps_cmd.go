@@ -52,26 +52,9 @@ that is not there).
 `
 
 func (c *corpsCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		_, _ = fmt.Fprint(c.env.stderr, corpsUsage)
-		return fmt.Errorf("%w: missing command: list, get, remove or rekey", errUsage)
-	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "list":
-		return c.list(ctx, args)
-	case "get":
-		return c.get(ctx, args)
-	case "remove":
-		return c.remove(ctx, args)
-	case "rekey":
-		return c.rekey(ctx, args)
-	case "help", "-h", "-help", "--help":
-		_, _ = fmt.Fprint(c.env.stdout, corpsUsage)
-		return flag.ErrHelp
-	}
-	_, _ = fmt.Fprint(c.env.stderr, corpsUsage)
-	return fmt.Errorf("%w: unknown command %q: want list, get, remove or rekey", errUsage, sub)
+	return runVerb(ctx, c.env, "corps", corpsUsage, []verb{
+		{"list", c.list}, {"get", c.get}, {"remove", c.remove}, {"rekey", c.rekey},
+	}, args)
 }
 
 // corpsFlags are the flags every corps command shares.

@@ -53,22 +53,7 @@ Exit status: 0 done, 1 connection error or a replay that failed, 2 usage error.
 `
 
 func (c *dlqCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		_, _ = fmt.Fprint(c.env.stderr, dlqUsage)
-		return fmt.Errorf("%w: missing command: list or replay", errUsage)
-	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "list":
-		return c.list(ctx, args)
-	case "replay":
-		return c.replay(ctx, args)
-	case "help", "-h", "-help", "--help":
-		_, _ = fmt.Fprint(c.env.stdout, dlqUsage)
-		return flag.ErrHelp
-	}
-	_, _ = fmt.Fprint(c.env.stderr, dlqUsage)
-	return fmt.Errorf("%w: unknown command %q: want list or replay", errUsage, sub)
+	return runVerb(ctx, c.env, "dlq", dlqUsage, []verb{{"list", c.list}, {"replay", c.replay}}, args)
 }
 
 // dlqFlags are the flags every dlq command shares.

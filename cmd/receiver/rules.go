@@ -52,31 +52,9 @@ error (nothing was sent to WeCom).
 `
 
 func (c *rulesCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		_, _ = fmt.Fprint(c.env.stderr, rulesUsage)
-		return fmt.Errorf("%w: missing command: list, get, create, update or delete", errUsage)
-	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "list":
-		return c.list(ctx, args)
-	case "get":
-		return c.get(ctx, args)
-	case "create":
-		return c.create(ctx, args)
-	case "update":
-		return c.update(ctx, args)
-	case "delete":
-		return c.delete(ctx, args)
-	case "help", "-h", "-help", "--help":
-		_, _ = fmt.Fprint(c.env.stdout, rulesUsage)
-		return flag.ErrHelp
-	}
-	_, _ = fmt.Fprint(c.env.stderr, rulesUsage)
-	if strings.HasPrefix(sub, "-") {
-		return fmt.Errorf("%w: the command comes first: receiver rules list|get|create|update|delete [flags]", errUsage)
-	}
-	return fmt.Errorf("%w: unknown command %q", errUsage, sub)
+	return runVerb(ctx, c.env, "rules", rulesUsage, []verb{
+		{"list", c.list}, {"get", c.get}, {"create", c.create}, {"update", c.update}, {"delete", c.delete},
+	}, args)
 }
 
 // flagSet starts a subcommand's flags with the common ones; synopsis and
