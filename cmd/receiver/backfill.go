@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/wecomhit/wecomhit/internal/cli"
@@ -53,7 +52,7 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(c.env.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := c.env.cmdLog()
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-backfill", log, withCreds(*creds))
 	if err != nil {
 		return err

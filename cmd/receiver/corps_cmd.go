@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/cli"
@@ -91,7 +91,7 @@ func (f *corpsFlags) open(ctx context.Context, e env) (*config.Config, *corps.Re
 	if !cfg.Corps.Enabled() {
 		return cfg, nil, func() {}, nil
 	}
-	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := e.cmdLog()
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-corps", log, withCreds(*f.creds))
 	if err != nil {
 		return nil, nil, nil, err
@@ -168,22 +168,9 @@ func listCorps(ctx context.Context, cfg *config.Config, reg *corps.Registry, app
 		}
 	}
 	slices.SortFunc(out, func(a, b corpEntry) int {
-		if a.App != b.App {
-			return compareStrings(a.App, b.App)
-		}
-		return compareStrings(a.CorpID, b.CorpID)
+		return cmp.Or(cmp.Compare(a.App, b.App), cmp.Compare(a.CorpID, b.CorpID))
 	})
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (c *corpsCommand) print(entries []corpEntry, out outputFormat) error {
@@ -319,7 +306,7 @@ func cancelAndWait(ctx context.Context, reg *corps.Registry, f *corpsFlags, e en
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := e.cmdLog()
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-corps", log, withCreds(*f.creds))
 	if err != nil {
 		return err
@@ -365,7 +352,7 @@ func (c *corpsCommand) rekey(ctx context.Context, args []string) error {
 	if !cfg.Corps.Enabled() {
 		return fmt.Errorf("%w: the corp registry is off (no corps.encryption_keys)", errUsage)
 	}
-	log := zerolog.New(c.env.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := c.env.cmdLog()
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-corps", log, withCreds(*f.creds))
 	if err != nil {
 		return err

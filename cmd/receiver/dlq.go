@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/cli"
@@ -93,7 +92,7 @@ func (f *dlqFlags) open(ctx context.Context, e env) (*config.Config, jetstream.J
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := e.cmdLog()
 	b, err := dialNATS(ctx, cfg, "wecom-receiver-dlq", log, withCreds(*f.creds))
 	if err != nil {
 		return nil, nil, nil, err

@@ -43,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/rs/zerolog"
+
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 )
@@ -77,6 +79,12 @@ type env struct {
 func (e env) getenv(k string) string {
 	v, _ := e.lookupEnv(k)
 	return v
+}
+
+// cmdLog is the logger of an operator command: warnings and errors only,
+// on stderr, so stdout holds nothing but the command's results.
+func (e env) cmdLog() zerolog.Logger {
+	return zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 }
 
 // loadConfig loads a configuration with this environment.

@@ -23,11 +23,11 @@ const roomCacheTTL = 2 * time.Second
 // storage does not fill in seconds.
 const roomStale = 30 * time.Second
 
-// roomCache holds the last storage reading for Ready, and the last good one.
+// roomCache holds the result of the last storage reading for Ready, and
+// the last good reading.
 type roomCache struct {
 	mu     sync.Mutex
 	at     time.Time
-	st     health.Storage
 	err    error
 	good   health.Storage
 	goodAt time.Time
@@ -47,23 +47,20 @@ func (m *Main) callbackRoom(ctx context.Context) error {
 		read := c.read
 		if read == nil {
 			read = func(ctx context.Context) (health.Storage, error) {
-				return health.ReadStorage(ctx, m.broker.JetStream(), healthTarget(m.cfg).StoreLimit)
+				return health.ReadStorage(ctx, m.broker.JetStream(), storeLimit(m.cfg))
 			}
 		}
-		c.st, c.err = read(ctx)
+		var st health.Storage
+		st, c.err = read(ctx)
 		c.at = time.Now()
 		if c.err == nil {
-			c.good, c.goodAt = c.st, c.at
+			c.good, c.goodAt = st, c.at
 		}
 	}
-	st := c.st
-	if c.err != nil {
-		if c.goodAt.IsZero() || time.Since(c.goodAt) > roomStale {
-			return c.err
-		}
-		st = c.good
+	if c.err != nil && (c.goodAt.IsZero() || time.Since(c.goodAt) > roomStale) {
+		return c.err
 	}
-	return health.CallbackRoom(st, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes)))
+	return health.CallbackRoom(c.good, int64(intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes)))
 }
 
 // readyGauge is wecom_receiver_ready: 1 while Ready passes, read at each

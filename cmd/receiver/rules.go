@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
@@ -520,7 +518,7 @@ func (f *appFlags) connect(ctx context.Context, e env, name string) (client *wec
 	if err != nil {
 		return nil, "", nil, err
 	}
-	log := zerolog.New(e.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := e.cmdLog()
 	b, err := dialNATS(ctx, cfg, name, log, withCreds(*f.creds))
 	if err != nil {
 		return nil, "", nil, err

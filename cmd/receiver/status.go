@@ -80,7 +80,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", c.env.cmdLog(), withCreds(*creds))
 	if err != nil {
 		return c.failed(out, err)
 	}
@@ -163,15 +163,20 @@ func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config,
 	return health.Read(ctx, js, tg, th, now)
 }
 
+// storeLimit is the store limit that fills first: the embedded server's
+// account has no limit of its own, so it is nats.max_store_bytes there; an
+// external server's account reports its own (0 here).
+func storeLimit(cfg *config.Config) int64 {
+	if cfg.NATS.URL == "" {
+		return cfg.NATS.MaxStoreBytes
+	}
+	return 0
+}
+
 // healthTarget is what the health facts are read for: the configured apps
 // and corps, the intake consumers and the subject prefix.
 func healthTarget(cfg *config.Config) health.Target {
-	tg := health.Target{Durables: intakeDurables(), SubjectPrefix: cfg.NATS.SubjectPrefix}
-	if cfg.NATS.URL == "" {
-		// The embedded server's account has no limit of its own: the
-		// store's is the one that fills.
-		tg.StoreLimit = cfg.NATS.MaxStoreBytes
-	}
+	tg := health.Target{Durables: intakeDurables(), SubjectPrefix: cfg.NATS.SubjectPrefix, StoreLimit: storeLimit(cfg)}
 	fixed := fixedCorps(cfg)
 	for _, a := range cfg.Apps {
 		// Registry corps come from Target.Corps (readStatus, serve).

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/cli"
@@ -50,7 +49,7 @@ func (c *tailCommand) Run(ctx context.Context, args []string) error {
 		}
 		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-tail", zerolog.New(c.env.stderr).Level(zerolog.WarnLevel), withCreds(*creds))
+	b, err := dialNATS(ctx, cfg, "wecom-receiver-tail", c.env.cmdLog(), withCreds(*creds))
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ type healthPending struct {
 	// written is when the last write happened and wroteFailing what state
 	// it wrote: a change of state is written at once.
 	written      time.Time
-	wroteFailing *bool
+	wroteFailing bool
 	wroteErr     *HealthError
 	dirty        bool
 }
@@ -146,7 +146,7 @@ func (r *healthRecorder) record(ctx context.Context, app, corp string, err error
 		p.err = he
 	}
 	failing := p.failures > 0
-	due := p.wroteFailing == nil || *p.wroteFailing != failing ||
+	due := p.written.IsZero() || p.wroteFailing != failing ||
 		(failing && !p.err.same(p.wroteErr)) || now.Sub(p.written) >= healthWriteEvery
 	r.mu.Unlock()
 	if due {
@@ -244,7 +244,7 @@ func (r *healthRecorder) flush(ctx context.Context, k string) {
 		return
 	}
 	failing := h.Failing()
-	p.written, p.wroteFailing, p.wroteErr = r.now(), &failing, h.LastError
+	p.written, p.wroteFailing, p.wroteErr = r.now(), failing, h.LastError
 	r.metrics.health(snap.app, snap.corp, h)
 }
 

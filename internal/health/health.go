@@ -298,30 +298,16 @@ func oldestUnacked(ctx context.Context, s jetstream.Stream, info *jetstream.Cons
 // ReadDeadLetters counts the dead letters by kind; no dead-letter stream
 // means none.
 func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, prefix string) (DeadLetters, error) {
-	var dl DeadLetters
-	s, err := js.Stream(ctx, DeadLetterStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return dl, nil
+	var (
+		dl  DeadLetters
+		err error
+	)
+	d := deadletter.New(js, prefix, deadletter.Options{}) // no I/O; reads only
+	if dl.Callback, err = d.Count(ctx, wecomhit.DeadLetterCallback); err != nil {
+		return dl, fmt.Errorf("health: %w", err)
 	}
-	if err != nil {
-		return dl, fmt.Errorf("health: stream %s: %w", DeadLetterStream, err)
-	}
-	count := func(filter string) (uint64, error) {
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
-		if err != nil {
-			return 0, fmt.Errorf("health: dead letters %s: %w", filter, err)
-		}
-		var n uint64
-		for _, c := range info.State.Subjects {
-			n += c
-		}
-		return n, nil
-	}
-	if dl.Callback, err = count(prefix + ".dlq.callback.>"); err != nil {
-		return dl, err
-	}
-	if dl.Hit, err = count(prefix + ".dlq.hit.>"); err != nil {
-		return dl, err
+	if dl.Hit, err = d.Count(ctx, wecomhit.DeadLetterHit); err != nil {
+		return dl, fmt.Errorf("health: %w", err)
 	}
 	return dl, nil
 }

@@ -435,30 +435,3 @@ func (s *Store) subjectParts(subject string) (string, wecomhit.Kind) {
 	app, kind, _ := strings.Cut(rest, ".")
 	return app, wecomhit.Kind(kind)
 }
-
-// Backlog is how many stored callbacks the shared consumer has not handed
-// out yet, and how many are being handled (delivered, not yet acked).
-type Backlog struct {
-	Pending  uint64
-	Handling int
-}
-
-// ReadBacklog reads the consumer's backlog from the server, for status
-// reports. A consumer that does not exist yet reads as empty.
-func ReadBacklog(ctx context.Context, js jetstream.JetStream, durable string) (Backlog, error) {
-	if durable == "" {
-		durable = DefaultDurable
-	}
-	c, err := js.Consumer(ctx, StreamName, durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		return Backlog{}, nil
-	}
-	if err != nil {
-		return Backlog{}, fmt.Errorf("intake: consumer %s: %w", durable, err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return Backlog{}, fmt.Errorf("intake: consumer %s: %w", durable, err)
-	}
-	return Backlog{Pending: info.NumPending, Handling: info.NumAckPending}, nil
-}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
 )
@@ -51,7 +50,8 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLe
 	if deadLetterSeq > 0 {
 		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), s.expectStream); err != nil {
+	// Through Store's write, so a replay rides out a leader election too.
+	if err := s.publish(ctx, msg, msgID); err != nil {
 		return fmt.Errorf("intake: restore callback: %w", err)
 	}
 	return nil

@@ -58,9 +58,7 @@ func (e envelope) err(api string) error {
 // enveloped is a response type that embeds envelope, so one decode reads
 // both the errcode and the payload. A page of hits is large, and reading
 // it once only for errcode was a measured share of the fetch's CPU.
-type enveloped interface{ apiErr(api string) error }
-
-func (e *envelope) apiErr(api string) error { return e.err(api) }
+type enveloped interface{ err(api string) error }
 
 // decodeAnswer decodes an answer whose errcode has not been checked into
 // resp, returning the errcode's *APIError first. An enveloped resp is
@@ -84,7 +82,7 @@ func decodeAnswer(api string, data []byte, resp any) error {
 		}
 		return fmt.Errorf("wecom %s: decode response: %w", api, err)
 	}
-	return e.apiErr(api)
+	return e.err(api)
 }
 
 // post sends body to path with tokenParam=token in the query and returns
