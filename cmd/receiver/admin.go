@@ -1,20 +1,25 @@
 package main
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wecomhit/wecomhit/internal/admin"
+	"github.com/wecomhit/wecomhit/internal/corps"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
+	"github.com/wecomhit/wecomhit/internal/health"
+	"github.com/wecomhit/wecomhit/internal/wecom"
 )
+
+// The admin listener: internal/admin has its handlers; Main gives them
+// what they read and serves them.
 
 // newRegistry is the service's own Prometheus registry, with the Go runtime
 // and process collectors. Not the global one: tests run several Mains in
@@ -31,20 +36,44 @@ func newRegistry() *prometheus.Registry {
 // Registry is the registry /metrics serves, for tests.
 func (m *Main) Registry() *prometheus.Registry { return m.reg }
 
+// newAdmin builds the admin handlers, with the API when admin.token is
+// set. Built even when admin.listen is off: the callback listener serves
+// its /healthz and /readyz.
+func (m *Main) newAdmin() (err error) {
+	opts := []admin.Option{admin.WithLogger(m.log)}
+	if token := m.cfg.Admin.Token.Reveal(); token != "" {
+		opts = append(opts, admin.WithAPI(token, admin.API{
+			Status:      admin.StatusFunc(m.readStatus),
+			Apps:        admin.AppsFunc(func(app string) (*wecom.Client, bool) { c, ok := m.clients[app]; return c, ok }),
+			Directory:   m.corpView.dir,
+			RuleNames:   m.rules,
+			DeadLetters: adminDeadLetters{m},
+			Corps:       adminCorps{m},
+			Draining:    m.draining.Load,
+		}))
+	}
+	m.adminHandler, err = admin.New(m, m.reg, opts...)
+	return err
+}
+
 // openAdmin binds the admin listener (when admin.listen is set) and serves
-// /metrics, /healthz, /readyz and, with a token configured, /api.
+// the admin handlers there.
 func (m *Main) openAdmin() error {
 	if m.cfg.Admin.Listen == "" {
 		return nil
 	}
-	m.admin = m.adminRoutes()
+	// A Host that is not one of the listener's names is refused: a
+	// browser tricked by DNS rebinding into calling us sends the
+	// attacker's domain there. /healthz, which says only "ok", answers
+	// any Host, so that probes addressing the listener by IP keep working.
+	h := requestID(m.recoverer(allowHosts(m.cfg.Admin.Listen, m.cfg.Admin.AllowedHosts, "/healthz")(m.adminHandler)))
 	lis, err := net.Listen("tcp", m.cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin listen: %w", err)
 	}
 	m.adminListener = lis
 	// Search and backfill-like API calls page through WeCom: a minute to write.
-	m.adminServer = newServer("admin", m.admin, m.log, time.Minute, adminIdleTimeout)
+	m.adminServer = newServer("admin", h, m.log, time.Minute, adminIdleTimeout)
 	limited := newLimitListener(lis, m.cfg.Admin.MaxConnections, m.log.With().Str("listener", "admin").Logger())
 	m.adminServed = make(chan struct{})
 	go func() {
@@ -64,120 +93,77 @@ func (m *Main) AdminAddr() string {
 	return m.adminListener.Addr().String()
 }
 
-// adminRoutes builds the admin router. All routes are registered here,
-// before the server starts: chi's router must not change while it serves.
-func (m *Main) adminRoutes() chi.Router {
-	r := chi.NewRouter()
-	// A Host that is not one of the listener's names is refused: a
-	// browser tricked by DNS rebinding into calling us sends the
-	// attacker's domain there. /healthz, which says only "ok", answers
-	// any Host, so that probes addressing the listener by IP keep working.
-	r.Use(requestID, m.recoverer, allowHosts(m.cfg.Admin.Listen, m.cfg.Admin.AllowedHosts, "/healthz"))
-	// /metrics needs no token, as Prometheus scrapes expect; keep the
-	// listener on loopback or a private network (configs/receiver.example.yaml).
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		Registry: m.reg, // promhttp's own error counter
-	}))
-	r.Get("/healthz", m.healthz)
-	// Operators may see why the service is not ready.
-	r.Get("/readyz", m.readyz(true))
-	m.mountAPIRoot(r)
-	return r
+// readStatus is GET /api/status's report.
+func (m *Main) readStatus(ctx context.Context) (health.Report, error) {
+	return readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now(), m.corpView.dir.Corps)
 }
 
-// mountAPIRoot mounts the admin API on r. Everything under /api sits
-// behind the bearer token. Without a token configured the API is off: /api
-// is not mounted, so it answers 404.
-func (m *Main) mountAPIRoot(r chi.Router) {
-	if token := m.cfg.Admin.Token.Reveal(); token != "" {
-		r.Route("/api", func(api chi.Router) {
-			api.Use(bearerAuth(token), m.refuseWhileDraining)
-			m.api = api
-			m.apiRoutes(api)
-		})
+// adminDeadLetters lists and replays dead letters for the API as the dlq
+// command does.
+type adminDeadLetters struct{ m *Main }
+
+func (d adminDeadLetters) List(ctx context.Context, f deadletter.Filter) ([]any, error) {
+	entries, err := d.m.dlq.List(ctx, f)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// apiRoutes registers the admin API's endpoints on r, which is mounted at
-// /api behind the bearer token: ping, and the endpoints of admin_api.go.
-func (m *Main) apiRoutes(r chi.Router) {
-	// GET /api/ping: 200 "pong" with the right token; for checking access.
-	r.Get("/ping", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusOK, "pong\n")
-	})
-	m.mountAPI(r)
-}
-
-// bearerAuth lets a request through only with "Authorization: Bearer
-// <token>". Anything else gets 401 before any handler runs. The comparison
-// is over SHA-256 digests in constant time, so neither the token's content
-// nor its length leaks through timing.
-func bearerAuth(token string) func(http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got, ok := bearerToken(r)
-			sum := sha256.Sum256([]byte(got))
-			if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="receiver admin"`)
-				writeText(w, http.StatusUnauthorized, "401 unauthorized\n")
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
+	out := make([]any, len(entries))
+	for i := range entries {
+		out[i] = newDLQEntry(&entries[i])
 	}
+	return out, nil
 }
 
-// refuseWhileDraining answers 503 once shutdown has begun: the pipeline
-// the API works with is stopping, and a call half-done then is worse than
-// one refused.
-func (m *Main) refuseWhileDraining(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m.draining.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "shutting down"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+func (d adminDeadLetters) ReplaySeqs(ctx context.Context, seqs []uint64) ([]any, error) {
+	return anys((&replayer{intake: d.m.intake, dlq: d.m.dlq}).replaySeqs(ctx, seqs))
 }
 
-// bearerToken reads the token of an "Authorization: Bearer" header; the
-// scheme is case-insensitive (RFC 9110 §11.1).
-func bearerToken(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+func (d adminDeadLetters) ReplayMatching(ctx context.Context, f deadletter.Filter) ([]any, error) {
+	return anys((&replayer{intake: d.m.intake, dlq: d.m.dlq}).replayMatching(ctx, f))
+}
+
+// adminCorps shows and removes corps for the API as the corps command does.
+type adminCorps struct{ m *Main }
+
+func (c adminCorps) List(ctx context.Context, app string) ([]any, error) {
+	return anys(listCorps(ctx, c.m.cfg, c.m.corpView.reg, app))
+}
+
+func (c adminCorps) Get(ctx context.Context, app, corp string) (any, error) {
+	entries, err := listCorps(ctx, c.m.cfg, c.m.corpView.reg, app)
+	if err != nil {
+		return nil, err
 	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
-// healthz: the process answers. Readiness is a separate question.
-func (m *Main) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeText(w, http.StatusOK, "ok\n")
-}
-
-// readyz reports Ready. The reason for a failure goes to the log, and into
-// the body only with detail (the admin listener): on the public port it
-// would tell anyone about our internals.
-func (m *Main) readyz(detail bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		err := m.Ready(r.Context())
-		if err == nil {
-			m.notReady.Store(nil)
-			writeText(w, http.StatusOK, "ready\n")
-			return
+	for _, e := range entries {
+		if e.CorpID == corp {
+			return e, nil
 		}
-		// Logged once per distinct failure, not once per probe.
-		if msg := err.Error(); m.notReady.Load() == nil || *m.notReady.Load() != msg {
-			m.notReady.Store(&msg)
-			m.log.Warn().Err(err).Msg("not ready")
-		}
-		if detail {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
-			return
-		}
-		writeText(w, http.StatusServiceUnavailable, "not ready\n")
 	}
+	return nil, fmt.Errorf("%w: app %q corp %q", corps.ErrNotFound, app, corp)
 }
+
+func (c adminCorps) Remove(ctx context.Context, app, corp string) error {
+	if c.m.auth == nil {
+		return admin.ErrRegistryOff
+	}
+	return removeCorp(ctx, c.m.corpView.reg, func(ctx context.Context, app, corp string) error {
+		return c.m.auth.Cancel(ctx, app, corp, time.Time{}, corps.CauseOperator)
+	}, app, corp)
+}
+
+// anys is what admin's interfaces take: a list of JSON values.
+func anys[T any](s []T, err error) ([]any, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(s))
+	for i := range s {
+		out[i] = s[i]
+	}
+	return out, nil
+}
+
+var (
+	_ admin.DeadLetters = adminDeadLetters{}
+	_ admin.Corps       = adminCorps{}
+)

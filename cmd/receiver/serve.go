@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/admin"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/cli"
@@ -125,12 +126,10 @@ type Main struct {
 	listener    net.Listener
 	served      chan struct{} // closed when Serve returns
 
-	// The admin listener (admin.go), nil when admin.listen is empty. admin
-	// is its router; api is the /api sub-router behind the bearer token,
-	// nil when no token is configured. Routes are added in adminRoutes and
-	// apiRoutes, before the server starts.
-	admin         chi.Router
-	api           chi.Router
+	// adminHandler serves the admin listener (admin.go) and the callback
+	// listener's /healthz and /readyz. The listener is nil when
+	// admin.listen is empty.
+	adminHandler  *admin.Handler
 	adminServer   *http.Server
 	adminListener net.Listener
 	adminServed   chan struct{}
@@ -148,9 +147,6 @@ type Main struct {
 	// now is the clock of the callback replay window, token expiry and
 	// fetch; time.Now unless a test calls UseClock.
 	now func() time.Time
-	// notReady is the last readiness failure logged, so that a probe
-	// every few seconds logs a failure once, and again when it changes.
-	notReady atomic.Pointer[string]
 }
 
 // NewMain returns a Main for cfg; it does no I/O.
@@ -257,6 +253,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 
+	if err := m.newAdmin(); err != nil {
+		return err
+	}
 	if m.listener == nil {
 		m.listener, err = net.Listen("tcp", m.cfg.HTTP.Listen)
 		if err != nil {
@@ -277,7 +276,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	ev := m.log.Info().Str("http", m.Addr()).Strs("apps", m.cfg.AppNames())
 	if a := m.AdminAddr(); a != "" {
-		ev.Str("admin", a).Bool("admin_api", m.api != nil)
+		ev.Str("admin", a).Bool("admin_api", m.adminHandler.APIOn())
 	}
 	if u := m.broker.ClientURL(); u != "" {
 		ev.Str("nats", u)
@@ -611,8 +610,7 @@ func (m *Main) routes(h *callback.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(requestID, m.recoverer)
 	h.Mount(r)
-	r.Get("/healthz", m.healthz)
-	r.Get("/readyz", m.readyz(false))
+	m.adminHandler.MountProbes(r)
 	return r
 }
 
