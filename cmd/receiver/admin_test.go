@@ -11,7 +11,7 @@ import (
 
 // apiDo calls the admin API of m with a token ("" for none): for the
 // tests that run the whole service. internal/admin tests the handlers.
-func apiDo(t *testing.T, m *Main, method, path, token, body string) (int, []byte) {
+func apiDo(t testing.TB, m *Main, method, path, token, body string) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -28,17 +27,8 @@ import (
 func adminGet(t testing.TB, m *Main, path, token string) (int, string) {
 	t.Helper()
 	require.NotEmpty(t, m.AdminAddr(), "admin listener is on")
-	req, err := http.NewRequest(http.MethodGet, "http://"+m.AdminAddr()+path, nil)
-	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	status, body := apiDo(t, m, http.MethodGet, path, token, "")
+	return status, string(body)
 }
 
 // scrape reads /metrics from the admin listener, as Prometheus would:

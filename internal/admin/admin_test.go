@@ -84,6 +84,14 @@ func statusCalls(calls *atomic.Int32, draining *atomic.Bool) admin.API {
 	}
 }
 
+// serveStatusCalls serves the API of statusCalls.
+func serveStatusCalls(t testing.TB, calls *atomic.Int32, draining *atomic.Bool) *httptest.Server {
+	t.Helper()
+	h, err := admin.New(&readiness{}, prometheus.NewRegistry(), admin.WithAPI(testToken, statusCalls(calls, draining)))
+	require.NoError(t, err)
+	return serve(t, h)
+}
+
 type nopNames struct{}
 
 func (nopNames) Set(string, string, string) {}
@@ -140,23 +148,22 @@ func TestHandler_Probes(t *testing.T) {
 	h.MountProbes(public)
 	publicSrv := serve(t, public)
 
+	probe := func(srv *httptest.Server, path string, wantStatus int, wantBody string) {
+		t.Helper()
+		status, body := do(t, srv, http.MethodGet, path, "", "")
+		assert.Equal(t, wantStatus, status, path)
+		assert.Equal(t, wantBody, body, path)
+	}
 	for _, srv := range []*httptest.Server{adminSrv, publicSrv} {
-		status, body := do(t, srv, http.MethodGet, "/healthz", "", "")
-		assert.Equal(t, http.StatusOK, status)
-		assert.Equal(t, "ok\n", body)
-		status, body = do(t, srv, http.MethodGet, "/readyz", "", "")
-		assert.Equal(t, http.StatusOK, status)
-		assert.Equal(t, "ready\n", body)
+		probe(srv, "/healthz", http.StatusOK, "ok\n")
+		probe(srv, "/readyz", http.StatusOK, "ready\n")
 	}
 
 	ready.set(errors.New("nats: no servers available"))
 	for range 3 {
-		status, body := do(t, publicSrv, http.MethodGet, "/readyz", "", "")
-		assert.Equal(t, http.StatusServiceUnavailable, status)
-		assert.Equal(t, "not ready\n", body)
-		status, body = do(t, adminSrv, http.MethodGet, "/readyz", "", "")
-		assert.Equal(t, http.StatusServiceUnavailable, status)
-		assert.Equal(t, "not ready: nats: no servers available\n", body)
+		probe(publicSrv, "/readyz", http.StatusServiceUnavailable, "not ready\n")
+		probe(adminSrv, "/readyz", http.StatusServiceUnavailable, "not ready: nats: no servers available\n")
+		probe(publicSrv, "/healthz", http.StatusOK, "ok\n")
 	}
 	assert.Equal(t, 1, strings.Count(logs.String(), `"not ready"`), "once per failure: %s", logs.String())
 	assert.Contains(t, logs.String(), `"error":"nats: no servers available"`)
@@ -188,9 +195,7 @@ func TestHandler_Probes(t *testing.T) {
 func TestBearerAuth(t *testing.T) {
 	var calls atomic.Int32
 	var draining atomic.Bool
-	h, err := admin.New(&readiness{}, prometheus.NewRegistry(), admin.WithAPI(testToken, statusCalls(&calls, &draining)))
-	require.NoError(t, err)
-	srv := serve(t, h)
+	srv := serveStatusCalls(t, &calls, &draining)
 	for _, tt := range []struct {
 		name, header string
 		want         int
@@ -253,9 +258,7 @@ func TestBearerAuth(t *testing.T) {
 func TestAPI_Draining(t *testing.T) {
 	var calls atomic.Int32
 	var draining atomic.Bool
-	h, err := admin.New(&readiness{}, prometheus.NewRegistry(), admin.WithAPI(testToken, statusCalls(&calls, &draining)))
-	require.NoError(t, err)
-	srv := serve(t, h)
+	srv := serveStatusCalls(t, &calls, &draining)
 	draining.Store(true)
 	status, body := do(t, srv, http.MethodGet, "/api/status", testToken, "")
 	assert.Equal(t, http.StatusServiceUnavailable, status)

@@ -47,11 +47,7 @@ func (a *API) listDLQ(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := apiCtx(r)
 	defer cancel()
 	out, err := a.DeadLetters.List(ctx, f)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": orEmpty(out), "count": len(out)})
+	writeList(w, "dead_letters", out, err)
 }
 
 // dlqReplayBody is POST /api/dlq/replay's body.
@@ -99,11 +95,7 @@ func (a *API) replayDLQ(w http.ResponseWriter, r *http.Request) {
 	} else {
 		results, err = a.DeadLetters.ReplaySeqs(ctx, b.Seqs)
 	}
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": orEmpty(results), "count": len(results)})
+	writeList(w, "results", results, err)
 }
 
 // listCorps answers the corps as `receiver corps list -o json` prints
@@ -117,11 +109,7 @@ func (a *API) listCorps(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := apiCtx(r)
 	defer cancel()
 	entries, err := a.Corps.List(ctx, app)
-	if err != nil {
-		writeAPIError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"corps": orEmpty(entries), "count": len(entries)})
+	writeList(w, "corps", entries, err)
 }
 
 func (a *API) getCorp(w http.ResponseWriter, r *http.Request) {
@@ -158,10 +146,15 @@ func (a *API) removeCorp(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// orEmpty makes a nil list answer [], not null.
-func orEmpty(v []any) []any {
-	if v == nil {
-		return []any{}
+// writeList answers {key: list, "count": its length}, or err. A nil list
+// is written [], not null.
+func writeList(w http.ResponseWriter, key string, list []any, err error) {
+	if err != nil {
+		writeAPIError(w, err)
+		return
 	}
-	return v
+	if list == nil {
+		list = []any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{key: list, "count": len(list)})
 }
