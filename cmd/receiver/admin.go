@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wecomhit/wecomhit/internal/admin"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/health"
@@ -45,7 +46,7 @@ func (m *Main) newAdmin() (err error) {
 		opts = append(opts, admin.WithAPI(token, admin.API{
 			Status:      admin.StatusFunc(m.readStatus),
 			Apps:        admin.AppsFunc(func(app string) (*wecom.Client, bool) { c, ok := m.clients[app]; return c, ok }),
-			Directory:   m.corpView.dir,
+			Directory:   m.corpView.Dir,
 			RuleNames:   m.rules,
 			DeadLetters: adminDeadLetters{m},
 			Corps:       adminCorps{m},
@@ -95,7 +96,7 @@ func (m *Main) AdminAddr() string {
 
 // readStatus is GET /api/status's report.
 func (m *Main) readStatus(ctx context.Context) (health.Report, error) {
-	return readStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now(), m.corpView.dir.Corps)
+	return app.ReadStatus(ctx, m.broker.JetStream(), m.cfg, health.DefaultThresholds(), time.Now(), m.corpView.Dir.Corps)
 }
 
 // adminDeadLetters lists and replays dead letters for the API as the dlq
@@ -109,46 +110,37 @@ func (d adminDeadLetters) List(ctx context.Context, f deadletter.Filter) ([]any,
 	}
 	out := make([]any, len(entries))
 	for i := range entries {
-		out[i] = newDLQEntry(&entries[i])
+		out[i] = app.NewDLQEntry(&entries[i])
 	}
 	return out, nil
 }
 
 func (d adminDeadLetters) ReplaySeqs(ctx context.Context, seqs []uint64) ([]any, error) {
-	return anys((&replayer{intake: d.m.intake, dlq: d.m.dlq}).replaySeqs(ctx, seqs))
+	return anys(app.NewReplayer(d.m.intake, d.m.dlq).ReplaySeqs(ctx, seqs))
 }
 
 func (d adminDeadLetters) ReplayMatching(ctx context.Context, f deadletter.Filter) ([]any, error) {
-	return anys((&replayer{intake: d.m.intake, dlq: d.m.dlq}).replayMatching(ctx, f))
+	return anys(app.NewReplayer(d.m.intake, d.m.dlq).ReplayMatching(ctx, f))
 }
 
 // adminCorps shows and removes corps for the API as the corps command does.
 type adminCorps struct{ m *Main }
 
-func (c adminCorps) List(ctx context.Context, app string) ([]any, error) {
-	return anys(listCorps(ctx, c.m.cfg, c.m.corpView.reg, app))
+func (c adminCorps) List(ctx context.Context, appName string) ([]any, error) {
+	return anys(app.ListCorps(ctx, c.m.cfg, c.m.corpView.Reg, appName))
 }
 
-func (c adminCorps) Get(ctx context.Context, app, corp string) (any, error) {
-	entries, err := listCorps(ctx, c.m.cfg, c.m.corpView.reg, app)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		if e.CorpID == corp {
-			return e, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: app %q corp %q", corps.ErrNotFound, app, corp)
+func (c adminCorps) Get(ctx context.Context, appName, corp string) (any, error) {
+	return app.GetCorp(ctx, c.m.cfg, c.m.corpView.Reg, appName, corp)
 }
 
-func (c adminCorps) Remove(ctx context.Context, app, corp string) error {
+func (c adminCorps) Remove(ctx context.Context, appName, corp string) error {
 	if c.m.auth == nil {
 		return admin.ErrRegistryOff
 	}
-	return removeCorp(ctx, c.m.corpView.reg, func(ctx context.Context, app, corp string) error {
-		return c.m.auth.Cancel(ctx, app, corp, time.Time{}, corps.CauseOperator)
-	}, app, corp)
+	return app.RemoveCorp(ctx, c.m.corpView.Reg, func(ctx context.Context, a, corp string) error {
+		return c.m.auth.Cancel(ctx, a, corp, time.Time{}, corps.CauseOperator)
+	}, appName, corp)
 }
 
 // anys is what admin's interfaces take: a list of JSON values.

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/cli"
-	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 )
@@ -109,32 +108,32 @@ func TestCLI_Convention(t *testing.T) {
 	runIt := func(ctx context.Context, args []string) (int, string, string, []*flag.FlagSet) {
 		var stdout, stderr testlog.Buffer
 		var sets []*flag.FlagSet
-		e := env{lookupEnv: envOf(exampleEnv), stdout: &stdout, stderr: &stderr,
-			onFlagSet: func(fs *flag.FlagSet) { sets = append(sets, fs) }}
+		e := cli.Env{LookupEnv: envOf(exampleEnv), Stdout: &stdout, Stderr: &stderr,
+			OnFlagSet: func(fs *flag.FlagSet) { sets = append(sets, fs) }}
 		code := run(ctx, args, e)
 		return code, stdout.String(), stderr.String(), sets
 	}
 
 	for _, sp := range commands() {
-		t.Run(sp.name, func(t *testing.T) {
-			tc, ok := cases[sp.name]
-			require.True(t, ok, "command %q has no case in cliCases: add one", sp.name)
-			invocations := [][]string{{sp.name}}
-			if len(sp.subs) > 0 {
+		t.Run(sp.Name, func(t *testing.T) {
+			tc, ok := cases[sp.Name]
+			require.True(t, ok, "command %q has no case in cliCases: add one", sp.Name)
+			invocations := [][]string{{sp.Name}}
+			if len(sp.Subs) > 0 {
 				invocations = nil
-				for _, sub := range sp.subs {
-					invocations = append(invocations, []string{sp.name, sub})
+				for _, sub := range sp.Subs {
+					invocations = append(invocations, []string{sp.Name, sub})
 				}
 			}
 			for _, inv := range invocations {
 				name := strings.Join(inv, " ")
-				if sp.name == "help" {
+				if sp.Name == "help" {
 					continue // help -h is help's own help: below
 				}
 				code, out, errOut, sets := runIt(context.Background(), append(inv, "-h"))
 				require.Equal(t, cli.ExitOK, code, "%s -h: %s", name, errOut)
 				assert.Empty(t, errOut, "%s -h: help goes to stdout", name)
-				require.NotEmpty(t, sets, "%s: its flags come from env.flagSet", name)
+				require.NotEmpty(t, sets, "%s: its flags come from Env.FlagSet", name)
 				fs := sets[len(sets)-1]
 				fs.VisitAll(func(f *flag.Flag) {
 					if cli.Hidden(f) {
@@ -144,7 +143,7 @@ func TestCLI_Convention(t *testing.T) {
 					assert.Contains(t, out, "\n  -"+f.Name, "%s -h lists -%s", name, f.Name)
 					assert.Contains(t, out, cli.DefaultText(f), "%s -h shows -%s's default", name, f.Name)
 				})
-				for _, v := range sp.env {
+				for _, v := range sp.Env {
 					assert.Contains(t, out, v.Name, "%s -h names %s", name, v.Name)
 				}
 				helpCode, helpOut, _, _ := runIt(context.Background(), append([]string{"help"}, inv...))
@@ -155,7 +154,7 @@ func TestCLI_Convention(t *testing.T) {
 				assert.Equal(t, cli.ExitUsage, code, "%s: an unknown flag is a usage error", name)
 				assert.Empty(t, out)
 				assert.Contains(t, errOut, "-no-such-flag")
-				assert.Contains(t, errOut, `Run "receiver help `+sp.name+`"`)
+				assert.Contains(t, errOut, `Run "receiver help `+sp.Name+`"`)
 			}
 
 			if tc.fail != nil {
@@ -167,9 +166,9 @@ func TestCLI_Convention(t *testing.T) {
 				}
 				code, _, errOut, _ := runIt(ctx, fill(tc.fail))
 				assert.Equal(t, cli.ExitFailure, code, "%v: %s", tc.fail, errOut)
-				assert.Contains(t, errOut, "receiver "+sp.name+": ")
+				assert.Contains(t, errOut, "receiver "+sp.Name+": ")
 			} else {
-				require.NotEmpty(t, tc.noFailure, "%s: give a failing invocation, or say why there is none", sp.name)
+				require.NotEmpty(t, tc.noFailure, "%s: give a failing invocation, or say why there is none", sp.Name)
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -178,7 +177,7 @@ func TestCLI_Convention(t *testing.T) {
 			var stdout testlog.Buffer
 			done := make(chan int, 1)
 			go func() {
-				done <- run(ctx, fill(tc.ok), env{lookupEnv: envOf(exampleEnv), stdout: &stdout, stderr: &stderr})
+				done <- run(ctx, fill(tc.ok), cli.Env{LookupEnv: envOf(exampleEnv), Stdout: &stdout, Stderr: &stderr})
 			}()
 			if tc.until != "" {
 				natstest.WaitFor(t, 20*time.Second, func() error {
@@ -193,7 +192,7 @@ func TestCLI_Convention(t *testing.T) {
 			if tc.json {
 				lines := nonEmptyLines(stdout.String())
 				require.NotEmpty(t, lines, "%v prints a result", tc.ok)
-				if sp.name == "status" {
+				if sp.Name == "status" {
 					lines = []string{stdout.String()} // one indented document
 				}
 				for _, l := range lines {
@@ -223,44 +222,18 @@ func TestCLI_Overview(t *testing.T) {
 		{[]string{"help"}, cli.ExitOK, true},
 	} {
 		var stdout, stderr testlog.Buffer
-		code := run(context.Background(), tc.args, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		code := run(context.Background(), tc.args, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 		assert.Equal(t, tc.code, code, "%v", tc.args)
 		where := stderr.String()
 		if tc.stdout {
 			where = stdout.String()
 		}
 		for _, sp := range commands() {
-			assert.Contains(t, where, "\n  "+sp.synopsis, "%v: the overview lists %s", tc.args, sp.name)
+			assert.Contains(t, where, "\n  "+sp.Synopsis, "%v: the overview lists %s", tc.args, sp.Name)
 		}
 	}
 	var stdout testlog.Buffer
-	require.Equal(t, 0, run(context.Background(), []string{"--version"}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stdout}))
+	require.Equal(t, 0, run(context.Background(), []string{"--version"}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stdout}))
 	assert.Regexp(t, `^receiver \S+ \(.*go1\.\d+`, stdout.String())
 	assert.NotContains(t, stdout.String(), "dev ")
-}
-
-// TestBackfillProgress: on a terminal a bar with pages, events, rate and
-// an ETA; elsewhere a line per page.
-func TestBackfillProgress(t *testing.T) {
-	now := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
-	since := now.Add(-10 * time.Hour)
-	clock := now
-	tick := func() time.Time { return clock }
-
-	var lines strings.Builder
-	p := newBackfillProgressTo(&lines, false, since, now, tick)
-	p.page(fetch.Progress{Pages: 1, Messages: 100, Published: 40, Skipped: 2, LastSent: since.Add(time.Hour).Unix()})
-	p.done()
-	assert.Equal(t, "page 1: 100 messages read, 40 events published, 2 already stored, up to 2026-11-20T23:00:00Z\n", lines.String())
-
-	var bar strings.Builder
-	p = newBackfillProgressTo(&bar, true, since, now, tick)
-	clock = clock.Add(2 * time.Second)
-	p.page(fetch.Progress{Pages: 3, Messages: 300, Published: 100, Skipped: 20, LastSent: since.Add(5 * time.Hour).Unix()})
-	// The bar throttles its drawing; Finish draws the last state.
-	p.done()
-	out := bar.String()
-	assert.Contains(t, out, "3 pages, 120 events (100 new), 60 events/s")
-	assert.Contains(t, out, "100%", "done fills the bar")
-	assert.Contains(t, out, "\r", "a bar redraws its line")
 }

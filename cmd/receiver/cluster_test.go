@@ -29,7 +29,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
@@ -379,7 +381,7 @@ func TestClusterConfig_CheckConfig(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		var stdout, stderr testlog.Buffer
 		code := run(t.Context(), []string{"check-config", "-config", path},
-			env{lookupEnv: lookup(vars), stdout: &stdout, stderr: &stderr})
+			cli.Env{LookupEnv: lookup(vars), Stdout: &stdout, Stderr: &stderr})
 		require.Equal(t, 0, code, stderr.String())
 		assert.Contains(t, stdout.String(), "OK (1 app: archive; nats: external, 3 URLs)")
 
@@ -408,7 +410,7 @@ func TestClusterConfig_CheckConfig(t *testing.T) {
 			}
 			var stdout, stderr testlog.Buffer
 			code := run(t.Context(), []string{"check-config", "-config", path},
-				env{lookupEnv: lookup(partial), stdout: &stdout, stderr: &stderr})
+				cli.Env{LookupEnv: lookup(partial), Stdout: &stdout, Stderr: &stderr})
 			require.Equal(t, 1, code)
 			assert.Contains(t, stderr.String(), k)
 			for _, v := range partial {
@@ -464,7 +466,7 @@ func TestClusterConfig_NATS(t *testing.T) {
 			}
 			assert.Equal(t, "WECOM", users["receiver"])
 			assert.Equal(t, "WECOM", users["operator"])
-			assert.Equal(t, consumerAccount, users["consumer"])
+			assert.Equal(t, app.ConsumerAccount, users["consumer"])
 			assert.Equal(t, "SYS", users["sys"])
 			// The cluster's roles are the embedded server's, for the prefix
 			// the cluster's receiver config uses.
@@ -473,10 +475,10 @@ func TestClusterConfig_NATS(t *testing.T) {
 				perms[u.Username] = u.Permissions
 			}
 			assert.Nil(t, perms["receiver"], "the receiver has the whole account")
-			assertSamePermissions(t, consumerPermissions("wecom"), perms["consumer"], "consumer")
-			assertSamePermissions(t, operatorPermissions("wecom"), perms["operator"], "operator")
+			assertSamePermissions(t, app.ConsumerPermissions("wecom"), perms["consumer"], "consumer")
+			assertSamePermissions(t, app.OperatorPermissions("wecom"), perms["operator"], "operator")
 			assert.True(t, strings.HasPrefix(o.Host, "0.0.0.0") || o.Host == "", "clients from other hosts")
-			assertSameAccount(t, path, consumerAccountOf("wecom"))
+			assertSameAccount(t, path, app.ConsumerAccountOf("wecom"))
 		})
 	}
 	t.Run("Run", testClusterConfigAccounts)
@@ -590,7 +592,7 @@ func testClusterConfigAccounts(t *testing.T) {
 	require.NoError(t, err)
 	_, err = live.NextMsg(5 * time.Second)
 	require.NoError(t, err, "a plain subscription gets hit events")
-	cjs, err := jetstream.NewWithAPIPrefix(cc, consumerAPIPrefix)
+	cjs, err := jetstream.NewWithAPIPrefix(cc, app.ConsumerAPIPrefix)
 	require.NoError(t, err)
 	cons, err := cjs.CreateOrUpdateConsumer(ctx, publish.StreamName, jetstream.ConsumerConfig{Durable: "team", AckPolicy: jetstream.AckExplicitPolicy})
 	require.NoError(t, err)
@@ -616,7 +618,7 @@ func testClusterConfigAccounts(t *testing.T) {
 	assert.Equal(t, "wecom.corp.c.cancelled", cm.Subject())
 	require.NoError(t, cm.DoubleAck(ctx))
 
-	require.NoError(t, cc.PublishRequest(consumerAPIPrefix+".STREAM.INFO."+publish.StreamName, "wecom.callback.archive.hit_keyword", nil))
+	require.NoError(t, cc.PublishRequest(app.ConsumerAPIPrefix+".STREAM.INFO."+publish.StreamName, "wecom.callback.archive.hit_keyword", nil))
 	_, err = cjs.Stream(ctx, publish.StreamName) // answered after the one above
 	require.NoError(t, err)
 	info, err := callbacks.Info(ctx)

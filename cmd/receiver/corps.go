@@ -3,117 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corpauth"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/intake"
-	"github.com/wecomhit/wecomhit/internal/wecom"
 )
-
-// fixedCorps are the corps the configuration fixes: a zone app's one corp,
-// and an archive app's listed corps when the registry is off. With the
-// registry on, an archive app's corps are the registry's (its listed corps
-// are seeds).
-func fixedCorps(cfg *config.Config) map[string][]string {
-	out := make(map[string][]string, len(cfg.Apps))
-	for _, a := range cfg.Apps {
-		switch {
-		case a.Mode == config.ModeZone:
-			out[a.Name] = []string{a.CorpID}
-		case !cfg.Corps.Enabled():
-			ids := make([]string, len(a.Corps))
-			for i, c := range a.Corps {
-				ids[i] = c.CorpID
-			}
-			out[a.Name] = ids
-		}
-	}
-	return out
-}
-
-// corpView is the corps as the service or an operator command sees them:
-// the registry (nil when off), its Mirror, and the Directory over both and
-// the configuration, which answers every "which corps" question.
-type corpView struct {
-	reg    *corps.Registry
-	mirror *corps.Mirror
-	dir    *corps.Directory
-}
-
-// openCorpView opens (create true: the service) or binds (an operator
-// command) the registry when the configuration turns it on, and loads its
-// Mirror, which follows changes until close; onChange is the Mirror's.
-func openCorpView(ctx context.Context, cfg *config.Config, js jetstream.JetStream, create bool,
-	log zerolog.Logger, onChange func(corps.Change)) (*corpView, error) {
-	fixed := fixedCorps(cfg)
-	if !cfg.Corps.Enabled() {
-		return &corpView{dir: corps.NewDirectory(fixed, nil)}, nil
-	}
-	keys, err := corps.NewKeyringBase64(cfg.Corps.Keys(), cfg.Corps.CurrentKey)
-	if err != nil {
-		return nil, fmt.Errorf("corps: %w", err)
-	}
-	opts := []corps.Option{
-		corps.WithReplicas(cfg.NATS.Replicas), corps.WithMaxBytes(cfg.NATS.CorpsMaxBytes), corps.WithLogger(log),
-	}
-	var reg *corps.Registry
-	if create {
-		reg, err = corps.Open(ctx, js, keys, opts...)
-	} else {
-		reg, err = corps.Bind(ctx, js, keys, opts...)
-	}
-	if err != nil {
-		return nil, err
-	}
-	// The watch outlives ctx (the service's start-up context): close ends it.
-	m, err := reg.Mirror(context.WithoutCancel(ctx), "", onChange)
-	if err != nil {
-		return nil, err
-	}
-	return &corpView{reg: reg, mirror: m, dir: corps.NewDirectory(fixed, m)}, nil
-}
-
-// clientOptions are the options a's WeCom client needs to reach the corps
-// of the registry.
-func (v *corpView) clientOptions(a config.App) []wecom.Option {
-	if v == nil || v.mirror == nil || a.Mode != config.ModeArchive {
-		return nil
-	}
-	return []wecom.Option{wecom.WithPermanentCodes(v.mirror)}
-}
-
-func (v *corpView) close() {
-	if v != nil && v.mirror != nil {
-		v.mirror.Stop()
-	}
-}
-
-// seed applies each archive app's listed corps to the registry.
-func (v *corpView) seed(ctx context.Context, cfg *config.Config) error {
-	if v.reg == nil {
-		return nil
-	}
-	for _, a := range cfg.Apps {
-		if a.Mode != config.ModeArchive || len(a.Corps) == 0 {
-			continue
-		}
-		seeds := make([]corps.Seed, len(a.Corps))
-		for i, c := range a.Corps {
-			seeds[i] = corps.Seed{CorpID: c.CorpID, PermanentCode: c.PermanentCode}
-		}
-		if _, err := v.reg.Seed(ctx, a.Name, seeds); err != nil {
-			return fmt.Errorf("app %s: seed corps: %w", a.Name, err)
-		}
-	}
-	return nil
-}
 
 // corpChanges is how many registry changes may wait for the change loop
 // before the registry watch waits for it.
@@ -221,7 +118,7 @@ func (m *Main) newCorpAuth() *corpauth.Handler {
 			return err
 		}},
 	}
-	return corpauth.New(m.corpView.reg, suites, m.publisher, erasers, m.log)
+	return corpauth.New(m.corpView.Reg, suites, m.publisher, erasers, m.log)
 }
 
 // dispatchAuth routes an authorization callback to corpauth, turning what

@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/app"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/intake"
@@ -153,7 +155,7 @@ func (r *corpRig) start(t *testing.T, lis net.Listener) *Main {
 	// replica's Open updates the streams, and a stream update while a
 	// consumer is created trips a data race inside nats-server's file
 	// store under -race: let them be created first.
-	for _, d := range intakeDurables() {
+	for _, d := range app.IntakeDurables() {
 		natstest.WaitFor(t, 10*time.Second, func() error {
 			_, err := r.js.Consumer(ctx, intake.StreamName, d)
 			return err
@@ -188,7 +190,7 @@ func serving(t *testing.T, corp string, want bool, ms ...*Main) {
 	t.Helper()
 	for i, m := range ms {
 		natstest.WaitFor(t, 10*time.Second, func() error {
-			if m.corpView.dir.Has("archive", corp) != want {
+			if m.corpView.Dir.Has("archive", corp) != want {
 				return fmt.Errorf("receiver %d: serving %s is not %v", i+1, corp, want)
 			}
 			return nil
@@ -373,7 +375,7 @@ func TestCorps_Lifecycle(t *testing.T) {
 			require.NoError(t, m1.intake.Store(ctx, &again))
 		}
 		natstest.WaitFor(t, 15*time.Second, func() error {
-			return consumerDone(ctx, r.js, corpsConsumer)
+			return consumerDone(ctx, r.js, app.CorpsConsumer)
 		})
 		assert.Equal(t, 1, r.sim.Requests("get_permanent_code_v2"), "one exchange")
 		assert.Zero(t, r.sim.Requests("get_permanent_code"), "no v1 fallback")
@@ -385,7 +387,7 @@ func TestCorps_Lifecycle(t *testing.T) {
 
 	// Secrets to look for after the cancel: the permanent code and the
 	// corp's access token.
-	code, err := m1.corpView.mirror.PermanentCode(ctx, "archive", a.CorpID)
+	code, err := m1.corpView.Mirror.PermanentCode(ctx, "archive", a.CorpID)
 	require.NoError(t, err)
 	secrets := []string{code.Reveal()}
 	tokenKey := "archive.corp." + a.CorpID
@@ -414,7 +416,7 @@ func TestCorps_Lifecycle(t *testing.T) {
 			if evs := corpEvents(t, r.js, a.CorpID); len(evs) != 1 || evs[0].Type != wecomhit.CorpCancelled {
 				return fmt.Errorf("lifecycle events %+v", evs)
 			}
-			return consumerDone(ctx, r.js, corpsConsumer)
+			return consumerDone(ctx, r.js, app.CorpsConsumer)
 		})
 
 		// No replica calls WeCom for the corp any more: not a poll, not a
@@ -489,7 +491,7 @@ func TestCorps_Lifecycle(t *testing.T) {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		m3 := r.start(t, lis)
-		assert.Equal(t, []string{b.CorpID}, m3.corpView.dir.Corps("archive"))
+		assert.Equal(t, []string{b.CorpID}, m3.corpView.Dir.Corps("archive"))
 		// Its tokens were cached by the old replicas: drop them, so the
 		// new one must open the permanent code from the registry.
 		require.NoError(t, m3.clients["archive"].ForgetCorp(ctx, b.CorpID))
@@ -566,8 +568,8 @@ func TestCorps_Operator(t *testing.T) {
 	// The configuration an operator's commands read: the same, from a file.
 	path := t.TempDir() + "/receiver.yaml"
 	require.NoError(t, writeFile(path, r.yaml("127.0.0.1:0")))
-	e := func(out, errOut *testlog.Buffer) env {
-		return env{lookupEnv: envOf(map[string]string{}, "CORPS_KEY", r.key), stdout: out, stderr: errOut}
+	e := func(out, errOut *testlog.Buffer) cli.Env {
+		return cli.Env{LookupEnv: envOf(map[string]string{}, "CORPS_KEY", r.key), Stdout: out, Stderr: errOut}
 	}
 	ctx := context.Background()
 
@@ -576,7 +578,7 @@ func TestCorps_Operator(t *testing.T) {
 		require.Equal(t, 0, run(ctx, []string{"corps", "list", "-config", path, "-o", "json"}, e(&out, &errOut)), errOut.String())
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		require.Len(t, lines, 2)
-		var got corpEntry
+		var got app.CorpEntry
 		require.NoError(t, json.Unmarshal([]byte(lines[0]), &got))
 		assert.Equal(t, a.CorpID, got.CorpID)
 		assert.Equal(t, "active", got.State)
@@ -607,8 +609,8 @@ func TestCorps_Operator(t *testing.T) {
 		status, body := apiDo(t, m, http.MethodGet, "/api/corps", corpAPIToken, "")
 		require.Equal(t, http.StatusOK, status, string(body))
 		var list struct {
-			Corps []corpEntry `json:"corps"`
-			Count int         `json:"count"`
+			Corps []app.CorpEntry `json:"corps"`
+			Count int             `json:"count"`
 		}
 		require.NoError(t, json.Unmarshal(body, &list))
 		assert.Equal(t, 2, list.Count)
@@ -663,7 +665,7 @@ func TestCorps_Operator(t *testing.T) {
 		rpath := t.TempDir() + "/rotated.yaml"
 		require.NoError(t, writeFile(rpath, rotated))
 		var out, errOut testlog.Buffer
-		re := env{lookupEnv: envOf(map[string]string{}, "CORPS_KEY", r.key, "CORPS_KEY2", newKey), stdout: &out, stderr: &errOut}
+		re := cli.Env{LookupEnv: envOf(map[string]string{}, "CORPS_KEY", r.key, "CORPS_KEY2", newKey), Stdout: &out, Stderr: &errOut}
 		require.Equal(t, 0, run(ctx, []string{"corps", "rekey", "-config", rpath}, re), errOut.String())
 		assert.Contains(t, out.String(), "re-sealed 1 permanent codes under key k2")
 		reg, err := corps.Bind(ctx, r.js, nil)
@@ -737,7 +739,7 @@ func TestCorps_ResetAndChangeAuth(t *testing.T) {
 		c := get()
 		assert.Equal(t, corps.Active, c.State)
 		assert.Equal(t, a.CorpName, c.CorpName)
-		assert.True(t, m.corpView.dir.Has("archive", a.CorpID))
+		assert.True(t, m.corpView.Dir.Has("archive", a.CorpID))
 	})
 	t.Run("ErrBadRecord", func(t *testing.T) {
 		for kind, cb := range map[wecomhit.Kind]*wecomhit.Callback{

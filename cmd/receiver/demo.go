@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -12,11 +11,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
-	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -34,11 +32,11 @@ const (
 // an embedded NATS server, the WeCom simulator calling the receiver back,
 // and the receiver, and prints hits as they reach NATS.
 type demoCommand struct {
-	env env
+	env cli.Env
 }
 
 func (c *demoCommand) Run(ctx context.Context, args []string) error {
-	fs := c.env.flagSet("demo", "demo [flags]",
+	fs := c.env.FlagSet("demo", "demo [flags]",
 		"Runs an embedded NATS server, the WeCom simulator and the receiver in a\n"+
 			"temporary directory, and prints each hit event as it is published: a\n"+
 			"line each (table), or its JSON (-o json). Notes and the closing summary\n"+
@@ -52,7 +50,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	var out cli.Output
 	cli.OutputVar(fs, &out)
 	asJSON := fs.Bool("json", false, "deprecated: use -o json")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseOrHelp(fs, args); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -62,7 +60,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 		*seed = time.Now().UnixNano()
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
 	if runFor > 0 {
 		var cancel context.CancelFunc
@@ -70,7 +68,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 		defer cancel()
 	}
 	// The service logs only what needs attention: the hits are the show.
-	log := zerolog.New(consoleOrJSON(c.env.stderr, c.env.getenv, time.TimeOnly)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	log := zerolog.New(consoleOrJSON(c.env.Stderr, c.env.Getenv, time.TimeOnly)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	d, err := openDemo(ctx, demoOptions{speed: *speed, rate: *rate, seed: *seed}, log)
 	if err != nil {
 		return err
@@ -78,20 +76,10 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	defer d.Close()
 	sim, m, cfg, httpAddr := d.sim, d.m, d.cfg, d.httpAddr
 
-	// Read what the stream holds, through an ordered consumer: a plain
-	// subscription would also see the re-publishes of a re-fetched page
-	// that JetStream drops as duplicates.
-	stream, err := m.Broker().JetStream().Stream(ctx, publish.StreamName)
-	if err != nil {
-		return err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	// Every event the stream holds, as tail prints them.
+	hits, err := cli.ReadHits(ctx, m.Broker().JetStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{cfg.NATS.SubjectPrefix + ".hit.>"},
 	})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages()
 	if err != nil {
 		return err
 	}
@@ -99,34 +87,20 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	printed := make(chan struct{})
 	go func() {
 		defer close(printed)
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				return // stopped
-			}
-			count++
-			if out == cli.JSON {
-				_, _ = fmt.Fprintf(c.env.stdout, "%s\n", msg.Data())
-				continue
-			}
-			var ev wecomhit.HitEvent
-			if json.Unmarshal(msg.Data(), &ev) == nil {
-				_, _ = fmt.Fprintln(c.env.stdout, formatHit(&ev, time.Local))
-			}
-		}
+		count, _ = hits.Print(ctx, c.env.Stdout, out, time.Local, 0)
 	}()
 
 	started := time.Now()
-	_, _ = fmt.Fprintf(c.env.stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s --js-api-prefix '%s')\n"+
+	_, _ = fmt.Fprintf(c.env.Stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s --js-api-prefix '%s')\n"+
 		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
-		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), broker.SeedFile(cfg.NATS.RolesDir(), roleConsumer), consumerAPIPrefix, cfg.NATS.SubjectPrefix)
+		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), broker.SeedFile(cfg.NATS.RolesDir(), app.RoleConsumer), app.ConsumerAPIPrefix, cfg.NATS.SubjectPrefix)
 
 	<-ctx.Done()
-	it.Stop()
+	hits.Stop()
 	<-printed // every line is out before the summary counts them
 	seen := count
 	stats := sim.Stats()
-	_, _ = fmt.Fprintf(c.env.stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
+	_, _ = fmt.Fprintf(c.env.Stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
 		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
 	return nil
 }

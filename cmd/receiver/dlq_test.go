@@ -20,7 +20,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
@@ -159,18 +161,18 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	cfgPath := opsConfig(t, s, "")
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"dlq", "list", "-config", cfgPath, "-reason", "unknown_corp", "-o", "json"},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	require.Len(t, lines, poison)
-	var first dlqEntry
+	var first app.DLQEntry
 	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
 	assert.Equal(t, entries[0].Seq, first.Seq)
 	assert.Equal(t, wecomhit.ReasonUnknownCorp, first.Reason)
 	assert.NotContains(t, stdout.String(), token, "records, with their tokens, are not printed")
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"dlq", "list", "-config", cfgPath, "-corp", newCorp},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	table := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	require.Len(t, table, poison+1)
@@ -180,8 +182,8 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	// status says so, and that a person is needed.
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"status", "-config", cfgPath},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
-	assert.Equal(t, exitAttention, code, stdout.String())
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
+	assert.Equal(t, cli.ExitAttention, code, stdout.String())
 	assert.Contains(t, stdout.String(), fmt.Sprintf("dead letters: %d callbacks, 0 hits", poison))
 
 	// Someone adds the corp; the receiver restarts with it.
@@ -192,14 +194,14 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	cfgPath = opsConfig(t, s, "")
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"dlq", "replay", "-config", cfgPath, "-all", "-reason", "unknown_corp", "-o", "json"},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	lines = strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	require.Len(t, lines, poison)
 	for _, l := range lines {
-		var res replayResult
+		var res app.ReplayResult
 		require.NoError(t, json.Unmarshal([]byte(l), &res))
-		require.Equal(t, replayReplayed, res.Result, l)
+		require.Equal(t, app.ReplayReplayed, res.Result, l)
 	}
 	waitHits(t, s, newCorp, 30*time.Second)
 	// Each dead letter goes once its replayed callback is handled; none
@@ -215,7 +217,7 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	// A second replay does nothing.
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"dlq", "replay", "-config", cfgPath, "-seq", strconv.FormatUint(entries[0].Seq, 10)},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	assert.Contains(t, stdout.String(), strconv.FormatUint(entries[0].Seq, 10)+"    not_found")
 }
@@ -262,8 +264,8 @@ func TestAdminAPI_DeadLetters(t *testing.T) {
 		sendHitKeyword(t, s, newCorp, "TOKEN-unknown-corp-0123")
 	}
 	type listed struct {
-		DeadLetters []dlqEntry `json:"dead_letters"`
-		Count       int        `json:"count"`
+		DeadLetters []app.DLQEntry `json:"dead_letters"`
+		Count       int            `json:"count"`
 	}
 	list := func(query string) listed {
 		t.Helper()
@@ -305,8 +307,8 @@ func TestAdminAPI_DeadLetters(t *testing.T) {
 	assert.Equal(t, 3, list("").Count, "the refused requests changed nothing")
 
 	type replayed struct {
-		Results []replayResult `json:"results"`
-		Count   int            `json:"count"`
+		Results []app.ReplayResult `json:"results"`
+		Count   int                `json:"count"`
 	}
 	replay := func(body string) replayed {
 		t.Helper()
@@ -318,22 +320,22 @@ func TestAdminAPI_DeadLetters(t *testing.T) {
 	}
 	seq := before.DeadLetters[0].Seq
 	r := replay(fmt.Sprintf(`{"seqs":[%d]}`, seq))
-	require.Equal(t, []replayResult{{Seq: seq, Result: replayReplayed}}, r.Results)
+	require.Equal(t, []app.ReplayResult{{Seq: seq, Result: app.ReplayReplayed}}, r.Results)
 	// Handled again, and dead again: the corp is still unknown.
 	natstest.WaitFor(t, 10*time.Second, func() error {
 		now := list("")
-		if now.Count != 3 || slices.ContainsFunc(now.DeadLetters, func(e dlqEntry) bool { return e.Seq == seq }) {
+		if now.Count != 3 || slices.ContainsFunc(now.DeadLetters, func(e app.DLQEntry) bool { return e.Seq == seq }) {
 			return fmt.Errorf("%d dead letters: %+v", now.Count, now.DeadLetters)
 		}
 		return nil
 	})
 	r = replay(fmt.Sprintf(`{"seqs":[%d]}`, seq))
-	assert.Equal(t, []replayResult{{Seq: seq, Result: replayNotFound}}, r.Results, "a second replay does nothing")
+	assert.Equal(t, []app.ReplayResult{{Seq: seq, Result: app.ReplayNotFound}}, r.Results, "a second replay does nothing")
 
 	r = replay(`{"all":true,"reason":"unknown_corp","corp":"` + newCorp + `"}`)
 	assert.Equal(t, 3, r.Count)
 	for _, res := range r.Results {
-		assert.Equal(t, replayReplayed, res.Result)
+		assert.Equal(t, app.ReplayReplayed, res.Result)
 	}
 }
 
@@ -354,7 +356,7 @@ func TestRun_DLQUsage(t *testing.T) {
 		{"dlq", "list"},
 	} {
 		var stdout, stderr testlog.Buffer
-		code := run(context.Background(), args, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		code := run(context.Background(), args, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 		assert.Equal(t, 2, code, "%q: %s", args, stderr.String())
 	}
 }

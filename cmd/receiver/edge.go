@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/config"
 )
 
@@ -185,11 +186,6 @@ func allowHosts(listen string, extra []string, anyHost ...string) func(http.Hand
 	}
 }
 
-// sampleSecretsWarning is logged at every start, and printed by
-// check-config, while allow_sample_secrets is on.
-const sampleSecretsWarning = "allow_sample_secrets is true: WeCom's published sample Token and EncodingAESKey are accepted, " +
-	"and anyone can sign callbacks for an app that uses them; never let WeCom or the internet reach this receiver"
-
 func warnSampleSecrets(cfg *config.Config, log zerolog.Logger) {
 	if !cfg.AllowSampleSecrets {
 		return
@@ -200,5 +196,5 @@ func warnSampleSecrets(cfg *config.Config, log zerolog.Logger) {
 			apps = append(apps, cfg.Apps[i].Name)
 		}
 	}
-	log.Warn().Strs("apps_with_sample_secrets", apps).Msg(sampleSecretsWarning)
+	log.Warn().Strs("apps_with_sample_secrets", apps).Msg(app.SampleSecretsWarning)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
@@ -53,7 +54,7 @@ func TestRun_ServeRefusesSampleSecrets(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr testlog.Buffer
-			code := run(context.Background(), []string{"serve", "-config", cfgPath}, env{lookupEnv: tt.env, stdout: io.Discard, stderr: &stderr})
+			code := run(context.Background(), []string{"serve", "-config", cfgPath}, cli.Env{LookupEnv: tt.env, Stdout: io.Discard, Stderr: &stderr})
 			assert.Equal(t, 1, code)
 			for _, w := range tt.want {
 				assert.Contains(t, stderr.String(), w)
@@ -116,7 +117,7 @@ func TestRun_LocalSimRecipe(t *testing.T) {
 	var stderr testlog.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-config", cfgPath}, env{lookupEnv: noEnv, stdout: io.Discard, stderr: &stderr})
+		done <- run(ctx, []string{"serve", "-config", cfgPath}, cli.Env{LookupEnv: noEnv, Stdout: io.Discard, Stderr: &stderr})
 	}()
 	// The simulator's suite_ticket and hit callbacks, signed with the
 	// file's secrets, are acknowledged, and its hits are fetched.
@@ -142,7 +143,7 @@ func TestRun_LocalSimRecipe(t *testing.T) {
 
 // loadConfigFile loads a configuration with no environment.
 func loadConfigFile(path string) (*config.Config, error) {
-	return env{lookupEnv: noEnv}.loadConfig(path)
+	return cli.Env{LookupEnv: noEnv}.LoadConfig(path)
 }
 
 // rawGet sends GET path on c, with extra header lines, and reads the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/consumertest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
@@ -40,7 +41,7 @@ func TestExamples_ReadTheReceiversOutput(t *testing.T) {
 		ids = append(ids, id)
 	}
 	url := s.m.Broker().ClientURL()
-	seed := broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer)
+	seed := broker.SeedFile(s.m.cfg.NATS.RolesDir(), app.RoleConsumer)
 	examples, err := filepath.Abs("../../examples")
 	require.NoError(t, err)
 

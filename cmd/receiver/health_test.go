@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/metricstest"
@@ -33,7 +34,7 @@ func runStatus(t *testing.T, cfgPath string, args ...string) (int, string, strin
 	t.Helper()
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), append([]string{"status", "-config", cfgPath}, args...),
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	return code, stdout.String(), stderr.String()
 }
 
@@ -53,7 +54,7 @@ func TestStatus_CorpFailing(t *testing.T) {
 		if code != 0 {
 			return fmt.Errorf("healthy before the fault: exit %d: %s%s", code, out, errOut)
 		}
-		var rep statusReport
+		var rep health.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			return err
 		}
@@ -68,13 +69,13 @@ func TestStatus_CorpFailing(t *testing.T) {
 	require.NoError(t, err)
 	s.sim.Advance(6 * time.Second) // the hit_keyword callback goes out
 
-	var rep statusReport
+	var rep health.Report
 	natstest.WaitFor(t, 30*time.Second, func() error {
 		code, out, errOut := runStatus(t, cfgPath, "-o", "json", "-max-failures", "2")
-		if code != exitAttention {
+		if code != cli.ExitAttention {
 			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
 		}
-		rep = statusReport{}
+		rep = health.Report{}
 		return json.Unmarshal([]byte(out), &rep)
 	})
 	assert.Equal(t, health.StatusDegraded, rep.Verdict.Status)
@@ -110,7 +111,7 @@ func TestStatus_CorpFailing(t *testing.T) {
 
 	t.Run("Table", func(t *testing.T) {
 		code, out, _ := runStatus(t, cfgPath, "-max-failures", "2")
-		assert.Equal(t, exitAttention, code)
+		assert.Equal(t, cli.ExitAttention, code)
 		first, _, _ := strings.Cut(out, "\n")
 		assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: get_hit_msg_list errcode 48002, \d+ failed fetches in a row`, first)
 		assert.Regexp(t, `get_hit_msg_list errcode 48002 since \S+ ago`, out)
@@ -142,7 +143,7 @@ func TestStatus_CorpFailing(t *testing.T) {
 				s.sim.Advance(6 * time.Second)
 				return fmt.Errorf("exit %d: %s%s", code, out, errOut)
 			}
-			rep = statusReport{}
+			rep = health.Report{}
 			return json.Unmarshal([]byte(out), &rep)
 		})
 		assert.Equal(t, health.StatusOK, rep.Verdict.Status)
@@ -171,7 +172,7 @@ apps:
     corps: [{corp_id: c, permanent_code: p}]
 `))
 	code, out, errOut := runStatus(t, path, "-o", "json")
-	assert.Equal(t, exitUnknown, code, errOut)
+	assert.Equal(t, cli.ExitUnknown, code, errOut)
 	var rep struct {
 		Verdict struct {
 			Status  string `json:"status"`
@@ -181,12 +182,12 @@ apps:
 		} `json:"verdict"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
-	assert.Equal(t, statusUnknown, rep.Verdict.Status)
+	assert.Equal(t, cli.StatusUnknown, rep.Verdict.Status)
 	require.Len(t, rep.Verdict.Reasons, 1)
 	assert.Equal(t, "unreachable", rep.Verdict.Reasons[0].Code)
 
 	code, out, _ = runStatus(t, path)
-	assert.Equal(t, exitUnknown, code)
+	assert.Equal(t, cli.ExitUnknown, code)
 	assert.True(t, strings.HasPrefix(out, "UNKNOWN: "), out)
 
 	t.Run("ErrUsage", func(t *testing.T) {
@@ -248,22 +249,22 @@ apps:
 	}
 
 	code, out, errOut := runStatus(t, path)
-	require.Equal(t, exitAttention, code, errOut)
+	require.Equal(t, cli.ExitAttention, code, errOut)
 	assert.Equal(t, []string{"c07", "c42"}, rows(out), out)
 	assert.Contains(t, out, "\n58 healthy corps not shown (-all to list them)\n")
 
 	code, out, _ = runStatus(t, path, "-all")
-	assert.Equal(t, exitAttention, code)
+	assert.Equal(t, cli.ExitAttention, code)
 	assert.Len(t, rows(out), n)
 	assert.NotContains(t, out, "not shown")
 
 	code, out, _ = runStatus(t, path, "-max-rows", "60")
-	assert.Equal(t, exitAttention, code)
+	assert.Equal(t, cli.ExitAttention, code)
 	assert.Len(t, rows(out), n, "60 corps fit in -max-rows 60")
 
 	code, out, _ = runStatus(t, path, "-o", "json")
-	assert.Equal(t, exitAttention, code)
-	var rep statusReport
+	assert.Equal(t, cli.ExitAttention, code)
+	var rep health.Report
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	assert.Len(t, rep.Corps, n)
 }
@@ -362,13 +363,13 @@ func TestStatus_SuiteTicketRejected(t *testing.T) {
 	_, err := s.sim.GenerateMessages(simCorp, 3)
 	require.NoError(t, err)
 	s.sim.Advance(6 * time.Second)
-	var rep statusReport
+	var rep health.Report
 	natstest.WaitFor(t, 30*time.Second, func() error {
 		code, out, errOut := runStatus(t, cfgPath, "-o", "json", "-max-failures", "1")
-		if code != exitAttention {
+		if code != cli.ExitAttention {
 			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
 		}
-		rep = statusReport{}
+		rep = health.Report{}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			return err
 		}
@@ -393,7 +394,7 @@ func TestStatus_SuiteTicketRejected(t *testing.T) {
 	status, body := send(t, http.MethodGet, "http://"+s.m.Addr()+"/readyz", "")
 	assert.Equal(t, http.StatusOK, status, body)
 	code, out, _ := runStatus(t, cfgPath, "-max-failures", "1")
-	assert.Equal(t, exitAttention, code)
+	assert.Equal(t, cli.ExitAttention, code)
 	assert.Regexp(t, `^DEGRADED: archive/`+simCorp+`: .*; suite `+simSuite+` \(app archive\) has no usable suite_ticket: WeCom rejected the last \(40085\)`, out)
 	assert.Regexp(t, `suite ticket: `+simSuite+` \(app archive\): none usable; WeCom rejected \d+ \(40085\)`, out)
 	assert.NotContains(t, out, s.sim.SuiteTicket())

@@ -23,6 +23,7 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/intake"
@@ -333,7 +334,7 @@ func TestRun_ServeAndSignal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-config", cfgPath}, env{lookupEnv: envOf(exampleEnv), stdout: io.Discard, stderr: &stderr})
+		done <- run(ctx, []string{"serve", "-config", cfgPath}, cli.Env{LookupEnv: envOf(exampleEnv), Stdout: io.Discard, Stderr: &stderr})
 	}()
 	natstest.WaitFor(t, 10*time.Second, func() error {
 		if !strings.Contains(stderr.String(), "receiver started") {
@@ -402,7 +403,7 @@ apps:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, env{lookupEnv: tt.lookupEnv, stdout: &stdout, stderr: &stderr})
+			code := run(context.Background(), tt.args, cli.Env{LookupEnv: tt.lookupEnv, Stdout: &stdout, Stderr: &stderr})
 			assert.Equal(t, tt.code, code, stderr.String())
 			assert.Contains(t, stdout.String(), tt.stdout)
 			for _, s := range tt.stderrHave {
@@ -466,7 +467,7 @@ apps:
         permanent_code: some-permanent-code
 `), 0o600))
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"check-config", "-config", path}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	code := run(context.Background(), []string{"check-config", "-config", path}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 1, code, stderr.String())
 	assert.Empty(t, stdout.String())
 	assert.Equal(t, path+`: 5 problems:

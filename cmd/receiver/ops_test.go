@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
@@ -25,7 +26,7 @@ import (
 func TestRun_Demo(t *testing.T) {
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"demo", "-for", "4s", "-seed", "5", "-speed", "60", "-rate", "60"},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	lines := nonEmptyLines(stdout.String())
 	require.NotEmpty(t, lines, "hits appear within seconds: %s", stderr.String())
@@ -69,7 +70,7 @@ func TestRun_Tail(t *testing.T) {
 
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"tail", "-config", cfgPath, "-since", "1h", "-o", "json", "-n", strconv.Itoa(len(want))},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	got := map[string]bool{}
 	for _, l := range nonEmptyLines(stdout.String()) {
@@ -81,7 +82,7 @@ func TestRun_Tail(t *testing.T) {
 
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"tail", "-config", cfgPath, "-since", "1h", "-subject", "wecom.hit." + simCorp + ".>", "-n", "3"},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	lines := nonEmptyLines(stdout.String())
 	require.Len(t, lines, 3)
@@ -93,7 +94,7 @@ func TestRun_Tail(t *testing.T) {
 	stdout = testlog.Buffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"tail", "-config", cfgPath, "-o", "json", "-n", "1"}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		done <- run(ctx, []string{"tail", "-config", cfgPath, "-o", "json", "-n", "1"}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	}()
 	// Keep making hits until tail prints one: no need to know when it
 	// subscribed, and whatever it prints must be new.
@@ -126,9 +127,9 @@ func TestRun_Status(t *testing.T) {
 	})
 	cfgPath := opsConfig(t, s, "")
 	var stdout, stderr testlog.Buffer
-	code := run(context.Background(), []string{"status", "-config", cfgPath, "-o", "json"}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	code := run(context.Background(), []string{"status", "-config", cfgPath, "-o", "json"}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
-	var rep statusReport
+	var rep health.Report
 	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &rep))
 	require.Len(t, rep.Corps, 1)
 	c := rep.Corps[0]
@@ -148,7 +149,7 @@ func TestRun_Status(t *testing.T) {
 	assert.NotNil(t, c.LastSuccess)
 
 	stdout = testlog.Buffer{}
-	code = run(context.Background(), []string{"status", "-config", cfgPath}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	code = run(context.Background(), []string{"status", "-config", cfgPath}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	out := stdout.String()
 	assert.True(t, strings.HasPrefix(out, "OK\n"), "the verdict comes first: %s", out)
@@ -171,7 +172,7 @@ apps:
 `))
 	for _, cmd := range []string{"tail", "status"} {
 		var stdout, stderr testlog.Buffer
-		code := run(context.Background(), []string{cmd, "-config", path}, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		code := run(context.Background(), []string{cmd, "-config", path}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 		assert.Equal(t, 1, code)
 		assert.Contains(t, stderr.String(), "nats.listen", cmd)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -526,7 +527,7 @@ func TestRun_Backfill(t *testing.T) {
 
 	var stdout, stderr testlog.Buffer
 	code := run(context.Background(), []string{"backfill", "-config", cfgPath, "-since", "1h"}, // the one app is inferred
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	// Progress on stderr, plain lines when not a terminal; the result on
 	// stdout.
@@ -550,21 +551,7 @@ func TestRun_Backfill(t *testing.T) {
 	// Again: everything is already there.
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"backfill", "-config", cfgPath, "-app", "archive", "-corp", simCorp, "-since", "1h"},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
 	require.Contains(t, stdout.String(), fmt.Sprintf("0 events published, %d already stored", len(want)))
-}
-
-func TestParseSince(t *testing.T) {
-	now := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
-	got, err := parseSince("6h", now)
-	require.NoError(t, err)
-	require.Equal(t, now.Add(-6*time.Hour), got)
-	got, err = parseSince("2026-11-20T08:00:00+08:00", now)
-	require.NoError(t, err)
-	require.Equal(t, time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), got.UTC())
-	for _, bad := range []string{"", "-1h", "yesterday", "2027-01-01T00:00:00Z"} {
-		_, err := parseSince(bad, now)
-		require.Error(t, err, bad)
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
@@ -25,7 +26,7 @@ import (
 // the requester's account. Were that the receiver's, its streams and
 // buckets would store whatever reaches their subjects. A consumer-role
 // client must not be able to use that to add callback records or
-// overwrite KV entries: its account is its own (consumerAccount).
+// overwrite KV entries: its account is its own (app.ConsumerAccount).
 func TestNATSRoles_ConsumerReplySubjects(t *testing.T) {
 	s := startSystem(t, "0s")
 	_, err := s.sim.GenerateMessages(simCorp, 20)
@@ -38,7 +39,7 @@ func TestNATSRoles_ConsumerReplySubjects(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	seed, err := os.ReadFile(broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
+	seed, err := os.ReadFile(broker.SeedFile(s.m.cfg.NATS.RolesDir(), app.RoleConsumer))
 	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "consumer.nk")
 	require.NoError(t, os.WriteFile(file, seed, 0o600))
@@ -64,16 +65,16 @@ func TestNATSRoles_ConsumerReplySubjects(t *testing.T) {
 		"$KV." + wecom.TokenBucket + ".forged",
 	}
 	// The stream info request the consumer role may send (its API is under
-	// consumerAPIPrefix), and the receiver's own API subject, which a
+	// app.ConsumerAPIPrefix), and the receiver's own API subject, which a
 	// consumer's account does not reach.
-	for _, subj := range []string{consumerAPIPrefix + ".STREAM.INFO." + publish.StreamName, "$JS.API.STREAM.INFO." + publish.StreamName} {
+	for _, subj := range []string{app.ConsumerAPIPrefix + ".STREAM.INFO." + publish.StreamName, "$JS.API.STREAM.INFO." + publish.StreamName} {
 		for _, reply := range targets {
 			require.NoError(t, c.nc.PublishRequest(subj, reply, nil))
 		}
 	}
 	// A request the server answers after the others: once it is answered,
 	// so are they.
-	_, err = c.nc.RequestWithContext(ctx, consumerAPIPrefix+".STREAM.INFO."+publish.StreamName, nil)
+	_, err = c.nc.RequestWithContext(ctx, app.ConsumerAPIPrefix+".STREAM.INFO."+publish.StreamName, nil)
 	require.NoError(t, err)
 
 	// The receiver itself may have moved on meanwhile; what must not be

@@ -16,9 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -54,12 +57,12 @@ func dialRole(t *testing.T, s *system, seedFile string, opts ...nats.Option) *ro
 }
 
 // dialConsumer logs in as the consumer role, whose JetStream API is under
-// consumerAPIPrefix.
+// app.ConsumerAPIPrefix.
 func dialConsumer(t *testing.T, s *system, seedFile string) *roleConn {
 	t.Helper()
 	c := dialRole(t, s, seedFile)
 	var err error
-	c.js, err = jetstream.NewWithAPIPrefix(c.nc, consumerAPIPrefix)
+	c.js, err = jetstream.NewWithAPIPrefix(c.nc, app.ConsumerAPIPrefix)
 	require.NoError(t, err)
 	return c
 }
@@ -129,13 +132,13 @@ func TestNATSRoles(t *testing.T) {
 	// The consumer team's file, as the operator hands it over.
 	var stdout, stderr testlog.Buffer
 	code := run(t.Context(), []string{"creds", "consumer", "-config", opsConfig(t, s, "")},
-		env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	require.Equal(t, 0, code, stderr.String())
-	seed, err := os.ReadFile(broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
+	seed, err := os.ReadFile(broker.SeedFile(s.m.cfg.NATS.RolesDir(), app.RoleConsumer))
 	require.NoError(t, err)
 	require.Equal(t, string(seed), stdout.String())
 	assert.NotContains(t, stderr.String(), "SU", "the seed goes to stdout only")
-	assert.Contains(t, stderr.String(), consumerAPIPrefix, "the team is told the API prefix")
+	assert.Contains(t, stderr.String(), app.ConsumerAPIPrefix, "the team is told the API prefix")
 	consumerFile := filepath.Join(t.TempDir(), "consumer.nk")
 	require.NoError(t, os.WriteFile(consumerFile, []byte(stdout.String()), 0o600))
 
@@ -206,7 +209,7 @@ func TestNATSRoles(t *testing.T) {
 
 		// No KV: not the WeCom tokens, not the hit tokens, not the cursors.
 		for _, bucket := range []string{wecom.TokenBucket, wecom.TicketBucket, fetch.TokenBucket, fetch.CursorBucket} {
-			c.denied(t, consumerAPIPrefix+".STREAM.INFO.KV_"+bucket, func(ctx context.Context) error {
+			c.denied(t, app.ConsumerAPIPrefix+".STREAM.INFO.KV_"+bucket, func(ctx context.Context) error {
 				_, err := c.js.KeyValue(ctx, bucket)
 				return err
 			})
@@ -217,7 +220,7 @@ func TestNATSRoles(t *testing.T) {
 		})
 		// No callback records, neither through JetStream nor as they are
 		// published, nor by looking over the receiver's shoulder.
-		c.denied(t, consumerAPIPrefix+".STREAM.INFO."+intake.StreamName, func(ctx context.Context) error {
+		c.denied(t, app.ConsumerAPIPrefix+".STREAM.INFO."+intake.StreamName, func(ctx context.Context) error {
 			_, err := c.js.Stream(ctx, intake.StreamName)
 			return err
 		})
@@ -225,11 +228,11 @@ func TestNATSRoles(t *testing.T) {
 			_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+intake.StreamName, []byte(`{"seq":1}`))
 			return err
 		})
-		c.denied(t, consumerAPIPrefix+".CONSUMER.CREATE."+intake.StreamName, func(ctx context.Context) error {
+		c.denied(t, app.ConsumerAPIPrefix+".CONSUMER.CREATE."+intake.StreamName, func(ctx context.Context) error {
 			_, err := c.js.OrderedConsumer(ctx, intake.StreamName, jetstream.OrderedConsumerConfig{})
 			return err
 		})
-		for _, subj := range []string{"wecom.callback.>", "$KV.>", receiverInboxPrefix + ".>", operatorInboxPrefix + ".>", ">"} {
+		for _, subj := range []string{"wecom.callback.>", "$KV.>", app.ReceiverInboxPrefix + ".>", app.OperatorInboxPrefix + ".>", ">"} {
 			c.denied(t, subj, func(ctx context.Context) error {
 				sub, err := c.nc.SubscribeSync(subj)
 				if err != nil {
@@ -255,15 +258,15 @@ func TestNATSRoles(t *testing.T) {
 				_, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+name, nil)
 				return err
 			})
-			c.denied(t, consumerAPIPrefix+".STREAM.DELETE."+name, func(ctx context.Context) error {
+			c.denied(t, app.ConsumerAPIPrefix+".STREAM.DELETE."+name, func(ctx context.Context) error {
 				return c.js.DeleteStream(ctx, name)
 			})
 		}
-		c.denied(t, consumerAPIPrefix+".STREAM.MSG.DELETE."+publish.StreamName, func(ctx context.Context) error {
+		c.denied(t, app.ConsumerAPIPrefix+".STREAM.MSG.DELETE."+publish.StreamName, func(ctx context.Context) error {
 			return st.DeleteMsg(ctx, 1)
 		})
 		assert.Equal(t, stored, hitsIn(t, s), "nothing was added or removed")
-		c.denied(t, consumerAPIPrefix+".STREAM.MSG.DELETE."+publish.CorpStreamName, func(ctx context.Context) error {
+		c.denied(t, app.ConsumerAPIPrefix+".STREAM.MSG.DELETE."+publish.CorpStreamName, func(ctx context.Context) error {
 			return corpSt.DeleteMsg(ctx, 1)
 		})
 		now, err := corpSt.Info(ctx)
@@ -302,7 +305,7 @@ func TestNATSRoles(t *testing.T) {
 	})
 
 	t.Run("Operator", func(t *testing.T) {
-		c := dialRole(t, s, broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleOperator), nats.CustomInboxPrefix(operatorInboxPrefix))
+		c := dialRole(t, s, broker.SeedFile(s.m.cfg.NATS.RolesDir(), app.RoleOperator), nats.CustomInboxPrefix(app.OperatorInboxPrefix))
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		// What status reads: the cursors and the callback backlog.
@@ -415,7 +418,7 @@ apps:
 	status := func(args ...string) (int, string, string) {
 		var stdout, stderr testlog.Buffer
 		code := run(t.Context(), append([]string{"status", "-config", path, "-o", "json"}, args...),
-			env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+			cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 		return code, stdout.String(), stderr.String()
 	}
 
@@ -427,17 +430,17 @@ apps:
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "-creds FILE")
 
-	code, stdout, stderr := status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleOperator))
+	code, stdout, stderr := status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), app.RoleOperator))
 	require.Equal(t, 0, code, stderr)
-	var rep statusReport
+	var rep health.Report
 	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
 	assert.Len(t, rep.Corps, 1)
 
 	// The consumer role is not enough for status, which reads KV; the
 	// server's refusal is reported. The refused request only times out,
 	// which status cannot tell from a NATS that does not answer: exit 4.
-	code, _, stderr = status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), roleConsumer))
-	assert.Equal(t, exitUnknown, code)
+	code, _, stderr = status("-creds", broker.SeedFile(s.m.cfg.NATS.RolesDir(), app.RoleConsumer))
+	assert.Equal(t, cli.ExitUnknown, code)
 	assert.Contains(t, stderr, "Permissions Violation")
 }
 
@@ -471,7 +474,7 @@ apps:
 			require.NoError(t, writeFile(path, tt.nats+app))
 			var stdout, stderr testlog.Buffer
 			args := append([]string{"creds"}, tt.args...)
-			code := run(t.Context(), append(args, "-config", path), env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+			code := run(t.Context(), append(args, "-config", path), cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 			assert.Equal(t, tt.code, code)
 			assert.Contains(t, stderr.String(), tt.want)
 			assert.Empty(t, stdout.String())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/health"
 	"github.com/wecomhit/wecomhit/internal/intake"
 )
@@ -47,7 +48,7 @@ func (m *Main) callbackRoom(ctx context.Context) error {
 		read := c.read
 		if read == nil {
 			read = func(ctx context.Context) (health.Storage, error) {
-				return health.ReadStorage(ctx, m.broker.JetStream(), storeLimit(m.cfg))
+				return health.ReadStorage(ctx, m.broker.JetStream(), app.StoreLimit(m.cfg))
 			}
 		}
 		var st health.Storage

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
@@ -38,7 +39,7 @@ func (s *opsSystem) run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr testlog.Buffer
 	args = append(args, "-config", s.cfgPath)
-	code := run(context.Background(), args, env{lookupEnv: noEnv, stdout: &stdout, stderr: &stderr})
+	code := run(context.Background(), args, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
 	return code, stdout.String(), stderr.String()
 }
 
@@ -265,26 +266,11 @@ func TestRun_Rules(t *testing.T) {
 		assert.Equal(t, 0, code)
 		assert.Contains(t, out, "update RULE_ID")
 		var stderr testlog.Buffer
-		code = run(context.Background(), []string{"rules", "update", "-h"}, env{lookupEnv: noEnv, stdout: &stderr, stderr: &stderr})
+		code = run(context.Background(), []string{"rules", "update", "-h"}, cli.Env{LookupEnv: noEnv, Stdout: &stderr, Stderr: &stderr})
 		assert.Equal(t, 0, code)
 		assert.Contains(t, stderr.String(), "A list flag left out leaves that list unchanged")
 		assert.Contains(t, stderr.String(), "-clear")
 	})
-}
-
-// TestTable: columns line up on a terminal, where a Chinese character takes
-// two columns.
-func TestTable(t *testing.T) {
-	var tb table
-	tb.add("RULE_ID", "NAME", "CREATED")
-	tb.add("r1", "敏感词", "2026-11-21")
-	tb.add("r22", "ab", "2026-11-22")
-	var b strings.Builder
-	require.NoError(t, tb.write(&b))
-	assert.Equal(t, ""+
-		"RULE_ID  NAME    CREATED\n"+
-		"r1       敏感词  2026-11-21\n"+
-		"r22      ab      2026-11-22\n", b.String())
 }
 
 // tableRow is the table line of a rule.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/admin"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/cli"
@@ -37,27 +38,27 @@ import (
 
 // serveCommand runs the service until ctx is cancelled.
 type serveCommand struct {
-	env env
+	env cli.Env
 }
 
 func (c *serveCommand) Run(ctx context.Context, args []string) error {
-	fs := c.env.flagSet("serve", "serve -config FILE",
+	fs := c.env.FlagSet("serve", "serve -config FILE",
 		"Runs the service until SIGTERM or Ctrl-C. Logs go to stderr: JSON lines,\n"+
 			"or with log.format console a layout for people, coloured only on a\n"+
 			"terminal without NO_COLOR.")
-	path := configFlag(fs, c.env)
-	if err := parseFlags(fs, args, path); err != nil {
+	path := cli.ConfigFlag(fs, c.env)
+	if err := cli.ParseConfigFlags(fs, args, path); err != nil {
 		return err
 	}
-	cfg, err := c.env.loadConfig(*path)
+	cfg, err := c.env.LoadConfig(*path)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, c.env.stderr, cli.Colour(c.env.stderr, c.env.getenv))
+	log := newLogger(cfg.Log, c.env.Stderr, cli.Colour(c.env.Stderr, c.env.Getenv))
 	warnSampleSecrets(cfg, log)
 	// Process-wide, so here and not in Main: tests run several Mains.
 	raiseFileLimit(log, cfg.HTTP.MaxConnections+cfg.Admin.MaxConnections)
-	setMemoryLimit(log, cfg.MemoryLimitBytes, c.env.getenv("GOMEMLIMIT"))
+	setMemoryLimit(log, cfg.MemoryLimitBytes, c.env.Getenv("GOMEMLIMIT"))
 	m := NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -116,7 +117,7 @@ type Main struct {
 	rules     *rulecache.Cache
 	// corpView answers which corps each app serves (corps.go); auth
 	// applies authorization callbacks, nil when the registry is off.
-	corpView    *corpView
+	corpView    *app.CorpView
 	auth        *corpauth.Handler
 	corpChanges chan corps.Change
 	corpQuit    chan struct{} // closed by Close: stop queueing changes
@@ -185,24 +186,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	n := m.cfg.NATS
-	m.broker, err = broker.Open(ctx, broker.Options{
-		URLs:            n.URLs(),
-		StoreDir:        n.StoreDir,
-		Listen:          n.Listen,
-		CredentialsDir:  n.RolesDir(),
-		Roles:           natsRoles(n.SubjectPrefix),
-		InboxPrefix:     receiverInboxPrefix,
-		SyncAlways:      n.SyncAlways,
-		CredentialsFile: n.CredentialsFile,
-		TLSCAFile:       n.TLSCAFile,
-		TLSCertFile:     n.TLSCertFile,
-		TLSKeyFile:      n.TLSKeyFile,
-		ConnectTimeout:  n.ConnectTimeout,
-		MaxStore:        n.MaxStoreBytes,
-
-		PingInterval:        n.PingInterval,
-		MaxPingsOutstanding: n.MaxPingsOutstanding,
-	}, m.log)
+	m.broker, err = broker.Open(ctx, app.BrokerOptions(m.cfg), m.log)
 	if err != nil {
 		return err
 	}
@@ -303,7 +287,7 @@ func (m *Main) Addr() string {
 // the fetcher, and the intake consumers that feed it, and starts the last
 // ones. setupCtx bounds the set-up only; what it starts runs until Close.
 func (m *Main) openPipeline(setupCtx context.Context) error {
-	n, fc := m.cfg.NATS, m.cfg.Fetch
+	n := m.cfg.NATS
 	js := m.broker.JetStream()
 	var err error
 	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas, MaxBytes: n.KVMaxBytes})
@@ -315,23 +299,23 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	m.corpChanges = make(chan corps.Change, corpChanges)
 	m.corpQuit = make(chan struct{})
 	m.warm = make(chan [2]string, warmQueue)
-	m.corpView, err = openCorpView(setupCtx, m.cfg, js, true, m.log, m.onCorpChange)
+	m.corpView, err = app.OpenCorpView(setupCtx, m.cfg, js, true, m.log, m.onCorpChange)
 	if err != nil {
 		return err
 	}
 	// Seeded after the watch started, so that corps new to the registry
 	// are announced like any other.
-	if err := m.corpView.seed(setupCtx, m.cfg); err != nil {
+	if err := m.corpView.Seed(setupCtx, m.cfg); err != nil {
 		return err
 	}
-	dir := m.corpView.dir
+	dir := m.corpView.Dir
 	m.clients = make(map[string]*wecom.Client, len(m.cfg.Apps))
 	apps := make([]fetch.App, 0, len(m.cfg.Apps))
 	wecomMetrics := wecom.NewMetrics(m.reg)
 	publishMetrics := publish.NewMetrics(m.reg)
 	for _, a := range m.cfg.Apps {
 		opts := append([]wecom.Option{wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
-			wecom.WithClock(mainClock{m.now})}, m.corpView.clientOptions(a)...)
+			wecom.WithClock(mainClock{m.now})}, m.corpView.ClientOptions(a)...)
 		c, err := wecom.New(a, m.stores, opts...)
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
@@ -349,22 +333,18 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	getter := func(corp string) rulecache.Getter {
 		for _, a := range m.cfg.Apps {
 			if dir.Has(a.Name, corp) {
-				return ruleNamer{m.clients[a.Name]}
+				return app.RuleNamer{Client: m.clients[a.Name]}
 			}
 		}
 		return nil
 	}
 	m.rules = rulecache.NewFunc(getter, m.log)
-	m.dlq = deadletter.New(js, n.SubjectPrefix, deadletter.Options{
-		Replicas: n.Replicas, MaxAge: n.DeadLetterMaxAge, MaxBytes: n.DeadLettersMaxBytes,
-	})
+	m.dlq = deadletter.New(js, n.SubjectPrefix, app.DeadLetterOptions(m.cfg))
 	// Setup sets up the dead-letter stream too, after WECOM_HITS has given
 	// up the dlq subjects an older version gave it.
-	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, publish.Options{
-		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
-		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
-		CorpMaxBytes: n.CorpEventsMaxBytes, Metrics: publishMetrics, DeadLetters: m.dlq,
-	})
+	po := app.PublishOptions(m.cfg)
+	po.Metrics, po.DeadLetters = publishMetrics, m.dlq
+	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, po)
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
 	}
@@ -375,18 +355,16 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 			return err
 		}
 	}
-	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fetch.Options{
-		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
-		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
-		Metrics: fetch.NewMetrics(m.reg), Now: m.now, Corps: dir,
-	})
+	fo := app.FetchOptions(m.cfg)
+	fo.Metrics, fo.Now, fo.Corps = fetch.NewMetrics(m.reg), m.now, dir
+	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fo)
 	if err != nil {
 		return err
 	}
 	if err := m.fetcher.Setup(setupCtx); err != nil {
 		return err
 	}
-	if m.corpView.reg != nil {
+	if m.corpView.Reg != nil {
 		m.auth = m.newCorpAuth()
 	}
 
@@ -395,12 +373,13 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	m.pipeline = make(chan struct{})
 	// The deployment's health facts as gauges, read from NATS like
 	// `receiver status` does; never part of Ready.
-	healthTarget := healthTarget(m.cfg)
-	healthTarget.Corps = m.corpView.dir.Corps
+	healthTarget := app.HealthTarget(m.cfg)
+	healthTarget.Corps = m.corpView.Dir.Corps
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	m.reg.MustRegister(m.readyGauge())
+	consumers := app.IntakeConsumers()
 	var wg sync.WaitGroup
-	wg.Add(5 + len(intakeConsumers))
+	wg.Add(5 + len(consumers))
 	go func() {
 		defer wg.Done()
 		m.corpChangeLoop(runCtx)
@@ -413,7 +392,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		defer wg.Done()
 		// Handled records would otherwise stay until callback_max_age and
 		// fill WECOM_CALLBACKS, which then refuses callbacks.
-		m.intake.RunCompactor(runCtx, intakeDurables(), intake.DefaultCompactAt, m.log)
+		m.intake.RunCompactor(runCtx, app.IntakeDurables(), intake.DefaultCompactAt, m.log)
 	}()
 	m.rulesWarmed = make(chan struct{})
 	go func() {
@@ -424,7 +403,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		defer wg.Done()
 		_ = m.fetcher.Run(runCtx)
 	}()
-	for _, opts := range intakeConsumers {
+	for _, opts := range consumers {
 		opts.DeadLetters = m.dlq
 		go func() {
 			defer wg.Done()
@@ -440,35 +419,6 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	return nil
 }
 
-// intakeConsumers are the durable consumers of stored callbacks, one per
-// group of kinds, so that each group has its own handler slots: a flood of
-// hit callbacks that fail (or are dead letters) never delays a suite ticket,
-// which every WeCom call of an archive app needs. Within the hit consumer,
-// one corp holds at most two records per replica however many callbacks it
-// gets (fetch.Handle coalesces them), and a record it cannot use (unknown
-// app or corp) is a dead letter at once, so neither takes the slots healthy
-// corps need. Kinds that need no action (conversation_new_message,
-// msgaudit_notify, unknown) have no consumer: they are only stored. So are
-// The authorization kinds (create_auth, ...) have a consumer of their own:
-// an exchange must not wait behind hits, and a hit of a corp being
-// authorized is retried until the registry has it.
-//
-// The hit consumer keeps the name "receiver" of the single consumer of
-// earlier versions, which is updated in place and keeps its position.
-var intakeConsumers = []intake.ConsumerOptions{
-	{Durable: intake.DefaultDurable, Kinds: []wecomhit.Kind{wecomhit.KindHitKeyword, wecomhit.KindProgramNotify}},
-	{Durable: ticketConsumer, Kinds: []wecomhit.Kind{wecomhit.KindSuiteTicket}, LatestOnly: true, MaxInFlight: 4},
-	{Durable: corpsConsumer, Kinds: []wecomhit.Kind{
-		wecomhit.KindCreateAuth, wecomhit.KindChangeAuth, wecomhit.KindCancelAuth, wecomhit.KindResetPermanentCode,
-	}, MaxInFlight: 4},
-}
-
-// corpsConsumer is the durable consumer of authorization callbacks.
-const corpsConsumer = "receiver-corps"
-
-// ticketConsumer is the durable consumer of suite tickets.
-const ticketConsumer = "receiver-tickets"
-
 // warmRules lists every corp's rules at start, and each newly authorized
 // corp's as it arrives (m.warm), so that even the first events of a rule
 // carry its name. An archive app cannot call WeCom before the first
@@ -477,7 +427,7 @@ const ticketConsumer = "receiver-tickets"
 // only costs names, which the cache then looks up rule by rule.
 func (m *Main) warmRules(ctx context.Context) {
 	for _, a := range m.cfg.Apps {
-		for _, corp := range m.corpView.dir.Corps(a.Name) {
+		for _, corp := range m.corpView.Dir.Corps(a.Name) {
 			m.warmCorp(ctx, a.Name, corp)
 		}
 	}
@@ -487,7 +437,7 @@ func (m *Main) warmRules(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ac := <-m.warm:
-			if m.corpView.dir.Has(ac[0], ac[1]) {
+			if m.corpView.Dir.Has(ac[0], ac[1]) {
 				m.warmCorp(ctx, ac[0], ac[1])
 			}
 		}
@@ -503,7 +453,7 @@ func (m *Main) warmCorp(ctx context.Context, app, corp string) {
 			m.log.Debug().Str("app", app).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
 			return
 		}
-		if attempt == warmAttempts || ctx.Err() != nil || !m.corpView.dir.Has(app, corp) {
+		if attempt == warmAttempts || ctx.Err() != nil || !m.corpView.Dir.Has(app, corp) {
 			m.log.Warn().Err(err).Str("app", app).Str("corp_id", corp).Msg("listing rules failed; names will be looked up one by one")
 			return
 		}
@@ -575,12 +525,12 @@ var errCorpCancelled = errors.New("corp cancelled")
 // acknowledged and left alone (errCorpCancelled), since its data is to be
 // deleted, not kept as a dead letter.
 func (m *Main) checkCorp(a *config.App, cb *wecomhit.Callback) error {
-	_, err := m.corpView.dir.Resolve(a.Name, cb.CorpID)
+	_, err := m.corpView.Dir.Resolve(a.Name, cb.CorpID)
 	if err == nil {
 		return nil
 	}
-	if m.corpView.mirror != nil && a.Mode == config.ModeArchive && cb.CorpID != "" {
-		c, known := m.corpView.mirror.Get(a.Name, cb.CorpID)
+	if m.corpView.Mirror != nil && a.Mode == config.ModeArchive && cb.CorpID != "" {
+		c, known := m.corpView.Mirror.Get(a.Name, cb.CorpID)
 		if !known {
 			return fmt.Errorf("app %s: corp %q not (yet) in the registry: %w", a.Name, cb.CorpID, err)
 		}
@@ -590,17 +540,6 @@ func (m *Main) checkCorp(a *config.App, cb *wecomhit.Callback) error {
 		}
 	}
 	return intake.Reject(wecomhit.ReasonUnknownCorp, err)
-}
-
-// ruleNamer reads a rule's name with get_rule_detail.
-type ruleNamer struct{ c *wecom.Client }
-
-func (r ruleNamer) RuleName(ctx context.Context, corp, ruleID string) (string, error) {
-	d, err := r.c.GetRule(ctx, corp, ruleID)
-	if err != nil {
-		return "", err
-	}
-	return d.Name, nil
 }
 
 // Broker exposes the NATS connection, for tests and subcommands.
@@ -717,7 +656,7 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		m.stopPipeline = nil
 	}
-	m.corpView.close()
+	m.corpView.Close()
 	if m.rules != nil {
 		// Close, not nil: the admin API, which stops last, may still use it.
 		m.rules.Close()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
 
@@ -24,7 +25,7 @@ const childArgsEnv = "RECEIVER_TEST_CHILD_ARGS"
 func TestMain(m *testing.M) {
 	if args := os.Getenv(childArgsEnv); args != "" {
 		os.Exit(run(context.Background(), strings.Fields(args),
-			env{lookupEnv: os.LookupEnv, stdout: os.Stdout, stderr: os.Stderr}))
+			cli.Env{LookupEnv: os.LookupEnv, Stdout: os.Stdout, Stderr: os.Stderr}))
 	}
 	os.Exit(m.Run())
 }
@@ -59,7 +60,7 @@ apps:
     corps: [{corp_id: wwCorpABC123, permanent_code: perm-code-1}]
 `, testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
 	require.NoError(t, os.WriteFile(path, []byte(yaml), 0o600))
-	cfg, err := (env{lookupEnv: noEnv}).loadConfig(path)
+	cfg, err := (cli.Env{LookupEnv: noEnv}).LoadConfig(path)
 	require.NoError(t, err)
 	m, _ := startMain(t, cfg)
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -8,7 +8,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/wecomhit/wecomhit/internal/cli"
+	"github.com/wecomhit/wecomhit/internal/app"
+	"github.com/wecomhit/wecomhit/internal/cli/format"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/rulecache"
@@ -19,77 +20,74 @@ import (
 // receiver (nats.url, or the embedded server's nats.listen), never to an
 // embedded store directly, which the running receiver owns.
 type backfillCommand struct {
-	env env
+	env Env
 }
 
 func (c *backfillCommand) Run(ctx context.Context, args []string) error {
-	fs := c.env.flagSet("backfill", "backfill -config FILE [-app NAME] [-corp ID] -since TIME [-o json]",
+	fs := c.env.FlagSet("backfill", "backfill -config FILE [-app NAME] [-corp ID] -since TIME [-o json]",
 		"Re-reads an app and corp's hits from TIME and publishes the events the\n"+
 			"stream lacks; safe beside running receivers. Progress goes to stderr: a\n"+
 			"bar with pages, events, rate and ETA on a terminal, a line per page\n"+
 			"otherwise. The result, on stdout, is one line (or -o json: {\"app\",\n"+
 			"\"corp\",\"since\",\"pages\",\"messages\",\"published\",\"skipped\",\"seconds\"}).")
-	path := configFlag(fs, c.env)
+	path := ConfigFlag(fs, c.env)
 	creds := credsFlag(fs)
-	app := fs.String("app", "", "app `name` (apps[].name); may be left out when the configuration has one app")
+	appName := fs.String("app", "", "app `name` (apps[].name); may be left out when the configuration has one app")
 	corp := fs.String("corp", "", "corp `id`; may be left out when the app has one corp")
 	sinceArg := fs.String("since", "", "start `time`: RFC 3339 (2026-11-20T08:00:00+08:00) or a duration ago (6h, 2d); WeCom keeps 5 days")
-	var out cli.Output
-	cli.OutputVar(fs, &out)
-	if err := parseFlags(fs, args, path); err != nil {
+	var out Output
+	OutputVar(fs, &out)
+	if err := ParseConfigFlags(fs, args, path); err != nil {
 		return err
 	}
 	now := time.Now()
 	since, err := parseSince(*sinceArg, now)
 	if err != nil {
-		return fmt.Errorf("%w: -since: %w", errUsage, err)
+		return fmt.Errorf("%w: -since: %w", ErrUsage, err)
 	}
-	cfg, err := c.env.loadConfig(*path)
+	cfg, err := c.env.LoadConfig(*path)
 	if err != nil {
 		return err
 	}
-	a, err := pickApp(cfg, *app)
+	a, err := pickApp(cfg, *appName)
 	if err != nil {
 		return err
 	}
-	log := c.env.cmdLog()
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-backfill", log, withCreds(*creds))
+	log := c.env.Log()
+	b, err := app.Dial(ctx, cfg, "wecom-receiver-backfill", *creds, log)
 	if err != nil {
 		return err
 	}
-	defer closeBroker(b)
+	defer app.CloseBroker(b)
 	js := b.JetStream()
-	view, err := openCorpView(ctx, cfg, js, false, log, nil)
+	view, err := app.OpenCorpView(ctx, cfg, js, false, log, nil)
 	if err != nil {
 		return fmt.Errorf("is the receiver running? %w", err)
 	}
-	defer view.close()
-	if *corp, err = pickCorp(view.dir, a.Name, *corp); err != nil {
+	defer view.Close()
+	if *corp, err = pickCorp(view.Dir, a.Name, *corp); err != nil {
 		return err
 	}
-	client, err := newClient(ctx, a, js, log, view.clientOptions(*a)...)
+	client, err := app.NewClient(ctx, a, js, view, log)
 	if err != nil {
 		return err
 	}
 	// Events carry rule names as the service's do: each page waits briefly
 	// for the names it lacks (rulecache.Resolve).
-	names := rulecache.NewFunc(func(string) rulecache.Getter { return ruleNamer{client} }, log)
+	names := rulecache.NewFunc(func(string) rulecache.Getter { return app.RuleNamer{Client: client} }, log)
 	defer names.Close()
-	pub := publish.New(js, cfg.NATS.SubjectPrefix, names, log, publish.Options{
-		Replicas: cfg.NATS.Replicas, MaxAge: cfg.Fetch.HitsMaxAge, DuplicateWindow: cfg.Fetch.HitsDuplicateWindow,
-	})
+	pub := publish.New(js, cfg.NATS.SubjectPrefix, names, log, app.PublishOptions(cfg))
 	if err := pub.Ready(ctx); err != nil {
 		return fmt.Errorf("is the receiver running? %w", err)
 	}
-	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client}}, pub, log, fetch.Options{
-		Corps:    view.dir,
-		PageSize: cfg.Fetch.PageSize, TokenlessPerMinute: cfg.Fetch.TokenlessPerMinute, Replicas: cfg.NATS.Replicas,
-	})
+	fo := app.FetchOptions(cfg)
+	fo.Corps = view.Dir
+	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client}}, pub, log, fo)
 	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(c.env.stderr, "backfill %s/%s since %s\n", a.Name, *corp, since.Format(time.RFC3339))
-	show := newBackfillProgress(c.env.stderr, since, now)
+	_, _ = fmt.Fprintf(c.env.Stderr, "backfill %s/%s since %s\n", a.Name, *corp, since.Format(time.RFC3339))
+	show := newBackfillProgress(c.env.Stderr, since, now)
 	p, err := f.Backfill(ctx, a.Name, *corp, since, pub, show.page)
 	show.done()
 	if err != nil {
@@ -99,10 +97,10 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 		App: a.Name, Corp: *corp, Since: since, Pages: p.Pages, Messages: p.Messages,
 		Published: p.Published, Skipped: p.Skipped, Seconds: time.Since(now).Seconds(),
 	}
-	if out == cli.JSON {
-		return newJSONLines(c.env.stdout).write(res)
+	if out == JSON {
+		return format.NewJSONLines(c.env.Stdout).Write(res)
 	}
-	_, err = fmt.Fprintf(c.env.stdout, "done: %d pages, %d messages, %d events published, %d already stored, in %s\n",
+	_, err = fmt.Fprintf(c.env.Stdout, "done: %d pages, %d messages, %d events published, %d already stored, in %s\n",
 		p.Pages, p.Messages, p.Published, p.Skipped, time.Since(now).Round(time.Millisecond))
 	return err
 }
@@ -130,7 +128,7 @@ type backfillProgress struct {
 }
 
 func newBackfillProgress(w io.Writer, since, now time.Time) *backfillProgress {
-	return newBackfillProgressTo(w, cli.IsTerminal(w), since, now, time.Now)
+	return newBackfillProgressTo(w, IsTerminal(w), since, now, time.Now)
 }
 
 // newBackfillProgressTo is newBackfillProgress with the choice of a bar
@@ -187,12 +185,12 @@ func sentSuffix(unix int64) string {
 }
 
 // parseSince reads an RFC 3339 time or a duration before now (6h, 5d:
-// cli.ParseDuration).
+// ParseDuration).
 func parseSince(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, fmt.Errorf("required")
 	}
-	if d, err := cli.ParseDuration(s); err == nil {
+	if d, err := ParseDuration(s); err == nil {
 		if d <= 0 {
 			return time.Time{}, fmt.Errorf("duration must be positive")
 		}

@@ -1,50 +1,46 @@
-package main
+// Package format prints the receiver's command results: tables lined up
+// for a terminal (Chinese characters count two columns), JSON lines for
+// scripts, and hit events on one line for people. It leaves what to print,
+// and where, to the commands (internal/cli).
+package format
 
 import (
 	"encoding/json"
 	"io"
 	"strings"
-
-	"github.com/wecomhit/wecomhit/internal/cli"
 )
 
-// outputFormat is the -o flag (cli.Output): a table for people, or JSON
-// for scripts.
-type outputFormat = cli.Output
-
-const (
-	outputTable = cli.Table
-	outputJSON  = cli.JSON
-)
-
-// jsonLines writes one compact JSON document per line. HTML escaping is
+// JSONLines writes one compact JSON document per line. HTML escaping is
 // off: rule names and words are shown as typed, not as \u003c.
-type jsonLines struct{ enc *json.Encoder }
+type JSONLines struct{ enc *json.Encoder }
 
-func newJSONLines(w io.Writer) jsonLines {
+// NewJSONLines writes to w.
+func NewJSONLines(w io.Writer) JSONLines {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	return jsonLines{enc: enc}
+	return JSONLines{enc: enc}
 }
 
-func (j jsonLines) write(v any) error { return j.enc.Encode(v) }
+// Write writes v on a line of its own.
+func (j JSONLines) Write(v any) error { return j.enc.Encode(v) }
 
-// table collects rows and prints them with the columns lined up for a
+// Table collects rows and prints them with the columns lined up for a
 // terminal. Unlike text/tabwriter, which counts runes, it counts a Chinese
 // character as the two columns it takes, so rule names line up.
-type table struct{ rows [][]string }
+type Table struct{ rows [][]string }
 
-func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+// Add adds a row.
+func (t *Table) Add(cells ...string) { t.rows = append(t.rows, cells) }
 
-// write prints the rows, columns two spaces apart, the last one unpadded.
-func (t *table) write(w io.Writer) error {
+// Write prints the rows, columns two spaces apart, the last one unpadded.
+func (t *Table) Write(w io.Writer) error {
 	var widths []int
 	for _, row := range t.rows {
 		for i, c := range row {
 			if i == len(widths) {
 				widths = append(widths, 0)
 			}
-			widths[i] = max(widths[i], displayWidth(c))
+			widths[i] = max(widths[i], DisplayWidth(c))
 		}
 	}
 	var b strings.Builder
@@ -52,7 +48,7 @@ func (t *table) write(w io.Writer) error {
 		for i, c := range row {
 			b.WriteString(c)
 			if i < len(row)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-displayWidth(c)+2))
+				b.WriteString(strings.Repeat(" ", widths[i]-DisplayWidth(c)+2))
 			}
 		}
 		b.WriteByte('\n')
@@ -61,10 +57,10 @@ func (t *table) write(w io.Writer) error {
 	return err
 }
 
-// displayWidth is how many terminal columns s takes: two for East Asian
+// DisplayWidth is how many terminal columns s takes: two for East Asian
 // wide and full-width characters, one for the rest (combining marks and
 // emoji sequences are rare in rule names and not worth a dependency).
-func displayWidth(s string) int {
+func DisplayWidth(s string) int {
 	n := 0
 	for _, r := range s {
 		n++
@@ -88,8 +84,8 @@ func wide(r rune) bool {
 		r >= 0x20000 && r <= 0x3fffd)
 }
 
-// plural picks the noun for n: "1 problem", "2 problems".
-func plural(n int, one, many string) string {
+// Plural picks the noun for n: "1 problem", "2 problems".
+func Plural(n int, one, many string) string {
 	if n == 1 {
 		return one
 	}

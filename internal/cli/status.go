@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -15,22 +15,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/wecomhit/wecomhit/internal/cli"
-	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/health"
-	"github.com/wecomhit/wecomhit/internal/intake"
 )
 
 // Exit codes of status (README "When something goes wrong"). 1 and 2 keep
 // their meaning for every command: failure, usage.
 const (
-	// exitAttention: the verdict is DEGRADED or STALLED; a person should
+	// ExitAttention: the verdict is DEGRADED or STALLED; a person should
 	// look.
-	exitAttention = 3
-	// exitUnknown: the facts could not be read: NATS unreachable or not
+	ExitAttention = 3
+	// ExitUnknown: the facts could not be read: NATS unreachable or not
 	// answering in time (a request the login may not make only times out,
 	// so it ends here too). Nothing can be said.
-	exitUnknown = 4
+	ExitUnknown = 4
 )
 
 // statusCommand reports, from NATS, how the deployment is doing: a verdict,
@@ -38,69 +36,66 @@ const (
 // (app, corp); so it describes the whole deployment, whichever replica
 // answers.
 type statusCommand struct {
-	env env
+	env Env
 }
 
-// statusReport is the report, and the JSON of -o json and /api/status.
-type statusReport = health.Report
-
 func (c *statusCommand) Run(ctx context.Context, args []string) error {
-	fs := c.env.flagSet("status", "status -config FILE [-o json] [-all] [-max-rows N] [thresholds]",
+	fs := c.env.FlagSet("status", "status -config FILE [-o json] [-all] [-max-rows N] [thresholds]",
 		"Reads the whole deployment's state from NATS: a verdict first (OK,\n"+
 			"DEGRADED, STALLED), then the facts behind it. With more than -max-rows\n"+
 			"corps, the table lists only those that need attention (-all: every\n"+
 			"one); -o json always has every corp.\n\n"+
 			"Exit status: 0 OK, 1 failure (a bad config), 2 usage error, 3 DEGRADED\n"+
 			"or STALLED (a person should look), 4 UNKNOWN (NATS unreachable).")
-	path := configFlag(fs, c.env)
+	path := ConfigFlag(fs, c.env)
 	creds := credsFlag(fs)
-	var out cli.Output
-	cli.OutputVar(fs, &out)
+	var out Output
+	OutputVar(fs, &out)
 	all := fs.Bool("all", false, "list every corp in the table, however many")
 	maxRows := fs.Int("max-rows", defaultMaxRows, "with more corps than this, the table lists only those that need attention")
 	th := health.DefaultThresholds()
-	cli.DurationVar(fs, &th.MaxCallbackAge, "max-callback-age", th.MaxCallbackAge, "an unhandled callback older than this is STALLED")
+	DurationVar(fs, &th.MaxCallbackAge, "max-callback-age", th.MaxCallbackAge, "an unhandled callback older than this is STALLED")
 	fs.IntVar(&th.MaxFailures, "max-failures", th.MaxFailures, "this many consecutive failed fetches of a corp is DEGRADED")
-	cli.DurationVar(fs, &th.MaxTicketAge, "max-ticket-age", th.MaxTicketAge, "a suite_ticket older than this is DEGRADED")
+	DurationVar(fs, &th.MaxTicketAge, "max-ticket-age", th.MaxTicketAge, "a suite_ticket older than this is DEGRADED")
 	fs.Float64Var(&th.MaxStorageRatio, "max-storage", th.MaxStorageRatio, "storage use above this fraction is DEGRADED")
-	if err := parseFlags(fs, args, path); err != nil {
+	if err := ParseConfigFlags(fs, args, path); err != nil {
 		return err
 	}
 	switch {
 	case th.MaxCallbackAge <= 0 || th.MaxTicketAge <= 0:
-		return fmt.Errorf("%w: -max-callback-age and -max-ticket-age must be positive", errUsage)
+		return fmt.Errorf("%w: -max-callback-age and -max-ticket-age must be positive", ErrUsage)
 	case th.MaxFailures < 1:
-		return fmt.Errorf("%w: -max-failures must be at least 1", errUsage)
+		return fmt.Errorf("%w: -max-failures must be at least 1", ErrUsage)
 	case th.MaxStorageRatio <= 0 || th.MaxStorageRatio > 1:
-		return fmt.Errorf("%w: -max-storage must be in (0, 1]", errUsage)
+		return fmt.Errorf("%w: -max-storage must be in (0, 1]", ErrUsage)
 	case *maxRows < 0:
-		return fmt.Errorf("%w: -max-rows must not be negative", errUsage)
+		return fmt.Errorf("%w: -max-rows must not be negative", ErrUsage)
 	}
-	cfg, err := c.env.loadConfig(*path)
+	cfg, err := c.env.LoadConfig(*path)
 	if err != nil {
 		return err
 	}
-	b, err := dialNATS(ctx, cfg, "wecom-receiver-status", c.env.cmdLog(), withCreds(*creds))
+	b, err := app.Dial(ctx, cfg, "wecom-receiver-status", *creds, c.env.Log())
 	if err != nil {
 		return c.failed(out, err)
 	}
-	defer closeBroker(b)
+	defer app.CloseBroker(b)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var corpsOf func(string) []string
 	if cfg.Corps.Enabled() {
 		// The registry's corps too; without a registry yet, the file's.
-		if view, err := openCorpView(rctx, cfg, b.JetStream(), false, zerolog.Nop(), nil); err == nil {
-			defer view.close()
-			corpsOf = view.dir.Corps
+		if view, err := app.OpenCorpView(rctx, cfg, b.JetStream(), false, zerolog.Nop(), nil); err == nil {
+			defer view.Close()
+			corpsOf = view.Dir.Corps
 		}
 	}
-	rep, err := readStatus(rctx, b.JetStream(), cfg, th, time.Now(), corpsOf)
+	rep, err := app.ReadStatus(rctx, b.JetStream(), cfg, th, time.Now(), corpsOf)
 	if err != nil {
 		return c.failed(out, err)
 	}
-	if out == cli.JSON {
-		enc := json.NewEncoder(c.env.stdout)
+	if out == JSON {
+		enc := json.NewEncoder(c.env.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
 			return err
@@ -109,7 +104,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if rep.Verdict.Status != health.StatusOK {
-		return exitError{code: exitAttention}
+		return ExitError{Code: ExitAttention}
 	}
 	return nil
 }
@@ -117,12 +112,12 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 // failed ends status when the facts could not be read: NATS out of reach
 // is exit 4 with an UNKNOWN verdict; a mistake of the caller's (no NATS in
 // the config, missing or refused credentials) stays an ordinary failure.
-func (c *statusCommand) failed(out cli.Output, err error) error {
+func (c *statusCommand) failed(out Output, err error) error {
 	if !unreachable(err) {
 		return err
 	}
 	c.unknown(out, err)
-	return exitError{code: exitUnknown, err: err}
+	return ExitError{Code: ExitUnknown, Err: err}
 }
 
 // unreachable reports whether err says NATS or JetStream could not be
@@ -135,69 +130,20 @@ func unreachable(err error) bool {
 }
 
 // unknown reports a verdict that could not be reached, in the output's form.
-func (c *statusCommand) unknown(out cli.Output, err error) {
-	if out == cli.JSON {
-		enc := json.NewEncoder(c.env.stdout)
+func (c *statusCommand) unknown(out Output, err error) {
+	if out == JSON {
+		enc := json.NewEncoder(c.env.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(map[string]any{"verdict": map[string]any{
-			"status": statusUnknown, "reasons": []map[string]string{{"code": "unreachable", "error": err.Error()}},
+			"status": StatusUnknown, "reasons": []map[string]string{{"code": "unreachable", "error": err.Error()}},
 		}})
 		return
 	}
-	_, _ = fmt.Fprintf(c.env.stdout, "%s: cannot read the deployment's state from NATS\n", statusUnknown)
+	_, _ = fmt.Fprintf(c.env.Stdout, "%s: cannot read the deployment's state from NATS\n", StatusUnknown)
 }
 
-// statusUnknown is the verdict when the facts cannot be read.
-const statusUnknown = "UNKNOWN"
-
-// readStatus gathers the report from NATS.
-// corpsOf, when not nil, lists an app's corps (the registry's too).
-func readStatus(ctx context.Context, js jetstream.JetStream, cfg *config.Config, th health.Thresholds, now time.Time, corpsOf func(string) []string) (statusReport, error) {
-	if th.CallbackRoom == 0 {
-		// What /readyz asks of the store (Main.callbackRoom): with
-		// less, no replica takes callbacks.
-		th.CallbackRoom = int64(intake.RecordLimit(cfg.HTTP.MaxBodyBytes))
-	}
-	tg := healthTarget(cfg)
-	tg.Corps = corpsOf
-	return health.Read(ctx, js, tg, th, now)
-}
-
-// storeLimit is the store limit that fills first: the embedded server's
-// account has no limit of its own, so it is nats.max_store_bytes there; an
-// external server's account reports its own (0 here).
-func storeLimit(cfg *config.Config) int64 {
-	if cfg.NATS.URL == "" {
-		return cfg.NATS.MaxStoreBytes
-	}
-	return 0
-}
-
-// healthTarget is what the health facts are read for: the configured apps
-// and corps, the intake consumers and the subject prefix.
-func healthTarget(cfg *config.Config) health.Target {
-	tg := health.Target{Durables: intakeDurables(), SubjectPrefix: cfg.NATS.SubjectPrefix, StoreLimit: storeLimit(cfg)}
-	fixed := fixedCorps(cfg)
-	for _, a := range cfg.Apps {
-		// Registry corps come from Target.Corps (readStatus, serve).
-		ha := health.App{Name: a.Name, Corps: fixed[a.Name]}
-		if a.Mode == config.ModeArchive {
-			ha.SuiteID = a.SuiteID
-		}
-		tg.Apps = append(tg.Apps, ha)
-	}
-	return tg
-}
-
-// intakeDurables names the intake consumers whose backlog counts: every
-// one serve runs (intakeConsumers).
-func intakeDurables() []string {
-	names := make([]string, len(intakeConsumers))
-	for i, c := range intakeConsumers {
-		names[i] = c.Durable
-	}
-	return names
-}
+// StatusUnknown is the verdict when the facts cannot be read.
+const StatusUnknown = "UNKNOWN"
 
 // defaultMaxRows is how many corps' rows status prints before it lists
 // only those that need attention: a table a person reads whole.
@@ -215,8 +161,8 @@ func rowLimit(all bool, maxRows int) int {
 // >= 0), the table has only the corps that need attention
 // (Report.Attention) and a line counting the others; with thousands of
 // corps, the few failing ones would otherwise be lost in the healthy.
-func printStatus(e env, rep statusReport, maxRows int) error {
-	w := e.stdout
+func printStatus(e Env, rep health.Report, maxRows int) error {
+	w := e.Stdout
 	_, _ = fmt.Fprintln(w, rep.Verdict.Line())
 	_, _ = fmt.Fprintln(w)
 	in := rep.Intake

@@ -1,4 +1,4 @@
-package main
+package format
 
 import (
 	"fmt"
@@ -8,9 +8,9 @@ import (
 	"github.com/wecomhit/wecomhit"
 )
 
-// formatHit renders an event on one line for people:
+// Hit renders an event on one line for people:
 // time, corp, rule, key behaviours and keyword, sender → receivers.
-func formatHit(ev *wecomhit.HitEvent, loc *time.Location) string {
+func Hit(ev *wecomhit.HitEvent, loc *time.Location) string {
 	var b strings.Builder
 	when := ev.FetchedAt
 	if ev.Message != nil && ev.Message.SendTime > 0 {

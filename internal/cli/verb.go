@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -17,15 +17,15 @@ type verb struct {
 // runVerb runs the verb that args[0] names with the rest of args. help, -h
 // and --help print usage on stdout; a missing, unknown or misplaced verb
 // prints it on stderr and is a usage error that lists the verbs.
-func runVerb(ctx context.Context, e env, command, usage string, verbs []verb, args []string) error {
+func runVerb(ctx context.Context, e Env, command, usage string, verbs []verb, args []string) error {
 	names := make([]string, len(verbs))
 	for i, v := range verbs {
 		names[i] = v.name
 	}
 	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 	if len(args) == 0 {
-		_, _ = fmt.Fprint(e.stderr, usage)
-		return fmt.Errorf("%w: missing command: %s", errUsage, want)
+		_, _ = fmt.Fprint(e.Stderr, usage)
+		return fmt.Errorf("%w: missing command: %s", ErrUsage, want)
 	}
 	name, args := args[0], args[1:]
 	for _, v := range verbs {
@@ -35,12 +35,12 @@ func runVerb(ctx context.Context, e env, command, usage string, verbs []verb, ar
 	}
 	switch name {
 	case "help", "-h", "-help", "--help":
-		_, _ = fmt.Fprint(e.stdout, usage)
+		_, _ = fmt.Fprint(e.Stdout, usage)
 		return flag.ErrHelp
 	}
-	_, _ = fmt.Fprint(e.stderr, usage)
+	_, _ = fmt.Fprint(e.Stderr, usage)
 	if strings.HasPrefix(name, "-") {
-		return fmt.Errorf("%w: the command comes first: receiver %s %s [flags]", errUsage, command, strings.Join(names, "|"))
+		return fmt.Errorf("%w: the command comes first: receiver %s %s [flags]", ErrUsage, command, strings.Join(names, "|"))
 	}
-	return fmt.Errorf("%w: unknown command %q: want %s", errUsage, name, want)
+	return fmt.Errorf("%w: unknown command %q: want %s", ErrUsage, name, want)
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,14 +17,14 @@ import (
 // for the default prefix; TestClusterConfig_NATS keeps them in step). The
 // receiver itself has every right.
 const (
-	// roleConsumer reads hit events and corp lifecycle events:
+	// RoleConsumer reads hit events and corp lifecycle events:
 	// WECOM_HITS, WECOM_CORP_EVENTS and its own consumers on them, nothing
-	// else, from an account of its own (consumerAccount).
-	roleConsumer = "consumer"
-	// roleOperator is what the operator commands (status, tail, backfill,
+	// else, from an account of its own (ConsumerAccount).
+	RoleConsumer = "consumer"
+	// RoleOperator is what the operator commands (status, tail, backfill,
 	// rules, search, dlq) need, short of deleting or purging stored data
 	// or reconfiguring the receiver's streams.
-	roleOperator = "operator"
+	RoleOperator = "operator"
 )
 
 // The consumer role's account. Consumers do not share the receiver's
@@ -32,16 +32,16 @@ const (
 // reply subject of its choosing, has the server write its answer to that
 // subject in the account, and the callback stream and KV buckets store
 // what reaches their subjects (nats-server checks no reply subject but
-// "$JS." ones). In consumerAccount the answers come back to where nothing
+// "$JS." ones). In ConsumerAccount the answers come back to where nothing
 // is stored. (broker.Account says more.)
 const (
-	consumerAccount = "CONSUMERS"
-	// consumerAPIPrefix replaces "$JS.API" in the consumer role's
+	ConsumerAccount = "CONSUMERS"
+	// ConsumerAPIPrefix replaces "$JS.API" in the consumer role's
 	// JetStream API requests: nats.go jetstream.NewWithAPIPrefix, the
 	// JetStreamContext's nats.APIPrefix, nats.js's apiPrefix, the nats
 	// CLI's --js-api-prefix. The consumer account has no JetStream of its
 	// own, so "$JS.API" there answers nothing.
-	consumerAPIPrefix = "$JS.hits.API"
+	ConsumerAPIPrefix = "$JS.hits.API"
 )
 
 // Inbox prefixes. A consumer may subscribe to _INBOX.> (every NATS client
@@ -52,29 +52,29 @@ const (
 // what keeps a cluster that still puts consumers in the receivers'
 // account safe from reading them.)
 const (
-	receiverInboxPrefix = "_INBOX_RECEIVER"
-	operatorInboxPrefix = "_INBOX_OPERATOR"
+	ReceiverInboxPrefix = "_INBOX_RECEIVER"
+	OperatorInboxPrefix = "_INBOX_OPERATOR"
 )
 
-// natsRoles are the TCP users of the embedded server for subject prefix p.
-func natsRoles(p string) []broker.Role {
+// NATSRoles are the TCP users of the embedded server for subject prefix p.
+func NATSRoles(p string) []broker.Role {
 	return []broker.Role{
-		{Name: roleConsumer, Account: consumerAccountOf(p), Permissions: consumerPermissions(p)},
-		{Name: roleOperator, Permissions: operatorPermissions(p)},
+		{Name: RoleConsumer, Account: ConsumerAccountOf(p), Permissions: ConsumerPermissions(p)},
+		{Name: RoleOperator, Permissions: OperatorPermissions(p)},
 	}
 }
 
-// consumerAccountOf is the consumer role's account: hit events and corp
+// ConsumerAccountOf is the consumer role's account: hit events and corp
 // lifecycle events as plain subscriptions, and JetStream pull consumers on
 // WECOM_HITS and WECOM_CORP_EVENTS that its clients create, read, ack and
-// delete, through the API under consumerAPIPrefix. The JetStream API
+// delete, through the API under ConsumerAPIPrefix. The JetStream API
 // subjects are those nats.go (jetstream and the older JetStreamContext),
 // nats.js and the nats CLI send; the streams are named rather than looked
 // up by subject, which would need $JS.API.STREAM.NAMES. Push consumers do
 // not work: the server delivers their messages in the receiver's account.
-func consumerAccountOf(p string) *broker.Account {
+func ConsumerAccountOf(p string) *broker.Account {
 	api := func(rest string, streamed bool) broker.Service {
-		return broker.Service{Subject: "$JS.API." + rest, As: consumerAPIPrefix + "." + rest, Streamed: streamed}
+		return broker.Service{Subject: "$JS.API." + rest, As: ConsumerAPIPrefix + "." + rest, Streamed: streamed}
 	}
 	var services []broker.Service
 	for _, stream := range []string{publish.StreamName, publish.CorpStreamName} {
@@ -95,20 +95,20 @@ func consumerAccountOf(p string) *broker.Account {
 		)
 	}
 	return &broker.Account{
-		Name:     consumerAccount,
+		Name:     ConsumerAccount,
 		Services: services,
 		// Corp lifecycle events (docs/corps.md) are in WECOM_CORP_EVENTS.
 		Streams: []string{p + ".hit.>", p + ".corp.>"},
 	}
 }
 
-// consumerPermissions are the consumer role's rights inside its own
+// ConsumerPermissions are the consumer role's rights inside its own
 // account: to send what the account imports, and receive hit events and
 // answers. Nothing else reaches the account; the list keeps consumers from
 // using it to talk among themselves.
-func consumerPermissions(p string) *server.Permissions {
+func ConsumerPermissions(p string) *server.Permissions {
 	var pub []string
-	for _, sv := range consumerAccountOf(p).Services {
+	for _, sv := range ConsumerAccountOf(p).Services {
 		if sv.As != "" {
 			pub = append(pub, sv.As)
 		} else {
@@ -126,15 +126,15 @@ func consumerPermissions(p string) *server.Permissions {
 	}
 }
 
-// operatorPermissions let a client do what the operator commands do: read
+// OperatorPermissions let a client do what the operator commands do: read
 // every stream and bucket, publish (backfill publishes hit events, dlq
 // replays callbacks), refresh WeCom tokens in KV, and create consumers. It
 // may not write the receiver's own buckets (cursors, leases, hit tokens,
 // health, suite tickets), create, update, delete or purge streams (KV buckets included),
 // delete stored messages, touch the receiver's durable intake consumers,
 // pause any consumer, or administer the server and account. It takes its
-// replies on operatorInboxPrefix only.
-func operatorPermissions(p string) *server.Permissions {
+// replies on OperatorInboxPrefix only.
+func OperatorPermissions(p string) *server.Permissions {
 	const callbacks = intake.StreamName
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{
@@ -184,7 +184,7 @@ func operatorPermissions(p string) *server.Permissions {
 		},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			p + ".>",
-			operatorInboxPrefix + ".>",
+			OperatorInboxPrefix + ".>",
 		}},
 	}
 }

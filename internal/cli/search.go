@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/cli/format"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -15,7 +16,7 @@ import (
 // through every result. Like rules it connects to a running receiver's
 // NATS for the shared tokens.
 type searchCommand struct {
-	env env
+	env Env
 }
 
 const searchHelp = `Finds the messages whose text contains QUERY (at least 2 characters) and
@@ -35,7 +36,7 @@ error (nothing was sent to WeCom).
 `
 
 func (c *searchCommand) Run(ctx context.Context, args []string) error {
-	fs := c.env.flagSet("search", "search QUERY [flags]", searchHelp)
+	fs := c.env.FlagSet("search", "search QUERY [flags]", searchHelp)
 	af := addAppFlags(fs, c.env)
 	chatType := fs.String("chat-type", "", "`type` of chat: single or group")
 	chat := fs.String("chat", "", "group chat `id` (implies -chat-type group)")
@@ -51,7 +52,7 @@ func (c *searchCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: want one QUERY, got %q (quote a query with spaces)", errUsage, pos)
+		return fmt.Errorf("%w: want one QUERY, got %q (quote a query with spaces)", ErrUsage, pos)
 	}
 	req := wecom.SearchRequest{QueryWord: pos[0], Limit: *limit}
 	now := time.Now()
@@ -64,7 +65,7 @@ func (c *searchCommand) Run(ctx context.Context, args []string) error {
 		}
 		at, err := parseSince(t.arg, now)
 		if err != nil {
-			return fmt.Errorf("%w: %s: %w", errUsage, t.flag, err)
+			return fmt.Errorf("%w: %s: %w", ErrUsage, t.flag, err)
 		}
 		*t.dst = at.Unix()
 	}
@@ -77,7 +78,7 @@ func (c *searchCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	out := newJSONLines(c.env.stdout)
+	out := format.NewJSONLines(c.env.Stdout)
 	n := 0
 	for hit, err := range client.SearchMsg(ctx, corp, req) {
 		if err != nil {
@@ -87,18 +88,18 @@ func (c *searchCommand) Run(ctx context.Context, args []string) error {
 			return callError(err)
 		}
 		n++
-		if af.out == outputJSON {
-			err = out.write(hit)
+		if af.out == JSON {
+			err = out.Write(hit)
 		} else {
-			_, err = fmt.Fprintln(c.env.stdout, hit.MsgID)
+			_, err = fmt.Fprintln(c.env.Stdout, hit.MsgID)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if af.out == outputTable {
+	if af.out == Table {
 		// A note for people, not a result: stdout stays msgids only.
-		_, _ = fmt.Fprintf(c.env.stderr, "%d %s\n", n, plural(n, "message", "messages"))
+		_, _ = fmt.Fprintf(c.env.Stderr, "%d %s\n", n, format.Plural(n, "message", "messages"))
 	}
 	return nil
 }
@@ -115,17 +116,17 @@ func chatInfo(chatType, chat string, between, senders, types listFlag) (*wecom.C
 	case "group", "2":
 		ci.ChatType = 2
 	default:
-		return nil, fmt.Errorf("%w: -chat-type: %q: want single or group", errUsage, chatType)
+		return nil, fmt.Errorf("%w: -chat-type: %q: want single or group", ErrUsage, chatType)
 	}
 	if chat != "" {
 		if ci.ChatType == 1 {
-			return nil, fmt.Errorf("%w: -chat is a group chat, -chat-type says single", errUsage)
+			return nil, fmt.Errorf("%w: -chat is a group chat, -chat-type says single", ErrUsage)
 		}
 		ci.ChatType, ci.ChatID = 2, chat
 	}
 	if between.set {
 		if ci.ChatType == 2 {
-			return nil, fmt.Errorf("%w: -between is a single chat, not a group (-chat or -chat-type group)", errUsage)
+			return nil, fmt.Errorf("%w: -between is a single chat, not a group (-chat or -chat-type group)", ErrUsage)
 		}
 		ci.ChatType = 1
 		for _, id := range between.items {
@@ -133,11 +134,11 @@ func chatInfo(chatType, chat string, between, senders, types listFlag) (*wecom.C
 		}
 	}
 	if ci.ChatType == 2 && ci.ChatID == "" {
-		return nil, fmt.Errorf("%w: -chat-type group needs -chat ID", errUsage)
+		return nil, fmt.Errorf("%w: -chat-type group needs -chat ID", ErrUsage)
 	}
 	for _, id := range senders.items {
 		if strings.HasPrefix(id, "wm") {
-			return nil, fmt.Errorf("%w: -sender: %q is an external_userid; senders are employees (open_userid)", errUsage, id)
+			return nil, fmt.Errorf("%w: -sender: %q is an external_userid; senders are employees (open_userid)", ErrUsage, id)
 		}
 	}
 	switch len(senders.items) {
@@ -153,7 +154,7 @@ func chatInfo(chatType, chat string, between, senders, types listFlag) (*wecom.C
 		code, err := strconv.Atoi(t)
 		if err != nil {
 			if code = msgTypeCode(t); code == 0 {
-				return nil, fmt.Errorf("%w: -types: unknown message type %q", errUsage, t)
+				return nil, fmt.Errorf("%w: -types: unknown message type %q", ErrUsage, t)
 			}
 		}
 		ci.MsgTypeList = append(ci.MsgTypeList, code)

@@ -1,0 +1,158 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/deadletter"
+	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/wecom"
+)
+
+// This file is the one place where the configuration becomes the options
+// of the stages: the service (serve), backfill and the operator commands
+// all build them here, so a new key reaches every one of them. What only a
+// running service adds (metrics, its clock, the dead-letter stream it
+// opened) the caller sets on the result.
+
+// BrokerOptions are the service's NATS options: an external cluster
+// (nats.url), or the embedded server with its store, its TCP listener and
+// the roles of that listener.
+func BrokerOptions(cfg *config.Config) broker.Options {
+	n := cfg.NATS
+	return broker.Options{
+		URLs:            n.URLs(),
+		StoreDir:        n.StoreDir,
+		Listen:          n.Listen,
+		CredentialsDir:  n.RolesDir(),
+		Roles:           NATSRoles(n.SubjectPrefix),
+		InboxPrefix:     ReceiverInboxPrefix,
+		SyncAlways:      n.SyncAlways,
+		CredentialsFile: n.CredentialsFile,
+		TLSCAFile:       n.TLSCAFile,
+		TLSCertFile:     n.TLSCertFile,
+		TLSKeyFile:      n.TLSKeyFile,
+		ConnectTimeout:  n.ConnectTimeout,
+		MaxStore:        n.MaxStoreBytes,
+
+		PingInterval:        n.PingInterval,
+		MaxPingsOutstanding: n.MaxPingsOutstanding,
+	}
+}
+
+// ErrNoNATS: a command that works against a running receiver found no way
+// to reach its NATS.
+var ErrNoNATS = errors.New("this command connects to the running receiver's NATS: set nats.url, or nats.listen for the embedded server")
+
+// OperatorBrokerOptions are the NATS options of an operator command
+// (backfill, rules, tail, status…), which reaches a running receiver's
+// NATS: nats.url, or else the embedded server's nats.listen. They never
+// open an embedded store, which the running receiver owns.
+//
+// Credentials: creds (the -creds flag) if not ""; else
+// nats.credentials_file for nats.url; else, for nats.listen, the operator
+// seed the embedded server wrote in nats.credentials_dir: on the
+// receiver's host, as the receiver's user, the commands need no flag.
+// Replies come back on the operator's own inbox prefix, which the consumer
+// role cannot subscribe to.
+func OperatorBrokerOptions(cfg *config.Config, name, creds string) (broker.Options, error) {
+	n := cfg.NATS
+	o := broker.Options{
+		URLs: n.URLs(), CredentialsFile: n.CredentialsFile, TLSCAFile: n.TLSCAFile,
+		TLSCertFile: n.TLSCertFile, TLSKeyFile: n.TLSKeyFile,
+		ConnectTimeout: n.ConnectTimeout, Name: name, InboxPrefix: OperatorInboxPrefix,
+	}
+	if len(o.URLs) == 0 {
+		if n.Listen == "" {
+			return broker.Options{}, ErrNoNATS
+		}
+		o.URLs = []string{"nats://" + n.Listen}
+		o.CredentialsFile = broker.SeedFile(n.RolesDir(), RoleOperator)
+	}
+	if creds != "" {
+		o.CredentialsFile = creds
+	}
+	return o, nil
+}
+
+// Dial connects an operator command to a running receiver's NATS
+// (OperatorBrokerOptions); name is the connection's name, creds the -creds
+// file or "".
+func Dial(ctx context.Context, cfg *config.Config, name, creds string, log zerolog.Logger) (*broker.Broker, error) {
+	o, err := OperatorBrokerOptions(cfg, name, creds)
+	if err != nil {
+		return nil, err
+	}
+	b, err := broker.Open(ctx, o, log)
+	if errors.Is(err, broker.ErrCredentials) {
+		return nil, fmt.Errorf("%w (run this as the receiver's user on its host, or pass -creds FILE)", err)
+	}
+	return b, err
+}
+
+// CloseBroker drains a command's connection, bounded.
+func CloseBroker(b *broker.Broker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = b.Close(ctx)
+}
+
+// PublishOptions are the hit and corp-event streams' options. The caller
+// adds Metrics and DeadLetters when it has them.
+func PublishOptions(cfg *config.Config) publish.Options {
+	n, fc := cfg.NATS, cfg.Fetch
+	return publish.Options{
+		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
+		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
+		CorpMaxBytes: n.CorpEventsMaxBytes,
+	}
+}
+
+// FetchOptions are the fetcher's options. The caller adds Metrics, Now and
+// Corps.
+func FetchOptions(cfg *config.Config) fetch.Options {
+	n, fc := cfg.NATS, cfg.Fetch
+	return fetch.Options{
+		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
+		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
+	}
+}
+
+// DeadLetterOptions are the dead-letter stream's options.
+func DeadLetterOptions(cfg *config.Config) deadletter.Options {
+	n := cfg.NATS
+	return deadletter.Options{Replicas: n.Replicas, MaxAge: n.DeadLetterMaxAge, MaxBytes: n.DeadLettersMaxBytes}
+}
+
+// NewClient builds an operator command's WeCom client for app on the
+// running receivers' token stores, so a command reuses their tokens. It
+// binds the buckets without changing them: a command's config must not
+// reconfigure a cluster. view gives the registry's permanent codes.
+func NewClient(ctx context.Context, app *config.App, js jetstream.JetStream, view *CorpView, log zerolog.Logger) (*wecom.Client, error) {
+	stores, err := wecom.BindStores(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]wecom.Option{wecom.WithLogger(log)}, view.ClientOptions(*app)...)
+	return wecom.New(*app, stores, opts...)
+}
+
+// RuleNamer reads a rule's name with get_rule_detail: a rulecache.Getter.
+type RuleNamer struct{ Client *wecom.Client }
+
+// RuleName implements rulecache.Getter.
+func (r RuleNamer) RuleName(ctx context.Context, corp, ruleID string) (string, error) {
+	d, err := r.Client.GetRule(ctx, corp, ruleID)
+	if err != nil {
+		return "", err
+	}
+	return d.Name, nil
+}
