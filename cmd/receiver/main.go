@@ -1,6 +1,6 @@
 // Command receiver is the WeCom keyword-hit receiver: it takes WeCom's
-// encrypted callbacks, stores them durably in NATS JetStream, and (in later
-// stages) fetches and publishes the hits they announce.
+// encrypted callbacks, stores them durably in NATS JetStream, fetches the
+// hits they announce from WeCom and publishes them as events.
 //
 // Usage:
 //
@@ -19,11 +19,13 @@
 //	                                   print a role's NATS credentials for the embedded server's listener
 //	receiver dlq list|replay -config FILE
 //	                                   list dead letters; replay callback dead letters
+//	receiver corps list|get|remove|rekey -config FILE
+//	                                   the corps each app serves; remove one; re-seal codes
 //	receiver version                   print the version and VCS revision (also --version)
 //	receiver help [COMMAND]            the overview, or a command's flags
 //
-// Every command follows one convention (the command table, commands, and
-// internal/cli): exit 0 done, 1 failed, 2 usage error (status adds 3 and
+// Every command follows one convention (internal/cli: the command table,
+// Run and Env): exit 0 done, 1 failed, 2 usage error (status adds 3 and
 // 4); results on stdout, progress and notes on stderr; -o table|json where
 // results are printed; durations with a day unit; -h lists every flag with
 // its default and the environment the command reads.

@@ -93,15 +93,19 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res := backfillResult{
+	return c.print(backfillResult{
 		App: a.Name, Corp: *corp, Since: since, Pages: p.Pages, Messages: p.Messages,
 		Published: p.Published, Skipped: p.Skipped, Seconds: time.Since(now).Seconds(),
-	}
+	}, out)
+}
+
+// print prints the result: a line, or res as JSON.
+func (c *backfillCommand) print(res backfillResult, out Output) error {
 	if out == JSON {
 		return format.NewJSONLines(c.env.Stdout).Write(res)
 	}
-	_, err = fmt.Fprintf(c.env.Stdout, "done: %d pages, %d messages, %d events published, %d already stored, in %s\n",
-		p.Pages, p.Messages, p.Published, p.Skipped, time.Since(now).Round(time.Millisecond))
+	_, err := fmt.Fprintf(c.env.Stdout, "done: %d pages, %d messages, %d events published, %d already stored, in %s\n",
+		res.Pages, res.Messages, res.Published, res.Skipped, (time.Duration(res.Seconds * float64(time.Second))).Round(time.Millisecond))
 	return err
 }
 

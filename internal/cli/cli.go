@@ -1,9 +1,14 @@
-// Package cli holds the command-line convention the project's commands
-// share (cmd/receiver, cmd/wecomsim, cmd/loadgen): exit codes, durations
-// with a day unit, the -o output formats, the version from the build info,
-// help text that lists every flag with its default and the environment
-// variables a command reads, and when to use colour. It leaves the
-// commands themselves, their flags and their output, to each program.
+// Package cli is the receiver's command line: the command table and its
+// convention (Run, Env, Spec, exit codes, help that lists every flag with
+// its default and the environment a command reads), and every operator
+// command, one file each (rules one file per verb): check-config,
+// backfill, rules, search, tail, status, creds, dlq, corps, version, help.
+// The convention's parts (durations with a day unit, the -o formats, the
+// version from the build info, when to use colour) serve cmd/wecomsim and
+// cmd/loadgen too. It leaves the commands that run the service (serve,
+// demo) to their own packages, which plug them into the table (Commands),
+// printing to internal/cli/format, and the mapping from configuration to
+// the stages and what a command shares with the service to internal/app.
 package cli
 
 import (

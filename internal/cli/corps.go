@@ -111,13 +111,7 @@ func (f *corpsFlags) open(ctx context.Context, e Env) (conn corpsConn, done func
 
 func (c *corpsCommand) print(entries []app.CorpEntry, out Output) error {
 	if out == JSON {
-		w := format.NewJSONLines(c.env.Stdout)
-		for _, e := range entries {
-			if err := w.Write(e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return format.WriteJSONLines(c.env.Stdout, entries)
 	}
 	var tb format.Table
 	tb.Add("APP", "CORP", "NAME", "STATE", "SOURCE", "AUTHORIZED", "LAST_CHANGE", "CHANGED", "KEY")

@@ -120,13 +120,11 @@ func (c *dlqCommand) list(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.out == JSON {
-		out := format.NewJSONLines(c.env.Stdout)
+		shown := make([]app.DLQEntry, len(entries))
 		for i := range entries {
-			if err := out.Write(app.NewDLQEntry(&entries[i])); err != nil {
-				return err
-			}
+			shown[i] = app.NewDLQEntry(&entries[i])
 		}
-		return nil
+		return format.WriteJSONLines(c.env.Stdout, shown)
 	}
 	var tb format.Table
 	tb.Add("SEQ", "DEAD_AT", "KIND", "APP", "CORP", "CALLBACK", "REASON", "TRIES", "ERROR")
@@ -151,28 +149,9 @@ func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var list []uint64
-	switch {
-	case *all && *seqs != "":
-		return fmt.Errorf("%w: give -seq or -all, not both", ErrUsage)
-	case !*all && *seqs == "":
-		return fmt.Errorf("%w: give -seq N[,N...] or -all", ErrUsage)
-	case *all:
-		if filter.Kind == wecomhit.DeadLetterHit {
-			return fmt.Errorf("%w: hit dead letters cannot be replayed: fix the cause, then run backfill for the corp", ErrUsage)
-		}
-		filter.Kind = wecomhit.DeadLetterCallback
-	case *seqs != "":
-		if filter != (deadletter.Filter{}) {
-			return fmt.Errorf("%w: filters go with -all; -seq names the dead letters", ErrUsage)
-		}
-		for s := range strings.SplitSeq(*seqs, ",") {
-			n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
-			if err != nil || n == 0 {
-				return fmt.Errorf("%w: -seq %q: want positive integers", ErrUsage, s)
-			}
-			list = append(list, n)
-		}
+	list, err := replaySelection(*all, *seqs, &filter)
+	if err != nil {
+		return err
 	}
 	cfg, js, done, err := f.open(ctx, c.env)
 	if err != nil {
@@ -190,22 +169,8 @@ func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if f.out == JSON {
-		out := format.NewJSONLines(c.env.Stdout)
-		for _, res := range results {
-			if err := out.Write(res); err != nil {
-				return err
-			}
-		}
-	} else {
-		var tb format.Table
-		tb.Add("SEQ", "RESULT", "DETAIL")
-		for _, res := range results {
-			tb.Add(strconv.FormatUint(res.Seq, 10), res.Result, res.Detail)
-		}
-		if err := tb.Write(c.env.Stdout); err != nil {
-			return err
-		}
+	if err := c.printResults(results, f.out); err != nil {
+		return err
 	}
 	failed := 0
 	for _, res := range results {
@@ -217,4 +182,46 @@ func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d of %d replays failed; their dead letters are kept", failed, len(results))
 	}
 	return nil
+}
+
+// replaySelection checks replay's -all and -seq against the filters: the
+// sequences of -seq, or with -all the filter narrowed to callbacks.
+func replaySelection(all bool, seqs string, filter *deadletter.Filter) ([]uint64, error) {
+	var list []uint64
+	switch {
+	case all && seqs != "":
+		return nil, fmt.Errorf("%w: give -seq or -all, not both", ErrUsage)
+	case !all && seqs == "":
+		return nil, fmt.Errorf("%w: give -seq N[,N...] or -all", ErrUsage)
+	case all:
+		if filter.Kind == wecomhit.DeadLetterHit {
+			return nil, fmt.Errorf("%w: hit dead letters cannot be replayed: fix the cause, then run backfill for the corp", ErrUsage)
+		}
+		filter.Kind = wecomhit.DeadLetterCallback
+	default:
+		if *filter != (deadletter.Filter{}) {
+			return nil, fmt.Errorf("%w: filters go with -all; -seq names the dead letters", ErrUsage)
+		}
+		for s := range strings.SplitSeq(seqs, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("%w: -seq %q: want positive integers", ErrUsage, s)
+			}
+			list = append(list, n)
+		}
+	}
+	return list, nil
+}
+
+// printResults prints replay's results: SEQ, RESULT, DETAIL.
+func (c *dlqCommand) printResults(results []app.ReplayResult, out Output) error {
+	if out == JSON {
+		return format.WriteJSONLines(c.env.Stdout, results)
+	}
+	var tb format.Table
+	tb.Add("SEQ", "RESULT", "DETAIL")
+	for _, res := range results {
+		tb.Add(strconv.FormatUint(res.Seq, 10), res.Result, res.Detail)
+	}
+	return tb.Write(c.env.Stdout)
 }

@@ -24,6 +24,17 @@ func NewJSONLines(w io.Writer) JSONLines {
 // Write writes v on a line of its own.
 func (j JSONLines) Write(v any) error { return j.enc.Encode(v) }
 
+// WriteJSONLines writes each item on a line of its own.
+func WriteJSONLines[T any](w io.Writer, items []T) error {
+	j := NewJSONLines(w)
+	for _, v := range items {
+		if err := j.Write(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Table collects rows and prints them with the columns lined up for a
 // terminal. Unlike text/tabwriter, which counts runes, it counts a Chinese
 // character as the two columns it takes, so rule names line up.
