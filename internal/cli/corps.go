@@ -109,6 +109,18 @@ func (f *corpsFlags) open(ctx context.Context, e Env) (conn corpsConn, done func
 	return conn, func() { app.CloseBroker(b) }, nil
 }
 
+// openCorp parses the flags of a command about one corp, which -app and
+// -corp name, and opens as open does.
+func (f *corpsFlags) openCorp(ctx context.Context, e Env, fs *flag.FlagSet, args []string) (corpsConn, func(), error) {
+	if err := parseNoArgs(fs, args); err != nil {
+		return corpsConn{}, nil, err
+	}
+	if *f.app == "" || *f.corp == "" {
+		return corpsConn{}, nil, fmt.Errorf("%w: -app NAME and -corp ID are required", ErrUsage)
+	}
+	return f.open(ctx, e)
+}
+
 func (c *corpsCommand) print(entries []app.CorpEntry, out Output) error {
 	if out == JSON {
 		return format.WriteJSONLines(c.env.Stdout, entries)
@@ -152,13 +164,7 @@ func (c *corpsCommand) list(ctx context.Context, args []string) error {
 
 func (c *corpsCommand) get(ctx context.Context, args []string) error {
 	fs, f := c.flagSet("get", "Shows one corp, as list does.\n")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	if *f.app == "" || *f.corp == "" {
-		return fmt.Errorf("%w: -app NAME and -corp ID are required", ErrUsage)
-	}
-	conn, done, err := f.open(ctx, c.env)
+	conn, done, err := f.openCorp(ctx, c.env, fs, args)
 	if err != nil {
 		return err
 	}
@@ -180,13 +186,7 @@ func (c *corpsCommand) remove(ctx context.Context, args []string) error {
 		"deletes its data and publishes the cancelled event), then erases its\n"+
 		"registry entry. A corp fixed by the configuration is removed by editing\n"+
 		"the file. A corp that authorizes the suite again comes back.\n")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	if *f.app == "" || *f.corp == "" {
-		return fmt.Errorf("%w: -app NAME and -corp ID are required", ErrUsage)
-	}
-	conn, done, err := f.open(ctx, c.env)
+	conn, done, err := f.openCorp(ctx, c.env, fs, args)
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,11 @@ func (c *dlqCommand) flagSet(sub, help string) (*flag.FlagSet, *dlqFlags) {
 	return fs, f
 }
 
-func (f *dlqFlags) filter() (deadletter.Filter, error) {
+// parse parses a dlq command's flags, and reads the filters.
+func (f *dlqFlags) parse(fs *flag.FlagSet, args []string) (deadletter.Filter, error) {
+	if err := parseNoArgs(fs, args); err != nil {
+		return deadletter.Filter{}, err
+	}
 	switch *f.kind {
 	case "", wecomhit.DeadLetterHit, wecomhit.DeadLetterCallback:
 	default:
@@ -101,10 +105,7 @@ func (c *dlqCommand) list(ctx context.Context, args []string) error {
 		"CORP, CALLBACK (the callback's kind), REASON, TRIES (deliveries), ERROR.\n"+
 		"-o json prints one object per line with the same facts; records are not\n"+
 		"printed (a callback's holds its token).\n")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	filter, err := f.filter()
+	filter, err := f.parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -142,10 +143,7 @@ func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 		"letter: SEQ, RESULT (replayed, not_found, skipped, failed), DETAIL.\n")
 	seqs := fs.String("seq", "", "comma-separated dead-letter `sequences` to replay")
 	all := fs.Bool("all", false, "replay every callback dead letter the filters select")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	filter, err := f.filter()
+	filter, err := f.parse(fs, args)
 	if err != nil {
 		return err
 	}
