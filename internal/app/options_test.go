@@ -1,0 +1,84 @@
+package app
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
+	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/corps"
+)
+
+// testConfig is configs/receiver.local-sim.yaml: the embedded server with
+// a listener, one archive app with one corp, no registry.
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.LoadEnv("../../configs/receiver.local-sim.yaml", func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	return cfg
+}
+
+func TestOperatorBrokerOptions(t *testing.T) {
+	t.Run("EmbeddedListener", func(t *testing.T) {
+		cfg := testConfig(t)
+		o, err := OperatorBrokerOptions(cfg, "wecom-receiver-x", "")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"nats://" + cfg.NATS.Listen}, o.URLs)
+		assert.Equal(t, broker.SeedFile(cfg.NATS.RolesDir(), RoleOperator), o.CredentialsFile, "the operator seed the receiver wrote")
+		assert.Equal(t, OperatorInboxPrefix, o.InboxPrefix)
+		assert.Equal(t, "wecom-receiver-x", o.Name)
+		assert.Empty(t, o.StoreDir, "never the receiver's store")
+	})
+	t.Run("CredsWins", func(t *testing.T) {
+		o, err := OperatorBrokerOptions(testConfig(t), "x", "/tmp/mine.nk")
+		require.NoError(t, err)
+		assert.Equal(t, "/tmp/mine.nk", o.CredentialsFile)
+	})
+	t.Run("ExternalURL", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.NATS.URL, cfg.NATS.CredentialsFile = "nats://127.0.0.1:4333", "/etc/receiver/ops.creds"
+		o, err := OperatorBrokerOptions(cfg, "x", "")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"nats://127.0.0.1:4333"}, o.URLs)
+		assert.Equal(t, "/etc/receiver/ops.creds", o.CredentialsFile)
+	})
+	t.Run("ErrNoNATS", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.NATS.Listen = ""
+		_, err := OperatorBrokerOptions(cfg, "x", "")
+		require.ErrorIs(t, err, ErrNoNATS)
+	})
+}
+
+// TestBrokerOptions: the service's options carry the store, the listener's
+// roles and the receiver's own inbox prefix.
+func TestBrokerOptions(t *testing.T) {
+	cfg := testConfig(t)
+	o := BrokerOptions(cfg)
+	assert.Equal(t, cfg.NATS.StoreDir, o.StoreDir)
+	assert.True(t, filepath.IsAbs(o.StoreDir))
+	assert.Equal(t, cfg.NATS.Listen, o.Listen)
+	assert.Equal(t, ReceiverInboxPrefix, o.InboxPrefix)
+	require.Len(t, o.Roles, 2)
+	assert.Equal(t, RoleConsumer, o.Roles[0].Name)
+	assert.Equal(t, RoleOperator, o.Roles[1].Name)
+}
+
+// TestGetCorp: without a registry, the configuration's corps are all there
+// is; anything else is corps.ErrNotFound.
+func TestGetCorp(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := GetCorp(t.Context(), cfg, nil, "archive", "wwCorpABC123")
+	require.NoError(t, err)
+	assert.Equal(t, CorpEntry{App: "archive", CorpID: "wwCorpABC123", State: "active", Source: "config", Fixed: true}, e)
+	for _, tc := range []struct{ app, corp string }{{"archive", "wwOther"}, {"nope", "wwCorpABC123"}} {
+		_, err := GetCorp(t.Context(), cfg, nil, tc.app, tc.corp)
+		assert.ErrorIs(t, err, corps.ErrNotFound, "%s/%s", tc.app, tc.corp)
+	}
+	all, err := ListCorps(t.Context(), cfg, nil, "")
+	require.NoError(t, err)
+	assert.Equal(t, []CorpEntry{e}, all, "get shows a corp as list does")
+}
