@@ -339,24 +339,3 @@ func TestAdminAPI_DeadLetters(t *testing.T) {
 	}
 }
 
-// TestRun_DLQUsage: command-line mistakes exit 2 before anything connects.
-func TestRun_DLQUsage(t *testing.T) {
-	cfg := t.TempDir() + "/none.yaml" // never read: usage errors come first
-	for _, args := range [][]string{
-		{"dlq"},
-		{"dlq", "bogus"},
-		{"dlq", "list", "-config", cfg, "-kind", "event"},
-		{"dlq", "list", "-config", cfg, "extra"},
-		{"dlq", "replay", "-config", cfg},
-		{"dlq", "replay", "-config", cfg, "-all", "-seq", "1"},
-		{"dlq", "replay", "-config", cfg, "-seq", "1,x"},
-		{"dlq", "replay", "-config", cfg, "-seq", "0"},
-		{"dlq", "replay", "-config", cfg, "-seq", "1", "-reason", "unknown_corp"},
-		{"dlq", "replay", "-config", cfg, "-all", "-kind", "hit"},
-		{"dlq", "list"},
-	} {
-		var stdout, stderr testlog.Buffer
-		code := run(context.Background(), args, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
-		assert.Equal(t, 2, code, "%q: %s", args, stderr.String())
-	}
-}

@@ -157,23 +157,3 @@ func TestRun_Status(t *testing.T) {
 	assert.Regexp(t, `archive\s+`+simCorp+`\s+0\s+\S+ ago\s+-\s+\S+ ago\s+\S+ ago\s+\S+\s+`+strconv.Itoa(len(want))+`\s+valid for`, out)
 }
 
-func TestRun_OpsNeedNATS(t *testing.T) {
-	path := t.TempDir() + "/c.yaml"
-	require.NoError(t, writeFile(path, `
-apps:
-  - name: archive
-    mode: archive
-    token: t
-    encoding_aes_key: k3Vq9ZrT2mXw8LpB4nYc6HsD1fGj5aQe7uKo0RtWxEz
-    api_base_url: http://127.0.0.1:9
-    suite_id: s
-    suite_secret: x
-    corps: [{corp_id: c, permanent_code: p}]
-`))
-	for _, cmd := range []string{"tail", "status"} {
-		var stdout, stderr testlog.Buffer
-		code := run(context.Background(), []string{cmd, "-config", path}, cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
-		assert.Equal(t, 1, code)
-		assert.Contains(t, stderr.String(), "nats.listen", cmd)
-	}
-}
