@@ -338,4 +338,3 @@ func TestAdminAPI_DeadLetters(t *testing.T) {
 		assert.Equal(t, app.ReplayReplayed, res.Result)
 	}
 }
-

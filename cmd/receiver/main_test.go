@@ -444,4 +444,3 @@ func TestServe_ReadyGrace(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "still serving during the grace")
 	require.NoError(t, <-closed)
 }
-

@@ -156,4 +156,3 @@ func TestRun_Status(t *testing.T) {
 	assert.Contains(t, out, "callbacks:    0 waiting")
 	assert.Regexp(t, `archive\s+`+simCorp+`\s+0\s+\S+ ago\s+-\s+\S+ ago\s+\S+ ago\s+\S+\s+`+strconv.Itoa(len(want))+`\s+valid for`, out)
 }
-
