@@ -18,6 +18,7 @@ import (
 // cluster is a three-node JetStream cluster of nats-server processes on
 // loopback, each on its own store.
 type cluster struct {
+	w      where // where the test's connections to the nodes are made
 	nodes  []*natsServer
 	routes []string
 }
@@ -92,7 +93,7 @@ func (c *cluster) urls() string {
 func (c *cluster) awaitJetStream(t testing.TB) {
 	t.Helper()
 	for _, n := range c.nodes {
-		r := connect(t, n.client)
+		r := connect(t, n.client, c.w.natsOptions()...)
 		err := waitFor(2*time.Minute, 250*time.Millisecond, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -104,7 +105,7 @@ func (c *cluster) awaitJetStream(t testing.TB) {
 			t.Fatalf("%s: JetStream not available: %v", n.name, err)
 		}
 	}
-	r := connect(t, c.urls())
+	r := connect(t, c.urls(), c.w.natsOptions()...)
 	defer r.nc.Close()
 	err := waitFor(2*time.Minute, 250*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -162,8 +163,8 @@ func TestClusterLeaderKill(t *testing.T) {
 	dir := t.TempDir()
 	cl := startCluster(t, dir)
 	c := newCreds()
-	lb := newBalancer(t)
-	s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+	lb := newBalancer(t, where{})
+	s := startSim(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 	rs := []*receiver{
 		newReceiver("receiver-a", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "ra"), natsURL: cl.urls(), replicas: 3}, c, s.url)),
 		newReceiver("receiver-b", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "rb"), natsURL: cl.urls(), replicas: 3}, c, s.url)),
@@ -207,8 +208,8 @@ func TestClusterSimultaneousStart(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("try-%d", i+1))
 		cl := startCluster(t, dir)
 		c := newCreds()
-		lb := newBalancer(t)
-		s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+		lb := newBalancer(t, where{})
+		s := startSim(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 		rs := []*receiver{
 			newReceiver("receiver-a", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "ra"), natsURL: cl.urls(), replicas: 3}, c, s.url)),
 			newReceiver("receiver-b", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "rb"), natsURL: cl.urls(), replicas: 3}, c, s.url)),

@@ -67,8 +67,8 @@ func TestDiskFull(t *testing.T) {
 	mnt := filepath.Join(dir, "mnt")
 	mountTmpfs(t, mnt, "32m")
 	c := newCreds()
-	lb := newBalancer(t)
-	s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+	lb := newBalancer(t, where{})
+	s := startSim(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 	rc := receiverConfig{dir: filepath.Join(dir, "r1")}
 	cfg := writeReceiverConfig(t, rc, c, s.url)
 	// The store lives on the tmpfs; the configuration does not.

@@ -79,6 +79,13 @@ func TestMain(m *testing.M) {
 			out := filepath.Join(dir, name)
 			cmd := exec.Command("go", "build", "-o", out, pkg)
 			cmd.Dir = root
+			// FAULTS_RECEIVER_SRC builds the receiver from another checkout
+			// of the module, such as a worktree of the commit before a fix,
+			// to show that a scenario fails without it.
+			if src := os.Getenv("FAULTS_RECEIVER_SRC"); src != "" && name == "receiver" {
+				cmd.Dir = src
+				fmt.Fprintf(os.Stderr, "faults: receiver built from %s\n", src)
+			}
 			if b, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "faults: build %s: %v\n%s", pkg, err, b)
 				return 2
@@ -206,9 +213,9 @@ type proc struct {
 	exitErr error
 }
 
-// startProc runs bin with args, output appended to logPath. The process is
-// SIGKILLed at cleanup if still running.
-func startProc(t testing.TB, name, logPath, bin string, args ...string) *proc {
+// startProc runs bin with args in w's network, output appended to logPath.
+// The process is SIGKILLed at cleanup if still running.
+func startProc(t testing.TB, w where, name, logPath, bin string, args ...string) *proc {
 	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -219,8 +226,9 @@ func startProc(t testing.TB, name, logPath, bin string, args ...string) *proc {
 	if err != nil {
 		t.Fatalf("%s: stat log: %v", name, err)
 	}
-	fmt.Fprintf(f, "=== %s %s start %s\n", time.Now().Format(time.RFC3339Nano), name, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
+	path, argv := w.command(bin, args)
+	fmt.Fprintf(f, "=== %s %s start %s\n", time.Now().Format(time.RFC3339Nano), name, strings.Join(argv, " "))
+	cmd := exec.Command(path, argv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	if err := cmd.Start(); err != nil {
@@ -300,14 +308,25 @@ func (p *proc) waitLine(timeout time.Duration, match func(line string) bool) (st
 // process so that receivers can restart on new ports.
 type balancer struct {
 	srv *httptest.Server
+	tr  http.RoundTripper
 	mu  sync.Mutex
 	bk  []*httputil.ReverseProxy
 	n   int
 }
 
-func newBalancer(t testing.TB) *balancer {
-	b := &balancer{}
-	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
+// newBalancer starts a balancer listening in w's network, where the
+// receivers are too.
+func newBalancer(t testing.TB, w where) *balancer {
+	t.Helper()
+	b := &balancer{tr: w.transport()}
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(b.serve))
+	ln, err := w.listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("balancer: %v", err)
+	}
+	_ = b.srv.Listener.Close()
+	b.srv.Listener = ln
+	b.srv.Start()
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -321,6 +340,7 @@ func (b *balancer) set(addrs ...string) {
 		}
 		u := &url.URL{Scheme: "http", Host: a}
 		rp := httputil.NewSingleHostReverseProxy(u)
+		rp.Transport = b.tr
 		rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) {
 			http.Error(w, "backend unavailable", http.StatusBadGateway)
 		}
@@ -364,15 +384,16 @@ func newCreds() creds {
 
 // sim is a running wecomsim process.
 type sim struct {
-	p   *proc
-	url string
+	p      *proc
+	url    string
+	client *http.Client // reaches the simulator's network
 }
 
 var simListening = regexp.MustCompile(`wecomsim listening on (http://\S+?),`)
 
-// startSim runs wecomsim at real time with rate messages per minute,
-// sending callbacks to callbackURL.
-func startSim(t testing.TB, dir string, c creds, callbackURL string, rate float64, faults ...string) *sim {
+// startSim runs wecomsim in w's network at real time with rate messages
+// per minute, sending callbacks to callbackURL.
+func startSim(t testing.TB, w where, dir string, c creds, callbackURL string, rate float64, faults ...string) *sim {
 	t.Helper()
 	args := []string{"-addr", "127.0.0.1:0", "-speed", "1", "-rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"-seed", strconv.Itoa(randInt(1 << 30)),
@@ -381,12 +402,12 @@ func startSim(t testing.TB, dir string, c creds, callbackURL string, rate float6
 	for _, f := range faults {
 		args = append(args, "-fault", f)
 	}
-	p := startProc(t, "wecomsim", filepath.Join(dir, "wecomsim.log"), bins["wecomsim"], args...)
+	p := startProc(t, w, "wecomsim", filepath.Join(dir, "wecomsim.log"), bins["wecomsim"], args...)
 	line, err := p.waitLine(time.Minute, simListening.MatchString)
 	if err != nil {
 		t.Fatalf("wecomsim: %v", err)
 	}
-	return &sim{p: p, url: simListening.FindStringSubmatch(line)[1]}
+	return &sim{p: p, url: simListening.FindStringSubmatch(line)[1], client: &http.Client{Transport: w.transport()}}
 }
 
 func (s *sim) getJSON(path string, v any) error {
@@ -396,7 +417,7 @@ func (s *sim) getJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
@@ -410,7 +431,7 @@ func (s *sim) getJSON(path string, v any) error {
 func (s *sim) post(t testing.TB, path string, body any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(s.url+path, "application/json", bytes.NewReader(b))
+	resp, err := s.client.Post(s.url+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -521,6 +542,7 @@ apps:
 // receiver is one receiver replica; each start is a new process on the
 // same configuration and store.
 type receiver struct {
+	w      where // the network it runs in
 	name   string
 	config string
 	log    string
@@ -537,7 +559,7 @@ func newReceiver(name, config string) *receiver {
 func (r *receiver) launch(t testing.TB) {
 	t.Helper()
 	r.http, r.nats = "", ""
-	r.p = startProc(t, r.name, r.log, bins["receiver"], "serve", "-config", r.config)
+	r.p = startProc(t, r.w, r.name, r.log, bins["receiver"], "serve", "-config", r.config)
 }
 
 // awaitStarted waits for the "receiver started" line and reads the
@@ -568,7 +590,7 @@ func (r *receiver) connectEmbedded(t testing.TB) *streamReader {
 	if err != nil {
 		t.Fatalf("%s: operator seed: %v", r.name, err)
 	}
-	return connect(t, r.nats, opt, nats.CustomInboxPrefix("_INBOX_OPERATOR"))
+	return connect(t, r.nats, append(r.w.natsOptions(), opt, nats.CustomInboxPrefix("_INBOX_OPERATOR"))...)
 }
 
 func (r *receiver) start(t testing.TB) {
@@ -581,6 +603,7 @@ func (r *receiver) start(t testing.TB) {
 
 // natsServer is an external nats-server process.
 type natsServer struct {
+	w       where // the network it runs in
 	name    string
 	dir     string
 	conf    string
@@ -599,7 +622,7 @@ func (n *natsServer) start(t testing.TB, extra ...string) {
 		t.Fatal(err)
 	}
 	args := append([]string{"-c", n.conf, "--ports_file_dir", portsDir}, extra...)
-	n.p = startProc(t, n.name, filepath.Join(n.dir, "nats.log"), bins["nats-server"], args...)
+	n.p = startProc(t, n.w, n.name, filepath.Join(n.dir, "nats.log"), bins["nats-server"], args...)
 	var ports struct {
 		Nats    []string `json:"nats"`
 		Cluster []string `json:"cluster"`
@@ -641,10 +664,14 @@ type streamReader struct {
 	js jetstream.JetStream
 }
 
+// testConnName names the test's own connections, so that a count of a
+// server's clients can leave them out.
+const testConnName = "faults-test"
+
 func connect(t testing.TB, urls string, opts ...nats.Option) *streamReader {
 	t.Helper()
 	var nc *nats.Conn
-	opts = append([]nats.Option{nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}, opts...)
+	opts = append([]nats.Option{nats.Name(testConnName), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}, opts...)
 	err := waitFor(time.Minute, 200*time.Millisecond, func() error {
 		var err error
 		nc, err = nats.Connect(urls, opts...)

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -16,9 +17,9 @@ import (
 // link is a TCP proxy on loopback that can be cut: while cut it accepts and
 // reads but forwards nothing, and closes nothing, which is what a cut cable
 // looks like to both ends (no FIN, no RST, only silence). Healed, it
-// forwards what it held. It stands in for a network namespace with a veth
-// pair, so that the partition tests need no privileges and no address but
-// 127.0.0.1.
+// forwards what it held. It stands in for network namespaces where the
+// machine has none to give (partitionLinks): it needs no privileges and
+// no address but 127.0.0.1.
 type link struct {
 	name   string
 	ln     net.Listener
@@ -163,14 +164,116 @@ func (l *link) pipe(src, dst net.Conn) {
 	}
 }
 
-// TestClusterPartition: a three-node cluster, replicas 3, two receivers,
-// every connection between them through a link. Each round cuts every link
-// of one node, a node that a receiver is connected to, for 15 s, then heals
-// it. Nothing may be lost; and (issue 15 finding 3) the receiver on the cut
-// node moves to a healthy node instead of answering 503 until the heal.
+// partition is what the partition scenario needs of the network under a
+// three-node cluster, whichever way it is built.
+type partition struct {
+	kind string // for the log and the table
+	w    where  // where the simulator, receivers, balancer and reader run
+	cl   *cluster
+	urls string // the receivers' nats.url
+	// conns is how many receiver connections node k has.
+	conns func(k int) (int, error)
+	// cut cuts (true) or heals (false) every link of node k.
+	cut func(k int, cut bool) error
+}
+
+// TestClusterPartition: a three-node cluster, replicas 3, two receivers.
+// Each round cuts every link of one node, a node that a receiver is
+// connected to, for 15 s, then heals it. Nothing may be lost; and (issue 15
+// finding 3) the receiver on the cut node moves to a healthy node instead
+// of answering 503 until the heal.
+//
+// The netns subtest puts each node in a network namespace of its own,
+// joined to the others by veth pairs, and takes a node's link down; it
+// needs root and the ip command. The links subtest runs the nodes on
+// loopback with every connection through a TCP proxy of the test that can
+// be cut; it needs nothing, and runs where netns cannot (or when
+// FAULTS_PARTITION is links or both).
 func TestClusterPartition(t *testing.T) {
-	n := rounds(t)
-	dir := t.TempDir()
+	mode := os.Getenv("FAULTS_PARTITION")
+	switch mode {
+	case "", "netns", "links", "both":
+	default:
+		t.Fatalf("FAULTS_PARTITION=%q: want netns, links, both or nothing", mode)
+	}
+	netnsRan := false
+	t.Run("netns", func(t *testing.T) {
+		if mode == "links" {
+			t.Skip("FAULTS_PARTITION=links")
+		}
+		dir := t.TempDir()
+		lab, err := newNetlab(t, 3)
+		if err != nil {
+			t.Skipf("no network namespace partition: %v", err)
+		}
+		netnsRan = true
+		runPartition(t, dir, partitionNetns(t, dir, lab))
+	})
+	t.Run("links", func(t *testing.T) {
+		if netnsRan && mode != "links" && mode != "both" {
+			t.Skip("the netns partition ran; FAULTS_PARTITION=links or both runs this one")
+		}
+		if mode == "netns" {
+			t.Skip("FAULTS_PARTITION=netns")
+		}
+		dir := t.TempDir()
+		runPartition(t, dir, partitionLinks(t, dir))
+	})
+}
+
+// partitionNetns starts the cluster in lab: node k in its own namespace at
+// 10.77.0.k, everything else in the hub.
+func partitionNetns(t *testing.T, dir string, lab *netlab) partition {
+	t.Helper()
+	hub := where{ns: lab.hub}
+	cl := &cluster{w: hub}
+	for k := range lab.nodes {
+		nd := &natsServer{w: where{ns: lab.nodes[k]}, name: fmt.Sprintf("nats-%d", k+1), dir: filepath.Join(dir, fmt.Sprintf("nats-%d", k+1))}
+		if err := os.MkdirAll(nd.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		nd.conf = filepath.Join(nd.dir, "nats.conf")
+		var routes []string
+		for j := range lab.nodes {
+			if j != k {
+				routes = append(routes, fmt.Sprintf("%q", "nats-route://"+labNodeIP(j)+":6222"))
+			}
+		}
+		// Each node has its namespace to itself, so fixed ports do.
+		writeFile(t, nd.conf, fmt.Sprintf(`server_name: %s
+listen: %s:4222
+http: %s:8222
+jetstream { store_dir: %q }
+cluster {
+  name: faults
+  listen: %s:6222
+  routes: [%s]
+}
+`, nd.name, labNodeIP(k), labNodeIP(k), filepath.Join(nd.dir, "store"), labNodeIP(k), strings.Join(routes, ", ")))
+		cl.nodes = append(cl.nodes, nd)
+	}
+	for _, nd := range cl.nodes {
+		nd.start(t)
+	}
+	cl.awaitJetStream(t)
+	return partition{
+		kind: "network namespaces",
+		w:    hub,
+		cl:   cl,
+		urls: cl.urls(),
+		conns: func(k int) (int, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return lab.clientConns(ctx, k)
+		},
+		cut: func(k int, cut bool) error { return lab.setLink(k, !cut) },
+	}
+}
+
+// partitionLinks starts the cluster on loopback with every connection, a
+// receiver's to a node and a node's route to another, through a link.
+func partitionLinks(t *testing.T, dir string) partition {
+	t.Helper()
 	const nodes = 3
 	client := make([]*link, nodes)
 	route := make([][]*link, nodes) // route[i][j]: node i's route to node j
@@ -220,23 +323,47 @@ cluster {
 		}
 	}
 	cl.awaitJetStream(t)
-
 	var urls []string
 	for _, l := range client {
 		urls = append(urls, "nats://"+l.addr())
 	}
+	return partition{
+		kind:  "TCP links",
+		cl:    cl,
+		urls:  strings.Join(urls, ","),
+		conns: func(k int) (int, error) { return client[k].connections(), nil },
+		cut: func(k int, v bool) error {
+			client[k].setCut(v)
+			for j := range nodes {
+				if j != k {
+					route[k][j].setCut(v)
+					route[j][k].setCut(v)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// runPartition runs the rounds of the partition scenario on p and checks
+// the outcome.
+func runPartition(t *testing.T, dir string, p partition) {
+	t.Logf("partitioning through %s", p.kind)
+	n := rounds(t)
+	cl := p.cl
 	c := newCreds()
-	lb := newBalancer(t)
-	s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+	lb := newBalancer(t, p.w)
+	s := startSim(t, p.w, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 	rs := []*receiver{
-		newReceiver("receiver-a", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "ra"), natsURL: strings.Join(urls, ","), replicas: 3}, c, s.url)),
-		newReceiver("receiver-b", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "rb"), natsURL: strings.Join(urls, ","), replicas: 3}, c, s.url)),
+		newReceiver("receiver-a", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "ra"), natsURL: p.urls, replicas: 3}, c, s.url)),
+		newReceiver("receiver-b", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "rb"), natsURL: p.urls, replicas: 3}, c, s.url)),
 	}
 	for _, r := range rs {
+		r.w = p.w
 		r.start(t)
 	}
 	lb.set(rs[0].http, rs[1].http)
-	reader := connect(t, cl.urls())
+	reader := connect(t, cl.urls(), p.w.natsOptions()...)
 	procs := append(cl.procs(), rs[0].p, rs[1].p, s.p)
 
 	// The window in which a receiver should have left the cut node: from
@@ -245,37 +372,36 @@ cluster {
 	var stuck [][2]time.Time
 	for i := range n {
 		runFor(t, randDur(2*time.Second, 5*time.Second), procs...)
-		k := -1
-		for _, j := range randPerm(nodes) {
-			if client[j].connections() > 0 {
-				k = j
+		k, on := -1, 0
+		for _, j := range randPerm(len(cl.nodes)) {
+			c, err := p.conns(j)
+			if err != nil {
+				t.Fatalf("round %d: %v", i+1, err)
+			}
+			if c > 0 {
+				k, on = j, c
 				break
 			}
 		}
 		if k < 0 {
-			t.Fatalf("round %d: no receiver is connected through any client link", i+1)
+			t.Fatalf("round %d: no receiver is connected to any node", i+1)
 		}
-		cut := func(v bool) {
-			client[k].setCut(v)
-			for j := range nodes {
-				if j != k {
-					route[k][j].setCut(v)
-					route[j][k].setCut(v)
-				}
-			}
+		if err := p.cut(k, true); err != nil {
+			t.Fatalf("round %d: cut: %v", i+1, err)
 		}
-		cut(true)
 		cutAt := time.Now()
-		t.Logf("round %d: cut %s (%d receiver connections on it)", i+1, cl.nodes[k].name, client[k].connections())
+		t.Logf("round %d: cut %s (%d receiver connections on it)", i+1, cl.nodes[k].name, on)
 		runFor(t, 15*time.Second, procs...)
-		cut(false)
+		if err := p.cut(k, false); err != nil {
+			t.Fatalf("round %d: heal: %v", i+1, err)
+		}
 		healAt := time.Now()
 		stuck = append(stuck, [2]time.Time{cutAt.Add(10 * time.Second), healAt})
 		t.Logf("round %d: healed %s", i+1, cl.nodes[k].name)
 		runFor(t, 5*time.Second, procs...)
 	}
 	cl.awaitJetStream(t)
-	tl := settle(t, "cluster partition", n, s, reader, nil)
+	tl := settle(t, "cluster partition ("+p.kind+")", n, s, reader, nil)
 
 	log, err := s.answers()
 	if err != nil {

@@ -23,8 +23,8 @@ func TestEmbeddedKill(t *testing.T) {
 	n := rounds(t)
 	dir := t.TempDir()
 	c := newCreds()
-	lb := newBalancer(t)
-	s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+	lb := newBalancer(t, where{})
+	s := startSim(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 	r := newReceiver("receiver", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "r1")}, c, s.url))
 	r.start(t)
 	lb.set(r.http)
@@ -49,8 +49,8 @@ func TestExternalServer(t *testing.T) {
 	n := rounds(t)
 	dir := t.TempDir()
 	c := newCreds()
-	lb := newBalancer(t)
-	s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+	lb := newBalancer(t, where{})
+	s := startSim(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 
 	ns := &natsServer{name: "nats-server", dir: filepath.Join(dir, "nats")}
 	if err := os.MkdirAll(ns.dir, 0o700); err != nil {
@@ -106,8 +106,8 @@ func TestWeComFaults(t *testing.T) {
 	n := rounds(t)
 	dir := t.TempDir()
 	c := newCreds()
-	lb := newBalancer(t)
-	s := startSim(t, dir, c, lb.srv.URL+"/callback/"+appName, rate)
+	lb := newBalancer(t, where{})
+	s := startSim(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate)
 	r := newReceiver("receiver", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "r1")}, c, s.url))
 	r.start(t)
 	lb.set(r.http)
