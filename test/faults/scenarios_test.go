@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -45,6 +49,12 @@ func TestEmbeddedKill(t *testing.T) {
 // TestExternalServer: two receivers on one external nats-server; kill -9
 // either at random moments, then kill the server for 15 s. While it is down
 // no callback may be answered success.
+//
+// Each receiver kill waits for a fetch to hold its lease first, so that the
+// killed replica is, half the time, the holder, and the other one has to
+// wait for the lease to lapse (issue 15 finding 5: it used to wait 30 s, and
+// with repeated kills no page completed for minutes). Every hit sent before
+// the server's outage must be fetched within lapseBound.
 func TestExternalServer(t *testing.T) {
 	n := rounds(t)
 	dir := t.TempDir()
@@ -70,20 +80,30 @@ func TestExternalServer(t *testing.T) {
 	}
 	setLB := func() { lb.set(rs[0].http, rs[1].http) }
 	setLB()
+	reader := connect(t, ns.client)
+	if ttl := leaseTTL(t); ttl > fetch.DefaultLeaseTTL {
+		t.Logf("FAULTS_LEASE_TTL=%s is above the receiver's default %s: a killed lease holder may stall fetching past %s", ttl, fetch.DefaultLeaseTTL, lapseBound)
+	}
 
 	for i := range n {
 		runFor(t, randDur(time.Second, 5*time.Second), rs[0].p, rs[1].p, s.p, ns.p)
+		held := awaitLease(t, reader, 10*time.Second)
 		r := rs[randInt(2)]
 		r.p.kill()
 		r.http = ""
 		setLB()
-		t.Logf("round %d: killed %s", i+1, r.name)
+		if held != "" {
+			t.Logf("round %d: killed %s while a fetch held the lease %s", i+1, r.name, held)
+		} else {
+			t.Logf("round %d: killed %s (no fetch lease seen held within 10 s)", i+1, r.name)
+		}
 		r.start(t)
 		setLB()
 	}
 
 	// The server goes away for 15 s and comes back on its port and store.
 	runFor(t, 2*time.Second, rs[0].p, rs[1].p, s.p, ns.p)
+	reader.nc.Close()
 	ns.p.kill()
 	downAt := time.Now()
 	t.Logf("killed nats-server")
@@ -98,6 +118,57 @@ func TestExternalServer(t *testing.T) {
 	down := [][2]time.Time{{downAt.Add(time.Second), upAt}}
 	tl := settle(t, "external server, 2 receivers", n, s, connect(t, ns.client), down)
 	check(t, tl)
+	// Hits sent lapseBound or more before the outage had all that time to
+	// arrive with the server up; later ones may wait for it.
+	if d, at := tl.maxLatencyBefore(downAt.Add(-lapseBound)); d > lapseBound {
+		t.Errorf("issue 15 finding 5: a hit sent at %s, with the server up, took %s to be fetched (want at most %s: lease_ttl %s + poll interval %s + %s): a killed lease holder blocked fetching",
+			at.Format(time.TimeOnly), d, lapseBound, fetch.DefaultLeaseTTL, pollInterval, lapseMargin)
+	} else {
+		t.Logf("longest hit latency with the server up: %s (bound %s)", d, lapseBound)
+	}
+}
+
+// lapseBound is the longest a hit may take from its send_time to being
+// fetched while a replica is killed but NATS is up: the lease of a killed
+// holder lapses within the receiver's default lease_ttl of its last
+// renewal (the tests run with a shorter one), and the next poll or callback
+// fetches. lapseMargin covers the simulator coalescing hits into one
+// callback every 5 s and a loaded machine.
+const (
+	pollInterval = 5 * time.Second
+	lapseMargin  = 10 * time.Second
+	lapseBound   = fetch.DefaultLeaseTTL + pollInterval + lapseMargin
+)
+
+// awaitLease waits up to timeout for a fetch to take a lease and returns
+// its key, or "" when none was taken: fetches hold a lease only while they
+// run, so this is a moment when one runs.
+func awaitLease(t testing.TB, r *streamReader, timeout time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	kv, err := r.js.KeyValue(ctx, fetch.LeaseBucket)
+	if err != nil {
+		t.Fatalf("lease bucket: %v", err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatalf("watch leases: %v", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case e, ok := <-w.Updates():
+			if !ok {
+				return ""
+			}
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				return e.Key()
+			}
+		}
+	}
 }
 
 // TestWeComFaults: WeCom's failures under load, a different set each round,
