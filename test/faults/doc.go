@@ -7,7 +7,7 @@
 // does not build them:
 //
 //	go test -tags faults ./test/faults               # short form, as .ci/run
-//	FAULTS_ROUNDS=20 go test -tags faults -timeout 60m -v ./test/faults
+//	FAULTS_ROUNDS=20 go test -tags faults -timeout 90m -v ./test/faults
 //
 // The package has no code besides its tests. It leaves the behaviour under
 // test to the receiver's own packages and only observes it from outside, as

@@ -782,13 +782,13 @@ type hitLatency struct {
 	latency time.Duration
 }
 
-// maxLatencyBefore is the longest hit latency among messages sent before t,
-// and when that message was sent.
-func (tl tally) maxLatencyBefore(t time.Time) (time.Duration, time.Time) {
+// maxLatencySince is the longest hit latency among messages sent at or
+// after t (send_time has whole seconds), and when that message was sent.
+func (tl tally) maxLatencySince(t time.Time) (time.Duration, time.Time) {
 	var d time.Duration
 	var at time.Time
 	for _, h := range tl.latencies {
-		if h.sent.Before(t) && h.latency > d {
+		if !h.sent.Before(t.Truncate(time.Second)) && h.latency > d {
 			d, at = h.latency, h.sent
 		}
 	}
