@@ -120,8 +120,9 @@ const netnsPrefix = "wecomfaults-"
 // each joined to the hub's bridge by a veth pair. Node k has address
 // 10.77.0.k; the hub 10.77.0.100. Neither has a route anywhere else.
 type netlab struct {
-	hub   string
-	nodes []string
+	hub    string
+	nodes  []string
+	client *http.Client // from the hub, for the nodes' monitoring endpoints
 }
 
 // netlabSeq numbers the netlabs of one test process.
@@ -159,6 +160,7 @@ func newNetlab(t testing.TB, n int) (*netlab, error) {
 	sweepOnce.Do(func() { sweepNetns(t) })
 	base := fmt.Sprintf("%s%d-%d", netnsPrefix, os.Getpid(), netlabSeq.Add(1))
 	lab := &netlab{hub: base + "-hub"}
+	lab.client = &http.Client{Transport: where{ns: lab.hub}.transport(), Timeout: 5 * time.Second}
 	for k := range n {
 		lab.nodes = append(lab.nodes, fmt.Sprintf("%s-n%d", base, k+1))
 	}
@@ -253,7 +255,7 @@ func (l *netlab) clientConns(ctx context.Context, k int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	resp, err := (&http.Client{Transport: where{ns: l.hub}.transport(), Timeout: 5 * time.Second}).Do(req)
+	resp, err := l.client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("connz of node %d: %w", k+1, err)
 	}
