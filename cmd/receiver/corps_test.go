@@ -780,6 +780,10 @@ func TestCorps_Seeds(t *testing.T) {
 	err = m.dispatch(ctx, hitCallback("wwNotYetAuthorized"))
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, intake.ErrPermanent, "retried: its create_auth may be on its way")
+	// The ticket branch (wecom.TicketStore.HandleCallback): a ticket
+	// callback that carries no ticket is a dead letter at once.
+	err = m.dispatch(ctx, &wecomhit.Callback{App: "archive", Kind: wecomhit.KindSuiteTicket, SuiteID: "wwArchiveSuite01"})
+	assert.ErrorIs(t, err, intake.ErrPermanent)
 
 	// A restart with the same file writes nothing. (The replicas stop
 	// first: a stream update while another client creates a consumer

@@ -501,14 +501,11 @@ func (m *Main) dispatch(ctx context.Context, cb *wecomhit.Callback) error {
 	case wecomhit.KindCreateAuth, wecomhit.KindChangeAuth, wecomhit.KindCancelAuth, wecomhit.KindResetPermanentCode:
 		return m.dispatchAuth(ctx, cb)
 	case wecomhit.KindSuiteTicket:
-		if cb.SuiteID == "" || cb.SuiteTicket == "" {
-			return intake.Reject(wecomhit.ReasonBadRecord, errors.New("suite_ticket without suite id or ticket"))
+		err := m.stores.Tickets.HandleCallback(ctx, cb)
+		if errors.Is(err, wecom.ErrValidation) {
+			return intake.Reject(wecomhit.ReasonBadRecord, err)
 		}
-		var issued time.Time
-		if cb.EventTime > 0 {
-			issued = time.Unix(cb.EventTime, 0)
-		}
-		return m.stores.Tickets.Put(ctx, cb.SuiteID, cb.SuiteTicket, cb.ReceivedAt, issued)
+		return err
 	}
 	m.log.Debug().Str("app", cb.App).Str("kind", string(cb.Kind)).Msg("callback needs no action")
 	return nil

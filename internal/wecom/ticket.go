@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
@@ -206,6 +207,22 @@ func (s *TicketStore) Put(ctx context.Context, suiteID, ticket string, receivedA
 		}
 		return cur, true
 	})
+}
+
+// HandleCallback stores the ticket a stored suite_ticket callback carries:
+// received when the callback was stored, issued at the body's TimeStamp
+// (zero if absent). A callback of another kind, or one without a suite id
+// or a ticket, is an ErrValidation and stores nothing: retrying it cannot
+// help, so the caller may drop it.
+func (s *TicketStore) HandleCallback(ctx context.Context, cb *wecomhit.Callback) error {
+	if cb.Kind != wecomhit.KindSuiteTicket {
+		return &ValidationError{Field: "InfoType", Rule: "must be suite_ticket"}
+	}
+	var issued time.Time
+	if cb.EventTime > 0 {
+		issued = time.Unix(cb.EventTime, 0)
+	}
+	return s.Put(ctx, cb.SuiteID, cb.SuiteTicket, cb.ReceivedAt, issued)
 }
 
 // Get returns the current ticket of suiteID, or ErrNoSuiteTicket.

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
@@ -98,6 +99,51 @@ func TestTicketStore_Put(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, TicketStatus{}, st, "nothing stored")
 	})
+}
+
+func TestTicketStore_HandleCallback(t *testing.T) {
+	now := time.Unix(1717000000, 0)
+	ticket := func(suite, tk string, eventTime int64) *wecomhit.Callback {
+		return &wecomhit.Callback{App: "archive", Kind: wecomhit.KindSuiteTicket, SuiteID: suite,
+			SuiteTicket: tk, EventTime: eventTime, ReceivedAt: now.Add(-time.Minute)}
+	}
+	t.Run("OK", func(t *testing.T) {
+		s := ticketStore(t, now)
+		ctx := natstest.Context(t)
+		require.NoError(t, s.HandleCallback(ctx, ticket("suite1", "T1", now.Add(-2*time.Minute).Unix())))
+		got, err := s.Get(ctx, "suite1")
+		require.NoError(t, err)
+		assert.Equal(t, "T1", got)
+		st, err := s.Status(ctx, "suite1")
+		require.NoError(t, err)
+		assert.Equal(t, now.Add(-time.Minute), st.ReceivedAt, "received when the callback was stored")
+		assert.Equal(t, now.Add(-2*time.Minute), st.IssuedAt, "issued at the body's TimeStamp")
+	})
+	t.Run("NoTimeStamp", func(t *testing.T) {
+		s := ticketStore(t, now)
+		ctx := natstest.Context(t)
+		require.NoError(t, s.HandleCallback(ctx, ticket("suite1", "T1", 0)))
+		st, err := s.Status(ctx, "suite1")
+		require.NoError(t, err)
+		assert.Equal(t, now.Add(-time.Minute), st.IssuedAt, "the receipt stands in")
+	})
+	for name, cb := range map[string]*wecomhit.Callback{
+		"ErrNoSuite":  ticket("", "T1", 0),
+		"ErrNoTicket": ticket("suite1", "", 0),
+		"ErrNotATicket": {App: "archive", Kind: wecomhit.KindHitKeyword, SuiteID: "suite1",
+			SuiteTicket: "T1", ReceivedAt: now},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := ticketStore(t, now)
+			ctx := natstest.Context(t)
+			err := s.HandleCallback(ctx, cb)
+			require.ErrorIs(t, err, ErrValidation)
+			assert.NotContains(t, err.Error(), "T1", "the ticket stays out of errors")
+			st, err := s.Status(ctx, "suite1")
+			require.NoError(t, err)
+			assert.Equal(t, TicketStatus{}, st, "nothing stored")
+		})
+	}
 }
 
 func TestTicketStore_Reject(t *testing.T) {
