@@ -120,12 +120,10 @@ type Main struct {
 	corpView    *app.CorpView
 	auth        *corpauth.Handler
 	corpChanges chan corps.Change
-	corpQuit    chan struct{} // closed by Close: stop queueing changes
-	quitOnce    sync.Once
+	corpQuit    chan struct{}  // closed by Close: stop queueing changes
 	warm        chan [2]string // (app, corp) whose rules to list
 	server      *http.Server
 	listener    net.Listener
-	served      chan struct{} // closed when Serve returns
 
 	// adminHandler serves the admin listener (admin.go) and the callback
 	// listener's /healthz and /readyz. The listener is nil when
@@ -135,10 +133,9 @@ type Main struct {
 	adminListener net.Listener
 	adminServed   chan struct{}
 
-	// stopPipeline cancels the intake consumer and the fetcher; pipeline
-	// is closed once both have returned.
-	stopPipeline context.CancelFunc
-	pipeline     chan struct{}
+	// life is what Close undoes, registered by each part as Open opens
+	// it (lifecycle.go).
+	life lifecycle
 	// rulesWarmed is closed when the start-up rule listing (warmRules)
 	// has ended, whether it loaded every name or gave up.
 	rulesWarmed chan struct{}
@@ -152,7 +149,7 @@ type Main struct {
 
 // NewMain returns a Main for cfg; it does no I/O.
 func NewMain(cfg *config.Config, log zerolog.Logger) *Main {
-	return &Main{cfg: cfg, log: log, reg: newRegistry(), now: time.Now}
+	return &Main{cfg: cfg, log: log, reg: newRegistry(), now: time.Now, life: lifecycle{log: log}}
 }
 
 // UseClock replaces time.Now before Open, for tests that run hours of a
@@ -176,7 +173,9 @@ func (c mainClock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // Open connects to (or starts) NATS, creates the streams, binds the HTTP
-// listener and starts serving. Bind errors reach the caller.
+// listener and starts serving. Bind errors reach the caller. Each part, once
+// open, registers the cleanup that stops it (m.life), so a failed Open
+// closes what it opened and Close stops the parts in reverse order.
 func (m *Main) Open(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -185,11 +184,17 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			_ = m.Close(closeCtx)
 		}
 	}()
-	n := m.cfg.NATS
-	m.broker, err = broker.Open(ctx, app.BrokerOptions(m.cfg), m.log)
-	if err != nil {
+	// Registered first, so it runs last: /metrics and a failing /readyz
+	// stay visible while the rest drains.
+	m.life.onClose("admin listener", m.closeAdmin)
+	if m.listener != nil {
+		// From UseListener: ours to close from now on, served or not.
+		m.life.onClose("callback listener", closeListener(m.listener))
+	}
+	if err := m.openBroker(ctx); err != nil {
 		return err
 	}
+	n := m.cfg.NATS
 	m.intakeM = intake.NewMetrics(m.reg)
 	for _, a := range m.cfg.Apps {
 		m.intakeM.InitApp(a.Name)
@@ -216,7 +221,38 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.log.Debug().Dur("took", time.Since(setupStart)).Msg("streams and buckets set up")
+	if err := m.serveCallbacks(); err != nil {
+		return err
+	}
+	if err := m.openAdmin(); err != nil {
+		return err
+	}
+	ev := m.log.Info().Str("http", m.Addr()).Strs("apps", m.cfg.AppNames())
+	if a := m.AdminAddr(); a != "" {
+		ev.Str("admin", a).Bool("admin_api", m.adminHandler.APIOn())
+	}
+	if u := m.broker.ClientURL(); u != "" {
+		ev.Str("nats", u)
+	}
+	ev.Bool("nats_embedded", m.broker.Embedded()).Msg("receiver started")
+	return nil
+}
 
+// openBroker connects to NATS, or starts the embedded server.
+func (m *Main) openBroker(ctx context.Context) error {
+	b, err := broker.Open(ctx, app.BrokerOptions(m.cfg), m.log)
+	if err != nil {
+		return err
+	}
+	m.broker = b
+	// Draining flushes pending publishes and waits for their acks.
+	m.life.onClose("nats", b.Close)
+	return nil
+}
+
+// serveCallbacks builds the callback handler and serves it on the
+// callback listener, bound here unless UseListener gave one.
+func (m *Main) serveCallbacks() error {
 	apps := make([]callback.App, 0, len(m.cfg.Apps))
 	for _, a := range m.cfg.Apps {
 		c, err := crypto.New(a.Token.Reveal(), a.EncodingAESKey.Reveal(), a.ReceiveID)
@@ -236,7 +272,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-
+	// The admin handlers serve the callback listener's /healthz and
+	// /readyz too, so they are built even when admin.listen is off.
 	if err := m.newAdmin(); err != nil {
 		return err
 	}
@@ -245,34 +282,60 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("http listen: %w", err)
 		}
+		m.life.onClose("callback listener", closeListener(m.listener))
 	}
 	m.server = newServer("callback", m.routes(h), m.log, 10*time.Second, m.cfg.HTTP.IdleTimeout)
 	lis := newLimitListener(m.listener, m.cfg.HTTP.MaxConnections, m.log.With().Str("listener", "callback").Logger())
-	m.served = make(chan struct{})
+	served := make(chan struct{})
 	go func() {
-		defer close(m.served)
+		defer close(served)
 		if err := m.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
-	if err := m.openAdmin(); err != nil {
+	m.life.onClose("http server", func(ctx context.Context) error {
+		// Stops accepting and finishes in-flight requests, each already
+		// bounded by the ack timeout.
+		err := m.server.Shutdown(ctx)
+		<-served
 		return err
+	})
+	// Runs before the server stops.
+	m.life.onClose("readiness", m.failReadiness)
+	return nil
+}
+
+// closeListener is the cleanup of a callback listener. The server's
+// Shutdown closes it when it served; this closes it when Open failed
+// before that.
+func closeListener(l net.Listener) func(context.Context) error {
+	return func(context.Context) error {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
 	}
-	ev := m.log.Info().Str("http", m.Addr()).Strs("apps", m.cfg.AppNames())
-	if a := m.AdminAddr(); a != "" {
-		ev.Str("admin", a).Bool("admin_api", m.adminHandler.APIOn())
+}
+
+// failReadiness makes Ready fail (errDraining), then, with http.ready_grace,
+// keeps serving that long, so that load balancers see /readyz fail and stop
+// sending before the listener closes.
+func (m *Main) failReadiness(ctx context.Context) error {
+	m.draining.Store(true)
+	if g := m.cfg.HTTP.ReadyGrace; g > 0 {
+		select {
+		case <-time.After(g):
+		case <-ctx.Done():
+		}
 	}
-	if u := m.broker.ClientURL(); u != "" {
-		ev.Str("nats", u)
-	}
-	ev.Bool("nats_embedded", m.broker.Embedded()).Msg("receiver started")
 	return nil
 }
 
 // UseListener makes Open serve callbacks on l instead of binding
 // http.listen: for callers that must hand the address to someone (the
 // simulator, in tests and the demo) before Open, without a window in which
-// another process could take the port.
+// another process could take the port. Open takes l over: Close closes it,
+// and so does an Open that fails.
 func (m *Main) UseListener(l net.Listener) { m.listener = l }
 
 // Addr is the address the HTTP server listens on.
@@ -287,15 +350,32 @@ func (m *Main) Addr() string {
 // the fetcher, and the intake consumers that feed it, and starts the last
 // ones. setupCtx bounds the set-up only; what it starts runs until Close.
 func (m *Main) openPipeline(setupCtx context.Context) error {
-	n := m.cfg.NATS
+	if err := m.openCorps(setupCtx); err != nil {
+		return err
+	}
+	apps, err := m.openClients()
+	if err != nil {
+		return err
+	}
+	if err := m.openStages(setupCtx, apps); err != nil {
+		return err
+	}
+	m.startPipeline()
+	return nil
+}
+
+// openCorps opens the WeCom clients' stores and the corp registry's view,
+// and seeds the registry from the file.
+func (m *Main) openCorps(setupCtx context.Context) error {
 	js := m.broker.JetStream()
 	var err error
+	n := m.cfg.NATS
 	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas, MaxBytes: n.KVMaxBytes})
 	if err != nil {
 		return err
 	}
 	// The registry's watch queues changes from the moment it starts; the
-	// change loop, started below, takes them.
+	// change loop, started with the pipeline, takes them.
 	m.corpChanges = make(chan corps.Change, corpChanges)
 	m.corpQuit = make(chan struct{})
 	m.warm = make(chan [2]string, warmQueue)
@@ -303,31 +383,49 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.life.onClose("corp registry watch", func(context.Context) error {
+		m.corpView.Close()
+		return nil
+	})
+	// Runs before the watch stops, after the change loop has: a watch
+	// blocked on the full queue would never stop.
+	m.life.onClose("corp change queue", func(context.Context) error {
+		close(m.corpQuit)
+		return nil
+	})
 	// Seeded after the watch started, so that corps new to the registry
 	// are announced like any other.
-	if err := m.corpView.Seed(setupCtx, m.cfg); err != nil {
-		return err
-	}
+	return m.corpView.Seed(setupCtx, m.cfg)
+}
+
+// openClients makes each app's WeCom client, and the fetcher's view of the
+// apps.
+func (m *Main) openClients() ([]fetch.App, error) {
 	dir := m.corpView.Dir
 	m.clients = make(map[string]*wecom.Client, len(m.cfg.Apps))
 	apps := make([]fetch.App, 0, len(m.cfg.Apps))
 	wecomMetrics := wecom.NewMetrics(m.reg)
-	publishMetrics := publish.NewMetrics(m.reg)
 	for _, a := range m.cfg.Apps {
 		opts := append([]wecom.Option{wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
 			wecom.WithClock(mainClock{m.now})}, m.corpView.ClientOptions(a)...)
 		c, err := wecom.New(a, m.stores, opts...)
 		if err != nil {
-			return fmt.Errorf("app %s: %w", a.Name, err)
+			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		m.clients[a.Name] = c
-		for _, corp := range dir.Corps(a.Name) {
-			publishMetrics.Init(a.Name, corp)
-		}
 		// Corps here only pre-creates the metric series of the corps
 		// served at start; fetch asks dir which corps an app serves.
 		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: dir.Corps(a.Name)})
 	}
+	return apps, nil
+}
+
+// openStages sets up the rule cache, the dead-letter and hit streams, the
+// fetcher and the authorization handler.
+func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) error {
+	n := m.cfg.NATS
+	js := m.broker.JetStream()
+	dir := m.corpView.Dir
 	// A corp's rules are looked up with the client of the first app that
 	// serves it, asked at each lookup: corps come and go.
 	getter := func(corp string) rulecache.Getter {
@@ -339,7 +437,18 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		return nil
 	}
 	m.rules = rulecache.NewFunc(getter, m.log)
+	// Closed, not dropped: the admin API, which stops last, may still use it.
+	m.life.onClose("rule cache", func(context.Context) error {
+		m.rules.Close()
+		return nil
+	})
 	m.dlq = deadletter.New(js, n.SubjectPrefix, app.DeadLetterOptions(m.cfg))
+	publishMetrics := publish.NewMetrics(m.reg)
+	for _, a := range apps {
+		for _, corp := range a.Corps {
+			publishMetrics.Init(a.Name, corp)
+		}
+	}
 	// Setup sets up the dead-letter stream too, after WECOM_HITS has given
 	// up the dlq subjects an older version gave it.
 	po := app.PublishOptions(m.cfg)
@@ -355,6 +464,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 			return err
 		}
 	}
+	var err error
 	fo := app.FetchOptions(m.cfg)
 	fo.Metrics, fo.Now, fo.Corps = fetch.NewMetrics(m.reg), m.now, dir
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fo)
@@ -367,56 +477,74 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	if m.corpView.Reg != nil {
 		m.auth = m.newCorpAuth()
 	}
+	return nil
+}
 
+// startPipeline starts what runs until Close: the corp change loop, the
+// health gauges, the intake compactor, the rule warm-up, the fetcher and
+// the intake consumers.
+func (m *Main) startPipeline() {
+	js := m.broker.JetStream()
 	runCtx, stop := context.WithCancel(context.Background())
-	m.stopPipeline = stop
-	m.pipeline = make(chan struct{})
 	// The deployment's health facts as gauges, read from NATS like
 	// `receiver status` does; never part of Ready.
 	healthTarget := app.HealthTarget(m.cfg)
 	healthTarget.Corps = m.corpView.Dir.Corps
 	healthMetrics := health.NewMetrics(m.reg, healthTarget)
 	m.reg.MustRegister(m.readyGauge())
-	consumers := app.IntakeConsumers()
 	var wg sync.WaitGroup
-	wg.Add(5 + len(consumers))
-	go func() {
-		defer wg.Done()
-		m.corpChangeLoop(runCtx)
-	}()
-	go func() {
-		defer wg.Done()
-		health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log)
-	}()
-	go func() {
-		defer wg.Done()
-		// Handled records would otherwise stay until callback_max_age and
-		// fill WECOM_CALLBACKS, which then refuses callbacks.
-		m.intake.RunCompactor(runCtx, app.IntakeDurables(), intake.DefaultCompactAt, m.log)
-	}()
+	wg.Go(func() { m.corpChangeLoop(runCtx) })
+	wg.Go(func() { health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log) })
+	// Handled records would otherwise stay until callback_max_age and
+	// fill WECOM_CALLBACKS, which then refuses callbacks.
+	wg.Go(func() { m.intake.RunCompactor(runCtx, app.IntakeDurables(), intake.DefaultCompactAt, m.log) })
 	m.rulesWarmed = make(chan struct{})
-	go func() {
-		defer wg.Done()
-		m.warmRules(runCtx)
-	}()
-	go func() {
-		defer wg.Done()
-		_ = m.fetcher.Run(runCtx)
-	}()
-	for _, opts := range consumers {
+	wg.Go(func() { m.warmRules(runCtx) })
+	wg.Go(func() { _ = m.fetcher.Run(runCtx) })
+	for _, opts := range app.IntakeConsumers() {
 		opts.DeadLetters = m.dlq
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), m.log, opts); err != nil {
 				m.log.Error().Err(err).Str("consumer", opts.Durable).Msg("intake consumer stopped")
 			}
-		}()
+		})
 	}
+	done := make(chan struct{})
 	go func() {
 		wg.Wait()
-		close(m.pipeline)
+		close(done)
 	}()
-	return nil
+	m.life.onClose("pipeline", func(ctx context.Context) error {
+		return m.stopPipeline(ctx, stop, done)
+	})
+}
+
+// stopPipeline lets fetches finish the page they are on, then stops
+// everything startPipeline started and waits for it (until ctx ends).
+// Their callbacks are left unacked for another replica (or the next
+// start). Past the grace, a fetch is cut mid-page: its cursor has not
+// moved, so the page is fetched again later and de-duplication drops what
+// was published.
+func (m *Main) stopPipeline(ctx context.Context, stop context.CancelFunc, done <-chan struct{}) error {
+	// At most half of what is left of the shutdown budget, so that
+	// stopping the consumers and draining NATS still have time after a
+	// fetch that uses all of its grace.
+	grace := drainGrace
+	if d, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(d)/2)
+	}
+	graceCtx, cancel := context.WithTimeout(ctx, grace)
+	if err := m.fetcher.Drain(graceCtx); err != nil {
+		m.log.Warn().Err(err).Msg("fetches did not finish their pages in time")
+	}
+	cancel()
+	stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // warmRules lists every corp's rules at start, and each newly authorized
@@ -602,78 +730,27 @@ func (m *Main) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// Close shuts down in order: readiness fails first so load balancers stop
-// sending, the HTTP server stops accepting and finishes in-flight requests
-// (each already bounded by the ack timeout), then NATS drains, which flushes
-// pending publishes and waits for their acks, and last the admin listener
-// stops. It is idempotent.
+// Close shuts down in the reverse order of Open, as the cleanups each part
+// registered there say: readiness fails first so load balancers stop
+// sending, the HTTP server stops accepting and finishes in-flight requests,
+// fetches finish their page and the pipeline stops, then NATS drains, which
+// flushes pending publishes and waits for their acks, and last the admin
+// listener stops. It is idempotent.
 func (m *Main) Close(ctx context.Context) error {
-	m.quitOnce.Do(func() {
-		if m.corpQuit != nil {
-			close(m.corpQuit)
-		}
-	})
-	if !m.draining.Swap(true) && m.server != nil && m.cfg.HTTP.ReadyGrace > 0 {
-		// Keep serving while load balancers see /readyz fail.
-		select {
-		case <-time.After(m.cfg.HTTP.ReadyGrace):
-		case <-ctx.Done():
-		}
+	return m.life.close(ctx)
+}
+
+// closeAdmin stops the admin listener, if it was opened.
+func (m *Main) closeAdmin(ctx context.Context) error {
+	if m.adminServer == nil {
+		return nil
 	}
-	var errs []error
-	if m.server != nil {
-		if err := m.server.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-		}
-		<-m.served
-		m.server = nil
+	err := m.adminServer.Shutdown(ctx)
+	if err != nil {
+		_ = m.adminServer.Close()
 	}
-	// Fetches finish the page they are on, then stop; their callbacks are
-	// left unacked for another replica (or the next start). Past the grace,
-	// a fetch is cut mid-page: its cursor has not moved, so the page is
-	// fetched again later and de-duplication drops what was published.
-	if m.stopPipeline != nil {
-		// At most half of what is left of the shutdown budget, so that
-		// stopping the consumers and draining NATS still have time after a
-		// fetch that uses all of its grace.
-		grace := drainGrace
-		if d, ok := ctx.Deadline(); ok {
-			grace = min(grace, time.Until(d)/2)
-		}
-		graceCtx, cancel := context.WithTimeout(ctx, grace)
-		if err := m.fetcher.Drain(graceCtx); err != nil {
-			m.log.Warn().Err(err).Msg("fetches did not finish their pages in time")
-		}
-		cancel()
-		m.stopPipeline()
-		select {
-		case <-m.pipeline:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("pipeline stop: %w", ctx.Err()))
-		}
-		m.stopPipeline = nil
-	}
-	m.corpView.Close()
-	if m.rules != nil {
-		// Close, not nil: the admin API, which stops last, may still use it.
-		m.rules.Close()
-	}
-	if m.broker != nil {
-		if err := m.broker.Close(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// The admin listener goes last, so /metrics and a failing /readyz stay
-	// visible while the rest drains.
-	if m.adminServer != nil {
-		if err := m.adminServer.Shutdown(ctx); err != nil {
-			_ = m.adminServer.Close()
-			errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
-		}
-		<-m.adminServed
-		m.adminServer = nil
-	}
-	return errors.Join(errs...)
+	<-m.adminServed
+	return err
 }
 
 func writeText(w http.ResponseWriter, status int, body string) {
