@@ -36,6 +36,53 @@ type demoCommand struct {
 }
 
 func (c *demoCommand) Run(ctx context.Context, args []string) error {
+	o, out, runFor, err := c.parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if runFor > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, runFor)
+		defer cancel()
+	}
+	// The service logs only what needs attention: the hits are the show.
+	log := zerolog.New(consoleOrJSON(c.env.Stderr, c.env.Getenv, time.TimeOnly)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	d, err := openDemo(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	// Every event the stream holds, as tail prints them.
+	hits, err := cli.ReadHits(ctx, d.m.Broker().JetStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{d.cfg.NATS.SubjectPrefix + ".hit.>"},
+	})
+	if err != nil {
+		return err
+	}
+	seen := 0
+	printed := make(chan struct{})
+	go func() {
+		defer close(printed)
+		seen, _ = hits.Print(ctx, c.env.Stdout, out, time.Local, 0)
+	}()
+	started := time.Now()
+	_, _ = fmt.Fprintf(c.env.Stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s --js-api-prefix '%s')\n"+
+		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
+		d.sim.URL(), o.speed, d.httpAddr, d.m.Broker().ClientURL(), broker.SeedFile(d.cfg.NATS.RolesDir(), app.RoleConsumer),
+		app.ConsumerAPIPrefix, d.cfg.NATS.SubjectPrefix)
+
+	<-ctx.Done()
+	hits.Stop()
+	<-printed // every line is out before the summary counts them
+	stats := d.sim.Stats()
+	_, _ = fmt.Fprintf(c.env.Stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
+		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
+	return nil
+}
+
+// parseFlags reads the demo's flags: its options, the output format, and
+// how long to run (0: until Ctrl-C).
+func (c *demoCommand) parseFlags(args []string) (demoOptions, cli.Output, time.Duration, error) {
 	fs := c.env.FlagSet("demo", "demo [flags]",
 		"Runs an embedded NATS server, the WeCom simulator and the receiver in a\n"+
 			"temporary directory, and prints each hit event as it is published: a\n"+
@@ -51,7 +98,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	cli.OutputVar(fs, &out)
 	asJSON := fs.Bool("json", false, "deprecated: use -o json")
 	if err := cli.ParseOrHelp(fs, args); err != nil {
-		return err
+		return demoOptions{}, out, 0, err
 	}
 	if *asJSON {
 		out = cli.JSON
@@ -60,49 +107,9 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 		*seed = time.Now().UnixNano()
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
+		return demoOptions{}, out, 0, fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
 	}
-	if runFor > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, runFor)
-		defer cancel()
-	}
-	// The service logs only what needs attention: the hits are the show.
-	log := zerolog.New(consoleOrJSON(c.env.Stderr, c.env.Getenv, time.TimeOnly)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	d, err := openDemo(ctx, demoOptions{speed: *speed, rate: *rate, seed: *seed}, log)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	sim, m, cfg, httpAddr := d.sim, d.m, d.cfg, d.httpAddr
-
-	// Every event the stream holds, as tail prints them.
-	hits, err := cli.ReadHits(ctx, m.Broker().JetStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{cfg.NATS.SubjectPrefix + ".hit.>"},
-	})
-	if err != nil {
-		return err
-	}
-	count := 0
-	printed := make(chan struct{})
-	go func() {
-		defer close(printed)
-		count, _ = hits.Print(ctx, c.env.Stdout, out, time.Local, 0)
-	}()
-
-	started := time.Now()
-	_, _ = fmt.Fprintf(c.env.Stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s --js-api-prefix '%s')\n"+
-		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
-		sim.URL(), *speed, httpAddr, m.Broker().ClientURL(), broker.SeedFile(cfg.NATS.RolesDir(), app.RoleConsumer), app.ConsumerAPIPrefix, cfg.NATS.SubjectPrefix)
-
-	<-ctx.Done()
-	hits.Stop()
-	<-printed // every line is out before the summary counts them
-	seen := count
-	stats := sim.Stats()
-	_, _ = fmt.Fprintf(c.env.Stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
-		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
-	return nil
+	return demoOptions{speed: *speed, rate: *rate, seed: *seed}, out, runFor, nil
 }
 
 // demoOptions are the demo's knobs; clock is nil (the real clock) except
@@ -121,26 +128,61 @@ type demoSystem struct {
 	m        *Main
 	cfg      *config.Config
 	httpAddr string
-	dir      string
+	life     lifecycle // what Close undoes, registered as openDemo goes
 }
 
+// openDemo starts the demo's parts; on an error it closes those it started.
 func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSystem, err error) {
-	d := &demoSystem{}
-	if d.dir, err = os.MkdirTemp("", "wecom-receiver-demo-"); err != nil {
-		return nil, err
-	}
+	d := &demoSystem{life: lifecycle{log: log}}
 	defer func() {
 		if err != nil {
 			d.Close()
 		}
 	}()
+	dir, err := os.MkdirTemp("", "wecom-receiver-demo-")
+	if err != nil {
+		return nil, err
+	}
+	d.life.onClose("temporary directory", func(context.Context) error { return os.RemoveAll(dir) })
 	// The simulator must know the receiver's address before either starts:
-	// bind the receiver's port now and hand the listener over.
+	// bind the receiver's port now and hand the listener over (Main.Open
+	// takes it over; until then it is ours).
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	d.life.onClose("receiver listener", closeListener(lis))
 	d.httpAddr = lis.Addr().String()
+	// Registered before the simulator, so it stops after it: the simulator
+	// then sends nothing to a stopped receiver.
+	d.life.onClose("receiver", func(ctx context.Context) error {
+		if d.m == nil {
+			return nil
+		}
+		return d.m.Close(ctx)
+	})
+	if err := d.startSim(ctx, o, log); err != nil {
+		return nil, err
+	}
+	if d.cfg, err = demoConfig(dir, d.httpAddr, d.sim.URL()); err != nil {
+		return nil, err
+	}
+	m := NewMain(d.cfg, log)
+	m.UseListener(lis)
+	if o.clock != nil {
+		m.UseClock(o.clock)
+	}
+	if err := m.Open(ctx); err != nil {
+		return nil, err // Open closed what it opened
+	}
+	d.m = m
+	return d, nil
+}
+
+// startSim starts the simulator, calling back the receiver at d.httpAddr.
+// Its first callbacks wait in the receiver's listen backlog until the
+// receiver serves.
+func (d *demoSystem) startSim(ctx context.Context, o demoOptions, log zerolog.Logger) error {
 	sim, err := wecomsim.New(wecomsim.Options{
 		Seed: o.seed, Speed: o.speed, MessageRate: o.rate, Clock: o.clock,
 		Archive: wecomsim.Archive{
@@ -151,21 +193,24 @@ func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSy
 		},
 	}, log)
 	if err != nil {
-		_ = lis.Close()
-		return nil, err
+		return err
 	}
 	if err := sim.SeedDemoRules(); err != nil {
-		_ = lis.Close()
-		return nil, err
+		return err
 	}
-	// The simulator starts first; its first callbacks wait in the
-	// receiver's listen backlog until the receiver serves.
 	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
-		_ = lis.Close()
-		return nil, err
+		return err
 	}
 	d.sim = sim
-	d.cfg, err = config.Parse([]byte(fmt.Sprintf(`
+	d.life.onClose("simulator", sim.Close)
+	return nil
+}
+
+// demoConfig is the receiver's configuration for the demo: the archive app
+// of the simulator at simURL, an embedded NATS server storing in dir, and
+// callbacks on httpAddr.
+func demoConfig(dir, httpAddr, simURL string) (*config.Config, error) {
+	return config.Parse([]byte(fmt.Sprintf(`
 allow_sample_secrets: true
 http: {listen: %q}
 admin: {listen: "127.0.0.1:0"}
@@ -180,37 +225,16 @@ apps:
     suite_id: %s
     suite_secret: demo-suite-secret
     corps: [{corp_id: %s, permanent_code: demo-permanent-code}]
-`, d.httpAddr, demoToken, demoAESKey, sim.URL(), demoSuite, demoCorp)), d.dir, func(string) (string, bool) { return "", false })
-	if err != nil {
-		_ = lis.Close()
-		return nil, err
-	}
-	d.m = NewMain(d.cfg, log)
-	d.m.UseListener(lis)
-	if o.clock != nil {
-		d.m.UseClock(o.clock)
-	}
-	if err := d.m.Open(ctx); err != nil {
-		d.m = nil // Open closed it
-		return nil, err
-	}
-	return d, nil
+`, httpAddr, demoToken, demoAESKey, simURL, demoSuite, demoCorp)), dir, func(string) (string, bool) { return "", false })
 }
 
 // Close stops the simulator first, so it sends nothing to a stopped
-// receiver, then the receiver, and removes the directory.
+// receiver, then the receiver, and removes the directory, within twenty
+// seconds in all.
 func (d *demoSystem) Close() {
-	if d.sim != nil {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = d.sim.Close(closeCtx)
-		cancel()
-	}
-	if d.m != nil {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = d.m.Close(closeCtx)
-		cancel()
-	}
-	_ = os.RemoveAll(d.dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_ = d.life.close(ctx)
 }
 
 // consoleOrJSON is where a command without a log configuration logs: a

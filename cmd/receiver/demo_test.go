@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/config"
@@ -176,4 +178,21 @@ func TestByHand_ThreeHours(t *testing.T) {
 		_ = m.Close(ctx)
 	})
 	runHours(t, clock, sim, m, 3*time.Hour, 5*time.Minute)
+}
+
+// TestOpenDemo_Fails: a demo that cannot start (here its context has
+// ended, which fails the receiver's Open) stops what it started, the
+// simulator and the listener, and removes its directory.
+func TestOpenDemo_Fails(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := openDemo(ctx, demoOptions{speed: 60, rate: 1, seed: 1}, zerolog.Nop())
+	// The simulator started; the receiver's Open failed.
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorContains(t, err, "broker")
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "the temporary directory is gone")
 }

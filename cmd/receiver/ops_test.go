@@ -40,6 +40,7 @@ func TestRun_Demo(t *testing.T) {
 	assert.Equal(t, len(lines), published)
 	assert.Positive(t, recorded)
 	assert.LessOrEqual(t, published, recorded, "never more events than hits")
+	assert.NotContains(t, stderr.String(), `"level":"error"`, "a quiet shutdown")
 }
 
 func nonEmptyLines(s string) []string {
