@@ -626,7 +626,7 @@ var hitsPerSec = regexp.MustCompile(`([0-9.]+) hits/s`)
 
 // pipelineBench runs BenchmarkPipeline and returns its hits/s.
 func pipelineBench(ctx context.Context, root string) (float64, error) {
-	cmd := exec.CommandContext(ctx, "go", "test", "./cmd/receiver", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-benchtime", "20x")
+	cmd := exec.CommandContext(ctx, "go", "test", "./internal/app", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-benchtime", "20x")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {

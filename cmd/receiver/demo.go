@@ -125,15 +125,15 @@ type demoOptions struct {
 // directory.
 type demoSystem struct {
 	sim      *wecomsim.Sim
-	m        *Main
+	m        *app.Main
 	cfg      *config.Config
 	httpAddr string
-	life     lifecycle // what Close undoes, registered as openDemo goes
+	life     app.Lifecycle // what Close undoes, registered as openDemo goes
 }
 
 // openDemo starts the demo's parts; on an error it closes those it started.
 func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSystem, err error) {
-	d := &demoSystem{life: lifecycle{log: log}}
+	d := &demoSystem{life: app.Lifecycle{Log: log}}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -143,7 +143,7 @@ func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSy
 	if err != nil {
 		return nil, err
 	}
-	d.life.onClose("temporary directory", func(context.Context) error { return os.RemoveAll(dir) })
+	d.life.OnClose("temporary directory", func(context.Context) error { return os.RemoveAll(dir) })
 	// The simulator must know the receiver's address before either starts:
 	// bind the receiver's port now and hand the listener over (Main.Open
 	// takes it over; until then it is ours).
@@ -151,11 +151,11 @@ func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSy
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	d.life.onClose("receiver listener", closeListener(lis))
+	d.life.OnClose("receiver listener", app.CloseListener(lis))
 	d.httpAddr = lis.Addr().String()
 	// Registered before the simulator, so it stops after it: the simulator
 	// then sends nothing to a stopped receiver.
-	d.life.onClose("receiver", func(ctx context.Context) error {
+	d.life.OnClose("receiver", func(ctx context.Context) error {
 		if d.m == nil {
 			return nil
 		}
@@ -167,7 +167,7 @@ func openDemo(ctx context.Context, o demoOptions, log zerolog.Logger) (_ *demoSy
 	if d.cfg, err = demoConfig(dir, d.httpAddr, d.sim.URL()); err != nil {
 		return nil, err
 	}
-	m := NewMain(d.cfg, log)
+	m := app.NewMain(d.cfg, log)
 	m.UseListener(lis)
 	if o.clock != nil {
 		m.UseClock(o.clock)
@@ -202,7 +202,7 @@ func (d *demoSystem) startSim(ctx context.Context, o demoOptions, log zerolog.Lo
 		return err
 	}
 	d.sim = sim
-	d.life.onClose("simulator", sim.Close)
+	d.life.OnClose("simulator", sim.Close)
 	return nil
 }
 
@@ -234,7 +234,7 @@ apps:
 func (d *demoSystem) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_ = d.life.close(ctx)
+	_ = d.life.Close(ctx)
 }
 
 // consoleOrJSON is where a command without a log configuration logs: a

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,9 +16,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit/internal/app"
+	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/hittest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -43,7 +50,7 @@ func (c *fakeClock) Add(d time.Duration) {
 // to publish every hit the simulator recorded up to the step before (the
 // last ones may still be coalescing); then it checks the whole ground truth
 // against the stream, and that no callback was rejected or retried.
-func runHours(t *testing.T, clock *fakeClock, sim *wecomsim.Sim, m *Main, hours time.Duration, step time.Duration) {
+func runHours(t *testing.T, clock *fakeClock, sim *wecomsim.Sim, m *app.Main, hours time.Duration, step time.Duration) {
 	t.Helper()
 	js := m.Broker().JetStream()
 	groundTruth := func() map[string]bool {
@@ -54,7 +61,7 @@ func runHours(t *testing.T, clock *fakeClock, sim *wecomsim.Sim, m *Main, hours 
 		return ids
 	}
 	covered := func(want map[string]bool) error {
-		counts, _ := eventIDs(t, js)
+		counts, _ := hittest.Stored(t, js)
 		for id := range want {
 			if counts[id] == 0 {
 				return fmt.Errorf("%d events, hit %s not yet published", len(counts), id)
@@ -83,7 +90,7 @@ func runHours(t *testing.T, clock *fakeClock, sim *wecomsim.Sim, m *Main, hours 
 	require.Greater(t, len(want), 50, "hits flowed")
 	natstest.WaitFor(t, 20*time.Second, func() error { return covered(want) })
 
-	counts, events := eventIDs(t, js)
+	counts, events := hittest.Stored(t, js)
 	require.Equal(t, len(want), len(counts), "no event the simulator did not record")
 	now := clock.Now()
 	for id, ev := range events {
@@ -98,7 +105,7 @@ func runHours(t *testing.T, clock *fakeClock, sim *wecomsim.Sim, m *Main, hours 
 	}
 	require.Positive(t, st[wecomsim.CallbackHitKeyword].Delivered)
 	require.Greater(t, st[wecomsim.CallbackSuiteTicket].Delivered, int(hours/(10*time.Minute))-2, "tickets rotated on the real clock")
-	fams, err := m.reg.Gather()
+	fams, err := m.Registry().Gather()
 	require.NoError(t, err)
 	for _, f := range fams {
 		if f.GetName() != "wecom_receiver_callbacks_total" {
@@ -168,7 +175,7 @@ func TestByHand_ThreeHours(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:8090", cfg.Apps[0].APIBaseURL, "wecomsim's default address")
 	cfg.Apps[0].APIBaseURL = sim.URL()
 	require.NoError(t, cfg.Validate())
-	m := NewMain(cfg, zerolog.Nop())
+	m := app.NewMain(cfg, zerolog.Nop())
 	m.UseListener(lis)
 	m.UseClock(clock.Now)
 	require.NoError(t, m.Open(ctx))
@@ -196,3 +203,39 @@ func TestOpenDemo_Fails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "the temporary directory is gone")
 }
+
+// TestRun_Demo runs the demo as a new user would, bounded, and checks that
+// hits flowed and the summary agrees with the simulator.
+func TestRun_Demo(t *testing.T) {
+	var stdout, stderr testlog.Buffer
+	code := run(context.Background(), []string{"demo", "-for", "4s", "-seed", "5", "-speed", "60", "-rate", "60"},
+		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
+	require.Equal(t, 0, code, stderr.String())
+	lines := nonEmptyLines(stdout.String())
+	require.NotEmpty(t, lines, "hits appear within seconds: %s", stderr.String())
+	for _, l := range lines {
+		assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  wwCorpABC123  .+  \S+ \S+:\S+ →`, l)
+	}
+	m := regexp.MustCompile(`demo: (\d+) hits published in \S+; the simulator recorded (\d+) hits`).FindStringSubmatch(stderr.String())
+	require.NotNil(t, m, stderr.String())
+	published, _ := strconv.Atoi(m[1])
+	recorded, _ := strconv.Atoi(m[2])
+	assert.Equal(t, len(lines), published)
+	assert.Positive(t, recorded)
+	assert.LessOrEqual(t, published, recorded, "never more events than hits")
+	assert.NotContains(t, stderr.String(), `"level":"error"`, "a quiet shutdown")
+}
+
+// nonEmptyLines are s's lines, blank ones left out.
+func nonEmptyLines(s string) []string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// noEnv is an environment with no variables set.
+func noEnv(string) (string, bool) { return "", false }

@@ -31,8 +31,8 @@
 // its default and the environment the command reads.
 //
 // Only this package sees OS signals and the process environment; the
-// commands and their convention are internal/cli's, the service's wiring
-// is Main's.
+// commands and their convention are internal/cli's, the service's
+// assembly internal/app's.
 package main
 
 import (
@@ -75,9 +75,5 @@ func commands() []cli.Spec {
 			Summary: "run everything locally against the WeCom simulator, printing hits",
 			Env:     []cli.EnvVar{cli.EnvColour},
 			New:     func(e cli.Env) cli.Command { return &demoCommand{env: e} }},
-		cli.Spec{Name: "serve", Synopsis: "serve -config FILE",
-			Summary: "run the service",
-			Env:     []cli.EnvVar{cli.EnvConfig, cli.EnvColour},
-			New:     func(e cli.Env) cli.Command { return &serveCommand{env: e} }},
 	)
 }

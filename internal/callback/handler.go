@@ -4,7 +4,7 @@
 // record to a Sink, answering "success" only once the Sink has stored it.
 //
 // It knows nothing of NATS or of what happens to a record after it is stored;
-// cmd/receiver wires a Sink in.
+// internal/app wires a Sink in.
 package callback
 
 import (

@@ -29,7 +29,7 @@ import (
 )
 
 // memSink records what the handler stores; the NATS-backed sink is tested
-// end to end in cmd/receiver.
+// end to end in internal/app.
 type memSink struct {
 	mu   sync.Mutex
 	recs []wecomhit.Callback

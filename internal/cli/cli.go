@@ -1,14 +1,15 @@
 // Package cli is the receiver's command line: the command table and its
 // convention (Run, Env, Spec, exit codes, help that lists every flag with
 // its default and the environment a command reads), and every operator
-// command, one file each (rules one file per verb): check-config,
+// command, one file each (rules one file per verb): serve, check-config,
 // backfill, rules, search, tail, status, creds, dlq, corps, version, help.
 // The convention's parts (durations with a day unit, the -o formats, the
-// version from the build info, when to use colour) serve cmd/wecomsim and
-// cmd/loadgen too. It leaves the commands that run the service (serve,
-// demo) to their own packages, which plug them into the table (Commands),
-// printing to internal/cli/format, and the mapping from configuration to
-// the stages and what a command shares with the service to internal/app.
+// version from the build info, when to use colour) serve cmd/demo,
+// cmd/wecomsim and cmd/loadgen too. It leaves running the service to
+// internal/app (serve only reads its flags, sets up the process and calls
+// app.Main), printing to internal/cli/format, and the mapping from
+// configuration to the stages and what a command shares with the service to
+// internal/app.
 package cli
 
 import (

@@ -5,6 +5,10 @@ package cli
 // packages define), then the operator commands, version and help.
 func Commands(first ...Spec) []Spec {
 	return append(first, []Spec{
+		{Name: "serve", Synopsis: "serve -config FILE",
+			Summary: "run the service",
+			Env:     []EnvVar{EnvConfig, EnvColour},
+			New:     func(e Env) Command { return &serveCommand{env: e} }},
 		{Name: "check-config", Synopsis: "check-config -config FILE [-o json]",
 			Summary: "validate a configuration: every problem, with its key path and line",
 			Env:     []EnvVar{EnvConfig},

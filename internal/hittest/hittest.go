@@ -3,7 +3,7 @@
 // JSON Schema cannot express.
 //
 // It does not produce events; tests take them from the publisher or the
-// stream, so what is checked is what consumers get.
+// stream (Stored reads it), so what is checked is what consumers get.
 package hittest
 
 import (

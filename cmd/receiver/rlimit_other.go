@@ -1,8 +1,0 @@
-//go:build !linux && !darwin
-
-package main
-
-import "github.com/rs/zerolog"
-
-// raiseFileLimit does nothing where RLIMIT_NOFILE does not apply.
-func raiseFileLimit(zerolog.Logger, int) {}
