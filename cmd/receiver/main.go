@@ -4,7 +4,6 @@
 //
 // Usage:
 //
-//	receiver demo                      run everything locally against the WeCom simulator
 //	receiver serve -config FILE        run the service (RECEIVER_CONFIG may name the file)
 //	receiver check-config -config FILE validate a configuration and exit
 //	receiver backfill -config FILE [-app A] [-corp C] -since TIME
@@ -32,7 +31,8 @@
 //
 // Only this package sees OS signals and the process environment; the
 // commands and their convention are internal/cli's, the service's
-// assembly internal/app's.
+// assembly internal/app's. The demo is a binary of its own (cmd/demo), so
+// that this one does not link the WeCom simulator and its sample secrets.
 package main
 
 import (
@@ -64,16 +64,5 @@ func main() {
 // run runs a command of the table with e.
 func run(ctx context.Context, args []string, e cli.Env) int {
 	e.Version = version
-	return cli.Run(ctx, args, e, commands())
-}
-
-// commands is the command table: the service's commands, which this
-// package defines, then internal/cli's.
-func commands() []cli.Spec {
-	return cli.Commands(
-		cli.Spec{Name: "demo", Synopsis: "demo [-for 10m] [-o json]",
-			Summary: "run everything locally against the WeCom simulator, printing hits",
-			Env:     []cli.EnvVar{cli.EnvColour},
-			New:     func(e cli.Env) cli.Command { return &demoCommand{env: e} }},
-	)
+	return cli.Run(ctx, args, e, cli.Commands())
 }

@@ -1,10 +1,9 @@
 package cli
 
 // Commands is the receiver's command table, in the order the overview
-// lists them: first (the commands that run the service, which their own
-// packages define), then the operator commands, version and help.
-func Commands(first ...Spec) []Spec {
-	return append(first, []Spec{
+// lists them: serve, then the operator commands, version and help.
+func Commands() []Spec {
+	return []Spec{
 		{Name: "serve", Synopsis: "serve -config FILE",
 			Summary: "run the service",
 			Env:     []EnvVar{EnvConfig, EnvColour},
@@ -58,5 +57,5 @@ func Commands(first ...Spec) []Spec {
 		{Name: "help", Synopsis: "help [COMMAND [SUBCOMMAND]]",
 			Summary: "this overview, or a command's flags (same as COMMAND -h)",
 			New:     func(e Env) Command { return &helpCommand{env: e} }},
-	}...)
+	}
 }

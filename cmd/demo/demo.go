@@ -1,19 +1,18 @@
 package main
 
+// The demo's system: a simulator calling back a receiver with an embedded
+// NATS server in a temporary directory.
+
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit/internal/app"
-	"github.com/wecomhit/wecomhit/internal/broker"
-	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
@@ -27,90 +26,6 @@ const (
 	demoSuite  = "wwArchiveSuite01"
 	demoCorp   = "wwCorpABC123"
 )
-
-// demoCommand runs the whole thing on one machine with no configuration:
-// an embedded NATS server, the WeCom simulator calling the receiver back,
-// and the receiver, and prints hits as they reach NATS.
-type demoCommand struct {
-	env cli.Env
-}
-
-func (c *demoCommand) Run(ctx context.Context, args []string) error {
-	o, out, runFor, err := c.parseFlags(args)
-	if err != nil {
-		return err
-	}
-	if runFor > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, runFor)
-		defer cancel()
-	}
-	// The service logs only what needs attention: the hits are the show.
-	log := zerolog.New(consoleOrJSON(c.env.Stderr, c.env.Getenv, time.TimeOnly)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	d, err := openDemo(ctx, o, log)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	// Every event the stream holds, as tail prints them.
-	hits, err := cli.ReadHits(ctx, d.m.Broker().JetStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{d.cfg.NATS.SubjectPrefix + ".hit.>"},
-	})
-	if err != nil {
-		return err
-	}
-	seen := 0
-	printed := make(chan struct{})
-	go func() {
-		defer close(printed)
-		seen, _ = hits.Print(ctx, c.env.Stdout, out, time.Local, 0)
-	}()
-	started := time.Now()
-	_, _ = fmt.Fprintf(c.env.Stderr, "demo: WeCom simulator at %s (×%g speed) → receiver at http://%s → NATS at %s (nats --nkey %s --js-api-prefix '%s')\n"+
-		"demo: hits appear below as they are published on %s.hit.>; Ctrl-C to stop\n",
-		d.sim.URL(), o.speed, d.httpAddr, d.m.Broker().ClientURL(), broker.SeedFile(d.cfg.NATS.RolesDir(), app.RoleConsumer),
-		app.ConsumerAPIPrefix, d.cfg.NATS.SubjectPrefix)
-
-	<-ctx.Done()
-	hits.Stop()
-	<-printed // every line is out before the summary counts them
-	stats := d.sim.Stats()
-	_, _ = fmt.Fprintf(c.env.Stderr, "demo: %d hits published in %s; the simulator recorded %d hits and sent %d hit callbacks\n",
-		seen, time.Since(started).Round(time.Second), stats.Hits, stats.Callbacks[wecomsim.CallbackHitKeyword].Delivered)
-	return nil
-}
-
-// parseFlags reads the demo's flags: its options, the output format, and
-// how long to run (0: until Ctrl-C).
-func (c *demoCommand) parseFlags(args []string) (demoOptions, cli.Output, time.Duration, error) {
-	fs := c.env.FlagSet("demo", "demo [flags]",
-		"Runs an embedded NATS server, the WeCom simulator and the receiver in a\n"+
-			"temporary directory, and prints each hit event as it is published: a\n"+
-			"line each (table), or its JSON (-o json). Notes and the closing summary\n"+
-			"go to stderr; so do the service's warnings, as console lines on a\n"+
-			"terminal (coloured unless NO_COLOR) and JSON lines otherwise.")
-	speed := fs.Float64("speed", 30, "conversation speed-up: messages arrive this many times faster (timestamps stay real)")
-	rate := fs.Float64("rate", 20, "messages per conversation minute")
-	seed := fs.Int64("seed", 0, "simulator seed (the same seed replays the same conversations; 0: a new one each run)")
-	var runFor time.Duration
-	cli.DurationVar(fs, &runFor, "for", 0, "stop after this long (0: run until Ctrl-C)")
-	var out cli.Output
-	cli.OutputVar(fs, &out)
-	asJSON := fs.Bool("json", false, "deprecated: use -o json")
-	if err := cli.ParseOrHelp(fs, args); err != nil {
-		return demoOptions{}, out, 0, err
-	}
-	if *asJSON {
-		out = cli.JSON
-	}
-	if *seed == 0 {
-		*seed = time.Now().UnixNano()
-	}
-	if fs.NArg() > 0 {
-		return demoOptions{}, out, 0, fmt.Errorf("%w: unexpected arguments %q", cli.ErrUsage, fs.Args())
-	}
-	return demoOptions{speed: *speed, rate: *rate, seed: *seed}, out, runFor, nil
-}
 
 // demoOptions are the demo's knobs; clock is nil (the real clock) except
 // in tests.
@@ -235,14 +150,4 @@ func (d *demoSystem) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_ = d.life.Close(ctx)
-}
-
-// consoleOrJSON is where a command without a log configuration logs: a
-// console layout for people on a terminal (coloured unless NO_COLOR),
-// JSON lines for a file or a pipe, which tools read.
-func consoleOrJSON(w io.Writer, getenv func(string) string, timeFormat string) io.Writer {
-	if !cli.IsTerminal(w) {
-		return w
-	}
-	return zerolog.ConsoleWriter{Out: w, TimeFormat: timeFormat, NoColor: !cli.Colour(w, getenv)}
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"regexp"
@@ -16,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/config"
@@ -208,9 +212,8 @@ func TestOpenDemo_Fails(t *testing.T) {
 // hits flowed and the summary agrees with the simulator.
 func TestRun_Demo(t *testing.T) {
 	var stdout, stderr testlog.Buffer
-	code := run(context.Background(), []string{"demo", "-for", "4s", "-seed", "5", "-speed", "60", "-rate", "60"},
-		cli.Env{LookupEnv: noEnv, Stdout: &stdout, Stderr: &stderr})
-	require.Equal(t, 0, code, stderr.String())
+	code := runMain(context.Background(), []string{"-for", "4s", "-seed", "5", "-speed", "60", "-rate", "60"}, &stdout, &stderr)
+	require.Equal(t, cli.ExitOK, code, stderr.String())
 	lines := nonEmptyLines(stdout.String())
 	require.NotEmpty(t, lines, "hits appear within seconds: %s", stderr.String())
 	for _, l := range lines {
@@ -239,3 +242,59 @@ func nonEmptyLines(s string) []string {
 
 // noEnv is an environment with no variables set.
 func noEnv(string) (string, bool) { return "", false }
+
+// runMain runs the demo as main does, with the process's environment
+// replaced: no variables, stdout and stderr as given.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return exitCode(run(ctx, args, cli.Env{LookupEnv: noEnv, Stdout: stdout, Stderr: stderr}), stderr)
+}
+
+// TestRun_Convention: the demo follows the convention of every command
+// (internal/cli): -h lists every flag with its default and the
+// environment it reads, on stdout, and exits 0; an unknown flag exits 2;
+// a failure (here a cancelled context, before the receiver could start)
+// exits 1; -o json prints each event's JSON on a line.
+func TestRun_Convention(t *testing.T) {
+	t.Run("Help", func(t *testing.T) {
+		var stdout, stderr testlog.Buffer
+		require.Equal(t, cli.ExitOK, runMain(context.Background(), []string{"-h"}, &stdout, &stderr))
+		assert.Empty(t, stderr.String())
+		out := stdout.String()
+		assert.Contains(t, out, "demo [flags]")
+		assert.Contains(t, out, "NO_COLOR", "-h names the environment it reads")
+		newFlagSet(&flags{}, io.Discard).VisitAll(func(f *flag.Flag) {
+			if cli.Hidden(f) {
+				assert.NotContains(t, out, "-"+f.Name+" ", "deprecated -%s is hidden", f.Name)
+				return
+			}
+			assert.Contains(t, out, "\n  -"+f.Name, "-h lists -%s", f.Name)
+			assert.Contains(t, out, cli.DefaultText(f), "-h shows -%s's default", f.Name)
+		})
+	})
+	t.Run("ErrUsage", func(t *testing.T) {
+		var stdout, stderr testlog.Buffer
+		require.Equal(t, cli.ExitUsage, runMain(context.Background(), []string{"-no-such-flag"}, &stdout, &stderr))
+		assert.Empty(t, stdout.String())
+		assert.Contains(t, stderr.String(), "-no-such-flag")
+		assert.Contains(t, stderr.String(), `Run "demo -h"`)
+		require.Equal(t, cli.ExitUsage, runMain(context.Background(), []string{"extra"}, &stdout, &stderr))
+	})
+	t.Run("Failure", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var stdout, stderr testlog.Buffer
+		require.Equal(t, cli.ExitFailure, runMain(ctx, nil, &stdout, &stderr))
+		assert.Contains(t, stderr.String(), "demo: ")
+	})
+	t.Run("JSON", func(t *testing.T) {
+		var stdout, stderr testlog.Buffer
+		code := runMain(context.Background(), []string{"-for", "3s", "-seed", "5", "-speed", "60", "-rate", "120", "-o", "json"}, &stdout, &stderr)
+		require.Equal(t, cli.ExitOK, code, stderr.String())
+		lines := nonEmptyLines(stdout.String())
+		require.NotEmpty(t, lines, "hits appear within seconds: %s", stderr.String())
+		for _, l := range lines {
+			var ev wecomhit.HitEvent
+			assert.NoError(t, json.Unmarshal([]byte(l), &ev), l)
+		}
+	})
+}
