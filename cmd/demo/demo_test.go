@@ -246,7 +246,7 @@ func noEnv(string) (string, bool) { return "", false }
 // runMain runs the demo as main does, with the process's environment
 // replaced: no variables, stdout and stderr as given.
 func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return exitCode(run(ctx, args, cli.Env{LookupEnv: noEnv, Stdout: stdout, Stderr: stderr}), stderr)
+	return cli.ExitCode(stderr, "demo", run(ctx, args, cli.Env{LookupEnv: noEnv, Stdout: stdout, Stderr: stderr}))
 }
 
 // TestRun_Convention: the demo follows the convention of every command

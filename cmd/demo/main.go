@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,24 +40,9 @@ func main() {
 		stop()
 	}()
 	e := cli.Env{LookupEnv: os.LookupEnv, Stdout: os.Stdout, Stderr: os.Stderr}
-	code := exitCode(run(ctx, os.Args[1:], e), e.Stderr)
+	code := cli.ExitCode(e.Stderr, "demo", run(ctx, os.Args[1:], e))
 	stop()
 	os.Exit(code)
-}
-
-// exitCode reports err on stderr and maps it to the exit codes every
-// command keeps (internal/cli): 0 done, 1 failed, 2 usage error.
-func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return cli.ExitOK
-	case errors.Is(err, cli.ErrUsage):
-		_, _ = fmt.Fprintln(stderr, "demo:", err)
-		_, _ = fmt.Fprintln(stderr, `Run "demo -h" for its flags.`)
-		return cli.ExitUsage
-	}
-	_, _ = fmt.Fprintln(stderr, "demo:", err)
-	return cli.ExitFailure
 }
 
 // run runs the demo until ctx ends (Ctrl-C) or -for passes, then prints a
@@ -119,7 +103,7 @@ type flags struct {
 // newFlagSet registers the demo's flags in f; -h prints them on stdout.
 func newFlagSet(f *flags, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // mistakes are reported once, by exitCode
+	fs.SetOutput(io.Discard) // mistakes are reported once, by cli.ExitCode
 	help := "Runs an embedded NATS server, the WeCom simulator and the receiver in a\n" +
 		"temporary directory, and prints each hit event as it is published: a\n" +
 		"line each (table), or its JSON (-o json). Notes and the closing summary\n" +

@@ -31,24 +31,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := exitCode(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+	code := cli.ExitCode(os.Stderr, "wecomsim", run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 	stop()
 	os.Exit(code)
-}
-
-// exitCode follows the project's CLI convention (internal/cli): 0 done or
-// help, 2 a usage error, 1 anything else.
-func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return cli.ExitOK
-	case errors.Is(err, cli.ErrUsage):
-		fmt.Fprintln(stderr, "wecomsim:", err)
-		fmt.Fprintln(stderr, `Run "wecomsim -h" for its flags.`)
-		return cli.ExitUsage
-	}
-	fmt.Fprintln(stderr, "wecomsim:", err)
-	return cli.ExitFailure
 }
 
 // faultFlags collects repeated -fault flags.

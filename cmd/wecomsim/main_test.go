@@ -75,7 +75,7 @@ func TestRun_BadFlag(t *testing.T) {
 		var out, logs syncBuffer
 		err := run(context.Background(), args, &out, &logs)
 		assert.ErrorIs(t, err, cli.ErrUsage, "%v", args)
-		assert.Equal(t, cli.ExitUsage, exitCode(err, &logs), "%v", args)
+		assert.Equal(t, cli.ExitUsage, cli.ExitCode(&logs, "wecomsim", err), "%v", args)
 		assert.Empty(t, out.String())
 		assert.Contains(t, logs.String(), `Run "wecomsim -h"`)
 	}

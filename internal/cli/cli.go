@@ -37,6 +37,22 @@ const (
 // ErrUsage marks a command-line mistake: exit code 2.
 var ErrUsage = errors.New("usage")
 
+// ExitCode is the exit code of a program with a single command (cmd/demo,
+// cmd/wecomsim) that ended with err, which it reports on stderr under the
+// program's name prog: 0 done (or -h), 2 a usage error, with a pointer to
+// prog -h, 1 any other error.
+func ExitCode(stderr io.Writer, prog string, err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.Is(err, ErrUsage):
+		_, _ = fmt.Fprintf(stderr, "%s: %v\nRun \"%s -h\" for its flags.\n", prog, err, prog)
+		return ExitUsage
+	}
+	_, _ = fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+	return ExitFailure
+}
+
 // ParseDuration is time.ParseDuration with a day unit, d (24h), which may
 // lead a compound duration: 5d, 1.5d, 1d12h, 90m. Days are 24 hours, not
 // calendar days: a duration, not a date.

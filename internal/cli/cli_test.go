@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +116,25 @@ func TestColour(t *testing.T) {
 	var b bytes.Buffer
 	assert.False(t, IsTerminal(&b))
 	assert.False(t, Colour(&b, func(string) string { return "" }), "a buffer is no terminal")
+}
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		code   int
+		stderr string
+	}{
+		{"OK", nil, ExitOK, ""},
+		{"Help", flag.ErrHelp, ExitOK, ""},
+		{"ErrUsage", fmt.Errorf("%w: unexpected arguments", ErrUsage), ExitUsage,
+			"prog: usage: unexpected arguments\nRun \"prog -h\" for its flags.\n"},
+		{"ErrFailure", errors.New("store locked"), ExitFailure, "prog: store locked\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			assert.Equal(t, tc.code, ExitCode(&stderr, "prog", tc.err))
+			assert.Equal(t, tc.stderr, stderr.String())
+		})
+	}
 }
