@@ -13,6 +13,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
@@ -124,6 +125,23 @@ func FetchOptions(cfg *config.Config) fetch.Options {
 		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
 		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
 	}
+}
+
+// IntakeOptions are the callback stream's options; a record may be as
+// large as the largest body http.max_body_bytes lets in. The caller adds
+// Metrics.
+func IntakeOptions(cfg *config.Config) intake.Options {
+	n := cfg.NATS
+	return intake.Options{
+		Replicas: n.Replicas, MaxAge: n.CallbackMaxAge, DuplicateWindow: n.DuplicateWindow,
+		MaxBytes: n.CallbacksMaxBytes, MaxMsgSize: intake.RecordLimit(cfg.HTTP.MaxBodyBytes),
+	}
+}
+
+// StoreConfig is the WeCom clients' buckets (tokens, locks, suite
+// tickets) as the service creates them.
+func StoreConfig(cfg *config.Config) wecom.StoreConfig {
+	return wecom.StoreConfig{Replicas: cfg.NATS.Replicas, MaxBytes: cfg.NATS.KVMaxBytes}
 }
 
 // DeadLetterOptions are the dead-letter stream's options.

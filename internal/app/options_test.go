@@ -10,6 +10,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
+	"github.com/wecomhit/wecomhit/internal/intake"
 )
 
 // testConfig is configs/receiver.local-sim.yaml: the embedded server with
@@ -65,6 +66,22 @@ func TestBrokerOptions(t *testing.T) {
 	require.Len(t, o.Roles, 2)
 	assert.Equal(t, RoleConsumer, o.Roles[0].Name)
 	assert.Equal(t, RoleOperator, o.Roles[1].Name)
+}
+
+// TestIntakeOptions: a record may be as large as the largest callback the
+// HTTP edge lets in; the rest is the nats section's.
+func TestIntakeOptions(t *testing.T) {
+	cfg := testConfig(t)
+	o := IntakeOptions(cfg)
+	assert.Equal(t, intake.RecordLimit(cfg.HTTP.MaxBodyBytes), o.MaxMsgSize)
+	assert.Equal(t, cfg.NATS.CallbacksMaxBytes, o.MaxBytes)
+	assert.Equal(t, cfg.NATS.CallbackMaxAge, o.MaxAge)
+	assert.Equal(t, cfg.NATS.DuplicateWindow, o.DuplicateWindow)
+	assert.Equal(t, cfg.NATS.Replicas, o.Replicas)
+	assert.Nil(t, o.Metrics, "the service adds its own")
+	sc := StoreConfig(cfg)
+	assert.Equal(t, cfg.NATS.KVMaxBytes, sc.MaxBytes)
+	assert.Equal(t, cfg.NATS.Replicas, sc.Replicas)
 }
 
 // TestGetCorp: without a registry, the configuration's corps are all there

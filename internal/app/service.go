@@ -134,14 +134,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	for _, a := range m.cfg.Apps {
 		m.intakeM.InitApp(a.Name)
 	}
-	m.intake = intake.New(m.broker.JetStream(), n.SubjectPrefix, intake.Options{
-		Replicas:        n.Replicas,
-		MaxAge:          n.CallbackMaxAge,
-		DuplicateWindow: n.DuplicateWindow,
-		MaxBytes:        n.CallbacksMaxBytes,
-		MaxMsgSize:      intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes),
-		Metrics:         m.intakeM,
-	})
+	opts := IntakeOptions(m.cfg)
+	opts.Metrics = m.intakeM
+	m.intake = intake.New(m.broker.JetStream(), n.SubjectPrefix, opts)
 	// One deadline for every stream and bucket: replicas started together
 	// on a cluster still forming wait for it (broker.EnsureStream retries,
 	// logging through the context's logger) rather than exit at the first
@@ -292,8 +287,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 func (m *Main) openCorps(setupCtx context.Context) error {
 	js := m.broker.JetStream()
 	var err error
-	n := m.cfg.NATS
-	m.stores, err = wecom.OpenStores(setupCtx, js, wecom.StoreConfig{Replicas: n.Replicas, MaxBytes: n.KVMaxBytes})
+	m.stores, err = wecom.OpenStores(setupCtx, js, StoreConfig(m.cfg))
 	if err != nil {
 		return err
 	}
