@@ -72,17 +72,25 @@ type Options struct {
 	MaxBytes int64
 }
 
+// JetStream is the part of a JetStream context a Stream uses: it publishes
+// dead letters and manages (and reads) their stream. A jetstream.JetStream
+// is one.
+type JetStream interface {
+	jetstream.Publisher
+	jetstream.StreamManager
+}
+
 // Stream writes and reads dead letters under one subject prefix. It is safe
 // for concurrent use.
 type Stream struct {
-	js     jetstream.JetStream
+	js     JetStream
 	prefix string
 	opts   Options
 }
 
 // New returns a Stream under prefix (e.g. "wecom") on js. It does no I/O;
 // a writer calls Setup first, a reader (an operator command) need not.
-func New(js jetstream.JetStream, prefix string, opts Options) *Stream {
+func New(js JetStream, prefix string, opts Options) *Stream {
 	if opts.Replicas == 0 {
 		opts.Replicas = DefaultReplicas
 	}

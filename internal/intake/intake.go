@@ -105,10 +105,19 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// JetStream is the part of a JetStream context a Store uses: it publishes
+// callbacks, manages its stream and its durable consumers. A
+// jetstream.JetStream is one.
+type JetStream interface {
+	jetstream.Publisher
+	jetstream.StreamManager
+	jetstream.StreamConsumerManager
+}
+
 // Store files callbacks in the WECOM_CALLBACKS stream. It is safe for
 // concurrent use.
 type Store struct {
-	js            jetstream.JetStream
+	js            JetStream
 	prefix        string
 	subjectPrefix string // prefix + ".callback.", so Store concatenates once
 	opts          Options
@@ -126,7 +135,7 @@ type Store struct {
 // tokens, e.g. "wecom") on js. It does no I/O; call Setup before Store.
 // Options left zero take DefaultReplicas, DefaultMaxAge and
 // DefaultDuplicateWindow; Setup checks them.
-func New(js jetstream.JetStream, prefix string, opts Options) *Store {
+func New(js JetStream, prefix string, opts Options) *Store {
 	if opts.Replicas == 0 {
 		opts.Replicas = DefaultReplicas
 	}

@@ -128,9 +128,16 @@ type Options struct {
 	DeadLetters *deadletter.Stream
 }
 
+// JetStream is the part of a JetStream context a Publisher uses: it
+// publishes events and manages its streams. A jetstream.JetStream is one.
+type JetStream interface {
+	jetstream.Publisher
+	jetstream.StreamManager
+}
+
 // Publisher publishes pages of hit messages. Safe for concurrent use.
 type Publisher struct {
-	js     jetstream.JetStream
+	js     JetStream
 	prefix string
 	opts   Options
 	names  RuleNames
@@ -139,7 +146,7 @@ type Publisher struct {
 
 // New returns a Publisher writing under prefix (e.g. "wecom") on js. names
 // may be nil (events then carry empty rule names). It does no I/O; call Setup.
-func New(js jetstream.JetStream, prefix string, names RuleNames, log zerolog.Logger, opts Options) *Publisher {
+func New(js JetStream, prefix string, names RuleNames, log zerolog.Logger, opts Options) *Publisher {
 	if opts.Replicas == 0 {
 		opts.Replicas = DefaultReplicas
 	}
