@@ -194,14 +194,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	for _, a := range m.cfg.Apps {
 		m.intakeM.InitApp(a.Name)
 	}
-	m.intake = intake.New(m.broker.JetStream(), n.SubjectPrefix, intake.Options{
-		Replicas:        n.Replicas,
-		MaxAge:          n.CallbackMaxAge,
-		DuplicateWindow: n.DuplicateWindow,
-		MaxBytes:        n.CallbacksMaxBytes,
-		MaxMsgSize:      intake.RecordLimit(m.cfg.HTTP.MaxBodyBytes),
-		Metrics:         m.intakeM,
-	})
+	m.intake, err = intake.New(m.broker.JetStream(), n.SubjectPrefix, append(app.IntakeOptions(m.cfg),
+		intake.WithMetrics(m.intakeM), intake.WithLogger(m.log))...)
+	if err != nil {
+		return err
+	}
 	// One deadline for every stream and bucket: replicas started together
 	// on a cluster still forming wait for it (broker.EnsureStream retries,
 	// logging through the context's logger) rather than exit at the first
@@ -225,7 +222,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 		apps = append(apps, callback.App{Name: a.Name, Crypter: c})
 	}
-	h, err := callback.New(apps, m.intake, m.log,
+	h, err := callback.New(apps, m.intake,
+		callback.WithLogger(m.log),
 		callback.WithMaxBodyBytes(m.cfg.HTTP.MaxBodyBytes),
 		callback.WithAckTimeout(m.cfg.HTTP.AckTimeout),
 		callback.WithTimestampWindow(m.cfg.HTTP.TimestampWindow),
@@ -338,13 +336,20 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		}
 		return nil
 	}
-	m.rules = rulecache.NewFunc(getter, m.log)
-	m.dlq = deadletter.New(js, n.SubjectPrefix, app.DeadLetterOptions(m.cfg))
+	if m.rules, err = rulecache.NewFunc(getter, rulecache.WithLogger(m.log)); err != nil {
+		return err
+	}
+	if m.dlq, err = deadletter.New(js, n.SubjectPrefix, app.DeadLetterOptions(m.cfg)...); err != nil {
+		return err
+	}
 	// Setup sets up the dead-letter stream too, after WECOM_HITS has given
 	// up the dlq subjects an older version gave it.
-	po := app.PublishOptions(m.cfg)
-	po.Metrics, po.DeadLetters = publishMetrics, m.dlq
-	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, po)
+	m.publisher, err = publish.New(js, n.SubjectPrefix, append(app.PublishOptions(m.cfg),
+		publish.WithRuleNames(m.rules), publish.WithLogger(m.log),
+		publish.WithMetrics(publishMetrics), publish.WithDeadLetters(m.dlq))...)
+	if err != nil {
+		return err
+	}
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
 	}
@@ -365,7 +370,9 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		return err
 	}
 	if m.corpView.Reg != nil {
-		m.auth = m.newCorpAuth()
+		if m.auth, err = m.newCorpAuth(); err != nil {
+			return err
+		}
 	}
 
 	runCtx, stop := context.WithCancel(context.Background())
@@ -392,7 +399,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		defer wg.Done()
 		// Handled records would otherwise stay until callback_max_age and
 		// fill WECOM_CALLBACKS, which then refuses callbacks.
-		m.intake.RunCompactor(runCtx, app.IntakeDurables(), intake.DefaultCompactAt, m.log)
+		m.intake.RunCompactor(runCtx, app.IntakeDurables(), intake.DefaultCompactAt)
 	}()
 	m.rulesWarmed = make(chan struct{})
 	go func() {
@@ -407,7 +414,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 		opts.DeadLetters = m.dlq
 		go func() {
 			defer wg.Done()
-			if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), m.log, opts); err != nil {
+			if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), opts); err != nil {
 				m.log.Error().Err(err).Str("consumer", opts.Durable).Msg("intake consumer stopped")
 			}
 		}()

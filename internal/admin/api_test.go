@@ -77,10 +77,12 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	require.NoError(t, err)
 	wecomtest.CreateDemoRules(ctx, t, c, corpA)
 
-	dlq := deadletter.New(js, prefix, deadletter.Options{})
+	dlq, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, dlq.Setup(ctx))
-	e := &apiEnv{sim: sim, dlq: dlq, dead: &deadLetters{s: dlq}, corps: &corpList{},
-		rules: rulecache.New(nil, zerolog.Nop())}
+	rules, err := rulecache.New(nil)
+	require.NoError(t, err)
+	e := &apiEnv{sim: sim, dlq: dlq, dead: &deadLetters{s: dlq}, corps: &corpList{}, rules: rules}
 	t.Cleanup(e.rules.Close)
 	var draining atomic.Bool
 	h, err := admin.New(&readiness{}, prometheus.NewRegistry(), admin.WithAPI(testToken, admin.API{

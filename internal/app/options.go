@@ -13,6 +13,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/fetch"
+	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
@@ -106,13 +107,15 @@ func CloseBroker(b *broker.Broker) {
 }
 
 // PublishOptions are the hit and corp-event streams' options. The caller
-// adds Metrics and DeadLetters when it has them.
-func PublishOptions(cfg *config.Config) publish.Options {
+// appends what it has besides: rule names, logger, metrics, dead letters.
+func PublishOptions(cfg *config.Config) []publish.Option {
 	n, fc := cfg.NATS, cfg.Fetch
-	return publish.Options{
-		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
-		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
-		CorpMaxBytes: n.CorpEventsMaxBytes,
+	return []publish.Option{
+		publish.WithReplicas(n.Replicas), publish.WithMaxAge(fc.HitsMaxAge),
+		publish.WithDuplicateWindow(fc.HitsDuplicateWindow),
+		publish.WithMaxBytes(n.HitsMaxBytes), publish.WithMaxMsgSize(n.HitsMaxMsgSize),
+		publish.WithDiscardOld(n.HitsDiscard == config.DiscardOld),
+		publish.WithCorpMaxBytes(n.CorpEventsMaxBytes),
 	}
 }
 
@@ -127,9 +130,23 @@ func FetchOptions(cfg *config.Config) fetch.Options {
 }
 
 // DeadLetterOptions are the dead-letter stream's options.
-func DeadLetterOptions(cfg *config.Config) deadletter.Options {
+func DeadLetterOptions(cfg *config.Config) []deadletter.Option {
 	n := cfg.NATS
-	return deadletter.Options{Replicas: n.Replicas, MaxAge: n.DeadLetterMaxAge, MaxBytes: n.DeadLettersMaxBytes}
+	return []deadletter.Option{
+		deadletter.WithReplicas(n.Replicas), deadletter.WithMaxAge(n.DeadLetterMaxAge),
+		deadletter.WithMaxBytes(n.DeadLettersMaxBytes),
+	}
+}
+
+// IntakeOptions are the callback stream's options. The caller appends its
+// logger and metrics.
+func IntakeOptions(cfg *config.Config) []intake.Option {
+	n := cfg.NATS
+	return []intake.Option{
+		intake.WithReplicas(n.Replicas), intake.WithMaxAge(n.CallbackMaxAge),
+		intake.WithDuplicateWindow(n.DuplicateWindow), intake.WithMaxBytes(n.CallbacksMaxBytes),
+		intake.WithMaxMsgSize(intake.RecordLimit(cfg.HTTP.MaxBodyBytes)),
+	}
 }
 
 // NewClient builds an operator command's WeCom client for app on the

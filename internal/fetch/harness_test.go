@@ -93,7 +93,8 @@ func (e *env) publisher() *publish.Publisher {
 
 func newPublisher(t testing.TB, js jetstream.JetStream) *publish.Publisher {
 	t.Helper()
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	p, err := publish.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, p.Setup(natstest.Context(t)))
 	return p
 }
