@@ -314,7 +314,7 @@ func (m *Main) openPipeline(setupCtx context.Context) error {
 	for _, a := range m.cfg.Apps {
 		opts := append([]wecom.Option{wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
 			wecom.WithClock(mainClock{m.now})}, m.corpView.ClientOptions(a)...)
-		c, err := wecom.New(a, m.stores, opts...)
+		c, err := wecom.New(app.WeComApp(a), m.stores, opts...)
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}

@@ -159,7 +159,22 @@ func NewClient(ctx context.Context, app *config.App, js jetstream.JetStream, vie
 		return nil, err
 	}
 	opts := append([]wecom.Option{wecom.WithLogger(log)}, view.ClientOptions(*app)...)
-	return wecom.New(*app, stores, opts...)
+	return wecom.New(WeComApp(*app), stores, opts...)
+}
+
+// WeComApp is what the WeCom client needs of a configured app: its mode,
+// addresses and API credentials, not the callback's token and key.
+func WeComApp(a config.App) wecom.App {
+	corps := make([]wecom.Corp, len(a.Corps))
+	for i, c := range a.Corps {
+		corps[i] = wecom.Corp{CorpID: c.CorpID, PermanentCode: c.PermanentCode}
+	}
+	return wecom.App{
+		Name: a.Name, Mode: a.Mode, APIBaseURL: a.APIBaseURL,
+		CorpID: a.CorpID, CorpSecret: a.CorpSecret, ProgramID: a.ProgramID,
+		Abilities: a.Abilities, WrapAbilityIO: a.WrapAbilityIO,
+		SuiteID: a.SuiteID, SuiteSecret: a.SuiteSecret, Corps: corps,
+	}
 }
 
 // RuleNamer reads a rule's name with get_rule_detail: a rulecache.Getter.

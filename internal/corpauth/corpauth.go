@@ -19,8 +19,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
+	"github.com/wecomhit/wecomhit/internal/secret"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -34,7 +34,7 @@ var ErrNoApp = errors.New("corpauth: app has no suite")
 // Suite makes the suite's authorization calls for one app: *wecom.Client.
 type Suite interface {
 	GetPermanentCode(ctx context.Context, authCode string) (wecom.PermanentCode, error)
-	GetAuthInfo(ctx context.Context, corpID string, permanentCode config.Secret) (wecom.AuthInfo, error)
+	GetAuthInfo(ctx context.Context, corpID string, permanentCode secret.Secret) (wecom.AuthInfo, error)
 }
 
 // Announcer publishes lifecycle events: *publish.Publisher. at is the
