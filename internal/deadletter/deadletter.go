@@ -180,7 +180,8 @@ func check(dl *wecomhit.DeadLetter, id string) error {
 }
 
 // Write stores dl under id and returns once JetStream has acked it (a
-// duplicate of one stored within the window counts as stored). Without a
+// duplicate of one stored within the window counts as stored). While the
+// stream cannot answer it tries again (broker.PublishRetry); without a
 // deadline on ctx it gives up after 5s. Errors wrap ErrInvalidRecord or the
 // client's or server's error; they never hold the record.
 func (s *Stream) Write(ctx context.Context, dl *wecomhit.DeadLetter, id string) error {
@@ -193,7 +194,10 @@ func (s *Stream) Write(ctx context.Context, dl *wecomhit.DeadLetter, id string) 
 		ctx, cancel = context.WithTimeout(ctx, writeTimeout)
 		defer cancel()
 	}
-	if _, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(StreamName)); err != nil {
+	// Retried while the stream cannot answer (a leader election), until
+	// ctx ends; the Nats-Msg-Id makes a retry that reached the stream
+	// twice one record.
+	if _, err := broker.PublishRetry(ctx, s.js, m, jetstream.WithExpectStream(StreamName)); err != nil {
 		return fmt.Errorf("deadletter: write %s: %w", m.Subject, err)
 	}
 	return nil

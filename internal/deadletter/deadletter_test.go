@@ -293,3 +293,26 @@ func TestStream_Full(t *testing.T) {
 	assert.Equal(t, uint64(1), info.State.FirstSeq, "nothing stored was dropped")
 	assert.Equal(t, uint64(n-1), info.State.Msgs)
 }
+
+// TestStream_WriteStreamAppearsLate: a dead letter written while its
+// stream cannot answer (here it is set up a moment later, as while its
+// leader is elected) is stored once the stream answers, within Write's
+// deadline, rather than failing at nats.go's first give-up.
+func TestStream_WriteStreamAppearsLate(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	dls, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
+	set := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		set <- dls.Setup(natstest.Context(t))
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, dls.Write(ctx, &wecomhit.DeadLetter{Kind: wecomhit.DeadLetterCallback, Reason: wecomhit.ReasonUnknownApp,
+		App: "archive", CallbackKind: wecomhit.KindSuiteTicket, Deliveries: 1, Record: json.RawMessage(`{"id":"late"}`)}, "callback:late"))
+	require.NoError(t, <-set)
+	all, err := dls.List(natstest.Context(t), deadletter.Filter{})
+	require.NoError(t, err)
+	assert.Len(t, all, 1)
+}

@@ -103,11 +103,8 @@ type Store struct {
 
 	// Built once rather than per call: Store is on the HTTP hot path.
 	expectStream jetstream.PublishOpt
-	// noRetries turns off nats.go's retries on no responders: publish
-	// retries itself, until the caller's deadline rather than a fixed count.
-	noRetries   jetstream.PublishOpt
-	contentType []string // never modified; shared by every message's header
-	bufs        sync.Pool
+	contentType  []string // never modified; shared by every message's header
+	bufs         sync.Pool
 }
 
 // New returns a Store that files callbacks under prefix (one or more subject
@@ -140,7 +137,6 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 		subjectPrefix: prefix + ".callback.",
 		opts:          o,
 		expectStream:  jetstream.WithExpectStream(StreamName),
-		noRetries:     jetstream.WithRetryAttempts(0),
 		contentType:   []string{contentTypeJSON},
 	}, nil
 }
@@ -197,7 +193,7 @@ func checkPrefix(prefix string) error {
 // ctx carries the caller's deadline; without one Store gives up after 3s.
 // While the stream cannot answer (no leader during an election, a leader
 // cut off by a partition, a stream not created yet) Store tries again
-// until the deadline (publish).
+// until the deadline (broker.PublishRetry).
 // While NATS is unreachable the client buffers the message and Store waits
 // for the deadline: a reconnect within it still succeeds. A message buffered
 // by a Store that timed out may be sent after a reconnect; a retry with the
@@ -233,7 +229,9 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	// The ack's Duplicate flag needs no check: a duplicate is stored already.
 	start := time.Now()
-	if err := s.publish(ctx, msg, cb.ID); err != nil {
+	// broker.PublishRetry tries again while the stream cannot answer, until
+	// ctx ends; every attempt carries cb.ID as its Nats-Msg-Id.
+	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
 		if isStoreFull(err) {
 			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
 		}
@@ -241,71 +239,6 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	s.opts.metrics.observePublish(time.Since(start))
 	return nil
-}
-
-// Retry pacing for a stream that does not answer. A leader election
-// leaves the stream without a leader for seconds; nats.go's own retries
-// (2 x 250ms) give up long before the request's deadline.
-const (
-	publishFirstBackoff = 25 * time.Millisecond
-	publishMaxBackoff   = 250 * time.Millisecond
-	// publishMinAttempt is the least time one attempt waits for its ack
-	// before it is sent again (the last attempt gets whatever is left).
-	publishMinAttempt = 750 * time.Millisecond
-)
-
-// publish sends msg and waits for its ack until ctx ends, trying again
-// while the stream cannot answer:
-//   - no one answers at once (no responders, a cluster temporarily
-//     unavailable: broker.Transient): after a short back-off;
-//   - no answer comes within half the time left (at least
-//     publishMinAttempt): at once. During a partition the servers still
-//     route the message to a leader that was cut off, and its answer never
-//     comes; the retry reaches the newly elected leader.
-//
-// Every attempt carries the same Nats-Msg-Id, so a record that reaches the
-// stream twice is stored once (the second ack says Duplicate). When ctx
-// ends, the error is ctx's, with the last real error if there was one.
-func (s *Store) publish(ctx context.Context, msg *nats.Msg, id string) error {
-	backoff := publishFirstBackoff
-	var last error // the last error that was not an attempt's timeout
-	for {
-		actx, cancel := attemptContext(ctx)
-		_, err := s.js.PublishMsg(actx, msg, jetstream.WithMsgID(id), s.expectStream, s.noRetries)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			if last != nil {
-				return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
-			}
-			return fmt.Errorf("%w: %w", ctx.Err(), err)
-		case errors.Is(err, context.DeadlineExceeded):
-			continue // the attempt's own timeout: no answer, ask again
-		case !broker.Transient(err):
-			return err
-		}
-		last = err
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
-		case <-t.C:
-		}
-		backoff = min(2*backoff, publishMaxBackoff)
-	}
-}
-
-// attemptContext bounds one publish attempt: half the time ctx has left,
-// but at least publishMinAttempt, and never past ctx's deadline.
-func attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, max(time.Until(dl)/2, publishMinAttempt))
 }
 
 // encode writes cb as JSON into a pooled buffer, which the caller puts back
