@@ -346,11 +346,13 @@ func (h *Handler) readQuery(r *http.Request) (query, error) {
 // event, token and all. Only a short plain string, as WeCom sends, is echoed.
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	app := UnknownApp
 	err := func() error {
-		c, err := h.app(r)
+		name, c, err := h.app(r)
 		if err != nil {
 			return err
 		}
+		app = name
 		q, err := h.readQuery(r)
 		if err != nil {
 			return err
@@ -374,7 +376,7 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, plain)
 		return nil
 	}()
-	h.finish(w, r, "verify", KindVerify, "", start, err)
+	h.finish(w, r, "verify", app, KindVerify, "", start, err)
 }
 
 // isEcho reports whether s looks like a URL-verification string: 1 to 64
@@ -395,13 +397,15 @@ func isEcho(s string) bool {
 // receive handles one event delivery.
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	kind := KindNone // until the event is read
+	app := UnknownApp // until the {app} segment names one of ours
+	kind := KindNone  // until the event is read
 	id := ""
 	err := func() error {
-		c, err := h.app(r)
+		name, c, err := h.app(r)
 		if err != nil {
 			return err
 		}
+		app = name
 		if r.ContentLength > h.maxBody {
 			// Refuse before reading a byte, and close the connection so the
 			// server does not drain the rest either.
@@ -416,7 +420,6 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		app := chi.URLParam(r, "app")
 		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, body)
 		if err != nil {
 			return err
@@ -448,7 +451,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, success)
 		return nil
 	}()
-	h.finish(w, r, "receive", kind, id, start, err)
+	h.finish(w, r, "receive", app, kind, id, start, err)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
@@ -498,13 +501,15 @@ func CallbackID(app, encrypt string) string {
 	return string(out[:])
 }
 
-// app resolves the {app} path segment.
-func (h *Handler) app(r *http.Request) (*crypto.Crypter, error) {
-	c, ok := h.apps[chi.URLParam(r, "app")]
+// app resolves the {app} path segment to the app's name and crypter, once
+// per request: finish gets the name from the caller.
+func (h *Handler) app(r *http.Request) (string, *crypto.Crypter, error) {
+	name := chi.URLParam(r, "app")
+	c, ok := h.apps[name]
 	if !ok {
-		return nil, reject(http.StatusNotFound, "unknown_app", nil)
+		return "", nil, reject(http.StatusNotFound, "unknown_app", nil)
 	}
-	return c, nil
+	return name, c, nil
 }
 
 // readBody reads at most maxBody bytes. The buffer is sized from
@@ -531,8 +536,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, erro
 }
 
 // finish writes the error response, if any, the request's log line, and
-// its metrics. kind and id are those of the callback, once decoded.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, kind, id string, start time.Time, err error) {
+// its metrics. app is the app's name, UnknownApp until it is resolved; kind
+// and id are those of the callback, once decoded, and stay on the line of
+// a refused or failed one.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, app, kind, id string, start time.Time, err error) {
 	outcome := OutcomeAccepted
 	status := http.StatusOK
 	var rj *rejection
@@ -549,10 +556,6 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, kind, id st
 		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
 	}
 	latency := h.now().Sub(start)
-	app := chi.URLParam(r, "app")
-	if _, ok := h.apps[app]; !ok {
-		app = UnknownApp
-	}
 	reason := ""
 	if rj != nil {
 		reason = rj.reason
