@@ -183,7 +183,7 @@ func (e *env) clientOn(js jetstream.JetStream, opts ...wecom.Option) *wecom.Clie
 	// A transport of its own, its idle connections closed before the
 	// simulator (cleanups run last-registered first): a connection the
 	// transport dialled but never used would otherwise hold up the
-	// simulator's Close for 5 s (see TestContract_SimCloseWithUnusedConnection).
+	// simulator's Close for 5 s (see wecomsim's TestSim_CloseWithUnusedConnection).
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	e.t.Cleanup(tr.CloseIdleConnections)
 	opts = append([]wecom.Option{wecom.WithHTTPClient(&http.Client{Transport: tr})}, opts...)
