@@ -33,6 +33,7 @@ import (
 
 	"github.com/wecomhit/wecomhit/internal/cli"
 	"github.com/wecomhit/wecomhit/internal/loadgen"
+	"github.com/wecomhit/wecomhit/internal/netutil"
 )
 
 // helpText is loadgen's help, above its flags.
@@ -157,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if err != nil || u.Hostname() == "" {
 			return usage("-nats-url %q is not a URL", *natsURL)
 		}
-		if !cfg.AllowRemote && !loadgen.IsLoopback(u.Hostname()) {
+		if !cfg.AllowRemote && !netutil.IsLoopback(u.Hostname()) {
 			return usage("-nats-url: %s is not a loopback host (-allow-remote to allow)", u.Hostname())
 		}
 		opts := []nats.Option{nats.Name("loadgen")}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -36,12 +35,13 @@ func env(name string) string {
 func TestRun_Smoke(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
-	store := intake.New(js, "wecom", intake.Options{})
+	store, err := intake.New(js, "wecom")
+	require.NoError(t, err)
 	require.NoError(t, store.Setup(context.Background()))
 	v := testvectors.V1
 	cr, err := crypto.New(v.Token, v.EncodingAESKey, v.ReceiveID)
 	require.NoError(t, err)
-	h, err := callback.New([]callback.App{{Name: "archive", Crypter: cr}}, store, zerolog.Nop())
+	h, err := callback.New([]callback.App{{Name: "archive", Crypter: cr}}, store)
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/admin"
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/health"
@@ -70,17 +69,19 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	stores, err := wecom.OpenStores(ctx, js, wecom.StoreConfig{})
 	require.NoError(t, err)
 	require.NoError(t, stores.Tickets.Put(ctx, suiteID, sim.SuiteTicket(), time.Now(), sim.Now()))
-	c, err := wecom.New(config.App{
-		Name: "archive", Mode: config.ModeArchive, APIBaseURL: sim.URL(), SuiteID: suiteID, SuiteSecret: "suite-secret",
-		Corps: []config.Corp{{CorpID: corpA, PermanentCode: "perm-a"}, {CorpID: corpB, PermanentCode: "perm-b"}},
+	c, err := wecom.New(wecom.App{
+		Name: "archive", Mode: wecom.ModeArchive, APIBaseURL: sim.URL(), SuiteID: suiteID, SuiteSecret: "suite-secret",
+		Corps: []wecom.Corp{{CorpID: corpA, PermanentCode: "perm-a"}, {CorpID: corpB, PermanentCode: "perm-b"}},
 	}, stores, wecom.WithCallTimeout(2*time.Second), wecom.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
 	require.NoError(t, err)
 	wecomtest.CreateDemoRules(ctx, t, c, corpA)
 
-	dlq := deadletter.New(js, prefix, deadletter.Options{})
+	dlq, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, dlq.Setup(ctx))
-	e := &apiEnv{sim: sim, dlq: dlq, dead: &deadLetters{s: dlq}, corps: &corpList{},
-		rules: rulecache.New(nil, zerolog.Nop())}
+	rules, err := rulecache.New(nil)
+	require.NoError(t, err)
+	e := &apiEnv{sim: sim, dlq: dlq, dead: &deadLetters{s: dlq}, corps: &corpList{}, rules: rules}
 	t.Cleanup(e.rules.Close)
 	var draining atomic.Bool
 	h, err := admin.New(&readiness{}, prometheus.NewRegistry(), admin.WithAPI(testToken, admin.API{

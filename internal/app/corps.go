@@ -85,7 +85,7 @@ func (m *Main) forgetCorp(ctx context.Context, app, corp string) error {
 // newCorpAuth wires the handler of authorization callbacks: each archive
 // app's client makes the exchange, and a cancellation deletes the corp's
 // data from every store (docs/corps.md, "What cancel_auth deletes").
-func (m *Main) newCorpAuth() *corpauth.Handler {
+func (m *Main) newCorpAuth() (*corpauth.Handler, error) {
 	suites := map[string]corpauth.Suite{}
 	for _, a := range m.cfg.Apps {
 		if a.Mode == config.ModeArchive {
@@ -118,7 +118,7 @@ func (m *Main) newCorpAuth() *corpauth.Handler {
 			return err
 		}},
 	}
-	return corpauth.New(m.corpView.Reg, suites, m.publisher, erasers, m.log)
+	return corpauth.New(m.corpView.Reg, suites, m.publisher, erasers, corpauth.WithLogger(m.log))
 }
 
 // dispatchAuth routes an authorization callback to corpauth, turning what

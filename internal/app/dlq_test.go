@@ -131,7 +131,8 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	})
 	waitHits(t, s, simCorp, 20*time.Second)
 
-	dls := deadletter.New(js, "wecom", deadletter.Options{})
+	dls, err := deadletter.New(js, "wecom")
+	require.NoError(t, err)
 	var entries []deadletter.Entry
 	natstest.WaitFor(t, 20*time.Second, func() error {
 		entries, err = dls.List(context.Background(), deadletter.Filter{Reason: wecomhit.ReasonUnknownCorp})
@@ -192,6 +193,8 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 		c.Apps[0].Corps = append(slices.Clone(c.Apps[0].Corps), config.Corp{CorpID: newCorp, PermanentCode: "perm-new"})
 	})
 	js = s.m.Broker().JetStream()
+	dls, err = deadletter.New(js, "wecom") // on the new connection
+	require.NoError(t, err)
 	cfgPath = opsConfig(t, s, "")
 	stdout = testlog.Buffer{}
 	code = run(context.Background(), []string{"dlq", "replay", "-config", cfgPath, "-all", "-reason", "unknown_corp", "-o", "json"},
@@ -208,7 +211,7 @@ func TestDeadLetters_UnknownCorp(t *testing.T) {
 	// Each dead letter goes once its replayed callback is handled; none
 	// came back.
 	natstest.WaitFor(t, 10*time.Second, func() error {
-		left, err := deadletter.New(js, "wecom", deadletter.Options{}).List(context.Background(), deadletter.Filter{})
+		left, err := dls.List(context.Background(), deadletter.Filter{})
 		if err == nil && len(left) > 0 {
 			err = fmt.Errorf("%d dead letters left, the first seq %d", len(left), left[0].Seq)
 		}

@@ -107,13 +107,15 @@ func CloseBroker(b *broker.Broker) {
 }
 
 // PublishOptions are the hit and corp-event streams' options. The caller
-// adds Metrics and DeadLetters when it has them.
-func PublishOptions(cfg *config.Config) publish.Options {
+// appends what it has besides: rule names, logger, metrics, dead letters.
+func PublishOptions(cfg *config.Config) []publish.Option {
 	n, fc := cfg.NATS, cfg.Fetch
-	return publish.Options{
-		Replicas: n.Replicas, MaxAge: fc.HitsMaxAge, DuplicateWindow: fc.HitsDuplicateWindow,
-		MaxBytes: n.HitsMaxBytes, MaxMsgSize: n.HitsMaxMsgSize, DiscardOld: n.HitsDiscard == config.DiscardOld,
-		CorpMaxBytes: n.CorpEventsMaxBytes,
+	return []publish.Option{
+		publish.WithReplicas(n.Replicas), publish.WithMaxAge(fc.HitsMaxAge),
+		publish.WithDuplicateWindow(fc.HitsDuplicateWindow),
+		publish.WithMaxBytes(n.HitsMaxBytes), publish.WithMaxMsgSize(n.HitsMaxMsgSize),
+		publish.WithDiscardOld(n.HitsDiscard == config.DiscardOld),
+		publish.WithCorpMaxBytes(n.CorpEventsMaxBytes),
 	}
 }
 
@@ -127,17 +129,6 @@ func FetchOptions(cfg *config.Config) fetch.Options {
 	}
 }
 
-// IntakeOptions are the callback stream's options; a record may be as
-// large as the largest body http.max_body_bytes lets in. The caller adds
-// Metrics.
-func IntakeOptions(cfg *config.Config) intake.Options {
-	n := cfg.NATS
-	return intake.Options{
-		Replicas: n.Replicas, MaxAge: n.CallbackMaxAge, DuplicateWindow: n.DuplicateWindow,
-		MaxBytes: n.CallbacksMaxBytes, MaxMsgSize: intake.RecordLimit(cfg.HTTP.MaxBodyBytes),
-	}
-}
-
 // StoreConfig is the WeCom clients' buckets (tokens, locks, suite
 // tickets) as the service creates them.
 func StoreConfig(cfg *config.Config) wecom.StoreConfig {
@@ -145,9 +136,23 @@ func StoreConfig(cfg *config.Config) wecom.StoreConfig {
 }
 
 // DeadLetterOptions are the dead-letter stream's options.
-func DeadLetterOptions(cfg *config.Config) deadletter.Options {
+func DeadLetterOptions(cfg *config.Config) []deadletter.Option {
 	n := cfg.NATS
-	return deadletter.Options{Replicas: n.Replicas, MaxAge: n.DeadLetterMaxAge, MaxBytes: n.DeadLettersMaxBytes}
+	return []deadletter.Option{
+		deadletter.WithReplicas(n.Replicas), deadletter.WithMaxAge(n.DeadLetterMaxAge),
+		deadletter.WithMaxBytes(n.DeadLettersMaxBytes),
+	}
+}
+
+// IntakeOptions are the callback stream's options. The caller appends its
+// logger and metrics.
+func IntakeOptions(cfg *config.Config) []intake.Option {
+	n := cfg.NATS
+	return []intake.Option{
+		intake.WithReplicas(n.Replicas), intake.WithMaxAge(n.CallbackMaxAge),
+		intake.WithDuplicateWindow(n.DuplicateWindow), intake.WithMaxBytes(n.CallbacksMaxBytes),
+		intake.WithMaxMsgSize(intake.RecordLimit(cfg.HTTP.MaxBodyBytes)),
+	}
 }
 
 // NewClient builds an operator command's WeCom client for app on the
@@ -160,7 +165,22 @@ func NewClient(ctx context.Context, app *config.App, js jetstream.JetStream, vie
 		return nil, err
 	}
 	opts := append([]wecom.Option{wecom.WithLogger(log)}, view.ClientOptions(*app)...)
-	return wecom.New(*app, stores, opts...)
+	return wecom.New(WeComApp(*app), stores, opts...)
+}
+
+// WeComApp is what the WeCom client needs of a configured app: its mode,
+// addresses and API credentials, not the callback's token and key.
+func WeComApp(a config.App) wecom.App {
+	corps := make([]wecom.Corp, len(a.Corps))
+	for i, c := range a.Corps {
+		corps[i] = wecom.Corp{CorpID: c.CorpID, PermanentCode: c.PermanentCode}
+	}
+	return wecom.App{
+		Name: a.Name, Mode: a.Mode, APIBaseURL: a.APIBaseURL,
+		CorpID: a.CorpID, CorpSecret: a.CorpSecret, ProgramID: a.ProgramID,
+		Abilities: a.Abilities, WrapAbilityIO: a.WrapAbilityIO,
+		SuiteID: a.SuiteID, SuiteSecret: a.SuiteSecret, Corps: corps,
+	}
 }
 
 // RuleNamer reads a rule's name with get_rule_detail: a rulecache.Getter.

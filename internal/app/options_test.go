@@ -11,6 +11,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // testConfig is configs/receiver.local-sim.yaml: the embedded server with
@@ -69,16 +70,23 @@ func TestBrokerOptions(t *testing.T) {
 }
 
 // TestIntakeOptions: a record may be as large as the largest callback the
-// HTTP edge lets in; the rest is the nats section's.
+// HTTP edge lets in; the rest is the nats section's. The options are read
+// back from the stream a store built with them creates on a real server.
 func TestIntakeOptions(t *testing.T) {
 	cfg := testConfig(t)
-	o := IntakeOptions(cfg)
-	assert.Equal(t, intake.RecordLimit(cfg.HTTP.MaxBodyBytes), o.MaxMsgSize)
-	assert.Equal(t, cfg.NATS.CallbacksMaxBytes, o.MaxBytes)
-	assert.Equal(t, cfg.NATS.CallbackMaxAge, o.MaxAge)
-	assert.Equal(t, cfg.NATS.DuplicateWindow, o.DuplicateWindow)
-	assert.Equal(t, cfg.NATS.Replicas, o.Replicas)
-	assert.Nil(t, o.Metrics, "the service adds its own")
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	store, err := intake.New(js, cfg.NATS.SubjectPrefix, IntakeOptions(cfg)...)
+	require.NoError(t, err)
+	ctx := natstest.Context(t)
+	require.NoError(t, store.Setup(ctx))
+	st, err := js.Stream(ctx, intake.StreamName)
+	require.NoError(t, err)
+	got := st.CachedInfo().Config
+	assert.EqualValues(t, intake.RecordLimit(cfg.HTTP.MaxBodyBytes), got.MaxMsgSize)
+	assert.Equal(t, cfg.NATS.CallbacksMaxBytes, got.MaxBytes)
+	assert.Equal(t, cfg.NATS.CallbackMaxAge, got.MaxAge)
+	assert.Equal(t, cfg.NATS.DuplicateWindow, got.Duplicates)
+	assert.Equal(t, cfg.NATS.Replicas, got.Replicas)
 	sc := StoreConfig(cfg)
 	assert.Equal(t, cfg.NATS.KVMaxBytes, sc.MaxBytes)
 	assert.Equal(t, cfg.NATS.Replicas, sc.Replicas)

@@ -134,9 +134,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	for _, a := range m.cfg.Apps {
 		m.intakeM.InitApp(a.Name)
 	}
-	opts := IntakeOptions(m.cfg)
-	opts.Metrics = m.intakeM
-	m.intake = intake.New(m.broker.JetStream(), n.SubjectPrefix, opts)
+	m.intake, err = intake.New(m.broker.JetStream(), n.SubjectPrefix, append(IntakeOptions(m.cfg),
+		intake.WithMetrics(m.intakeM), intake.WithLogger(m.log))...)
+	if err != nil {
+		return err
+	}
 	// One deadline for every stream and bucket: replicas started together
 	// on a cluster still forming wait for it (broker.EnsureStream retries,
 	// logging through the context's logger) rather than exit at the first
@@ -191,7 +193,8 @@ func (m *Main) serveCallbacks() error {
 		}
 		apps = append(apps, callback.App{Name: a.Name, Crypter: c})
 	}
-	h, err := callback.New(apps, m.intake, m.log,
+	h, err := callback.New(apps, m.intake,
+		callback.WithLogger(m.log),
 		callback.WithMaxBodyBytes(m.cfg.HTTP.MaxBodyBytes),
 		callback.WithAckTimeout(m.cfg.HTTP.AckTimeout),
 		callback.WithTimestampWindow(m.cfg.HTTP.TimestampWindow),
@@ -325,7 +328,7 @@ func (m *Main) openClients() ([]fetch.App, error) {
 	for _, a := range m.cfg.Apps {
 		opts := append([]wecom.Option{wecom.WithLogger(m.log), wecom.WithMetrics(wecomMetrics),
 			wecom.WithClock(mainClock{m.now})}, m.corpView.ClientOptions(a)...)
-		c, err := wecom.New(a, m.stores, opts...)
+		c, err := wecom.New(WeComApp(a), m.stores, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
@@ -339,7 +342,7 @@ func (m *Main) openClients() ([]fetch.App, error) {
 
 // openStages sets up the rule cache, the dead-letter and hit streams, the
 // fetcher and the authorization handler.
-func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) error {
+func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) (err error) {
 	n := m.cfg.NATS
 	js := m.broker.JetStream()
 	dir := m.corpView.Dir
@@ -353,13 +356,17 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) error {
 		}
 		return nil
 	}
-	m.rules = rulecache.NewFunc(getter, m.log)
+	if m.rules, err = rulecache.NewFunc(getter, rulecache.WithLogger(m.log)); err != nil {
+		return err
+	}
 	// Closed, not dropped: the admin API, which stops last, may still use it.
 	m.life.OnClose("rule cache", func(context.Context) error {
 		m.rules.Close()
 		return nil
 	})
-	m.dlq = deadletter.New(js, n.SubjectPrefix, DeadLetterOptions(m.cfg))
+	if m.dlq, err = deadletter.New(js, n.SubjectPrefix, DeadLetterOptions(m.cfg)...); err != nil {
+		return err
+	}
 	publishMetrics := publish.NewMetrics(m.reg)
 	for _, a := range apps {
 		for _, corp := range a.Corps {
@@ -368,9 +375,12 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) error {
 	}
 	// Setup sets up the dead-letter stream too, after WECOM_HITS has given
 	// up the dlq subjects an older version gave it.
-	po := PublishOptions(m.cfg)
-	po.Metrics, po.DeadLetters = publishMetrics, m.dlq
-	m.publisher = publish.New(js, n.SubjectPrefix, m.rules, m.log, po)
+	m.publisher, err = publish.New(js, n.SubjectPrefix, append(PublishOptions(m.cfg),
+		publish.WithRuleNames(m.rules), publish.WithLogger(m.log),
+		publish.WithMetrics(publishMetrics), publish.WithDeadLetters(m.dlq))...)
+	if err != nil {
+		return err
+	}
 	if err := m.publisher.Setup(setupCtx); err != nil {
 		return err
 	}
@@ -381,7 +391,6 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) error {
 			return err
 		}
 	}
-	var err error
 	fo := FetchOptions(m.cfg)
 	fo.Metrics, fo.Now, fo.Corps = fetch.NewMetrics(m.reg), m.now, dir
 	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fo)
@@ -392,7 +401,9 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) error {
 		return err
 	}
 	if m.corpView.Reg != nil {
-		m.auth = m.newCorpAuth()
+		if m.auth, err = m.newCorpAuth(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -414,14 +425,14 @@ func (m *Main) startPipeline() {
 	wg.Go(func() { health.Watch(runCtx, js, healthTarget, healthMetrics, health.Refresh, m.log) })
 	// Handled records would otherwise stay until callback_max_age and
 	// fill WECOM_CALLBACKS, which then refuses callbacks.
-	wg.Go(func() { m.intake.RunCompactor(runCtx, IntakeDurables(), intake.DefaultCompactAt, m.log) })
+	wg.Go(func() { m.intake.RunCompactor(runCtx, IntakeDurables(), intake.DefaultCompactAt) })
 	m.rulesWarmed = make(chan struct{})
 	wg.Go(func() { m.warmRules(runCtx) })
 	wg.Go(func() { _ = m.fetcher.Run(runCtx) })
 	for _, opts := range IntakeConsumers() {
 		opts.DeadLetters = m.dlq
 		wg.Go(func() {
-			if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), m.log, opts); err != nil {
+			if err := m.intake.Consume(runCtx, intake.HandlerFunc(m.dispatch), opts); err != nil {
 				m.log.Error().Err(err).Str("consumer", opts.Durable).Msg("intake consumer stopped")
 			}
 		})

@@ -26,6 +26,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/netutil"
 )
 
 // Defaults for Options left zero.
@@ -246,7 +248,7 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 			ownAccounts = true
 		}
 		self = kp
-		if !isLoopback(host) {
+		if !netutil.IsLoopback(host) {
 			b.log.Warn().Str("listen", opts.Listen).
 				Msg("embedded nats-server listens on a non-loopback address without TLS: logins are nkey challenges, but messages cross the network in clear")
 		}
@@ -536,16 +538,6 @@ func splitListen(listen string) (string, int, error) {
 		port = server.RANDOM_PORT
 	}
 	return host, port, nil
-}
-
-// isLoopback reports whether host only accepts local connections. An empty
-// host means every interface.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // redactURL drops the user info (user, password or token) from a NATS URL

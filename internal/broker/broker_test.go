@@ -292,28 +292,6 @@ func TestRedactURL(t *testing.T) {
 	}
 }
 
-func TestIsLoopback(t *testing.T) {
-	tests := []struct {
-		host string
-		want bool
-	}{
-		{"127.0.0.1", true},
-		{"127.1.2.3", true},
-		{"::1", true},
-		{"localhost", true},
-		{"", false},
-		{"0.0.0.0", false},
-		{"::", false},
-		{"10.0.0.1", false},
-		{"example.com", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.host, func(t *testing.T) {
-			assert.Equal(t, tt.want, broker.IsLoopback(tt.host))
-		})
-	}
-}
-
 // waitLog waits for the client's callback goroutine, which runs the
 // connection handlers after the state has changed, to log msg.
 func waitLog(t *testing.T, logs *testlog.Buffer, msg string) {

@@ -43,7 +43,7 @@ var errRaced = errors.New("created concurrently")
 //
 // nats.go's CreateOrUpdateStream is not used: called by two clients on one
 // stream a few milliseconds apart on a fresh cluster, both time out.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+func EnsureStream(ctx context.Context, js jetstream.StreamManager, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	return ensure(ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
 		s, err := js.Stream(ctx, cfg.Name)
 		switch {
@@ -68,7 +68,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 // EnsureKeyValue is EnsureStream for a KV bucket: bind, update only when
 // the bucket's config differs from cfg (kvDiff), create when absent, and
 // retry transient errors within ctx.
-func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func EnsureKeyValue(ctx context.Context, js jetstream.KeyValueManager, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	return ensure(ctx, "kv bucket "+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
 		kv, err := js.KeyValue(ctx, cfg.Bucket)
 		switch {

@@ -8,9 +8,6 @@ func ServerOf(b *Broker) *server.Server { return b.srv }
 // RedactURL exposes redactURL to the tests.
 var RedactURL = redactURL
 
-// IsLoopback exposes isLoopback to the tests.
-var IsLoopback = isLoopback
-
 // AuthUsers exposes authUsers to the tests.
 var AuthUsers = authUsers
 

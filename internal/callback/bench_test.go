@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
@@ -54,7 +53,7 @@ func BenchmarkHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	sink := SinkFunc(func(context.Context, *wecomhit.Callback) error { return nil })
-	h, err := New([]App{{Name: "archive", Crypter: c}}, sink, zerolog.Nop(), WithTimestampWindow(0))
+	h, err := New([]App{{Name: "archive", Crypter: c}}, sink, WithTimestampWindow(0))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -117,47 +117,63 @@ func (l *lineLimit) allow(now time.Time) (ok bool, held int64) {
 	return true, held
 }
 
-// Option configures a Handler.
-type Option func(*Handler) error
+// Option sets an optional setting of New. Each checks its argument; a bad
+// one makes New fail with ErrInvalidOption, naming the option.
+type Option func(*options) error
+
+type options struct {
+	log               zerolog.Logger
+	maxBody           int64
+	ackTimeout        time.Duration
+	window            time.Duration
+	acceptedPerSecond int
+	metrics           *Metrics
+	now               func() time.Time
+}
 
 // ErrInvalidOption is returned by New for an option with a bad value.
 var ErrInvalidOption = errors.New("callback: invalid option")
 
 // WithMaxBodyBytes caps the POST body; larger bodies get 413 without being
-// read. Default DefaultMaxBodyBytes.
+// read. Zero keeps DefaultMaxBodyBytes.
 func WithMaxBodyBytes(n int64) Option {
-	return func(h *Handler) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: max body bytes must be positive", ErrInvalidOption)
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("%w: WithMaxBodyBytes(%d): negative", ErrInvalidOption, n)
 		}
-		h.maxBody = n
+		if n > 0 {
+			o.maxBody = n
+		}
 		return nil
 	}
 }
 
 // WithAckTimeout bounds the wait for the Sink. WeCom gives up after 5 s, so
 // this must be shorter: a 503 makes WeCom retry, silence makes it guess.
-// Default DefaultAckTimeout.
+// Zero keeps DefaultAckTimeout.
 func WithAckTimeout(d time.Duration) Option {
-	return func(h *Handler) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: ack timeout must be positive", ErrInvalidOption)
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithAckTimeout(%s): negative", ErrInvalidOption, d)
 		}
-		h.ackTimeout = d
+		if d > 0 {
+			o.ackTimeout = d
+		}
 		return nil
 	}
 }
 
 // WithTimestampWindow rejects requests whose timestamp differs from the
 // clock by more than d, so captured requests cannot be replayed later.
-// 0 turns the check off (for the official vectors, stamped 2014).
-// Default DefaultTimestampWindow.
+// 0 turns the check off (for the official vectors, stamped 2014), as
+// http.timestamp_window: 0 does in the configuration. Default
+// DefaultTimestampWindow.
 func WithTimestampWindow(d time.Duration) Option {
-	return func(h *Handler) error {
+	return func(o *options) error {
 		if d < 0 {
-			return fmt.Errorf("%w: timestamp window must not be negative", ErrInvalidOption)
+			return fmt.Errorf("%w: WithTimestampWindow(%s): negative", ErrInvalidOption, d)
 		}
-		h.window = d
+		o.window = d
 		return nil
 	}
 }
@@ -172,39 +188,60 @@ func WithTimestampWindow(d time.Duration) Option {
 // handler does but the write of the answer (BENCHMARKS.md), and tells an
 // operator nothing a record in the stream does not.
 func WithAcceptedLogLimit(n int) Option {
-	return func(h *Handler) error {
+	return func(o *options) error {
 		if n < 0 {
-			return fmt.Errorf("%w: accepted log limit must not be negative", ErrInvalidOption)
+			return fmt.Errorf("%w: WithAcceptedLogLimit(%d): negative", ErrInvalidOption, n)
 		}
-		h.accepted.perSecond = n
+		o.acceptedPerSecond = n
 		return nil
 	}
 }
 
 // WithMetrics records requests in m (see NewMetrics). Default none.
 func WithMetrics(m *Metrics) Option {
-	return func(h *Handler) error { h.metrics = m; return nil }
+	return func(o *options) error { o.metrics = m; return nil }
+}
+
+// WithLogger sets the logger; New adds the component field. Default
+// zerolog.Nop.
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
 }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(h *Handler) error { h.now = now; return nil }
+	return func(o *options) error { o.now = now; return nil }
 }
 
 // New returns a Handler for apps that stores accepted callbacks in sink.
 // Options and their defaults: WithMaxBodyBytes (64 KiB), WithAckTimeout (3 s),
 // WithTimestampWindow (1 h), WithAcceptedLogLimit (20 a second), WithMetrics
-// (none), WithClock (time.Now).
-func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, error) {
+// (none), WithLogger (zerolog.Nop), WithClock (time.Now). A bad option
+// gives an error wrapping ErrInvalidOption that names it.
+func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
+	o := options{
+		log:               zerolog.Nop(),
+		maxBody:           DefaultMaxBodyBytes,
+		ackTimeout:        DefaultAckTimeout,
+		window:            DefaultTimestampWindow,
+		acceptedPerSecond: DefaultAcceptedLogLimit,
+		now:               time.Now,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
 	h := &Handler{
 		apps:       make(map[string]*crypto.Crypter, len(apps)),
 		sink:       sink,
-		log:        log.With().Str("component", "callback").Logger(),
-		maxBody:    DefaultMaxBodyBytes,
-		ackTimeout: DefaultAckTimeout,
-		window:     DefaultTimestampWindow,
-		now:        time.Now,
-		accepted:   lineLimit{perSecond: DefaultAcceptedLogLimit},
+		log:        o.log.With().Str("component", "callback").Logger(),
+		maxBody:    o.maxBody,
+		ackTimeout: o.ackTimeout,
+		window:     o.window,
+		now:        o.now,
+		metrics:    o.metrics,
+		accepted:   lineLimit{perSecond: o.acceptedPerSecond},
 		textPlain:  []string{"text/plain; charset=utf-8"},
 		successLen: []string{strconv.Itoa(len(success))},
 	}
@@ -219,11 +256,6 @@ func New(apps []App, sink Sink, log zerolog.Logger, opts ...Option) (*Handler, e
 	}
 	if sink == nil {
 		return nil, fmt.Errorf("%w: sink is required", ErrInvalidOption)
-	}
-	for _, o := range opts {
-		if err := o(h); err != nil {
-			return nil, err
-		}
 	}
 	names := make([]string, 0, len(apps))
 	for _, a := range apps {
@@ -314,11 +346,13 @@ func (h *Handler) readQuery(r *http.Request) (query, error) {
 // event, token and all. Only a short plain string, as WeCom sends, is echoed.
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	app := UnknownApp
 	err := func() error {
-		c, err := h.app(r)
+		name, c, err := h.app(r)
 		if err != nil {
 			return err
 		}
+		app = name
 		q, err := h.readQuery(r)
 		if err != nil {
 			return err
@@ -342,7 +376,7 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, plain)
 		return nil
 	}()
-	h.finish(w, r, "verify", KindVerify, "", start, err)
+	h.finish(w, r, "verify", app, KindVerify, "", start, err)
 }
 
 // isEcho reports whether s looks like a URL-verification string: 1 to 64
@@ -363,13 +397,15 @@ func isEcho(s string) bool {
 // receive handles one event delivery.
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	kind := KindNone // until the event is read
+	app := UnknownApp // until the {app} segment names one of ours
+	kind := KindNone  // until the event is read
 	id := ""
 	err := func() error {
-		c, err := h.app(r)
+		name, c, err := h.app(r)
 		if err != nil {
 			return err
 		}
+		app = name
 		if r.ContentLength > h.maxBody {
 			// Refuse before reading a byte, and close the connection so the
 			// server does not drain the rest either.
@@ -384,7 +420,6 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		app := chi.URLParam(r, "app")
 		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, body)
 		if err != nil {
 			return err
@@ -416,7 +451,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, success)
 		return nil
 	}()
-	h.finish(w, r, "receive", kind, id, start, err)
+	h.finish(w, r, "receive", app, kind, id, start, err)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
@@ -466,13 +501,15 @@ func CallbackID(app, encrypt string) string {
 	return string(out[:])
 }
 
-// app resolves the {app} path segment.
-func (h *Handler) app(r *http.Request) (*crypto.Crypter, error) {
-	c, ok := h.apps[chi.URLParam(r, "app")]
+// app resolves the {app} path segment to the app's name and crypter, once
+// per request: finish gets the name from the caller.
+func (h *Handler) app(r *http.Request) (string, *crypto.Crypter, error) {
+	name := chi.URLParam(r, "app")
+	c, ok := h.apps[name]
 	if !ok {
-		return nil, reject(http.StatusNotFound, "unknown_app", nil)
+		return "", nil, reject(http.StatusNotFound, "unknown_app", nil)
 	}
-	return c, nil
+	return name, c, nil
 }
 
 // readBody reads at most maxBody bytes. The buffer is sized from
@@ -499,8 +536,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, erro
 }
 
 // finish writes the error response, if any, the request's log line, and
-// its metrics. kind and id are those of the callback, once decoded.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, kind, id string, start time.Time, err error) {
+// its metrics. app is the app's name, UnknownApp until it is resolved; kind
+// and id are those of the callback, once decoded, and stay on the line of
+// a refused or failed one.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, app, kind, id string, start time.Time, err error) {
 	outcome := OutcomeAccepted
 	status := http.StatusOK
 	var rj *rejection
@@ -517,10 +556,6 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, kind, id st
 		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
 	}
 	latency := h.now().Sub(start)
-	app := chi.URLParam(r, "app")
-	if _, ok := h.apps[app]; !ok {
-		app = UnknownApp
-	}
 	reason := ""
 	if rj != nil {
 		reason = rj.reason

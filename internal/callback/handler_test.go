@@ -66,7 +66,7 @@ func newFixture(t *testing.T, sink Sink, opts ...Option) *fixture {
 	c2, err := crypto.New(testvectors.V2.Token, testvectors.V2.EncodingAESKey, testvectors.V2.ReceiveID)
 	require.NoError(t, err)
 	logs := &testlog.Buffer{}
-	h, err := New([]App{{Name: "v1", Crypter: c1}, {Name: "v2", Crypter: c2}}, sink, zerolog.New(logs), opts...)
+	h, err := New([]App{{Name: "v1", Crypter: c1}, {Name: "v2", Crypter: c2}}, sink, append([]Option{WithLogger(zerolog.New(logs))}, opts...)...)
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)
@@ -298,15 +298,27 @@ func TestNew_Options(t *testing.T) {
 		"ErrNoSink":         {apps, nil, nil},
 		"ErrDuplicateApp":   {append(apps, apps[0]), &memSink{}, nil},
 		"ErrNoCrypter":      {[]App{{Name: "a"}}, &memSink{}, nil},
-		"ErrMaxBody":        {apps, &memSink{}, []Option{WithMaxBodyBytes(0)}},
-		"ErrAckTimeout":     {apps, &memSink{}, []Option{WithAckTimeout(0)}},
+		"ErrMaxBody":        {apps, &memSink{}, []Option{WithMaxBodyBytes(-1)}},
+		"ErrAckTimeout":     {apps, &memSink{}, []Option{WithAckTimeout(-time.Second)}},
 		"ErrNegativeWindow": {apps, &memSink{}, []Option{WithTimestampWindow(-time.Second)}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := New(tc.apps, tc.sink, zerolog.Nop(), tc.opts...)
+			_, err := New(tc.apps, tc.sink, tc.opts...)
 			assert.ErrorIs(t, err, ErrInvalidOption)
 		})
 	}
+}
+
+// TestNew_ZeroKeepsDefaults: a zero limit means the default, as it does
+// in the configuration; it is not refused and does not lift the limit.
+func TestNew_ZeroKeepsDefaults(t *testing.T) {
+	sink := &memSink{}
+	f := newFixture(t, sink, WithTimestampWindow(0), WithMaxBodyBytes(0), WithAckTimeout(0))
+	q, body, _ := sealHit(t, f.c, "1717000010")
+	status, _, _ := do(t, http.MethodPost, f.url("v1", q), body)
+	assert.Equal(t, http.StatusOK, status)
+	status, _, _ = do(t, http.MethodPost, f.url("v1", q), strings.Repeat("x", DefaultMaxBodyBytes+1))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, status, "the default cap holds")
 }
 
 // TestHandler_CreateAuth: the auth code reaches the record, and never the

@@ -74,9 +74,16 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	}
 	// Events carry rule names as the service's do: each page waits briefly
 	// for the names it lacks (rulecache.Resolve).
-	names := rulecache.NewFunc(func(string) rulecache.Getter { return app.RuleNamer{Client: client} }, log)
+	names, err := rulecache.NewFunc(func(string) rulecache.Getter { return app.RuleNamer{Client: client} }, rulecache.WithLogger(log))
+	if err != nil {
+		return err
+	}
 	defer names.Close()
-	pub := publish.New(js, cfg.NATS.SubjectPrefix, names, log, app.PublishOptions(cfg))
+	pub, err := publish.New(js, cfg.NATS.SubjectPrefix, append(app.PublishOptions(cfg),
+		publish.WithRuleNames(names), publish.WithLogger(log))...)
+	if err != nil {
+		return err
+	}
 	if err := pub.Ready(ctx); err != nil {
 		return fmt.Errorf("is the receiver running? %w", err)
 	}

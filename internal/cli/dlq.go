@@ -116,7 +116,11 @@ func (c *dlqCommand) list(ctx context.Context, args []string) error {
 	defer done()
 	lctx, cancel := context.WithTimeout(ctx, app.ListTimeout)
 	defer cancel()
-	entries, err := deadletter.New(js, cfg.NATS.SubjectPrefix, deadletter.Options{}).List(lctx, filter)
+	dls, err := deadletter.New(js, cfg.NATS.SubjectPrefix)
+	if err != nil {
+		return err
+	}
+	entries, err := dls.List(lctx, filter)
 	if err != nil {
 		return err
 	}
@@ -157,7 +161,15 @@ func (c *dlqCommand) replay(ctx context.Context, args []string) error {
 	}
 	defer done()
 	p := cfg.NATS.SubjectPrefix
-	r := app.NewReplayer(intake.New(js, p, intake.Options{}), deadletter.New(js, p, deadletter.Options{}))
+	in, err := intake.New(js, p)
+	if err != nil {
+		return err
+	}
+	dls, err := deadletter.New(js, p)
+	if err != nil {
+		return err
+	}
+	r := app.NewReplayer(in, dls)
 	var results []app.ReplayResult
 	if *all {
 		results, err = r.ReplayMatching(ctx, filter)

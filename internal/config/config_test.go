@@ -923,7 +923,7 @@ func TestSecret(t *testing.T) {
 		s := config.Secret("hunter2")
 		assert.Equal(t, "hunter2", s.Reveal())
 		assert.Equal(t, "<redacted>", s.String())
-		assert.Equal(t, `config.Secret("<redacted>")`, fmt.Sprintf("%#v", s))
+		assert.Equal(t, `secret.Secret("<redacted>")`, fmt.Sprintf("%#v", s))
 		b, err := json.Marshal(s)
 		require.NoError(t, err)
 		assert.JSONEq(t, `"<redacted>"`, string(b))

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
@@ -55,7 +54,8 @@ type Start func(t *testing.T, natsURL, durable, out string) *exec.Cmd
 func Scenario(t *testing.T, start Start, durable string) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{DuplicateWindow: dupWindow})
+	p, err := publish.New(js, prefix, publish.WithDuplicateWindow(dupWindow))
+	require.NoError(t, err)
 	setupCtx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
 	require.NoError(t, p.Setup(setupCtx))

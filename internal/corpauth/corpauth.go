@@ -19,8 +19,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
+	"github.com/wecomhit/wecomhit/internal/secret"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -34,7 +34,7 @@ var ErrNoApp = errors.New("corpauth: app has no suite")
 // Suite makes the suite's authorization calls for one app: *wecom.Client.
 type Suite interface {
 	GetPermanentCode(ctx context.Context, authCode string) (wecom.PermanentCode, error)
-	GetAuthInfo(ctx context.Context, corpID string, permanentCode config.Secret) (wecom.AuthInfo, error)
+	GetAuthInfo(ctx context.Context, corpID string, permanentCode secret.Secret) (wecom.AuthInfo, error)
 }
 
 // Announcer publishes lifecycle events: *publish.Publisher. at is the
@@ -67,13 +67,35 @@ type Handler struct {
 	log     zerolog.Logger
 }
 
+// Option sets an optional setting of New.
+type Option func(*options) error
+
+type options struct {
+	log zerolog.Logger
+}
+
+// WithLogger sets the logger; New adds the component field. Default
+// zerolog.Nop.
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) error {
+		o.log = l
+		return nil
+	}
+}
+
 // New returns a Handler for the apps in suites. erasers run in order on
-// every cancellation.
-func New(reg *corps.Registry, suites map[string]Suite, ann Announcer, erasers []Eraser, log zerolog.Logger) *Handler {
+// every cancellation. Its one option is WithLogger (default zerolog.Nop).
+func New(reg *corps.Registry, suites map[string]Suite, ann Announcer, erasers []Eraser, opts ...Option) (*Handler, error) {
+	o := options{log: zerolog.Nop()}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
 	return &Handler{
 		reg: reg, suites: suites, ann: ann, erasers: erasers,
-		log: log.With().Str("component", "corpauth").Logger(),
-	}
+		log: o.log.With().Str("component", "corpauth").Logger(),
+	}, nil
 }
 
 // Handle applies cb and returns once its effect is stored (and, for

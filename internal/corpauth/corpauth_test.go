@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -50,7 +49,7 @@ func TestAnnounce_ErasesAfterOwnCancel(t *testing.T) {
 	var mu sync.Mutex
 	erased := 0
 	ann := &announcements{}
-	h := corpauth.New(reg, map[string]corpauth.Suite{}, ann, []corpauth.Eraser{{
+	h, err := corpauth.New(reg, map[string]corpauth.Suite{}, ann, []corpauth.Eraser{{
 		Data: []string{wecomhit.CorpDataHitEvents},
 		Erase: func(_ context.Context, a, c string) error {
 			mu.Lock()
@@ -60,7 +59,8 @@ func TestAnnounce_ErasesAfterOwnCancel(t *testing.T) {
 			}
 			return nil
 		},
-	}}, zerolog.Nop())
+	}})
+	require.NoError(t, err)
 
 	at := time.Unix(1717000000, 0).UTC()
 	require.NoError(t, h.Cancel(ctx, app, corp, at, corps.CauseCancelAuth))

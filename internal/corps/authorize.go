@@ -220,21 +220,17 @@ func checkGrant(a Authorization, g Grant) error {
 // revision and, if an earlier attempt exchanged the code without storing
 // the grant, the record holding it; or replayed if the code is done.
 func (r *Registry) claim(ctx context.Context, ck string) (uint64, *codeRecord, bool, error) {
-	exchanging, _ := json.Marshal(codeRecord{State: codeExchanging, At: r.now()})
-	for range casRetries {
-		rev, err := r.codes.Create(ctx, ck, exchanging)
-		if err == nil {
-			return rev, nil, false, nil
-		}
-		if !broker.CASConflict(err) {
-			return 0, nil, false, fmt.Errorf("corps: claim auth code: %w", err)
-		}
-		e, err := r.codes.Get(ctx, ck)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // released meanwhile
-		}
-		if err != nil {
-			return 0, nil, false, fmt.Errorf("corps: read auth code claim: %w", err)
+	var (
+		kept      *codeRecord
+		replayed  bool
+		takenOver time.Time // the timed-out claim taken over, if one was
+		claimErr  error
+	)
+	rev, err := broker.UpdateKey(ctx, r.codes, ck, casRetries, func(e jetstream.KeyValueEntry) ([]byte, error) {
+		kept, replayed, takenOver, claimErr = nil, false, time.Time{}, nil
+		exchanging, _ := json.Marshal(codeRecord{State: codeExchanging, At: r.now()})
+		if e == nil {
+			return exchanging, nil
 		}
 		var rec codeRecord
 		if json.Unmarshal(e.Value(), &rec) != nil {
@@ -242,45 +238,48 @@ func (r *Registry) claim(ctx context.Context, ck string) (uint64, *codeRecord, b
 		}
 		switch {
 		case rec.State == codeDone:
-			return 0, nil, true, nil
+			replayed = true
+			return nil, nil
 		case rec.State == codeExchanged && rec.Code != nil:
 			// Storing a kept grant is idempotent: take it over at once.
 			rec.At = r.now()
+			kept = &rec
 			data, _ := json.Marshal(rec)
-			rev, err = r.codes.Update(ctx, ck, data, e.Revision())
-			if err == nil {
-				return rev, &rec, false, nil
-			}
+			return data, nil
 		case r.now().Sub(rec.At) < r.opt.claimTTL:
-			return 0, nil, false, fmt.Errorf("%w (claimed %s)", ErrInProgress, rec.At.Format(time.RFC3339))
-		default:
-			rev, err = r.codes.Update(ctx, ck, exchanging, e.Revision())
-			if err == nil {
-				r.log.Warn().Time("claimed_at", rec.At).Msg("taking over a timed-out auth code exchange claim")
-				return rev, nil, false, nil
-			}
+			claimErr = fmt.Errorf("%w (claimed %s)", ErrInProgress, rec.At.Format(time.RFC3339))
+			return nil, claimErr
 		}
-		if !broker.CASConflict(err) {
-			return 0, nil, false, fmt.Errorf("corps: take over auth code record: %w", err)
+		takenOver = rec.At
+		return exchanging, nil
+	})
+	switch {
+	case err == nil && replayed:
+		return 0, nil, true, nil
+	case err == nil:
+		if !takenOver.IsZero() {
+			r.log.Warn().Time("claimed_at", takenOver).Msg("taking over a timed-out auth code exchange claim")
 		}
+		return rev, kept, false, nil
+	case claimErr != nil && err == claimErr:
+		return 0, nil, false, err
+	case errors.Is(err, broker.ErrCASGaveUp):
+		return 0, nil, false, fmt.Errorf("%w: auth code claim: %w", ErrConflict, err)
 	}
-	return 0, nil, false, fmt.Errorf("%w: auth code claim: gave up after %d tries", ErrConflict, casRetries)
+	return 0, nil, false, fmt.Errorf("corps: claim auth code: %w", err)
 }
 
 // applyGrant writes g into the entry of (a.App, g.CorpID).
 func (r *Registry) applyGrant(ctx context.Context, a Authorization, g Grant) (Outcome, error) {
 	at := a.EventTime.UTC() // zero stays zero
-	for range casRetries {
-		cur, err := r.Get(ctx, a.App, g.CorpID)
-		if errors.Is(err, ErrNotFound) {
-			cur = Corp{}
-		} else if err != nil {
-			return Outcome{}, err
-		}
+	stale := false
+	c, err := r.cas(ctx, a.App, g.CorpID, func(cur Corp) (Corp, bool, error) {
+		stale = false
 		if !at.IsZero() && cur.EventAt.After(at) {
 			r.log.Info().Str("app", a.App).Str("corp", g.CorpID).Str("cause", string(a.Cause)).
 				Time("event_at", at).Time("entry_event_at", cur.EventAt).Msg("grant older than the entry; not applied")
-			return Outcome{Corp: cur, Stale: true}, nil
+			stale = true
+			return cur, false, nil
 		}
 		now := r.now()
 		next := cur
@@ -299,18 +298,14 @@ func (r *Registry) applyGrant(ctx context.Context, a Authorization, g Grant) (Ou
 		default:
 			next.Source = SourceReset
 		}
+		var err error
 		if next.Code, err = r.keys.seal(a.App, g.CorpID, g.PermanentCode.Reveal()); err != nil {
-			return Outcome{}, err
+			return Corp{}, false, err
 		}
-		rev, err := r.write(ctx, next, cur.Revision)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return Outcome{}, err
-		}
-		next.Revision = rev
-		return Outcome{Corp: next}, nil
+		return next, true, nil
+	})
+	if err != nil {
+		return Outcome{}, err
 	}
-	return Outcome{}, fmt.Errorf("%w: app %q corp %q: gave up after %d tries", ErrConflict, a.App, g.CorpID, casRetries)
+	return Outcome{Corp: c, Stale: stale}, nil
 }

@@ -485,34 +485,71 @@ func (r *Registry) write(ctx context.Context, c Corp, rev uint64) (uint64, error
 // another replica wrote in between, which settles within a few rounds.
 const casRetries = 10
 
+// cas applies change to the entry of (app, corp) under compare-and-set
+// (broker.UpdateKey), re-reading and re-applying on a conflict. change gets
+// the entry (the zero Corp, Revision 0, when there is none) and returns the
+// entry to store, or write=false to leave it; what change returns last is
+// returned, with its new revision if written. Running out of tries is
+// ErrConflict.
+func (r *Registry) cas(ctx context.Context, app, corp string, change func(cur Corp) (next Corp, write bool, err error)) (Corp, error) {
+	var (
+		out Corp
+		own error // the error change (or decoding) returned, passed on as is
+	)
+	rev, err := broker.UpdateKey(ctx, r.kv, key(app, corp), casRetries, func(e jetstream.KeyValueEntry) ([]byte, error) {
+		var cur Corp
+		if e != nil {
+			if cur, own = decode(e); own != nil {
+				return nil, own
+			}
+		}
+		next, write, err := change(cur)
+		out, own = next, err
+		if err != nil || !write {
+			return nil, err
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			own = fmt.Errorf("corps: encode entry: %w", err)
+			return nil, own
+		}
+		return data, nil
+	})
+	switch {
+	case err == nil:
+		if rev != 0 {
+			out.Revision = rev
+		}
+		return out, nil
+	case own != nil && err == own:
+		return out, err
+	case errors.Is(err, broker.ErrCASGaveUp):
+		return Corp{}, fmt.Errorf("%w: app %q corp %q: %w", ErrConflict, app, corp, err)
+	}
+	return Corp{}, fmt.Errorf("corps: %w", err)
+}
+
 // Update applies mutate to the entry of (app, corp) and writes it if the
 // entry did not change meanwhile, re-reading and re-applying on a conflict.
 // mutate may return an error to abort; ErrStale from mutate is returned as
 // is. It fails with ErrNotFound when there is no entry. mutate must not set
 // Code (use Put or Authorize).
 func (r *Registry) Update(ctx context.Context, app, corp string, cause Cause, mutate func(*Corp) error) (Corp, error) {
-	for range casRetries {
-		c, err := r.Get(ctx, app, corp)
-		if err != nil {
-			return Corp{}, err
+	if err := errors.Join(validID("app", app), validID("corp id", corp)); err != nil {
+		return Corp{}, err
+	}
+	return r.cas(ctx, app, corp, func(c Corp) (Corp, bool, error) {
+		if c.Revision == 0 {
+			return Corp{}, false, fmt.Errorf("%w: app %q corp %q", ErrNotFound, app, corp)
 		}
 		code := c.Code
 		if err := mutate(&c); err != nil {
-			return c, err
+			return c, false, err
 		}
 		c.App, c.CorpID, c.Code = app, corp, code
 		c.LastChange, c.ChangedAt = cause, r.now()
-		rev, err := r.write(ctx, c, c.Revision)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return Corp{}, err
-		}
-		c.Revision = rev
-		return c, nil
-	}
-	return Corp{}, fmt.Errorf("%w: app %q corp %q: gave up after %d tries", ErrConflict, app, corp, casRetries)
+		return c, true, nil
+	})
 }
 
 // Cancel marks (app, corp) cancelled as of at (WeCom's event time; zero
@@ -527,37 +564,30 @@ func (r *Registry) Update(ctx context.Context, app, corp string, cause Cause, mu
 // entry writes a cancelled one: its create_auth may still be on its way
 // (being exchanged, or retried after a failure) and must then be stale.
 func (r *Registry) Cancel(ctx context.Context, app, corp string, at time.Time, cause Cause) (Corp, error) {
-	for range casRetries {
-		c, err := r.Get(ctx, app, corp)
-		if errors.Is(err, ErrNotFound) && !at.IsZero() {
-			c, err = Corp{App: app, CorpID: corp}, nil
-		}
-		if err != nil {
-			return Corp{}, err
+	if err := errors.Join(validID("app", app), validID("corp id", corp)); err != nil {
+		return Corp{}, err
+	}
+	return r.cas(ctx, app, corp, func(c Corp) (Corp, bool, error) {
+		switch {
+		case c.Revision == 0 && at.IsZero():
+			return Corp{}, false, fmt.Errorf("%w: app %q corp %q", ErrNotFound, app, corp)
+		case c.Revision == 0:
+			c = Corp{App: app, CorpID: corp}
 		}
 		if !at.IsZero() && c.EventAt.After(at) {
-			return c, fmt.Errorf("%w: app %q corp %q changed at %s, cancel is of %s", ErrStale, app, corp,
+			return c, false, fmt.Errorf("%w: app %q corp %q changed at %s, cancel is of %s", ErrStale, app, corp,
 				c.EventAt.Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 		}
 		if c.State == Cancelled {
-			return c, nil
+			return c, false, nil
 		}
 		c.State, c.Code, c.CorpName = Cancelled, nil, ""
 		c.LastChange, c.ChangedAt = cause, r.now()
 		if !at.IsZero() {
 			c.EventAt = at.UTC()
 		}
-		rev, err := r.write(ctx, c, c.Revision)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return Corp{}, err
-		}
-		c.Revision = rev
-		return c, nil
-	}
-	return Corp{}, fmt.Errorf("%w: app %q corp %q: gave up after %d tries", ErrConflict, app, corp, casRetries)
+		return c, true, nil
+	})
 }
 
 // Delete removes every trace of (app, corp) from the registry bucket (a KV
@@ -603,33 +633,27 @@ func (r *Registry) Rekey(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// rekey re-seals one entry, re-reading it on a conflict.
+// rekey re-seals one entry, re-reading it on a conflict. It reports
+// whether it wrote.
 func (r *Registry) rekey(ctx context.Context, c Corp) (bool, error) {
-	for range casRetries {
+	written := false
+	_, err := r.cas(ctx, c.App, c.CorpID, func(c Corp) (Corp, bool, error) {
+		written = false
 		if c.Code == nil || c.Code.KeyID == r.keys.current {
-			return false, nil
+			return c, false, nil
 		}
 		code, err := r.PermanentCode(c)
 		if err != nil {
-			return false, err
+			return c, false, err
 		}
 		s, err := r.keys.seal(c.App, c.CorpID, code.Reveal())
 		if err != nil {
-			return false, err
+			return c, false, err
 		}
-		next := c
-		next.Code = s
-		next.LastChange, next.ChangedAt = CauseRekey, r.now()
-		_, err = r.write(ctx, next, c.Revision)
-		if err == nil {
-			return true, nil
-		}
-		if !errors.Is(err, ErrConflict) {
-			return false, err
-		}
-		if c, err = r.Get(ctx, c.App, c.CorpID); err != nil {
-			return false, err
-		}
-	}
-	return false, fmt.Errorf("%w: app %q corp %q: gave up after %d tries", ErrConflict, c.App, c.CorpID, casRetries)
+		c.Code = s
+		c.LastChange, c.ChangedAt = CauseRekey, r.now()
+		written = true
+		return c, true, nil
+	})
+	return written && err == nil, err
 }

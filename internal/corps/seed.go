@@ -115,49 +115,52 @@ const (
 	seedCancelled
 )
 
-// seedOne applies one seed against cur (zero Corp: none known), re-reading
-// on a conflict with another replica seeding or an exchange landing.
+// seedOne applies one seed against cur (zero Corp: none known), as listed
+// before: a seed that needs no write costs no further read. A write goes
+// through cas, which reads the entry again and re-applies the seed on a
+// conflict with another replica seeding or an exchange landing.
 func (r *Registry) seedOne(ctx context.Context, app string, s Seed, cur Corp) (seedOutcome, error) {
-	for range casRetries {
-		var (
-			next Corp
-			out  seedOutcome
-		)
-		switch {
-		case cur.Revision == 0:
+	if out, write := r.seedOutcome(s, cur); !write {
+		return out, nil
+	}
+	var out seedOutcome
+	_, err := r.cas(ctx, app, s.CorpID, func(cur Corp) (Corp, bool, error) {
+		var write bool
+		if out, write = r.seedOutcome(s, cur); !write {
+			return cur, false, nil
+		}
+		next := cur
+		if out == seedCreated {
 			now := r.now()
 			next = Corp{App: app, CorpID: s.CorpID, State: Active, Source: SourceConfig, AuthorizedAt: now}
-			out = seedCreated
-		case cur.State == Cancelled:
-			return seedCancelled, nil
-		case cur.Source != SourceConfig:
-			return seedKept, nil
-		default:
-			// A stored code that no longer opens (a key dropped too
-			// early) is replaced by the file's: it is the same source.
-			if old, err := r.PermanentCode(cur); err == nil && old == s.PermanentCode {
-				return seedUnchanged, nil
-			}
-			next, out = cur, seedUpdated
 		}
 		sealed, err := r.keys.seal(app, s.CorpID, s.PermanentCode.Reveal())
 		if err != nil {
-			return 0, err
+			return Corp{}, false, err
 		}
 		next.Code, next.LastChange, next.ChangedAt = sealed, CauseSeed, r.now()
-		_, err = r.write(ctx, next, cur.Revision)
-		if err == nil {
-			return out, nil
-		}
-		if !errors.Is(err, ErrConflict) {
-			return 0, err
-		}
-		cur, err = r.Get(ctx, app, s.CorpID)
-		if errors.Is(err, ErrNotFound) {
-			cur = Corp{}
-		} else if err != nil {
-			return 0, err
-		}
+		return next, true, nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("%w: gave up after %d tries", ErrConflict, casRetries)
+	return out, nil
+}
+
+// seedOutcome is what seeding s does to cur, and whether it writes.
+func (r *Registry) seedOutcome(s Seed, cur Corp) (seedOutcome, bool) {
+	switch {
+	case cur.Revision == 0:
+		return seedCreated, true
+	case cur.State == Cancelled:
+		return seedCancelled, false
+	case cur.Source != SourceConfig:
+		return seedKept, false
+	}
+	// A stored code that no longer opens (a key dropped too early) is
+	// replaced by the file's: it is the same source.
+	if old, err := r.PermanentCode(cur); err == nil && old == s.PermanentCode {
+		return seedUnchanged, false
+	}
+	return seedUpdated, true
 }

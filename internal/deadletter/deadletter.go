@@ -32,7 +32,7 @@ const StreamName = "WECOM_DEAD_LETTERS"
 // HeaderSchema carries the record's schema name, as on hit events.
 const HeaderSchema = "Wecom-Schema"
 
-// Defaults for Options left zero.
+// Defaults for options not given, or given as zero.
 const (
 	DefaultReplicas = 1
 	// DefaultMaxAge keeps a dead letter for two weeks: long enough to come
@@ -47,7 +47,7 @@ const (
 )
 
 var (
-	// ErrInvalidOption: Setup found a bad prefix or option.
+	// ErrInvalidOption: New found a bad prefix or option.
 	ErrInvalidOption = errors.New("deadletter: invalid option")
 	// ErrInvalidRecord: Write was given a dead letter it cannot file.
 	ErrInvalidRecord = errors.New("deadletter: invalid record")
@@ -55,44 +55,43 @@ var (
 	ErrNotFound = errors.New("deadletter: not found")
 )
 
-// Options tunes the stream. Zero values take the defaults.
-type Options struct {
-	// Replicas of the stream. Default DefaultReplicas.
-	Replicas int
-	// MaxAge after which dead letters are dropped. Default DefaultMaxAge.
-	MaxAge time.Duration
-	// DuplicateWindow in which a rewritten dead letter (same id) is stored
-	// once. Default DefaultDuplicateWindow; at most MaxAge.
-	DuplicateWindow time.Duration
-	// MaxBytes caps the stream; default 0, no cap (the server's store limit
-	// still applies). A full stream refuses new dead letters rather than
-	// dropping old ones: the writer's record then stays where it was (a
-	// callback is delivered again, a page with a bad entry fails and is
-	// fetched again), so nothing is lost while an operator makes room.
-	MaxBytes int64
+// JetStream is the part of a JetStream context a Stream uses: it publishes
+// dead letters and manages (and reads) their stream. A jetstream.JetStream
+// is one.
+type JetStream interface {
+	jetstream.Publisher
+	jetstream.StreamManager
 }
 
 // Stream writes and reads dead letters under one subject prefix. It is safe
 // for concurrent use.
 type Stream struct {
-	js     jetstream.JetStream
+	js     JetStream
 	prefix string
-	opts   Options
+	opts   options
 }
 
 // New returns a Stream under prefix (e.g. "wecom") on js. It does no I/O;
 // a writer calls Setup first, a reader (an operator command) need not.
-func New(js jetstream.JetStream, prefix string, opts Options) *Stream {
-	if opts.Replicas == 0 {
-		opts.Replicas = DefaultReplicas
+//
+// Options and their defaults: WithReplicas (DefaultReplicas), WithMaxAge
+// (DefaultMaxAge), WithDuplicateWindow (DefaultDuplicateWindow, at most the
+// max age), WithMaxBytes (0: no cap). A bad prefix or option gives an error
+// wrapping ErrInvalidOption that names it.
+func New(js JetStream, prefix string, opts ...Option) (*Stream, error) {
+	o := options{replicas: DefaultReplicas, maxAge: DefaultMaxAge, duplicateWindow: DefaultDuplicateWindow}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
-	if opts.MaxAge == 0 {
-		opts.MaxAge = DefaultMaxAge
+	if prefix == "" || strings.ContainsAny(prefix, "*> \t\r\n") || strings.HasPrefix(prefix, ".") || strings.HasSuffix(prefix, ".") {
+		return nil, fmt.Errorf("%w: subject prefix %q", ErrInvalidOption, prefix)
 	}
-	if opts.DuplicateWindow == 0 {
-		opts.DuplicateWindow = DefaultDuplicateWindow
+	if o.duplicateWindow > o.maxAge {
+		return nil, fmt.Errorf("%w: WithDuplicateWindow(%s): longer than the max age %s", ErrInvalidOption, o.duplicateWindow, o.maxAge)
 	}
-	return &Stream{js: js, prefix: prefix, opts: opts}
+	return &Stream{js: js, prefix: prefix, opts: o}, nil
 }
 
 // HitSubject is where hit dead letters of a corp go:
@@ -111,9 +110,6 @@ func CallbackSubject(prefix, app string, kind wecomhit.Kind) string {
 // with the same options changes nothing, and replicas running it at once is
 // safe (broker.EnsureStream, which retries transient errors until ctx ends).
 func (s *Stream) Setup(ctx context.Context) error {
-	if err := s.validate(); err != nil {
-		return fmt.Errorf("deadletter: set up stream %s: %w", StreamName, err)
-	}
 	if _, err := broker.EnsureStream(ctx, s.js, s.streamConfig()); err != nil {
 		return fmt.Errorf("deadletter: %w", err)
 	}
@@ -130,27 +126,11 @@ func (s *Stream) streamConfig() jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
-		MaxBytes:    cmp.Or(s.opts.MaxBytes, -1),
-		MaxAge:      s.opts.MaxAge,
-		Duplicates:  s.opts.DuplicateWindow,
-		Replicas:    s.opts.Replicas,
+		MaxBytes:    cmp.Or(s.opts.maxBytes, -1),
+		MaxAge:      s.opts.maxAge,
+		Duplicates:  s.opts.duplicateWindow,
+		Replicas:    s.opts.replicas,
 	}
-}
-
-func (s *Stream) validate() error {
-	switch o := s.opts; {
-	case s.prefix == "" || strings.ContainsAny(s.prefix, "*> \t\r\n") || strings.HasPrefix(s.prefix, ".") || strings.HasSuffix(s.prefix, "."):
-		return fmt.Errorf("%w: subject prefix %q", ErrInvalidOption, s.prefix)
-	case o.Replicas < 1 || o.Replicas > 5:
-		return fmt.Errorf("%w: replicas %d: want 1 to 5", ErrInvalidOption, o.Replicas)
-	case o.MaxBytes < 0:
-		return fmt.Errorf("%w: negative max bytes %d", ErrInvalidOption, o.MaxBytes)
-	case o.MaxAge < 0:
-		return fmt.Errorf("%w: negative max age %s", ErrInvalidOption, o.MaxAge)
-	case o.DuplicateWindow < 0 || o.DuplicateWindow > o.MaxAge:
-		return fmt.Errorf("%w: duplicate window %s: want 0 to max age %s", ErrInvalidOption, o.DuplicateWindow, o.MaxAge)
-	}
-	return nil
 }
 
 // Msg builds the message for dl: subject by kind, schema header and the
@@ -200,7 +180,8 @@ func check(dl *wecomhit.DeadLetter, id string) error {
 }
 
 // Write stores dl under id and returns once JetStream has acked it (a
-// duplicate of one stored within the window counts as stored). Without a
+// duplicate of one stored within the window counts as stored). While the
+// stream cannot answer it tries again (broker.PublishRetry); without a
 // deadline on ctx it gives up after 5s. Errors wrap ErrInvalidRecord or the
 // client's or server's error; they never hold the record.
 func (s *Stream) Write(ctx context.Context, dl *wecomhit.DeadLetter, id string) error {
@@ -213,7 +194,10 @@ func (s *Stream) Write(ctx context.Context, dl *wecomhit.DeadLetter, id string) 
 		ctx, cancel = context.WithTimeout(ctx, writeTimeout)
 		defer cancel()
 	}
-	if _, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(StreamName)); err != nil {
+	// Retried while the stream cannot answer (a leader election), until
+	// ctx ends; the Nats-Msg-Id makes a retry that reached the stream
+	// twice one record.
+	if _, err := broker.PublishRetry(ctx, s.js, m, jetstream.WithExpectStream(StreamName)); err != nil {
 		return fmt.Errorf("deadletter: write %s: %w", m.Subject, err)
 	}
 	return nil

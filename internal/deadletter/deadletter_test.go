@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,14 +45,17 @@ func schema(t testing.TB) *jsonschema.Schema {
 // (callbacks rejected, failing to the last delivery, or unreadable).
 func produce(t *testing.T, js jetstream.JetStream) *deadletter.Stream {
 	t.Helper()
-	dls := deadletter.New(js, prefix, deadletter.Options{})
-	pub := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{DeadLetters: dls})
+	dls, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
+	pub, err := publish.New(js, prefix, publish.WithDeadLetters(dls))
+	require.NoError(t, err)
 	require.NoError(t, pub.Setup(natstest.Context(t)))
-	_, err := pub.Publish(natstest.Context(t), &wecomhit.HitPage{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, FetchedAt: time.Now(),
+	_, err = pub.Publish(natstest.Context(t), &wecomhit.HitPage{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourcePoll, FetchedAt: time.Now(),
 		Messages: []wecomhit.HitMessage{{MsgID: "m-no-rules"}, {MsgID: "", HitRules: []wecomhit.HitRule{{RuleID: "r1"}}}}})
 	require.NoError(t, err)
 
-	in := intake.New(js, prefix, intake.Options{})
+	in, err := intake.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, in.Setup(natstest.Context(t)))
 	for _, id := range []string{"unknown-corp", "failing"} {
 		require.NoError(t, in.Store(natstest.Context(t), &wecomhit.Callback{
@@ -71,7 +73,7 @@ func produce(t *testing.T, js jetstream.JetStream) *deadletter.Stream {
 				return intake.Reject(wecomhit.ReasonUnknownCorp, errors.New("corp wwOther is not configured"))
 			}
 			return errors.New("WeCom said -1")
-		}), zerolog.Nop(), intake.ConsumerOptions{MaxDeliver: 2, Backoff: []time.Duration{10 * time.Millisecond}, DeadLetters: dls})
+		}), intake.ConsumerOptions{MaxDeliver: 2, Backoff: []time.Duration{10 * time.Millisecond}, DeadLetters: dls})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -234,7 +236,8 @@ func TestStream_ListGetDelete(t *testing.T) {
 // once; a bad one is refused with no side effect.
 func TestStream_Write(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	dls := deadletter.New(js, prefix, deadletter.Options{})
+	dls, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, dls.Setup(natstest.Context(t)))
 	require.NoError(t, dls.Setup(natstest.Context(t)), "idempotent")
 	dl := func() *wecomhit.DeadLetter {
@@ -263,17 +266,19 @@ func TestStream_Write(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, all, 1, "nothing stored for the refused ones")
 
-	assert.ErrorIs(t, deadletter.New(js, "", deadletter.Options{}).Setup(natstest.Context(t)), deadletter.ErrInvalidOption)
-	assert.ErrorIs(t, deadletter.New(js, prefix, deadletter.Options{MaxAge: time.Hour, DuplicateWindow: 2 * time.Hour}).Setup(natstest.Context(t)), deadletter.ErrInvalidOption)
+	_, err = deadletter.New(js, "")
+	assert.ErrorIs(t, err, deadletter.ErrInvalidOption)
+	_, err = deadletter.New(js, prefix, deadletter.WithMaxAge(time.Hour), deadletter.WithDuplicateWindow(2*time.Hour))
+	assert.ErrorIs(t, err, deadletter.ErrInvalidOption)
 }
 
 // TestStream_Full: a full stream refuses a new dead letter (the writer keeps
 // its record) and drops none it holds.
 func TestStream_Full(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	dls := deadletter.New(js, prefix, deadletter.Options{MaxBytes: 4096})
+	dls, err := deadletter.New(js, prefix, deadletter.WithMaxBytes(4096))
+	require.NoError(t, err)
 	require.NoError(t, dls.Setup(natstest.Context(t)))
-	var err error
 	n := 0
 	for ; n < 100 && err == nil; n++ {
 		err = dls.Write(natstest.Context(t), &wecomhit.DeadLetter{Kind: wecomhit.DeadLetterHit, Reason: "normalize:no_hit_rules",
@@ -287,4 +292,27 @@ func TestStream_Full(t *testing.T) {
 	require.NoError(t, serr)
 	assert.Equal(t, uint64(1), info.State.FirstSeq, "nothing stored was dropped")
 	assert.Equal(t, uint64(n-1), info.State.Msgs)
+}
+
+// TestStream_WriteStreamAppearsLate: a dead letter written while its
+// stream cannot answer (here it is set up a moment later, as while its
+// leader is elected) is stored once the stream answers, within Write's
+// deadline, rather than failing at nats.go's first give-up.
+func TestStream_WriteStreamAppearsLate(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	dls, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
+	set := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		set <- dls.Setup(natstest.Context(t))
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, dls.Write(ctx, &wecomhit.DeadLetter{Kind: wecomhit.DeadLetterCallback, Reason: wecomhit.ReasonUnknownApp,
+		App: "archive", CallbackKind: wecomhit.KindSuiteTicket, Deliveries: 1, Record: json.RawMessage(`{"id":"late"}`)}, "callback:late"))
+	require.NoError(t, <-set)
+	all, err := dls.List(natstest.Context(t), deadletter.Filter{})
+	require.NoError(t, err)
+	assert.Len(t, all, 1)
 }

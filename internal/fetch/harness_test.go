@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
@@ -37,7 +36,7 @@ type env struct {
 	sim *wecomsim.Sim
 	srv interface{ ClientURL() string }
 	js  jetstream.JetStream
-	app config.App
+	app wecom.App
 }
 
 func newEnv(t *testing.T, simOpts wecomsim.Options) *env {
@@ -58,10 +57,10 @@ func newEnv(t *testing.T, simOpts wecomsim.Options) *env {
 		defer cancel()
 		_ = sim.Close(ctx)
 	})
-	e := &env{t: t, sim: sim, srv: srv, js: js, app: config.App{
-		Name: appName, Mode: config.ModeArchive, APIBaseURL: sim.URL(),
+	e := &env{t: t, sim: sim, srv: srv, js: js, app: wecom.App{
+		Name: appName, Mode: wecom.ModeArchive, APIBaseURL: sim.URL(),
 		SuiteID: suiteID, SuiteSecret: "suite-secret",
-		Corps: []config.Corp{{CorpID: corpID, PermanentCode: "perm-code"}},
+		Corps: []wecom.Corp{{CorpID: corpID, PermanentCode: "perm-code"}},
 	}}
 	ctx := natstest.Context(t)
 	c := e.client(js)
@@ -93,7 +92,8 @@ func (e *env) publisher() *publish.Publisher {
 
 func newPublisher(t testing.TB, js jetstream.JetStream) *publish.Publisher {
 	t.Helper()
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	p, err := publish.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, p.Setup(natstest.Context(t)))
 	return p
 }

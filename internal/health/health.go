@@ -302,7 +302,10 @@ func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, prefix string)
 		dl  DeadLetters
 		err error
 	)
-	d := deadletter.New(js, prefix, deadletter.Options{}) // no I/O; reads only
+	d, err := deadletter.New(js, prefix) // no I/O; reads only
+	if err != nil {
+		return dl, fmt.Errorf("health: %w", err)
+	}
 	if dl.Callback, err = d.Count(ctx, wecomhit.DeadLetterCallback); err != nil {
 		return dl, fmt.Errorf("health: %w", err)
 	}

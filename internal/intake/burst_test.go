@@ -22,7 +22,7 @@ import (
 // item 7: a full client buffer dropped the server's status messages).
 func TestConsume_AfterBurst(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
 	var handled, last atomic.Int64
 	h := intake.HandlerFunc(func(ctx context.Context, cb *wecomhit.Callback) error {

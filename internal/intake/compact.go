@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 )
 
 // Compaction. WECOM_CALLBACKS keeps records by age (MaxAge) and refuses new
@@ -200,8 +199,8 @@ func handledUpTo(ctx context.Context, stream jetstream.Stream, ci *jetstream.Con
 
 // RunCompactor runs Compact every CompactEvery until ctx ends, logging what
 // it purged and, once per kind of failure, why it could not.
-func (s *Store) RunCompactor(ctx context.Context, durables []string, at float64, log zerolog.Logger) {
-	log = log.With().Str("component", "intake-compactor").Logger()
+func (s *Store) RunCompactor(ctx context.Context, durables []string, at float64) {
+	log := s.opts.log.With().Str("component", "intake-compactor").Logger()
 	t := time.NewTicker(CompactEvery)
 	defer t.Stop()
 	var lastErr string

@@ -58,7 +58,7 @@ func storeKind(t *testing.T, s *intake.Store, id string, kind wecomhit.Kind, raw
 // stay, and so do the ids in the duplicate window.
 func TestStore_Compact(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{MaxBytes: 1 << 20})
+	s := mustSetup(t, js, intake.WithMaxBytes(1<<20))
 	hits := kindConsumer(t, js, "hits", wecomhit.KindHitKeyword)
 	tickets := kindConsumer(t, js, "tickets", wecomhit.KindSuiteTicket)
 	// A kind that never comes: its consumer has nothing to hold back.
@@ -123,7 +123,7 @@ func TestStore_Compact(t *testing.T) {
 // for. Also: a stream without MaxBytes is left alone.
 func TestStore_CompactNeeded(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{MaxBytes: 1 << 20})
+	s := mustSetup(t, js, intake.WithMaxBytes(1<<20))
 	tickets := kindConsumer(t, js, "tickets", wecomhit.KindSuiteTicket)
 	raw := bigRaw(50 << 10)
 	var err error
@@ -137,7 +137,7 @@ func TestStore_CompactNeeded(t *testing.T) {
 	require.ErrorIs(t, err, intake.ErrStoreFull, "handled records fill an uncompacted stream")
 
 	_, js2 := natstest.Connect(t, natstest.RunServer(t))
-	s2 := mustSetup(t, js2, intake.Options{})
+	s2 := mustSetup(t, js2)
 	kindConsumer(t, js2, "tickets", wecomhit.KindSuiteTicket)
 	storeKind(t, s2, "t-0", wecomhit.KindSuiteTicket, raw)
 	n, err := s2.Compact(ctxTimeout(t, 5*time.Second), []string{"tickets"}, 0)
@@ -152,7 +152,7 @@ func TestStore_CompactNeeded(t *testing.T) {
 // too: a list that misses a consumer costs no records.
 func TestStore_CompactRespectsOtherDurables(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{MaxBytes: 1 << 20})
+	s := mustSetup(t, js, intake.WithMaxBytes(1<<20))
 	tickets := kindConsumer(t, js, "tickets", wecomhit.KindSuiteTicket)
 	other, err := js.CreateOrUpdateConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, jetstream.ConsumerConfig{
 		Durable: "audit", AckPolicy: jetstream.AckExplicitPolicy,

@@ -189,12 +189,12 @@ func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig)
 // pulling, waits for the handlers it started (their ctx is cancelled too; a
 // record they do not finish is delivered again later) and returns nil. It
 // creates or updates the durable consumer first; that error is returned.
-func (s *Store) Consume(ctx context.Context, h Handler, log zerolog.Logger, opts ConsumerOptions) error {
+func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) error {
 	opts.defaults()
 	if opts.DeadLetters == nil {
 		return errNoDeadLetters
 	}
-	log = log.With().Str("component", "intake").Str("consumer", opts.Durable).Logger()
+	log := s.opts.log.With().Str("component", "intake").Str("consumer", opts.Durable).Logger()
 	cfg, err := s.consumerConfig(opts)
 	if err != nil {
 		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
@@ -343,7 +343,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 		if aerr := msg.Ack(); aerr != nil {
 			ev.Warn().Err(aerr).Msg("ack failed; the callback will be handled again")
 		}
-		s.opts.Metrics.countHandled(cb.Kind, ResultAck)
+		s.opts.metrics.countHandled(cb.Kind, ResultAck)
 		s.replayed(ctx, msg, &cb, ev, opts)
 	case errors.As(err, &rej):
 		s.bury(ctx, msg, ev, &cb, callbackLetter(&cb, msg, rej.reason, rej.err.Error(), deliveries), md.Sequence.Stream, opts)
@@ -360,7 +360,7 @@ func (s *Store) handle(ctx context.Context, msg jetstream.Msg, h Handler, log ze
 		}
 		ev.Warn().Err(err).Dur("retry_in", delay).Int("delivery", deliveries).Msg("callback not handled; will retry")
 		_ = msg.NakWithDelay(delay)
-		s.opts.Metrics.countHandled(cb.Kind, ResultRetry)
+		s.opts.metrics.countHandled(cb.Kind, ResultRetry)
 	}
 }
 
@@ -391,7 +391,7 @@ func (s *Store) bury(ctx context.Context, msg jetstream.Msg, log zerolog.Logger,
 		delay := opts.Backoff[0]
 		log.Error().Err(err).Str("reason", dl.Reason).Msg("dead letter not written; the callback will come back")
 		_ = msg.NakWithDelay(delay)
-		s.opts.Metrics.countHandled(dl.CallbackKind, ResultRetry)
+		s.opts.metrics.countHandled(dl.CallbackKind, ResultRetry)
 		return
 	}
 	log.Warn().Str("reason", dl.Reason).Str("error", dl.Error).Int("deliveries", dl.Deliveries).
@@ -399,8 +399,8 @@ func (s *Store) bury(ctx context.Context, msg jetstream.Msg, log zerolog.Logger,
 	if err := msg.TermWithReason(dl.Reason); err != nil {
 		log.Warn().Err(err).Msg("terminate failed; the callback will be dead-lettered again (once)")
 	}
-	s.opts.Metrics.countHandled(dl.CallbackKind, ResultTerminate)
-	s.opts.Metrics.countDeadLettered(dl.App, dl.CallbackKind, dl.Reason)
+	s.opts.metrics.countHandled(dl.CallbackKind, ResultTerminate)
+	s.opts.metrics.countDeadLettered(dl.App, dl.CallbackKind, dl.Reason)
 	if cb != nil {
 		s.replayed(ctx, msg, cb, log, opts)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -62,7 +61,7 @@ func runConsume(t *testing.T, js jetstream.JetStream, s *intake.Store, h intake.
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Consume(ctx, h, zerolog.Nop(), opts) }()
+	go func() { done <- s.Consume(ctx, h, opts) }()
 	stopped := false
 	stop = func() {
 		if stopped {
@@ -84,7 +83,8 @@ func runConsume(t *testing.T, js jetstream.JetStream, s *intake.Store, h intake.
 // deadLetters sets up the dead-letter stream on js.
 func deadLetters(t testing.TB, js jetstream.JetStream) *deadletter.Stream {
 	t.Helper()
-	dl := deadletter.New(js, prefix, deadletter.Options{})
+	dl, err := deadletter.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, dl.Setup(ctxTimeout(t, 5*time.Second)))
 	return dl
 }
@@ -102,7 +102,7 @@ func storeN(t *testing.T, s *intake.Store, n int, prefix string) []string {
 
 func TestStore_Consume(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
 	ids := storeN(t, s, 5, "ok-")
 	failing := testCallback("fails-twice")
@@ -147,8 +147,8 @@ func TestStore_ConsumeReplicas(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js1 := natstest.Connect(t, srv)
 	_, js2 := natstest.Connect(t, srv)
-	s1 := intake.New(js1, prefix, intake.Options{})
-	s2 := intake.New(js2, prefix, intake.Options{})
+	s1 := mustNew(t, js1, prefix)
+	s2 := mustNew(t, js2, prefix)
 	require.NoError(t, s1.Setup(ctxTimeout(t, 5*time.Second)))
 	rec := &consumeRecorder{}
 	var mu sync.Mutex
@@ -186,7 +186,7 @@ func TestStore_ConsumeReplicas(t *testing.T) {
 // record (heartbeats), so it is not handed out again meanwhile.
 func TestStore_ConsumeLongHandler(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
 	ids := storeN(t, s, 1, "long-")
 	rec := &consumeRecorder{}

@@ -45,7 +45,7 @@ func (f *flakyWriter) Replayed(ctx context.Context, seq uint64, callbackID strin
 // again.
 func TestConsume_DeadLetters(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{})
+	s := mustSetup(t, js)
 	dls := deadLetters(t, js)
 	rejected := testCallback("unknown-corp")
 	failing := testCallback("always-fails")
@@ -138,7 +138,7 @@ func TestConsume_DeadLetters(t *testing.T) {
 // keeping its position.
 func TestConsume_UpdatesOldDurable(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{})
+	s := mustSetup(t, js)
 	_, err := js.CreateOrUpdateConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, jetstream.ConsumerConfig{
 		Durable: "receiver", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: prefix + ".callback.>",
 		MaxAckPending: 256,
@@ -167,7 +167,7 @@ func TestConsume_UpdatesOldDurable(t *testing.T) {
 // newest suite ticket; the older ones are never handled.
 func TestConsume_LatestOnly(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{})
+	s := mustSetup(t, js)
 	for i, app := range []string{"a", "a", "a", "b"} {
 		cb := testCallback(fmt.Sprintf("ticket-%d", i))
 		cb.App, cb.Kind = app, wecomhit.KindSuiteTicket
@@ -197,7 +197,7 @@ func TestConsume_LatestOnly(t *testing.T) {
 // restore of the same replay stores nothing.
 func TestStore_Restore(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{})
+	s := mustSetup(t, js)
 	dls := deadLetters(t, js)
 	cb := testCallback("replay-me")
 	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), cb))

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
@@ -32,7 +33,7 @@ import (
 // StreamName is the stream holding accepted callbacks.
 const StreamName = "WECOM_CALLBACKS"
 
-// Defaults for Options left zero.
+// Defaults for options not given, or given as zero.
 const (
 	DefaultReplicas = 1
 	// DefaultMaxAge keeps a callback for three days: room for a fetcher
@@ -61,7 +62,8 @@ var (
 	// App or Kind, an App or Kind that is not a single subject token, or an
 	// ID with control characters.
 	ErrInvalidRecord = errors.New("intake: invalid record")
-	// ErrInvalidOption: Setup found a bad prefix or Options value.
+	// ErrInvalidOption: New found a bad prefix or option, or Consume a bad
+	// ConsumerOptions value.
 	ErrInvalidOption = errors.New("intake: invalid option")
 	// ErrStoreFull: the stream or the JetStream store it lives on has no
 	// room for the record. Nothing was stored; the caller should refuse
@@ -82,81 +84,69 @@ func Subject(prefix, app string, kind wecomhit.Kind) string {
 	return prefix + ".callback." + app + "." + string(kind)
 }
 
-// Options tunes the stream. Zero values take the defaults.
-type Options struct {
-	// Replicas of the stream: 1 on a single server, 3 on a cluster.
-	// Default DefaultReplicas.
-	Replicas int
-	// MaxAge after which records are dropped. Default DefaultMaxAge.
-	MaxAge time.Duration
-	// DuplicateWindow in which a repeated callback ID is acked without being
-	// stored again. Default DefaultDuplicateWindow; at most MaxAge.
-	DuplicateWindow time.Duration
-	// MaxBytes caps the stream. When it is full, Store fails with
-	// ErrStoreFull rather than drop a stored record (DiscardNew): stored
-	// callbacks were answered success, refused ones are retried by WeCom.
-	// Default 0: no cap (the server's store limit still applies).
-	MaxBytes int64
-	// MaxMsgSize caps one record; RecordLimit gives the size a callback
-	// body allowed by the endpoint can grow to. Default 0: no cap.
-	MaxMsgSize int32
-	// Metrics records PubAck latency and handled callbacks (NewMetrics).
-	// Default nil: nothing is recorded.
-	Metrics *Metrics
+// JetStream is the part of a JetStream context a Store uses: it publishes
+// callbacks, manages its stream and its durable consumers. A
+// jetstream.JetStream is one.
+type JetStream interface {
+	jetstream.Publisher
+	jetstream.StreamManager
+	jetstream.StreamConsumerManager
 }
 
 // Store files callbacks in the WECOM_CALLBACKS stream. It is safe for
 // concurrent use.
 type Store struct {
-	js            jetstream.JetStream
+	js            JetStream
 	prefix        string
 	subjectPrefix string // prefix + ".callback.", so Store concatenates once
-	opts          Options
+	opts          options
 
 	// Built once rather than per call: Store is on the HTTP hot path.
 	expectStream jetstream.PublishOpt
-	// noRetries turns off nats.go's retries on no responders: publish
-	// retries itself, until the caller's deadline rather than a fixed count.
-	noRetries   jetstream.PublishOpt
-	contentType []string // never modified; shared by every message's header
-	bufs        sync.Pool
+	contentType  []string // never modified; shared by every message's header
+	bufs         sync.Pool
 }
 
 // New returns a Store that files callbacks under prefix (one or more subject
 // tokens, e.g. "wecom") on js. It does no I/O; call Setup before Store.
-// Options left zero take DefaultReplicas, DefaultMaxAge and
-// DefaultDuplicateWindow; Setup checks them.
-func New(js jetstream.JetStream, prefix string, opts Options) *Store {
-	if opts.Replicas == 0 {
-		opts.Replicas = DefaultReplicas
+//
+// Options and their defaults: WithReplicas (DefaultReplicas), WithMaxAge
+// (DefaultMaxAge), WithDuplicateWindow (DefaultDuplicateWindow, at most the
+// max age), WithMaxBytes and WithMaxMsgSize (0: no cap), WithMetrics (none)
+// and WithLogger (zerolog.Nop). A bad prefix or option gives an error
+// wrapping ErrInvalidOption that names it.
+func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
+	o := options{
+		replicas: DefaultReplicas, maxAge: DefaultMaxAge, duplicateWindow: DefaultDuplicateWindow,
+		log: zerolog.Nop(),
 	}
-	if opts.MaxAge == 0 {
-		opts.MaxAge = DefaultMaxAge
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
-	if opts.DuplicateWindow == 0 {
-		opts.DuplicateWindow = DefaultDuplicateWindow
+	if err := checkPrefix(prefix); err != nil {
+		return nil, err
+	}
+	if o.duplicateWindow > o.maxAge {
+		return nil, fmt.Errorf("%w: WithDuplicateWindow(%s): longer than the max age %s", ErrInvalidOption, o.duplicateWindow, o.maxAge)
 	}
 	return &Store{
 		js:            js,
 		prefix:        prefix,
 		subjectPrefix: prefix + ".callback.",
-		opts:          opts,
+		opts:          o,
 		expectStream:  jetstream.WithExpectStream(StreamName),
-		noRetries:     jetstream.WithRetryAttempts(0),
 		contentType:   []string{contentTypeJSON},
-	}
+	}, nil
 }
 
 // Setup creates the stream, or updates it to the Store's options (say, more
 // replicas or a new max age); running it again with the same options
 // changes nothing, and replicas running it at once is safe
 // (broker.EnsureStream, which retries transient errors until ctx ends).
-// Errors wrap ErrInvalidOption for a bad prefix or option, and otherwise
-// the server's error, naming the stream.
+// Errors wrap the server's error, naming the stream.
 func (s *Store) Setup(ctx context.Context) error {
-	if err := s.validate(); err != nil {
-		return fmt.Errorf("intake: set up stream %s: %w", StreamName, err)
-	}
 	if _, err := broker.EnsureStream(ctx, s.js, s.streamConfig()); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
@@ -175,34 +165,22 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		// answered success and may not be handled yet. Handled records
 		// leave before MaxAge once the stream fills (Compact).
 		Discard:    jetstream.DiscardNew,
-		MaxAge:     s.opts.MaxAge,
-		MaxBytes:   cmp.Or(s.opts.MaxBytes, -1),
-		MaxMsgSize: cmp.Or(s.opts.MaxMsgSize, -1),
-		Duplicates: s.opts.DuplicateWindow,
-		Replicas:   s.opts.Replicas,
+		MaxAge:     s.opts.maxAge,
+		MaxBytes:   cmp.Or(s.opts.maxBytes, -1),
+		MaxMsgSize: cmp.Or(s.opts.maxMsgSize, -1),
+		Duplicates: s.opts.duplicateWindow,
+		Replicas:   s.opts.replicas,
 	}
 }
 
-func (s *Store) validate() error {
-	if s.prefix == "" {
+func checkPrefix(prefix string) error {
+	if prefix == "" {
 		return fmt.Errorf("%w: empty subject prefix", ErrInvalidOption)
 	}
-	for tok := range strings.SplitSeq(s.prefix, ".") {
+	for tok := range strings.SplitSeq(prefix, ".") {
 		if !isToken(tok) {
-			return fmt.Errorf("%w: subject prefix %q: tokens must match [A-Za-z0-9_-]+", ErrInvalidOption, s.prefix)
+			return fmt.Errorf("%w: subject prefix %q: tokens must match [A-Za-z0-9_-]+", ErrInvalidOption, prefix)
 		}
-	}
-	switch o := s.opts; {
-	case o.Replicas < 1 || o.Replicas > 5:
-		return fmt.Errorf("%w: replicas %d: want 1 to 5", ErrInvalidOption, o.Replicas)
-	case o.MaxBytes < 0:
-		return fmt.Errorf("%w: negative max bytes %d", ErrInvalidOption, o.MaxBytes)
-	case o.MaxMsgSize < 0:
-		return fmt.Errorf("%w: negative max message size %d", ErrInvalidOption, o.MaxMsgSize)
-	case o.MaxAge < 0:
-		return fmt.Errorf("%w: negative max age %s", ErrInvalidOption, o.MaxAge)
-	case o.DuplicateWindow < 0 || o.DuplicateWindow > o.MaxAge:
-		return fmt.Errorf("%w: duplicate window %s: want 0 to max age %s", ErrInvalidOption, o.DuplicateWindow, o.MaxAge)
 	}
 	return nil
 }
@@ -215,7 +193,7 @@ func (s *Store) validate() error {
 // ctx carries the caller's deadline; without one Store gives up after 3s.
 // While the stream cannot answer (no leader during an election, a leader
 // cut off by a partition, a stream not created yet) Store tries again
-// until the deadline (publish).
+// until the deadline (broker.PublishRetry).
 // While NATS is unreachable the client buffers the message and Store waits
 // for the deadline: a reconnect within it still succeeds. A message buffered
 // by a Store that timed out may be sent after a reconnect; a retry with the
@@ -251,79 +229,16 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	// The ack's Duplicate flag needs no check: a duplicate is stored already.
 	start := time.Now()
-	if err := s.publish(ctx, msg, cb.ID); err != nil {
+	// broker.PublishRetry tries again while the stream cannot answer, until
+	// ctx ends; every attempt carries cb.ID as its Nats-Msg-Id.
+	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
 		if isStoreFull(err) {
 			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
 		}
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
-	s.opts.Metrics.observePublish(time.Since(start))
+	s.opts.metrics.observePublish(time.Since(start))
 	return nil
-}
-
-// Retry pacing for a stream that does not answer. A leader election
-// leaves the stream without a leader for seconds; nats.go's own retries
-// (2 x 250ms) give up long before the request's deadline.
-const (
-	publishFirstBackoff = 25 * time.Millisecond
-	publishMaxBackoff   = 250 * time.Millisecond
-	// publishMinAttempt is the least time one attempt waits for its ack
-	// before it is sent again (the last attempt gets whatever is left).
-	publishMinAttempt = 750 * time.Millisecond
-)
-
-// publish sends msg and waits for its ack until ctx ends, trying again
-// while the stream cannot answer:
-//   - no one answers at once (no responders, a cluster temporarily
-//     unavailable: broker.Transient): after a short back-off;
-//   - no answer comes within half the time left (at least
-//     publishMinAttempt): at once. During a partition the servers still
-//     route the message to a leader that was cut off, and its answer never
-//     comes; the retry reaches the newly elected leader.
-//
-// Every attempt carries the same Nats-Msg-Id, so a record that reaches the
-// stream twice is stored once (the second ack says Duplicate). When ctx
-// ends, the error is ctx's, with the last real error if there was one.
-func (s *Store) publish(ctx context.Context, msg *nats.Msg, id string) error {
-	backoff := publishFirstBackoff
-	var last error // the last error that was not an attempt's timeout
-	for {
-		actx, cancel := attemptContext(ctx)
-		_, err := s.js.PublishMsg(actx, msg, jetstream.WithMsgID(id), s.expectStream, s.noRetries)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			if last != nil {
-				return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
-			}
-			return fmt.Errorf("%w: %w", ctx.Err(), err)
-		case errors.Is(err, context.DeadlineExceeded):
-			continue // the attempt's own timeout: no answer, ask again
-		case !broker.Transient(err):
-			return err
-		}
-		last = err
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
-		case <-t.C:
-		}
-		backoff = min(2*backoff, publishMaxBackoff)
-	}
-}
-
-// attemptContext bounds one publish attempt: half the time ctx has left,
-// but at least publishMinAttempt, and never past ctx's deadline.
-func attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, max(time.Until(dl)/2, publishMinAttempt))
 }
 
 // encode writes cb as JSON into a pooled buffer, which the caller puts back
@@ -348,7 +263,7 @@ func (s *Store) encode(cb *wecomhit.Callback) (*bytes.Buffer, error) {
 }
 
 // RecordLimit is the largest record a callback body of at most maxBody
-// bytes can become, for Options.MaxMsgSize. The decrypted plaintext is at
+// bytes can become, for WithMaxMsgSize. The decrypted plaintext is at
 // most 3/4 of the body (the body carries it in base64); JSON escaping at
 // most sextuples it (a byte of invalid UTF-8 becomes the six characters
 // \ufffd), and the fields parsed out of it are copies of parts of it. The

@@ -53,10 +53,18 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 }
 
 // mustSetup returns a Store whose stream is set up.
-func mustSetup(t testing.TB, js jetstream.JetStream, opts intake.Options) *intake.Store {
+func mustSetup(t testing.TB, js jetstream.JetStream, opts ...intake.Option) *intake.Store {
 	t.Helper()
-	s := intake.New(js, prefix, opts)
+	s := mustNew(t, js, prefix, opts...)
 	require.NoError(t, s.Setup(ctxTimeout(t, 10*time.Second)))
+	return s
+}
+
+// mustNew returns a Store; its stream is not set up.
+func mustNew(t testing.TB, js jetstream.JetStream, prefix string, opts ...intake.Option) *intake.Store {
+	t.Helper()
+	s, err := intake.New(js, prefix, opts...)
+	require.NoError(t, err)
 	return s
 }
 
@@ -86,7 +94,7 @@ func TestSubject(t *testing.T) {
 func TestStore_Setup(t *testing.T) {
 	t.Run("DefaultsAndIdempotent", func(t *testing.T) {
 		_, js := natstest.Connect(t, natstest.RunServer(t))
-		s := mustSetup(t, js, intake.Options{})
+		s := mustSetup(t, js)
 		require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)), "second run")
 
 		cfg := streamInfo(t, js).Config
@@ -101,10 +109,10 @@ func TestStore_Setup(t *testing.T) {
 
 	t.Run("UpdatesMaxAge", func(t *testing.T) {
 		_, js := natstest.Connect(t, natstest.RunServer(t))
-		s := mustSetup(t, js, intake.Options{})
+		s := mustSetup(t, js)
 		require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), testCallback("kept")))
 
-		mustSetup(t, js, intake.Options{MaxAge: time.Hour, DuplicateWindow: time.Minute})
+		mustSetup(t, js, intake.WithMaxAge(time.Hour), intake.WithDuplicateWindow(time.Minute))
 		info := streamInfo(t, js)
 		assert.Equal(t, time.Hour, info.Config.MaxAge)
 		assert.Equal(t, time.Minute, info.Config.Duplicates)
@@ -117,10 +125,10 @@ func TestStore_Setup(t *testing.T) {
 		}
 		servers := natstest.RunCluster(t, 3)
 		_, js := natstest.ConnectURL(t, natstest.ClientURLs(servers...))
-		mustSetup(t, js, intake.Options{})
+		mustSetup(t, js)
 		assert.Equal(t, 1, streamInfo(t, js).Config.Replicas)
 
-		s := mustSetup(t, js, intake.Options{Replicas: 3})
+		s := mustSetup(t, js, intake.WithReplicas(3))
 		natstest.WaitFor(t, 20*time.Second, func() error {
 			st, err := js.Stream(ctxTimeout(t, time.Second), intake.StreamName)
 			if err != nil {
@@ -138,8 +146,8 @@ func TestStore_Setup(t *testing.T) {
 
 	t.Run("ErrReplicasOnSingleServer", func(t *testing.T) {
 		_, js := natstest.Connect(t, natstest.RunServer(t))
-		mustSetup(t, js, intake.Options{})
-		err := intake.New(js, prefix, intake.Options{Replicas: 3}).Setup(ctxTimeout(t, 5*time.Second))
+		mustSetup(t, js)
+		err := mustNew(t, js, prefix, intake.WithReplicas(3)).Setup(ctxTimeout(t, 5*time.Second))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), intake.StreamName, "error names the stream")
 		var apiErr *jetstream.APIError
@@ -151,19 +159,19 @@ func TestStore_Setup(t *testing.T) {
 		tests := []struct {
 			name   string
 			prefix string
-			opts   intake.Options
+			opts   []intake.Option
 		}{
-			{"EmptyPrefix", "", intake.Options{}},
-			{"WildcardPrefix", "wecom.*", intake.Options{}},
-			{"EmptyPrefixToken", "wecom..x", intake.Options{}},
-			{"NegativeReplicas", prefix, intake.Options{Replicas: -1}},
-			{"TooManyReplicas", prefix, intake.Options{Replicas: 7}},
-			{"NegativeMaxAge", prefix, intake.Options{MaxAge: -time.Hour}},
-			{"DuplicateWindowOverMaxAge", prefix, intake.Options{MaxAge: time.Minute, DuplicateWindow: time.Hour}},
+			{"EmptyPrefix", "", []intake.Option{}},
+			{"WildcardPrefix", "wecom.*", []intake.Option{}},
+			{"EmptyPrefixToken", "wecom..x", []intake.Option{}},
+			{"NegativeReplicas", prefix, []intake.Option{intake.WithReplicas(-1)}},
+			{"TooManyReplicas", prefix, []intake.Option{intake.WithReplicas(7)}},
+			{"NegativeMaxAge", prefix, []intake.Option{intake.WithMaxAge(-time.Hour)}},
+			{"DuplicateWindowOverMaxAge", prefix, []intake.Option{intake.WithMaxAge(time.Minute), intake.WithDuplicateWindow(time.Hour)}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				err := intake.New(js, tt.prefix, tt.opts).Setup(ctxTimeout(t, 5*time.Second))
+				_, err := intake.New(js, tt.prefix, tt.opts...)
 				assert.ErrorIs(t, err, intake.ErrInvalidOption)
 			})
 		}
@@ -174,7 +182,7 @@ func TestStore_Setup(t *testing.T) {
 
 func TestStore_Store(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{})
+	s := mustSetup(t, js)
 	stream, err := js.Stream(ctxTimeout(t, 5*time.Second), intake.StreamName)
 	require.NoError(t, err)
 
@@ -275,7 +283,7 @@ func TestStore_Store(t *testing.T) {
 
 func TestStore_StoreWithoutStream(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{}) // no Setup
+	s := mustNew(t, js, prefix) // no Setup
 	// Store retries until its deadline (TestStore_ErrNoStreamAtDeadline):
 	// a short one keeps this test short.
 	err := s.Store(ctxTimeout(t, time.Second), testCallback("cb-1"))
@@ -288,7 +296,7 @@ func TestStore_StoreWithoutStream(t *testing.T) {
 // ack until its deadline and fails.
 func TestStore_NoAckNoSuccess(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{}) // no Setup: no stream
+	s := mustNew(t, js, prefix) // no Setup: no stream
 	got := make(chan struct{}, 1)
 	sub, err := nc.Subscribe(prefix+".callback.>", func(*nats.Msg) {
 		select {
@@ -319,7 +327,7 @@ func TestStore_NATSOutage(t *testing.T) {
 	srv := natstest.RunServer(t, natstest.WithStoreDir(dir))
 	port := natstest.Port(t, srv)
 	nc, js := natstest.Connect(t, srv)
-	s := mustSetup(t, js, intake.Options{})
+	s := mustSetup(t, js)
 	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), testCallback("before")))
 
 	srv.Shutdown()
@@ -360,7 +368,7 @@ func TestStore_NATSOutage(t *testing.T) {
 
 func TestStore_Ready(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 
 	t.Run("ErrStreamNotFound", func(t *testing.T) {
 		err := s.Ready(t.Context())
@@ -397,7 +405,7 @@ func BenchmarkStore(b *testing.B) {
 
 func benchmarkStore(b *testing.B, opts ...natstest.Option) {
 	_, js := natstest.Connect(b, natstest.RunServer(b, opts...))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(b, js, prefix)
 	require.NoError(b, s.Setup(ctxTimeout(b, 10*time.Second)))
 
 	for _, size := range []int{512, 4096} {
@@ -440,7 +448,7 @@ func BenchmarkStoreParallel(b *testing.B) {
 	nc, _ := natstest.Connect(b, srv, nats.InProcessServer(srv))
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
 	require.NoError(b, err)
-	s := mustSetup(b, js, intake.Options{})
+	s := mustSetup(b, js)
 	cb := testCallback("")
 	cb.Raw = strings.Repeat("x", 600)
 	data, err := json.Marshal(cb)

@@ -30,7 +30,7 @@ func bigRaw(n int) string {
 
 func TestStore_RecordSize(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{MaxMsgSize: intake.RecordLimit(64 << 10)})
+	s := mustSetup(t, js, intake.WithMaxMsgSize(intake.RecordLimit(64<<10)))
 	cb := testCallback("big-1")
 	cb.Raw = bigRaw(60 << 10)
 	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), cb))
@@ -52,7 +52,7 @@ func TestStore_RecordSize(t *testing.T) {
 
 func TestStore_Full(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{MaxBytes: 1 << 20})
+	s := mustSetup(t, js, intake.WithMaxBytes(1<<20))
 	info := streamInfo(t, js)
 	assert.Equal(t, jetstream.DiscardNew, info.Config.Discard)
 	assert.Equal(t, int64(1<<20), info.Config.MaxBytes)
@@ -93,7 +93,7 @@ func TestRecordLimit(t *testing.T) {
 // keeping its records.
 func TestStore_SetupBoundsExistingStream(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	old := mustSetup(t, js, intake.Options{})
+	old := mustSetup(t, js)
 	_, err := js.UpdateStream(ctxTimeout(t, 5*time.Second), jetstream.StreamConfig{
 		Name: intake.StreamName, Subjects: []string{prefix + ".callback.>"}, Storage: jetstream.FileStorage,
 		Discard: jetstream.DiscardOld, MaxAge: intake.DefaultMaxAge, Duplicates: intake.DefaultDuplicateWindow,
@@ -101,7 +101,7 @@ func TestStore_SetupBoundsExistingStream(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, old.Store(ctxTimeout(t, 5*time.Second), testCallback("kept")))
 
-	mustSetup(t, js, intake.Options{MaxBytes: 1 << 20, MaxMsgSize: intake.RecordLimit(64 << 10)})
+	mustSetup(t, js, intake.WithMaxBytes(1<<20), intake.WithMaxMsgSize(intake.RecordLimit(64<<10)))
 	info := streamInfo(t, js)
 	assert.Equal(t, jetstream.DiscardNew, info.Config.Discard)
 	assert.Equal(t, int64(1<<20), info.Config.MaxBytes)

@@ -23,7 +23,7 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	metrics := intake.NewMetrics(reg)
 	metrics.InitApp("archive")
-	s := mustSetup(t, js, intake.Options{Metrics: metrics})
+	s := mustSetup(t, js, intake.WithMetrics(metrics))
 
 	// Before any traffic every (kind, result) series is there, at zero.
 	mfs := metricstest.Families(t, reg)
@@ -101,6 +101,6 @@ func TestMetrics(t *testing.T) {
 func TestNewMetrics_Nil(t *testing.T) {
 	// No registry: the metrics work and are exported nowhere.
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js, intake.Options{Metrics: intake.NewMetrics(nil)})
+	s := mustSetup(t, js, intake.WithMetrics(intake.NewMetrics(nil)))
 	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), testCallback("a")))
 }

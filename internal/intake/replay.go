@@ -7,8 +7,10 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // HeaderReplayOf marks a record Restore stored again: it holds the sequence
@@ -50,8 +52,9 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLe
 	if deadLetterSeq > 0 {
 		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
-	// Through Store's write, so a replay rides out a leader election too.
-	if err := s.publish(ctx, msg, msgID); err != nil {
+	// Through the same retrying publish as Store, so a replay rides out a
+	// leader election too.
+	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(msgID), s.expectStream); err != nil {
 		return fmt.Errorf("intake: restore callback: %w", err)
 	}
 	return nil

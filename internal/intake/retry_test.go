@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
@@ -23,7 +22,7 @@ const storeDeadline = 3 * time.Second
 // callback once it can. nats.go's own retries gave up after half a second.
 func TestStore_StreamAppearsLate(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 	created := make(chan error, 1)
 	go func() {
 		time.Sleep(time.Second)
@@ -41,7 +40,7 @@ func TestStore_StreamAppearsLate(t *testing.T) {
 // endpoint answers store_timeout) and why.
 func TestStore_ErrNoStreamAtDeadline(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 	const deadline = 1500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
@@ -65,7 +64,7 @@ func TestStore_SilentLeader(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	require.NoError(t, nc.Flush())
-	s := intake.New(js, prefix, intake.Options{})
+	s := mustNew(t, js, prefix)
 	created := make(chan error, 1)
 	go func() {
 		time.Sleep(time.Second)

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/netutil"
 )
 
 // ErrInvalidConfig: Run was given a config it cannot run.
@@ -75,7 +75,7 @@ func (c *Config) setDefaults() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: url %q is not an http(s) URL", ErrInvalidConfig, c.URL)
 	}
-	if !c.AllowRemote && !IsLoopback(u.Hostname()) {
+	if !c.AllowRemote && !netutil.IsLoopback(u.Hostname()) {
 		return fmt.Errorf("%w: %s is not a loopback host (allow it explicitly)", ErrInvalidConfig, u.Hostname())
 	}
 	if c.App == "" {
@@ -124,15 +124,6 @@ func (c *Config) setDefaults() error {
 		c.Timeout = 5 * time.Second
 	}
 	return nil
-}
-
-// IsLoopback reports whether host is localhost or a loopback address.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Result is what a run measured.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/callback"
@@ -26,12 +25,13 @@ import (
 // callbacks answered 200.
 func TestRun_StoredEqualsOK(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	store := intake.New(js, "wecom", intake.Options{})
+	store, err := intake.New(js, "wecom")
+	require.NoError(t, err)
 	require.NoError(t, store.Setup(context.Background()))
 	v := testvectors.V1
 	cr, err := crypto.New(v.Token, v.EncodingAESKey, v.ReceiveID)
 	require.NoError(t, err)
-	h, err := callback.New([]callback.App{{Name: "archive", Crypter: cr}}, store, zerolog.Nop())
+	h, err := callback.New([]callback.App{{Name: "archive", Crypter: cr}}, store)
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)

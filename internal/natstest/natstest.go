@@ -70,9 +70,19 @@ func RunServer(t testing.TB, opts ...Option) *server.Server {
 
 func start(t testing.TB, o *server.Options) *server.Server {
 	t.Helper()
+	s, err := startReady(t, o, readyTimeout)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	return s
+}
+
+// startReady starts a server and waits up to ready for its listeners. A
+// server that does not get ready is shut down, and the error says so.
+func startReady(t testing.TB, o *server.Options, ready time.Duration) (*server.Server, error) {
 	s, err := server.NewServer(o)
 	if err != nil {
-		t.Fatalf("natstest: new server: %v", err)
+		return nil, fmt.Errorf("new server: %w", err)
 	}
 	s.Start()
 	// Registered before the readiness check so a server that never gets
@@ -81,10 +91,11 @@ func start(t testing.TB, o *server.Options) *server.Server {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	if !s.ReadyForConnections(readyTimeout) {
-		t.Fatalf("natstest: server not ready for connections after %s", readyTimeout)
+	if !s.ReadyForConnections(ready) {
+		s.Shutdown()
+		return nil, fmt.Errorf("server %s not ready for connections after %s", o.ServerName, ready)
 	}
-	return s
+	return s, nil
 }
 
 // Port returns the client port s listens (or listened) on; it still answers
@@ -104,43 +115,37 @@ func Port(t testing.TB, s *server.Server) int {
 
 // RunCluster starts n JetStream servers routed into one cluster on
 // 127.0.0.1, and waits until the meta leader sees them all, so replicated
-// streams can be placed at once. Each server is
-// shut down in t.Cleanup.
+// streams can be placed at once. Each server is shut down in t.Cleanup.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
-	// Routes must name every peer before any starts, so the cluster ports
-	// are picked up front. Another process could take a port between Close
-	// and the server's Listen; on a test machine that is rare enough.
-	ports := make([]int, n)
-	routes := make([]*url.URL, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("natstest: pick cluster port: %v", err)
+	return runCluster(t, n, reservePort, readyTimeout)
+}
+
+// clusterAttempts bounds RunCluster's tries. Routes must name every peer
+// before any starts, so the cluster ports are picked up front: each is
+// held by a listener until just before its server starts, but another
+// process can still take it in between, and the server then never gets
+// ready. A fresh set of ports makes that a retry instead of a failed test.
+const clusterAttempts = 3
+
+// reservePort holds a free port on 127.0.0.1 until the listener is closed.
+func reservePort() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func runCluster(t testing.TB, n int, reserve func() (net.Listener, error), ready time.Duration) []*server.Server {
+	t.Helper()
+	var (
+		servers []*server.Server
+		errs    []error
+	)
+	for attempt := 1; servers == nil; attempt++ {
+		var err error
+		if servers, err = startCluster(t, n, reserve, ready); err != nil {
+			errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+			if attempt == clusterAttempts {
+				t.Fatalf("natstest: cluster of %d: %v", n, errors.Join(errs...))
+				return nil // for a testing.TB whose Fatalf does not stop the goroutine
+			}
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		if err := l.Close(); err != nil {
-			t.Fatalf("natstest: pick cluster port: %v", err)
-		}
-		routes[i] = &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))}
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		servers[i] = start(t, &server.Options{
-			ServerName: "S-" + strconv.Itoa(i+1),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			NoLog:      true,
-			NoSigs:     true,
-			Cluster: server.ClusterOpts{
-				Name: "natstest",
-				Host: "127.0.0.1",
-				Port: ports[i],
-			},
-			Routes: routes,
-		})
 	}
 	// Ready for placement: the meta leader sees every peer online with
 	// JetStream and stats (else "no suitable peers for placement"), and each
@@ -164,6 +169,57 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		return nil
 	})
 	return servers
+}
+
+// startCluster starts one attempt's servers, shutting down those it
+// started if one does not get ready.
+func startCluster(t testing.TB, n int, reserve func() (net.Listener, error), ready time.Duration) ([]*server.Server, error) {
+	held := make([]net.Listener, n)
+	defer func() {
+		for _, l := range held {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+	}()
+	routes := make([]*url.URL, n)
+	for i := range held {
+		l, err := reserve()
+		if err != nil {
+			return nil, fmt.Errorf("pick cluster port: %w", err)
+		}
+		held[i] = l
+		routes[i] = &url.URL{Scheme: "nats", Host: l.Addr().String()}
+	}
+	servers := make([]*server.Server, 0, n)
+	for i, l := range held {
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close() // the server takes the port over now
+		held[i] = nil
+		s, err := startReady(t, &server.Options{
+			ServerName: "S-" + strconv.Itoa(i+1),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster: server.ClusterOpts{
+				Name: "natstest",
+				Host: "127.0.0.1",
+				Port: port,
+			},
+			Routes: routes,
+		}, ready)
+		if err != nil {
+			for _, s := range servers {
+				s.Shutdown()
+			}
+			return nil, fmt.Errorf("cluster port %d: %w", port, err)
+		}
+		servers = append(servers, s)
+	}
+	return servers, nil
 }
 
 // ClientURLs joins the client URLs of servers for nats.Connect.

@@ -92,6 +92,39 @@ func TestRunCluster(t *testing.T) {
 	assert.Equal(t, 3, info.Config.Replicas)
 }
 
+// TestRunCluster_PortTaken: a cluster port that another socket takes
+// between the pick and the server's start costs an attempt, not the test.
+func TestRunCluster_PortTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 3-node clusters")
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = taken.Close() })
+	picks := 0
+	reserve := func() (net.Listener, error) {
+		picks++
+		if picks == 2 {
+			return keptOpen{taken}, nil // the second server's port is not free
+		}
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
+	servers := natstest.RunClusterWith(t, 3, reserve, time.Second)
+	require.Len(t, servers, 3)
+	assert.Equal(t, 6, picks, "a second attempt picked a fresh set of ports")
+	for _, s := range servers {
+		assert.NotEqual(t, taken.Addr().String(), s.ClusterAddr().String())
+	}
+	_, js := natstest.ConnectURL(t, natstest.ClientURLs(servers...))
+	_, err = js.CreateStream(natstest.Context(t), jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+	require.NoError(t, err)
+}
+
+// keptOpen is a listener whose Close leaves it open: the port stays taken.
+type keptOpen struct{ net.Listener }
+
+func (keptOpen) Close() error { return nil }
+
 func TestConnect_OptionsOverrideDefaults(t *testing.T) {
 	s := natstest.RunServer(t)
 	nc, _ := natstest.Connect(t, s, nats.Name("custom"))

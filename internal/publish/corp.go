@@ -47,12 +47,6 @@ const (
 // are published (the corp registry is on): the server reserves the
 // stream's MaxBytes in its store whether anything is written or not.
 func (p *Publisher) SetupCorp(ctx context.Context) error {
-	switch {
-	case p.opts.CorpMaxBytes < 0:
-		return fmt.Errorf("%w: negative corp event max bytes", ErrInvalidOption)
-	case p.opts.CorpMaxAge < DefaultCorpDuplicateWindow:
-		return fmt.Errorf("%w: corp event max age shorter than its duplicate window (%v)", ErrInvalidOption, DefaultCorpDuplicateWindow)
-	}
 	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        CorpStreamName,
 		Description: "Corp lifecycle events (wecom.corp.v1): a corp authorized or cancelled",
@@ -64,10 +58,10 @@ func (p *Publisher) SetupCorp(ctx context.Context) error {
 		// `corps remove` fails and can be run again; an announcement by
 		// a registry watch is logged as failed.
 		Discard:    jetstream.DiscardNew,
-		MaxAge:     p.opts.CorpMaxAge,
-		MaxBytes:   p.opts.CorpMaxBytes,
+		MaxAge:     p.opts.corpMaxAge,
+		MaxBytes:   p.opts.corpMaxBytes,
 		Duplicates: DefaultCorpDuplicateWindow,
-		Replicas:   p.opts.Replicas,
+		Replicas:   p.opts.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)

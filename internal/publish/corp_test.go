@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -138,17 +137,16 @@ func TestPublisher_CorpEvents(t *testing.T) {
 // create nothing.
 func TestPublisher_CorpOptions(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	for name, opts := range map[string]publish.Options{
-		"ErrNegativeMaxBytes": {CorpMaxBytes: -1},
-		"ErrShortMaxAge":      {CorpMaxAge: time.Hour},
+	for name, opt := range map[string]publish.Option{
+		"ErrNegativeMaxBytes": publish.WithCorpMaxBytes(-1),
+		"ErrShortMaxAge":      publish.WithCorpMaxAge(time.Hour),
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := publish.New(js, prefix, nil, zerolog.Nop(), opts)
+			_, err := publish.New(js, prefix, opt)
+			require.ErrorIs(t, err, publish.ErrInvalidOption)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			require.NoError(t, p.Setup(ctx))
-			require.ErrorIs(t, p.SetupCorp(ctx), publish.ErrInvalidOption)
-			_, err := js.Stream(ctx, publish.CorpStreamName)
+			_, err = js.Stream(ctx, publish.CorpStreamName)
 			require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
 		})
 	}

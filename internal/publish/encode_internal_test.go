@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -39,7 +38,10 @@ func TestCEValue(t *testing.T) {
 // BenchmarkEventMsg measures building one event's NATS message (JSON and
 // headers), the part of Publish that runs per event besides the network.
 func BenchmarkEventMsg(b *testing.B) {
-	p := New(nil, "wecom", nil, zerolog.Nop(), Options{})
+	p, err := New(nil, "wecom")
+	if err != nil {
+		b.Fatal(err)
+	}
 	o := Origin{App: "archive", CorpID: "wwCorpABC123", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
 	m := wecomhit.HitMessage{MsgID: "13375409848372591832_1717000000", HitRules: []wecomhit.HitRule{{RuleID: "rule-7", SemanticsList: []int{2}}},
 		Detail: &wecomhit.MsgDetail{Sender: wecomhit.Party{Type: 1, ID: "woAJ2GCAAAXtWyujaWJHDDGi0mACAAAA"},

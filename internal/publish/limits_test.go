@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -37,7 +36,8 @@ func TestPublisher_Full(t *testing.T) {
 	}{{"DiscardNew", false}, {"DiscardOld", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, js := natstest.Connect(t, natstest.RunServer(t))
-			p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{MaxBytes: 1 << 20, MaxMsgSize: 64 << 10, DiscardOld: tt.discardOld})
+			p, err := publish.New(js, prefix, publish.WithMaxBytes(1<<20), publish.WithMaxMsgSize(64<<10), publish.WithDiscardOld(tt.discardOld))
+			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
 			require.NoError(t, p.Setup(ctx))

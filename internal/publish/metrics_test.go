@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +20,8 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	m := publish.NewMetrics(reg)
 	m.Init("archive", "wwCorp")
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{Metrics: m})
+	p, err := publish.New(js, prefix, publish.WithMetrics(m))
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, p.Setup(ctx))
@@ -36,7 +36,7 @@ func TestMetrics(t *testing.T) {
 
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
 	msgs := append(page(), wecomhit.HitMessage{MsgID: "m-no-rules"}) // 4 events, 1 dead letter
-	_, err := p.Publish(ctx, hitPage(o, msgs))
+	_, err = p.Publish(ctx, hitPage(o, msgs))
 	require.NoError(t, err)
 	_, err = p.Publish(ctx, hitPage(o, msgs)) // again: JetStream drops the repeats
 	require.NoError(t, err)

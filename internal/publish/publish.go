@@ -76,7 +76,7 @@ const (
 	ContentTypeJSON = "application/json"
 )
 
-// Defaults for Options left zero.
+// Defaults for options not given, or given as zero.
 const (
 	DefaultReplicas        = 1
 	DefaultMaxAge          = 7 * 24 * time.Hour
@@ -93,79 +93,58 @@ const (
 // ErrInvalidOption: an option has a bad value.
 var ErrInvalidOption = errors.New("publish: invalid option")
 
-// Options tunes the stream and the publisher. Zero values take defaults.
-type Options struct {
-	Replicas        int
-	MaxAge          time.Duration
-	DuplicateWindow time.Duration
-	Window          int
-	// PageTimeout bounds Publish when ctx has no deadline. Default DefaultPageTimeout.
-	PageTimeout time.Duration
-	// MaxBytes caps the stream; default 0, no cap (the server's store
-	// limit still applies). When it is full, a publish fails (and with it
-	// the page, so the fetch stops with its cursor unmoved) unless
-	// DiscardOld is set.
-	MaxBytes int64
-	// MaxMsgSize caps one event; default 0, no cap beyond the server's
-	// max payload.
-	MaxMsgSize int32
-	// DiscardOld makes a full stream drop its oldest events to take new
-	// ones, instead of refusing them: fetching never stops, but a
-	// consumer lagging by more than MaxBytes misses events.
-	DiscardOld bool
-	// Metrics records events and PubAck latency (NewMetrics). Default nil:
-	// nothing is recorded.
-	Metrics *Metrics
-	// CorpMaxAge is how long WECOM_CORP_EVENTS (SetupCorp) keeps a
-	// lifecycle event. Default DefaultCorpMaxAge; at least DefaultCorpDuplicateWindow.
-	CorpMaxAge time.Duration
-	// CorpMaxBytes caps WECOM_CORP_EVENTS, which refuses new events when
-	// full. Default DefaultCorpMaxBytes.
-	CorpMaxBytes int64
-	// DeadLetters receives the records that cannot become events; Setup
-	// sets its stream up too. Default: deadletter.New on the same js and
-	// prefix, with its defaults.
-	DeadLetters *deadletter.Stream
+// JetStream is the part of a JetStream context a Publisher uses: it
+// publishes events and manages its streams. A jetstream.JetStream is one.
+type JetStream interface {
+	jetstream.Publisher
+	jetstream.StreamManager
 }
 
 // Publisher publishes pages of hit messages. Safe for concurrent use.
 type Publisher struct {
-	js     jetstream.JetStream
+	js     JetStream
 	prefix string
-	opts   Options
-	names  RuleNames
+	opts   options
 	log    zerolog.Logger
 }
 
-// New returns a Publisher writing under prefix (e.g. "wecom") on js. names
-// may be nil (events then carry empty rule names). It does no I/O; call Setup.
-func New(js jetstream.JetStream, prefix string, names RuleNames, log zerolog.Logger, opts Options) *Publisher {
-	if opts.Replicas == 0 {
-		opts.Replicas = DefaultReplicas
+// New returns a Publisher writing under prefix (e.g. "wecom") on js. It
+// does no I/O; call Setup.
+//
+// Options and their defaults: WithRuleNames (none: events carry empty rule
+// names), WithReplicas (DefaultReplicas), WithMaxAge (DefaultMaxAge),
+// WithDuplicateWindow (DefaultDuplicateWindow, at most the max age),
+// WithWindow (DefaultWindow), WithPageTimeout (DefaultPageTimeout),
+// WithMaxBytes and WithMaxMsgSize (0: no cap), WithDiscardOld (off),
+// WithCorpMaxAge (DefaultCorpMaxAge), WithCorpMaxBytes
+// (DefaultCorpMaxBytes), WithDeadLetters (a deadletter.Stream on the same
+// js and prefix, with its defaults), WithMetrics (none) and WithLogger
+// (zerolog.Nop). A bad option gives an error wrapping ErrInvalidOption
+// that names it.
+func New(js JetStream, prefix string, opts ...Option) (*Publisher, error) {
+	o := options{
+		replicas: DefaultReplicas, maxAge: DefaultMaxAge, duplicateWindow: DefaultDuplicateWindow,
+		window: DefaultWindow, pageTimeout: DefaultPageTimeout,
+		corpMaxAge: DefaultCorpMaxAge, corpMaxBytes: DefaultCorpMaxBytes,
+		log: zerolog.Nop(),
 	}
-	if opts.MaxAge == 0 {
-		opts.MaxAge = DefaultMaxAge
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
-	if opts.DuplicateWindow == 0 {
-		opts.DuplicateWindow = DefaultDuplicateWindow
+	if o.duplicateWindow > o.maxAge {
+		return nil, fmt.Errorf("%w: WithDuplicateWindow(%s): longer than the max age %s", ErrInvalidOption, o.duplicateWindow, o.maxAge)
 	}
-	if opts.Window == 0 {
-		opts.Window = DefaultWindow
+	if o.deadLetters == nil {
+		dl, err := deadletter.New(js, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("publish: dead letters: %w", err)
+		}
+		o.deadLetters = dl
 	}
-	if opts.PageTimeout == 0 {
-		opts.PageTimeout = DefaultPageTimeout
-	}
-	if opts.CorpMaxAge == 0 {
-		opts.CorpMaxAge = DefaultCorpMaxAge
-	}
-	if opts.CorpMaxBytes == 0 {
-		opts.CorpMaxBytes = DefaultCorpMaxBytes
-	}
-	if opts.DeadLetters == nil {
-		opts.DeadLetters = deadletter.New(js, prefix, deadletter.Options{})
-	}
-	return &Publisher{js: js, prefix: prefix, opts: opts, names: names,
-		log: log.With().Str("component", "publish").Logger()}
+	return &Publisher{js: js, prefix: prefix, opts: o,
+		log: o.log.With().Str("component", "publish").Logger()}, nil
 }
 
 // HitSubject is the subject of an event: <prefix>.hit.<corp_id>.<rule_id>,
@@ -175,28 +154,18 @@ func HitSubject(prefix, corpID, ruleID string) string {
 }
 
 // Setup creates or updates the stream, then sets up the dead-letter stream
-// (Options.DeadLetters); replicas running it at once is safe
+// (WithDeadLetters); replicas running it at once is safe
 // (broker.EnsureStream, which retries transient errors until ctx ends). A
 // WECOM_HITS set up by an earlier version also took <prefix>.dlq.> and
 // <prefix>.corp.>; the update drops those subjects first, so the
 // dead-letter stream and WECOM_CORP_EVENTS (SetupCorp) can take them
 // (what was stored on them stays in WECOM_HITS until it ages out).
 func (p *Publisher) Setup(ctx context.Context) error {
-	switch {
-	case p.opts.Replicas < 1 || p.opts.Replicas > 5:
-		return fmt.Errorf("%w: replicas must be 1..5", ErrInvalidOption)
-	case p.opts.DuplicateWindow > p.opts.MaxAge:
-		return fmt.Errorf("%w: duplicate window longer than max age", ErrInvalidOption)
-	case p.opts.Window < 1:
-		return fmt.Errorf("%w: window must be positive", ErrInvalidOption)
-	case p.opts.MaxBytes < 0 || p.opts.MaxMsgSize < 0:
-		return fmt.Errorf("%w: negative max bytes or max message size", ErrInvalidOption)
-	}
 	// Refusing new events is the default: a page that cannot be stored
 	// fails, and its fetch retries it later from an unmoved cursor, so
 	// nothing unread is dropped.
 	discard := jetstream.DiscardNew
-	if p.opts.DiscardOld {
+	if p.opts.discardOld {
 		discard = jetstream.DiscardOld
 	}
 	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
@@ -206,17 +175,17 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     discard,
-		MaxAge:      p.opts.MaxAge,
-		MaxBytes:    cmp.Or(p.opts.MaxBytes, -1),
-		MaxMsgSize:  cmp.Or(p.opts.MaxMsgSize, -1),
-		Duplicates:  p.opts.DuplicateWindow,
-		Replicas:    p.opts.Replicas,
+		MaxAge:      p.opts.maxAge,
+		MaxBytes:    cmp.Or(p.opts.maxBytes, -1),
+		MaxMsgSize:  cmp.Or(p.opts.maxMsgSize, -1),
+		Duplicates:  p.opts.duplicateWindow,
+		Replicas:    p.opts.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	// After WECOM_HITS, which may have held the subjects until just now.
-	if err := p.opts.DeadLetters.Setup(ctx); err != nil {
+	if err := p.opts.deadLetters.Setup(ctx); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	return nil
@@ -246,7 +215,7 @@ func (p *Publisher) Publish(ctx context.Context, page *wecomhit.HitPage) (Result
 func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessage, skip map[string]bool) (Result, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.opts.PageTimeout)
+		ctx, cancel = context.WithTimeout(ctx, p.opts.pageTimeout)
 		defer cancel()
 	}
 	type inflight struct {
@@ -257,12 +226,12 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 	}
 	var (
 		res     Result
-		pending = make([]inflight, 0, min(p.opts.Window, 4*len(msgs)+1))
+		pending = make([]inflight, 0, min(p.opts.window, 4*len(msgs)+1))
 		start   = time.Now()
 		sent    bool
 		scratch []byte // eventMsg's encoding buffer
 	)
-	defer func() { p.opts.Metrics.observe(o, res) }()
+	defer func() { p.opts.metrics.observe(o, res) }()
 	// pending is a queue, oldest first: a full window waits for its oldest
 	// ack only, so the window stays full rather than draining to empty
 	// before the next publish goes out.
@@ -292,7 +261,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		return nil
 	}
 	send := func(m *nats.Msg, id string, dlq bool) error {
-		if len(pending) >= p.opts.Window {
+		if len(pending) >= p.opts.window {
 			if err := awaitOldest(); err != nil {
 				return err
 			}
@@ -314,7 +283,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("publish: %w", err)
 		}
-		events, err := Normalize(o, &msgs[i], p.names)
+		events, err := Normalize(o, &msgs[i], p.opts.names)
 		if err != nil {
 			m, id, derr := p.deadLetter(o, &msgs[i], err)
 			if derr != nil {
@@ -345,7 +314,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		return res, err
 	}
 	if sent {
-		p.opts.Metrics.observePublish(time.Since(start))
+		p.opts.metrics.observePublish(time.Since(start))
 	}
 	return res, nil
 }
@@ -400,7 +369,7 @@ func (p *Publisher) await(ctx context.Context, f jetstream.PubAckFuture, id, str
 // resolveNames lets a RuleNameResolver fetch the page's missing rule names
 // before its events are built.
 func (p *Publisher) resolveNames(ctx context.Context, corpID string, msgs []wecomhit.HitMessage) {
-	r, ok := p.names.(RuleNameResolver)
+	r, ok := p.opts.names.(RuleNameResolver)
 	if !ok {
 		return
 	}
@@ -509,7 +478,7 @@ func (p *Publisher) deadLetter(o Origin, rec *wecomhit.HitMessage, cause error) 
 		return nil, "", fmt.Errorf("publish: encode dead letter: %w", err)
 	}
 	id := "dlq:" + contentID(o.CorpID, recData)
-	m, err := p.opts.DeadLetters.Msg(&wecomhit.DeadLetter{
+	m, err := p.opts.deadLetters.Msg(&wecomhit.DeadLetter{
 		Kind: wecomhit.DeadLetterHit, Reason: normalizeReason(cause), Error: cause.Error(),
 		App: o.App, CorpID: o.CorpID, Source: o.Source, DeadAt: o.FetchedAt, Record: recData,
 	}, id)

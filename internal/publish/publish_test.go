@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -38,7 +37,8 @@ func (n names) RuleName(corpID, ruleID string) (string, bool) {
 func setup(t *testing.T) (*nats.Conn, jetstream.JetStream, *publish.Publisher) {
 	t.Helper()
 	nc, js := natstest.Connect(t, natstest.RunServer(t))
-	p := publish.New(js, prefix, names{"wwCorp/r1": "联系方式"}, zerolog.Nop(), publish.Options{Window: 3})
+	p, err := publish.New(js, prefix, publish.WithRuleNames(names{"wwCorp/r1": "联系方式"}), publish.WithWindow(3))
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, p.Setup(ctx))
@@ -237,7 +237,8 @@ func TestPublisher_SetupMovesDeadLetters(t *testing.T) {
 	old := publish.CorpSubject(prefix, "wwOld", wecomhit.CorpCancelled)
 	_, err = js.Publish(ctx, old, []byte(`{"schema":"wecom.corp.v1"}`))
 	require.NoError(t, err)
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	p, err := publish.New(js, prefix)
+	require.NoError(t, err)
 	require.NoError(t, p.Setup(ctx))
 	require.NoError(t, p.SetupCorp(ctx))
 	s, err := js.Stream(ctx, publish.StreamName)
@@ -265,7 +266,8 @@ func TestPublisher_PublishFailsWithoutAcks(t *testing.T) {
 	srv := natstest.RunServer(t, natstest.WithStoreDir(store))
 	port := natstest.Port(t, srv)
 	_, js := natstest.Connect(t, srv)
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{Window: 2})
+	p, err := publish.New(js, prefix, publish.WithWindow(2))
+	require.NoError(t, err)
 	require.NoError(t, p.Setup(context.Background()))
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
 
@@ -323,7 +325,8 @@ func TestNormalize_NoNames(t *testing.T) {
 
 func BenchmarkPublish(b *testing.B) {
 	_, js := natstest.Connect(b, natstest.RunServer(b))
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	p, err := publish.New(js, prefix)
+	require.NoError(b, err)
 	require.NoError(b, p.Setup(context.Background()))
 	msgs := make([]wecomhit.HitMessage, 1000)
 	o := publish.Origin{App: "a", CorpID: "c", Source: "callback", FetchedAt: time.Now()}
@@ -372,12 +375,13 @@ func (r *resolver) Resolve(_ context.Context, corpID string, ruleIDs []string) {
 func TestPublisher_ResolvesNames(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.RunServer(t))
 	r := &resolver{known: map[string]string{}}
-	p := publish.New(js, prefix, r, zerolog.Nop(), publish.Options{})
+	p, err := publish.New(js, prefix, publish.WithRuleNames(r))
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, p.Setup(ctx))
 	got := collect(t, nc, prefix+".hit.>")
-	_, err := p.Publish(ctx, hitPage(publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback}, page()))
+	_, err = p.Publish(ctx, hitPage(publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback}, page()))
 	require.NoError(t, err)
 	assert.Equal(t, [][]string{{"r1", "r2", "rule.with*odd> chars"}}, r.calls, "one call, each rule once, in page order")
 	for _, m := range got(4) {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +20,8 @@ var origin = publish.Origin{App: "archive", CorpID: "wwCorp", Source: "callback"
 // page is published in full once it can, within the page's deadline.
 func TestPage_StreamAppearsLate(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{Window: 3})
+	p, err := publish.New(js, prefix, publish.WithWindow(3))
+	require.NoError(t, err)
 	created := make(chan error, 1)
 	go func() {
 		time.Sleep(time.Second)
@@ -41,12 +41,13 @@ func TestPage_StreamAppearsLate(t *testing.T) {
 // when its deadline passes, not earlier, with the reason.
 func TestPage_ErrNoStreamAtDeadline(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	p := publish.New(js, prefix, nil, zerolog.Nop(), publish.Options{})
+	p, err := publish.New(js, prefix)
+	require.NoError(t, err)
 	const deadline = 1500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
 	began := time.Now()
-	_, err := p.Publish(ctx, hitPage(origin, page()))
+	_, err = p.Publish(ctx, hitPage(origin, page()))
 	require.Error(t, err)
 	assert.GreaterOrEqual(t, time.Since(began), deadline-50*time.Millisecond, "gave up before the deadline: %v", err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)

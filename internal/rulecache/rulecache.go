@@ -72,22 +72,46 @@ type Cache struct {
 	wg      sync.WaitGroup
 }
 
+// Option sets an optional setting of New and NewFunc.
+type Option func(*options) error
+
+type options struct {
+	log zerolog.Logger
+}
+
+// WithLogger sets the logger of failed lookups; the Cache adds its
+// component field. Default zerolog.Nop.
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) error {
+		o.log = l
+		return nil
+	}
+}
+
 // New returns a Cache that looks rules of a corp up with getters[corp].
-func New(getters map[string]Getter, log zerolog.Logger) *Cache {
-	return NewFunc(func(corpID string) Getter { return getters[corpID] }, log)
+// Its options are NewFunc's.
+func New(getters map[string]Getter, opts ...Option) (*Cache, error) {
+	return NewFunc(func(corpID string) Getter { return getters[corpID] }, opts...)
 }
 
 // NewFunc returns a Cache that looks rules of a corp up with getter(corp),
 // asked at each lookup, so corps that appear at run time get names too;
-// getter returns nil for a corp it does not serve.
-func NewFunc(getter func(corpID string) Getter, log zerolog.Logger) *Cache {
+// getter returns nil for a corp it does not serve. Its one option is
+// WithLogger (default zerolog.Nop). The Cache's lookups run until Close.
+func NewFunc(getter func(corpID string) Getter, opts ...Option) (*Cache, error) {
+	o := options{log: zerolog.Nop()}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
-		getter: getter, log: log.With().Str("component", "rulecache").Logger(),
+		getter: getter, log: o.log.With().Str("component", "rulecache").Logger(),
 		now: time.Now, ttl: DefaultTTL, retry: DefaultRetry, wait: DefaultWait,
 		entries: map[[2]string]*entry{}, sem: make(chan struct{}, maxLookups),
 		ctx: ctx, cancel: cancel,
-	}
+	}, nil
 }
 
 // RuleName returns the cached name, and on a miss or a stale entry starts

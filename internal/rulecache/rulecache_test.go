@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 
 	"github.com/wecomhit/wecomhit/internal/natstest"
@@ -23,7 +22,7 @@ func TestCache_MissThenHit(t *testing.T) {
 		<-release
 		return "name-of-" + rule, nil
 	})
-	c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+	c := mustCache(New(map[string]Getter{"c1": g}))
 	defer c.Close()
 
 	name, ok := c.RuleName("c1", "r1")
@@ -54,7 +53,7 @@ func TestCache_FailureRetriesLater(t *testing.T) {
 		}
 		return "ok", nil
 	})
-	c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+	c := mustCache(New(map[string]Getter{"c1": g}))
 	c.now = func() time.Time { return now }
 	defer c.Close()
 	c.RuleName("c1", "r1")
@@ -82,7 +81,7 @@ func TestCache_FailureRetriesLater(t *testing.T) {
 }
 
 func TestCache_Set(t *testing.T) {
-	c := New(nil, zerolog.Nop())
+	c := mustCache(New(nil))
 	defer c.Close()
 	c.Set("c1", "r1", "n")
 	name, ok := c.RuleName("c1", "r1")
@@ -101,7 +100,7 @@ func TestCache_Resolve(t *testing.T) {
 			asked.Wait()
 			return "name-of-" + rule, nil
 		})
-		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		c := mustCache(New(map[string]Getter{"c1": g}))
 		defer c.Close()
 		c.Resolve(context.Background(), "c1", []string{"r1", "r2", "r3"})
 		for _, r := range []string{"r1", "r2", "r3"} {
@@ -120,7 +119,7 @@ func TestCache_Resolve(t *testing.T) {
 				return "", ctx.Err()
 			}
 		})
-		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		c := mustCache(New(map[string]Getter{"c1": g}))
 		c.wait = 50 * time.Millisecond
 		defer c.Close()
 		defer close(release)
@@ -134,7 +133,7 @@ func TestCache_Resolve(t *testing.T) {
 			calls.Add(1)
 			return "", errors.New("rule deleted")
 		})
-		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		c := mustCache(New(map[string]Getter{"c1": g}))
 		defer c.Close()
 		c.Resolve(context.Background(), "c1", []string{"r1"})
 		c.Resolve(context.Background(), "c1", []string{"r1"})
@@ -146,7 +145,7 @@ func TestCache_Resolve(t *testing.T) {
 			<-release
 			return "from-lookup", nil
 		})
-		c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+		c := mustCache(New(map[string]Getter{"c1": g}))
 		defer c.Close()
 		c.RuleName("c1", "r1")
 		c.Set("c1", "r1", "from-set")
@@ -163,12 +162,12 @@ func TestCache_Resolve(t *testing.T) {
 func TestCache_NewFuncAndForget(t *testing.T) {
 	var served atomic.Bool
 	g := GetterFunc(func(ctx context.Context, corp, rule string) (string, error) { return corp + "/" + rule, nil })
-	c := NewFunc(func(corp string) Getter {
+	c := mustCache(NewFunc(func(corp string) Getter {
 		if corp == "late" && served.Load() {
 			return g
 		}
 		return nil
-	}, zerolog.Nop())
+	}))
 	defer c.Close()
 
 	_, ok := c.RuleName("late", "r1")
@@ -205,7 +204,7 @@ func TestCache_ForgetDuringLookup(t *testing.T) {
 		}
 		return "secret-name", nil
 	})
-	c := New(map[string]Getter{"c1": g}, zerolog.Nop())
+	c := mustCache(New(map[string]Getter{"c1": g}))
 	defer c.Close()
 
 	c.RuleName("c1", "r1") // starts the lookup, which blocks
@@ -228,4 +227,13 @@ func TestCache_ForgetDuringLookup(t *testing.T) {
 		return nil
 	})
 	assert.Equal(t, int32(2), calls.Load())
+}
+
+// mustCache returns c, or panics on err: New and NewFunc fail only for a
+// bad option, and these tests give none.
+func mustCache(c *Cache, err error) *Cache {
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/secret"
 )
 
 // Suite calls about corp authorization (protocol notes, authorization
@@ -41,14 +41,14 @@ const codeAPIForbidden = 48002
 type PermanentCodes interface {
 	// PermanentCode returns the code of corpID in app; an error for a corp
 	// that is unknown or no longer authorized.
-	PermanentCode(ctx context.Context, app, corpID string) (config.Secret, error)
+	PermanentCode(ctx context.Context, app, corpID string) (secret.Secret, error)
 }
 
 // PermanentCodesFunc adapts a function to PermanentCodes.
-type PermanentCodesFunc func(ctx context.Context, app, corpID string) (config.Secret, error)
+type PermanentCodesFunc func(ctx context.Context, app, corpID string) (secret.Secret, error)
 
 // PermanentCode calls f.
-func (f PermanentCodesFunc) PermanentCode(ctx context.Context, app, corpID string) (config.Secret, error) {
+func (f PermanentCodesFunc) PermanentCode(ctx context.Context, app, corpID string) (secret.Secret, error) {
 	return f(ctx, app, corpID)
 }
 
@@ -95,7 +95,7 @@ type PermanentCode struct {
 	CorpName string
 	// PermanentCode is the corp's long-lived credential for
 	// get_corp_token. It never prints.
-	PermanentCode config.Secret
+	PermanentCode secret.Secret
 	// State is the state parameter of the install link the corp used,
 	// empty if none.
 	State string
@@ -194,14 +194,14 @@ func (c *Client) exchangeCode(ctx context.Context, api, path string, req []byte)
 	}
 	return PermanentCode{
 		CorpID: r.AuthCorpInfo.CorpID, CorpName: r.AuthCorpInfo.CorpName,
-		PermanentCode: config.Secret(r.PermanentCode), State: r.State, API: api,
+		PermanentCode: secret.Secret(r.PermanentCode), State: r.State, API: api,
 	}, nil
 }
 
 // GetAuthInfo reads the corp's current grant with its permanent code, for
 // refreshing a registry entry after change_auth. The corp does not have to
 // be one of the app's configured corps.
-func (c *Client) GetAuthInfo(ctx context.Context, corpID string, permanentCode config.Secret) (AuthInfo, error) {
+func (c *Client) GetAuthInfo(ctx context.Context, corpID string, permanentCode secret.Secret) (AuthInfo, error) {
 	const api = apiGetAuthInfo
 	if c.zone {
 		return AuthInfo{}, fmt.Errorf("%w: %q is a zone app", ErrNoSuite, c.app.Name)

@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
 	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/secret"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
@@ -139,7 +139,7 @@ func TestContract_Authorization(t *testing.T) {
 			"ErrEmptyCorp":          func() error { _, err := c.GetAuthInfo(natstest.Context(t), "", "code"); return err },
 			"ErrEmptyPermanentCode": func() error { _, err := c.GetAuthInfo(natstest.Context(t), ctCorpA, ""); return err },
 			"ErrLongPermanentCode": func() error {
-				_, err := c.GetAuthInfo(natstest.Context(t), ctCorpA, config.Secret("x"+long))
+				_, err := c.GetAuthInfo(natstest.Context(t), ctCorpA, secret.Secret("x"+long))
 				return err
 			},
 		} {

@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/wecom"
@@ -139,16 +138,16 @@ func newEnv(t testing.TB, tc transportCase, opts ...envOption) *env {
 }
 
 // app is the client configuration matching the simulator.
-func (e *env) app() config.App {
+func (e *env) app() wecom.App {
 	if e.tc.zone {
-		return config.App{
-			Name: "zone", Mode: config.ModeZone, CorpID: ctZoneCorp, CorpSecret: ctZoneSec,
+		return wecom.App{
+			Name: "zone", Mode: wecom.ModeZone, CorpID: ctZoneCorp, CorpSecret: ctZoneSec,
 			ProgramID: ctProgram, Abilities: abilities(), WrapAbilityIO: e.tc.wrap, APIBaseURL: e.sim.URL(),
 		}
 	}
-	return config.App{
-		Name: "archive", Mode: config.ModeArchive, SuiteID: ctSuiteID, SuiteSecret: ctSuiteSec,
-		Corps:      []config.Corp{{CorpID: ctCorpA, PermanentCode: ctPermA}, {CorpID: ctCorpB, PermanentCode: ctPermB}},
+	return wecom.App{
+		Name: "archive", Mode: wecom.ModeArchive, SuiteID: ctSuiteID, SuiteSecret: ctSuiteSec,
+		Corps:      []wecom.Corp{{CorpID: ctCorpA, PermanentCode: ctPermA}, {CorpID: ctCorpB, PermanentCode: ctPermB}},
 		APIBaseURL: e.sim.URL(),
 	}
 }
@@ -184,7 +183,7 @@ func (e *env) clientOn(js jetstream.JetStream, opts ...wecom.Option) *wecom.Clie
 	// A transport of its own, its idle connections closed before the
 	// simulator (cleanups run last-registered first): a connection the
 	// transport dialled but never used would otherwise hold up the
-	// simulator's Close for 5 s (see TestContract_SimCloseWithUnusedConnection).
+	// simulator's Close for 5 s (see wecomsim's TestSim_CloseWithUnusedConnection).
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	e.t.Cleanup(tr.CloseIdleConnections)
 	opts = append([]wecom.Option{wecom.WithHTTPClient(&http.Client{Transport: tr})}, opts...)

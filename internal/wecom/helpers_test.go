@@ -14,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
@@ -141,17 +140,17 @@ var allAbilities = map[string]string{
 	opSearchMsg: "invoke_search_msg",
 }
 
-func zoneApp(base string, wrap bool) config.App {
-	return config.App{
-		Name: "zoneapp", Mode: config.ModeZone, CorpID: testCorp, CorpSecret: testSecret,
+func zoneApp(base string, wrap bool) App {
+	return App{
+		Name: "zoneapp", Mode: ModeZone, CorpID: testCorp, CorpSecret: testSecret,
 		ProgramID: testProgram, Abilities: allAbilities, WrapAbilityIO: wrap, APIBaseURL: base,
 	}
 }
 
-func archiveApp(base string) config.App {
-	return config.App{
-		Name: "archapp", Mode: config.ModeArchive, SuiteID: testSuiteID, SuiteSecret: testSuiteSec,
-		Corps: []config.Corp{{CorpID: testCorp, PermanentCode: testPermCode}}, APIBaseURL: base,
+func archiveApp(base string) App {
+	return App{
+		Name: "archapp", Mode: ModeArchive, SuiteID: testSuiteID, SuiteSecret: testSuiteSec,
+		Corps: []Corp{{CorpID: testCorp, PermanentCode: testPermCode}}, APIBaseURL: base,
 	}
 }
 
@@ -203,13 +202,13 @@ func mustStores(t testing.TB) *Stores {
 
 // mustClient builds a client with a fake clock; archive apps get stores
 // with a stored ticket.
-func mustClient(t testing.TB, app config.App, stores *Stores, opts ...Option) (*Client, *fakeClock) {
+func mustClient(t testing.TB, app App, stores *Stores, opts ...Option) (*Client, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
-	if app.Mode == config.ModeArchive && stores == nil {
+	if app.Mode == ModeArchive && stores == nil {
 		stores = mustStores(t)
 	}
-	if stores != nil && app.Mode == config.ModeArchive {
+	if stores != nil && app.Mode == ModeArchive {
 		require.NoError(t, stores.Tickets.Put(context.Background(), app.SuiteID, testTicket, clk.Now(), clk.Now()))
 	}
 	c, err := New(app, stores, append([]Option{WithClock(clk)}, opts...)...)

@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/wecomhit/wecomhit/internal/netutil"
 )
 
 // refuseRedirect is the CheckRedirect of every Client: the 3xx answer
@@ -23,12 +24,7 @@ func plainRemote(base string) bool {
 	if err != nil || !strings.EqualFold(u.Scheme, "http") {
 		return false
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
+	return !netutil.IsLoopback(u.Hostname())
 }
 
 // envelope is the errcode/errmsg pair every WeCom answer carries. Token

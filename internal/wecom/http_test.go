@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
@@ -34,7 +33,7 @@ func TestClient_RefusesRedirects(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		app  config.App
+		app  App
 		opts []Option
 	}{
 		{"ArchiveGetSuiteToken", archiveApp(redirector.URL), nil},

@@ -114,45 +114,28 @@ type TicketStatus struct {
 // replica stored a ticket at the same moment.
 const casTries = 5
 
-// update applies change to suiteID's value under compare-and-set. change
-// gets the current value (zero and found=false if none) and returns the new
-// one, or false to leave the key alone.
+// update applies change to suiteID's value under compare-and-set
+// (broker.UpdateKey). change gets the current value (zero and found=false
+// if none) and returns the new one, or false to leave the key alone.
 func (s *TicketStore) update(ctx context.Context, suiteID, op string, change func(cur storedTicket, found bool) (storedTicket, bool)) error {
-	key := kvKey(suiteID)
-	for range casTries {
-		e, err := s.kv.Get(ctx, key)
+	_, err := broker.UpdateKey(ctx, s.kv, kvKey(suiteID), casTries, func(e jetstream.KeyValueEntry) ([]byte, error) {
 		var cur storedTicket
-		found := false
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("wecom: read suite_ticket: %w", err)
-		default:
-			// An unreadable value is replaced as if absent.
-			found = json.Unmarshal(e.Value(), &cur) == nil
-		}
+		// An unreadable value is replaced as if absent.
+		found := e != nil && json.Unmarshal(e.Value(), &cur) == nil
 		next, ok := change(cur, found)
 		if !ok {
-			return nil
+			return nil, nil
 		}
 		data, err := json.Marshal(next)
 		if err != nil {
-			return fmt.Errorf("wecom: encode suite_ticket: %w", err)
+			return nil, fmt.Errorf("encode suite_ticket: %w", err)
 		}
-		if e == nil {
-			_, err = s.kv.Create(ctx, key, data)
-		} else {
-			_, err = s.kv.Update(ctx, key, data, e.Revision())
-		}
-		if broker.CASConflict(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wecom: %s suite_ticket: %w", op, err)
-		}
-		return nil
+		return data, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wecom: %s suite_ticket: %w", op, err)
 	}
-	return fmt.Errorf("wecom: %s suite_ticket: %d conflicting writes", op, casTries)
+	return nil
 }
 
 // Put stores ticket for suiteID unless the stored one is newer.

@@ -68,7 +68,7 @@ type Stores struct {
 // every JetStream server (per-key TTL needs 2.11 and LimitMarkerTTL), every
 // lock wants the same lifetime anyway, and the token bucket stays free of an
 // age limit, since a token's life is its own expires_in, kept in its value.
-func OpenStores(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*Stores, error) {
+func OpenStores(ctx context.Context, js jetstream.KeyValueManager, cfg StoreConfig) (*Stores, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
@@ -109,7 +109,7 @@ var ErrNoStores = errors.New("wecom: token buckets not found")
 // BindStores binds the buckets a running receiver created, changing nothing
 // about them: for operator commands, which must not reconfigure a cluster's
 // buckets (their replicas, say) from a config of their own.
-func BindStores(ctx context.Context, js jetstream.JetStream) (*Stores, error) {
+func BindStores(ctx context.Context, js jetstream.KeyValueManager) (*Stores, error) {
 	bind := func(name string) (jetstream.KeyValue, error) {
 		kv, err := js.KeyValue(ctx, name)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {

@@ -30,11 +30,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"github.com/wecomhit/wecomhit/internal/config"
 )
 
-// Operations, as WeCom names them; also the keys of config.App.Abilities.
+// Operations, as WeCom names them; also the keys of App.Abilities.
 const (
 	opGetHitMsgList = "get_hit_msg_list"
 	opCreateRule    = "create_rule"
@@ -262,7 +260,7 @@ func WithMetrics(m *Metrics) Option {
 // Client calls the chat-data APIs of one app. It is safe for concurrent
 // use.
 type Client struct {
-	app    config.App
+	app    App
 	zone   bool
 	tr     transport
 	opt    options
@@ -306,7 +304,7 @@ type blocked struct {
 //
 // New does no I/O. It fails with ErrInvalidOption on a bad option or an
 // app lacking what its mode needs.
-func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
+func New(app App, stores *Stores, opts ...Option) (*Client, error) {
 	o := options{
 		httpClient:       &http.Client{},
 		clock:            realClock{},
@@ -329,7 +327,7 @@ func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
 	}
 	app.APIBaseURL = strings.TrimRight(app.APIBaseURL, "/")
 	if app.APIBaseURL == "" {
-		app.APIBaseURL = config.DefaultAPIBaseURL
+		app.APIBaseURL = DefaultAPIBaseURL
 	}
 	// Never follow a redirect: the request it would repeat carries the
 	// suite secret, suite_ticket, permanent code or an access token, and
@@ -346,13 +344,13 @@ func New(app config.App, stores *Stores, opts ...Option) (*Client, error) {
 		sems:   make(map[string]chan struct{}),
 	}
 	switch app.Mode {
-	case config.ModeZone:
+	case ModeZone:
 		if app.CorpID == "" || app.CorpSecret == "" || app.ProgramID == "" {
 			return nil, invalid("zone app %q needs corp_id, corp_secret and program_id", app.Name)
 		}
 		c.zone = true
 		c.tr = zoneTransport{programID: app.ProgramID, abilities: app.Abilities, wrap: app.WrapAbilityIO}
-	case config.ModeArchive:
+	case ModeArchive:
 		if app.SuiteID == "" || app.SuiteSecret == "" || (len(app.Corps) == 0 && o.codes == nil) {
 			return nil, invalid("archive app %q needs suite_id, suite_secret and corps", app.Name)
 		}
