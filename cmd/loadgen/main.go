@@ -99,21 +99,98 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // LoadDone is the line -hold-check writes on stderr once the load is over.
 const LoadDone = "loadgen: load done"
 
+// run is loadgen with its process around it passed in, so tests run it
+// whole: parse the command line, connect to NATS for the check, send the
+// load, check the stream, and print the report. It returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var f flags
+	fs := newFlagSet(&f, stderr)
+	err := parseFlags(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		cli.PrintUsage(stdout, fs, helpText())
+		return cli.ExitOK
+	case err != nil:
+		return exitCode(stderr, err)
+	case f.version:
+		fmt.Fprintln(stdout, "loadgen", cli.ReadVersion(""))
+		return cli.ExitOK
+	}
+	f.cfg.Token, f.cfg.EncodingAESKey = getenv("LOADGEN_TOKEN"), getenv("LOADGEN_ENCODING_AES_KEY")
+	if f.cfg.Token == "" || f.cfg.EncodingAESKey == "" {
+		return exitCode(stderr, usagef("LOADGEN_TOKEN and LOADGEN_ENCODING_AES_KEY must be set"))
+	}
+	// A nil js means -no-check: every step below that reads the stream is
+	// skipped.
+	var js jetstream.JetStream
+	if !f.noCheck {
+		nc, err := f.connect()
+		if err != nil {
+			return exitCode(stderr, err)
+		}
+		defer nc.Close()
+		if js, err = jetstream.New(nc); err != nil {
+			return exitCode(stderr, err)
+		}
+	}
+	from, res, err := f.load(ctx, js)
+	if err != nil {
+		return exitCode(stderr, err)
+	}
+	rep := newReport(f.cfg, res)
+	if js != nil && f.holdCheck {
+		if err := holdCheck(stdin, stderr); err != nil {
+			return exitCode(stderr, err)
+		}
+	}
+	// A failed check still prints the report: the load's numbers stand,
+	// and the exit code says the records are not all there.
+	code := cli.ExitOK
+	if js != nil {
+		if err := verify(ctx, js, f.stream, from, res, &rep); err != nil {
+			code = exitCode(stderr, err)
+		}
+	}
+	if f.out == cli.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return cli.ExitFailure
+		}
+		return code
+	}
+	printText(stdout, rep)
+	return code
+}
+
+// flags are loadgen's command line: the load's Config and what the check
+// of the stored records needs.
+type flags struct {
+	cfg       loadgen.Config
+	natsURL   string
+	natsCreds string
+	stream    string
+	inbox     string
+	noCheck   bool
+	version   bool
+	holdCheck bool
+	out       cli.Output
+}
+
+// newFlagSet registers loadgen's flags in f. The flag package's own
+// complaints go to stderr, ahead of the one exitCode writes.
+func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		cfg       loadgen.Config
-		natsURL   = fs.String("nats-url", "", "NATS URL to check the stored records on (loopback unless -allow-remote)")
-		natsCreds = fs.String("nats-creds", "", "credentials file for -nats-url")
-		stream    = fs.String("stream", "WECOM_CALLBACKS", "stream the receiver stores callbacks in")
-		inbox     = fs.String("nats-inbox", "", "inbox prefix for -nats-url replies (the receiver's operator role takes _INBOX_OPERATOR)")
-		noCheck   = fs.Bool("no-check", false, "skip the check of stored records (then -nats-url is not needed)")
-		version   = fs.Bool("version", false, "print the version and VCS revision, and exit")
-		holdCheck = fs.Bool("hold-check", false, "after the load, write \""+LoadDone+"\" on stderr and wait for a line on stdin before checking the records (bench/run measures the server in between: the check's reads are not the load's)")
-		out       cli.Output
-	)
-	cli.OutputVar(fs, &out)
+	fs.StringVar(&f.natsURL, "nats-url", "", "NATS URL to check the stored records on (loopback unless -allow-remote)")
+	fs.StringVar(&f.natsCreds, "nats-creds", "", "credentials file for -nats-url")
+	fs.StringVar(&f.stream, "stream", "WECOM_CALLBACKS", "stream the receiver stores callbacks in")
+	fs.StringVar(&f.inbox, "nats-inbox", "", "inbox prefix for -nats-url replies (the receiver's operator role takes _INBOX_OPERATOR)")
+	fs.BoolVar(&f.noCheck, "no-check", false, "skip the check of stored records (then -nats-url is not needed)")
+	fs.BoolVar(&f.version, "version", false, "print the version and VCS revision, and exit")
+	fs.BoolVar(&f.holdCheck, "hold-check", false, "after the load, write \""+LoadDone+"\" on stderr and wait for a line on stdin before checking the records (bench/run measures the server in between: the check's reads are not the load's)")
+	cli.OutputVar(fs, &f.out)
+	cfg := &f.cfg
 	fs.StringVar(&cfg.URL, "url", "", "callback endpoint, e.g. http://127.0.0.1:8080/callback/archive (required)")
 	fs.StringVar(&cfg.App, "app", "", "app name the receiver derives record ids with (default: the URL's last path segment)")
 	fs.StringVar(&cfg.ReceiveID, "receive-id", "", "receive id the app's callbacks carry: suite id or corp id")
@@ -126,81 +203,104 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	fs.IntVar(&cfg.N, "n", 0, "how many callbacks to send (this or -duration required)")
 	cli.DurationVar(fs, &cfg.Timeout, "timeout", 5*time.Second, "timeout of one request")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a target that is not loopback")
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "loadgen: "+format+"\n", a...)
-		fmt.Fprintln(stderr, `Run "loadgen -h" for its flags.`)
-		return cli.ExitUsage
-	}
+	return fs
+}
+
+// parseFlags parses args into fs's flags; flag.ErrHelp asks for the help.
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := cli.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			cli.PrintUsage(stdout, fs, helpText())
-			return cli.ExitOK
+			return err
 		}
-		return usage("%v", err)
+		return usagef("%v", err)
 	}
 	if fs.NArg() > 0 {
-		return usage("unexpected arguments: %v", fs.Args())
+		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	if *version {
-		fmt.Fprintln(stdout, "loadgen", cli.ReadVersion(""))
-		return cli.ExitOK
-	}
-	cfg.Token, cfg.EncodingAESKey = getenv("LOADGEN_TOKEN"), getenv("LOADGEN_ENCODING_AES_KEY")
-	if cfg.Token == "" || cfg.EncodingAESKey == "" {
-		return usage("LOADGEN_TOKEN and LOADGEN_ENCODING_AES_KEY must be set")
-	}
-	var js jetstream.JetStream
-	if !*noCheck {
-		if *natsURL == "" {
-			return usage("-nats-url required to check the stored records (or -no-check)")
-		}
-		u, err := url.Parse(*natsURL)
-		if err != nil || u.Hostname() == "" {
-			return usage("-nats-url %q is not a URL", *natsURL)
-		}
-		if !cfg.AllowRemote && !netutil.IsLoopback(u.Hostname()) {
-			return usage("-nats-url: %s is not a loopback host (-allow-remote to allow)", u.Hostname())
-		}
-		opts := []nats.Option{nats.Name("loadgen")}
-		if *inbox != "" {
-			opts = append(opts, nats.CustomInboxPrefix(*inbox))
-		}
-		if *natsCreds != "" {
-			o, err := credsOption(*natsCreds)
-			if err != nil {
-				fmt.Fprintf(stderr, "loadgen: -nats-creds: %v\n", err)
-				return 2
-			}
-			opts = append(opts, o)
-		}
-		nc, err := nats.Connect(*natsURL, opts...)
-		if err != nil {
-			fmt.Fprintf(stderr, "loadgen: connect to NATS: %v\n", err)
-			return 1
-		}
-		defer nc.Close()
-		if js, err = jetstream.New(nc); err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", err)
-			return 1
-		}
-	}
+	return nil
+}
 
-	var from uint64
-	if js != nil {
-		var err error
-		if from, err = loadgen.NextSeq(ctx, js, *stream); err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", err)
-			return 1
-		}
+// exitError is an error with the exit code it ends loadgen with. hint adds
+// the pointer to -h that a mistake in the flags deserves.
+type exitError struct {
+	code int
+	hint bool
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usagef is a command-line mistake: exit code 2, nothing sent.
+func usagef(format string, a ...any) error {
+	return &exitError{code: cli.ExitUsage, hint: true, err: fmt.Errorf(format, a...)}
+}
+
+// exitCode reports err on stderr and returns loadgen's exit code for it:
+// an exitError's own, or 1 for anything else.
+func exitCode(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "loadgen: %v\n", err)
+	var e *exitError
+	if !errors.As(err, &e) {
+		return cli.ExitFailure
 	}
-	res, err := loadgen.Run(ctx, cfg)
+	if e.hint {
+		fmt.Fprintln(stderr, `Run "loadgen -h" for its flags.`)
+	}
+	return e.code
+}
+
+// connect opens the NATS connection the check reads the stream on. The
+// URL is checked first, so a mistake exits 2 without a dial, and a
+// remote server takes -allow-remote, as the callback target does.
+func (f *flags) connect() (*nats.Conn, error) {
+	if f.natsURL == "" {
+		return nil, usagef("-nats-url required to check the stored records (or -no-check)")
+	}
+	u, err := url.Parse(f.natsURL)
+	if err != nil || u.Hostname() == "" {
+		return nil, usagef("-nats-url %q is not a URL", f.natsURL)
+	}
+	if !f.cfg.AllowRemote && !netutil.IsLoopback(u.Hostname()) {
+		return nil, usagef("-nats-url: %s is not a loopback host (-allow-remote to allow)", u.Hostname())
+	}
+	opts := []nats.Option{nats.Name("loadgen")}
+	if f.inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(f.inbox))
+	}
+	if f.natsCreds != "" {
+		o, err := credsOption(f.natsCreds)
+		if err != nil {
+			return nil, &exitError{code: cli.ExitUsage, err: fmt.Errorf("-nats-creds: %w", err)}
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect(f.natsURL, opts...)
 	if err != nil {
-		if errors.Is(err, loadgen.ErrInvalidConfig) {
-			return usage("%v", err)
-		}
-		fmt.Fprintf(stderr, "loadgen: %v\n", err)
-		return 1
+		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
+	return nc, nil
+}
+
+// load sends the load. With a stream to check (js not nil) it first notes
+// the stream's next sequence, from, so the check reads only this run's
+// records. A Config that loadgen.Run rejects is a usage error.
+func (f *flags) load(ctx context.Context, js jetstream.JetStream) (from uint64, res *loadgen.Result, err error) {
+	if js != nil {
+		if from, err = loadgen.NextSeq(ctx, js, f.stream); err != nil {
+			return 0, nil, err
+		}
+	}
+	res, err = loadgen.Run(ctx, f.cfg)
+	if errors.Is(err, loadgen.ErrInvalidConfig) {
+		return 0, nil, usagef("%v", err)
+	}
+	return from, res, err
+}
+
+// newReport is the load's outcome as the report shows it; the check's
+// fields are filled in by verify.
+func newReport(cfg loadgen.Config, res *loadgen.Result) report {
 	rep := report{
 		Kind: cfg.Kind, Rate: cfg.Rate, Conns: cfg.Conns, Sent: res.Sent, Answered: res.Answered, Errors: res.Errors,
 		Status: map[string]int{}, ElapsedSec: res.Elapsed.Seconds(), PerSecond: res.Throughput(),
@@ -210,39 +310,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	for code, n := range res.Status {
 		rep.Status[fmt.Sprint(code)] = n
 	}
-	code := 0
-	if js != nil && *holdCheck {
-		fmt.Fprintln(stderr, LoadDone)
-		if _, err := bufio.NewReader(stdin).ReadString('\n'); err != nil && !errors.Is(err, io.EOF) {
-			fmt.Fprintf(stderr, "loadgen: -hold-check: %v\n", err)
-			return 1
-		}
+	return rep
+}
+
+// holdCheck says the load is over and waits for a line on stdin (or its
+// end), so that bench/run can measure the server before the check's reads
+// add to it.
+func holdCheck(stdin io.Reader, stderr io.Writer) error {
+	fmt.Fprintln(stderr, LoadDone)
+	if _, err := bufio.NewReader(stdin).ReadString('\n'); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("-hold-check: %w", err)
 	}
-	if js != nil {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		chk, err := loadgen.Verify(ctx, js, *stream, from, res)
-		cancel()
-		if chk != nil {
-			rep.Checked, rep.Stored, rep.Missing, rep.Unconfirmed = true, chk.Stored, len(chk.Missing), chk.Unconfirmed
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", err)
-			code = 1
-		}
+	return nil
+}
+
+// verify checks the stream for the run's records and puts what it found
+// in rep. It has its own minute, past a cancelled ctx: after a Ctrl-C
+// that ended the load early, what was sent is still worth checking.
+func verify(ctx context.Context, js jetstream.JetStream, stream string, from uint64, res *loadgen.Result, rep *report) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	chk, err := loadgen.Verify(ctx, js, stream, from, res)
+	if chk != nil {
+		rep.Checked, rep.Stored, rep.Missing, rep.Unconfirmed = true, chk.Stored, len(chk.Missing), chk.Unconfirmed
 	}
-	if out == cli.JSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 1
-		}
-		return code
-	}
-	mode := fmt.Sprintf("%.0f/s scheduled", cfg.Rate)
-	if cfg.Rate == 0 {
+	return err
+}
+
+// printText writes the report for people: the mode, the counts by HTTP
+// status in order, the latency percentiles and the check's outcome.
+func printText(stdout io.Writer, rep report) {
+	mode := fmt.Sprintf("%.0f/s scheduled", rep.Rate)
+	if rep.Rate == 0 {
 		mode = "as fast as possible (closed loop: latency is service time)"
 	}
-	fmt.Fprintf(stdout, "%s callbacks, %s, %d connections\n", cfg.Kind, mode, cfg.Conns)
+	fmt.Fprintf(stdout, "%s callbacks, %s, %d connections\n", rep.Kind, mode, rep.Conns)
 	fmt.Fprintf(stdout, "sent %d in %.2fs: %d answered, %d errors; %.0f answered 200 per second\n",
 		rep.Sent, rep.ElapsedSec, rep.Answered, rep.Errors, rep.PerSecond)
 	codes := make([]string, 0, len(rep.Status))
@@ -264,5 +366,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	} else {
 		fmt.Fprintln(stdout, "records: not checked")
 	}
-	return code
 }
