@@ -181,28 +181,65 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	tr := &http.Transport{
-		MaxIdleConns: cfg.Conns, MaxIdleConnsPerHost: cfg.Conns, MaxConnsPerHost: cfg.Conns,
-		DisableCompression: true, IdleConnTimeout: time.Minute,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: cfg.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := newClient(&cfg)
+	defer client.CloseIdleConnections()
 
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
 		defer cancel()
 	}
-	var (
-		seq   atomic.Int64
-		start = time.Now()
-		jobs  = make(chan job, 4096)
-		wg    sync.WaitGroup
-		ws    = make([]*worker, cfg.Conns)
-	)
-	// next hands out sequence numbers up to the bound: the count bound,
-	// and in closed-loop mode the time bound too.
+	start := time.Now()
+	ws := make([]*worker, cfg.Conns)
+	for i := range ws {
+		ws[i] = &worker{hist: NewHistogram(), status: map[int]int{}}
+	}
+	send := func(w *worker, j job) { w.send(ctx, client, cr, &cfg, j) }
+	if cfg.Rate > 0 {
+		openLoop(ctx, cfg, start, ws, send)
+	} else {
+		closedLoop(ctx, &cfg, start, ws, send)
+	}
+	return merge(ws, time.Since(start)), nil
+}
+
+// newClient is the run's HTTP client: at most Conns connections, kept
+// open between callbacks, so Conns is what the server sees; no gzip (the
+// answers are a few bytes); and a redirect is an answer to count, not to
+// follow.
+func newClient(cfg *Config) *http.Client {
+	tr := &http.Transport{
+		MaxIdleConns: cfg.Conns, MaxIdleConnsPerHost: cfg.Conns, MaxConnsPerHost: cfg.Conns,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}
+	return &http.Client{Transport: tr, Timeout: cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// openLoop sends at cfg.Rate: schedule hands each callback to whichever
+// sender is free, at its scheduled time, whether or not the earlier ones
+// were answered, and the senders stop once it closes the queue.
+func openLoop(ctx context.Context, cfg Config, start time.Time, ws []*worker, send func(*worker, job)) {
+	jobs := make(chan job, 4096)
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Go(func() {
+			for j := range jobs {
+				send(w, j)
+			}
+		})
+	}
+	schedule(ctx, cfg, start, jobs)
+	wg.Wait()
+}
+
+// closedLoop sends as fast as the senders are answered: each sends its
+// next callback when its last one is done, scheduled at the moment it is
+// sent, until the bound or ctx ends.
+func closedLoop(ctx context.Context, cfg *Config, start time.Time, ws []*worker, send func(*worker, job)) {
+	var seq atomic.Int64
+	// next hands out sequence numbers up to the bound: the count bound
+	// and the time bound, which at a rate is schedule's to keep.
 	next := func() (int, bool) {
 		n := int(seq.Add(1)) - 1
 		if cfg.N > 0 && n >= cfg.N {
@@ -213,31 +250,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		return n, true
 	}
-	for i := range ws {
-		w := &worker{hist: NewHistogram(), status: map[int]int{}}
-		ws[i] = w
+	var wg sync.WaitGroup
+	for _, w := range ws {
 		wg.Go(func() {
-			if cfg.Rate > 0 {
-				for j := range jobs {
-					w.send(ctx, client, cr, &cfg, j)
-				}
-				return
-			}
 			for ctx.Err() == nil {
 				n, ok := next()
 				if !ok {
 					return
 				}
-				w.send(ctx, client, cr, &cfg, job{seq: n, when: time.Now()})
+				send(w, job{seq: n, when: time.Now()})
 			}
 		})
 	}
-	if cfg.Rate > 0 {
-		schedule(ctx, cfg, start, jobs)
-	}
 	wg.Wait()
+}
+
+// merge adds up the senders' own tallies, kept apart while they ran so
+// that sending takes no shared lock.
+func merge(ws []*worker, elapsed time.Duration) *Result {
 	res := &Result{Status: map[int]int{}, Latency: NewHistogram(), OK: map[string]struct{}{}, All: map[string]struct{}{},
-		Elapsed: time.Since(start)}
+		Elapsed: elapsed}
 	for _, w := range ws {
 		res.Latency.Merge(w.hist)
 		for code, n := range w.status {
@@ -256,7 +288,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	res.Sent = res.Answered + res.Errors
-	return res, nil
+	return res
 }
 
 // schedule queues callback i for start + i/rate until the bound, then
