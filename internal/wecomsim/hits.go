@@ -147,23 +147,8 @@ func (s *Sim) getHitMsgList(cl *call) any {
 		return e
 	}
 
-	valid := s.hitTokenValidLocked(req.Token, c.id)
-	if valid && s.fireLocked(FaultExpireHitToken, cl.apis...) != nil {
-		s.hitTokens[req.Token].expires = s.now
-		valid = false
-	}
-	if !valid && s.hitTokenValidLocked(cl.notifyToken, c.id) {
-		valid = true
-	}
-	if !valid {
-		// Without a live token the corp is under a strict per-minute limit.
-		cut := s.now.Add(-time.Minute)
-		i := sort.Search(len(c.tokenless), func(i int) bool { return c.tokenless[i].After(cut) })
-		c.tokenless = c.tokenless[i:]
-		if len(c.tokenless) >= s.opts.TokenlessLimit {
-			return s.errLocked(codeFrequency, "api freq out of limit")
-		}
-		c.tokenless = append(c.tokenless, s.now)
+	if e := s.admitHitListLocked(cl, req.Token); e != nil {
+		return e
 	}
 
 	cut := s.now.Add(-hitWindow).Unix()
@@ -189,17 +174,49 @@ func (s *Sim) getHitMsgList(cl *call) any {
 		}
 		hm := hitMsg{MsgID: h.msg.MsgID, HitRuleList: h.rules}
 		if req.NeedDetail == 1 {
-			m := h.msg
-			d := &msgDetail{Sender: m.Sender, ReceiverList: m.Receivers, ChatID: m.ChatID,
-				SendTime: m.SendTime, MsgType: m.MsgType}
-			d.ServiceEncryptInfo.EncryptedSecretKey = m.EncryptedSecretKey
-			d.ServiceEncryptInfo.PublicKeyVer = m.PublicKeyVer
-			hm.MsgDetail = d
+			hm.MsgDetail = hitDetail(h.msg)
 		}
 		resp.MsgList = append(resp.MsgList, hm)
 		resp.NextCursor = s.makeCursor(c.id, cursorHits, h.seq)
 	}
 	return resp
+}
+
+// admitHitListLocked lets a get_hit_msg_list call of cl through: freely
+// with a live hit token (the call's own, or the one behind the notify id
+// of a zone call), and without one at most TokenlessLimit times a minute
+// per corp: WeCom holds calls without a token to a strict limit. The
+// FaultExpireHitToken fault ends a live token on the spot, as if its ten
+// minutes were up.
+func (s *Sim) admitHitListLocked(cl *call, token string) any {
+	c := cl.corp
+	valid := s.hitTokenValidLocked(token, c.id)
+	if valid && s.fireLocked(FaultExpireHitToken, cl.apis...) != nil {
+		s.hitTokens[token].expires = s.now
+		valid = false
+	}
+	if valid || s.hitTokenValidLocked(cl.notifyToken, c.id) {
+		return nil
+	}
+	cut := s.now.Add(-time.Minute)
+	i := sort.Search(len(c.tokenless), func(i int) bool { return c.tokenless[i].After(cut) })
+	c.tokenless = c.tokenless[i:]
+	if len(c.tokenless) >= s.opts.TokenlessLimit {
+		return s.errLocked(codeFrequency, "api freq out of limit")
+	}
+	c.tokenless = append(c.tokenless, s.now)
+	return nil
+}
+
+// hitDetail is the msg_detail of m that need_detail asks for: who, where,
+// when and what type, and the key its content is sealed with, never the
+// content itself.
+func hitDetail(m *Message) *msgDetail {
+	d := &msgDetail{Sender: m.Sender, ReceiverList: m.Receivers, ChatID: m.ChatID,
+		SendTime: m.SendTime, MsgType: m.MsgType}
+	d.ServiceEncryptInfo.EncryptedSecretKey = m.EncryptedSecretKey
+	d.ServiceEncryptInfo.PublicKeyVer = m.PublicKeyVer
+	return d
 }
 
 // notifyLocked sends the coalesced hit callback of c: hit_keyword with a

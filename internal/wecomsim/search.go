@@ -36,20 +36,13 @@ func (i idInfo) id() string {
 // ignored on HTTPS, where WeCom does not know them.
 func (s *Sim) searchMsg(cl *call) any {
 	var req struct {
-		QueryWord string `json:"query_word"`
-		ChatInfo  *struct {
-			ChatType    int      `json:"chat_type"`
-			IDList      []idInfo `json:"id_list"`
-			ChatID      string   `json:"chat_id"`
-			MsgTypeList []int    `json:"msg_type_list"`
-			Sender      *idInfo  `json:"sender"`
-			SenderList  []idInfo `json:"sender_list"`
-		} `json:"chat_info"`
-		StartTime     int64  `json:"start_time"`
-		EndTime       int64  `json:"end_time"`
-		SkipStopWords *bool  `json:"skip_stop_words"`
-		Limit         int    `json:"limit"`
-		Cursor        string `json:"cursor"`
+		QueryWord     string          `json:"query_word"`
+		ChatInfo      *searchChatInfo `json:"chat_info"`
+		StartTime     int64           `json:"start_time"`
+		EndTime       int64           `json:"end_time"`
+		SkipStopWords *bool           `json:"skip_stop_words"`
+		Limit         int             `json:"limit"`
+		Cursor        string          `json:"cursor"`
 	}
 	if e := s.decodeLocked(cl, &req); e != nil {
 		return e
@@ -61,91 +54,16 @@ func (s *Sim) searchMsg(cl *call) any {
 	if e != nil {
 		return e
 	}
-	window := searchWindow
-	if cl.zone {
-		window = searchWindowZone
+	start, end, e := s.searchRangeLocked(cl, req.StartTime, req.EndTime)
+	if e != nil {
+		return e
 	}
-	start, end := req.StartTime, req.EndTime
-	switch {
-	case start == 0 && end == 0:
-		start, end = s.now.Add(-window).Unix(), s.now.Unix()
-	case start == 0:
-		return s.invalidLocked("end_time requires start_time")
-	case end == 0:
-		end = s.now.Unix()
-	}
-	if start < 0 || start >= end {
-		return s.invalidLocked("start_time must be before end_time")
-	}
-	if time.Duration(end-start)*time.Second > window {
-		return s.invalidLocked("time range longer than %d days", int(window/(24*time.Hour)))
-	}
-
 	match := func(*Message) bool { return true }
-	if ci := req.ChatInfo; ci != nil {
-		var senders []string
-		if cl.zone {
-			for _, t := range ci.MsgTypeList {
-				if !searchable[t] {
-					return s.invalidLocked("chat_info.msg_type_list: %d is not searchable", t)
-				}
-			}
-			if len(ci.SenderList) > maxSenderList {
-				return s.invalidLocked("chat_info.sender_list has more than %d items", maxSenderList)
-			}
-			list := ci.SenderList
-			if len(list) == 0 && ci.Sender != nil {
-				list = []idInfo{*ci.Sender}
-			}
-			for _, p := range list {
-				if p.OpenUserID == "" {
-					return s.invalidLocked("chat_info.sender: employees (open_userid) only")
-				}
-				senders = append(senders, p.OpenUserID)
-			}
-		}
-		var pair []string
-		switch ci.ChatType {
-		case 0:
-		case 1:
-			if len(ci.IDList) != 2 || ci.IDList[0].id() == "" || ci.IDList[1].id() == "" {
-				return s.invalidLocked("chat_info.id_list must name exactly 2 parties for a single chat")
-			}
-			pair = []string{ci.IDList[0].id(), ci.IDList[1].id()}
-		case 2:
-			if ci.ChatID == "" {
-				return s.invalidLocked("chat_info.chat_id required for a group chat")
-			}
-		default:
-			return s.invalidLocked("chat_info.chat_type must be 1 or 2")
-		}
-		types := ci.MsgTypeList
-		if !cl.zone {
-			types = nil
-		}
-		chatType, chatID := ci.ChatType, ci.ChatID
-		match = func(m *Message) bool {
-			switch chatType {
-			case 1:
-				if m.ChatID != "" || len(m.Receivers) != 1 {
-					return false
-				}
-				a, b := m.Sender.ID, m.Receivers[0].ID
-				if !(a == pair[0] && b == pair[1] || a == pair[1] && b == pair[0]) {
-					return false
-				}
-			case 2:
-				if m.ChatID != chatID {
-					return false
-				}
-			}
-			if len(types) > 0 && !slices.Contains(types, m.MsgType) {
-				return false
-			}
-			return len(senders) == 0 || slices.Contains(senders, m.Sender.ID)
+	if req.ChatInfo != nil {
+		if match, e = s.chatMatcherLocked(cl, req.ChatInfo); e != nil {
+			return e
 		}
 	}
-
 	after, e := s.cursorLocked(cl.corp.id, cursorSearch, req.Cursor)
 	if e != nil {
 		return e
@@ -174,4 +92,120 @@ func (s *Sim) searchMsg(cl *call) any {
 		resp.NextCursor = s.makeCursor(cl.corp.id, cursorSearch, m.seq)
 	}
 	return resp
+}
+
+// searchChatInfo is search_msg's chat_info: which chat to search, and on
+// the zone also which message types and senders.
+type searchChatInfo struct {
+	ChatType    int      `json:"chat_type"`
+	IDList      []idInfo `json:"id_list"`
+	ChatID      string   `json:"chat_id"`
+	MsgTypeList []int    `json:"msg_type_list"`
+	Sender      *idInfo  `json:"sender"`
+	SenderList  []idInfo `json:"sender_list"`
+}
+
+// searchRangeLocked is the time range a search covers, in Unix seconds:
+// the whole window when neither end is given, up to now when only the
+// start is. The zone's window is a day longer than HTTPS's.
+func (s *Sim) searchRangeLocked(cl *call, start, end int64) (int64, int64, any) {
+	window := searchWindow
+	if cl.zone {
+		window = searchWindowZone
+	}
+	switch {
+	case start == 0 && end == 0:
+		start, end = s.now.Add(-window).Unix(), s.now.Unix()
+	case start == 0:
+		return 0, 0, s.invalidLocked("end_time requires start_time")
+	case end == 0:
+		end = s.now.Unix()
+	}
+	if start < 0 || start >= end {
+		return 0, 0, s.invalidLocked("start_time must be before end_time")
+	}
+	if time.Duration(end-start)*time.Second > window {
+		return 0, 0, s.invalidLocked("time range longer than %d days", int(window/(24*time.Hour)))
+	}
+	return start, end, nil
+}
+
+// chatMatcherLocked checks ci and returns the test a message must pass to
+// be in the chat it names, and on the zone to have one of its types and
+// senders. Every field is checked before any message is read, so a bad
+// chat_info fails even when nothing would match.
+func (s *Sim) chatMatcherLocked(cl *call, ci *searchChatInfo) (func(*Message) bool, any) {
+	var senders []string
+	var types []int
+	if cl.zone {
+		var e any
+		if senders, e = s.zoneSendersLocked(ci); e != nil {
+			return nil, e
+		}
+		types = ci.MsgTypeList
+	}
+	var pair []string
+	switch ci.ChatType {
+	case 0:
+	case 1:
+		if len(ci.IDList) != 2 || ci.IDList[0].id() == "" || ci.IDList[1].id() == "" {
+			return nil, s.invalidLocked("chat_info.id_list must name exactly 2 parties for a single chat")
+		}
+		pair = []string{ci.IDList[0].id(), ci.IDList[1].id()}
+	case 2:
+		if ci.ChatID == "" {
+			return nil, s.invalidLocked("chat_info.chat_id required for a group chat")
+		}
+	default:
+		return nil, s.invalidLocked("chat_info.chat_type must be 1 or 2")
+	}
+	chatType, chatID := ci.ChatType, ci.ChatID
+	return func(m *Message) bool {
+		switch chatType {
+		case 1:
+			// A single chat is the pair in either direction, and
+			// nobody else.
+			if m.ChatID != "" || len(m.Receivers) != 1 {
+				return false
+			}
+			a, b := m.Sender.ID, m.Receivers[0].ID
+			if !(a == pair[0] && b == pair[1] || a == pair[1] && b == pair[0]) {
+				return false
+			}
+		case 2:
+			if m.ChatID != chatID {
+				return false
+			}
+		}
+		if len(types) > 0 && !slices.Contains(types, m.MsgType) {
+			return false
+		}
+		return len(senders) == 0 || slices.Contains(senders, m.Sender.ID)
+	}, nil
+}
+
+// zoneSendersLocked checks the zone-only filters of ci and returns the
+// senders a message must come from (none: anyone). sender_list wins over
+// sender, and both name employees only.
+func (s *Sim) zoneSendersLocked(ci *searchChatInfo) ([]string, any) {
+	for _, t := range ci.MsgTypeList {
+		if !searchable[t] {
+			return nil, s.invalidLocked("chat_info.msg_type_list: %d is not searchable", t)
+		}
+	}
+	if len(ci.SenderList) > maxSenderList {
+		return nil, s.invalidLocked("chat_info.sender_list has more than %d items", maxSenderList)
+	}
+	list := ci.SenderList
+	if len(list) == 0 && ci.Sender != nil {
+		list = []idInfo{*ci.Sender}
+	}
+	var senders []string
+	for _, p := range list {
+		if p.OpenUserID == "" {
+			return nil, s.invalidLocked("chat_info.sender: employees (open_userid) only")
+		}
+		senders = append(senders, p.OpenUserID)
+	}
+	return senders, nil
 }
