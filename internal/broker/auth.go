@@ -181,57 +181,79 @@ const receiverAccount = "$G"
 // when no role has an account of its own. Roles may share an account if
 // they describe it alike.
 func roleAccounts(roles []Role) (*server.Account, map[string]*server.Account, error) {
-	defs := map[string]*Account{}
-	var names []string
-	for _, r := range roles {
-		a := r.Account
-		if a == nil {
-			continue
-		}
-		if prev, ok := defs[a.Name]; ok {
-			if !reflect.DeepEqual(prev, a) {
-				return nil, nil, fmt.Errorf("%w: account %q described differently by two roles", ErrInvalidOption, a.Name)
-			}
-			continue
-		}
-		if !validRoleName(a.Name) || a.Name == server.DEFAULT_SYSTEM_ACCOUNT {
-			return nil, nil, fmt.Errorf("%w: account name %q", ErrInvalidOption, a.Name)
-		}
-		defs[a.Name] = a
-		names = append(names, a.Name)
-	}
-	if len(names) == 0 {
-		return nil, nil, nil
+	defs, err := accountDefs(roles)
+	if err != nil || len(defs) == 0 {
+		return nil, nil, err
 	}
 	// Accounts made here, before the server, are copied into it by
 	// server.NewServer, which resolves imports and exports by name: as a
 	// configuration file's accounts are.
 	recv := server.NewAccount(receiverAccount)
 	accounts := map[string]*server.Account{}
-	for _, name := range names {
-		accounts[name] = server.NewAccount(name)
+	for _, d := range defs {
+		accounts[d.Name] = server.NewAccount(d.Name)
 	}
-	// One export per subject, to every account that imports it.
+	if err := addExports(recv, defs, accounts); err != nil {
+		return nil, nil, err
+	}
+	if err := addImports(recv, defs, accounts); err != nil {
+		return nil, nil, err
+	}
+	return recv, accounts, nil
+}
+
+// accountDefs are the accounts the roles name, each once, in the order
+// the roles first name them, so that exports and imports are made in the
+// same order on every start. Two roles that describe one account
+// differently are an error: neither description could be honoured whole.
+func accountDefs(roles []Role) ([]*Account, error) {
+	byName := map[string]*Account{}
+	var defs []*Account
+	for _, r := range roles {
+		a := r.Account
+		if a == nil {
+			continue
+		}
+		if prev, ok := byName[a.Name]; ok {
+			if !reflect.DeepEqual(prev, a) {
+				return nil, fmt.Errorf("%w: account %q described differently by two roles", ErrInvalidOption, a.Name)
+			}
+			continue
+		}
+		if !validRoleName(a.Name) || a.Name == server.DEFAULT_SYSTEM_ACCOUNT {
+			return nil, fmt.Errorf("%w: account name %q", ErrInvalidOption, a.Name)
+		}
+		byName[a.Name] = a
+		defs = append(defs, a)
+	}
+	return defs, nil
+}
+
+// addExports exports from recv every subject that the accounts of defs
+// import: one export per subject, to every account that imports it. A
+// service is streamed or not for all its importers alike, since the
+// export, not the import, carries how many answers a request gets.
+func addExports(recv *server.Account, defs []*Account, accounts map[string]*server.Account) error {
 	type export struct {
 		streamed bool
 		to       []*server.Account
 	}
 	services, streams := map[string]*export{}, map[string]*export{}
 	var serviceOrder, streamOrder []string
-	for _, name := range names {
-		acc := accounts[name]
-		for _, sv := range defs[name].Services {
+	for _, d := range defs {
+		acc := accounts[d.Name]
+		for _, sv := range d.Services {
 			e := services[sv.Subject]
 			if e == nil {
 				e = &export{streamed: sv.Streamed}
 				services[sv.Subject] = e
 				serviceOrder = append(serviceOrder, sv.Subject)
 			} else if e.streamed != sv.Streamed {
-				return nil, nil, fmt.Errorf("%w: service %s both streamed and not", ErrInvalidOption, sv.Subject)
+				return fmt.Errorf("%w: service %s both streamed and not", ErrInvalidOption, sv.Subject)
 			}
 			e.to = append(e.to, acc)
 		}
-		for _, subj := range defs[name].Streams {
+		for _, subj := range d.Streams {
 			e := streams[subj]
 			if e == nil {
 				e = &export{}
@@ -248,32 +270,39 @@ func roleAccounts(roles []Role) (*server.Account, map[string]*server.Account, er
 			rt = server.Streamed
 		}
 		if err := recv.AddServiceExportWithResponse(subj, rt, e.to); err != nil {
-			return nil, nil, fmt.Errorf("%w: export %s: %w", ErrInvalidOption, subj, err)
+			return fmt.Errorf("%w: export %s: %w", ErrInvalidOption, subj, err)
 		}
 	}
 	for _, subj := range streamOrder {
 		if err := recv.AddStreamExport(subj, streams[subj].to); err != nil {
-			return nil, nil, fmt.Errorf("%w: export %s: %w", ErrInvalidOption, subj, err)
+			return fmt.Errorf("%w: export %s: %w", ErrInvalidOption, subj, err)
 		}
 	}
-	for _, name := range names {
-		acc := accounts[name]
-		for _, sv := range defs[name].Services {
+	return nil
+}
+
+// addImports imports into each account of defs what it names from recv:
+// services under their As subject (default the same subject), streams
+// under the same subjects.
+func addImports(recv *server.Account, defs []*Account, accounts map[string]*server.Account) error {
+	for _, d := range defs {
+		acc := accounts[d.Name]
+		for _, sv := range d.Services {
 			as := sv.As
 			if as == "" {
 				as = sv.Subject
 			}
 			if err := acc.AddServiceImport(recv, as, sv.Subject); err != nil {
-				return nil, nil, fmt.Errorf("%w: account %s: import %s as %s: %w", ErrInvalidOption, name, sv.Subject, as, err)
+				return fmt.Errorf("%w: account %s: import %s as %s: %w", ErrInvalidOption, d.Name, sv.Subject, as, err)
 			}
 		}
-		for _, subj := range defs[name].Streams {
+		for _, subj := range d.Streams {
 			if err := acc.AddStreamImport(recv, subj, ""); err != nil {
-				return nil, nil, fmt.Errorf("%w: account %s: import %s: %w", ErrInvalidOption, name, subj, err)
+				return fmt.Errorf("%w: account %s: import %s: %w", ErrInvalidOption, d.Name, subj, err)
 			}
 		}
 	}
-	return recv, accounts, nil
+	return nil
 }
 
 // loadOrCreateSeed returns the public key of the user seed at path, first

@@ -197,6 +197,10 @@ func Open(ctx context.Context, opts Options, log zerolog.Logger) (*Broker, error
 	return b, nil
 }
 
+// openEmbedded starts the embedded server on opts.StoreDir and connects
+// to it in-process. Its failures before the server started leave the
+// store's lock for Open to release; once the server runs, a failure shuts
+// it down, which releases the lock too.
 func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.Logger) error {
 	if opts.StoreDir == "" {
 		return fmt.Errorf("%w: embedded server needs a store dir", ErrInvalidOption)
@@ -211,9 +215,40 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 		return err
 	}
 	b.lock = lock
+	sopts := embeddedServerOptions(opts)
 	var self nkeys.KeyPair // the receiver's own login, when the server listens
 	ownAccounts := false   // some role has an account apart from the receiver's
-	sopts := &server.Options{
+	if opts.Listen != "" {
+		if self, ownAccounts, err = b.configureListener(sopts, opts); err != nil {
+			return err
+		}
+	}
+	if err := b.startServer(ctx, sopts, opts.ConnectTimeout, srvLog, ownAccounts); err != nil {
+		return err
+	}
+	if err := b.connectEmbedded(opts, self); err != nil {
+		b.shutdownServer()
+		return err
+	}
+	watchCtx, stop := context.WithCancel(context.Background())
+	b.stopWatch, b.watchDone = stop, make(chan struct{})
+	go func() {
+		defer close(b.watchDone)
+		b.watchStore(watchCtx, opts.StoreDir)
+	}()
+	ev := b.log.Info().Str("store_dir", opts.StoreDir).Bool("sync_always", opts.SyncAlways).
+		Str("client_url", b.ClientURL())
+	if self != nil {
+		ev = ev.Str("credentials_dir", opts.CredentialsDir)
+	}
+	ev.Msg("embedded nats-server started")
+	return nil
+}
+
+// embeddedServerOptions are the embedded server's options before the
+// listener's: JetStream on the store, and no TCP listener.
+func embeddedServerOptions(opts Options) *server.Options {
+	return &server.Options{
 		ServerName: serverName,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
@@ -225,34 +260,46 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 		// Signals belong to main, which turns them into ctx cancellation.
 		NoSigs: true,
 	}
-	if opts.Listen != "" {
-		host, port, err := splitListen(opts.Listen)
-		if err != nil {
-			return err
-		}
-		sopts.Host, sopts.Port = host, port
-		recv, accounts, err := roleAccounts(opts.Roles)
-		if err != nil {
-			return err
-		}
-		users, kp, err := authUsers(opts.CredentialsDir, opts.Roles, accounts)
-		if err != nil {
-			return err
-		}
-		sopts.Nkeys = users
-		if recv != nil {
-			sopts.Accounts = append(sopts.Accounts, recv)
-			for _, a := range accounts {
-				sopts.Accounts = append(sopts.Accounts, a)
-			}
-			ownAccounts = true
-		}
-		self = kp
-		if !netutil.IsLoopback(host) {
-			b.log.Warn().Str("listen", opts.Listen).
-				Msg("embedded nats-server listens on a non-loopback address without TLS: logins are nkey challenges, but messages cross the network in clear")
+}
+
+// configureListener sets sopts up to listen on opts.Listen for the roles'
+// nkey logins, each role in the receiver's account or its own. It returns
+// the receiver's own key pair, for its in-process login, and whether any
+// role has an account of its own (then the receiver's account needs
+// JetStream enabled by hand: startServer).
+func (b *Broker) configureListener(sopts *server.Options, opts Options) (nkeys.KeyPair, bool, error) {
+	host, port, err := splitListen(opts.Listen)
+	if err != nil {
+		return nil, false, err
+	}
+	sopts.Host, sopts.Port = host, port
+	recv, accounts, err := roleAccounts(opts.Roles)
+	if err != nil {
+		return nil, false, err
+	}
+	users, self, err := authUsers(opts.CredentialsDir, opts.Roles, accounts)
+	if err != nil {
+		return nil, false, err
+	}
+	sopts.Nkeys = users
+	ownAccounts := recv != nil
+	if ownAccounts {
+		sopts.Accounts = append(sopts.Accounts, recv)
+		for _, a := range accounts {
+			sopts.Accounts = append(sopts.Accounts, a)
 		}
 	}
+	if !netutil.IsLoopback(host) {
+		b.log.Warn().Str("listen", opts.Listen).
+			Msg("embedded nats-server listens on a non-loopback address without TLS: logins are nkey challenges, but messages cross the network in clear")
+	}
+	return self, ownAccounts, nil
+}
+
+// startServer starts the embedded server with sopts and waits, at most
+// timeout, until it accepts clients with JetStream on. From srv.Start on
+// the server is b's, and a failure shuts it down.
+func (b *Broker) startServer(ctx context.Context, sopts *server.Options, timeout time.Duration, srvLog zerolog.Logger, ownAccounts bool) error {
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return fmt.Errorf("broker: start embedded nats-server: %w", err)
@@ -262,7 +309,7 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 	srv.SetLoggerV2(serverLogger{log: srvLog, fatal: fatal}, false, false, false)
 	srv.Start()
 	b.srv = srv
-	if err := waitReady(ctx, srv, opts.ConnectTimeout, fatal); err != nil {
+	if err := waitReady(ctx, srv, timeout, fatal); err != nil {
 		b.shutdownServer()
 		return fmt.Errorf("broker: start embedded nats-server: %w", err)
 	}
@@ -280,39 +327,31 @@ func (b *Broker) openEmbedded(ctx context.Context, opts Options, srvLog zerolog.
 		b.shutdownServer()
 		return errors.New("broker: start embedded nats-server: jetstream is not enabled")
 	}
+	return nil
+}
 
+// connectEmbedded opens b's connection to the running embedded server,
+// logged in with self when the server listens (nil: it does not, and
+// in-process clients need no login).
+func (b *Broker) connectEmbedded(opts Options, self nkeys.KeyPair) error {
 	// The URL only fills the client's server pool; InProcessServer makes it
 	// connect through a pipe instead of dialing.
 	no := append(b.connOptions(opts),
 		nats.Timeout(opts.ConnectTimeout),
-		nats.InProcessServer(srv),
+		nats.InProcessServer(b.srv),
 	)
 	if self != nil {
 		pub, err := self.PublicKey()
 		if err != nil {
-			b.shutdownServer()
 			return fmt.Errorf("broker: receiver nkey: %w", err)
 		}
 		no = append(no, nats.Nkey(pub, self.Sign))
 	}
-	nc, err := nats.Connect(srv.ClientURL(), no...)
+	nc, err := nats.Connect(b.srv.ClientURL(), no...)
 	if err != nil {
-		b.shutdownServer()
 		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
 	}
 	b.nc = nc
-	watchCtx, stop := context.WithCancel(context.Background())
-	b.stopWatch, b.watchDone = stop, make(chan struct{})
-	go func() {
-		defer close(b.watchDone)
-		b.watchStore(watchCtx, opts.StoreDir)
-	}()
-	ev := b.log.Info().Str("store_dir", opts.StoreDir).Bool("sync_always", opts.SyncAlways).
-		Str("client_url", b.ClientURL())
-	if self != nil {
-		ev = ev.Str("credentials_dir", opts.CredentialsDir)
-	}
-	ev.Msg("embedded nats-server started")
 	return nil
 }
 
