@@ -106,9 +106,16 @@ type target struct {
 	start func(ctx context.Context, work string, pinned bool) (*proc, error)
 }
 
+// run builds the binaries, does the load runs -runs asks for against the
+// service and the baseline in turn, measures the NATS ceiling and the hit
+// pipeline, and prints the table.
 func run(ctx context.Context, o options) error {
 	if runtime.GOOS != "linux" {
 		return errors.New("needs Linux (/proc)")
+	}
+	want, err := selectRuns(o.runs)
+	if err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp("", "wecomhit-bench-")
 	if err != nil {
@@ -119,25 +126,13 @@ func run(ctx context.Context, o options) error {
 	} else {
 		fmt.Println("work directory:", work)
 	}
-	// Build and test from the module root, wherever the command was started.
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
-		return fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
 	}
-	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
-	bins := map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"}
-	for name, pkg := range bins {
-		if name == "receiver" && o.serviceBin != "" {
-			bins[name] = o.serviceBin
-			continue
-		}
-		out := filepath.Join(work, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-		cmd.Dir, cmd.Stderr = root, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s: %w", pkg, err)
-		}
-		bins[name] = out
+	bins, err := buildBins(ctx, root, work, o.serviceBin)
+	if err != nil {
+		return err
 	}
 	_, tsErr := exec.LookPath("taskset")
 	canPin := tsErr == nil && runtime.NumCPU() >= 2
@@ -151,26 +146,17 @@ func run(ctx context.Context, o options) error {
 			return startBaseline(ctx, bins["baseline"], dir, pinned, secrets)
 		}},
 	}
+	// In the order of selectRuns' names.
 	scenarios := []scenario{
 		{"max, server pinned to 1 core", true, 0},
 		{"max, 2 cores shared with loadgen", false, 0},
 		{fmt.Sprintf("%.0f/s", o.p99Rate), false, o.p99Rate},
 		{fmt.Sprintf("%.0f/s", o.lowRate), false, o.lowRate},
 	}
-	wanted := map[string]bool{}
-	for r := range strings.SplitSeq(o.runs, ",") {
-		wanted[strings.TrimSpace(r)] = true
-	}
-	runKeys := []string{"pinned", "shared", "p99", "low"}
-	for k := range wanted {
-		if !slices.Contains(runKeys, k) {
-			return fmt.Errorf("-runs: unknown run %q (want some of %s)", k, strings.Join(runKeys, ","))
-		}
-	}
 	results := map[string]map[string]*measure{}
 	for i, sc := range scenarios {
 		results[sc.name] = map[string]*measure{}
-		if !wanted[runKeys[i]] {
+		if !want[i] {
 			continue
 		}
 		for _, t := range targets {
@@ -189,10 +175,63 @@ func run(ctx context.Context, o options) error {
 			results[sc.name][t.name] = m
 		}
 	}
+	ceiling, pipeline := ceilingAndPipeline(ctx, o, work, root)
+	printTable(os.Stdout, o, canPin, scenarios, results, ceiling, pipeline)
+	return nil
+}
 
-	// A failure of these two is reported, not fatal: the load runs'
-	// table is worth printing without them.
-	var ceiling, pipeline float64
+// selectRuns reads -runs: which of the load runs pinned, shared, p99 and
+// low (in that order) to do. It is read before anything is built, so a
+// typo costs no build.
+func selectRuns(runs string) ([]bool, error) {
+	keys := []string{"pinned", "shared", "p99", "low"}
+	want := make([]bool, len(keys))
+	for r := range strings.SplitSeq(runs, ",") {
+		i := slices.Index(keys, strings.TrimSpace(r))
+		if i < 0 {
+			return nil, fmt.Errorf("-runs: unknown run %q (want some of %s)", strings.TrimSpace(r), strings.Join(keys, ","))
+		}
+		want[i] = true
+	}
+	return want, nil
+}
+
+// moduleRoot is the module's directory, which builds and tests run in,
+// wherever the command was started.
+func moduleRoot(ctx context.Context) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
+		return "", fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
+	}
+	return filepath.Dir(string(bytes.TrimSpace(gomod))), nil
+}
+
+// buildBins builds the receiver, the baseline and loadgen into work and
+// returns their paths by name; serviceBin, when set, is the receiver
+// measured instead of a fresh build.
+func buildBins(ctx context.Context, root, work, serviceBin string) (map[string]string, error) {
+	bins := map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"}
+	for name, pkg := range bins {
+		if name == "receiver" && serviceBin != "" {
+			bins[name] = serviceBin
+			continue
+		}
+		out := filepath.Join(work, name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir, cmd.Stderr = root, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("build %s: %w", pkg, err)
+		}
+		bins[name] = out
+	}
+	return bins, nil
+}
+
+// ceilingAndPipeline measures the NATS async-publish ceiling and the hit
+// pipeline, as o asks (0: not measured). A failure of either is reported,
+// not fatal: the load runs' table is worth printing without them.
+func ceilingAndPipeline(ctx context.Context, o options, work, root string) (ceiling, pipeline float64) {
+	var err error
 	if o.ceiling {
 		fmt.Fprintln(os.Stderr, "bench: NATS async-publish ceiling ...")
 		if ceiling, err = natsCeiling(ctx, filepath.Join(work, "ceiling"), o.ceilingN); err != nil {
@@ -205,8 +244,7 @@ func run(ctx context.Context, o options) error {
 			fmt.Fprintf(os.Stderr, "bench: pipeline: %v\n", err)
 		}
 	}
-	printTable(os.Stdout, o, canPin, scenarios, results, ceiling, pipeline)
-	return nil
+	return ceiling, pipeline
 }
 
 type appSecrets struct{ token, key, suite, corp string }
@@ -406,26 +444,16 @@ type loadgenReport struct {
 	Missing    int            `json:"missing"`
 }
 
+// loadRun starts t's server, sends it sc's load with loadgen, and
+// measures the server while the load lasts and until it is idle again;
+// loadgen's check of the stored records comes after the measuring.
 func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, sec appSecrets, o options) (*measure, error) {
 	s, err := t.start(ctx, dir, sc.pinned)
 	if err != nil {
 		return nil, err
 	}
 	defer s.stop()
-	args := []string{"-url", s.url, "-receive-id", sec.suite, "-corp", sec.corp, "-kind", o.kind,
-		"-c", strconv.Itoa(o.conns), "-duration", o.duration.String(),
-		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-nats-url", s.natsURL, "-stream", s.stream, "-o", "json",
-		"-hold-check"}
-	if s.creds != "" {
-		args = append(args, "-nats-creds", s.creds, "-nats-inbox", "_INBOX_OPERATOR")
-	}
-	name := loadgen
-	if sc.pinned {
-		args = append([]string{"-c", "1", loadgen}, args...)
-		name = "taskset"
-	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LOADGEN_TOKEN="+sec.token, "LOADGEN_ENCODING_AES_KEY="+sec.key)
+	cmd := loadgenCmd(ctx, s, sc, loadgen, sec, o)
 	var stdout bytes.Buffer
 	stderr := &markWriter{mark: []byte(loadDone), seen: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
@@ -474,6 +502,39 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
 		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
 	}
+	// A loadgen that failed only because records are missing still
+	// measured the load: the table shows the missing count.
+	if runErr != nil && rep.Missing == 0 {
+		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
+	}
+	return newMeasure(rep, cpu1-cpu0, hwm, maxRSS), nil
+}
+
+// loadgenCmd is the loadgen command of sc against s: JSON out, and
+// -hold-check, so that its check waits until loadRun has measured. On the
+// pinned run loadgen gets the second core, the server the first.
+func loadgenCmd(ctx context.Context, s *proc, sc scenario, loadgen string, sec appSecrets, o options) *exec.Cmd {
+	args := []string{"-url", s.url, "-receive-id", sec.suite, "-corp", sec.corp, "-kind", o.kind,
+		"-c", strconv.Itoa(o.conns), "-duration", o.duration.String(),
+		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-nats-url", s.natsURL, "-stream", s.stream, "-o", "json",
+		"-hold-check"}
+	if s.creds != "" {
+		args = append(args, "-nats-creds", s.creds, "-nats-inbox", "_INBOX_OPERATOR")
+	}
+	name := loadgen
+	if sc.pinned {
+		args = append([]string{"-c", "1", loadgen}, args...)
+		name = "taskset"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LOADGEN_TOKEN="+sec.token, "LOADGEN_ENCODING_AES_KEY="+sec.key)
+	return cmd
+}
+
+// newMeasure is one run's row data: loadgen's report, and the server's
+// CPU ticks, peak and largest sampled RSS. Transport errors count as not
+// answered 200, and CPU is charged per callback answered 200.
+func newMeasure(rep loadgenReport, ticks int64, hwm, maxRSS float64) *measure {
 	m := &measure{OKPerSec: rep.PerSecond, P50: rep.P50Ms, P99: rep.P99Ms, HWM: hwm, RSS: maxRSS,
 		Stored: rep.Stored, Missing: rep.Missing, LoadgenErr: rep.FirstError}
 	for code, n := range rep.Status {
@@ -483,12 +544,9 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	}
 	m.Non200 += rep.Errors
 	if ok := rep.Status["200"]; ok > 0 {
-		m.CPUPerCB = float64(cpu1-cpu0) / clkTck * 1e6 / float64(ok)
+		m.CPUPerCB = float64(ticks) / clkTck * 1e6 / float64(ok)
 	}
-	if runErr != nil && rep.Missing == 0 {
-		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
-	}
-	return m, nil
+	return m
 }
 
 // loadDone is the line loadgen -hold-check writes once the load is over
