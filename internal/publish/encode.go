@@ -32,59 +32,10 @@ func appendEvent(dst []byte, e *wecomhit.HitEvent) ([]byte, error) {
 	dst = append(dst, `,"semantics":`...)
 	dst = appendSemantics(dst, e.Semantics)
 	dst = append(dst, `,"rules":`...)
-	if e.Rules == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '[')
-		for i := range e.Rules {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			r := &e.Rules[i]
-			dst = append(dst, `{"rule_id":`...)
-			dst = appendString(dst, r.RuleID)
-			dst = append(dst, `,"rule_name":`...)
-			dst = appendString(dst, r.RuleName)
-			dst = append(dst, `,"has_hit_keyword":`...)
-			dst = strconv.AppendBool(dst, r.HasHitKeyword)
-			dst = append(dst, `,"semantics":`...)
-			dst = appendSemantics(dst, r.Semantics)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendRules(dst, e.Rules)
 	if m := e.Message; m != nil {
-		dst = append(dst, `,"message":{"msgtype":`...)
-		dst = strconv.AppendInt(dst, int64(m.MsgType), 10)
-		dst = append(dst, `,"msgtype_name":`...)
-		dst = appendString(dst, m.MsgTypeName)
-		dst = append(dst, `,"send_time":`...)
-		dst = strconv.AppendInt(dst, m.SendTime, 10)
-		dst = append(dst, `,"sender":`...)
-		dst = appendParty(dst, &m.Sender)
-		dst = append(dst, `,"receivers":`...)
-		if m.Receivers == nil {
-			dst = append(dst, "null"...)
-		} else {
-			dst = append(dst, '[')
-			for i := range m.Receivers {
-				if i > 0 {
-					dst = append(dst, ',')
-				}
-				dst = appendParty(dst, &m.Receivers[i])
-			}
-			dst = append(dst, ']')
-		}
-		dst = append(dst, `,"chat_id":`...)
-		dst = appendString(dst, m.ChatID)
-		if k := m.ServiceEncryptInfo; k != nil {
-			dst = append(dst, `,"service_encrypt_info":{"encrypted_secret_key":`...)
-			dst = appendString(dst, k.EncryptedSecretKey)
-			dst = append(dst, `,"public_key_ver":`...)
-			dst = strconv.AppendInt(dst, int64(k.PublicKeyVer), 10)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, '}')
+		dst = append(dst, `,"message":`...)
+		dst = appendMessage(dst, m)
 	}
 	dst = append(dst, `,"source":`...)
 	dst = appendString(dst, e.Source)
@@ -98,6 +49,65 @@ func appendEvent(dst []byte, e *wecomhit.HitEvent) ([]byte, error) {
 		return nil, fmt.Errorf("fetched_at: %w", err)
 	}
 	return append(dst, `"}`...), nil
+}
+
+// appendRules appends the rules an event's message hit, null for none.
+func appendRules(dst []byte, rules []wecomhit.RuleMatch) []byte {
+	if rules == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i := range rules {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		r := &rules[i]
+		dst = append(dst, `{"rule_id":`...)
+		dst = appendString(dst, r.RuleID)
+		dst = append(dst, `,"rule_name":`...)
+		dst = appendString(dst, r.RuleName)
+		dst = append(dst, `,"has_hit_keyword":`...)
+		dst = strconv.AppendBool(dst, r.HasHitKeyword)
+		dst = append(dst, `,"semantics":`...)
+		dst = appendSemantics(dst, r.Semantics)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+// appendMessage appends the hit message an event carries, as an object.
+func appendMessage(dst []byte, m *wecomhit.Message) []byte {
+	dst = append(dst, `{"msgtype":`...)
+	dst = strconv.AppendInt(dst, int64(m.MsgType), 10)
+	dst = append(dst, `,"msgtype_name":`...)
+	dst = appendString(dst, m.MsgTypeName)
+	dst = append(dst, `,"send_time":`...)
+	dst = strconv.AppendInt(dst, m.SendTime, 10)
+	dst = append(dst, `,"sender":`...)
+	dst = appendParty(dst, &m.Sender)
+	dst = append(dst, `,"receivers":`...)
+	if m.Receivers == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '[')
+		for i := range m.Receivers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendParty(dst, &m.Receivers[i])
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"chat_id":`...)
+	dst = appendString(dst, m.ChatID)
+	if k := m.ServiceEncryptInfo; k != nil {
+		dst = append(dst, `,"service_encrypt_info":{"encrypted_secret_key":`...)
+		dst = appendString(dst, k.EncryptedSecretKey)
+		dst = append(dst, `,"public_key_ver":`...)
+		dst = strconv.AppendInt(dst, int64(k.PublicKeyVer), 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
 }
 
 func appendSemantics(dst []byte, s []wecomhit.Semantic) []byte {

@@ -218,105 +218,127 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		ctx, cancel = context.WithTimeout(ctx, p.opts.pageTimeout)
 		defer cancel()
 	}
-	type inflight struct {
-		f      jetstream.PubAckFuture
-		id     string
-		stream string
-		dlq    bool
-	}
-	var (
-		res     Result
-		pending = make([]inflight, 0, min(p.opts.window, 4*len(msgs)+1))
-		start   = time.Now()
-		sent    bool
-		scratch []byte // eventMsg's encoding buffer
-	)
-	defer func() { p.opts.metrics.observe(o, res) }()
-	// pending is a queue, oldest first: a full window waits for its oldest
-	// ack only, so the window stays full rather than draining to empty
-	// before the next publish goes out.
-	awaitOldest := func() error {
-		in := pending[0]
-		pending = pending[1:]
-		ack, err := p.await(ctx, in.f, in.id, in.stream)
-		if err != nil {
-			return err
-		}
-		switch {
-		case in.dlq:
-			res.DeadLettered++
-		case ack.Duplicate:
-			res.Duplicates++
-		default:
-			res.Published++
-		}
-		return nil
-	}
-	flush := func() error {
-		for len(pending) > 0 {
-			if err := awaitOldest(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	send := func(m *nats.Msg, id string, dlq bool) error {
-		if len(pending) >= p.opts.window {
-			if err := awaitOldest(); err != nil {
-				return err
-			}
-		}
-		stream := StreamName
-		if dlq {
-			stream = deadletter.StreamName
-		}
-		f, err := p.publishAsync(m, id, stream)
-		if err != nil {
-			return fmt.Errorf("publish: %s: %w", m.Subject, err)
-		}
-		pending = append(pending, inflight{f: f, id: id, stream: stream, dlq: dlq})
-		sent = true
-		return nil
-	}
+	w := &window{p: p, pending: make([]inflight, 0, min(p.opts.window, 4*len(msgs)+1))}
+	start := time.Now()
+	defer func() { p.opts.metrics.observe(o, w.res) }()
 	p.resolveNames(ctx, o.CorpID, msgs)
 	for i := range msgs {
 		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("publish: %w", err)
+			return w.res, fmt.Errorf("publish: %w", err)
 		}
-		events, err := Normalize(o, &msgs[i], p.opts.names)
-		if err != nil {
-			m, id, derr := p.deadLetter(o, &msgs[i], err)
-			if derr != nil {
-				return res, derr
-			}
-			if err := send(m, id, true); err != nil {
-				return res, err
-			}
-			p.log.Warn().Str("app", o.App).Str("corp_id", o.CorpID).Str("reason", normalizeReason(err)).Str("error", err.Error()).Msg("hit record dead-lettered")
-			continue
-		}
-		for j := range events {
-			if skip[MsgID(events[j].CorpID, events[j].MsgID, events[j].RuleID)] {
-				res.Skipped++
-				continue
-			}
-			var m *nats.Msg
-			m, scratch, err = p.eventMsg(&events[j], scratch)
-			if err != nil {
-				return res, err
-			}
-			if err := send(m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
-				return res, err
-			}
+		if err := w.message(ctx, o, &msgs[i], skip); err != nil {
+			return w.res, err
 		}
 	}
-	if err := flush(); err != nil {
-		return res, err
+	if err := w.flush(ctx); err != nil {
+		return w.res, err
 	}
-	if sent {
+	if w.sent {
 		p.opts.metrics.observePublish(time.Since(start))
 	}
-	return res, nil
+	return w.res, nil
+}
+
+// inflight is one asynchronous publish of a page waiting for its ack.
+type inflight struct {
+	f      jetstream.PubAckFuture
+	id     string
+	stream string
+	dlq    bool
+}
+
+// window is one page's publishes in flight, at most opts.window of them,
+// and the counts of those acknowledged so far.
+type window struct {
+	p       *Publisher
+	pending []inflight // a queue, oldest first
+	res     Result
+	sent    bool
+	scratch []byte // eventMsg's encoding buffer, reused across the page
+}
+
+// message publishes one hit message's events (one per rule it hit, less
+// those in skip), or its dead letter when it cannot be normalized.
+func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage, skip map[string]bool) error {
+	p := w.p
+	events, err := Normalize(o, msg, p.opts.names)
+	if err != nil {
+		m, id, derr := p.deadLetter(o, msg, err)
+		if derr != nil {
+			return derr
+		}
+		if err := w.send(ctx, m, id, true); err != nil {
+			return err
+		}
+		p.log.Warn().Str("app", o.App).Str("corp_id", o.CorpID).Str("reason", normalizeReason(err)).Str("error", err.Error()).Msg("hit record dead-lettered")
+		return nil
+	}
+	for j := range events {
+		if skip[MsgID(events[j].CorpID, events[j].MsgID, events[j].RuleID)] {
+			w.res.Skipped++
+			continue
+		}
+		var m *nats.Msg
+		m, w.scratch, err = p.eventMsg(&events[j], w.scratch)
+		if err != nil {
+			return err
+		}
+		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send publishes m asynchronously. A full window first waits for its
+// oldest ack only, so the window stays full rather than draining to empty
+// before the next publish goes out.
+func (w *window) send(ctx context.Context, m *nats.Msg, id string, dlq bool) error {
+	if len(w.pending) >= w.p.opts.window {
+		if err := w.awaitOldest(ctx); err != nil {
+			return err
+		}
+	}
+	stream := StreamName
+	if dlq {
+		stream = deadletter.StreamName
+	}
+	f, err := w.p.publishAsync(m, id, stream)
+	if err != nil {
+		return fmt.Errorf("publish: %s: %w", m.Subject, err)
+	}
+	w.pending = append(w.pending, inflight{f: f, id: id, stream: stream, dlq: dlq})
+	w.sent = true
+	return nil
+}
+
+// awaitOldest waits for the oldest publish in flight and counts it.
+func (w *window) awaitOldest(ctx context.Context) error {
+	in := w.pending[0]
+	w.pending = w.pending[1:]
+	ack, err := w.p.await(ctx, in.f, in.id, in.stream)
+	if err != nil {
+		return err
+	}
+	switch {
+	case in.dlq:
+		w.res.DeadLettered++
+	case ack.Duplicate:
+		w.res.Duplicates++
+	default:
+		w.res.Published++
+	}
+	return nil
+}
+
+// flush waits for every publish still in flight.
+func (w *window) flush(ctx context.Context) error {
+	for len(w.pending) > 0 {
+		if err := w.awaitOldest(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Retry pacing for a stream that does not answer (a leader election).
