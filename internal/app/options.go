@@ -119,13 +119,14 @@ func PublishOptions(cfg *config.Config) []publish.Option {
 	}
 }
 
-// FetchOptions are the fetcher's options. The caller adds Metrics, Now and
-// Corps.
-func FetchOptions(cfg *config.Config) fetch.Options {
+// FetchOptions are the fetcher's options. The caller adds its logger, and
+// the metrics, clock and corps when it has them.
+func FetchOptions(cfg *config.Config) []fetch.Option {
 	n, fc := cfg.NATS, cfg.Fetch
-	return fetch.Options{
-		PageSize: fc.PageSize, LeaseTTL: fc.LeaseTTL, PollInterval: fc.PollInterval,
-		TokenlessPerMinute: fc.TokenlessPerMinute, Replicas: n.Replicas, KVMaxBytes: n.KVMaxBytes,
+	return []fetch.Option{
+		fetch.WithPageSize(fc.PageSize), fetch.WithLeaseTTL(fc.LeaseTTL), fetch.WithPollInterval(fc.PollInterval),
+		fetch.WithTokenlessPerMinute(fc.TokenlessPerMinute), fetch.WithTokenlessBudget(fc.TokenlessBudgetPerMinute),
+		fetch.WithWorkers(fc.Workers), fetch.WithReplicas(n.Replicas), fetch.WithKVMaxBytes(n.KVMaxBytes),
 	}
 }
 

@@ -391,9 +391,9 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) (err error
 			return err
 		}
 	}
-	fo := FetchOptions(m.cfg)
-	fo.Metrics, fo.Now, fo.Corps = fetch.NewMetrics(m.reg), m.now, dir
-	m.fetcher, err = fetch.New(js, apps, m.publisher, m.log, fo)
+	fo := append(FetchOptions(m.cfg), fetch.WithLogger(m.log), fetch.WithMetrics(fetch.NewMetrics(m.reg)),
+		fetch.WithClock(m.now), fetch.WithCorps(dir))
+	m.fetcher, err = fetch.New(js, apps, m.publisher, fo...)
 	if err != nil {
 		return err
 	}

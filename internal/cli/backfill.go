@@ -87,9 +87,8 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err := pub.Ready(ctx); err != nil {
 		return fmt.Errorf("is the receiver running? %w", err)
 	}
-	fo := app.FetchOptions(cfg)
-	fo.Corps = view.Dir
-	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client}}, pub, log, fo)
+	fo := append(app.FetchOptions(cfg), fetch.WithLogger(log), fetch.WithCorps(view.Dir))
+	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client}}, pub, fo...)
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,14 @@ type Fetch struct {
 	// TokenlessPerMinute caps token-less get_hit_msg_list calls per
 	// (app, corp). Default 6.
 	TokenlessPerMinute int `yaml:"tokenless_per_minute"`
+	// TokenlessBudgetPerMinute caps token-less get_hit_msg_list calls per
+	// minute across every app and corp of one replica; polls wait for it,
+	// callbacks go first. Default 2400: 10,000 corps polled every 5m, and
+	// a fifth to spare.
+	TokenlessBudgetPerMinute int `yaml:"tokenless_budget_per_minute"`
+	// Workers is how many pages one replica fetches at once, across all
+	// corps. Default 16.
+	Workers int `yaml:"workers"`
 	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
 	// without renewal: a replica that dies mid-fetch blocks that (app,
 	// corp) about this long. Claims exist only while fetching. Default 10s.
@@ -560,13 +568,15 @@ func defaults() Config {
 			CorpEventsMaxBytes:  8 << 20,
 		},
 		Fetch: Fetch{
-			PageSize:            1000,
-			PollInterval:        5 * time.Minute,
-			MinPollInterval:     time.Minute,
-			TokenlessPerMinute:  6,
-			LeaseTTL:            10 * time.Second,
-			HitsMaxAge:          7 * 24 * time.Hour,
-			HitsDuplicateWindow: 20 * time.Minute,
+			PageSize:                 1000,
+			PollInterval:             5 * time.Minute,
+			MinPollInterval:          time.Minute,
+			TokenlessPerMinute:       6,
+			TokenlessBudgetPerMinute: 2400,
+			Workers:                  16,
+			LeaseTTL:                 10 * time.Second,
+			HitsMaxAge:               7 * 24 * time.Hour,
+			HitsDuplicateWindow:      20 * time.Minute,
 		},
 		Log:              Log{Level: "info", Format: "json", AcceptedPerSecond: 20},
 		MemoryLimitBytes: DefaultMemoryLimitBytes,

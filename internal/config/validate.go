@@ -236,6 +236,8 @@ func (f *Fetch) validate(v *validator) {
 	v.check(f.PollInterval == 0 || f.PollInterval >= f.MinPollInterval, "fetch.poll_interval",
 		"must be 0 (off) or at least min_poll_interval ("+f.MinPollInterval.String()+")")
 	v.check(f.TokenlessPerMinute >= 1, "fetch.tokenless_per_minute", "must be at least 1")
+	v.check(f.TokenlessBudgetPerMinute >= 1, "fetch.tokenless_budget_per_minute", "must be at least 1")
+	v.check(f.Workers >= 1, "fetch.workers", "must be at least 1")
 	v.check(f.LeaseTTL >= 3*time.Second, "fetch.lease_ttl", "must be at least 3s")
 	v.check(f.HitsMaxAge >= time.Hour, "fetch.hits_max_age", "must be at least 1h")
 	v.check(f.HitsDuplicateWindow > 0, "fetch.hits_duplicate_window", "must be greater than 0")

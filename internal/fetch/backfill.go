@@ -39,31 +39,31 @@ func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Tim
 	if corp == "" {
 		return Progress{}, fmt.Errorf("fetch: backfill of app %s needs a corp", app)
 	}
-	if _, err := f.opts.Corps.Resolve(app, corp); err != nil {
+	if _, err := f.opts.corps.Resolve(app, corp); err != nil {
 		return Progress{}, fmt.Errorf("fetch: %w", err)
 	}
 	// Events are published after their message was sent, so every event of
 	// a message sent since `since` was stored after it.
 	defer func() {
 		if err != nil {
-			f.opts.Metrics.failed(app, corp)
+			f.opts.metrics.failed(app, corp)
 		}
 	}()
 	have, err := seen.Existing(ctx, corp, since)
 	if err != nil {
 		return Progress{}, err
 	}
-	lim := newLimiter(f.opts.TokenlessPerMinute, time.Minute, f.opts.Now)
+	lim := newLimiter(f.opts.tokenlessPerMinute, time.Minute, f.opts.now)
 	var cursor string
 	for {
 		if err := lim.wait(ctx); err != nil {
 			return p, fmt.Errorf("fetch: backfill: %w", err)
 		}
-		req := wecom.HitMsgListRequest{Cursor: cursor, Limit: f.opts.PageSize, NeedDetail: true}
+		req := wecom.HitMsgListRequest{Cursor: cursor, Limit: f.opts.pageSize, NeedDetail: true}
 		if cursor == "" {
 			req.BeginTime = since.Unix()
 		}
-		fetched := f.opts.Now()
+		fetched := f.opts.now()
 		page, err := a.API.GetHitMsgList(ctx, corp, req)
 		if err != nil {
 			return p, fmt.Errorf("fetch: backfill page %d: %w", p.Pages+1, err)
@@ -83,7 +83,7 @@ func (f *Fetcher) Backfill(ctx context.Context, app, corp string, since time.Tim
 		if err != nil {
 			return p, fmt.Errorf("fetch: backfill publish: %w", err)
 		}
-		f.opts.Metrics.page(app, corp, wecomhit.SourceBackfill, f.opts.Now().Sub(fetched))
+		f.opts.metrics.page(app, corp, wecomhit.SourceBackfill, f.opts.now().Sub(fetched))
 		p.Published += res.Published
 		p.Skipped += res.Skipped + res.Duplicates
 		if !page.HasMore {

@@ -18,7 +18,7 @@ import (
 func TestFetch_Backfill(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
 	pub := e.publisher()
-	r := e.startReceiver(pub, fetch.Options{PageSize: 200})
+	r := e.startReceiver(pub, fetch.WithPageSize(200))
 	since := e.sim.Now().Add(-time.Minute)
 
 	_, err := e.sim.GenerateMessages(corpID, 800)
@@ -67,7 +67,7 @@ func TestFetch_Backfill(t *testing.T) {
 // refused before WeCom is asked or anything is published.
 func TestFetch_BackfillBadInput(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{})
+	r := e.startReceiver(nil)
 	_, err := e.sim.GenerateMessages(corpID, 10)
 	require.NoError(t, err)
 	since := e.sim.Now().Add(-time.Hour)

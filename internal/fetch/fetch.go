@@ -45,7 +45,7 @@ type Publisher interface {
 }
 
 // App is one configured app: its name, its client, and its corps when
-// they are fixed (Options.Corps unset).
+// they are fixed (no WithCorps).
 type App struct {
 	Name  string
 	API   HitLister
@@ -70,7 +70,7 @@ const (
 	TokenBucket  = "wecom_hit_tokens"
 )
 
-// Defaults for Options left zero.
+// Defaults of New's options.
 const (
 	DefaultPageSize = 1000
 	// DefaultLeaseTTL bounds how long a replica that dies mid-fetch (kill
@@ -78,8 +78,18 @@ const (
 	// this long after its last renewal another replica takes over. Short,
 	// yet above a JetStream election (4-9 s): renewals are retried through
 	// one, so a live holder keeps its lease (lease.keep).
-	DefaultLeaseTTL           = 10 * time.Second
+	DefaultLeaseTTL = 10 * time.Second
+	// DefaultPollInterval is the configuration's fetch.poll_interval.
+	DefaultPollInterval       = 5 * time.Minute
 	DefaultTokenlessPerMinute = 6
+	// DefaultTokenlessBudget is the token-less calls per minute across
+	// every corp: 10,000 corps polled every DefaultPollInterval take
+	// 2,000, which leaves a fifth for fetches whose token expired.
+	DefaultTokenlessBudget = 2400
+	// DefaultWorkers is how many pages are fetched at once. WeCom answers
+	// a page in tens to hundreds of milliseconds, so 16 workers fetch
+	// dozens of pages a second, on as many pooled connections.
+	DefaultWorkers = 16
 	// hitTokenTTL: WeCom's hit tokens live 10 minutes; we stop using one a
 	// little before, so a page is not refused half-way for the sake of seconds.
 	hitTokenTTL    = 10 * time.Minute
@@ -89,55 +99,30 @@ const (
 // ErrInvalidOption: an option has a bad value.
 var ErrInvalidOption = errors.New("fetch: invalid option")
 
-// Options tunes the fetcher. Zero values take the defaults.
-type Options struct {
-	// PageSize is get_hit_msg_list's limit (1..1000). Default 1000.
-	PageSize int
-	// LeaseTTL is how long a replica's claim on an (app, corp) lasts
-	// without renewal; a replica that dies frees it after this. A lease
-	// exists only while a fetch runs, renewed every fifth of it. Default
-	// DefaultLeaseTTL (10s).
-	LeaseTTL time.Duration
-	// PollInterval is how often each (app, corp) is fetched without a
-	// token, to catch hits whose callbacks were lost. 0, the default, turns
-	// polling off, as fetch.poll_interval: 0 does in the configuration
-	// (which has its own default).
-	PollInterval time.Duration
-	// TokenlessPerMinute caps token-less get_hit_msg_list calls per
-	// (app, corp), keeping under WeCom's strict limit. Default 6.
-	TokenlessPerMinute int
-	// Replicas of the KV buckets. Default 1.
-	Replicas int
-	// KVMaxBytes caps each KV bucket, so that a full store elsewhere
-	// cannot take their room (the server reserves it). Default 0: no cap.
-	KVMaxBytes int64
-	// Now is the clock; default time.Now.
-	Now func() time.Time
-	// Metrics records pages, errors and cursor lag (NewMetrics). Default
-	// nil: nothing is recorded.
-	Metrics *Metrics
-	// Corps tells which corps each app serves. Default: the Corps listed
-	// in each App, fixed.
-	Corps Corps
-}
-
 // Fetcher runs fetches. Create it with New, then Setup, then Run.
 type Fetcher struct {
-	js   jetstream.JetStream
+	js   jetstream.KeyValueManager
 	apps map[string]App
 	pub  Publisher
 	log  zerolog.Logger
-	opts Options
+	opts options
 	id   string // this replica, in leases
 
 	cursors, leases, tokens jetstream.KeyValue
 	health                  *healthRecorder // health.go
 
-	mu      sync.Mutex
-	workers map[string]*worker
-	running map[string]workerRun // by key, as workers
-	wg      sync.WaitGroup
-	ctx     context.Context // Run's; workers live within it
+	// The scheduler (sched.go), under mu: corps with work, by key; the
+	// queues; kick wakes the dispatcher, which hands corps to the
+	// workers through handoffs. budget is the global token-less budget.
+	mu       sync.Mutex
+	corps    map[string]*corp
+	urgent   fifo
+	polls    fifo
+	delayed  later
+	kick     chan struct{}
+	handoffs chan handoff
+	budget   *budget
+	ctx      context.Context // Run's; nil before, done after
 
 	// draining is set (under mu) by Drain; active counts the fetches under
 	// way and idle, when set, is closed as active drops to zero. A
@@ -147,50 +132,36 @@ type Fetcher struct {
 	idle     chan struct{}
 }
 
-// workerRun stops one worker (Forget) and tells when it has stopped.
-type workerRun struct {
-	stop context.CancelFunc
-	done chan struct{}
-}
-
-// New returns a Fetcher; it does no I/O. Options and defaults: PageSize
-// 1000, LeaseTTL 10s, PollInterval 0 (no polling), TokenlessPerMinute 6,
-// Replicas 1, Corps the Apps' own lists.
-func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, opts Options) (*Fetcher, error) {
-	if opts.PageSize == 0 {
-		opts.PageSize = DefaultPageSize
+// New returns a Fetcher of apps on kv's buckets (it binds them in Setup), publishing with pub; it
+// does no I/O. Options and their defaults: WithPageSize 1000, WithLeaseTTL
+// 10s, WithPollInterval 5m (WithPollInterval(0): no polling),
+// WithTokenlessPerMinute 6 per corp, WithTokenlessBudget 2400 across all
+// corps, WithWorkers 16, WithReplicas 1, WithKVMaxBytes none, WithClock
+// time.Now, WithMetrics none, WithCorps the Apps' own lists, WithLogger
+// zerolog.Nop(). A bad option fails with ErrInvalidOption.
+func New(kv jetstream.KeyValueManager, apps []App, pub Publisher, opts ...Option) (*Fetcher, error) {
+	o := options{
+		pageSize: DefaultPageSize, leaseTTL: DefaultLeaseTTL, pollInterval: DefaultPollInterval,
+		tokenlessPerMinute: DefaultTokenlessPerMinute, tokenlessBudget: DefaultTokenlessBudget,
+		workers: DefaultWorkers, replicas: 1, now: time.Now, log: zerolog.Nop(),
 	}
-	if opts.LeaseTTL == 0 {
-		opts.LeaseTTL = DefaultLeaseTTL
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
-	if opts.TokenlessPerMinute == 0 {
-		opts.TokenlessPerMinute = DefaultTokenlessPerMinute
-	}
-	if opts.Replicas == 0 {
-		opts.Replicas = 1
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	switch {
-	case opts.PageSize < 1 || opts.PageSize > 1000:
-		return nil, fmt.Errorf("%w: page size must be 1..1000", ErrInvalidOption)
-	case opts.LeaseTTL < time.Second:
-		return nil, fmt.Errorf("%w: lease ttl must be at least 1s", ErrInvalidOption)
-	case opts.PollInterval < 0:
-		return nil, fmt.Errorf("%w: poll interval must not be negative (0 is off)", ErrInvalidOption)
-	case opts.TokenlessPerMinute < 1:
-		return nil, fmt.Errorf("%w: token-less calls per minute must be positive", ErrInvalidOption)
-	case pub == nil:
+	if pub == nil {
 		return nil, fmt.Errorf("%w: publisher is required", ErrInvalidOption)
 	}
 	f := &Fetcher{
-		js: js, pub: pub, opts: opts, id: nuid.Next(),
-		apps:    make(map[string]App, len(apps)),
-		log:     log.With().Str("component", "fetch").Logger(),
-		workers: map[string]*worker{},
-		running: map[string]workerRun{},
-		health:  newHealthRecorder(opts.Now, opts.Metrics),
+		js: kv, pub: pub, opts: o, id: nuid.Next(),
+		apps:     make(map[string]App, len(apps)),
+		log:      o.log.With().Str("component", "fetch").Logger(),
+		corps:    map[string]*corp{},
+		kick:     make(chan struct{}, 1),
+		handoffs: make(chan handoff),
+		budget:   newBudget(o.tokenlessBudget),
+		health:   newHealthRecorder(o.now, o.metrics),
 	}
 	fixed := make(map[string][]string, len(apps))
 	for _, a := range apps {
@@ -199,10 +170,10 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 		}
 		f.apps[a.Name] = a
 		fixed[a.Name] = a.Corps
-		opts.Metrics.init(a.Name, a.Corps)
+		o.metrics.init(a.Name, a.Corps)
 	}
-	if f.opts.Corps == nil {
-		f.opts.Corps = corps.NewDirectory(fixed, nil)
+	if f.opts.corps == nil {
+		f.opts.corps = corps.NewDirectory(fixed, nil)
 	}
 	return f, nil
 }
@@ -212,34 +183,34 @@ func New(js jetstream.JetStream, apps []App, pub Publisher, log zerolog.Logger, 
 // which retries transient errors until ctx ends).
 func (f *Fetcher) Setup(ctx context.Context) error {
 	var err error
-	f.cursors, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
+	f.cursors, err = f.ensure(ctx, jetstream.KeyValueConfig{
 		Bucket: CursorBucket, Description: "get_hit_msg_list cursor per app and corp",
-		History: 5, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
-		MaxBytes: f.opts.KVMaxBytes, // 0: none
+		History: 5, Storage: jetstream.FileStorage, Replicas: f.opts.replicas,
+		MaxBytes: f.opts.kvMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	f.leases, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
+	f.leases, err = f.ensure(ctx, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "which replica fetches an app and corp",
-		TTL: f.opts.LeaseTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
-		MaxBytes: f.opts.KVMaxBytes, // 0: none
+		TTL: f.opts.leaseTTL, Storage: jetstream.FileStorage, Replicas: f.opts.replicas,
+		MaxBytes: f.opts.kvMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	f.tokens, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
+	f.tokens, err = f.ensure(ctx, jetstream.KeyValueConfig{
 		Bucket: TokenBucket, Description: "newest hit token per app and corp",
-		TTL: hitTokenTTL, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
-		MaxBytes: f.opts.KVMaxBytes, // 0: none
+		TTL: hitTokenTTL, Storage: jetstream.FileStorage, Replicas: f.opts.replicas,
+		MaxBytes: f.opts.kvMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	f.health.kv, err = broker.EnsureKeyValue(ctx, f.js, jetstream.KeyValueConfig{
+	f.health.kv, err = f.ensure(ctx, jetstream.KeyValueConfig{
 		Bucket: HealthBucket, Description: "how fetches are going per app and corp",
-		History: 1, Storage: jetstream.FileStorage, Replicas: f.opts.Replicas,
-		MaxBytes: f.opts.KVMaxBytes, // 0: none
+		History: 1, Storage: jetstream.FileStorage, Replicas: f.opts.replicas,
+		MaxBytes: f.opts.kvMaxBytes, // 0: none
 	})
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
@@ -247,58 +218,59 @@ func (f *Fetcher) Setup(ctx context.Context) error {
 	return nil
 }
 
-// Run starts the poll loop and lets Handle start fetches; it returns when
-// ctx is cancelled and every running fetch has stopped.
+// ensure binds a bucket, its operations counted in the metrics.
+func (f *Fetcher) ensure(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := broker.EnsureKeyValue(ctx, f.js, cfg)
+	return f.opts.metrics.count(kv), err
+}
+
+// Run starts the scheduler (its dispatcher, workers and poller) and lets
+// Handle start fetches; it returns when ctx is cancelled and every fetch
+// under way has stopped.
 func (f *Fetcher) Run(ctx context.Context) error {
 	f.mu.Lock()
 	f.ctx = ctx
 	f.mu.Unlock()
-	defer f.wg.Wait()
-	f.refreshLag(ctx)
-	f.refreshHealth(ctx)
-	lag := time.NewTicker(lagRefresh)
-	defer lag.Stop()
-	var poll <-chan time.Time // nil: polling off
-	if f.opts.PollInterval > 0 {
-		t := time.NewTicker(f.opts.PollInterval)
-		defer t.Stop()
-		poll = t.C
+	var wg sync.WaitGroup
+	run := func(fn func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(ctx)
+		}()
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-poll:
-			f.Poll()
-		case <-lag.C:
-			f.refreshLag(ctx)
-			f.refreshHealth(ctx)
-		}
+	run(f.dispatch)
+	for range f.opts.workers {
+		run(f.work)
 	}
+	if f.opts.pollInterval > 0 {
+		run(f.poll)
+	}
+	run(f.watchGauges)
+	<-ctx.Done()
+	wg.Wait()
+	f.shutdown(ctx.Err())
+	return nil
 }
 
-// lagRefresh is how often every replica recomputes the cursor lag gauge
-// from the shared cursor, so that all replicas report the same, current
-// lag, not the value from their own last fetch.
-const lagRefresh = 15 * time.Second
-
-// refreshLag sets every (app, corp)'s cursor lag from its stored cursor.
-// Failures leave the gauge as it was.
-func (f *Fetcher) refreshLag(ctx context.Context) {
-	if f.opts.Metrics == nil {
-		return
+// shutdown ends every fetch under way or waiting, once the workers have
+// stopped: leases are freed and callbacks told, so their records are
+// retried by another replica or the next start.
+func (f *Fetcher) shutdown(cause error) {
+	stopped := fmt.Errorf("fetch: stopped: %w", cause)
+	f.mu.Lock()
+	all := make([]*corp, 0, len(f.corps))
+	for k, c := range f.corps {
+		c.stopped = stopped
+		all = append(all, c)
+		delete(f.corps, k)
 	}
-	for _, name := range f.appNames() {
-		for _, corp := range f.opts.Corps.Corps(name) {
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			cur, _, err := f.loadCursor(rctx, name, corp)
-			cancel()
-			if err != nil {
-				f.log.Debug().Err(err).Str("app", name).Str("corp_id", corp).Msg("cursor lag not refreshed")
-				continue
-			}
-			f.opts.Metrics.lag(name, corp, cur.LastHitTime, f.opts.Now())
-		}
+	f.urgent, f.polls, f.delayed = fifo{}, fifo{}, nil
+	f.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // nothing of a stopped fetch is recorded
+	for _, c := range all {
+		f.abandon(ctx, c)
 	}
 }
 
@@ -309,15 +281,12 @@ func (f *Fetcher) Running() bool {
 	return f.ctx != nil && f.ctx.Err() == nil
 }
 
-// Poll starts a token-less fetch for every (app, corp) whose lease is free,
-// without waiting for them.
+// Poll asks for a token-less fetch of every (app, corp) now, without
+// waiting for them; they go out within the token-less budget, after any
+// callback's. Run's poller spreads the same over the poll interval.
 func (f *Fetcher) Poll() {
-	for _, name := range f.appNames() {
-		for _, corp := range f.opts.Corps.Corps(name) {
-			if w := f.worker(name, corp); w != nil {
-				w.trigger(wecomhit.SourcePoll)
-			}
-		}
+	for _, ac := range f.allCorps() {
+		f.trigger(ac[0], ac[1], wecomhit.SourcePoll)
 	}
 }
 
@@ -330,10 +299,24 @@ func (f *Fetcher) appNames() []string {
 	return names
 }
 
+// trigger asks for a fetch of (app, corp) and queues it; nil when the
+// fetcher is not running or app no longer serves corp.
+func (f *Fetcher) trigger(app, name, source string) *ticket {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.corpLocked(app, name)
+	if c == nil {
+		return nil
+	}
+	t := c.trigger(source)
+	f.enqueueLocked(c)
+	return t
+}
+
 // Handle is the intake handler for hit_keyword and program_notify: it
 // stores the token (or notify id) as the newest for its (app, corp), starts
-// a fetch or joins the one running, and returns once a fetch that began
-// after the callback arrived has finished. Other kinds return nil.
+// a fetch or joins the one waiting to start, and returns once a fetch that
+// began after the callback arrived has finished. Other kinds return nil.
 func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	if cb.Kind != wecomhit.KindHitKeyword && cb.Kind != wecomhit.KindProgramNotify {
 		return nil
@@ -341,7 +324,7 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	if _, ok := f.apps[cb.App]; !ok {
 		return fmt.Errorf("fetch: callback for unconfigured app %q", cb.App)
 	}
-	corp, err := f.opts.Corps.Resolve(cb.App, cb.CorpID)
+	name, err := f.opts.corps.Resolve(cb.App, cb.CorpID)
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
@@ -349,18 +332,22 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 		return errDraining
 	}
 	if cb.Token != "" || cb.NotifyID != "" {
-		if err := f.putToken(ctx, cb.App, corp, cb); err != nil {
+		if err := f.putToken(ctx, cb.App, name, cb); err != nil {
 			return err
 		}
 	}
-	w := f.worker(cb.App, corp)
-	if w == nil {
-		if _, err := f.opts.Corps.Resolve(cb.App, corp); err != nil {
+	f.mu.Lock()
+	c := f.corpLocked(cb.App, name)
+	if c == nil {
+		f.mu.Unlock()
+		if _, err := f.opts.corps.Resolve(cb.App, name); err != nil {
 			return fmt.Errorf("fetch: %w", err) // cancelled meanwhile
 		}
 		return errors.New("fetch: not running")
 	}
-	t, first := w.join()
+	t, first := c.join()
+	f.enqueueLocked(c)
+	f.mu.Unlock()
 	if !first {
 		// A fetch that has not started yet is already held open by an
 		// earlier callback, whose record stays unacked until that fetch
@@ -371,12 +358,36 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 	return t.wait(ctx)
 }
 
+// corpLocked returns the scheduler's record of (app, corp), creating it if
+// needed; nil if Run has not started or has stopped, or app no longer
+// serves corp. The caller holds f.mu.
+func (f *Fetcher) corpLocked(app, name string) *corp {
+	if f.ctx == nil || f.ctx.Err() != nil {
+		return nil
+	}
+	k := key(app, name)
+	c := f.corps[k]
+	if c == nil {
+		// Asked under f.mu, which Forget takes after the corp left the
+		// Corps: a callback or poll that resolved the corp just before
+		// its cancellation must not start a fetch Forget will not see,
+		// which would write the corp's lease, cursor and health again.
+		if _, err := f.opts.corps.Resolve(app, name); err != nil {
+			return nil
+		}
+		c = newCorp(f, app, name)
+		f.corps[k] = c
+	}
+	return c
+}
+
 // Drain makes fetches stop after their current page (their callbacks are
 // retried later, by this replica or another) and refuses new ones, then
 // waits for the fetches under way to stop, or for ctx.
 func (f *Fetcher) Drain(ctx context.Context) error {
 	f.mu.Lock()
 	f.draining.Store(true)
+	f.kickLocked() // delayed fetches are ended now, not when due
 	if f.active == 0 {
 		f.mu.Unlock()
 		return nil
@@ -416,61 +427,39 @@ func (f *Fetcher) end() {
 	}
 }
 
-// worker returns the (app, corp) worker, starting it if needed; nil if Run
-// has not started or has stopped, or app no longer serves corp.
-func (f *Fetcher) worker(app, corp string) *worker {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ctx == nil || f.ctx.Err() != nil {
-		return nil
-	}
-	k := key(app, corp)
-	w := f.workers[k]
-	if w == nil {
-		// Asked under f.mu, which Forget takes after the corp left the
-		// Corps: a callback or poll that resolved the corp just before
-		// its cancellation must not start a worker Forget will not see,
-		// which would write the corp's lease, cursor and health again.
-		if _, err := f.opts.Corps.Resolve(app, corp); err != nil {
-			return nil
-		}
-		w = newWorker(f, app, corp)
-		f.workers[k] = w
-		ctx, stop := context.WithCancel(f.ctx)
-		run := workerRun{stop: stop, done: make(chan struct{})}
-		f.running[k] = run
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			defer close(run.done)
-			w.loop(ctx)
-		}()
-	}
-	return w
-}
-
 // Forget stops fetching (app, corp) on this replica at once, cutting a
 // fetch under way, and deletes what the fetcher keeps about it in NATS: its
 // cursor, lease, hit token and health entry (a cancelled corp's data must
 // go). Call it after the corp left the Corps, or a poll or callback starts
 // it again. Every replica calls it; the deletes are idempotent.
-func (f *Fetcher) Forget(ctx context.Context, app, corp string) error {
-	k := key(app, corp)
+func (f *Fetcher) Forget(ctx context.Context, app, name string) error {
+	k := key(app, name)
 	f.mu.Lock()
-	run, ok := f.running[k]
-	delete(f.workers, k)
-	delete(f.running, k)
+	c := f.corps[k]
+	delete(f.corps, k)
+	var stop context.CancelFunc
+	var idle chan struct{}
+	if c != nil {
+		c.stopped = fmt.Errorf("fetch: %s/%s stopped: %w", app, name, context.Canceled)
+		stop, idle = c.stop, c.idle
+	}
 	f.mu.Unlock()
-	if ok {
-		run.stop()
+	switch {
+	case idle != nil:
+		// A worker is on it: cut its page; it ends the fetch (release).
+		stop()
 		select {
-		case <-run.done:
+		case <-idle:
 		case <-ctx.Done():
-			return fmt.Errorf("fetch: forget %s/%s: %w", app, corp, ctx.Err())
+			return fmt.Errorf("fetch: forget %s/%s: %w", app, name, ctx.Err())
 		}
+	case c != nil:
+		cctx, cancel := context.WithCancel(ctx)
+		cancel() // nothing of the forgotten corp is recorded
+		f.abandon(cctx, c)
 	}
 	f.health.forget(k)
-	f.opts.Metrics.forget(app, corp)
+	f.opts.metrics.forget(app, name)
 	var errs []error
 	for _, kv := range []jetstream.KeyValue{f.cursors, f.leases, f.tokens, f.health.kv} {
 		if kv == nil {
@@ -478,7 +467,7 @@ func (f *Fetcher) Forget(ctx context.Context, app, corp string) error {
 		}
 		// Purge, not Delete: no earlier revision (a cursor's history) stays.
 		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			errs = append(errs, fmt.Errorf("fetch: forget %s/%s in %s: %w", app, corp, kv.Bucket(), err))
+			errs = append(errs, fmt.Errorf("fetch: forget %s/%s in %s: %w", app, name, kv.Bucket(), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,7 +23,7 @@ import (
 // reach the stream exactly as the simulator recorded them.
 func TestFetch_GroundTruth(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{PageSize: 200})
+	r := e.startReceiver(nil, fetch.WithPageSize(200))
 	for range 4 {
 		_, err := e.sim.GenerateMessages(corpID, 1500)
 		require.NoError(t, err)
@@ -51,7 +50,7 @@ func TestFetch_GroundTruth(t *testing.T) {
 // stream ends up exactly right.
 func TestFetch_Faults(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{TokenlessLimit: 1000})
-	r := e.startReceiver(nil, fetch.Options{PageSize: 100})
+	r := e.startReceiver(nil, fetch.WithPageSize(100))
 	require.NoError(t, e.sim.SetFaults(
 		wecomsim.Fault{Kind: wecomsim.FaultErrcode, API: "get_hit_msg_list", Errcode: -1, Rate: 0.2},
 		wecomsim.Fault{Kind: wecomsim.FaultHTTPError, API: "get_hit_msg_list", Status: 502, Rate: 0.1},
@@ -72,7 +71,7 @@ func TestFetch_Faults(t *testing.T) {
 // alone brings every hit, within the token-less budget.
 func TestFetch_PollWithoutCallbacks(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{PageSize: 500, TokenlessPerMinute: 8})
+	r := e.startReceiver(nil, fetch.WithPageSize(500), fetch.WithTokenlessPerMinute(8))
 	_, err := e.sim.GenerateMessages(corpID, 2000)
 	require.NoError(t, err)
 	natstest.WaitFor(t, 30*time.Second, func() error {
@@ -96,12 +95,12 @@ func TestFetch_PollWithoutCallbacks(t *testing.T) {
 // interval is refused.
 func TestFetch_PollInterval(t *testing.T) {
 	t.Run("ErrNegative", func(t *testing.T) {
-		_, err := fetch.New(nil, nil, nopPublisher{}, zerolog.Nop(), fetch.Options{PollInterval: -1})
+		_, err := fetch.New(nil, nil, nopPublisher{}, fetch.WithPollInterval(-1))
 		require.ErrorIs(t, err, fetch.ErrInvalidOption)
 	})
 	t.Run("OK", func(t *testing.T) {
 		e := newEnv(t, wecomsim.Options{})
-		e.startReceiver(nil, fetch.Options{PageSize: 500, PollInterval: 20 * time.Millisecond})
+		e.startReceiver(nil, fetch.WithPageSize(500), fetch.WithPollInterval(20*time.Millisecond))
 		_, err := e.sim.GenerateMessages(corpID, 50)
 		require.NoError(t, err)
 		natstest.WaitFor(t, 30*time.Second, func() error {
@@ -119,8 +118,8 @@ func TestFetch_PollInterval(t *testing.T) {
 // once; each hit is published once and the cursor only ever moves forward.
 func TestFetch_TwoReceivers(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r1 := e.startReceiver(nil, fetch.Options{PageSize: 100})
-	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100})
+	r1 := e.startReceiver(nil, fetch.WithPageSize(100))
+	r2 := e.startReceiver(nil, fetch.WithPageSize(100))
 
 	kv, err := e.js.KeyValue(natstest.Context(t), fetch.CursorBucket)
 	require.NoError(t, err)
@@ -178,7 +177,7 @@ func TestFetch_TwoReceivers(t *testing.T) {
 // TestFetch_HandleIgnoresOtherKinds and rejects unknown apps and corps.
 func TestFetch_Handle(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{})
+	r := e.startReceiver(nil)
 	ctx := natstest.Context(t)
 	assert.NoError(t, r.f.Handle(ctx, &wecomhit.Callback{App: appName, Kind: wecomhit.KindMsgAuditNotify}))
 	err := r.f.Handle(ctx, &wecomhit.Callback{App: "other", Kind: wecomhit.KindHitKeyword, CorpID: corpID})
@@ -198,8 +197,8 @@ func TestFetch_Handle(t *testing.T) {
 func TestFetch_LeaseRenewed(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
 	slow := &countingPublisher{delay: 400 * time.Millisecond, inner: e.publisher()}
-	r1 := e.startReceiver(slow, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
-	r2 := e.startReceiver(nil, fetch.Options{PageSize: 100, LeaseTTL: time.Second})
+	r1 := e.startReceiver(slow, fetch.WithPageSize(100), fetch.WithLeaseTTL(time.Second))
+	r2 := e.startReceiver(nil, fetch.WithPageSize(100), fetch.WithLeaseTTL(time.Second))
 	_, err := e.sim.GenerateMessages(corpID, 1200) // about 7 pages: well past the TTL
 	require.NoError(t, err)
 
@@ -267,7 +266,7 @@ func keys[K comparable, V any](m map[K]V) []K {
 // already stored is no compare-and-set to lose.
 func TestFetch_HandleBurstOneToken(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{})
+	r := e.startReceiver(nil)
 	tok, err := e.sim.IssueHitToken(corpID)
 	require.NoError(t, err)
 	now := time.Now()

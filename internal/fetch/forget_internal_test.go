@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -58,28 +57,28 @@ func (noLister) GetHitMsgList(context.Context, string, wecom.HitMsgListRequest) 
 // cursor and health again.
 func TestForget_NoWorkerAfter(t *testing.T) {
 	cs := &switchCorps{}
-	f, err := New(nil, []App{{Name: "a", API: noLister{}}}, noLister{}, zerolog.Nop(), Options{Corps: cs})
+	f, err := New(nil, []App{{Name: "a", API: noLister{}}}, noLister{}, WithCorps(cs))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer func() { cancel(); f.wg.Wait() }()
+	defer cancel()
 	f.mu.Lock()
-	f.ctx = ctx // as Run does; no fetch is triggered here
+	f.ctx = ctx // as Run does; no worker runs, so nothing is fetched
+	old := f.corpLocked("a", "c1")
 	f.mu.Unlock()
-
-	old := f.worker("a", "c1")
 	require.NotNil(t, old)
 	cs.mu.Lock()
 	cs.gone = true
 	cs.mu.Unlock()
 	require.NoError(t, f.Forget(ctx, "a", "c1"))
 
-	assert.Nil(t, f.worker("a", "c1"), "no new worker for a forgotten corp")
-
+	f.mu.Lock()
+	assert.Nil(t, f.corpLocked("a", "c1"), "no new fetch for a forgotten corp")
 	tk, first := old.join()
+	f.mu.Unlock()
 	require.True(t, first)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	err = tk.wait(wctx)
 	require.Error(t, err)
-	assert.NotErrorIs(t, err, context.DeadlineExceeded, "a stopped worker answers at once")
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "a stopped corp answers at once")
 }

@@ -114,7 +114,7 @@ func (r *receiver) duplicates() int {
 	return r.pub.duplicates
 }
 
-func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
+func (e *env) startReceiver(pub fetch.Publisher, opts ...fetch.Option) *receiver {
 	e.t.Helper()
 	_, js := natstest.ConnectURL(e.t, e.srv.ClientURL())
 	if pub == nil {
@@ -124,10 +124,9 @@ func (e *env) startReceiver(pub fetch.Publisher, opts fetch.Options) *receiver {
 	if !ok {
 		cp = &countingPublisher{inner: pub}
 	}
-	if opts.TokenlessPerMinute == 0 {
-		opts.TokenlessPerMinute = 1000
-	}
-	f, err := fetch.New(js, []fetch.App{{Name: appName, API: e.client(js), Corps: []string{corpID}}}, cp, zerolog.Nop(), opts)
+	// No polls and a generous per-corp budget unless the test says.
+	opts = append([]fetch.Option{fetch.WithPollInterval(0), fetch.WithTokenlessPerMinute(1000)}, opts...)
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: e.client(js), Corps: []string{corpID}}}, cp, opts...)
 	require.NoError(e.t, err)
 	require.NoError(e.t, f.Setup(natstest.Context(e.t)))
 	ctx, cancel := context.WithCancel(context.Background())

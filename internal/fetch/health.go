@@ -287,24 +287,3 @@ func readHealth(ctx context.Context, kv jetstream.KeyValue, k string) (Health, u
 	}
 	return h, e.Revision(), nil
 }
-
-// refreshHealth sets every (app, corp)'s health gauges from the bucket, so
-// that every replica reports the same values, whoever fetched last.
-func (f *Fetcher) refreshHealth(ctx context.Context) {
-	f.health.flushAll(ctx)
-	if f.opts.Metrics == nil || f.health.kv == nil {
-		return
-	}
-	for _, name := range f.appNames() {
-		for _, corp := range f.opts.Corps.Corps(name) {
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			h, _, err := readHealth(rctx, f.health.kv, key(name, corp))
-			cancel()
-			if err != nil {
-				f.log.Debug().Err(err).Str("app", name).Str("corp_id", corp).Msg("health gauges not refreshed")
-				continue
-			}
-			f.opts.Metrics.health(name, corp, h)
-		}
-	}
-}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -67,8 +66,8 @@ func TestHealth(t *testing.T) {
 	clock := &stepClock{t: time.Now().UTC().Truncate(time.Second)}
 	start := func(api fetch.HitLister, reg prometheus.Registerer) *fetch.Fetcher {
 		t.Helper()
-		f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{}, zerolog.Nop(),
-			fetch.Options{TokenlessPerMinute: 1000, Now: clock.Now, Metrics: fetch.NewMetrics(reg)})
+		f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{},
+			fetch.WithPollInterval(0), fetch.WithTokenlessPerMinute(1000), fetch.WithClock(clock.Now), fetch.WithMetrics(fetch.NewMetrics(reg)))
 		require.NoError(t, err)
 		require.NoError(t, f.Setup(natstest.Context(t)))
 		ctx, cancel := context.WithCancel(context.Background())

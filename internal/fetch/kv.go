@@ -104,10 +104,10 @@ func (f *Fetcher) putToken(ctx context.Context, app, corp string, cb *wecomhit.C
 		issued = time.Unix(cb.EventTime, 0)
 	}
 	if issued.IsZero() {
-		issued = f.opts.Now()
+		issued = f.opts.now()
 	}
 	t := hitToken{Token: cb.Token, NotifyID: cb.NotifyID, Issued: issued, ExpiresAt: issued.Add(hitTokenTTL - hitTokenMargin)}
-	if !t.ExpiresAt.After(f.opts.Now()) {
+	if !t.ExpiresAt.After(f.opts.now()) {
 		return nil // already too old to be of use
 	}
 	data, err := json.Marshal(t)
@@ -150,7 +150,7 @@ func (f *Fetcher) currentToken(ctx context.Context, k string) hitToken {
 		return hitToken{}
 	}
 	var t hitToken
-	if json.Unmarshal(e.Value(), &t) != nil || !t.ExpiresAt.After(f.opts.Now()) {
+	if json.Unmarshal(e.Value(), &t) != nil || !t.ExpiresAt.After(f.opts.now()) {
 		return hitToken{}
 	}
 	return t
@@ -179,38 +179,33 @@ type lease struct {
 	ttl   time.Duration
 }
 
-// acquire claims the lease of k. With wait it retries until the lease is
-// free or ctx ends; without, a taken lease returns errLeaseBusy.
-func (f *Fetcher) acquire(ctx context.Context, k string, wait bool) (*lease, error) {
-	l := &lease{kv: f.leases, key: k, owner: []byte(f.id), ttl: f.opts.LeaseTTL}
-	delay := 50 * time.Millisecond
-	for {
-		rev, err := f.leases.Create(ctx, k, l.owner)
-		if err == nil {
-			l.rev = rev
-			return l, nil
-		}
-		if !broker.CASConflict(err) {
-			return nil, fmt.Errorf("fetch: lease: %w", err)
-		}
-		if !wait {
-			return nil, errLeaseBusy
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("fetch: waiting for lease: %w", ctx.Err())
-		case <-t.C:
-		}
-		// At most half a second apart: a waiting replica takes a lapsed
-		// lease (a dead holder's) soon after it lapses, for the cost of
-		// two creates a second while another replica fetches.
-		delay = min(2*delay, acquireMaxDelay)
+// acquire claims the lease of k, or returns errLeaseBusy at once if
+// another replica holds it: a callback's fetch comes back for it later
+// (start), without holding a worker.
+func (f *Fetcher) acquire(ctx context.Context, k string) (*lease, error) {
+	l := &lease{kv: f.leases, key: k, owner: []byte(f.id), ttl: f.opts.leaseTTL}
+	rev, err := f.leases.Create(ctx, k, l.owner)
+	if err == nil {
+		l.rev = rev
+		return l, nil
 	}
+	if broker.CASConflict(err) {
+		return nil, errLeaseBusy
+	}
+	return nil, fmt.Errorf("fetch: lease: %w", err)
 }
 
-// acquireMaxDelay caps the wait between tries for a taken lease.
+// leaseHeld reports whether a replica holds k's lease; an error reads as
+// not held (the fetch then tries to take it, which tells for sure).
+func (f *Fetcher) leaseHeld(ctx context.Context, k string) bool {
+	_, err := f.leases.Get(ctx, k)
+	return err == nil
+}
+
+// acquireMaxDelay caps the wait between tries for a taken lease: a
+// waiting replica takes a lapsed lease (a dead holder's) soon after it
+// lapses, for the cost of two creates a second while another replica
+// fetches.
 const acquireMaxDelay = 500 * time.Millisecond
 
 // errLeaseLost: renewal failed; another replica may be fetching now.

@@ -30,7 +30,7 @@ const takeoverBound = 12 * time.Second
 // TTL it waited 30 s.
 func TestFetch_DeadHolderTakenOver(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{PageSize: 100})
+	r := e.startReceiver(nil, fetch.WithPageSize(100))
 	_, err := e.sim.GenerateMessages(corpID, 150)
 	require.NoError(t, err)
 

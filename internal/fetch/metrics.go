@@ -1,7 +1,10 @@
 package fetch
 
 import (
+	"context"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -12,7 +15,7 @@ import (
 var sources = []string{wecomhit.SourceCallback, wecomhit.SourcePoll, wecomhit.SourceBackfill}
 
 // Metrics are the fetcher's Prometheus metrics. Create them with NewMetrics
-// and hand them to New in Options; New pre-creates the series of the
+// and hand them to New with WithMetrics; New pre-creates the series of the
 // configured apps and corps. A nil *Metrics records nothing.
 type Metrics struct {
 	pages     *prometheus.CounterVec
@@ -22,6 +25,10 @@ type Metrics struct {
 	// From HealthBucket (health.go).
 	failures    *prometheus.GaugeVec
 	lastSuccess *prometheus.GaugeVec
+	// The scheduler's traffic (sched.go).
+	tokenlessCalls *prometheus.CounterVec
+	kvOps          *prometheus.CounterVec
+	queued         *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (none when reg is
@@ -30,20 +37,36 @@ type Metrics struct {
 //   - wecom_receiver_fetch_pages_total{app,corp,source}: pages fetched and
 //     published, by what started the fetch, as the events' source: callback,
 //     poll or backfill.
+//
 //   - wecom_receiver_fetch_page_duration_seconds{app}: one page,
 //     get_hit_msg_list and the publish until the last PubAck.
+//
 //   - wecom_receiver_fetch_errors_total{app,corp}: fetches that failed (the
 //     "fetch failed" log line), and failed backfills.
+//
 //   - wecom_receiver_cursor_lag_seconds{app,corp}: how far the cursor is
 //     behind: the time of the last page minus the send time of the newest
 //     message the cursor has passed. Set after every page, and at start from
 //     the stored cursor; 0 until the cursor has passed a message.
+//
 //   - wecom_receiver_corp_consecutive_failures{app,corp}: fetches that
 //     failed since the last success, on any replica (from HealthBucket).
+//
 //   - wecom_receiver_corp_last_success_timestamp_seconds{app,corp}: when a
 //     fetch last succeeded, on any replica; 0 until one has.
 //
-// The health gauges are refreshed from the bucket every 15 s, so every
+//   - wecom_receiver_fetch_tokenless_calls_total{app}: get_hit_msg_list
+//     calls made without a hit token (polls, and fetches whose token
+//     expired), the calls the global budget caps.
+//
+//   - wecom_receiver_fetch_kv_ops_total{bucket,op}: the fetcher's reads
+//     and writes of its KV buckets (op get, create, update, delete,
+//     purge), to see what each corp and poll costs NATS.
+//
+//   - wecom_receiver_fetch_queued{queue}: corps waiting for a worker, by
+//     queue: callback, poll, delayed (for a lease or a budget).
+//
+// The health and lag gauges follow the buckets through a watch, so every
 // replica reports the same values.
 //
 // The corp label takes the corps of the configuration, so its cardinality
@@ -76,8 +99,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time a fetch of an app and corp last succeeded, on any replica; 0 until one has.",
 		}, []string{"app", "corp"}),
 	}
+	m.tokenlessCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wecom_receiver_fetch_tokenless_calls_total",
+		Help: "get_hit_msg_list calls made without a hit token, by app.",
+	}, []string{"app"})
+	m.kvOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wecom_receiver_fetch_kv_ops_total",
+		Help: "The fetcher's reads and writes of its KV buckets, by bucket and operation.",
+	}, []string{"bucket", "op"})
+	m.queued = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "wecom_receiver_fetch_queued",
+		Help: "Corps waiting for a fetch worker, by queue (callback, poll, delayed).",
+	}, []string{"queue"})
+	for _, b := range []string{CursorBucket, LeaseBucket, TokenBucket, HealthBucket} {
+		for _, op := range kvOps {
+			m.kvOps.WithLabelValues(b, op)
+		}
+	}
+	m.queues(0, 0, 0)
 	if reg != nil {
-		reg.MustRegister(m.pages, m.duration, m.errors, m.cursorLag, m.failures, m.lastSuccess)
+		reg.MustRegister(m.pages, m.duration, m.errors, m.cursorLag, m.failures, m.lastSuccess,
+			m.tokenlessCalls, m.kvOps, m.queued)
 	}
 	return m
 }
@@ -104,6 +146,7 @@ func (m *Metrics) init(app string, corps []string) {
 		return
 	}
 	m.duration.WithLabelValues(app)
+	m.tokenlessCalls.WithLabelValues(app)
 	for _, c := range corps {
 		for _, s := range sources {
 			m.pages.WithLabelValues(app, c, s)
@@ -148,4 +191,63 @@ func (m *Metrics) health(app, corp string, h Health) {
 	if !h.LastSuccess.IsZero() {
 		m.lastSuccess.WithLabelValues(app, corp).Set(float64(h.LastSuccess.UnixNano()) / 1e9)
 	}
+}
+
+// KV operations counted in wecom_receiver_fetch_kv_ops_total.
+var kvOps = []string{"get", "create", "update", "delete", "purge"}
+
+// countedKV counts a bucket's reads and writes.
+type countedKV struct {
+	jetstream.KeyValue
+	m *Metrics
+}
+
+func (m *Metrics) count(kv jetstream.KeyValue) jetstream.KeyValue {
+	if m == nil || kv == nil {
+		return kv
+	}
+	return countedKV{KeyValue: kv, m: m}
+}
+
+func (k countedKV) op(op string) { k.m.kvOps.WithLabelValues(k.Bucket(), op).Inc() }
+
+func (k countedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	k.op("get")
+	return k.KeyValue.Get(ctx, key)
+}
+
+func (k countedKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	k.op("create")
+	return k.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (k countedKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	k.op("update")
+	return k.KeyValue.Update(ctx, key, value, revision)
+}
+
+func (k countedKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	k.op("delete")
+	return k.KeyValue.Delete(ctx, key, opts...)
+}
+
+func (k countedKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	k.op("purge")
+	return k.KeyValue.Purge(ctx, key, opts...)
+}
+
+func (m *Metrics) tokenless(app string) {
+	if m == nil {
+		return
+	}
+	m.tokenlessCalls.WithLabelValues(app).Inc()
+}
+
+func (m *Metrics) queues(urgent, poll, delayed int) {
+	if m == nil {
+		return
+	}
+	m.queued.WithLabelValues("callback").Set(float64(urgent))
+	m.queued.WithLabelValues("poll").Set(float64(poll))
+	m.queued.WithLabelValues("delayed").Set(float64(delayed))
 }

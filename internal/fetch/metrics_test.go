@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -60,8 +59,8 @@ func (nopPublisher) Existing(context.Context, string, time.Time) (map[string]boo
 
 func runFetcher(t *testing.T, js jetstream.JetStream, api fetch.HitLister, m *fetch.Metrics) *fetch.Fetcher {
 	t.Helper()
-	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{}, zerolog.Nop(),
-		fetch.Options{TokenlessPerMinute: 1000, Metrics: m})
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, nopPublisher{},
+		fetch.WithPollInterval(0), fetch.WithTokenlessPerMinute(1000), fetch.WithMetrics(m))
 	require.NoError(t, err)
 	require.NoError(t, f.Setup(natstest.Context(t)))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -39,11 +39,11 @@ func TestLimiter(t *testing.T) {
 	assert.ErrorIs(t, l.wait(ctx), context.Canceled)
 }
 
-// TestWorker_Trigger: triggers before the fetch starts share one ticket,
+// TestCorp_Trigger: triggers before the fetch starts share one ticket,
 // a callback's source outranks a poll's, and join counts the callbacks
 // waiting on it.
-func TestWorker_Trigger(t *testing.T) {
-	w := &worker{wake: make(chan struct{}, 1)}
+func TestCorp_Trigger(t *testing.T) {
+	w := &corp{}
 	poll := w.trigger(wecomhit.SourcePoll)
 	assert.Equal(t, wecomhit.SourcePoll, poll.source)
 
@@ -57,5 +57,4 @@ func TestWorker_Trigger(t *testing.T) {
 
 	assert.Same(t, t1, w.trigger(wecomhit.SourcePoll))
 	assert.Equal(t, wecomhit.SourceCallback, t1.source, "a later poll does not demote it")
-	assert.Len(t, w.wake, 1, "one wake-up pending, however many triggers")
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -29,7 +28,7 @@ func TestFetch_KilledMidPage(t *testing.T) {
 	_, err := e.sim.GenerateMessages(corpID, 1500)
 	require.NoError(t, err)
 	pub := &countingPublisher{inner: inner, failAt: 3}
-	r := e.startReceiver(pub, fetch.Options{PageSize: 100})
+	r := e.startReceiver(pub, fetch.WithPageSize(100))
 	before := e.sim.Requests("get_hit_msg_list")
 	tok, err := e.sim.IssueHitToken(corpID)
 	require.NoError(t, err)
@@ -49,7 +48,7 @@ func TestFetch_KilledMidPage(t *testing.T) {
 		_, err := e.sim.GenerateMessages(corpID, 500)
 		require.NoError(t, err)
 		pub = &countingPublisher{inner: inner, failAt: 2 + i}
-		r = e.startReceiver(pub, fetch.Options{PageSize: 50})
+		r = e.startReceiver(pub, fetch.WithPageSize(50))
 		e.callback(r, 3)
 	}
 	e.requireExactlyTruth()
@@ -63,7 +62,7 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 	_, js := natstest.Connect(t, srv)
 	pub := newPublisher(t, js)
 	api := &deadTokenAPI{}
-	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, zerolog.Nop(), fetch.Options{})
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: api, Corps: []string{corpID}}}, pub, fetch.WithPollInterval(0))
 	require.NoError(t, err)
 	require.NoError(t, f.Setup(natstest.Context(t)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,7 +100,7 @@ func TestFetch_DeadTokenDropped(t *testing.T) {
 // that finds a live token uses it.
 func TestFetch_SourceIsWhatStartedTheFetch(t *testing.T) {
 	e := newEnv(t, wecomsim.Options{})
-	r := e.startReceiver(nil, fetch.Options{PageSize: 500})
+	r := e.startReceiver(nil, fetch.WithPageSize(500))
 	type origin struct {
 		source string
 		token  bool

@@ -292,7 +292,8 @@ type blocked struct {
 // between replicas and holds the suite_tickets; it may be nil for a zone
 // app, which then caches tokens in this process only. Archive apps need it.
 //
-// Defaults: WithHTTPClient a fresh http.Client; WithClock the system clock;
+// Defaults: WithHTTPClient a fresh http.Client whose transport keeps
+// PoolIdlePerHost idle connections to the API host (pool.go); WithClock the system clock;
 // WithLogger zerolog.Nop(); WithAttempts DefaultAttempts (3);
 // WithBackoff DefaultBackoffBase (200ms) to DefaultBackoffMax (5s);
 // WithCallTimeout DefaultCallTimeout (10s); WithMaxResponseBytes
@@ -306,7 +307,7 @@ type blocked struct {
 // app lacking what its mode needs.
 func New(app App, stores *Stores, opts ...Option) (*Client, error) {
 	o := options{
-		httpClient:       &http.Client{},
+		httpClient:       &http.Client{Transport: newTransport()},
 		clock:            realClock{},
 		log:              zerolog.Nop(),
 		attempts:         DefaultAttempts,
