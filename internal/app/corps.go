@@ -52,11 +52,7 @@ func (m *Main) corpChangeLoop(ctx context.Context) {
 				log.Warn().Err(err).Msg("stopping a cancelled corp failed")
 			}
 		} else if c.State == corps.Active {
-			select {
-			case m.warm <- [2]string{c.App, c.CorpID}:
-			default:
-				// A full queue: the names are looked up rule by rule.
-			}
+			m.warmer.Add(c.CorpID)
 		}
 		if m.auth != nil {
 			actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -138,7 +134,3 @@ func (m *Main) dispatchAuth(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	return err
 }
-
-// warmQueue is how many newly authorized corps may wait for their rules
-// to be listed.
-const warmQueue = 1024

@@ -184,6 +184,21 @@ func WeComApp(a config.App) wecom.App {
 	}
 }
 
+// RuleLister lists a corp's rules with get_rule_list: a rulecache.Lister,
+// for the background warm-up of rule names.
+type RuleLister struct{ Client *wecom.Client }
+
+// ListRuleNames calls set for each of corp's rules.
+func (r RuleLister) ListRuleNames(ctx context.Context, corp string, set func(ruleID, name string)) error {
+	for rule, err := range r.Client.ListRules(ctx, corp, 100) {
+		if err != nil {
+			return err
+		}
+		set(rule.RuleID, rule.Name)
+	}
+	return nil
+}
+
 // RuleNamer reads a rule's name with get_rule_detail: a rulecache.Getter.
 type RuleNamer struct{ Client *wecom.Client }
 

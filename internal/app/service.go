@@ -55,8 +55,8 @@ type Main struct {
 	corpView    *CorpView
 	auth        *corpauth.Handler
 	corpChanges chan corps.Change
-	corpQuit    chan struct{}  // closed by Close: stop queueing changes
-	warm        chan [2]string // (app, corp) whose rules to list
+	corpQuit    chan struct{}     // closed by Close: stop queueing changes
+	warmer      *rulecache.Warmer // lists corps' rule names in the background
 	server      *http.Server
 	listener    net.Listener
 
@@ -71,9 +71,9 @@ type Main struct {
 	// life is what Close undoes, registered by each part as Open opens
 	// it (lifecycle.go).
 	life Lifecycle
-	// rulesWarmed is closed when the start-up rule listing (warmRules)
+	// rulesWarmed is closed when the start-up rule listing (m.warmer)
 	// has ended, whether it loaded every name or gave up.
-	rulesWarmed chan struct{}
+	rulesWarmed <-chan struct{}
 
 	draining atomic.Bool
 
@@ -298,7 +298,6 @@ func (m *Main) openCorps(setupCtx context.Context) error {
 	// change loop, started with the pipeline, takes them.
 	m.corpChanges = make(chan corps.Change, corpChanges)
 	m.corpQuit = make(chan struct{})
-	m.warm = make(chan [2]string, warmQueue)
 	m.corpView, err = OpenCorpView(setupCtx, m.cfg, js, true, m.log, m.onCorpChange)
 	if err != nil {
 		return err
@@ -364,6 +363,23 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) (err error
 		m.rules.Close()
 		return nil
 	})
+	// Rule names are listed in the background, a few corps at a time
+	// (rulecache.Warmer): start-up makes no WeCom call per corp.
+	var served []string
+	for _, a := range m.cfg.Apps {
+		served = append(served, dir.Corps(a.Name)...)
+	}
+	m.warmer, err = rulecache.NewWarmer(m.rules, func(corp string) rulecache.Lister {
+		for _, a := range m.cfg.Apps {
+			if dir.Has(a.Name, corp) {
+				return RuleLister{Client: m.clients[a.Name]}
+			}
+		}
+		return nil
+	}, served, rulecache.WithWarmLogger(m.log))
+	if err != nil {
+		return err
+	}
 	if m.dlq, err = deadletter.New(js, n.SubjectPrefix, DeadLetterOptions(m.cfg)...); err != nil {
 		return err
 	}
@@ -426,8 +442,8 @@ func (m *Main) startPipeline() {
 	// Handled records would otherwise stay until callback_max_age and
 	// fill WECOM_CALLBACKS, which then refuses callbacks.
 	wg.Go(func() { m.intake.RunCompactor(runCtx, IntakeDurables(), intake.DefaultCompactAt) })
-	m.rulesWarmed = make(chan struct{})
-	wg.Go(func() { m.warmRules(runCtx) })
+	m.rulesWarmed = m.warmer.Started()
+	wg.Go(func() { m.warmer.Run(runCtx) })
 	wg.Go(func() { _ = m.fetcher.Run(runCtx) })
 	for _, opts := range IntakeConsumers() {
 		opts.DeadLetters = m.dlq
@@ -475,66 +491,6 @@ func (m *Main) stopPipeline(ctx context.Context, stop context.CancelFunc, done <
 	}
 }
 
-// warmRules lists every corp's rules at start, and each newly authorized
-// corp's as it arrives (m.warm), so that even the first events of a rule
-// carry its name. An archive app cannot call WeCom before the first
-// suite_ticket arrives (WeCom pushes one every 10 minutes, and at once when
-// asked from its console), so failures are retried for a while; giving up
-// only costs names, which the cache then looks up rule by rule.
-func (m *Main) warmRules(ctx context.Context) {
-	for _, a := range m.cfg.Apps {
-		for _, corp := range m.corpView.Dir.Corps(a.Name) {
-			m.warmCorp(ctx, a.Name, corp)
-		}
-	}
-	close(m.rulesWarmed) // the start-up listing has ended
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ac := <-m.warm:
-			if m.corpView.Dir.Has(ac[0], ac[1]) {
-				m.warmCorp(ctx, ac[0], ac[1])
-			}
-		}
-	}
-}
-
-func (m *Main) warmCorp(ctx context.Context, app, corp string) {
-	c := m.clients[app]
-	delay := time.Second
-	for attempt := 1; ; attempt++ {
-		n, err := m.loadRuleNames(ctx, c, corp)
-		if err == nil {
-			m.log.Debug().Str("app", app).Str("corp_id", corp).Int("rules", n).Msg("rule names loaded")
-			return
-		}
-		if attempt == warmAttempts || ctx.Err() != nil || !m.corpView.Dir.Has(app, corp) {
-			m.log.Warn().Err(err).Str("app", app).Str("corp_id", corp).Msg("listing rules failed; names will be looked up one by one")
-			return
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
-	}
-}
-
-// warmAttempts bounds warmRules' tries per corp: about three minutes.
-const warmAttempts = 8
-
-func (m *Main) loadRuleNames(ctx context.Context, c *wecom.Client, corp string) (int, error) {
-	n := 0
-	for r, err := range c.ListRules(ctx, corp, 100) {
-		if err != nil {
-			return n, err
-		}
-		m.rules.Set(corp, r.RuleID, r.Name)
-		n++
-	}
-	return n, nil
-}
 
 // dispatch routes a stored callback: hits to the fetcher, suite tickets to
 // the token source; other kinds need nothing and are acked. A callback for

@@ -97,3 +97,30 @@ func TestSim_SetMessageRate(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }
+
+// TestSim_PostMessage: POST /_sim/corps/{corp}/messages sends one message
+// now, whose hit is in the ground truth under the msgid it answers; an
+// unknown corp is 404, a bad body 400.
+func TestSim_PostMessage(t *testing.T) {
+	s := newTestSim(t, func(o *Options) { o.MessageRate = -1 })
+	_, err := s.AddRule(testCorp, "kw", []string{"微信"}, nil)
+	require.NoError(t, err)
+	o := do(t, http.MethodPost, s.URL()+"/_sim/corps/"+testCorp+"/messages", nil)
+	id, _ := o["msg_id"].(string)
+	require.NotEmpty(t, id)
+	var hit bool
+	for _, h := range s.Hits() {
+		hit = hit || h.MsgID == id && h.CorpID == testCorp
+	}
+	assert.True(t, hit, "the default text hits the keyword")
+
+	for _, c := range []struct {
+		corp, body string
+		status     int
+	}{{"wwNoSuchCorp", `{}`, http.StatusNotFound}, {testCorp, `{"text": 1}`, http.StatusBadRequest}} {
+		resp, err := http.Post(s.URL()+"/_sim/corps/"+c.corp+"/messages", "application/json", strings.NewReader(c.body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, c.status, resp.StatusCode, c.corp+" "+c.body)
+	}
+}

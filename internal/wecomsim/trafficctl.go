@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+
+	"github.com/go-chi/chi/v5"
 )
 
 // SetMessageRate sets every corp's background traffic rate (messages per
@@ -36,4 +38,37 @@ func (s *Sim) postTraffic(w http.ResponseWriter, r *http.Request) {
 	}
 	s.SetMessageRate(*body.Rate)
 	writeJSON(w, map[string]float64{"rate": *body.Rate})
+}
+
+// DefaultMessageText is the text POST /_sim/corps/{corp}/messages sends
+// when the body names none: it holds a keyword of DemoRules, so a corp
+// with those rules gets a hit, and a hit callback.
+const DefaultMessageText = "加我微信，转账返现"
+
+// postMessage serves POST /_sim/corps/{corp}/messages {"text": T}: one
+// text message in corp, sent now (SendMessage), whose hits get a hit
+// callback as traffic's do. It answers the stored message's msgid and
+// send_time, so that a caller (the corps benchmark) can wait for exactly
+// that message's events.
+func (s *Sim) postMessage(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Text string `json:"text"`
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err == nil && len(data) > 0 {
+		err = json.Unmarshal(data, &body)
+	}
+	if err != nil {
+		http.Error(w, `body must be empty or {"text": "<message text>"}`, http.StatusBadRequest)
+		return
+	}
+	if body.Text == "" {
+		body.Text = DefaultMessageText
+	}
+	m, err := s.SendMessage(chi.URLParam(r, "corp"), Message{MsgType: MsgText, Text: body.Text})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	writeJSON(w, map[string]any{"msg_id": m.MsgID, "send_time": m.SendTime})
 }
