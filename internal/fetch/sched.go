@@ -308,8 +308,9 @@ func (f *Fetcher) abandon(ctx context.Context, c *corp) {
 // polled from the next one.
 func (f *Fetcher) poll(ctx context.Context) {
 	every := f.opts.pollInterval
-	timer := time.NewTimer(every)
+	timer := time.NewTimer(0)
 	defer timer.Stop()
+	<-timer.C
 	wait := func(at time.Time) bool {
 		timer.Reset(max(time.Until(at), 0))
 		select {
@@ -319,7 +320,6 @@ func (f *Fetcher) poll(ctx context.Context) {
 			return true
 		}
 	}
-	<-timer.C
 	for {
 		round := time.Now()
 		all := f.allCorps()

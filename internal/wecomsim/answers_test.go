@@ -124,3 +124,25 @@ func TestSim_PostMessage(t *testing.T) {
 		assert.Equal(t, c.status, resp.StatusCode, c.corp+" "+c.body)
 	}
 }
+
+// TestSim_SetCorpMessageRate: /_sim/traffic with a corp_id gives that corp
+// traffic of its own while the others stay quiet; an unknown corp is 404.
+func TestSim_SetCorpMessageRate(t *testing.T) {
+	s := newTestSim(t, func(o *Options) { o.MessageRate = -1 })
+	count := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.corps[testCorp].messages)
+	}
+	s.Advance(time.Minute)
+	require.Zero(t, count())
+	o := do(t, http.MethodPost, s.URL()+"/_sim/traffic", obj{"rate": 600, "corp_id": testCorp})
+	assert.Equal(t, testCorp, o["corp_id"])
+	s.Advance(time.Minute)
+	assert.InDelta(t, 600, count(), 150, "about 600 messages a minute")
+
+	resp, err := http.Post(s.URL()+"/_sim/traffic", "application/json", strings.NewReader(`{"rate": 1, "corp_id": "wwNoSuchCorp"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}

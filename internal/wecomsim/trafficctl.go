@@ -2,6 +2,7 @@ package wecomsim
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -27,13 +28,42 @@ func (s *Sim) SetMessageRate(rate float64) {
 	}
 }
 
-// postTraffic serves POST /_sim/traffic {"rate": R}.
+// SetCorpMessageRate sets one corp's own traffic rate (messages per
+// conversation minute) from now on, the others' staying as they are; 0 or
+// negative returns it to Options.MessageRate (none, when that is negative). A hot corp among thousands of quiet ones
+// (the corps benchmark) starts this way once the receiver is up.
+func (s *Sim) SetCorpMessageRate(corpID string, rate float64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.corps[corpID]
+	if !ok {
+		return fmt.Errorf("traffic of %q: %w", corpID, ErrUnknownCorp)
+	}
+	c.rate = max(rate, 0)
+	if rate > 0 {
+		c.nextMsgAt = s.now.Add(s.gapLocked(c))
+		s.scheduleMessageLocked(c)
+	}
+	return nil
+}
+
+// postTraffic serves POST /_sim/traffic {"rate": R}, and with "corp_id"
+// sets that corp's rate only.
 func (s *Sim) postTraffic(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		Rate *float64 `json:"rate"`
+		Rate   *float64 `json:"rate"`
+		CorpID string   `json:"corp_id"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&body); err != nil || body.Rate == nil {
-		http.Error(w, `body must be {"rate": <messages per simulated minute per corp>}`, http.StatusBadRequest)
+		http.Error(w, `body must be {"rate": <messages per simulated minute per corp>, "corp_id": <optional: one corp only>}`, http.StatusBadRequest)
+		return
+	}
+	if body.CorpID != "" {
+		if err := s.SetCorpMessageRate(body.CorpID, *body.Rate); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, map[string]any{"rate": *body.Rate, "corp_id": body.CorpID})
 		return
 	}
 	s.SetMessageRate(*body.Rate)
