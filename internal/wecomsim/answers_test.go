@@ -98,14 +98,15 @@ func TestSim_SetMessageRate(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }
 
-// TestSim_PostMessage: POST /_sim/corps/{corp}/messages sends one message
-// now, whose hit is in the ground truth under the msgid it answers; an
-// unknown corp is 404, a bad body 400.
+// TestSim_PostMessage: POST /_sim/corps/{corp}/rules adds a rule, and
+// POST /_sim/corps/{corp}/messages sends one message now, whose hit is in
+// the ground truth under the msgid it answers; an unknown corp is 404, a
+// bad body 400.
 func TestSim_PostMessage(t *testing.T) {
 	s := newTestSim(t, func(o *Options) { o.MessageRate = -1 })
-	_, err := s.AddRule(testCorp, "kw", []string{"微信"}, nil)
-	require.NoError(t, err)
-	o := do(t, http.MethodPost, s.URL()+"/_sim/corps/"+testCorp+"/messages", nil)
+	o := do(t, http.MethodPost, s.URL()+"/_sim/corps/"+testCorp+"/rules", obj{"name": "kw", "words": []string{"微信"}})
+	require.NotEmpty(t, o["rule_id"], "POST /_sim/corps/{corp}/rules adds a rule")
+	o = do(t, http.MethodPost, s.URL()+"/_sim/corps/"+testCorp+"/messages", nil)
 	id, _ := o["msg_id"].(string)
 	require.NotEmpty(t, id)
 	var hit bool

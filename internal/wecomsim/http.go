@@ -82,6 +82,7 @@ func (s *Sim) routes() http.Handler {
 	r.Get("/_sim/answers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Answers()) })
 	r.Post("/_sim/traffic", s.postTraffic)
 	r.Post("/_sim/corps/{corp}/messages", s.postMessage)
+	r.Post("/_sim/corps/{corp}/rules", s.postRule)
 	return r
 }
 

@@ -2,6 +2,7 @@ package wecomsim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -101,4 +102,30 @@ func (s *Sim) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"msg_id": m.MsgID, "send_time": m.SendTime})
+}
+
+// postRule serves POST /_sim/corps/{corp}/rules {"name": N, "words": [W…],
+// "semantics": [S…]}: AddRule over HTTP, for a process that drives the
+// simulator (the corps benchmark gives its hot corp a rule most messages
+// hit). It answers the rule id.
+func (s *Sim) postRule(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Name      string   `json:"name"`
+		Words     []string `json:"words"`
+		Semantics []int    `json:"semantics"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&body); err != nil {
+		http.Error(w, `body must be {"name": "<rule name>", "words": [...], "semantics": [...]}`, http.StatusBadRequest)
+		return
+	}
+	id, err := s.AddRule(chi.URLParam(r, "corp"), body.Name, body.Words, body.Semantics)
+	switch {
+	case errors.Is(err, ErrUnknownCorp):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, map[string]string{"rule_id": id})
 }
