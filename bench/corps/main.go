@@ -222,7 +222,9 @@ func steady(ctx context.Context, o options, rcv *proc, metricsURL, simURL string
 	}
 	delta := func(prefix string) float64 { return (sum(m1, prefix) - sum(m0, prefix)) * perMin }
 	fmt.Printf("steady state over %s, no traffic  [load %s]\n", o.steady, loadAvg())
-	fmt.Printf("  idle RSS %.1f MiB (peak so far %.1f MiB), goroutines %.0f\n", rss, hwm, m1["go_goroutines"])
+	fmt.Printf("  idle RSS %.1f MiB (peak so far %.1f MiB), Go heap in use %.1f MiB, goroutines %.0f, metric series %d\n",
+		rss, hwm, m1["go_memstats_heap_inuse_bytes"]/(1<<20), m1["go_goroutines"], len(m1))
+	fmt.Printf("  metric series by family, the largest: %s\n", topFamilies(m1, 6))
 	fmt.Printf("  token-less get_hit_msg_list calls: %.0f /min (receiver), %.0f get_hit_msg_list /min at the simulator\n",
 		delta("wecom_receiver_fetch_tokenless_calls_total"),
 		float64(s1.Requests["get_hit_msg_list"]-s0.Requests["get_hit_msg_list"])*perMin)
@@ -355,6 +357,26 @@ func hot(ctx context.Context, o options, rcv *proc, nc *nats.Conn, simURL string
 		o.cold, q(lat, 0), q(lat, 0.5), q(lat, 0.9), q(lat, 1), late, missing)
 	fmt.Printf("  RSS %.1f MiB (peak %.1f MiB)\n", rss, hwm)
 	return nil
+}
+
+// topFamilies lists the n metric families with the most series.
+func topFamilies(m map[string]float64, n int) string {
+	count := map[string]int{}
+	for k := range m {
+		name, _, _ := strings.Cut(k, "{")
+		name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+		count[name]++
+	}
+	names := make([]string, 0, len(count))
+	for k := range count {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int { return count[b] - count[a] })
+	var out []string
+	for _, k := range names[:min(n, len(names))] {
+		out = append(out, fmt.Sprintf("%s %d", k, count[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 // q is the p-quantile of sorted d.
