@@ -4,12 +4,17 @@
 // once every event of the page is acked moves the cursor, with a
 // compare-and-set, and goes on while WeCom says there is more.
 //
-// One fetch per (app, corp) runs at a time across all replicas, under a lease
-// kept in JetStream KV. Callbacks that arrive during a fetch coalesce into it.
-// A periodic token-less poll catches hits whose callbacks were lost, and
+// One scheduler serves every corp (sched.go): a dispatcher hands corps with
+// work to a bounded pool of workers, a page at a time, callbacks before
+// polls, so that thousands of quiet corps cost no goroutine or timer and a
+// busy corp cannot starve the others. Polls are spread over the poll
+// interval, under a global token-less budget and one per corp. One fetch
+// per (app, corp) publishes at a time across all replicas, under a lease
+// kept in JetStream KV, which a poll takes only once it has found something
+// to publish. Callbacks that arrive before a fetch starts coalesce into it.
 // Backfill re-reads from a point in time. Every fetch's outcome goes into a
 // shared per-(app, corp) health entry (health.go), which status reports and
-// alerts read.
+// alerts read. docs/scale.md has the costs and the reasons.
 //
 // It does not receive callbacks (intake hands them in through Handle), talk
 // HTTP (a HitLister does), or encode events (the Publisher does).

@@ -108,12 +108,12 @@ func (c *corp) join() (t *ticket, first bool) {
 	return t, t.waiters == 1
 }
 
-// urgent reports whether the corp's work is a callback's.
+// urgent reports whether the corp's work is a callback's: its fetch under
+// way, or the one a callback asked for since (whose token the pages of the
+// fetch under way use too, so they need no token-less budget either).
 func (c *corp) urgent() bool {
-	if c.run != nil {
-		return c.run.t.source == wecomhit.SourceCallback
-	}
-	return c.next != nil && c.next.source == wecomhit.SourceCallback
+	return c.run != nil && c.run.t.source == wecomhit.SourceCallback ||
+		c.next != nil && c.next.source == wecomhit.SourceCallback
 }
 
 // idleNow reports whether the corp has nothing to do and may be dropped.
