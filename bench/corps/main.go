@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 type options struct {
@@ -55,6 +56,7 @@ type options struct {
 	pollInterval time.Duration
 	logLevel     string
 	keep         bool
+	receiverBin  string
 }
 
 func main() {
@@ -67,6 +69,7 @@ func main() {
 	flag.DurationVar(&o.pollInterval, "poll-interval", 5*time.Minute, "the receiver's fetch.poll_interval (its default)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "the receiver's log level")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binaries, store, logs)")
+	flag.StringVar(&o.receiverBin, "receiver-bin", "", "receiver binary to measure instead of building ./cmd/receiver (an older build, to compare)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
@@ -102,6 +105,10 @@ func run(ctx context.Context, o options) error {
 	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
 	bins := map[string]string{"receiver": "./cmd/receiver", "wecomsim": "./cmd/wecomsim"}
 	for name, pkg := range bins {
+		if name == "receiver" && o.receiverBin != "" {
+			bins[name] = o.receiverBin
+			continue
+		}
 		out := filepath.Join(work, name)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Dir, cmd.Stderr = root, os.Stderr
@@ -167,23 +174,26 @@ func run(ctx context.Context, o options) error {
 	defer rcv.stop()
 	fmt.Printf("restart (registry populated, %d corps): ready in %s  [load %s]\n", o.corps+1, ready.Round(time.Millisecond), loadAvg())
 
-	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort)
-	if err := steady(ctx, o, rcv, metricsURL, simURL); err != nil {
-		return err
-	}
-
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), natsAuth(filepath.Join(work, "nats", "credentials", "operator.nk")),
 		nats.CustomInboxPrefix("_INBOX_OPERATOR"))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort)
+	if err := steady(ctx, o, rcv, js, metricsURL, simURL); err != nil {
+		return err
+	}
 	return hot(ctx, o, rcv, nc, simURL)
 }
 
 // steady measures the idle receiver over o.steady: token-less calls, KV
 // operations and WeCom calls per minute, and RSS at the end.
-func steady(ctx context.Context, o options, rcv *proc, metricsURL, simURL string) error {
+func steady(ctx context.Context, o options, rcv *proc, js jetstream.JetStream, metricsURL, simURL string) error {
 	// Let the start settle (the first fetches' tokens, the rule warm-up's
 	// first corps) before the window opens.
 	if err := sleep(ctx, 5*time.Second); err != nil {
@@ -197,10 +207,12 @@ func steady(ctx context.Context, o options, rcv *proc, metricsURL, simURL string
 	if err != nil {
 		return err
 	}
+	w0 := kvWrites(ctx, js)
 	start := time.Now()
 	if err := sleep(ctx, o.steady); err != nil {
 		return err
 	}
+	w1 := kvWrites(ctx, js)
 	m1, err := scrape(metricsURL)
 	if err != nil {
 		return err
@@ -232,7 +244,7 @@ func steady(ctx context.Context, o options, rcv *proc, metricsURL, simURL string
 		float64(s1.Requests["get_corp_token"]-s0.Requests["get_corp_token"])*perMin,
 		float64(s1.Requests["get_rule_list"]-s0.Requests["get_rule_list"])*perMin)
 	var ops []string
-	for _, b := range []string{"wecom_cursors", "wecom_fetch_leases", "wecom_hit_tokens", "wecom_corp_health"} {
+	for _, b := range fetchBuckets {
 		var parts []string
 		for _, op := range []string{"get", "create", "update", "delete", "purge"} {
 			if v := delta(fmt.Sprintf(`wecom_receiver_fetch_kv_ops_total{bucket="%s",op="%s"}`, b, op)); v >= 0.5 {
@@ -245,7 +257,31 @@ func steady(ctx context.Context, o options, rcv *proc, metricsURL, simURL string
 		ops = append(ops, b+": "+strings.Join(parts, ", "))
 	}
 	fmt.Printf("  fetch KV operations /min: %s\n", strings.Join(ops, "; "))
+	var writes []string
+	for _, b := range fetchBuckets {
+		writes = append(writes, fmt.Sprintf("%s %.0f", b, float64(w1[b]-w0[b])*perMin))
+	}
+	fmt.Printf("  KV writes /min (the buckets' streams): %s\n", strings.Join(writes, ", "))
 	return nil
+}
+
+// fetchBuckets are the fetcher's KV buckets.
+var fetchBuckets = []string{"wecom_cursors", "wecom_fetch_leases", "wecom_hit_tokens", "wecom_corp_health"}
+
+// kvWrites reads how many writes each fetch bucket has had (its stream's
+// last sequence): what any receiver version writes, metrics or not.
+func kvWrites(ctx context.Context, js jetstream.JetStream) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, b := range fetchBuckets {
+		s, err := js.Stream(ctx, "KV_"+b)
+		if err != nil {
+			continue
+		}
+		if info, err := s.Info(ctx); err == nil {
+			out[b] = info.State.LastSeq
+		}
+	}
+	return out
 }
 
 // hot starts the hot corp, then times cold corps' first events one after
