@@ -491,7 +491,6 @@ func (m *Main) stopPipeline(ctx context.Context, stop context.CancelFunc, done <
 	}
 }
 
-
 // dispatch routes a stored callback: hits to the fetcher, suite tickets to
 // the token source; other kinds need nothing and are acked. A callback for
 // an app or corp the configuration does not have is a dead letter at once
