@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,9 +333,20 @@ func (m *Main) openClients() ([]fetch.App, error) {
 			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		m.clients[a.Name] = c
-		// Corps here only pre-creates the metric series of the corps
-		// served at start; fetch asks dir which corps an app serves.
-		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: dir.Corps(a.Name)})
+		// Metric series are pre-created for the corps the file lists; the
+		// registry's corps, thousands perhaps, get theirs when first
+		// fetched: pre-creating ten series a corp for 10,000 corps took
+		// 55 MiB (BENCHMARKS.md, "Corps at scale"). Corps here only
+		// pre-creates series; fetch asks dir which corps an app serves.
+		listed := make([]string, 0, len(a.Corps)+1)
+		for _, corp := range a.Corps {
+			listed = append(listed, corp.CorpID)
+		}
+		if a.CorpID != "" {
+			listed = append(listed, a.CorpID)
+		}
+		listed = slices.DeleteFunc(listed, func(corp string) bool { return !dir.Has(a.Name, corp) })
+		apps = append(apps, fetch.App{Name: a.Name, API: c, Corps: listed})
 	}
 	return apps, nil
 }

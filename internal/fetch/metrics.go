@@ -69,8 +69,11 @@ type Metrics struct {
 // The health and lag gauges follow the buckets through a watch, so every
 // replica reports the same values.
 //
-// The corp label takes the corps of the configuration, so its cardinality
-// is bounded.
+// The corp label takes the corps served. New pre-creates the series of the
+// Apps' own corps (the caller passes those the configuration file lists);
+// a corp served later, from the corp registry, gets its series when it is
+// first fetched or polled, so that thousands of corps do not cost tens of
+// thousands of series from the start.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		pages: prometheus.NewCounterVec(prometheus.CounterOpts{
