@@ -1,15 +1,18 @@
 package app
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
 	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/corps"
+	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
@@ -106,4 +109,34 @@ func TestGetCorp(t *testing.T) {
 	all, err := ListCorps(t.Context(), cfg, nil, "")
 	require.NoError(t, err)
 	assert.Equal(t, []CorpEntry{e}, all, "get shows a corp as list does")
+}
+
+// nopPublisher is a fetch.Publisher that is never called.
+type nopPublisher struct{}
+
+func (nopPublisher) Publish(context.Context, *wecomhit.HitPage) (wecomhit.PageResult, error) {
+	return wecomhit.PageResult{}, nil
+}
+
+// TestFetchOptions: the file's fetch keys are valid fetcher options, and
+// each reaches the fetcher (a value the configuration would refuse is
+// refused by the option it became).
+func TestFetchOptions(t *testing.T) {
+	cfg := testConfig(t)
+	_, err := fetch.New(nil, nil, nopPublisher{}, FetchOptions(cfg)...)
+	require.NoError(t, err)
+	for name, bad := range map[string]func(*config.Config){
+		"WithWorkers":            func(c *config.Config) { c.Fetch.Workers = 0 },
+		"WithTokenlessBudget":    func(c *config.Config) { c.Fetch.TokenlessBudgetPerMinute = 0 },
+		"WithTokenlessPerMinute": func(c *config.Config) { c.Fetch.TokenlessPerMinute = 0 },
+		"WithPageSize":           func(c *config.Config) { c.Fetch.PageSize = 1001 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			bad(cfg)
+			_, err := fetch.New(nil, nil, nopPublisher{}, FetchOptions(cfg)...)
+			require.ErrorIs(t, err, fetch.ErrInvalidOption)
+			assert.Contains(t, err.Error(), name)
+		})
+	}
 }
