@@ -272,10 +272,8 @@ func (f *Fetcher) shutdown(cause error) {
 	}
 	f.urgent, f.polls, f.delayed = fifo{}, fifo{}, nil
 	f.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // nothing of a stopped fetch is recorded
 	for _, c := range all {
-		f.abandon(ctx, c)
+		f.abandon(c)
 	}
 }
 
@@ -459,9 +457,7 @@ func (f *Fetcher) Forget(ctx context.Context, app, name string) error {
 			return fmt.Errorf("fetch: forget %s/%s: %w", app, name, ctx.Err())
 		}
 	case c != nil:
-		cctx, cancel := context.WithCancel(ctx)
-		cancel() // nothing of the forgotten corp is recorded
-		f.abandon(cctx, c)
+		f.abandon(c)
 	}
 	f.health.forget(k)
 	f.opts.metrics.forget(app, name)

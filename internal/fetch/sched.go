@@ -252,14 +252,14 @@ func (f *Fetcher) work(ctx context.Context) {
 		c.stop, c.idle = stop, make(chan struct{})
 		f.mu.Unlock()
 		out := f.step(sctx, c)
-		f.release(sctx, c, out)
+		f.release(c, out)
 		stop()
 	}
 }
 
 // release gives c back after a step: to a queue if it has more to do, or
 // to nobody. A corp forgotten during the step has its fetch ended here.
-func (f *Fetcher) release(ctx context.Context, c *corp, out outcome) {
+func (f *Fetcher) release(c *corp, out outcome) {
 	f.giveBack(c)
 	f.mu.Lock()
 	c.busy, c.stop = false, nil
@@ -276,14 +276,16 @@ func (f *Fetcher) release(ctx context.Context, c *corp, out outcome) {
 	}
 	f.mu.Unlock()
 	if stopped {
-		f.abandon(ctx, c)
+		f.abandon(c)
 	}
 	close(idle)
 }
 
 // abandon ends a stopped corp's fetch under way and its waiting ticket,
-// with c.stopped; nobody else holds c.
-func (f *Fetcher) abandon(ctx context.Context, c *corp) {
+// with c.stopped, recording nothing (a forgotten corp's health must not
+// come back; a stopping fetcher has nothing to say about WeCom); nobody
+// else holds c.
+func (f *Fetcher) abandon(c *corp) {
 	if r := c.run; r != nil {
 		c.run = nil
 		r.end()
@@ -299,7 +301,6 @@ func (f *Fetcher) abandon(ctx context.Context, c *corp) {
 		t.err = c.stopped
 		close(t.done)
 	}
-	_ = ctx
 }
 
 // poll walks the corps once per interval, asking for one poll at a time,
