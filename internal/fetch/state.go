@@ -28,7 +28,7 @@ type State struct {
 // ReadState reads an (app, corp)'s cursor, newest hit token, lease and
 // health. It needs no running Fetcher; a bucket that does not exist yet
 // reads as empty.
-func ReadState(ctx context.Context, js jetstream.JetStream, app, corp string) (State, error) {
+func ReadState(ctx context.Context, js jetstream.KeyValueManager, app, corp string) (State, error) {
 	st := State{Cursor: wecomhit.Cursor{App: app, CorpID: corp}}
 	k := key(app, corp)
 	get := func(bucket string) ([]byte, bool, error) {
