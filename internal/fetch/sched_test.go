@@ -16,10 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
-	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/secret"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
@@ -51,10 +51,10 @@ func newManyCorps(t *testing.T, n int, opts ...fetch.Option) *manyCorps {
 		defer cancel()
 		_ = sim.Close(ctx)
 	})
-	app := config.App{Name: appName, Mode: config.ModeArchive, APIBaseURL: sim.URL(), SuiteID: suiteID, SuiteSecret: "suite-secret"}
+	app := wecom.App{Name: appName, Mode: wecom.ModeArchive, APIBaseURL: sim.URL(), SuiteID: suiteID, SuiteSecret: "suite-secret"}
 	m := &manyCorps{t: t, sim: sim, js: js, reg: prometheus.NewRegistry()}
 	for _, c := range seeded {
-		app.Corps = append(app.Corps, config.Corp{CorpID: c.CorpID, PermanentCode: config.Secret(c.PermanentCode)})
+		app.Corps = append(app.Corps, wecom.Corp{CorpID: c.CorpID, PermanentCode: secret.Secret(c.PermanentCode)})
 		_, err := sim.AddRule(c.CorpID, "kw", []string{"微信"}, nil)
 		require.NoError(t, err)
 	}
