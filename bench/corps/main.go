@@ -98,24 +98,9 @@ func run(ctx context.Context, o options) error {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
-		return fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
-	}
-	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
-	bins := map[string]string{"receiver": "./cmd/receiver", "wecomsim": "./cmd/wecomsim"}
-	for name, pkg := range bins {
-		if name == "receiver" && o.receiverBin != "" {
-			bins[name] = o.receiverBin
-			continue
-		}
-		out := filepath.Join(work, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-		cmd.Dir, cmd.Stderr = root, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s: %w", pkg, err)
-		}
-		bins[name] = out
+	bins, err := buildBins(ctx, work, o)
+	if err != nil {
+		return err
 	}
 	ports := make([]int, 4)
 	for i := range ports {
@@ -131,37 +116,12 @@ func run(ctx context.Context, o options) error {
 
 	fmt.Printf("corps benchmark: %d corps + 1 hot, poll_interval %s, %d CPUs, Go %s\n", o.corps, o.pollInterval, runtime.NumCPU(), runtime.Version())
 
-	// First start: the file lists every corp, which seeds the registry.
-	if err := os.WriteFile(filepath.Join(work, "seed.yaml"), []byte(rc.yaml(true)), 0o600); err != nil {
-		return err
-	}
-	rcv, seedReady, err := startReceiver(ctx, work, bins["receiver"], "seed.yaml", env, httpPort)
+	sim, err := seed(ctx, work, bins, rc, env)
 	if err != nil {
-		return err
-	}
-	fmt.Printf("first start (seeds %d corps into the registry): ready in %s  [load %s]\n", o.corps+1, seedReady.Round(time.Millisecond), loadAvg())
-
-	// The simulator, with the receiver up to take its first suite_ticket.
-	sim, err := startProc(work, "wecomsim.log", nil, bins["wecomsim"],
-		"-addr", fmt.Sprintf("127.0.0.1:%d", simPort), "-corps", strconv.Itoa(o.corps), "-rate", "-1",
-		"-callback-url", fmt.Sprintf("http://127.0.0.1:%d/callback/archive", httpPort))
-	if err != nil {
-		rcv.stop()
 		return err
 	}
 	defer sim.stop()
 	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
-	if err := waitHTTP(ctx, simURL+"/_sim/stats", 60*time.Second); err != nil {
-		rcv.stop()
-		return fmt.Errorf("simulator: %w (log %s)", err, sim.logPath)
-	}
-	if err := waitTicket(ctx, simURL); err != nil {
-		rcv.stop()
-		return err
-	}
-	if err := rcv.stop(); err != nil {
-		return fmt.Errorf("first receiver: %w (log %s)", err, rcv.logPath)
-	}
 
 	// Second start: the registry holds every corp, the file only the hot one.
 	if err := os.WriteFile(filepath.Join(work, "receiver.yaml"), []byte(rc.yaml(false)), 0o600); err != nil {
@@ -189,6 +149,66 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	return hot(ctx, o, rcv, nc, simURL)
+}
+
+// buildBins builds the receiver (unless o names one) and the simulator
+// into work.
+func buildBins(ctx context.Context, work string, o options) (map[string]string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
+		return nil, fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
+	}
+	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
+	bins := map[string]string{"receiver": "./cmd/receiver", "wecomsim": "./cmd/wecomsim"}
+	for name, pkg := range bins {
+		if name == "receiver" && o.receiverBin != "" {
+			bins[name] = o.receiverBin
+			continue
+		}
+		out := filepath.Join(work, name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir, cmd.Stderr = root, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("build %s: %w", pkg, err)
+		}
+		bins[name] = out
+	}
+	return bins, nil
+}
+
+// seed starts the receiver with every corp in its file, which seeds the
+// registry, then the simulator, with the receiver up to take its first
+// suite_ticket, and stops the receiver. It returns the simulator, running.
+func seed(ctx context.Context, work string, bins map[string]string, rc receiverConfig, env []string) (*proc, error) {
+	if err := os.WriteFile(filepath.Join(work, "seed.yaml"), []byte(rc.yaml(true)), 0o600); err != nil {
+		return nil, err
+	}
+	rcv, ready, err := startReceiver(ctx, work, bins["receiver"], "seed.yaml", env, rc.http)
+	if err != nil {
+		return nil, err
+	}
+	defer rcv.stop()
+	fmt.Printf("first start (seeds %d corps into the registry): ready in %s  [load %s]\n", rc.o.corps+1, ready.Round(time.Millisecond), loadAvg())
+	sim, err := startProc(work, "wecomsim.log", nil, bins["wecomsim"],
+		"-addr", fmt.Sprintf("127.0.0.1:%d", rc.sim), "-corps", strconv.Itoa(rc.o.corps), "-rate", "-1",
+		"-callback-url", fmt.Sprintf("http://127.0.0.1:%d/callback/archive", rc.http))
+	if err != nil {
+		return nil, err
+	}
+	simURL := fmt.Sprintf("http://127.0.0.1:%d", rc.sim)
+	if err := waitHTTP(ctx, simURL+"/_sim/stats", 60*time.Second); err != nil {
+		sim.stop()
+		return nil, fmt.Errorf("simulator: %w (log %s)", err, sim.logPath)
+	}
+	if err := waitTicket(ctx, simURL); err != nil {
+		sim.stop()
+		return nil, err
+	}
+	if err := rcv.stop(); err != nil {
+		sim.stop()
+		return nil, fmt.Errorf("first receiver: %w (log %s)", err, rcv.logPath)
+	}
+	return sim, nil
 }
 
 // steady measures the idle receiver over o.steady: token-less calls, KV
@@ -288,27 +308,8 @@ func kvWrites(ctx context.Context, js jetstream.JetStream) map[string]uint64 {
 // hot starts the hot corp, then times cold corps' first events one after
 // another.
 func hot(ctx context.Context, o options, rcv *proc, nc *nats.Conn, simURL string) error {
-	var mu sync.Mutex
-	var hotEvents int
-	waiting := map[string]chan time.Time{} // msgid -> first event
-	sub, err := nc.Subscribe("wecom.hit.>", func(m *nats.Msg) {
-		corp := strings.SplitN(m.Subject, ".", 4)[2]
-		mu.Lock()
-		defer mu.Unlock()
-		if corp == hotCorp {
-			hotEvents++
-			return
-		}
-		var ev struct {
-			MsgID string `json:"msgid"`
-		}
-		if json.Unmarshal(m.Data, &ev) == nil {
-			if ch := waiting[ev.MsgID]; ch != nil {
-				delete(waiting, ev.MsgID)
-				ch <- time.Now()
-			}
-		}
-	})
+	ev := &events{waiting: map[string]chan time.Time{}}
+	sub, err := nc.Subscribe("wecom.hit.>", ev.take)
 	if err != nil {
 		return err
 	}
@@ -332,12 +333,72 @@ func hot(ctx context.Context, o options, rcv *proc, nc *nats.Conn, simURL string
 	if err != nil {
 		return err
 	}
-	mu.Lock()
-	e0 := hotEvents
-	mu.Unlock()
+	e0 := ev.hotCount()
 	start := time.Now()
+	lat, missing, err := cold(ctx, o, ev, simURL)
+	if err != nil {
+		return err
+	}
+	s1, err := simStats(simURL)
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start).Seconds()
+	published := float64(ev.hotCount()-e0) / elapsed
+	rss, hwm := memory(rcv.pid())
+	late := 0
+	for _, d := range lat {
+		if d > 2*time.Second {
+			late++
+		}
+	}
+	fmt.Printf("hot corp running over %.0f s  [load %s]\n", elapsed, loadAvg())
+	fmt.Printf("  hot corp: %.0f hits/s at the simulator, %.0f events/s published\n", float64(s1.Hits-s0.Hits)/elapsed, published)
+	fmt.Printf("  cold corps' callback to first event (%d corps): min %s, median %s, p90 %s, max %s; over 2 s: %d; none within 30 s: %d\n",
+		o.cold, q(lat, 0), q(lat, 0.5), q(lat, 0.9), q(lat, 1), late, missing)
+	fmt.Printf("  RSS %.1f MiB (peak %.1f MiB)\n", rss, hwm)
+	return nil
+}
+
+// events counts the hot corp's events and tells waiters when the message
+// they wait for has its first event.
+type events struct {
+	mu      sync.Mutex
+	hot     int
+	waiting map[string]chan time.Time // msgid -> first event
+}
+
+func (e *events) take(m *nats.Msg) {
+	corp := strings.SplitN(m.Subject, ".", 4)[2]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if corp == hotCorp {
+		e.hot++
+		return
+	}
+	var ev struct {
+		MsgID string `json:"msgid"`
+	}
+	if json.Unmarshal(m.Data, &ev) == nil {
+		if ch := e.waiting[ev.MsgID]; ch != nil {
+			delete(e.waiting, ev.MsgID)
+			ch <- time.Now()
+		}
+	}
+}
+
+func (e *events) hotCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.hot
+}
+
+// cold sends one message to each of o.cold random quiet corps in turn and
+// times it to its first event; it returns the times, sorted, and how many
+// had none within 30 s.
+func cold(ctx context.Context, o options, ev *events, simURL string) ([]time.Duration, int, error) {
 	var lat []time.Duration
-	var late, missing int
+	missing := 0
 	picked := map[int]bool{}
 	for range o.cold {
 		i := mrand.IntN(o.corps)
@@ -352,48 +413,31 @@ func hot(ctx context.Context, o options, rcv *proc, nc *nats.Conn, simURL string
 			MsgID string `json:"msg_id"`
 		}
 		// The message is recorded, and its hit callback sent, before the
-		// answer: t0 is at or before the callback.
-		mu.Lock()
+		// answer: t0 is at or before the callback. The lock keeps its
+		// event from being taken before it is waited for.
+		ev.mu.Lock()
 		err := postJSON(simURL+"/_sim/corps/"+corp+"/messages", "", &sent)
 		if err == nil {
-			waiting[sent.MsgID] = ch
+			ev.waiting[sent.MsgID] = ch
 		}
-		mu.Unlock()
+		ev.mu.Unlock()
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		select {
 		case at := <-ch:
-			d := at.Sub(t0)
-			lat = append(lat, d)
-			if d > 2*time.Second {
-				late++
-			}
+			lat = append(lat, at.Sub(t0))
 		case <-time.After(30 * time.Second):
 			missing++
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 		if err := sleep(ctx, o.coldGap); err != nil {
-			return err
+			return nil, 0, err
 		}
 	}
-	s1, err := simStats(simURL)
-	if err != nil {
-		return err
-	}
-	elapsed := time.Since(start).Seconds()
-	mu.Lock()
-	published := float64(hotEvents-e0) / elapsed
-	mu.Unlock()
-	rss, hwm := memory(rcv.pid())
 	slices.Sort(lat)
-	fmt.Printf("hot corp running over %.0f s  [load %s]\n", elapsed, loadAvg())
-	fmt.Printf("  hot corp: %.0f hits/s at the simulator, %.0f events/s published\n", float64(s1.Hits-s0.Hits)/elapsed, published)
-	fmt.Printf("  cold corps' callback to first event (%d corps): min %s, median %s, p90 %s, max %s; over 2 s: %d; none within 30 s: %d\n",
-		o.cold, q(lat, 0), q(lat, 0.5), q(lat, 0.9), q(lat, 1), late, missing)
-	fmt.Printf("  RSS %.1f MiB (peak %.1f MiB)\n", rss, hwm)
-	return nil
+	return lat, missing, nil
 }
 
 // topFamilies lists the n metric families with the most series.

@@ -351,6 +351,26 @@ func (m *Main) openClients() ([]fetch.App, error) {
 	return apps, nil
 }
 
+// newWarmer lists rule names in the background, a few corps at a time
+// (rulecache.Warmer), so that start-up makes no WeCom call per corp: the
+// corps served now, and each corp authorized later (corpChangeLoop). A
+// corp's rules are listed with the client of the first app that serves it.
+func (m *Main) newWarmer() (*rulecache.Warmer, error) {
+	dir := m.corpView.Dir
+	var served []string
+	for _, a := range m.cfg.Apps {
+		served = append(served, dir.Corps(a.Name)...)
+	}
+	return rulecache.NewWarmer(m.rules, func(corp string) rulecache.Lister {
+		for _, a := range m.cfg.Apps {
+			if dir.Has(a.Name, corp) {
+				return RuleLister{Client: m.clients[a.Name]}
+			}
+		}
+		return nil
+	}, served, rulecache.WithWarmLogger(m.log))
+}
+
 // openStages sets up the rule cache, the dead-letter and hit streams, the
 // fetcher and the authorization handler.
 func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) (err error) {
@@ -375,21 +395,7 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) (err error
 		m.rules.Close()
 		return nil
 	})
-	// Rule names are listed in the background, a few corps at a time
-	// (rulecache.Warmer): start-up makes no WeCom call per corp.
-	var served []string
-	for _, a := range m.cfg.Apps {
-		served = append(served, dir.Corps(a.Name)...)
-	}
-	m.warmer, err = rulecache.NewWarmer(m.rules, func(corp string) rulecache.Lister {
-		for _, a := range m.cfg.Apps {
-			if dir.Has(a.Name, corp) {
-				return RuleLister{Client: m.clients[a.Name]}
-			}
-		}
-		return nil
-	}, served, rulecache.WithWarmLogger(m.log))
-	if err != nil {
+	if m.warmer, err = m.newWarmer(); err != nil {
 		return err
 	}
 	if m.dlq, err = deadletter.New(js, n.SubjectPrefix, DeadLetterOptions(m.cfg)...); err != nil {

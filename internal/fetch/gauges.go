@@ -25,89 +25,121 @@ const lagRefresh = 15 * time.Second
 func (f *Fetcher) watchGauges(ctx context.Context) {
 	tick := time.NewTicker(lagRefresh)
 	defer tick.Stop()
-	m := f.opts.metrics
-	var cursors, health jetstream.KeyWatcher
-	defer func() {
-		for _, w := range []jetstream.KeyWatcher{cursors, health} {
-			if w != nil {
-				_ = w.Stop()
-			}
-		}
-	}()
-	// The newest send time each cursor has passed, for the lag, of the
-	// corps served.
-	type passed struct {
-		app, corp string
-		hit       int64
-	}
-	last := map[string]passed{}
-	watch := func(kv jetstream.KeyValue, w *jetstream.KeyWatcher) {
-		if m == nil || kv == nil || *w != nil {
-			return
-		}
-		var err error
-		if *w, err = kv.WatchAll(ctx); err != nil {
-			f.log.Debug().Err(err).Str("bucket", kv.Bucket()).Msg("gauges: watch failed; retried later")
-			*w = nil
-		}
-	}
-	updates := func(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
-		if w == nil {
-			return nil
-		}
-		return w.Updates()
-	}
-	watch(f.cursors, &cursors)
-	watch(f.health.kv, &health)
+	g := gauges{f: f, last: map[string]passed{}}
+	defer g.stop()
+	g.watch(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 			f.health.flushAll(ctx)
-			watch(f.cursors, &cursors)
-			watch(f.health.kv, &health)
-			now := f.opts.now()
-			for k, p := range last {
-				if !f.serves(p.app, p.corp) {
-					delete(last, k)
-					continue
-				}
-				m.lag(p.app, p.corp, p.hit, now)
-			}
-		case e, ok := <-updates(cursors):
+			g.watch(ctx)
+			g.refreshLag()
+		case e, ok := <-updates(g.cursors):
 			if !ok {
-				cursors = nil // ended: watched again at the next tick
+				g.cursors = nil // ended: watched again at the next tick
 				continue
 			}
-			if e == nil {
-				continue // the initial values are in
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				delete(last, e.Key())
-				continue
-			}
-			var cur wecomhit.Cursor
-			if json.Unmarshal(e.Value(), &cur) != nil || !f.serves(cur.App, cur.CorpID) {
-				continue
-			}
-			last[e.Key()] = passed{cur.App, cur.CorpID, cur.LastHitTime}
-			m.lag(cur.App, cur.CorpID, cur.LastHitTime, f.opts.now())
-		case e, ok := <-updates(health):
+			g.cursor(e)
+		case e, ok := <-updates(g.health):
 			if !ok {
-				health = nil
+				g.health = nil
 				continue
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			app, corp, ok := unkey(e.Key())
-			var h Health
-			if !ok || json.Unmarshal(e.Value(), &h) != nil || !f.serves(app, corp) {
-				continue
-			}
-			m.health(app, corp, h)
+			g.healthEntry(e)
 		}
+	}
+}
+
+// gauges is watchGauges' state: its two watches, and the newest send time
+// each served corp's cursor has passed, for the lag.
+type gauges struct {
+	f               *Fetcher
+	cursors, health jetstream.KeyWatcher
+	last            map[string]passed
+}
+
+type passed struct {
+	app, corp string
+	hit       int64
+}
+
+// watch (re)starts the watches that are not running; without metrics there
+// is nothing to keep.
+func (g *gauges) watch(ctx context.Context) {
+	if g.f.opts.metrics == nil {
+		return
+	}
+	start := func(kv jetstream.KeyValue, w *jetstream.KeyWatcher) {
+		if kv == nil || *w != nil {
+			return
+		}
+		var err error
+		if *w, err = kv.WatchAll(ctx); err != nil {
+			g.f.log.Debug().Err(err).Str("bucket", kv.Bucket()).Msg("gauges: watch failed; retried later")
+			*w = nil
+		}
+	}
+	start(g.f.cursors, &g.cursors)
+	start(g.f.health.kv, &g.health)
+}
+
+func (g *gauges) stop() {
+	for _, w := range []jetstream.KeyWatcher{g.cursors, g.health} {
+		if w != nil {
+			_ = w.Stop()
+		}
+	}
+}
+
+func updates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
+	if w == nil {
+		return nil
+	}
+	return w.Updates()
+}
+
+// cursor takes a cursor's change: its lag from now on.
+func (g *gauges) cursor(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return // the initial values are in
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(g.last, e.Key())
+		return
+	}
+	var cur wecomhit.Cursor
+	if json.Unmarshal(e.Value(), &cur) != nil || !g.f.serves(cur.App, cur.CorpID) {
+		return
+	}
+	g.last[e.Key()] = passed{cur.App, cur.CorpID, cur.LastHitTime}
+	g.f.opts.metrics.lag(cur.App, cur.CorpID, cur.LastHitTime, g.f.opts.now())
+}
+
+// healthEntry takes a health entry's change.
+func (g *gauges) healthEntry(e jetstream.KeyValueEntry) {
+	if e == nil || e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	app, corp, ok := unkey(e.Key())
+	var h Health
+	if !ok || json.Unmarshal(e.Value(), &h) != nil || !g.f.serves(app, corp) {
+		return
+	}
+	g.f.opts.metrics.health(app, corp, h)
+}
+
+// refreshLag recomputes every served corp's lag: it grows while nothing
+// is fetched.
+func (g *gauges) refreshLag() {
+	now := g.f.opts.now()
+	for k, p := range g.last {
+		if !g.f.serves(p.app, p.corp) {
+			delete(g.last, k)
+			continue
+		}
+		g.f.opts.metrics.lag(p.app, p.corp, p.hit, now)
 	}
 }
 
