@@ -9,7 +9,10 @@
 // page after start, and a WeCom that does not answer costs a page at most
 // 2 s and the names, never the events. A rule whose lookup failed (deleted,
 // say) is not asked again for DefaultRetry, so it delays no further page.
-// Keeping names fresh is left to the TTL; pre-loading them to the caller.
+// A Warmer (warm.go) pre-loads every corp's names in the background, a few
+// corps at a time, so that start-up makes no WeCom call per corp. Keeping
+// names fresh is left to the TTL; which corps to warm, and when, to the
+// caller.
 package rulecache
 
 import (
