@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,10 +186,50 @@ func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig)
 	return s.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
 }
 
+// bindConsumer creates (or updates) the durable consumer, trying again
+// until it succeeds or ctx ends. A replica whose consumer creation fails
+// once (a timeout while a cluster elects, a stream being reloaded after a
+// full disk) must not go on serving callbacks it never handles: it keeps
+// trying, and says so in the log, first at once, then every fifth try.
+func (s *Store) bindConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, log zerolog.Logger) (jetstream.Consumer, error) {
+	backoff := bindFirstBackoff
+	for attempt := 1; ; attempt++ {
+		cons, err := s.setupConsumer(ctx, cfg)
+		if err == nil {
+			if attempt > 1 {
+				log.Info().Int("attempts", attempt).Msg("intake consumer created")
+			}
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			log.Warn().Err(err).Int("attempt", attempt).Msg("intake consumer not created; retrying")
+		}
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, bindMaxBackoff)
+	}
+}
+
+// The pace of bindConsumer's tries: quick at first, for a cluster that is
+// still electing, then no more than twice a minute.
+const (
+	bindFirstBackoff = 500 * time.Millisecond
+	bindMaxBackoff   = 30 * time.Second
+)
+
 // Consume delivers stored callbacks to h until ctx is cancelled, then stops
 // pulling, waits for the handlers it started (their ctx is cancelled too; a
 // record they do not finish is delivered again later) and returns nil. It
-// creates or updates the durable consumer first; that error is returned.
+// creates or updates the durable consumer first, trying until it can
+// (bindConsumer); only an invalid ConsumerOptions is returned as an error.
 func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) error {
 	opts.defaults()
 	if opts.DeadLetters == nil {
@@ -199,9 +240,9 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 	if err != nil {
 		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
 	}
-	cons, err := s.setupConsumer(ctx, cfg)
+	cons, err := s.bindConsumer(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
+		return nil // ctx ended before the consumer could be made
 	}
 
 	var (

@@ -212,3 +212,29 @@ func TestStore_ConsumeLongHandler(t *testing.T) {
 	close(release)
 	assert.Equal(t, 1, rec.count(ids[0]))
 }
+
+// TestStore_ConsumeStreamAppearsLate: a consumer that cannot be created at
+// first (here: the stream does not exist yet) is created once it can be,
+// and the records stored then are handled. Consume used to return at the
+// first failure and leave the replica handling nothing.
+func TestStore_ConsumeStreamAppearsLate(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	s := mustNew(t, js, prefix)
+	rec := &consumeRecorder{}
+	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
+		rec.add(cb.ID)
+		return nil
+	})
+	runConsume(t, js, s, h, intake.ConsumerOptions{})
+	time.Sleep(200 * time.Millisecond) // let the first tries fail: no stream yet
+	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
+	ids := storeN(t, s, 3, "late-")
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		for _, id := range ids {
+			if rec.count(id) != 1 {
+				return fmt.Errorf("%s handled %d times", id, rec.count(id))
+			}
+		}
+		return nil
+	})
+}
