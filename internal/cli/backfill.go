@@ -6,13 +6,17 @@ import (
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/cli/format"
+	"github.com/wecomhit/wecomhit/internal/config"
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/publish"
 	"github.com/wecomhit/wecomhit/internal/rulecache"
+	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
 // backfillCommand re-reads an (app, corp)'s hits from a point in time and
@@ -72,26 +76,11 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Events carry rule names as the service's do: each page waits briefly
-	// for the names it lacks (rulecache.Resolve).
-	names, err := rulecache.NewFunc(func(string) rulecache.Getter { return app.RuleNamer{Client: client} }, rulecache.WithLogger(log))
+	f, pub, closeNames, err := backfillStages(ctx, cfg, js, a.Name, client, view, log)
 	if err != nil {
 		return err
 	}
-	defer names.Close()
-	pub, err := publish.New(js, cfg.NATS.SubjectPrefix, append(app.PublishOptions(cfg),
-		publish.WithRuleNames(names), publish.WithLogger(log))...)
-	if err != nil {
-		return err
-	}
-	if err := pub.Ready(ctx); err != nil {
-		return fmt.Errorf("is the receiver running? %w", err)
-	}
-	fo := append(app.FetchOptions(cfg), fetch.WithLogger(log), fetch.WithCorps(view.Dir))
-	f, err := fetch.New(js, []fetch.App{{Name: a.Name, API: client}}, pub, fo...)
-	if err != nil {
-		return err
-	}
+	defer closeNames()
 	_, _ = fmt.Fprintf(c.env.Stderr, "backfill %s/%s since %s\n", a.Name, *corp, since.Format(time.RFC3339))
 	show := newBackfillProgress(c.env.Stderr, since, now)
 	p, err := f.Backfill(ctx, a.Name, *corp, since, pub, show.page)
@@ -103,6 +92,38 @@ func (c *backfillCommand) Run(ctx context.Context, args []string) error {
 		App: a.Name, Corp: *corp, Since: since, Pages: p.Pages, Messages: p.Messages,
 		Published: p.Published, Skipped: p.Skipped, Seconds: time.Since(now).Seconds(),
 	}, out)
+}
+
+// backfillStages builds what a backfill runs on: a publisher whose events
+// carry rule names as the service's do (each page waits briefly for the
+// names it lacks, rulecache.Resolve), checked against the running
+// receiver's streams, and a fetcher for app's corps. closeNames stops the
+// rule cache.
+func backfillStages(ctx context.Context, cfg *config.Config, js jetstream.JetStream, appName string,
+	client *wecom.Client, view *app.CorpView, log zerolog.Logger) (_ *fetch.Fetcher, _ *publish.Publisher, closeNames func(), err error) {
+	names, err := rulecache.NewFunc(func(string) rulecache.Getter { return app.RuleNamer{Client: client} }, rulecache.WithLogger(log))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			names.Close()
+		}
+	}()
+	pub, err := publish.New(js, cfg.NATS.SubjectPrefix, append(app.PublishOptions(cfg),
+		publish.WithRuleNames(names), publish.WithLogger(log))...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := pub.Ready(ctx); err != nil {
+		return nil, nil, nil, fmt.Errorf("is the receiver running? %w", err)
+	}
+	fo := append(app.FetchOptions(cfg), fetch.WithLogger(log), fetch.WithCorps(view.Dir))
+	f, err := fetch.New(js, []fetch.App{{Name: appName, API: client}}, pub, fo...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return f, pub, names.Close, nil
 }
 
 // print prints the result: a line, or res as JSON.
