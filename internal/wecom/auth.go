@@ -77,10 +77,8 @@ func (c *Client) permanentCode(ctx context.Context, corp string) (string, error)
 		}
 		return code.Reveal(), nil
 	}
-	for _, cp := range c.app.Corps {
-		if cp.CorpID == corp {
-			return cp.PermanentCode.Reveal(), nil
-		}
+	if cp, ok := c.configuredCorp(corp); ok {
+		return cp.PermanentCode.Reveal(), nil
 	}
 	return "", nil
 }

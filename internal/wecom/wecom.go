@@ -373,7 +373,12 @@ func New(app App, stores *Stores, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// corpID resolves the corp a call is for: "" is the app's only corp.
+// corpID checks that the client can act for the corp a call names, before
+// anything is locked or sent: "" is the app's only corp. Which corps an app
+// serves is the caller's question (corps.Directory.Resolve); the client only
+// knows which it holds credentials for (its configured corps, or any corp
+// when the registry gives permanent codes: an unknown one fails when its
+// code is looked up, in getCorpToken).
 func (c *Client) corpID(id string) (string, error) {
 	if c.zone {
 		if id == "" || id == c.app.CorpID {
@@ -384,20 +389,26 @@ func (c *Client) corpID(id string) (string, error) {
 	if id == "" && len(c.app.Corps) == 1 {
 		return c.app.Corps[0].CorpID, nil
 	}
-	if c.opt.codes != nil && id != "" {
-		// The registry knows the corps; an unknown one fails when its
-		// permanent code is looked up (getCorpToken).
-		return id, nil
-	}
-	for _, corp := range c.app.Corps {
-		if corp.CorpID == id {
-			return id, nil
-		}
-	}
 	if id == "" {
 		return "", fmt.Errorf("%w: the app has several corps; name one", ErrUnknownCorp)
 	}
-	return "", fmt.Errorf("%w: %q", ErrUnknownCorp, id)
+	if c.opt.codes != nil {
+		return id, nil
+	}
+	if _, ok := c.configuredCorp(id); !ok {
+		return "", fmt.Errorf("%w: %q", ErrUnknownCorp, id)
+	}
+	return id, nil
+}
+
+// configuredCorp is the corp id among the app's configured corps.
+func (c *Client) configuredCorp(id string) (Corp, bool) {
+	for _, corp := range c.app.Corps {
+		if corp.CorpID == id {
+			return corp, true
+		}
+	}
+	return Corp{}, false
 }
 
 // invoke runs op for corp: req marshalled, sent through the app's
