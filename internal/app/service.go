@@ -362,13 +362,23 @@ func (m *Main) newWarmer() (*rulecache.Warmer, error) {
 		served = append(served, dir.Corps(a.Name)...)
 	}
 	return rulecache.NewWarmer(m.rules, func(corp string) rulecache.Lister {
-		for _, a := range m.cfg.Apps {
-			if dir.Has(a.Name, corp) {
-				return RuleLister{Client: m.clients[a.Name]}
-			}
+		if c := m.clientFor(corp); c != nil {
+			return RuleLister{Client: c}
 		}
 		return nil
 	}, served, rulecache.WithWarmLogger(m.log))
+}
+
+// clientFor is the WeCom client of the first app that serves corp (asked at
+// each call: corps come and go), nil if none does. Rule names are a corp's,
+// whichever app reads them.
+func (m *Main) clientFor(corp string) *wecom.Client {
+	for _, a := range m.cfg.Apps {
+		if m.corpView.Dir.Has(a.Name, corp) {
+			return m.clients[a.Name]
+		}
+	}
+	return nil
 }
 
 // openStages sets up the rule cache, the dead-letter and hit streams, the
@@ -377,13 +387,9 @@ func (m *Main) openStages(setupCtx context.Context, apps []fetch.App) (err error
 	n := m.cfg.NATS
 	js := m.broker.JetStream()
 	dir := m.corpView.Dir
-	// A corp's rules are looked up with the client of the first app that
-	// serves it, asked at each lookup: corps come and go.
 	getter := func(corp string) rulecache.Getter {
-		for _, a := range m.cfg.Apps {
-			if dir.Has(a.Name, corp) {
-				return RuleNamer{Client: m.clients[a.Name]}
-			}
+		if c := m.clientFor(corp); c != nil {
+			return RuleNamer{Client: c}
 		}
 		return nil
 	}

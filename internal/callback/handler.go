@@ -210,7 +210,13 @@ func WithLogger(l zerolog.Logger) Option {
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(o *options) error { o.now = now; return nil }
+	return func(o *options) error {
+		if now == nil {
+			return fmt.Errorf("%w: WithClock: nil clock", ErrInvalidOption)
+		}
+		o.now = now
+		return nil
+	}
 }
 
 // New returns a Handler for apps that stores accepted callbacks in sink.

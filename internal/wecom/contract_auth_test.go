@@ -204,6 +204,17 @@ func TestContract_RegistryCorps(t *testing.T) {
 	require.ErrorIs(t, err, wecom.ErrUnknownCorp)
 	require.ErrorIs(t, err, corps.ErrNotFound)
 
+	// With the registry, the configured corps are only seeds: a call that
+	// names no corp is refused even when exactly one is configured, as
+	// corps.Directory.Resolve refuses it, instead of going to that seed.
+	seeded := e.app()
+	seeded.Corps = seeded.Corps[:1]
+	withSeed, err := wecom.New(seeded, stores, append(fastOptions(), wecom.WithPermanentCodes(mirror))...)
+	require.NoError(t, err)
+	_, err = collect(withSeed.ListRules(natstest.Context(t), "", 100))
+	require.ErrorIs(t, err, wecom.ErrUnknownCorp)
+	require.NotErrorIs(t, err, corps.ErrNotFound, "refused before any lookup of the seed's code")
+
 	require.NoError(t, e.sim.CancelCorp("wwRuntimeCorp"))
 	_, err = reg.Cancel(natstest.Context(t), "archive", "wwRuntimeCorp", e.sim.Now(), corps.CauseCancelAuth)
 	require.NoError(t, err)

@@ -118,7 +118,7 @@ func invalid(format string, args ...any) error {
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) error {
 		if hc == nil {
-			return invalid("nil http client")
+			return invalid("WithHTTPClient: nil http client")
 		}
 		o.httpClient = hc
 		return nil
@@ -130,7 +130,7 @@ func WithHTTPClient(hc *http.Client) Option {
 func WithClock(c Clock) Option {
 	return func(o *options) error {
 		if c == nil {
-			return invalid("nil clock")
+			return invalid("WithClock: nil clock")
 		}
 		o.clock = c
 		return nil
@@ -147,7 +147,7 @@ func WithLogger(l zerolog.Logger) Option {
 func WithAttempts(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
-			return invalid("attempts %d < 1", n)
+			return invalid("WithAttempts: attempts %d < 1", n)
 		}
 		o.attempts = n
 		return nil
@@ -159,7 +159,7 @@ func WithAttempts(n int) Option {
 func WithBackoff(base, ceiling time.Duration) Option {
 	return func(o *options) error {
 		if base <= 0 || ceiling < base {
-			return invalid("backoff base %s, ceiling %s", base, ceiling)
+			return invalid("WithBackoff: base %s, ceiling %s", base, ceiling)
 		}
 		o.backoffBase, o.backoffMax = base, ceiling
 		return nil
@@ -170,7 +170,7 @@ func WithBackoff(base, ceiling time.Duration) Option {
 func WithCallTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return invalid("call timeout %s", d)
+			return invalid("WithCallTimeout: %s", d)
 		}
 		o.callTimeout = d
 		return nil
@@ -182,7 +182,7 @@ func WithCallTimeout(d time.Duration) Option {
 func WithMaxResponseBytes(n int64) Option {
 	return func(o *options) error {
 		if n < 1 {
-			return invalid("max response bytes %d", n)
+			return invalid("WithMaxResponseBytes: %d", n)
 		}
 		o.maxResponseBytes = n
 		return nil
@@ -196,7 +196,7 @@ func WithMaxResponseBytes(n int64) Option {
 func WithRateLimitBlock(d time.Duration) Option {
 	return func(o *options) error {
 		if d < minRateLimitBlock {
-			return invalid("rate-limit block %s < %s", d, minRateLimitBlock)
+			return invalid("WithRateLimitBlock: %s < %s", d, minRateLimitBlock)
 		}
 		o.rateLimitBlock = d
 		return nil
@@ -208,7 +208,7 @@ func WithRateLimitBlock(d time.Duration) Option {
 func WithMaxConcurrency(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
-			return invalid("max concurrency %d < 1", n)
+			return invalid("WithMaxConcurrency: %d < 1", n)
 		}
 		o.maxConcurrency = n
 		return nil
@@ -220,7 +220,7 @@ func WithMaxConcurrency(n int) Option {
 func WithRefreshBefore(d time.Duration) Option {
 	return func(o *options) error {
 		if d < 0 {
-			return invalid("refresh before %s", d)
+			return invalid("WithRefreshBefore: %s", d)
 		}
 		o.refreshBefore = d
 		return nil
@@ -232,7 +232,7 @@ func WithRefreshBefore(d time.Duration) Option {
 func WithTokenWait(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return invalid("token wait %s", d)
+			return invalid("WithTokenWait: %s", d)
 		}
 		o.tokenWait = d
 		return nil
@@ -244,7 +244,7 @@ func WithTokenWait(d time.Duration) Option {
 func WithLockPoll(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return invalid("lock poll %s", d)
+			return invalid("WithLockPoll: %s", d)
 		}
 		o.lockPoll = d
 		return nil
@@ -386,7 +386,10 @@ func (c *Client) corpID(id string) (string, error) {
 		}
 		return "", fmt.Errorf("%w: %q", ErrUnknownCorp, id)
 	}
-	if id == "" && len(c.app.Corps) == 1 {
+	if id == "" && len(c.app.Corps) == 1 && c.opt.codes == nil {
+		// Without the registry the configured corps are all the app has,
+		// which is what corps.Directory.Resolve says too; with it, the
+		// configured corps are only seeds, and only the caller knows.
 		return c.app.Corps[0].CorpID, nil
 	}
 	if id == "" {
