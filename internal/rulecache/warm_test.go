@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // fakeRules is a Lister over corps' rules, which counts the listings under
@@ -137,7 +139,7 @@ func TestWarmer_RetryDoesNotBlock(t *testing.T) {
 	assert.Zero(t, l.callsOf("gone"), "a corp no longer served is not listed")
 
 	w.Add("new", "new")
-	require.Eventually(t, func() bool { _, ok := c.RuleName("new", "r1"); return ok }, 10*time.Second, 10*time.Millisecond)
+	natstest.Eventually(t, 10*time.Second, "the new corp's rules listed", func() bool { _, ok := c.RuleName("new", "r1"); return ok })
 	assert.Equal(t, 1, l.callsOf("new"))
 }
 
