@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
-	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/secret"
 )
 
 // Grant is what an auth code exchange answers: the corp and its permanent
@@ -20,7 +20,7 @@ import (
 type Grant struct {
 	CorpID        string
 	CorpName      string
-	PermanentCode config.Secret
+	PermanentCode secret.Secret
 }
 
 // Authorization is a create_auth or reset_permanent_code callback to apply.
@@ -117,7 +117,7 @@ func (r *Registry) Authorize(ctx context.Context, a Authorization) (Outcome, err
 		if err != nil {
 			return Outcome{}, fmt.Errorf("corps: %s for app %q: kept grant: %w", a.Cause, a.App, err)
 		}
-		g = Grant{CorpID: kept.CorpID, CorpName: kept.CorpName, PermanentCode: config.Secret(code)}
+		g = Grant{CorpID: kept.CorpID, CorpName: kept.CorpName, PermanentCode: secret.Secret(code)}
 		if err := checkGrant(a, g); err != nil {
 			return Outcome{}, fmt.Errorf("corps: %s for app %q: %w", a.Cause, a.App, err)
 		}

@@ -9,7 +9,7 @@
 // of a Keyring (the key id is stored beside the ciphertext, so keys can
 // rotate; Rekey re-seals under the current one). Reading metadata needs no
 // key; reading a permanent code does. A permanent code never appears in an
-// error, a log line or fmt output: callers get it as a config.Secret.
+// error, a log line or fmt output: callers get it as a secret.Secret.
 //
 // It leaves to others: exchanging auth codes with WeCom (Authorize takes
 // the exchange as a function), deleting a cancelled corp's tokens, cursors
@@ -32,7 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
-	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/secret"
 )
 
 // Bucket names.
@@ -371,7 +371,7 @@ func (r *Registry) Get(ctx context.Context, app, corp string) (Corp, error) {
 // PermanentCode opens c's sealed permanent code. It fails with ErrNoKeys,
 // ErrUnknownKey or ErrDecrypt, and with ErrNotFound if c has none
 // (cancelled).
-func (r *Registry) PermanentCode(c Corp) (config.Secret, error) {
+func (r *Registry) PermanentCode(c Corp) (secret.Secret, error) {
 	if c.Code == nil {
 		return "", fmt.Errorf("%w: app %q corp %q has no permanent code (state %s)", ErrNotFound, c.App, c.CorpID, c.State)
 	}
@@ -379,7 +379,7 @@ func (r *Registry) PermanentCode(c Corp) (config.Secret, error) {
 	if err != nil {
 		return "", fmt.Errorf("corps: app %q corp %q: %w", c.App, c.CorpID, err)
 	}
-	return config.Secret(code), nil
+	return secret.Secret(code), nil
 }
 
 // List returns the entries of app ("" for every app), sorted by app and
@@ -436,7 +436,7 @@ func sortCorps(cs []Corp) {
 // empty, code sealed under the current key as c's permanent code. rev 0
 // creates the entry (ErrConflict if it exists); otherwise the entry must
 // still be at rev (ErrConflict if not). It returns the new revision.
-func (r *Registry) Put(ctx context.Context, c Corp, code config.Secret, rev uint64) (uint64, error) {
+func (r *Registry) Put(ctx context.Context, c Corp, code secret.Secret, rev uint64) (uint64, error) {
 	if err := errors.Join(validID("app", c.App), validID("corp id", c.CorpID)); err != nil {
 		return 0, err
 	}

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/secret"
 )
 
 // Mirror is an in-memory copy of the registry, kept current by a Watch: the
@@ -83,7 +83,7 @@ func (m *Mirror) Get(app, corp string) (Corp, bool) {
 // cancelled, and as Registry.PermanentCode otherwise. The context is
 // unused (the code is in memory); it is there for callers that look codes
 // up over the network.
-func (m *Mirror) PermanentCode(_ context.Context, app, corp string) (config.Secret, error) {
+func (m *Mirror) PermanentCode(_ context.Context, app, corp string) (secret.Secret, error) {
 	c, ok := m.Get(app, corp)
 	if !ok || c.State != Active {
 		return "", fmt.Errorf("%w: no active corp %q in app %q", ErrNotFound, corp, app)

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/secret"
 )
 
 // Seed is a corp listed in the configuration file.
 type Seed struct {
 	CorpID        string
-	PermanentCode config.Secret
+	PermanentCode secret.Secret
 }
 
 // SeedReport says what Seed did, by corp id.
