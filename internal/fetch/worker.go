@@ -167,7 +167,9 @@ func (f *Fetcher) step(ctx context.Context, c *corp) outcome {
 		t := c.next
 		var source string
 		if t != nil {
-			source = t.source // triggers change it under mu until it starts
+			// Triggers change it under mu until it starts: start takes
+			// a poll's ticket only if it is still one (takePoll).
+			source = t.source
 		}
 		f.mu.Unlock()
 		if t == nil {
@@ -234,6 +236,24 @@ func (f *Fetcher) takeNext(c *corp, t *ticket) {
 	f.mu.Unlock()
 }
 
+// takePoll marks t, c's next ticket, as started if it is still a poll's,
+// reading its source and taking it in one locked section: a callback that
+// joined it since the caller read the source (a poll) would otherwise be
+// told done by a fetch that started before it arrived, or by none (a poll
+// that finds another replica's lease ends with nothing done). false: t is
+// a callback's now, and still c's next ticket.
+func (f *Fetcher) takePoll(c *corp, t *ticket) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t.source != wecomhit.SourcePoll {
+		return false
+	}
+	if c.next == t {
+		c.next = nil
+	}
+	return true
+}
+
 // stopRun ends c's fetch under way with err.
 func (f *Fetcher) stopRun(ctx context.Context, c *corp, err error) {
 	r := c.run
@@ -278,6 +298,8 @@ var errNoBudget = errors.New("fetch: token-less budget spent")
 // cursor it was read at is still the stored one: otherwise another replica
 // has moved on, and has the page. stepLater leaves t as c's next ticket,
 // so that callbacks keep joining it; stepDone returns the fetch's error.
+// source is t's source as the caller read it: a poll's ticket that a
+// callback joins before start takes it goes on as the callback's.
 func (f *Fetcher) start(ctx context.Context, c *corp, t *ticket, source string) (outcome, error) {
 	var peek *wecom.HitMsgList
 	var peeked time.Time
@@ -287,15 +309,33 @@ func (f *Fetcher) start(ctx context.Context, c *corp, t *ticket, source string) 
 		// Another replica at work has the news: no call (a read, not a
 		// write, of the lease).
 		if f.leaseHeld(ctx, c.key) {
-			f.takeNext(c, t)
-			return stepDone, errLeaseBusy
+			if f.takePoll(c, t) {
+				return stepDone, errLeaseBusy
+			}
+			// A callback joined t since step read its source: it needs
+			// a fetch that starts after it, so t waits for the lease.
+			source = wecomhit.SourceCallback
 		}
-		tok, err := f.allow(ctx, c)
-		if err != nil {
+	}
+	var tok hitToken
+	if source == wecomhit.SourcePoll {
+		var err error
+		if tok, err = f.allow(ctx, c); err != nil {
 			return stepLater, nil
 		}
 		peekTok = tok.Token != "" || tok.NotifyID != ""
-		f.takeNext(c, t)
+		if !f.takePoll(c, t) {
+			// A callback joined t meanwhile: its fetch takes the lease
+			// first, as every callback's does, and its pages ask for
+			// the budget themselves.
+			source = wecomhit.SourceCallback
+			if !peekTok {
+				c.limiter.unreserve()
+				f.budget.refund()
+			}
+		}
+	}
+	if source == wecomhit.SourcePoll {
 		cur, crev, err := f.loadCursor(ctx, c.app, c.name)
 		if err != nil {
 			return stepDone, err
