@@ -3,6 +3,7 @@ package fetch
 import (
 	"container/heap"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -261,6 +262,7 @@ func (f *Fetcher) work(ctx context.Context) {
 // to nobody. A corp forgotten during the step has its fetch ended here.
 func (f *Fetcher) release(c *corp, out outcome) {
 	f.giveBack(c)
+	f.unserved(c)
 	f.mu.Lock()
 	c.busy, c.stop = false, nil
 	idle := c.idle
@@ -277,8 +279,34 @@ func (f *Fetcher) release(c *corp, out outcome) {
 	f.mu.Unlock()
 	if stopped {
 		f.abandon(c)
+		f.mu.Lock()
+		if f.corps[c.key] == c {
+			// Stopped by unserved: a corp authorized again starts
+			// afresh. (Forget and shutdown took it out themselves.)
+			delete(f.corps, c.key)
+		}
+		f.mu.Unlock()
 	}
 	close(idle)
+}
+
+// unserved reports whether c's app no longer serves it, and then marks it
+// stopped, which the worker's release turns into the end of its fetch and
+// tickets, recording nothing. The Corps is asked before every page, not
+// only before every callback and poll: a corp cancelled mid-fetch leaves
+// the Directory at once on every replica, while its Forget may come much
+// later, and a cancelled corp must not be fetched (nor its hits published)
+// one page more. Only the worker holding c (busy) calls it.
+func (f *Fetcher) unserved(c *corp) bool {
+	if f.serves(c.app, c.name) {
+		return false
+	}
+	f.mu.Lock()
+	if c.stopped == nil {
+		c.stopped = fmt.Errorf("fetch: %s/%s: no longer served: %w", c.app, c.name, context.Canceled)
+	}
+	f.mu.Unlock()
+	return true
 }
 
 // abandon ends a stopped corp's fetch under way and its waiting ticket,

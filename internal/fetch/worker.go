@@ -161,6 +161,9 @@ const (
 // never waits for a lease or a budget: it says when to come back instead
 // (c.notAfter), so a worker is never held by a corp that cannot proceed.
 func (f *Fetcher) step(ctx context.Context, c *corp) outcome {
+	if f.unserved(c) {
+		return stepDone // release ends its fetch
+	}
 	r := c.run
 	if r == nil {
 		f.mu.Lock()

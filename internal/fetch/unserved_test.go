@@ -40,15 +40,12 @@ func (d *dropCorps) drop(corp string) {
 	d.corps = slices.DeleteFunc(d.corps, func(c string) bool { return c == corp })
 }
 
-// TestScheduler_CancelledBetweenPages (review R5): a corp that leaves the
-// Corps (cancel_auth seen by this replica's Mirror) while a fetch of many
-// pages is under way goes on being fetched, page after page, until someone
-// calls Forget. internal/app calls Forget from corpChangeLoop, one change
-// at a time and behind each earlier change's Announce (up to 2 minutes
-// each), so a replica may keep calling WeCom for a cancelled corp, and
-// publish its hits after another replica purged them. Expected: the
-// scheduler asks the Corps before each page, as it does before each
-// callback and poll, and ends the fetch of a corp no longer served.
+// TestScheduler_CancelledBetweenPages: a corp that leaves the Corps
+// (cancel_auth seen by this replica's Mirror) while a fetch of many pages
+// is under way is not fetched one page more, although nobody has called
+// Forget yet: the scheduler asks the Corps before each page, as it does
+// before each callback and poll (found in review R5; Forget may come
+// later than the Directory's change).
 func TestScheduler_CancelledBetweenPages(t *testing.T) {
 	cs := &dropCorps{}
 	m := newManyCorps(t, 1, fetch.WithWorkers(1), fetch.WithPageSize(10), fetch.WithCorps(cs))
