@@ -338,6 +338,17 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 		if err := f.putToken(ctx, cb.App, name, cb); err != nil {
 			return err
 		}
+		if !f.serves(cb.App, name) {
+			// Cancelled since Resolve: Forget may have purged the
+			// bucket before the token landed, which would keep it for
+			// up to its TTL. The Directory drops a corp before anyone
+			// calls Forget, so a purge after this check is Forget's
+			// own, or this one.
+			if err := f.tokens.Purge(ctx, key(cb.App, name)); err != nil && !kvNotFound(err) {
+				return fmt.Errorf("fetch: drop the token of a cancelled corp: %w", err)
+			}
+			return fmt.Errorf("fetch: %s/%s: no longer served", cb.App, name)
+		}
 	}
 	f.mu.Lock()
 	c := f.corpLocked(cb.App, name)

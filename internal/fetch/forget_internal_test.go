@@ -11,7 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/wecom"
 )
 
@@ -81,4 +84,34 @@ func TestForget_NoWorkerAfter(t *testing.T) {
 	err = tk.wait(wctx)
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded, "a stopped corp answers at once")
+}
+
+// goneAfterResolve is a Corps that serves c1 until its first Resolve: the
+// corp is cancelled just after a callback resolved it.
+type goneAfterResolve struct{ switchCorps }
+
+func (g *goneAfterResolve) Resolve(app, corp string) (string, error) {
+	name, err := g.switchCorps.Resolve(app, corp)
+	g.mu.Lock()
+	g.gone = true
+	g.mu.Unlock()
+	return name, err
+}
+
+// TestHandle_TokenOfCorpCancelledMeanwhile: a callback that resolved its
+// corp just before the corp was cancelled (and Forget purged the token
+// bucket) does not leave its token stored for up to its TTL.
+func TestHandle_TokenOfCorpCancelledMeanwhile(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	f, err := New(js, []App{{Name: "a", API: noLister{}}}, noLister{}, WithCorps(&goneAfterResolve{}))
+	require.NoError(t, err)
+	ctx := natstest.Context(t)
+	require.NoError(t, f.Setup(ctx))
+
+	err = f.Handle(ctx, &wecomhit.Callback{
+		App: "a", CorpID: "c1", Kind: wecomhit.KindHitKeyword, Token: "T1", ReceivedAt: time.Now(),
+	})
+	require.Error(t, err, "the corp is no longer served")
+	_, err = f.tokens.Get(ctx, key("a", "c1"))
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "no token of a cancelled corp stays")
 }
