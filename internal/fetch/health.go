@@ -207,27 +207,16 @@ func (r *healthRecorder) flush(ctx context.Context, k string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	var h Health
-	var err error
-	for range casTriesHealth {
-		var rev uint64
-		h, rev, err = readHealth(ctx, r.kv, k)
-		if err != nil {
-			break
+	_, err := broker.UpdateKey(ctx, r.kv, k, casTriesHealth, func(e jetstream.KeyValueEntry) ([]byte, error) {
+		h = Health{}
+		if e != nil {
+			if err := json.Unmarshal(e.Value(), &h); err != nil {
+				return nil, fmt.Errorf("fetch: decode health: %w", err)
+			}
 		}
 		h = merge(h, snap)
-		var data []byte
-		if data, err = json.Marshal(h); err != nil {
-			break
-		}
-		if rev == 0 {
-			_, err = r.kv.Create(ctx, k, data)
-		} else {
-			_, err = r.kv.Update(ctx, k, data, rev)
-		}
-		if err == nil || !broker.CASConflict(err) {
-			break
-		}
-	}
+		return json.Marshal(h)
+	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -270,20 +259,4 @@ func merge(h Health, p healthPending) Health {
 		h.LastError = &e
 	}
 	return h
-}
-
-// readHealth reads k's Health and its revision (0: none stored).
-func readHealth(ctx context.Context, kv jetstream.KeyValue, k string) (Health, uint64, error) {
-	var h Health
-	e, err := kv.Get(ctx, k)
-	if kvNotFound(err) {
-		return h, 0, nil
-	}
-	if err != nil {
-		return h, 0, fmt.Errorf("fetch: read health: %w", err)
-	}
-	if err := json.Unmarshal(e.Value(), &h); err != nil {
-		return h, 0, fmt.Errorf("fetch: decode health: %w", err)
-	}
-	return h, e.Revision(), nil
 }

@@ -114,34 +114,25 @@ func (f *Fetcher) putToken(ctx context.Context, app, corp string, cb *wecomhit.C
 	if err != nil {
 		return fmt.Errorf("fetch: encode token: %w", err)
 	}
-	k := key(app, corp)
-	for range 5 {
-		e, err := f.tokens.Get(ctx, k)
-		switch {
-		case kvNotFound(err):
-			if _, err = f.tokens.Create(ctx, k, data); err == nil {
-				return nil
-			}
-		case err != nil:
-			return fmt.Errorf("fetch: read token: %w", err)
-		default:
-			var old hitToken
-			// A newer token, or this one (a burst of callbacks, or a replay,
-			// carrying one token): nothing to write, and no CAS to lose.
-			if json.Unmarshal(e.Value(), &old) == nil &&
-				(old.Issued.After(t.Issued) || old.Token == t.Token && old.NotifyID == t.NotifyID) {
-				return nil
-			}
-			if _, err = f.tokens.Update(ctx, k, data, e.Revision()); err == nil {
-				return nil
-			}
+	_, err = broker.UpdateKey(ctx, f.tokens, key(app, corp), casTriesToken, func(e jetstream.KeyValueEntry) ([]byte, error) {
+		var old hitToken
+		// A newer token, or this one (a burst of callbacks, or a replay,
+		// carrying one token): nothing to write, and no CAS to lose.
+		if e != nil && json.Unmarshal(e.Value(), &old) == nil &&
+			(old.Issued.After(t.Issued) || old.Token == t.Token && old.NotifyID == t.NotifyID) {
+			return nil, nil
 		}
-		if !broker.CASConflict(err) {
-			return fmt.Errorf("fetch: store token: %w", err)
-		}
+		return data, nil
+	})
+	if err != nil {
+		return fmt.Errorf("fetch: store token: %w", err)
 	}
-	return errors.New("fetch: store token: too much contention")
+	return nil
 }
+
+// casTriesToken bounds putToken's compare-and-set: callbacks of one corp
+// racing to store their tokens.
+const casTriesToken = 5
 
 // currentToken returns the newest unexpired token, or none.
 func (f *Fetcher) currentToken(ctx context.Context, k string) hitToken {
