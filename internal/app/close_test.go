@@ -46,7 +46,7 @@ func TestMain_Close(t *testing.T) {
 	require.NoError(t, m.Close(ctx))
 	assert.Equal(t, []string{
 		"readiness done", "http server done", "callback listener done", "pipeline done",
-		"rule cache done", "corp change queue done", "corp registry watch done", "nats done", "admin listener done",
+		"rule cache done", "corp registry watch done", "nats done", "admin listener done",
 	}, cleanups(t, logs.String()))
 	assert.ErrorIs(t, m.Ready(ctx), app.ErrDraining)
 	assert.NoError(t, m.Close(ctx), "idempotent")
@@ -64,7 +64,7 @@ func TestMain_OpenFails(t *testing.T) {
 		cfg.Admin.Listen = taken.Addr().String()
 		m, lis, logs := failedMain(t, cfg, "admin listen")
 		assert.Equal(t, []string{
-			"readiness done", "http server done", "pipeline done", "rule cache done", "corp change queue done",
+			"readiness done", "http server done", "pipeline done", "rule cache done",
 			"corp registry watch done", "nats done", "callback listener done", "admin listener done",
 		}, cleanups(t, logs.String()), "everything opened, closed in reverse")
 		assert.ErrorIs(t, acceptNow(lis), net.ErrClosed, "the listener handed over is closed")

@@ -55,8 +55,7 @@ type Main struct {
 	// applies authorization callbacks, nil when the registry is off.
 	corpView    *CorpView
 	auth        *corpauth.Handler
-	corpChanges chan corps.Change
-	corpQuit    chan struct{}     // closed by Close: stop queueing changes
+	corpChanges *corpQueue
 	warmer      *rulecache.Warmer // lists corps' rule names in the background
 	server      *http.Server
 	listener    net.Listener
@@ -297,20 +296,13 @@ func (m *Main) openCorps(setupCtx context.Context) error {
 	}
 	// The registry's watch queues changes from the moment it starts; the
 	// change loop, started with the pipeline, takes them.
-	m.corpChanges = make(chan corps.Change, corpChanges)
-	m.corpQuit = make(chan struct{})
+	m.corpChanges = newCorpQueue()
 	m.corpView, err = OpenCorpView(setupCtx, m.cfg, js, true, m.log, m.onCorpChange)
 	if err != nil {
 		return err
 	}
 	m.life.OnClose("corp registry watch", func(context.Context) error {
 		m.corpView.Close()
-		return nil
-	})
-	// Runs before the watch stops, after the change loop has: a watch
-	// blocked on the full queue would never stop.
-	m.life.OnClose("corp change queue", func(context.Context) error {
-		close(m.corpQuit)
 		return nil
 	})
 	// Seeded after the watch started, so that corps new to the registry
