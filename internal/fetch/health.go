@@ -168,7 +168,11 @@ func (r *healthRecorder) forget(k string) {
 }
 
 // flushAll writes every (app, corp) with unwritten outcomes; Run calls it
-// periodically so the last outcomes of a quiet corp reach the bucket.
+// periodically so the last outcomes of a quiet corp reach the bucket. It
+// then drops the entries written at least healthWriteEvery ago and
+// unchanged since: such an entry tells record nothing a fresh one would
+// not (the next outcome is due at once either way), and keeping it would
+// make pending hold every corp ever polled, for good.
 func (r *healthRecorder) flushAll(ctx context.Context) {
 	if r == nil {
 		return
@@ -183,6 +187,17 @@ func (r *healthRecorder) flushAll(ctx context.Context) {
 	r.mu.Unlock()
 	for _, k := range keys {
 		r.flush(ctx, k)
+	}
+	// Under flushing: a flush under way holds its entry and updates it.
+	r.flushing.Lock()
+	defer r.flushing.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	for k, p := range r.pending {
+		if !p.dirty && !p.written.IsZero() && now.Sub(p.written) >= healthWriteEvery {
+			delete(r.pending, k)
+		}
 	}
 }
 

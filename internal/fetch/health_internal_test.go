@@ -1,10 +1,16 @@
 package fetch
 
 import (
+	"encoding/json"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // TestMerge: pending outcomes merge into the stored health; a success never
@@ -39,4 +45,60 @@ func TestMerge(t *testing.T) {
 			assert.Equal(t, tt.want, merge(tt.stored, tt.p))
 		})
 	}
+}
+
+// TestHealthRecorder_PendingDropsWrittenEntries: the recorder keeps no
+// entry per corp for good: once an outcome is written and nothing changed
+// for healthWriteEvery, the entry goes; the next outcome is written at
+// once, as it would have been with the entry kept.
+func TestHealthRecorder_PendingDropsWrittenEntries(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	f, err := New(js, []App{{Name: "a", API: noLister{}, Corps: []string{"c1", "c2"}}}, noLister{}, WithClock(clock))
+	require.NoError(t, err)
+	ctx := natstest.Context(t)
+	require.NoError(t, f.Setup(ctx))
+	r := f.health
+	size := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.pending)
+	}
+
+	r.record(ctx, "a", "c1", nil)
+	r.record(ctx, "a", "c2", nil)
+	r.record(ctx, "a", "c2", errors.New("boom")) // a change: written at once
+	require.Equal(t, 2, size())
+	r.flushAll(ctx)
+	assert.Equal(t, 2, size(), "written just now: kept, to rate-limit the writes")
+
+	advance(time.Second)
+	r.record(ctx, "a", "c1", nil) // same state, not due: pending, dirty
+	advance(healthWriteEvery)
+	r.flushAll(ctx)
+	assert.Equal(t, 1, size(), "c2 written long enough ago and unchanged: dropped; c1 written by this flush: kept")
+
+	advance(healthWriteEvery)
+	r.flushAll(ctx)
+	assert.Equal(t, 0, size(), "nothing per corp stays")
+
+	// The next outcome is written at once: the failure ends.
+	r.record(ctx, "a", "c2", nil)
+	e, err := f.health.kv.Get(ctx, key("a", "c2"))
+	require.NoError(t, err)
+	var h Health
+	require.NoError(t, json.Unmarshal(e.Value(), &h))
+	assert.False(t, h.Failing())
+	assert.Equal(t, now, h.LastSuccess.UTC())
 }
