@@ -341,9 +341,10 @@ func (f *Fetcher) Handle(ctx context.Context, cb *wecomhit.Callback) error {
 		if !f.serves(cb.App, name) {
 			// Cancelled since Resolve: Forget may have purged the
 			// bucket before the token landed, which would keep it for
-			// up to its TTL. The Directory drops a corp before anyone
-			// calls Forget, so a purge after this check is Forget's
-			// own, or this one.
+			// up to its TTL. Every replica calls Forget once its
+			// Directory has dropped the corp (internal/app), so any
+			// token stored before this check is purged by that, or by
+			// this.
 			if err := f.tokens.Purge(ctx, key(cb.App, name)); err != nil && !kvNotFound(err) {
 				return fmt.Errorf("fetch: drop the token of a cancelled corp: %w", err)
 			}
