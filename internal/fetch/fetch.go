@@ -58,8 +58,9 @@ type App struct {
 }
 
 // Corps tells which corps an app serves now: *corps.Directory. Asked on
-// every callback and poll, so a corp authorized or cancelled at run time is
-// fetched, or not, from then on.
+// every callback and poll, and before every page, so a corp authorized or
+// cancelled at run time is fetched, or not, from then on, even before
+// Forget.
 type Corps interface {
 	// Corps lists app's corps, sorted.
 	Corps(app string) []string
