@@ -8,22 +8,17 @@
 package callback
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
 	"github.com/wecomhit/wecomhit"
@@ -77,9 +72,6 @@ type Handler struct {
 	// accepted bounds the lines of accepted callbacks (0 a second: no
 	// bound).
 	accepted lineLimit
-
-	// Header values of the success answer, built once; never modified.
-	textPlain, successLen []string
 }
 
 // success is WeCom's expected answer to a stored callback.
@@ -248,8 +240,6 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 		now:        o.now,
 		metrics:    o.metrics,
 		accepted:   lineLimit{perSecond: o.acceptedPerSecond},
-		textPlain:  []string{"text/plain; charset=utf-8"},
-		successLen: []string{strconv.Itoa(len(success))},
 	}
 	for _, a := range apps {
 		if a.Name == "" || a.Crypter == nil {
@@ -269,12 +259,6 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 	}
 	h.metrics.init(names)
 	return h, nil
-}
-
-// Mount registers GET and POST /callback/{app} on r.
-func (h *Handler) Mount(r chi.Router) {
-	r.Get("/callback/{app}", h.verifyURL)
-	r.Post("/callback/{app}", h.receive)
 }
 
 // isStoreFull reports whether the sink refused a record for lack of room:
@@ -321,14 +305,47 @@ func classify(err error) *rejection {
 	return reject(http.StatusInternalServerError, "internal", err)
 }
 
+// Request is one callback request as the transport read it: the {app}
+// path segment, the signed query, the body, and what the log line needs.
+// The transports (Mount's net/http routes here, the service's fasthttp
+// server in internal/app) fill it; the Handler does the rest.
+type Request struct {
+	App                         string // the {app} path segment, as sent
+	Signature, Timestamp, Nonce string // the query's msg_signature, timestamp, nonce
+	Echostr                     string // the query's echostr (URL verification only)
+	// Body is the POST body. BodyTooLarge says the transport refused it
+	// for exceeding MaxBodyBytes; BodyErr that reading it failed.
+	Body         string
+	BodyTooLarge bool
+	BodyErr      error
+	RemoteAddr   string // the peer as TCP sees it
+	RequestID    string
+}
+
+// Answer is what the transport sends back: the status and a text/plain
+// body. A status other than 200 also carries "X-Content-Type-Options:
+// nosniff", and Close asks the transport to close the connection (a body
+// over the limit is not drained).
+type Answer struct {
+	Status int
+	Body   string
+	Close  bool
+}
+
+// ContentType is the Content-Type of every Answer.
+const ContentType = "text/plain; charset=utf-8"
+
+// MaxBodyBytes is the POST body limit (WithMaxBodyBytes), for transports
+// that enforce it while reading.
+func (h *Handler) MaxBodyBytes() int64 { return h.maxBody }
+
 // query holds the signed query parameters.
 type query struct {
 	signature, timestamp, nonce string
 }
 
-func (h *Handler) readQuery(r *http.Request) (query, error) {
-	v := r.URL.Query()
-	q := query{signature: v.Get("msg_signature"), timestamp: v.Get("timestamp"), nonce: v.Get("nonce")}
+func (h *Handler) readQuery(req *Request) (query, error) {
+	q := query{signature: req.Signature, timestamp: req.Timestamp, nonce: req.Nonce}
 	if q.signature == "" || q.timestamp == "" || q.nonce == "" {
 		return q, reject(http.StatusBadRequest, "missing_param", errors.New("msg_signature, timestamp and nonce are required"))
 	}
@@ -345,27 +362,28 @@ func (h *Handler) readQuery(r *http.Request) (query, error) {
 	return q, nil
 }
 
-// verifyURL answers WeCom's URL verification with the decrypted echostr.
+// Verify answers WeCom's URL verification with the decrypted echostr.
 //
 // GET and POST are signed alike, so a captured POST's Encrypt sent here as
 // echostr would verify and decrypt, and a naive endpoint would return the
 // event, token and all. Only a short plain string, as WeCom sends, is echoed.
-func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) Verify(req *Request) Answer {
 	start := h.now()
 	app := UnknownApp
+	var ans Answer
 	err := func() error {
-		name, c, err := h.app(r)
+		c, err := h.app(req.App)
 		if err != nil {
 			return err
 		}
-		app = name
-		q, err := h.readQuery(r)
+		app = req.App
+		q, err := h.readQuery(req)
 		if err != nil {
 			return err
 		}
 		// A '+' sent unescaped in the query decodes as a space; base64 has
 		// no spaces, so restoring them is safe and the signature still decides.
-		echostr := strings.ReplaceAll(r.URL.Query().Get("echostr"), " ", "+")
+		echostr := strings.ReplaceAll(req.Echostr, " ", "+")
 		if echostr == "" {
 			return reject(http.StatusBadRequest, "missing_param", errors.New("echostr is required"))
 		}
@@ -376,13 +394,10 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 		if !isEcho(plain) {
 			return reject(http.StatusForbidden, "not_verification_string", errors.New("echostr plaintext is not a short plain string"))
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Content-Length", strconv.Itoa(len(plain)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, plain)
+		ans = Answer{Status: http.StatusOK, Body: plain}
 		return nil
 	}()
-	h.finish(w, r, "verify", app, KindVerify, "", start, err)
+	return h.finish(req, "verify", app, KindVerify, "", start, err, ans)
 }
 
 // isEcho reports whether s looks like a URL-verification string: 1 to 64
@@ -400,40 +415,45 @@ func isEcho(s string) bool {
 	return true
 }
 
-// receive handles one event delivery.
-func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
+// accepted is the Answer to a stored callback.
+var accepted = Answer{Status: http.StatusOK, Body: success}
+
+// Receive handles one event delivery: it answers "success" only once the
+// Sink has stored the record, within the ack timeout from ctx. The
+// transport must not let ctx end with the client's connection or with a
+// graceful shutdown: a record being stored is finished either way.
+func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 	start := h.now()
 	app := UnknownApp // until the {app} segment names one of ours
 	kind := KindNone  // until the event is read
 	id := ""
 	err := func() error {
-		name, c, err := h.app(r)
+		c, err := h.app(req.App)
 		if err != nil {
 			return err
 		}
-		app = name
-		if r.ContentLength > h.maxBody {
-			// Refuse before reading a byte, and close the connection so the
-			// server does not drain the rest either.
-			w.Header().Set("Connection", "close")
+		app = req.App
+		if req.BodyTooLarge {
 			return reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
 		}
-		q, err := h.readQuery(r)
+		q, err := h.readQuery(req)
 		if err != nil {
 			return err
 		}
-		body, err := h.readBody(w, r)
-		if err != nil {
-			return err
+		if req.BodyErr != nil {
+			return reject(http.StatusBadRequest, "body_read", req.BodyErr)
 		}
-		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, body)
+		if req.Body == "" {
+			return reject(http.StatusBadRequest, "malformed", errors.New("empty body"))
+		}
+		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, req.Body)
 		if err != nil {
 			return err
 		}
 		cb.ReceivedAt = start.UTC()
 		kind, id = string(cb.Kind), cb.ID
 
-		ctx, cancel := context.WithTimeout(r.Context(), h.ackTimeout)
+		ctx, cancel := context.WithTimeout(ctx, h.ackTimeout)
 		defer cancel()
 		if err := h.sink.Store(ctx, &cb); err != nil {
 			reason := "store_failed"
@@ -447,17 +467,9 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			}
 			return reject(http.StatusServiceUnavailable, reason, err)
 		}
-		// The header's value is shared by every answer (net/http only
-		// reads it), and the length is known: no allocation, and net/http
-		// need not buffer the body to count it.
-		hdr := w.Header()
-		hdr["Content-Type"] = h.textPlain
-		hdr["Content-Length"] = h.successLen
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, success)
 		return nil
 	}()
-	h.finish(w, r, "receive", app, kind, id, start, err)
+	return h.finish(req, "receive", app, kind, id, start, err, accepted)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
@@ -507,59 +519,35 @@ func CallbackID(app, encrypt string) string {
 	return string(out[:])
 }
 
-// app resolves the {app} path segment to the app's name and crypter, once
-// per request: finish gets the name from the caller.
-func (h *Handler) app(r *http.Request) (string, *crypto.Crypter, error) {
-	name := chi.URLParam(r, "app")
+// app resolves the {app} path segment to the app's crypter.
+func (h *Handler) app(name string) (*crypto.Crypter, error) {
 	c, ok := h.apps[name]
 	if !ok {
-		return "", nil, reject(http.StatusNotFound, "unknown_app", nil)
+		return nil, reject(http.StatusNotFound, "unknown_app", nil)
 	}
-	return name, c, nil
+	return c, nil
 }
 
-// readBody reads at most maxBody bytes. The buffer is sized from
-// Content-Length when known and is handed out as a string without a copy:
-// nothing writes to it afterwards.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, error) {
-	rd := http.MaxBytesReader(w, r.Body, h.maxBody)
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1) // +1: ReadFrom wants room to see EOF
-	}
-	if _, err := buf.ReadFrom(rd); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return "", reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
-		}
-		return "", reject(http.StatusBadRequest, "body_read", err)
-	}
-	b := buf.Bytes()
-	if len(b) == 0 {
-		return "", reject(http.StatusBadRequest, "malformed", errors.New("empty body"))
-	}
-	return unsafe.String(unsafe.SliceData(b), len(b)), nil
-}
-
-// finish writes the error response, if any, the request's log line, and
-// its metrics. app is the app's name, UnknownApp until it is resolved; kind
-// and id are those of the callback, once decoded, and stay on the line of
-// a refused or failed one.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, app, kind, id string, start time.Time, err error) {
+// finish makes the answer, ok when err is nil, and writes the request's
+// log line and its metrics. app is the app's name, UnknownApp until it is
+// resolved; kind and id are those of the callback, once decoded, and stay
+// on the line of a refused or failed one.
+func (h *Handler) finish(req *Request, op, app, kind, id string, start time.Time, err error, ok Answer) Answer {
 	outcome := OutcomeAccepted
-	status := http.StatusOK
+	ans := ok
 	var rj *rejection
 	if err != nil {
 		rj = classify(err)
-		status = rj.status
 		outcome = OutcomeRejected
-		if status == http.StatusServiceUnavailable || status == http.StatusInternalServerError {
+		if rj.status == http.StatusServiceUnavailable || rj.status == http.StatusInternalServerError {
 			outcome = OutcomeUnavailable
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(status)
-		_, _ = fmt.Fprintf(w, "%d %s\n", status, rj.reason)
+		ans = Answer{
+			Status: rj.status,
+			Body:   strconv.Itoa(rj.status) + " " + rj.reason + "\n",
+			// Not drained: the rest of the body may be large.
+			Close: rj.status == http.StatusRequestEntityTooLarge,
+		}
 	}
 	latency := h.now().Sub(start)
 	reason := ""
@@ -575,7 +563,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, app, kind, 
 	case outcome == OutcomeAccepted && op == "receive":
 		ok, held := h.accepted.allow(start)
 		if !ok {
-			return
+			return ans
 		}
 		if ev = h.log.Info(); ev != nil && held > 0 {
 			ev.Int64("unlogged", held)
@@ -584,7 +572,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, app, kind, 
 		ev = h.log.Info()
 	}
 	if ev == nil {
-		return // below the level
+		return ans // below the level
 	}
 	if app != UnknownApp {
 		// An unknown name is the client's text: not logged.
@@ -603,11 +591,12 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, op, app, kind, 
 	}
 	// The peer's address as TCP sees it: behind a reverse proxy, the
 	// proxy's. X-Forwarded-For is not logged: any client can write it.
-	ev.Str("request_id", middleware.GetReqID(r.Context())).
-		Str("remote_addr", r.RemoteAddr).
+	ev.Str("request_id", req.RequestID).
+		Str("remote_addr", req.RemoteAddr).
 		Str("op", op).
 		Str("outcome", outcome).
-		Int("status", status).
+		Int("status", ans.Status).
 		Dur("latency_ms", latency).
 		Msg("callback")
+	return ans
 }
