@@ -2,7 +2,8 @@ package app
 
 // The HTTP edge shared by the callback and admin listeners: server limits,
 // the connection cap, request ids, the admin Host check, and the routing of
-// net/http's own error log into zerolog.
+// the servers' own error logs into zerolog. The admin listener is served by
+// net/http (newServer), the callback listener by fasthttp (fastedge.go).
 
 import (
 	"context"

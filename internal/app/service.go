@@ -57,7 +57,6 @@ type Main struct {
 	auth        *corpauth.Handler
 	corpChanges *corpQueue
 	warmer      *rulecache.Warmer // lists corps' rule names in the background
-	server      *http.Server
 	listener    net.Listener
 
 	// adminHandler serves the admin listener (admin.go) and the callback
@@ -217,19 +216,22 @@ func (m *Main) serveCallbacks() error {
 		}
 		m.life.OnClose("callback listener", CloseListener(m.listener))
 	}
-	m.server = newServer("callback", m.routes(h), m.log, 10*time.Second, m.cfg.HTTP.IdleTimeout)
+	srv := newCallbackServer(h, m.routes(h), m.log, m.cfg.HTTP.IdleTimeout)
 	lis := newLimitListener(m.listener, m.cfg.HTTP.MaxConnections, m.log.With().Str("listener", "callback").Logger())
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := m.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(lis); err != nil {
 			m.log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
 	m.life.OnClose("http server", func(ctx context.Context) error {
 		// Stops accepting and finishes in-flight requests, each already
 		// bounded by the ack timeout.
-		err := m.server.Shutdown(ctx)
+		err := srv.ShutdownWithContext(ctx)
+		// A Shutdown before Serve took the listener returns at once and
+		// leaves it open: closing it ends Serve either way.
+		_ = lis.Close()
 		<-served
 		return err
 	})

@@ -313,14 +313,20 @@ type Request struct {
 	App                         string // the {app} path segment, as sent
 	Signature, Timestamp, Nonce string // the query's msg_signature, timestamp, nonce
 	Echostr                     string // the query's echostr (URL verification only)
-	// Body is the POST body. BodyTooLarge says the transport refused it
-	// for exceeding MaxBodyBytes; BodyErr that reading it failed.
-	Body         string
-	BodyTooLarge bool
-	BodyErr      error
-	RemoteAddr   string // the peer as TCP sees it
-	RequestID    string
+	// ContentLength is the POST body's declared length, -1 when not
+	// declared: over MaxBodyBytes, the body is refused without a byte read.
+	ContentLength int64
+	// ReadBody reads the POST body, at most MaxBodyBytes of it, or fails
+	// with ErrBodyTooLarge. Receive calls it only once the app and the
+	// query passed: a request refused before is never read.
+	ReadBody   func() (string, error)
+	RemoteAddr string // the peer as TCP sees it
+	RequestID  string
 }
+
+// ErrBodyTooLarge is what a Request's ReadBody returns for a body over
+// MaxBodyBytes.
+var ErrBodyTooLarge = errors.New("callback: body too large")
 
 // Answer is what the transport sends back: the status and a text/plain
 // body. A status other than 200 also carries "X-Content-Type-Options:
@@ -433,20 +439,23 @@ func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 			return err
 		}
 		app = req.App
-		if req.BodyTooLarge {
+		if req.ContentLength > h.maxBody {
 			return reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
 		}
 		q, err := h.readQuery(req)
 		if err != nil {
 			return err
 		}
-		if req.BodyErr != nil {
-			return reject(http.StatusBadRequest, "body_read", req.BodyErr)
-		}
-		if req.Body == "" {
+		body, err := req.ReadBody()
+		switch {
+		case errors.Is(err, ErrBodyTooLarge):
+			return reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
+		case err != nil:
+			return reject(http.StatusBadRequest, "body_read", err)
+		case body == "":
 			return reject(http.StatusBadRequest, "malformed", errors.New("empty body"))
 		}
-		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, req.Body)
+		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, body)
 		if err != nil {
 			return err
 		}

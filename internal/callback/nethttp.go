@@ -44,22 +44,15 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	req := httpRequest(r)
-	if _, known := h.apps[req.App]; known {
-		// Refuse a declared length over the limit before reading a byte;
-		// an unknown app is refused first, as 404.
-		if r.ContentLength > h.maxBody {
-			req.BodyTooLarge = true
-		} else {
-			req.Body, req.BodyTooLarge, req.BodyErr = h.readBody(w, r)
-		}
-	}
+	req.ContentLength = r.ContentLength
+	req.ReadBody = func() (string, error) { return h.readBody(w, r) }
 	writeAnswer(w, h.Receive(r.Context(), &req))
 }
 
 // readBody reads at most maxBody bytes. The buffer is sized from
 // Content-Length when known and is handed out as a string without a copy:
 // nothing writes to it afterwards.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body string, tooLarge bool, err error) {
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (string, error) {
 	rd := http.MaxBytesReader(w, r.Body, h.maxBody)
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
@@ -68,12 +61,12 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body string,
 	if _, err := buf.ReadFrom(rd); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return "", true, nil
+			return "", ErrBodyTooLarge
 		}
-		return "", false, err
+		return "", err
 	}
 	b := buf.Bytes()
-	return unsafe.String(unsafe.SliceData(b), len(b)), false, nil
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
 // writeAnswer writes a to w. The success answer's header values are shared

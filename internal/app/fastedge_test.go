@@ -1,0 +1,262 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/callback"
+	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
+	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/testlog"
+	"github.com/wecomhit/wecomhit/internal/testvectors"
+)
+
+// edgePair serves one callback handler twice over real HTTP: on net/http
+// with chi, as the callback listener was served before fasthttp, and on
+// the fasthttp server the service uses now. Every answer of the second
+// must equal the first's.
+type edgePair struct {
+	netAddr, fastAddr string
+	netLogs, fastLogs *testlog.Buffer
+}
+
+func newEdgePair(t *testing.T, sink callback.Sink, opts ...callback.Option) *edgePair {
+	t.Helper()
+	c1, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	c2, err := crypto.New(testvectors.V2.Token, testvectors.V2.EncodingAESKey, testvectors.V2.ReceiveID)
+	require.NoError(t, err)
+	p := &edgePair{netLogs: &testlog.Buffer{}, fastLogs: &testlog.Buffer{}}
+	serve := func(logs *testlog.Buffer) (*callback.Handler, http.Handler, *Main) {
+		log := zerolog.New(logs)
+		h, err := callback.New([]callback.App{{Name: "v1", Crypter: c1}, {Name: "v2", Crypter: c2}}, sink,
+			append([]callback.Option{callback.WithLogger(log), callback.WithMaxBodyBytes(1024)}, opts...)...)
+		require.NoError(t, err)
+		m := &Main{log: log}
+		r := chi.NewRouter()
+		r.Use(requestID, m.recoverer)
+		h.Mount(r)
+		r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+		return h, r, m
+	}
+	listen := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		return l
+	}
+
+	_, router, m := serve(p.netLogs)
+	netLis := listen()
+	ns := newServer("callback", router, m.log, 10*time.Second, 30*time.Second)
+	go func() { _ = ns.Serve(netLis) }()
+	t.Cleanup(func() { _ = ns.Close() })
+
+	h, router, m := serve(p.fastLogs)
+	fastLis := listen()
+	fs := newCallbackServer(h, router, m.log, 30*time.Second)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = fs.Serve(fastLis) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, fs.ShutdownWithContext(ctx))
+		<-served
+	})
+	p.netAddr, p.fastAddr = netLis.Addr().String(), fastLis.Addr().String()
+	return p
+}
+
+// answer is a response as the client saw it, but for the Date header and
+// a server-made request id.
+type answer struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+var serverMadeID = regexp.MustCompile(`^[A-Za-z0-9]{22}$`)
+
+// raw sends a request written byte for byte on a new connection and reads
+// the answer; the connection is closed after.
+func raw(t *testing.T, addr, request string) answer {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	// A server may answer before it has read the whole request (413,
+	// 431) and close: a failed write is not the test's concern.
+	go func() { _, _ = io.WriteString(c, request) }()
+	method, _, _ := strings.Cut(request, " ") // a HEAD's answer has no body
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Header.Del("Date")
+	if serverMadeID.MatchString(resp.Header.Get("X-Request-Id")) {
+		resp.Header.Set("X-Request-Id", "(server-made)")
+	}
+	if resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge {
+		// net/http writes this refusal itself, without a length, and
+		// closes; fasthttp states the length.
+		resp.Header.Del("Content-Length")
+	}
+	return answer{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+}
+
+func (p *edgePair) compare(t *testing.T, request string) answer {
+	t.Helper()
+	want := raw(t, p.netAddr, request)
+	got := raw(t, p.fastAddr, request)
+	assert.Equal(t, want, got, "fasthttp's answer differs from net/http's to\n%.300s", request)
+	return got
+}
+
+func request(method, target, body string, header ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: receiver.example\r\n", method, target)
+	for _, h := range header {
+		b.WriteString(h + "\r\n")
+	}
+	if body != "" || method == http.MethodPost {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n" + body)
+	return b.String()
+}
+
+func target(app string, q url.Values) string { return "/callback/" + app + "?" + q.Encode() }
+
+type recSink struct {
+	mu   sync.Mutex
+	recs []wecomhit.Callback
+}
+
+func (s *recSink) Store(_ context.Context, cb *wecomhit.Callback) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, *cb)
+	return nil
+}
+
+// TestCallbackEdge_SameAnswers: for every refusal of callbacktest.Bad,
+// for an accepted callback, a URL verification, and the routes served
+// through chi, the fasthttp listener answers what net/http did: status,
+// headers and body.
+func TestCallbackEdge_SameAnswers(t *testing.T) {
+	now := time.Unix(1717000030, 0)
+	sink := &recSink{}
+	p := newEdgePair(t, sink, callback.WithClock(func() time.Time { return now }))
+
+	for _, tt := range callbacktest.Bad(t, "v1", "v2", now) {
+		t.Run(tt.Name, func(t *testing.T) {
+			got := p.compare(t, request(tt.Method, target(tt.App, tt.Query), tt.Body))
+			assert.Equal(t, tt.Status, got.Status)
+		})
+	}
+
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	q, enc := callbacktest.Seal(t, c, callbacktest.HitKeywordXML, "1717000010")
+	post := request(http.MethodPost, target("v1", q), callbacktest.XMLEnvelope(enc))
+	for name, tc := range map[string]struct {
+		request string
+		status  int
+	}{
+		"Accepted":                 {post, http.StatusOK},
+		"AcceptedWithRequestID":    {request(http.MethodPost, target("v1", q), callbacktest.XMLEnvelope(enc), "X-Request-Id: proxy-1.a_B"), http.StatusOK},
+		"RequestIDNotPlain":        {request(http.MethodPost, target("v1", q), callbacktest.XMLEnvelope(enc), `X-Request-Id: a"b`), http.StatusOK},
+		"OversizedByLength":        {request(http.MethodPost, target("v1", q), strings.Repeat("x", 4096)), http.StatusRequestEntityTooLarge},
+		"OversizedUnknownApp":      {request(http.MethodPost, target("nope", q), strings.Repeat("x", 4096)), http.StatusNotFound},
+		"OversizedChunked":         {"POST " + target("v1", q) + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" + strings.Repeat("x", 4096) + "\r\n0\r\n\r\n", http.StatusRequestEntityTooLarge},
+		"MethodNotAllowed":         {request(http.MethodPut, target("v1", q), "x"), http.StatusMethodNotAllowed},
+		"Head":                     {request(http.MethodHead, target("v1", q), ""), http.StatusMethodNotAllowed},
+		"NotFound":                 {request(http.MethodGet, "/nope", ""), http.StatusNotFound},
+		"NoApp":                    {request(http.MethodPost, "/callback/", "x"), http.StatusNotFound},
+		"ExtraSegment":             {request(http.MethodPost, "/callback/v1/x", "x"), http.StatusNotFound},
+		"EscapedApp":               {request(http.MethodPost, "/callback/v%31?"+q.Encode(), callbacktest.XMLEnvelope(enc)), http.StatusNotFound},
+		"Healthz":                  {request(http.MethodGet, "/healthz", ""), http.StatusOK},
+		"HeaderTooLarge":           {request(http.MethodGet, "/healthz", "", "X-Big: "+strings.Repeat("a", 64<<10)), http.StatusRequestHeaderFieldsTooLarge},
+		"HeaderLargeButUnderLimit": {request(http.MethodGet, "/healthz", "", "X-Big: "+strings.Repeat("a", 15<<10)), http.StatusOK},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := p.compare(t, tc.request)
+			assert.Equal(t, tc.status, got.Status)
+		})
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.Len(t, sink.recs, 6, "each accepted POST stored, on each server")
+}
+
+// TestCallbackEdge_OfficialVectors: WeCom's own vectors (URL verification
+// with a raw '+' in echostr, XML and JSON posts) get the same answers.
+func TestCallbackEdge_OfficialVectors(t *testing.T) {
+	sink := &recSink{}
+	p := newEdgePair(t, sink, callback.WithTimestampWindow(0))
+	apps := map[testvectors.App]string{testvectors.V1: "v1", testvectors.V2: "v2"}
+	posts := 0
+	for _, v := range testvectors.All() {
+		t.Run(v.Name, func(t *testing.T) {
+			q := "?msg_signature=" + v.Signature + "&timestamp=" + v.Timestamp + "&nonce=" + v.Nonce
+			var got answer
+			switch v.Format {
+			case "get":
+				require.Contains(t, v.Encrypt, "+")
+				// Unescaped: query decoding makes the '+' a space.
+				got = p.compare(t, request(http.MethodGet, "/callback/"+apps[v.App]+q+"&echostr="+v.Encrypt, ""))
+				assert.Equal(t, v.Plaintext, got.Body)
+			case "xml", "json":
+				env := callbacktest.XMLEnvelope(v.Encrypt)
+				if v.Format == "json" {
+					env = callbacktest.JSONEnvelope(v.App.ReceiveID, v.Encrypt)
+				}
+				got = p.compare(t, request(http.MethodPost, "/callback/"+apps[v.App]+q, env))
+				assert.Equal(t, "success", got.Body)
+				posts++
+			}
+			assert.Equal(t, http.StatusOK, got.Status)
+		})
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.Len(t, sink.recs, 2*posts, "each post stored, on each server")
+}
+
+// TestCallbackEdge_Panic: a panic in the callback handler is answered 500
+// and logged with the request id, as the recoverer middleware does on
+// net/http; fasthttp alone would let it end the process.
+func TestCallbackEdge_Panic(t *testing.T) {
+	now := time.Unix(1717000030, 0)
+	p := newEdgePair(t, callback.SinkFunc(func(context.Context, *wecomhit.Callback) error { panic("sink bug") }),
+		callback.WithClock(func() time.Time { return now }))
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	q, enc := callbacktest.Seal(t, c, callbacktest.HitKeywordXML, "1717000010")
+	got := p.compare(t, request(http.MethodPost, target("v1", q), callbacktest.XMLEnvelope(enc), "X-Request-Id: req-42"))
+	assert.Equal(t, http.StatusInternalServerError, got.Status)
+	assert.Equal(t, "500 internal\n", got.Body)
+	for _, logs := range []*testlog.Buffer{p.netLogs, p.fastLogs} {
+		assert.Contains(t, logs.String(), `"request_id":"req-42","panic":"sink bug","message":"handler panicked"`)
+	}
+	// The server still serves.
+	got = p.compare(t, request(http.MethodGet, "/healthz", ""))
+	assert.Equal(t, http.StatusOK, got.Status)
+}
