@@ -3,12 +3,14 @@ package app
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
+	"github.com/wecomhit/wecomhit/internal/natstest"
 	"github.com/wecomhit/wecomhit/internal/testlog"
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
@@ -96,29 +99,45 @@ var serverMadeID = regexp.MustCompile(`^[A-Za-z0-9]{22}$`)
 // the answer; the connection is closed after.
 func raw(t *testing.T, addr, request string) answer {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	a, err := rawAnswer(addr, request)
 	require.NoError(t, err)
+	return a
+}
+
+func rawAnswer(addr, request string) (answer, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return answer{}, err
+	}
 	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return answer{}, err
+	}
 	// A server may answer before it has read the whole request (413,
 	// 431) and close: a failed write is not the test's concern.
 	go func() { _, _ = io.WriteString(c, request) }()
 	method, _, _ := strings.Cut(request, " ") // a HEAD's answer has no body
 	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
-	require.NoError(t, err)
+	if err != nil {
+		return answer{}, err
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return answer{}, err
+	}
 	resp.Header.Del("Date")
 	if serverMadeID.MatchString(resp.Header.Get("X-Request-Id")) {
 		resp.Header.Set("X-Request-Id", "(server-made)")
 	}
+	// chi lists the allowed methods in map order.
+	slices.Sort(resp.Header["Allow"])
 	if resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge {
 		// net/http writes this refusal itself, without a length, and
 		// closes; fasthttp states the length.
 		resp.Header.Del("Content-Length")
 	}
-	return answer{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	return answer{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}, nil
 }
 
 func (p *edgePair) compare(t *testing.T, request string) answer {
@@ -259,4 +278,66 @@ func TestCallbackEdge_Panic(t *testing.T) {
 	// The server still serves.
 	got = p.compare(t, request(http.MethodGet, "/healthz", ""))
 	assert.Equal(t, http.StatusOK, got.Status)
+}
+
+// TestCallbackEdge_ShutdownFinishesInFlight: a callback being stored when
+// shutdown begins is stored and answered "success", its context intact
+// (fasthttp's request context ends at shutdown; the store's must not),
+// and shutdown waits for it; new connections are refused meanwhile.
+func TestCallbackEdge_ShutdownFinishesInFlight(t *testing.T) {
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	entered, release := make(chan struct{}), make(chan struct{})
+	storeErr := make(chan error, 1)
+	sink := callback.SinkFunc(func(ctx context.Context, _ *wecomhit.Callback) error {
+		close(entered)
+		<-release
+		storeErr <- ctx.Err()
+		return ctx.Err()
+	})
+	h, err := callback.New([]callback.App{{Name: "v1", Crypter: c}}, sink, callback.WithAckTimeout(time.Minute))
+	require.NoError(t, err)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	fs := newCallbackServer(h, http.NotFoundHandler(), zerolog.Nop(), 30*time.Second)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = fs.Serve(lis) }()
+
+	q, enc := callbacktest.Seal(t, c, callbacktest.HitKeywordXML, fmt.Sprint(time.Now().Unix()))
+	answered := make(chan answer, 1)
+	go func() {
+		a, err := rawAnswer(lis.Addr().String(), request(http.MethodPost, target("v1", q), callbacktest.XMLEnvelope(enc)))
+		if err != nil {
+			a.Body = err.Error()
+		}
+		answered <- a
+	}()
+	<-entered
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- fs.ShutdownWithContext(ctx)
+	}()
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		c, err := net.Dial("tcp", lis.Addr().String())
+		if err == nil {
+			c.Close()
+			return errors.New("still accepting")
+		}
+		return nil
+	})
+	select {
+	case err := <-shut:
+		t.Fatalf("shutdown returned with a callback in flight: %v", err)
+	default:
+	}
+	close(release)
+	got := <-answered
+	assert.Equal(t, http.StatusOK, got.Status)
+	assert.Equal(t, "success", got.Body)
+	assert.NoError(t, <-storeErr, "the store's context outlives the shutdown")
+	require.NoError(t, <-shut)
+	<-served
 }
