@@ -1,9 +1,12 @@
-// Package callback is the HTTP endpoint WeCom calls. It answers URL
+// Package callback is the endpoint WeCom calls. It answers URL
 // verification, and for each POST it verifies the signature, decrypts,
 // checks the receive id, parses and classifies the event, and hands the
 // record to a Sink, answering "success" only once the Sink has stored it.
 //
-// It knows nothing of NATS or of what happens to a record after it is stored;
+// Its core (Verify, Receive) takes a Request and gives an Answer, whatever
+// HTTP server read the one and writes the other: Mount serves it over
+// net/http; the service serves it over fasthttp (internal/app). It knows
+// nothing of NATS or of what happens to a record after it is stored;
 // internal/app wires a Sink in.
 package callback
 
