@@ -193,7 +193,7 @@ func (e *callbackEdge) serveError(rc *fasthttp.RequestCtx, err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		// Not on a streamed body: for completeness.
+		// fasthttp does not raise it on a streamed body; kept in case.
 		writeEdgeText(rc, http.StatusRequestEntityTooLarge)
 	case errors.As(err, &small):
 		writeEdgeText(rc, http.StatusRequestHeaderFieldsTooLarge)
