@@ -163,10 +163,17 @@ func (c *cluster) procs() []*proc {
 // Issue 15 finding 4: while WECOM_CALLBACKS elects a new leader a
 // callback's write used to give up after nats.go's 2 x 250 ms, so WeCom's
 // deliveries, a second apart, ran out during one election. The write now
-// tries until ack_timeout (3 s), so four deliveries span about 15 s, more
-// than an election (4 to 9 s); no callback may need the last of them, nor
-// go without success. The simulator coalesces hits into a callback every
-// second here (-speed 5), so that callbacks land inside each election.
+// tries until ack_timeout, so no callback may need the last delivery, nor
+// go without success. The arithmetic behind that: nats-server's raft waits
+// 4 to 9 s without a leader before electing, and a receiver on the killed
+// node reconnects meanwhile, so a write can wait about 10 s. The receivers
+// here use ack_timeout 4 s, so the first three deliveries cover 0-4, 5-9
+// and 10-14 s. With the default 3 s they cover 0-3, 4-7 and 8-11 s, and in
+// two of four 20-round runs one or two of some 150 callbacks needed the
+// fourth delivery (still answered success and stored). The build without
+// the fix fails either way: its writes give up after 0.5 s. The simulator
+// coalesces hits into a callback every second here (-speed 5), so that
+// callbacks land inside each election.
 func TestClusterLeaderKill(t *testing.T) {
 	n := rounds(t)
 	dir := t.TempDir()
@@ -175,8 +182,8 @@ func TestClusterLeaderKill(t *testing.T) {
 	lb := newBalancer(t, where{})
 	s := startSimSpeed(t, where{}, dir, c, lb.srv.URL+"/callback/"+appName, rate, 5)
 	rs := []*receiver{
-		newReceiver("receiver-a", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "ra"), natsURL: cl.urls(), replicas: 3}, c, s.url)),
-		newReceiver("receiver-b", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "rb"), natsURL: cl.urls(), replicas: 3}, c, s.url)),
+		newReceiver("receiver-a", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "ra"), natsURL: cl.urls(), replicas: 3, ackTimeout: 4 * time.Second}, c, s.url)),
+		newReceiver("receiver-b", writeReceiverConfig(t, receiverConfig{dir: filepath.Join(dir, "rb"), natsURL: cl.urls(), replicas: 3, ackTimeout: 4 * time.Second}, c, s.url)),
 	}
 	// One after the other: a simultaneous start is TestClusterSimultaneousStart.
 	for _, r := range rs {

@@ -493,6 +493,8 @@ type receiverConfig struct {
 	natsURL  string // empty: embedded
 	replicas int
 	leaseTTL time.Duration
+	// ackTimeout is http.ack_timeout; zero: 3s, the receiver's default.
+	ackTimeout time.Duration
 }
 
 func writeReceiverConfig(t testing.TB, rc receiverConfig, c creds, simURL string) string {
@@ -506,13 +508,16 @@ func writeReceiverConfig(t testing.TB, rc receiverConfig, c creds, simURL string
 	if rc.leaseTTL == 0 {
 		rc.leaseTTL = leaseTTL(t)
 	}
+	if rc.ackTimeout == 0 {
+		rc.ackTimeout = 3 * time.Second
+	}
 	natsBlock := fmt.Sprintf("  url: %q\n", rc.natsURL)
 	if rc.natsURL == "" {
 		natsBlock = "  url: \"\"\n  store_dir: store\n  listen: 127.0.0.1:0\n"
 	}
 	cfg := fmt.Sprintf(`http:
   listen: 127.0.0.1:0
-  ack_timeout: 3s
+  ack_timeout: %s
   shutdown_timeout: 5s
 admin:
   listen: ""
@@ -538,7 +543,7 @@ apps:
     corps:
       - corp_id: %s
         permanent_code: %s
-`, natsBlock, rc.replicas, pollInterval, rc.leaseTTL, appName, c.token, c.aesKey, simURL, suiteID, c.suiteSecret, corpID, c.permanentCode)
+`, rc.ackTimeout, natsBlock, rc.replicas, pollInterval, rc.leaseTTL, appName, c.token, c.aesKey, simURL, suiteID, c.suiteSecret, corpID, c.permanentCode)
 	path := filepath.Join(rc.dir, "receiver.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
