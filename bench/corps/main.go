@@ -45,6 +45,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit/bench/internal/build"
 )
 
 type options struct {
@@ -98,7 +100,13 @@ func run(ctx context.Context, o options) error {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	bins, err := buildBins(ctx, work, o)
+	root, err := build.ModuleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	bins, err := build.Bins(ctx, root, work,
+		map[string]string{"receiver": "./cmd/receiver", "wecomsim": "./cmd/wecomsim"},
+		map[string]string{"receiver": o.receiverBin})
 	if err != nil {
 		return err
 	}
@@ -149,31 +157,6 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	return hot(ctx, o, rcv, nc, simURL)
-}
-
-// buildBins builds the receiver (unless o names one) and the simulator
-// into work.
-func buildBins(ctx context.Context, work string, o options) (map[string]string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
-		return nil, fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
-	}
-	root := filepath.Dir(string(bytes.TrimSpace(gomod)))
-	bins := map[string]string{"receiver": "./cmd/receiver", "wecomsim": "./cmd/wecomsim"}
-	for name, pkg := range bins {
-		if name == "receiver" && o.receiverBin != "" {
-			bins[name] = o.receiverBin
-			continue
-		}
-		out := filepath.Join(work, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-		cmd.Dir, cmd.Stderr = root, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("build %s: %w", pkg, err)
-		}
-		bins[name] = out
-	}
-	return bins, nil
 }
 
 // seed starts the receiver with every corp in its file, which seeds the

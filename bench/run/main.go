@@ -37,6 +37,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wecomhit/wecomhit/bench/internal/build"
 )
 
 type options struct {
@@ -126,11 +128,13 @@ func run(ctx context.Context, o options) error {
 	} else {
 		fmt.Println("work directory:", work)
 	}
-	root, err := moduleRoot(ctx)
+	root, err := build.ModuleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	bins, err := buildBins(ctx, root, work, o.serviceBin)
+	bins, err := build.Bins(ctx, root, work,
+		map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"},
+		map[string]string{"receiver": o.serviceBin})
 	if err != nil {
 		return err
 	}
@@ -194,37 +198,6 @@ func selectRuns(runs string) ([]bool, error) {
 		want[i] = true
 	}
 	return want, nil
-}
-
-// moduleRoot is the module's directory, which builds and tests run in,
-// wherever the command was started.
-func moduleRoot(ctx context.Context) (string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || len(bytes.TrimSpace(gomod)) == 0 || string(bytes.TrimSpace(gomod)) == os.DevNull {
-		return "", fmt.Errorf("not inside the module (go env GOMOD: %v)", err)
-	}
-	return filepath.Dir(string(bytes.TrimSpace(gomod))), nil
-}
-
-// buildBins builds the receiver, the baseline and loadgen into work and
-// returns their paths by name; serviceBin, when set, is the receiver
-// measured instead of a fresh build.
-func buildBins(ctx context.Context, root, work, serviceBin string) (map[string]string, error) {
-	bins := map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"}
-	for name, pkg := range bins {
-		if name == "receiver" && serviceBin != "" {
-			bins[name] = serviceBin
-			continue
-		}
-		out := filepath.Join(work, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-		cmd.Dir, cmd.Stderr = root, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("build %s: %w", pkg, err)
-		}
-		bins[name] = out
-	}
-	return bins, nil
 }
 
 // ceilingAndPipeline measures the NATS async-publish ceiling and the hit
