@@ -136,14 +136,22 @@ const maxRequestIDLen = 64
 
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
+// requestIDOf is the id of a request whose client sent sent as
+// X-Request-Id: sent itself when it is a plausible id, a fresh one
+// otherwise. Both transports use it (requestID, and the callback
+// listener's fasthttp edge).
+func requestIDOf(sent string) string {
+	if len(sent) > maxRequestIDLen || !requestIDRE.MatchString(sent) {
+		return nuid.Next()
+	}
+	return sent
+}
+
 // requestID gives every request an id, under chi's key so that
 // middleware.GetReqID finds it, and echoes it in X-Request-Id.
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(middleware.RequestIDHeader)
-		if len(id) > maxRequestIDLen || !requestIDRE.MatchString(id) {
-			id = nuid.Next()
-		}
+		id := requestIDOf(r.Header.Get(middleware.RequestIDHeader))
 		w.Header().Set(middleware.RequestIDHeader, id)
 		ctx := context.WithValue(r.Context(), middleware.RequestIDKey, id)
 		next.ServeHTTP(w, r.WithContext(ctx))

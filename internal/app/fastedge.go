@@ -26,7 +26,6 @@ import (
 	"unsafe"
 
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -152,13 +151,7 @@ func (e *callbackEdge) readBody(rc *fasthttp.RequestCtx) (string, error) {
 // request reads the parts of rc every operation needs, and gives the
 // request its id (requestID's rule) in X-Request-Id.
 func (e *callbackEdge) request(rc *fasthttp.RequestCtx, app []byte) callback.Request {
-	id := rc.Request.Header.Peek(middleware.RequestIDHeader)
-	var rid string
-	if len(id) > maxRequestIDLen || !requestIDRE.Match(id) {
-		rid = nuid.Next()
-	} else {
-		rid = string(id)
-	}
+	rid := requestIDOf(string(rc.Request.Header.Peek(middleware.RequestIDHeader)))
 	rc.Response.Header.Set(middleware.RequestIDHeader, rid)
 	args := rc.QueryArgs()
 	return callback.Request{
