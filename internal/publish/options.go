@@ -15,6 +15,7 @@ import (
 type Option func(*options) error
 
 type options struct {
+	noFastBatches   bool
 	names           RuleNames
 	replicas        int
 	maxAge          time.Duration
@@ -86,6 +87,18 @@ func WithCorpMaxAge(d time.Duration) Option {
 // DefaultWindow.
 func WithWindow(n int) Option {
 	return func(o *options) error { return broker.SetLimit(ErrInvalidOption, "WithWindow", n, &o.window) }
+}
+
+// WithFastBatches publishes each page's events to WECOM_HITS as fast-ingest
+// batches, one ack per flow window instead of one per event (on, the
+// default), when the stream takes them; Setup turns the stream's
+// allow_batched on. Off, events are published one by one, each acked, and
+// Setup leaves allow_batched off.
+func WithFastBatches(on bool) Option {
+	return func(o *options) error {
+		o.noFastBatches = !on
+		return nil
+	}
 }
 
 // WithMaxBytes caps WECOM_HITS; zero (the default) is no cap beyond the

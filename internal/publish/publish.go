@@ -1,7 +1,9 @@
 // Package publish turns fetched hit messages into wecom.hit.v1 events and
 // writes them to the WECOM_HITS JetStream stream, one per (message, rule),
 // each with routing headers and its CloudEvents attributes, returning only
-// once JetStream has acknowledged every one. A record that cannot be
+// once JetStream has acknowledged every one: a page's events go as
+// fast-ingest batches where the stream takes them (fastbatch.go), else one
+// by one, each acked. A record that cannot be
 // normalized without breaking the contract (docs/events.md) is written, with
 // its reason, to the dead-letter stream that package deadletter owns. Corp
 // lifecycle events go to WECOM_CORP_EVENTS (corp.go).
@@ -18,6 +20,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,6 +109,12 @@ type Publisher struct {
 	prefix string
 	opts   options
 	log    zerolog.Logger
+	// nc is js's connection, for fast batches (fastbatch.go); nil when js
+	// does not give it.
+	nc *nats.Conn
+	// fast: Setup found WECOM_HITS taking fast batches, and
+	// WithFastBatches left them on.
+	fast atomic.Bool
 }
 
 // New returns a Publisher writing under prefix (e.g. "wecom") on js. It
@@ -143,8 +152,12 @@ func New(js JetStream, prefix string, opts ...Option) (*Publisher, error) {
 		}
 		o.deadLetters = dl
 	}
-	return &Publisher{js: js, prefix: prefix, opts: o,
-		log: o.log.With().Str("component", "publish").Logger()}, nil
+	p := &Publisher{js: js, prefix: prefix, opts: o,
+		log: o.log.With().Str("component", "publish").Logger()}
+	if c, ok := js.(interface{ Conn() *nats.Conn }); ok {
+		p.nc = c.Conn()
+	}
+	return p, nil
 }
 
 // HitSubject is the subject of an event: <prefix>.hit.<corp_id>.<rule_id>,
@@ -168,7 +181,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	if p.opts.discardOld {
 		discard = jetstream.DiscardOld
 	}
-	_, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
+	s, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
 		Subjects:    []string{p.prefix + ".hit.>"},
@@ -180,10 +193,19 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		MaxMsgSize:  cmp.Or(p.opts.maxMsgSize, -1),
 		Duplicates:  p.opts.duplicateWindow,
 		Replicas:    p.opts.replicas,
+		// Fast batches (fastbatch.go); a server before 2.14 does not
+		// know the setting and leaves it off.
+		AllowBatchPublish: !p.opts.noFastBatches,
 	})
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
+	fast := !p.opts.noFastBatches && p.nc != nil && s.CachedInfo().Config.AllowBatchPublish
+	if !p.opts.noFastBatches && !fast && !p.fast.Load() {
+		p.log.Info().Str("stream", StreamName).
+			Msg("stream does not take fast batches (nats-server before 2.14?): events are published one by one, each acked")
+	}
+	p.fast.Store(fast)
 	// After WECOM_HITS, which may have held the subjects until just now.
 	if err := p.opts.deadLetters.Setup(ctx); err != nil {
 		return fmt.Errorf("publish: %w", err)
@@ -218,7 +240,7 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		ctx, cancel = context.WithTimeout(ctx, p.opts.pageTimeout)
 		defer cancel()
 	}
-	w := &window{p: p, pending: make([]inflight, 0, min(p.opts.window, 4*len(msgs)+1))}
+	w := &window{p: p, pending: make([]inflight, 0, min(p.opts.window, 4*len(msgs)+1)), batching: p.fast.Load()}
 	start := time.Now()
 	defer func() { p.opts.metrics.observe(o, w.res) }()
 	p.resolveNames(ctx, o.CorpID, msgs)
@@ -229,6 +251,9 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 		if err := w.message(ctx, o, &msgs[i], skip); err != nil {
 			return w.res, err
 		}
+	}
+	if err := w.sendBatch(ctx); err != nil {
+		return w.res, err
 	}
 	if err := w.flush(ctx); err != nil {
 		return w.res, err
@@ -255,6 +280,11 @@ type window struct {
 	res     Result
 	sent    bool
 	scratch []byte // eventMsg's encoding buffer, reused across the page
+	// batching: events are gathered in batch, up to opts.window of them,
+	// and published as one fast batch (sendBatch); off after a batch of the
+	// page failed, so the rest of the page goes event by event.
+	batching bool
+	batch    []*nats.Msg
 }
 
 // message publishes one hit message's events (one per rule it hit, less
@@ -283,6 +313,57 @@ func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage
 		if err != nil {
 			return err
 		}
+		if w.batching {
+			w.batch = append(w.batch, m)
+			if len(w.batch) >= w.p.opts.window {
+				if err := w.sendBatch(ctx); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendBatch publishes the events gathered in w.batch as one fast batch and
+// counts them published once the server has stored every one. A batch
+// that fails, or one too small to be worth it, is published event by event
+// like any other (send), the events' Nats-Msg-Ids making a repeat of what
+// the batch stored a duplicate; the rest of the page then goes that way
+// too. A batch the server stored none of counts as duplicates; one it
+// stored part of counts as published whole: the server skips duplicates
+// without saying which.
+func (w *window) sendBatch(ctx context.Context) error {
+	batch := w.batch
+	w.batch = w.batch[:0]
+	if len(batch) == 0 {
+		return nil
+	}
+	if len(batch) >= fastMinEvents {
+		// No event of the page is in flight the other way: batching only
+		// ever turns off, so the page's order holds.
+		for _, m := range batch {
+			m.Header[jetstream.ExpectedStreamHeader] = []string{StreamName}
+		}
+		allDup, err := publishFast(ctx, w.p.nc, batch, w.p.opts.window)
+		if err == nil {
+			if allDup {
+				w.res.Duplicates += len(batch)
+			} else {
+				w.res.Published += len(batch)
+			}
+			w.sent = true
+			return nil
+		}
+		w.batching = false
+		w.p.log.Warn().Err(err).Int("events", len(batch)).Msg("fast batch failed: publishing its events one by one")
+	}
+	for _, m := range batch {
+		m.Reply = ""
 		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
 			return err
 		}

@@ -1,0 +1,264 @@
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A page's events go to WECOM_HITS as nats-server's fast-ingest batches
+// (nats-server 2.14 and later, a stream with allow_batched): the server
+// answers a batch with a flow ack every so many stored messages and one
+// PubAck for its last, instead of a PubAck per event, which is what the
+// per-event path spends most of its client and server time on.
+//
+// The protocol lives in each message's reply subject,
+// <inbox>.<flow>.<gap>.<batch seq>.<op>.$FI, the inbox's last token being
+// the batch id. Written here rather than taken from orbit.go's
+// jetstreamext.FastPublisher (v0.3.2): that client reports a message the
+// server refused in mid-batch through an error callback, on its own
+// goroutine, while its commit can still return a successful BatchAck that
+// counts fewer messages than were sent, so a caller must join the two to
+// learn whether every event is stored. This client reads every answer in
+// order on the publishing goroutine and decides in one place (answer).
+//
+// What the server does, from its code (server/stream.go,
+// processJetStreamFastBatchMsg and processJetStreamMsgWithBatch;
+// server/jetstream_batching.go), and what this client concludes:
+//   - Gap mode "fail": a message missing in the sequence, or refused before
+//     it is stored (its limits, a header check), ends the batch there; the
+//     server reports it ("err" or "gap") and commits what it had, so the
+//     final PubAck counts fewer messages than were sent. A message the
+//     store refuses (DiscardNew at MaxBytes) is answered with an error
+//     PubAck. Either way this client sees an error before any PubAck that
+//     would count the whole batch, since the server answers a batch in
+//     order on one queue, and reports the batch failed.
+//   - A duplicate (a Nats-Msg-Id within the duplicate window), the first
+//     message included, is skipped silently, as JetStream de-duplicates
+//     every publish, and the batch goes on. The server does not say which
+//     were skipped; its final PubAck names the stream sequence of the last
+//     message the batch stored, 0 when it stored none.
+//   - The final PubAck's count is the batch sequence of the last message:
+//     equal to the number sent only when every message was stored or
+//     skipped as a duplicate.
+//
+// So a nil error from publishFast means every event is in the stream; any
+// error means some may be and some not, and the caller publishes the same
+// events again the per-event way, which the Nats-Msg-Ids make idempotent.
+//
+// Not covered: a write the server's store fails with an I/O error (not a
+// limit) is neither answered nor counted by the server, which marks the
+// stream failed (its health check reports it); a batch around it can end
+// in a PubAck counting every message.
+
+// Fast batch operations, the next-to-last token of the reply subject.
+const (
+	fastOpStart  = "0"
+	fastOpAppend = "1"
+	fastOpCommit = "2"
+	fastOpPing   = "4"
+)
+
+const (
+	// fastMaxFlow is the most messages the server lets pass between two
+	// flow acks.
+	fastMaxFlow = 500
+	// fastPingInterval is how long a batch waits for an answer before
+	// asking the server to repeat its last one (a lost flow ack, a leader
+	// change); fastMaxPings bounds the pings, so the answers always fit
+	// the subscription's channel.
+	fastPingInterval = time.Second
+	fastMaxPings     = 30
+	// fastMinEvents: fewer events than this go the per-event way, where a
+	// batch's own messages (a subscription, its first round trip) would
+	// cost more than the PubAcks saved.
+	fastMinEvents = 2
+)
+
+// fastAnswer is any answer to a batch: a flow message (Type "ack", "gap"
+// or "err") or, without Type, the PubAck that ends the batch.
+type fastAnswer struct {
+	Type string `json:"type"`
+	// Seq: a flow ack's last stored batch sequence, an error's batch
+	// sequence, a PubAck's stream sequence.
+	Seq uint64 `json:"seq"`
+	// Msgs: a flow ack's interval, the messages until the next one.
+	Msgs uint16 `json:"msgs"`
+	// LastSeq: a gap's expected batch sequence.
+	LastSeq uint64              `json:"last_seq"`
+	Error   *jetstream.APIError `json:"error"`
+	Stream  string              `json:"stream"`
+	// Count: a PubAck's batch sequence of the last message it covers.
+	Count uint64 `json:"count"`
+}
+
+// fastBatch is one batch in flight.
+type fastBatch struct {
+	nc     *nats.Conn
+	prefix string // reply subject up to the batch sequence
+	// subject is the first message's, where pings go: the stream must
+	// take them.
+	subject string
+	ch      chan *nats.Msg
+	n       int    // messages in the batch
+	sent    uint64 // messages sent so far
+	acked   uint64 // highest batch sequence the server reported stored
+	flow    uint64 // the server's current flow ack interval
+	pings   int
+	// none: the final PubAck says the batch stored nothing, every
+	// message a duplicate.
+	none  bool
+	reply []byte // the reply subject being built, reused
+}
+
+// publishFast publishes msgs, at least fastMinEvents of them, as one fast
+// batch on nc, in order, at most window unacknowledged at once, and
+// returns nil once the server has stored every one (see above); allDup
+// then reports that every one was a duplicate. Every message's Reply is
+// set; the caller clears it before publishing them another way.
+func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window int) (allDup bool, err error) {
+	// The server acks every flow messages at most, and a batch stops at two
+	// flow intervals unacknowledged: both within the window.
+	flow := max(1, min(fastMaxFlow, window/2))
+	inbox := nc.NewInbox()
+	b := &fastBatch{
+		nc: nc, n: len(msgs), flow: uint64(flow), subject: msgs[0].Subject,
+		prefix: inbox + "." + strconv.Itoa(flow) + ".fail.",
+		// Every message is answered at most once, and so is every ping:
+		// the channel holds every answer there can be, so the client
+		// never drops one as a slow consumer.
+		ch: make(chan *nats.Msg, len(msgs)+fastMaxPings+2),
+	}
+	sub, err := nc.ChanSubscribe(inbox+".>", b.ch)
+	if err != nil {
+		return false, fmt.Errorf("fast batch: subscribe: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	// The first message alone, and its answer awaited: a duplicate ends
+	// the batch at once, and the rest would each be refused.
+	if err := b.send(msgs[0], fastOpStart); err != nil {
+		return false, err
+	}
+	if _, err := b.await(ctx); err != nil {
+		return false, err // never done: the PubAck of a batch ended at 1 of n is an error
+	}
+	for i := 1; i < len(msgs); i++ {
+		op := fastOpAppend
+		if i == len(msgs)-1 {
+			op = fastOpCommit
+		}
+		if err := b.send(msgs[i], op); err != nil {
+			return false, err
+		}
+		// Take what has arrived, without waiting.
+		for drained := false; !drained; {
+			select {
+			case m := <-b.ch:
+				if done, err := b.answer(m); err != nil || done {
+					return b.none, err
+				}
+			default:
+				drained = true
+			}
+		}
+		for op != fastOpCommit && b.sent-b.acked >= 2*b.flow {
+			if done, err := b.await(ctx); err != nil || done {
+				return b.none, err
+			}
+		}
+	}
+	for {
+		done, err := b.await(ctx)
+		if err != nil {
+			return false, err
+		}
+		if done {
+			return b.none, nil
+		}
+	}
+}
+
+// send publishes m as the batch's next message, op its operation.
+func (b *fastBatch) send(m *nats.Msg, op string) error {
+	b.sent++
+	r := append(b.reply[:0], b.prefix...)
+	r = strconv.AppendUint(r, b.sent, 10)
+	r = append(r, '.')
+	r = append(r, op...)
+	r = append(r, ".$FI"...)
+	b.reply = r
+	m.Reply = string(r)
+	if err := b.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("fast batch: message %d: %w", b.sent, err)
+	}
+	return nil
+}
+
+// await waits for the next answer, pinging while none comes; done reports
+// the batch's successful PubAck.
+func (b *fastBatch) await(ctx context.Context) (done bool, err error) {
+	t := time.NewTimer(fastPingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-b.ch:
+			return b.answer(m)
+		case <-t.C:
+			if b.pings++; b.pings > fastMaxPings {
+				return false, errors.New("fast batch: no answer")
+			}
+			// A ping names the highest sequence sent; the server answers
+			// with its last flow ack, or a gap if it lost messages.
+			r := append(b.reply[:0], b.prefix...)
+			r = strconv.AppendUint(r, b.sent, 10)
+			r = append(r, "."+fastOpPing+".$FI"...)
+			b.reply = r
+			if err := b.nc.PublishRequest(b.subject, string(r), nil); err != nil {
+				return false, fmt.Errorf("fast batch: ping: %w", err)
+			}
+			t.Reset(fastPingInterval)
+		case <-ctx.Done():
+			return false, fmt.Errorf("fast batch: %w", ctx.Err())
+		}
+	}
+}
+
+// answer handles one answer from the server; done reports the batch's
+// PubAck covering every message, an error anything else that ends it.
+func (b *fastBatch) answer(m *nats.Msg) (done bool, err error) {
+	var a fastAnswer
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		return false, fmt.Errorf("fast batch: answer: %w", err)
+	}
+	switch a.Type {
+	case "ack":
+		b.acked = max(b.acked, a.Seq)
+		if a.Msgs > 0 {
+			b.flow = uint64(a.Msgs)
+		}
+		return false, nil
+	case "gap":
+		return false, fmt.Errorf("fast batch: gap: message %d lost, at %d", a.LastSeq, a.Seq)
+	case "err":
+		return false, fmt.Errorf("fast batch: message %d: %w", a.Seq, a.Error)
+	case "":
+	default:
+		return false, fmt.Errorf("fast batch: answer of type %q", a.Type)
+	}
+	switch {
+	case a.Error != nil:
+		return false, fmt.Errorf("fast batch: %w", a.Error)
+	case a.Count != uint64(b.n) || b.sent != uint64(b.n):
+		// Ended early: a message refused, the rest never stored.
+		return false, fmt.Errorf("fast batch: ended at message %d of %d (%d sent)", a.Count, b.n, b.sent)
+	}
+	b.none = a.Seq == 0
+	return true, nil
+}

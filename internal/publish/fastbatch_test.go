@@ -1,0 +1,135 @@
+package publish_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/publish"
+	"github.com/wecomhit/wecomhit/internal/testlog"
+)
+
+// manyEvents is n messages of two rules each: 2n events.
+func manyEvents(from, n int) []wecomhit.HitMessage {
+	msgs := make([]wecomhit.HitMessage, n)
+	for i := range msgs {
+		msgs[i] = wecomhit.HitMessage{MsgID: fmt.Sprintf("m%d", from+i),
+			HitRules: []wecomhit.HitRule{{RuleID: "r1", HasHitKeyword: true}, {RuleID: "r2", SemanticsList: []int{1}}},
+			Detail:   &wecomhit.MsgDetail{SendTime: 1717000000, MsgType: 1, Sender: wecomhit.Party{Type: 1, ID: "u1"}}}
+	}
+	return msgs
+}
+
+// storedIDs lists the stream's Nats-Msg-Ids in stream order.
+func storedIDs(t *testing.T, js jetstream.JetStream) []string {
+	t.Helper()
+	s, err := js.Stream(t.Context(), publish.StreamName)
+	require.NoError(t, err)
+	info, err := s.Info(t.Context())
+	require.NoError(t, err)
+	var ids []string
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		require.NoError(t, err)
+		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	return ids
+}
+
+// pageIDs are the Nats-Msg-Ids of manyEvents' events, in page order.
+func pageIDs(msgs []wecomhit.HitMessage) []string {
+	var ids []string
+	for _, m := range msgs {
+		for _, r := range m.HitRules {
+			ids = append(ids, publish.MsgID("wwCorp", m.MsgID, r.RuleID))
+		}
+	}
+	return ids
+}
+
+// TestPublisher_FastBatches: Setup turns allow_batched on, also on a stream
+// an earlier version made without it; a page of more events than the
+// window goes as batches, stored once each in page order, and the same page
+// again stores nothing and counts duplicates. With WithFastBatches(false)
+// the stream's allow_batched goes off again and pages still publish.
+func TestPublisher_FastBatches(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: publish.StreamName, Subjects: []string{prefix + ".hit.>"}})
+	require.NoError(t, err)
+	var logs testlog.Buffer
+	p, err := publish.New(js, prefix, publish.WithLogger(zerolog.New(&logs)))
+	require.NoError(t, err)
+	require.NoError(t, p.Setup(ctx))
+	s, err := js.Stream(ctx, publish.StreamName)
+	require.NoError(t, err)
+	assert.True(t, s.CachedInfo().Config.AllowBatchPublish, "the existing stream takes fast batches now")
+
+	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
+	msgs := manyEvents(0, 400) // 800 events: a batch of the window (512) and one of the rest
+	res, err := p.Publish(ctx, hitPage(o, msgs))
+	require.NoError(t, err)
+	assert.Equal(t, publish.Result{Published: 800}, res)
+	assert.Equal(t, pageIDs(msgs), storedIDs(t, js), "each event once, in page order")
+
+	res, err = p.Publish(ctx, hitPage(o, msgs))
+	require.NoError(t, err)
+	assert.Equal(t, publish.Result{Duplicates: 800}, res, "the page again: nothing stored")
+	assert.Equal(t, pageIDs(msgs), storedIDs(t, js), "no second copy")
+
+	more := manyEvents(300, 200) // 100 messages stored, 100 new
+	_, err = p.Publish(ctx, hitPage(o, more))
+	require.NoError(t, err)
+	assert.Equal(t, append(pageIDs(msgs), pageIDs(more[100:])...), storedIDs(t, js), "only the new events, after the others")
+	assert.NotContains(t, logs.String(), "fast batch failed", "every page went as fast batches")
+
+	off, err := publish.New(js, prefix, publish.WithFastBatches(false))
+	require.NoError(t, err)
+	require.NoError(t, off.Setup(ctx))
+	s, err = js.Stream(ctx, publish.StreamName)
+	require.NoError(t, err)
+	assert.False(t, s.CachedInfo().Config.AllowBatchPublish)
+	last := manyEvents(500, 10)
+	res, err = off.Publish(ctx, hitPage(o, last))
+	require.NoError(t, err)
+	assert.Equal(t, publish.Result{Published: 20}, res)
+}
+
+// TestPublisher_FastBatchFull: a page the stream refuses in mid-batch
+// (MaxBytes, DiscardNew) fails, so its fetch keeps the cursor; what was
+// stored is the page's first events in order, nothing after the first
+// refused one; with room made, publishing the page again completes it
+// with each event once.
+func TestPublisher_FastBatchFull(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	p, err := publish.New(js, prefix, publish.WithMaxBytes(256<<10))
+	require.NoError(t, err)
+	require.NoError(t, p.Setup(ctx))
+	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
+	msgs := manyEvents(0, 400) // 800 events of about 700 bytes stored: more than 256 KiB
+	_, err = p.Publish(ctx, hitPage(o, msgs))
+	require.Error(t, err, "the page is not done")
+	got := storedIDs(t, js)
+	require.NotEmpty(t, got)
+	require.Less(t, len(got), 800)
+	assert.Equal(t, pageIDs(msgs)[:len(got)], got, "a prefix of the page: nothing after an unstored event")
+
+	bigger, err := publish.New(js, prefix, publish.WithMaxBytes(4<<20))
+	require.NoError(t, err)
+	require.NoError(t, bigger.Setup(ctx))
+	res, err := bigger.Publish(ctx, hitPage(o, msgs))
+	require.NoError(t, err)
+	assert.Equal(t, 800, res.Published+res.Duplicates)
+	assert.Equal(t, pageIDs(msgs), storedIDs(t, js), "each event once, in page order")
+}
