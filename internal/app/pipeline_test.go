@@ -372,6 +372,7 @@ func BenchmarkPipeline(b *testing.B) {
 	// Stats counts the hits; Hits would copy every hit so far, garbage
 	// that grows with the iterations and is collected inside the windows.
 	hitsBefore := s.sim.Stats().Hits
+	pagesBefore := s.sim.Requests("get_hit_msg_list")
 	var (
 		hits    int
 		latency time.Duration
@@ -431,6 +432,8 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(float64(latency.Milliseconds())/float64(b.N), "ms-to-first-event")
 	b.ReportMetric(float64(hits)/float64(b.N), "hits/op")
 	b.ReportMetric(float64(simGen.Milliseconds())/float64(b.N), "sim-gen-ms/op")
+	// get_hit_msg_list calls, the last of each fetch finding no more.
+	b.ReportMetric(float64(s.sim.Requests("get_hit_msg_list")-pagesBefore)/float64(b.N), "pages/op")
 	if cpuKnown && hits > 0 {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(hits), "cpu-us/hit")
 	}

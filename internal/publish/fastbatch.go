@@ -75,10 +75,6 @@ const (
 	// the subscription's channel.
 	fastPingInterval = time.Second
 	fastMaxPings     = 30
-	// fastMinEvents: fewer events than this go the per-event way, where a
-	// batch's own messages (a subscription, its first round trip) would
-	// cost more than the PubAcks saved.
-	fastMinEvents = 2
 )
 
 // fastAnswer is any answer to a batch: a flow message (Type "ack", "gap"
@@ -98,81 +94,95 @@ type fastAnswer struct {
 	Count uint64 `json:"count"`
 }
 
-// fastBatch is one batch in flight.
+// fastBatch is one batch in flight, sent message by message as a page's
+// events are built (add), so that the server stores the first while the
+// rest are encoded, and ended by commit.
 type fastBatch struct {
 	nc     *nats.Conn
 	prefix string // reply subject up to the batch sequence
 	// subject is the first message's, where pings go: the stream must
 	// take them.
-	subject string
-	ch      chan *nats.Msg
-	n       int    // messages in the batch
-	sent    uint64 // messages sent so far
-	acked   uint64 // highest batch sequence the server reported stored
-	flow    uint64 // the server's current flow ack interval
-	pings   int
+	subject   string
+	sub       *nats.Subscription
+	ch        chan *nats.Msg
+	sent      uint64 // messages sent so far
+	acked     uint64 // highest batch sequence the server reported stored
+	flow      uint64 // the server's current flow ack interval
+	pings     int
+	committed bool // the last message is sent
 	// none: the final PubAck says the batch stored nothing, every
 	// message a duplicate.
 	none  bool
 	reply []byte // the reply subject being built, reused
 }
 
-// publishFast publishes msgs, at least fastMinEvents of them, as one fast
-// batch on nc, in order, at most window unacknowledged at once, and
-// returns nil once the server has stored every one (see above); allDup
-// then reports that every one was a duplicate. Every message's Reply is
-// set; the caller clears it before publishing them another way.
-func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window int) (allDup bool, err error) {
+// newFastBatch starts a batch of at most maxMsgs messages on nc, at most
+// window unacknowledged at once. Its caller closes it.
+func newFastBatch(nc *nats.Conn, maxMsgs, window int) (*fastBatch, error) {
 	// The server acks every flow messages at most, and a batch stops at two
 	// flow intervals unacknowledged: both within the window.
 	flow := max(1, min(fastMaxFlow, window/2))
 	inbox := nc.NewInbox()
 	b := &fastBatch{
-		nc: nc, n: len(msgs), flow: uint64(flow), subject: msgs[0].Subject,
+		nc: nc, flow: uint64(flow),
 		prefix: inbox + "." + strconv.Itoa(flow) + ".fail.",
 		// Every message is answered at most once, and so is every ping:
 		// the channel holds every answer there can be, so the client
 		// never drops one as a slow consumer.
-		ch: make(chan *nats.Msg, len(msgs)+fastMaxPings+2),
+		ch: make(chan *nats.Msg, maxMsgs+fastMaxPings+2),
 	}
 	sub, err := nc.ChanSubscribe(inbox+".>", b.ch)
 	if err != nil {
-		return false, fmt.Errorf("fast batch: subscribe: %w", err)
+		return nil, fmt.Errorf("fast batch: subscribe: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	b.sub = sub
+	return b, nil
+}
 
-	// The first message alone, and its answer awaited: a duplicate ends
-	// the batch at once, and the rest would each be refused.
-	if err := b.send(msgs[0], fastOpStart); err != nil {
+// close ends the batch's subscription; what the server still holds of an
+// unfinished batch, it drops after its batch timeout.
+func (b *fastBatch) close() { _ = b.sub.Unsubscribe() }
+
+// add sends m as the batch's next message, not its last, and reads the
+// answers that have come; it waits only when two flow intervals are
+// unacknowledged. An error ends the batch.
+func (b *fastBatch) add(ctx context.Context, m *nats.Msg) error {
+	op := fastOpAppend
+	if b.sent == 0 {
+		op = fastOpStart
+		b.subject = m.Subject
+	}
+	if err := b.send(m, op); err != nil {
+		return err
+	}
+	for drained := false; !drained; {
+		select {
+		case a := <-b.ch:
+			if _, err := b.answer(a); err != nil {
+				return err
+			}
+		default:
+			drained = true
+		}
+	}
+	for b.sent-b.acked >= 2*b.flow {
+		if _, err := b.await(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit sends m as the batch's last message and waits for the PubAck
+// that ends it: nil once the server has stored every message (see above);
+// allDup then reports that every one was a duplicate.
+func (b *fastBatch) commit(ctx context.Context, m *nats.Msg) (allDup bool, err error) {
+	if b.sent == 0 {
+		b.subject = m.Subject
+	}
+	b.committed = true
+	if err := b.send(m, fastOpCommit); err != nil {
 		return false, err
-	}
-	if _, err := b.await(ctx); err != nil {
-		return false, err // never done: the PubAck of a batch ended at 1 of n is an error
-	}
-	for i := 1; i < len(msgs); i++ {
-		op := fastOpAppend
-		if i == len(msgs)-1 {
-			op = fastOpCommit
-		}
-		if err := b.send(msgs[i], op); err != nil {
-			return false, err
-		}
-		// Take what has arrived, without waiting.
-		for drained := false; !drained; {
-			select {
-			case m := <-b.ch:
-				if done, err := b.answer(m); err != nil || done {
-					return b.none, err
-				}
-			default:
-				drained = true
-			}
-		}
-		for op != fastOpCommit && b.sent-b.acked >= 2*b.flow {
-			if done, err := b.await(ctx); err != nil || done {
-				return b.none, err
-			}
-		}
 	}
 	for {
 		done, err := b.await(ctx)
@@ -183,6 +193,21 @@ func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window in
 			return b.none, nil
 		}
 	}
+}
+
+// publishFast publishes msgs as one fast batch (add, commit).
+func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window int) (allDup bool, err error) {
+	b, err := newFastBatch(nc, len(msgs), window)
+	if err != nil {
+		return false, err
+	}
+	defer b.close()
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := b.add(ctx, m); err != nil {
+			return false, err
+		}
+	}
+	return b.commit(ctx, msgs[len(msgs)-1])
 }
 
 // send publishes m as the batch's next message, op its operation.
@@ -255,9 +280,9 @@ func (b *fastBatch) answer(m *nats.Msg) (done bool, err error) {
 	switch {
 	case a.Error != nil:
 		return false, fmt.Errorf("fast batch: %w", a.Error)
-	case a.Count != uint64(b.n) || b.sent != uint64(b.n):
+	case !b.committed || a.Count != b.sent:
 		// Ended early: a message refused, the rest never stored.
-		return false, fmt.Errorf("fast batch: ended at message %d of %d (%d sent)", a.Count, b.n, b.sent)
+		return false, fmt.Errorf("fast batch: ended at message %d of %d sent", a.Count, b.sent)
 	}
 	b.none = a.Seq == 0
 	return true, nil

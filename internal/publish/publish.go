@@ -242,7 +242,12 @@ func (p *Publisher) page(ctx context.Context, o Origin, msgs []wecomhit.HitMessa
 	}
 	w := &window{p: p, pending: make([]inflight, 0, min(p.opts.window, 4*len(msgs)+1)), batching: p.fast.Load()}
 	start := time.Now()
-	defer func() { p.opts.metrics.observe(o, w.res) }()
+	defer func() {
+		p.opts.metrics.observe(o, w.res)
+		if w.fb != nil { // the page failed in mid-batch
+			w.fb.close()
+		}
+	}()
 	p.resolveNames(ctx, o.CorpID, msgs)
 	for i := range msgs {
 		if err := ctx.Err(); err != nil {
@@ -280,11 +285,15 @@ type window struct {
 	res     Result
 	sent    bool
 	scratch []byte // eventMsg's encoding buffer, reused across the page
-	// batching: events are gathered in batch, up to opts.window of them,
-	// and published as one fast batch (sendBatch); off after a batch of the
-	// page failed, so the rest of the page goes event by event.
+	// batching: events go as fast batches (batchEvent), up to opts.window
+	// of them each; off after a batch of the page failed, so that the rest
+	// of the page goes event by event. batch holds the current batch's
+	// events, for publishing again if it fails; held is its newest, not
+	// yet sent; fb is the batch, once its first event is sent.
 	batching bool
 	batch    []*nats.Msg
+	held     *nats.Msg
+	fb       *fastBatch
 }
 
 // message publishes one hit message's events (one per rule it hit, less
@@ -314,11 +323,8 @@ func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage
 			return err
 		}
 		if w.batching {
-			w.batch = append(w.batch, m)
-			if len(w.batch) >= w.p.opts.window {
-				if err := w.sendBatch(ctx); err != nil {
-					return err
-				}
+			if err := w.batchEvent(ctx, m); err != nil {
+				return err
 			}
 			continue
 		}
@@ -329,39 +335,70 @@ func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage
 	return nil
 }
 
-// sendBatch publishes the events gathered in w.batch as one fast batch and
-// counts them published once the server has stored every one. A batch
-// that fails, or one too small to be worth it, is published event by event
-// like any other (send), the events' Nats-Msg-Ids making a repeat of what
-// the batch stored a duplicate; the rest of the page then goes that way
-// too. A batch the server stored none of counts as duplicates; one it
-// stored part of counts as published whole: the server skips duplicates
-// without saying which.
+// batchEvent adds m to the page's fast batch. Each event goes out as the
+// next one is built, the newest held back: the last is sent with the
+// commit (sendBatch), at the page's end or when the batch holds a window.
+func (w *window) batchEvent(ctx context.Context, m *nats.Msg) error {
+	m.Header[jetstream.ExpectedStreamHeader] = []string{StreamName}
+	w.batch = append(w.batch, m)
+	if held := w.held; held != nil {
+		if w.fb == nil {
+			fb, err := newFastBatch(w.p.nc, w.p.opts.window, w.p.opts.window)
+			if err != nil {
+				return w.unbatch(ctx, err)
+			}
+			w.fb = fb
+		}
+		if err := w.fb.add(ctx, held); err != nil {
+			return w.unbatch(ctx, err)
+		}
+	}
+	w.held = m
+	if len(w.batch) >= w.p.opts.window {
+		return w.sendBatch(ctx)
+	}
+	return nil
+}
+
+// sendBatch ends the page's fast batch with its held event and counts its
+// events once the server has stored every one. A batch of one event is
+// published like any other (send). A batch the server stored none of
+// counts as duplicates; one it stored part of counts as published whole:
+// the server skips duplicates without saying which.
 func (w *window) sendBatch(ctx context.Context) error {
-	batch := w.batch
-	w.batch = w.batch[:0]
-	if len(batch) == 0 {
+	if w.held == nil {
 		return nil
 	}
-	if len(batch) >= fastMinEvents {
-		// No event of the page is in flight the other way: batching only
-		// ever turns off, so the page's order holds.
-		for _, m := range batch {
-			m.Header[jetstream.ExpectedStreamHeader] = []string{StreamName}
-		}
-		allDup, err := publishFast(ctx, w.p.nc, batch, w.p.opts.window)
-		if err == nil {
-			if allDup {
-				w.res.Duplicates += len(batch)
-			} else {
-				w.res.Published += len(batch)
-			}
-			w.sent = true
-			return nil
-		}
-		w.batching = false
-		w.p.log.Warn().Err(err).Int("events", len(batch)).Msg("fast batch failed: publishing its events one by one")
+	if w.fb == nil {
+		m := w.held
+		w.held, w.batch = nil, w.batch[:0]
+		return w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false)
 	}
+	allDup, err := w.fb.commit(ctx, w.held)
+	if err != nil {
+		return w.unbatch(ctx, err)
+	}
+	if allDup {
+		w.res.Duplicates += len(w.batch)
+	} else {
+		w.res.Published += len(w.batch)
+	}
+	w.sent = true
+	w.fb.close()
+	w.fb, w.held, w.batch = nil, nil, w.batch[:0]
+	return nil
+}
+
+// unbatch ends a fast batch that failed with cause: its events so far are
+// published one by one (send), the events' Nats-Msg-Ids making a repeat of
+// what the batch stored a duplicate, and so is the rest of the page.
+func (w *window) unbatch(ctx context.Context, cause error) error {
+	w.p.log.Warn().Err(cause).Int("events", len(w.batch)).Msg("fast batch failed: publishing its events one by one")
+	if w.fb != nil {
+		w.fb.close()
+	}
+	batch := w.batch
+	w.fb, w.held, w.batch, w.batching = nil, nil, nil, false
 	for _, m := range batch {
 		m.Reply = ""
 		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
