@@ -3,7 +3,6 @@ package publish
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -62,19 +61,15 @@ const (
 	fastOpStart  = "0"
 	fastOpAppend = "1"
 	fastOpCommit = "2"
-	fastOpPing   = "4"
 )
 
 const (
 	// fastMaxFlow is the most messages the server lets pass between two
 	// flow acks.
 	fastMaxFlow = 500
-	// fastPingInterval is how long a batch waits for an answer before
-	// asking the server to repeat its last one (a lost flow ack, a leader
-	// change); fastMaxPings bounds the pings, so the answers always fit
-	// the subscription's channel.
-	fastPingInterval = time.Second
-	fastMaxPings     = 30
+	// fastAnswerTimeout is the longest a batch waits for the server's
+	// next answer (a lost flow ack, a leader change) before giving up.
+	fastAnswerTimeout = 5 * time.Second
 )
 
 // fastAnswer is any answer to a batch: a flow message (Type "ack", "gap"
@@ -98,18 +93,14 @@ type fastAnswer struct {
 // events are built (add), so that the server stores the first while the
 // rest are encoded, and ended by commit.
 type fastBatch struct {
-	nc     *nats.Conn
-	prefix string // reply subject up to the batch sequence
-	// subject is the first message's, where pings go: the stream must
-	// take them.
-	subject   string
+	nc        *nats.Conn
+	prefix    string // reply subject up to the batch sequence
 	sub       *nats.Subscription
 	ch        chan *nats.Msg
 	sent      uint64 // messages sent so far
 	acked     uint64 // highest batch sequence the server reported stored
 	flow      uint64 // the server's current flow ack interval
-	pings     int
-	committed bool // the last message is sent
+	committed bool   // the last message is sent
 	// none: the final PubAck says the batch stored nothing, every
 	// message a duplicate.
 	none  bool
@@ -126,10 +117,12 @@ func newFastBatch(nc *nats.Conn, maxMsgs, window int) (*fastBatch, error) {
 	b := &fastBatch{
 		nc: nc, flow: uint64(flow),
 		prefix: inbox + "." + strconv.Itoa(flow) + ".fail.",
-		// Every message is answered at most once, and so is every ping:
-		// the channel holds every answer there can be, so the client
-		// never drops one as a slow consumer.
-		ch: make(chan *nats.Msg, maxMsgs+fastMaxPings+2),
+		// Every message is answered at most once, but for the first (on
+		// arrival and once stored) and one refused (an error, then the
+		// PubAck of what came before): the channel holds every answer
+		// there can be, so the client never drops one as a slow
+		// consumer.
+		ch: make(chan *nats.Msg, maxMsgs+4),
 	}
 	sub, err := nc.ChanSubscribe(inbox+".>", b.ch)
 	if err != nil {
@@ -143,14 +136,14 @@ func newFastBatch(nc *nats.Conn, maxMsgs, window int) (*fastBatch, error) {
 // unfinished batch, it drops after its batch timeout.
 func (b *fastBatch) close() { _ = b.sub.Unsubscribe() }
 
-// add sends m as the batch's next message, not its last, and reads the
-// answers that have come; it waits only when two flow intervals are
-// unacknowledged. An error ends the batch.
+// add sends m as the batch's next message and reads the answers that have
+// come; it waits only when two flow intervals are unacknowledged. An error
+// ends the batch. m may be reused once add returns: the connection has
+// copied it.
 func (b *fastBatch) add(ctx context.Context, m *nats.Msg) error {
 	op := fastOpAppend
 	if b.sent == 0 {
 		op = fastOpStart
-		b.subject = m.Subject
 	}
 	if err := b.send(m, op); err != nil {
 		return err
@@ -176,10 +169,12 @@ func (b *fastBatch) add(ctx context.Context, m *nats.Msg) error {
 // commit sends m as the batch's last message and waits for the PubAck
 // that ends it: nil once the server has stored every message (see above);
 // allDup then reports that every one was a duplicate.
+//
+// The batch ends with a message rather than with the protocol's
+// end-of-batch commit, which is a message of its own on a subject of the
+// stream: plain NATS subscribers to the events would receive it, empty.
+// That is also why this client does not ping.
 func (b *fastBatch) commit(ctx context.Context, m *nats.Msg) (allDup bool, err error) {
-	if b.sent == 0 {
-		b.subject = m.Subject
-	}
 	b.committed = true
 	if err := b.send(m, fastOpCommit); err != nil {
 		return false, err
@@ -195,7 +190,8 @@ func (b *fastBatch) commit(ctx context.Context, m *nats.Msg) (allDup bool, err e
 	}
 }
 
-// publishFast publishes msgs as one fast batch (add, commit).
+// publishFast publishes msgs, at least one, as one fast batch (add,
+// commit).
 func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window int) (allDup bool, err error) {
 	b, err := newFastBatch(nc, len(msgs), window)
 	if err != nil {
@@ -213,45 +209,39 @@ func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window in
 // send publishes m as the batch's next message, op its operation.
 func (b *fastBatch) send(m *nats.Msg, op string) error {
 	b.sent++
-	r := append(b.reply[:0], b.prefix...)
-	r = strconv.AppendUint(r, b.sent, 10)
-	r = append(r, '.')
-	r = append(r, op...)
-	r = append(r, ".$FI"...)
-	b.reply = r
-	m.Reply = string(r)
+	m.Reply = b.replySubject(b.sent, op)
 	if err := b.nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("fast batch: message %d: %w", b.sent, err)
 	}
 	return nil
 }
 
-// await waits for the next answer, pinging while none comes; done reports
-// the batch's successful PubAck.
+// replySubject is the reply subject of the batch's message seq, op its
+// operation.
+func (b *fastBatch) replySubject(seq uint64, op string) string {
+	r := append(b.reply[:0], b.prefix...)
+	r = strconv.AppendUint(r, seq, 10)
+	r = append(r, '.')
+	r = append(r, op...)
+	r = append(r, ".$FI"...)
+	b.reply = r
+	return string(r)
+}
+
+// await waits for the next answer, for at most fastAnswerTimeout: a
+// batch without news that long is given up (the caller publishes its
+// events one by one), rather than pinged: a ping is a message on the
+// stream's subject, which plain subscribers would receive.
 func (b *fastBatch) await(ctx context.Context) (done bool, err error) {
-	t := time.NewTimer(fastPingInterval)
+	t := time.NewTimer(fastAnswerTimeout)
 	defer t.Stop()
-	for {
-		select {
-		case m := <-b.ch:
-			return b.answer(m)
-		case <-t.C:
-			if b.pings++; b.pings > fastMaxPings {
-				return false, errors.New("fast batch: no answer")
-			}
-			// A ping names the highest sequence sent; the server answers
-			// with its last flow ack, or a gap if it lost messages.
-			r := append(b.reply[:0], b.prefix...)
-			r = strconv.AppendUint(r, b.sent, 10)
-			r = append(r, "."+fastOpPing+".$FI"...)
-			b.reply = r
-			if err := b.nc.PublishRequest(b.subject, string(r), nil); err != nil {
-				return false, fmt.Errorf("fast batch: ping: %w", err)
-			}
-			t.Reset(fastPingInterval)
-		case <-ctx.Done():
-			return false, fmt.Errorf("fast batch: %w", ctx.Err())
-		}
+	select {
+	case m := <-b.ch:
+		return b.answer(m)
+	case <-t.C:
+		return false, fmt.Errorf("fast batch: no answer in %s", fastAnswerTimeout)
+	case <-ctx.Done():
+		return false, fmt.Errorf("fast batch: %w", ctx.Err())
 	}
 }
 

@@ -287,13 +287,12 @@ type window struct {
 	scratch []byte // eventMsg's encoding buffer, reused across the page
 	// batching: events go as fast batches (batchEvent), up to opts.window
 	// of them each; off after a batch of the page failed, so that the rest
-	// of the page goes event by event. batch holds the current batch's
-	// events, for publishing again if it fails; held is its newest, not
-	// yet sent; fb is the batch, once its first event is sent.
+	// of the page goes event by event. fb is the open batch, batch its
+	// events, for publishing again if it fails.
 	batching bool
-	batch    []*nats.Msg
-	held     *nats.Msg
 	fb       *fastBatch
+	batch    []*wecomhit.HitEvent
+	reuse    *reusedMsg
 }
 
 // message publishes one hit message's events (one per rule it hit, less
@@ -317,16 +316,16 @@ func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage
 			w.res.Skipped++
 			continue
 		}
+		if w.batching {
+			if err := w.batchEvent(ctx, &events[j]); err != nil {
+				return err
+			}
+			continue
+		}
 		var m *nats.Msg
 		m, w.scratch, err = p.eventMsg(&events[j], w.scratch)
 		if err != nil {
 			return err
-		}
-		if w.batching {
-			if err := w.batchEvent(ctx, m); err != nil {
-				return err
-			}
-			continue
 		}
 		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
 			return err
@@ -335,13 +334,15 @@ func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage
 	return nil
 }
 
-// batchEvent adds m to the page's fast batch. Each event goes out as the
-// next one is built, the newest held back: the last is sent with the
-// commit (sendBatch), at the page's end or when the batch holds a window.
-func (w *window) batchEvent(ctx context.Context, m *nats.Msg) error {
-	m.Header[jetstream.ExpectedStreamHeader] = []string{StreamName}
-	w.batch = append(w.batch, m)
-	if held := w.held; held != nil {
+// batchEvent adds e to the page's fast batch, starting one if needed.
+// Each event goes out when the next one comes, the newest held back: the
+// last goes with the commit (sendBatch), at the page's end or once the
+// batch holds a window of events. A message is built in w.reuse just
+// before it is sent and then forgotten (the connection copies it); the
+// batch keeps its events, to build their messages again should it fail.
+func (w *window) batchEvent(ctx context.Context, e *wecomhit.HitEvent) error {
+	w.batch = append(w.batch, e)
+	if len(w.batch) > 1 {
 		if w.fb == nil {
 			fb, err := newFastBatch(w.p.nc, w.p.opts.window, w.p.opts.window)
 			if err != nil {
@@ -349,11 +350,14 @@ func (w *window) batchEvent(ctx context.Context, m *nats.Msg) error {
 			}
 			w.fb = fb
 		}
-		if err := w.fb.add(ctx, held); err != nil {
+		m, err := w.reusedMsg(w.batch[len(w.batch)-2])
+		if err != nil {
+			return err
+		}
+		if err := w.fb.add(ctx, m); err != nil {
 			return w.unbatch(ctx, err)
 		}
 	}
-	w.held = m
 	if len(w.batch) >= w.p.opts.window {
 		return w.sendBatch(ctx)
 	}
@@ -366,15 +370,24 @@ func (w *window) batchEvent(ctx context.Context, m *nats.Msg) error {
 // counts as duplicates; one it stored part of counts as published whole:
 // the server skips duplicates without saying which.
 func (w *window) sendBatch(ctx context.Context) error {
-	if w.held == nil {
+	switch len(w.batch) {
+	case 0:
 		return nil
-	}
-	if w.fb == nil {
-		m := w.held
-		w.held, w.batch = nil, w.batch[:0]
+	case 1:
+		e := w.batch[0]
+		w.batch = w.batch[:0]
+		m, scratch, err := w.p.eventMsg(e, w.scratch)
+		if err != nil {
+			return err
+		}
+		w.scratch = scratch
 		return w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false)
 	}
-	allDup, err := w.fb.commit(ctx, w.held)
+	m, err := w.reusedMsg(w.batch[len(w.batch)-1])
+	if err != nil {
+		return err
+	}
+	allDup, err := w.fb.commit(ctx, m)
 	if err != nil {
 		return w.unbatch(ctx, err)
 	}
@@ -385,7 +398,7 @@ func (w *window) sendBatch(ctx context.Context) error {
 	}
 	w.sent = true
 	w.fb.close()
-	w.fb, w.held, w.batch = nil, nil, w.batch[:0]
+	w.fb, w.batch = nil, w.batch[:0]
 	return nil
 }
 
@@ -398,9 +411,13 @@ func (w *window) unbatch(ctx context.Context, cause error) error {
 		w.fb.close()
 	}
 	batch := w.batch
-	w.fb, w.held, w.batch, w.batching = nil, nil, nil, false
-	for _, m := range batch {
-		m.Reply = ""
+	w.fb, w.batch, w.batching = nil, nil, false
+	for _, e := range batch {
+		var m *nats.Msg
+		var err error
+		if m, w.scratch, err = w.p.eventMsg(e, w.scratch); err != nil {
+			return err
+		}
 		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
 			return err
 		}
@@ -532,10 +549,33 @@ func (p *Publisher) resolveNames(ctx context.Context, corpID string, msgs []weco
 // Nats-Expected-Stream.
 const eventHeaders = 16
 
+// eventHeaderNames are the names of eventValues' headers, in its order.
+func eventHeaderNames() [eventHeaders]string {
+	return [eventHeaders]string{
+		jetstream.MsgIDHeader, "Content-Type", HeaderSchema, HeaderCorpID, HeaderMsgID, HeaderRuleID,
+		HeaderSource, HeaderUsedHitToken,
+		HeaderCESpecVersion, HeaderCEID, HeaderCESource, HeaderCEType,
+		HeaderCETime, HeaderCESubject, HeaderCEDataSchema, HeaderCEDataContentType,
+	}
+}
+
+// eventValues sets vals to e's header values: the routing headers and the
+// CloudEvents attributes, named by eventHeaderNames.
+func eventValues(e *wecomhit.HitEvent, vals *[eventHeaders]string) {
+	id := MsgID(e.CorpID, e.MsgID, e.RuleID)
+	*vals = [eventHeaders]string{
+		id, ContentTypeJSON, wecomhit.HitSchema, e.CorpID, e.MsgID, e.RuleID,
+		e.Source, strconv.FormatBool(e.UsedHitToken),
+		CESpecVersion, ceValue(id), ceValue(CESource(e.CorpID)), wecomhit.HitSchema,
+		ceTime(e), ceValue(e.RuleID), HitDataSchema, ContentTypeJSON,
+	}
+}
+
 // eventMsg builds an event's message: the JSON payload, the routing headers
-// and the CloudEvents attributes. It runs once per event, so the headers
-// share one backing array rather than allocating a slice each, and the
-// JSON is encoded in scratch, which it returns for the next event.
+// and the CloudEvents attributes, for publishing one by one. It runs once
+// per event, so the headers share one backing array rather than allocating
+// a slice each, and the JSON is encoded in scratch, which it returns for
+// the next event.
 func (p *Publisher) eventMsg(e *wecomhit.HitEvent, scratch []byte) (*nats.Msg, []byte, error) {
 	buf, err := appendEvent(scratch[:0], e)
 	if err != nil {
@@ -544,25 +584,49 @@ func (p *Publisher) eventMsg(e *wecomhit.HitEvent, scratch []byte) (*nats.Msg, [
 	// The message keeps its data until acked (a retry sends it again), so
 	// it gets a copy of its own, of the exact size; scratch is reused.
 	data := append([]byte(nil), buf...)
-	id := MsgID(e.CorpID, e.MsgID, e.RuleID)
-	vals := [eventHeaders]string{
-		id, ContentTypeJSON, wecomhit.HitSchema, e.CorpID, e.MsgID, e.RuleID,
-		e.Source, strconv.FormatBool(e.UsedHitToken),
-		CESpecVersion, ceValue(id), ceValue(CESource(e.CorpID)), wecomhit.HitSchema,
-		ceTime(e), ceValue(e.RuleID), HitDataSchema, ContentTypeJSON,
-	}
-	names := [eventHeaders]string{
-		jetstream.MsgIDHeader, "Content-Type", HeaderSchema, HeaderCorpID, HeaderMsgID, HeaderRuleID,
-		HeaderSource, HeaderUsedHitToken,
-		HeaderCESpecVersion, HeaderCEID, HeaderCESource, HeaderCEType,
-		HeaderCETime, HeaderCESubject, HeaderCEDataSchema, HeaderCEDataContentType,
-	}
-	backing := vals[:]
+	vals := new([eventHeaders]string)
+	eventValues(e, vals)
+	names := eventHeaderNames()
 	h := make(nats.Header, eventHeaders+1)
 	for i, name := range names {
-		h[name] = backing[i : i+1 : i+1]
+		h[name] = vals[i : i+1 : i+1]
 	}
 	return &nats.Msg{Subject: HitSubject(p.prefix, e.CorpID, e.RuleID), Header: h, Data: data}, buf, nil
+}
+
+// reusedMsg is one message a page's fast batches build every event in
+// turn: its header map's values are slices of vals, so setting vals sets
+// the headers, and the connection copies the message when it is sent.
+// The map is the largest allocation of an event built anew (eventMsg).
+type reusedMsg struct {
+	msg    nats.Msg
+	vals   [eventHeaders]string
+	stream [1]string
+}
+
+// reusedMsg builds e's message in w.reuse, with the headers and bytes
+// eventMsg gives it and Nats-Expected-Stream as jetstream adds it.
+func (w *window) reusedMsg(e *wecomhit.HitEvent) (*nats.Msg, error) {
+	buf, err := appendEvent(w.scratch[:0], e)
+	if err != nil {
+		return nil, fmt.Errorf("publish: encode event: %w", err)
+	}
+	w.scratch = buf
+	r := w.reuse
+	if r == nil {
+		r = &reusedMsg{stream: [1]string{StreamName}}
+		h := make(nats.Header, eventHeaders+1)
+		for i, name := range eventHeaderNames() {
+			h[name] = r.vals[i : i+1 : i+1]
+		}
+		h[jetstream.ExpectedStreamHeader] = r.stream[:]
+		r.msg.Header = h
+		w.reuse = r
+	}
+	eventValues(e, &r.vals)
+	r.msg.Subject = HitSubject(w.p.prefix, e.CorpID, e.RuleID)
+	r.msg.Data = buf
+	return &r.msg, nil
 }
 
 // CESource is the CloudEvents source of a corp's events:
