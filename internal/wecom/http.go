@@ -89,10 +89,32 @@ func (c *Client) post(ctx context.Context, api, path, tokenParam, token string, 
 }
 
 // postUnchecked is post without the errcode check: the caller decodes the
-// answer with decodeAnswer, which checks it.
-func (c *Client) postUnchecked(ctx context.Context, api, path, tokenParam, token string, body []byte) ([]byte, error) {
+// answer with decodeAnswer, which checks it. The answer is read into buf
+// and is valid until buf is used again.
+func (c *Client) postUnchecked(ctx context.Context, api, path, tokenParam, token string, body []byte, buf *bytes.Buffer) ([]byte, error) {
 	q := url.Values{tokenParam: {token}}
-	return c.exchange(ctx, api, http.MethodPost, path, q, body)
+	return c.exchangeInto(ctx, api, http.MethodPost, path, q, body, buf)
+}
+
+// Answers are read into buffers the client reuses (answerBuf), up to this
+// size: a page of hits is hundreds of KiB, and reading each into a new,
+// growing slice was the fetch's largest allocation.
+const maxReusedAnswer = 4 << 20
+
+// answerBuf returns a buffer for an answer; putAnswerBuf gives it back
+// once the answer is decoded.
+func (c *Client) answerBuf() *bytes.Buffer {
+	if b, ok := c.answers.Get().(*bytes.Buffer); ok {
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (c *Client) putAnswerBuf(b *bytes.Buffer) {
+	if b.Cap() <= maxReusedAnswer {
+		b.Reset()
+		c.answers.Put(b)
+	}
 }
 
 // roundTrip does one HTTP exchange and returns the response body once its
@@ -112,6 +134,11 @@ func (c *Client) roundTrip(ctx context.Context, api, method, path string, q url.
 // errcode unchecked. Errors never carry the URL's query, which holds
 // tokens or the corp secret.
 func (c *Client) exchange(ctx context.Context, api, method, path string, q url.Values, body []byte) ([]byte, error) {
+	return c.exchangeInto(ctx, api, method, path, q, body, nil)
+}
+
+// exchangeInto is exchange reading the answer into buf, unless nil.
+func (c *Client) exchangeInto(ctx context.Context, api, method, path string, q url.Values, body []byte, buf *bytes.Buffer) ([]byte, error) {
 	u := c.app.APIBaseURL + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -143,7 +170,17 @@ func (c *Client) exchange(ctx context.Context, api, method, path string, q url.V
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		return nil, &StatusError{API: api, StatusCode: resp.StatusCode}
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.opt.maxResponseBytes+1))
+	var data []byte
+	if buf == nil {
+		data, err = io.ReadAll(io.LimitReader(resp.Body, c.opt.maxResponseBytes+1))
+	} else {
+		buf.Reset()
+		if n := resp.ContentLength; n > 0 && n <= c.opt.maxResponseBytes {
+			buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants room to see the end
+		}
+		_, err = buf.ReadFrom(io.LimitReader(resp.Body, c.opt.maxResponseBytes+1))
+		data = buf.Bytes()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wecom %s: read response: %w", api, redactErr(err))
 	}

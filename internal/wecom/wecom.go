@@ -272,6 +272,8 @@ type Client struct {
 	mu     sync.Mutex
 	blocks map[blockKey]blocked
 	sems   map[string]chan struct{}
+	// answers holds *bytes.Buffer for reading answers (answerBuf).
+	answers sync.Pool
 }
 
 // blockKey scopes a rate-limit block: a corp (or suite) and API, and for
@@ -434,7 +436,11 @@ func (c *Client) invoke(ctx context.Context, op, corpID, notifyID, hitToken stri
 		return err
 	}
 	attempt := func(ctx context.Context, token string) error {
-		raw, err := c.postUnchecked(ctx, op, path, "access_token", token, body)
+		// The answer is decoded into resp, which copies what it keeps,
+		// before the buffer goes back.
+		buf := c.answerBuf()
+		defer c.putAnswerBuf(buf)
+		raw, err := c.postUnchecked(ctx, op, path, "access_token", token, body, buf)
 		if err != nil {
 			return err
 		}
