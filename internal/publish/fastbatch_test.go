@@ -133,3 +133,38 @@ func TestPublisher_FastBatchFull(t *testing.T) {
 	assert.Equal(t, 800, res.Published+res.Duplicates)
 	assert.Equal(t, pageIDs(msgs), storedIDs(t, js), "each event once, in page order")
 }
+
+// TestPublisher_FastBatchSameMessages: events published in fast batches are
+// stored with the subject, headers and payload the per-event path gives
+// them (docs/events.md), byte for byte, in the same order.
+func TestPublisher_FastBatchSameMessages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	o := publish.Origin{App: "archive", CorpID: "wwCorp 企业", Source: wecomhit.SourceCallback, UsedHitToken: true, FetchedAt: time.Now()}
+	msgs := append(page(), manyEvents(100, 300)...) // more than a window: two batches
+	stored := func(fast bool) []*jetstream.RawStreamMsg {
+		_, js := natstest.Connect(t, natstest.RunServer(t))
+		p, err := publish.New(js, prefix, publish.WithFastBatches(fast), publish.WithRuleNames(names{"wwCorp 企业/r1": "联系方式"}))
+		require.NoError(t, err)
+		require.NoError(t, p.Setup(ctx))
+		res, err := p.Publish(ctx, hitPage(o, msgs))
+		require.NoError(t, err)
+		require.Equal(t, publish.Result{Published: 604}, res)
+		s, err := js.Stream(ctx, publish.StreamName)
+		require.NoError(t, err)
+		var out []*jetstream.RawStreamMsg
+		for seq := uint64(1); seq <= uint64(res.Published); seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			require.NoError(t, err)
+			out = append(out, m)
+		}
+		return out
+	}
+	want, got := stored(false), stored(true)
+	require.Len(t, got, len(want))
+	for i := range want {
+		assert.Equal(t, want[i].Subject, got[i].Subject)
+		assert.Equal(t, want[i].Header, got[i].Header, "event %d's headers", i)
+		assert.Equal(t, string(want[i].Data), string(got[i].Data), "event %d's payload", i)
+	}
+}
