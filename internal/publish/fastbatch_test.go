@@ -3,6 +3,7 @@ package publish_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,7 +114,9 @@ func TestPublisher_FastBatchFull(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	p, err := publish.New(js, prefix, publish.WithMaxBytes(256<<10))
+	var logs testlog.Buffer
+	p, err := publish.New(js, prefix, publish.WithMaxBytes(256<<10),
+		publish.WithLogger(zerolog.New(&logs).Level(zerolog.InfoLevel)))
 	require.NoError(t, err)
 	require.NoError(t, p.Setup(ctx))
 	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
@@ -124,14 +127,23 @@ func TestPublisher_FastBatchFull(t *testing.T) {
 	require.NotEmpty(t, got)
 	require.Less(t, len(got), 800)
 	assert.Equal(t, pageIDs(msgs)[:len(got)], got, "a prefix of the page: nothing after an unstored event")
+	_, err = p.Publish(ctx, hitPage(o, msgs))
+	require.Error(t, err, "still full")
+	assert.Equal(t, got, storedIDs(t, js))
+	assert.Equal(t, 1, strings.Count(logs.String(), "fast batch failed"), "logged when batches start failing, not at every page")
 
-	bigger, err := publish.New(js, prefix, publish.WithMaxBytes(4<<20))
+	// Room made (as an operator would, on the stream).
+	s, err := js.Stream(ctx, publish.StreamName)
 	require.NoError(t, err)
-	require.NoError(t, bigger.Setup(ctx))
-	res, err := bigger.Publish(ctx, hitPage(o, msgs))
+	cfg := s.CachedInfo().Config
+	cfg.MaxBytes = 4 << 20
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	res, err := p.Publish(ctx, hitPage(o, msgs))
 	require.NoError(t, err)
 	assert.Equal(t, 800, res.Published+res.Duplicates)
 	assert.Equal(t, pageIDs(msgs), storedIDs(t, js), "each event once, in page order")
+	assert.Contains(t, logs.String(), "fast batches stored again")
 }
 
 // TestPublisher_FastBatchSameMessages: events published in fast batches are

@@ -115,6 +115,9 @@ type Publisher struct {
 	// fast: Setup found WECOM_HITS taking fast batches, and
 	// WithFastBatches left them on.
 	fast atomic.Bool
+	// batchFailing: the last fast batch failed; its failures are logged
+	// when this changes, not every page a full stream fails again.
+	batchFailing atomic.Bool
 }
 
 // New returns a Publisher writing under prefix (e.g. "wecom") on js. It
@@ -399,6 +402,9 @@ func (w *window) sendBatch(ctx context.Context) error {
 	w.sent = true
 	w.fb.close()
 	w.fb, w.batch = nil, w.batch[:0]
+	if w.p.batchFailing.Swap(false) {
+		w.p.log.Info().Msg("fast batches stored again")
+	}
 	return nil
 }
 
@@ -406,7 +412,11 @@ func (w *window) sendBatch(ctx context.Context) error {
 // published one by one (send), the events' Nats-Msg-Ids making a repeat of
 // what the batch stored a duplicate, and so is the rest of the page.
 func (w *window) unbatch(ctx context.Context, cause error) error {
-	w.p.log.Warn().Err(cause).Int("events", len(w.batch)).Msg("fast batch failed: publishing its events one by one")
+	ev := w.p.log.Debug()
+	if !w.p.batchFailing.Swap(true) {
+		ev = w.p.log.Warn()
+	}
+	ev.Err(cause).Int("events", len(w.batch)).Msg("fast batch failed: publishing its events one by one")
 	if w.fb != nil {
 		w.fb.close()
 	}
