@@ -138,13 +138,19 @@ var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // requestIDOf is the id of a request whose client sent sent as
 // X-Request-Id: sent itself when it is a plausible id, a fresh one
-// otherwise. Both transports use it (requestID, and the callback
-// listener's fasthttp edge).
+// otherwise. Both transports follow it (requestID, and the callback
+// listener's fasthttp edge, which makes its own ids without allocating).
 func requestIDOf(sent string) string {
-	if len(sent) > maxRequestIDLen || !requestIDRE.MatchString(sent) {
+	if !plainRequestID(sent) {
 		return nuid.Next()
 	}
 	return sent
+}
+
+// plainRequestID reports whether a client's X-Request-Id is kept: short
+// and plain.
+func plainRequestID(sent string) bool {
+	return len(sent) <= maxRequestIDLen && requestIDRE.MatchString(sent)
 }
 
 // requestID gives every request an id, under chi's key so that

@@ -16,12 +16,17 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -47,14 +52,40 @@ type callbackEdge struct {
 	h     *callback.Handler
 	other fasthttp.RequestHandler // the chi router of every other route
 	log   zerolog.Logger
+	ids   *requestIDs
+	// reqs holds *edgeRequest: a request's state is reused, as fasthttp
+	// reuses its RequestCtx, rather than allocated for each.
+	reqs sync.Pool
 }
+
+// edgeRequest is the state of one callback request on the edge: the
+// handler's Request, made of views of fasthttp's buffers (the handler
+// keeps none of it past Verify or Receive), the body read into a buffer
+// of its own, and a server-made request id.
+type edgeRequest struct {
+	e    *callbackEdge
+	rc   *fasthttp.RequestCtx
+	req  callback.Request
+	body []byte
+	id   [requestIDLen]byte
+}
+
+// maxPooledBody is the largest body buffer an edgeRequest keeps for the
+// next request: WeCom's callbacks are a few hundred bytes to a few KiB,
+// and a rare large one should not stay in memory for good.
+const maxPooledBody = 16 << 10
 
 // newCallbackServer is the callback listener's server: h on its hot
 // routes, router (request ids, panic recovery, probes, 404, 405) on the
 // rest.
 func newCallbackServer(h *callback.Handler, router http.Handler, log zerolog.Logger, idleTimeout time.Duration) *fasthttp.Server {
 	log = log.With().Str("listener", "callback").Logger()
-	e := &callbackEdge{h: h, other: fasthttpadaptor.NewFastHTTPHandler(router), log: log}
+	e := &callbackEdge{h: h, other: fasthttpadaptor.NewFastHTTPHandler(router), log: log, ids: newRequestIDs()}
+	e.reqs.New = func() any {
+		r := &edgeRequest{e: e}
+		r.req.ReadBody = r.readBody // bound once, not per request
+		return r
+	}
 	return &fasthttp.Server{
 		Handler:      e.serve,
 		ErrorHandler: e.serveError,
@@ -111,66 +142,103 @@ func (e *callbackEdge) serve(rc *fasthttp.RequestCtx) {
 		e.other(rc)
 		return
 	}
-	req := e.request(rc, app)
-	defer e.recover(rc, req.RequestID)
+	r := e.reqs.Get().(*edgeRequest)
+	defer e.release(r)
+	r.start(rc, app)
+	defer e.recover(rc, &r.req)
 	if rc.IsGet() {
-		req.Echostr = string(rc.QueryArgs().Peek("echostr"))
-		writeAnswer(rc, e.h.Verify(&req))
+		r.req.Echostr = b2s(rc.QueryArgs().Peek("echostr"))
+		writeAnswer(rc, e.h.Verify(&r.req))
 		return
 	}
-	req.ContentLength = int64(rc.Request.Header.ContentLength())
-	if req.ContentLength < 0 {
-		req.ContentLength = -1 // fasthttp's -2: none declared
+	r.req.ContentLength = int64(rc.Request.Header.ContentLength())
+	if r.req.ContentLength < 0 {
+		r.req.ContentLength = -1 // fasthttp's -2: none declared
 	}
-	req.ReadBody = func() (string, error) { return e.readBody(rc) }
 	// Not rc, whose Done closes on shutdown: a callback being stored is
 	// finished, within the ack timeout, as net/http's Shutdown let it.
-	writeAnswer(rc, e.h.Receive(context.Background(), &req))
+	writeAnswer(rc, e.h.Receive(context.Background(), &r.req))
 }
 
-// readBody reads at most the handler's limit of the body fasthttp streams.
-// The buffer is sized from Content-Length when known and is handed out as
-// a string without a copy: it is ours, and nothing writes to it
-// afterwards. (fasthttp's own buffer is the connection's, reused.)
-func (e *callbackEdge) readBody(rc *fasthttp.RequestCtx) (string, error) {
-	limit := e.h.MaxBodyBytes()
-	var buf bytes.Buffer
-	if n := rc.Request.Header.ContentLength(); n > 0 {
-		buf.Grow(n + 1) // +1: ReadFrom wants room to see EOF
+// start fills r's Request from rc: views of rc's buffers, valid until
+// the handler returns, and the request's id (requestIDOf's rule), which
+// it also sets in X-Request-Id.
+func (r *edgeRequest) start(rc *fasthttp.RequestCtx, app []byte) {
+	r.rc = rc
+	rid := b2s(rc.Request.Header.Peek(middleware.RequestIDHeader))
+	if !plainRequestID(rid) {
+		r.e.ids.next(&r.id)
+		rid = b2s(r.id[:])
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(rc.RequestBodyStream(), limit+1)); err != nil {
-		return "", err
-	}
-	if int64(buf.Len()) > limit {
-		return "", callback.ErrBodyTooLarge
-	}
-	b := buf.Bytes()
-	return unsafe.String(unsafe.SliceData(b), len(b)), nil
-}
-
-// request reads the parts of rc every operation needs, and gives the
-// request its id (requestID's rule) in X-Request-Id.
-func (e *callbackEdge) request(rc *fasthttp.RequestCtx, app []byte) callback.Request {
-	rid := requestIDOf(string(rc.Request.Header.Peek(middleware.RequestIDHeader)))
 	rc.Response.Header.Set(middleware.RequestIDHeader, rid)
 	args := rc.QueryArgs()
-	return callback.Request{
-		App:        string(app),
-		Signature:  string(args.Peek("msg_signature")),
-		Timestamp:  string(args.Peek("timestamp")),
-		Nonce:      string(args.Peek("nonce")),
-		RemoteAddr: rc.RemoteAddr().String(),
-		RequestID:  rid,
-	}
+	r.req.App = b2s(app)
+	r.req.Signature = b2s(args.Peek("msg_signature"))
+	r.req.Timestamp = b2s(args.Peek("timestamp"))
+	r.req.Nonce = b2s(args.Peek("nonce"))
+	r.req.RemoteAddr = rc.RemoteAddr()
+	r.req.RequestID = rid
 }
+
+// release clears r's views of the request (so the pool keeps no
+// connection's buffers alive) and puts r back.
+func (e *callbackEdge) release(r *edgeRequest) {
+	readBody := r.req.ReadBody
+	r.req = callback.Request{ReadBody: readBody}
+	r.rc = nil
+	if cap(r.body) > maxPooledBody {
+		r.body = nil
+	}
+	e.reqs.Put(r)
+}
+
+// readBody reads at most the handler's limit of the body fasthttp
+// streams, into r's own buffer, sized from Content-Length when known. The
+// string is a view of it: the handler keeps nothing of the body past
+// Receive, and the buffer is not reused before then. (fasthttp's own
+// buffer is the connection's.)
+func (r *edgeRequest) readBody() (string, error) {
+	limit := r.e.h.MaxBodyBytes()
+	stream := r.rc.RequestBodyStream()
+	buf := r.body[:0]
+	if n := r.rc.Request.Header.ContentLength(); n > 0 && cap(buf) < n+1 {
+		buf = make([]byte, 0, n+1) // +1: room to see the end
+	}
+	for int64(len(buf)) <= limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 512)
+		}
+		// At most limit+1 bytes in all, as an io.LimitReader would.
+		end := int(min(int64(cap(buf)), limit+1))
+		n, err := stream.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			r.body = buf
+			return "", err
+		}
+	}
+	r.body = buf
+	if int64(len(buf)) > limit {
+		return "", callback.ErrBodyTooLarge
+	}
+	return b2s(buf), nil
+}
+
+// b2s is b as a string without a copy; b must not change while the
+// string is in use.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // recover turns a panic of the handler into a 500 and a log line, as the
 // recoverer middleware does: fasthttp would let it end the process.
-func (e *callbackEdge) recover(rc *fasthttp.RequestCtx, id string) {
+func (e *callbackEdge) recover(rc *fasthttp.RequestCtx, req *callback.Request) {
 	v := recover()
 	if v == nil {
 		return
 	}
+	id := req.RequestID
 	e.log.Error().Str("request_id", id).Str("panic", fmt.Sprint(v)).Msg("handler panicked")
 	rc.Response.Reset()
 	rc.Response.Header.Set(middleware.RequestIDHeader, id)
@@ -227,4 +295,40 @@ type fastLog struct{ log zerolog.Logger }
 
 func (l fastLog) Printf(format string, args ...any) {
 	_, _ = serverErrorLog{l.log}.Write([]byte(fmt.Sprintf(format, args...)))
+}
+
+// requestIDLen is the length of a server-made request id: nuid's, 22
+// characters of [0-9A-Za-z].
+const requestIDLen = 22
+
+// requestIDs makes the ids of requests that bring no plain one of their
+// own, in nuid's form: a random prefix of 12 characters, then a sequence
+// of 10. nuid.Next takes a process-wide lock and allocates its string for
+// every request; next writes into the caller's array.
+type requestIDs struct {
+	prefix [12]byte
+	seq    atomic.Uint64
+}
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+func newRequestIDs() *requestIDs {
+	var g requestIDs
+	var seed [len(g.prefix) + 8]byte
+	_, _ = rand.Read(seed[:]) // never fails (crypto/rand's contract)
+	for i := range g.prefix {
+		g.prefix[i] = base62[int(seed[i])%len(base62)]
+	}
+	g.seq.Store(binary.LittleEndian.Uint64(seed[len(g.prefix):]))
+	return &g
+}
+
+// next writes a fresh id into dst.
+func (g *requestIDs) next(dst *[requestIDLen]byte) {
+	copy(dst[:], g.prefix[:])
+	n := g.seq.Add(1)
+	for i := requestIDLen - 1; i >= len(g.prefix); i-- {
+		dst[i] = base62[n%uint64(len(base62))]
+		n /= uint64(len(base62))
+	}
 }

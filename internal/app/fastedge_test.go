@@ -341,3 +341,120 @@ func TestCallbackEdge_ShutdownFinishesInFlight(t *testing.T) {
 	require.NoError(t, <-shut)
 	<-served
 }
+
+// TestCallbackEdge_ReusedRequestState: callbacks of different sizes, with
+// and without a declared length, over one keep-alive connection and over
+// several at once, are each stored as sent: the edge reuses its request
+// state and body buffers from one request to the next, and no record may
+// share memory with them.
+func TestCallbackEdge_ReusedRequestState(t *testing.T) {
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	sink := &recSink{}
+	h, err := callback.New([]callback.App{{Name: "v1", Crypter: c}}, sink,
+		callback.WithTimestampWindow(0), callback.WithMaxBodyBytes(64<<10))
+	require.NoError(t, err)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	fs := newCallbackServer(h, http.NotFoundHandler(), zerolog.Nop(), 30*time.Second)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = fs.Serve(lis) }()
+	t.Cleanup(func() {
+		assert.NoError(t, fs.Shutdown())
+		<-served
+	})
+
+	// Sizes around the pooled buffer's bound, up and down again.
+	sizes := []int{10, 3000, 200, 20 << 10, 50, 9000, 0, 30 << 10, 100}
+	plain := func(conn, i int) string {
+		return strings.Replace(callbacktest.HitKeywordXML, callbacktest.HitToken,
+			fmt.Sprintf("tkn-%d-%d-%s", conn, i, strings.Repeat("z", sizes[i%len(sizes)])), 1)
+	}
+	const conns, perConn = 4, 2 * 9
+	var mu sync.Mutex
+	ids := map[string]string{} // plaintext to record id
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for k := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := net.Dial("tcp", lis.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			br := bufio.NewReader(nc)
+			for i := range perConn {
+				enc, sig, err := c.Seal(plain(k, i), "1717000000", "n1")
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				ids[plain(k, i)] = callback.CallbackID("v1", enc)
+				mu.Unlock()
+				body := callbacktest.XMLEnvelope(enc)
+				head := "POST " + target("v1", callbacktest.Query(sig, "1717000000", "n1")) + " HTTP/1.1\r\nHost: x\r\n"
+				if i%2 == 0 {
+					_, err = io.WriteString(nc, head+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))+body)
+				} else { // chunked: no declared length
+					_, err = io.WriteString(nc, head+fmt.Sprintf("Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || string(b) != "success" {
+					errs <- fmt.Errorf("conn %d request %d: %d %q", k, i, resp.StatusCode, b)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	got := map[string]bool{}
+	for _, r := range sink.recs {
+		assert.Equal(t, "v1", r.App)
+		assert.Equal(t, wecomhit.KindHitKeyword, r.Kind)
+		assert.Equal(t, ids[r.Raw], r.ID)
+		got[r.Raw] = true
+	}
+	for k := range conns {
+		for i := range perConn {
+			assert.True(t, got[plain(k, i)], "conn %d request %d stored as sent", k, i)
+		}
+	}
+	assert.Len(t, sink.recs, conns*perConn)
+}
+
+// TestRequestIDs: server-made ids have nuid's form, and none repeats,
+// within a generator or across two (two processes).
+func TestRequestIDs(t *testing.T) {
+	seen := map[string]bool{}
+	for _, g := range []*requestIDs{newRequestIDs(), newRequestIDs()} {
+		var id [requestIDLen]byte
+		for range 10000 {
+			g.next(&id)
+			s := string(id[:])
+			require.Regexp(t, serverMadeID, s)
+			require.False(t, seen[s], "repeated id %s", s)
+			seen[s] = true
+		}
+	}
+}

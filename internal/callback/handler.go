@@ -63,7 +63,7 @@ const (
 
 // Handler serves /callback/{app}. Create it with New.
 type Handler struct {
-	apps       map[string]*crypto.Crypter
+	apps       map[string]*appEntry
 	sink       Sink
 	log        zerolog.Logger
 	maxBody    int64
@@ -71,10 +71,22 @@ type Handler struct {
 	window     time.Duration
 	now        func() time.Time
 	metrics    *Metrics
+	// unknown stands for the app of a request until its {app} segment
+	// names one of ours.
+	unknown *appEntry
 
 	// accepted bounds the lines of accepted callbacks (0 a second: no
 	// bound).
 	accepted lineLimit
+}
+
+// appEntry is one configured app. Its name, not the request's {app}
+// segment, labels the app's metrics and log lines and goes into its
+// records, so nothing the handler keeps shares memory with a Request.
+type appEntry struct {
+	name    string
+	crypter *crypto.Crypter
+	series  *appSeries
 }
 
 // success is WeCom's expected answer to a stored callback.
@@ -234,7 +246,7 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 		}
 	}
 	h := &Handler{
-		apps:       make(map[string]*crypto.Crypter, len(apps)),
+		apps:       make(map[string]*appEntry, len(apps)),
 		sink:       sink,
 		log:        o.log.With().Str("component", "callback").Logger(),
 		maxBody:    o.maxBody,
@@ -251,7 +263,7 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 		if _, dup := h.apps[a.Name]; dup {
 			return nil, fmt.Errorf("%w: duplicate app %q", ErrInvalidOption, a.Name)
 		}
-		h.apps[a.Name] = a.Crypter
+		h.apps[a.Name] = &appEntry{name: a.Name, crypter: a.Crypter}
 	}
 	if sink == nil {
 		return nil, fmt.Errorf("%w: sink is required", ErrInvalidOption)
@@ -261,6 +273,10 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 		names = append(names, a.Name)
 	}
 	h.metrics.init(names)
+	for _, a := range h.apps {
+		a.series = h.metrics.series(a.name)
+	}
+	h.unknown = &appEntry{name: UnknownApp, series: h.metrics.series(UnknownApp)}
 	return h, nil
 }
 
@@ -312,6 +328,12 @@ func classify(err error) *rejection {
 // path segment, the signed query, the body, and what the log line needs.
 // The transports (Mount's net/http routes here, the service's fasthttp
 // server in internal/app) fill it; the Handler does the rest.
+//
+// Its strings, and the body ReadBody returns, need to stay unchanged only
+// until Verify or Receive returns: the handler keeps none of them, and
+// nothing it hands the Sink shares memory with them. So a transport may
+// give views of its own buffers, reused for the next request, without a
+// copy.
 type Request struct {
 	App                         string // the {app} path segment, as sent
 	Signature, Timestamp, Nonce string // the query's msg_signature, timestamp, nonce
@@ -322,8 +344,10 @@ type Request struct {
 	// ReadBody reads the POST body, at most MaxBodyBytes of it, or fails
 	// with ErrBodyTooLarge. Receive calls it only once the app and the
 	// query passed: a request refused before is never read.
-	ReadBody   func() (string, error)
-	RemoteAddr string // the peer as TCP sees it
+	ReadBody func() (string, error)
+	// RemoteAddr is the peer as TCP sees it; its String is called only
+	// when a log line is written (at most a few a second under load).
+	RemoteAddr fmt.Stringer
 	RequestID  string
 }
 
@@ -378,14 +402,14 @@ func (h *Handler) readQuery(req *Request) (query, error) {
 // event, token and all. Only a short plain string, as WeCom sends, is echoed.
 func (h *Handler) Verify(req *Request) Answer {
 	start := h.now()
-	app := UnknownApp
+	app := h.unknown
 	var ans Answer
 	err := func() error {
-		c, err := h.app(req.App)
+		a, err := h.app(req.App)
 		if err != nil {
 			return err
 		}
-		app = req.App
+		app = a
 		q, err := h.readQuery(req)
 		if err != nil {
 			return err
@@ -396,7 +420,7 @@ func (h *Handler) Verify(req *Request) Answer {
 		if echostr == "" {
 			return reject(http.StatusBadRequest, "missing_param", errors.New("echostr is required"))
 		}
-		plain, err := c.Open(q.signature, q.timestamp, q.nonce, echostr)
+		plain, err := a.crypter.Open(q.signature, q.timestamp, q.nonce, echostr)
 		if err != nil {
 			return err
 		}
@@ -433,15 +457,15 @@ var accepted = Answer{Status: http.StatusOK, Body: success}
 // graceful shutdown: a record being stored is finished either way.
 func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 	start := h.now()
-	app := UnknownApp // until the {app} segment names one of ours
-	kind := KindNone  // until the event is read
+	app := h.unknown // until the {app} segment names one of ours
+	kind := KindNone // until the event is read
 	id := ""
 	err := func() error {
-		c, err := h.app(req.App)
+		a, err := h.app(req.App)
 		if err != nil {
 			return err
 		}
-		app = req.App
+		app = a
 		if req.ContentLength > h.maxBody {
 			return reject(http.StatusRequestEntityTooLarge, "body_too_large", nil)
 		}
@@ -458,7 +482,7 @@ func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 		case body == "":
 			return reject(http.StatusBadRequest, "malformed", errors.New("empty body"))
 		}
-		cb, err := Decode(c, app, q.signature, q.timestamp, q.nonce, body)
+		cb, err := Decode(a.crypter, a.name, q.signature, q.timestamp, q.nonce, body)
 		if err != nil {
 			return err
 		}
@@ -531,20 +555,20 @@ func CallbackID(app, encrypt string) string {
 	return string(out[:])
 }
 
-// app resolves the {app} path segment to the app's crypter.
-func (h *Handler) app(name string) (*crypto.Crypter, error) {
-	c, ok := h.apps[name]
+// app resolves the {app} path segment to the app.
+func (h *Handler) app(name string) (*appEntry, error) {
+	a, ok := h.apps[name]
 	if !ok {
 		return nil, reject(http.StatusNotFound, "unknown_app", nil)
 	}
-	return c, nil
+	return a, nil
 }
 
 // finish makes the answer, ok when err is nil, and writes the request's
-// log line and its metrics. app is the app's name, UnknownApp until it is
+// log line and its metrics. app is h.unknown until the request's app is
 // resolved; kind and id are those of the callback, once decoded, and stay
 // on the line of a refused or failed one.
-func (h *Handler) finish(req *Request, op, app, kind, id string, start time.Time, err error, ok Answer) Answer {
+func (h *Handler) finish(req *Request, op string, app *appEntry, kind, id string, start time.Time, err error, ok Answer) Answer {
 	outcome := OutcomeAccepted
 	ans := ok
 	var rj *rejection
@@ -566,7 +590,7 @@ func (h *Handler) finish(req *Request, op, app, kind, id string, start time.Time
 	if rj != nil {
 		reason = rj.reason
 	}
-	h.metrics.observe(app, kind, outcome, reason, latency.Seconds())
+	app.series.observe(kind, outcome, reason, latency.Seconds())
 
 	var ev *zerolog.Event
 	switch {
@@ -586,9 +610,9 @@ func (h *Handler) finish(req *Request, op, app, kind, id string, start time.Time
 	if ev == nil {
 		return ans // below the level
 	}
-	if app != UnknownApp {
+	if app != h.unknown {
 		// An unknown name is the client's text: not logged.
-		ev.Str("app", app)
+		ev.Str("app", app.name)
 	}
 	if id != "" {
 		ev.Str("kind", kind).Str("callback_id", id)
@@ -603,8 +627,12 @@ func (h *Handler) finish(req *Request, op, app, kind, id string, start time.Time
 	}
 	// The peer's address as TCP sees it: behind a reverse proxy, the
 	// proxy's. X-Forwarded-For is not logged: any client can write it.
+	remote := ""
+	if req.RemoteAddr != nil {
+		remote = req.RemoteAddr.String()
+	}
 	ev.Str("request_id", req.RequestID).
-		Str("remote_addr", req.RemoteAddr).
+		Str("remote_addr", remote).
 		Str("op", op).
 		Str("outcome", outcome).
 		Int("status", ans.Status).

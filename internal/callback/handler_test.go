@@ -424,3 +424,61 @@ func TestLineLimit_Unlimited(t *testing.T) {
 		require.Zero(t, held)
 	}
 }
+
+// TestReceive_KeepsNothingOfRequest: a transport may hand Receive views of
+// buffers it reuses for the next request (the fasthttp edge does). Once
+// Receive has returned, overwriting every byte of the request changes
+// neither the record the Sink was given nor the answer, for XML and JSON
+// envelopes and events.
+func TestReceive_KeepsNothingOfRequest(t *testing.T) {
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	var kept *wecomhit.Callback
+	sink := SinkFunc(func(_ context.Context, cb *wecomhit.Callback) error { kept = cb; return nil })
+	h, err := New([]App{{Name: "v1", Crypter: c}}, sink, WithTimestampWindow(0))
+	require.NoError(t, err)
+
+	for name, tc := range map[string]struct{ plain, env string }{
+		"XML":  {callbacktest.HitKeywordXML, "xml"},
+		"JSON": {`{"SuiteId":"wwSuite","AuthCorpId":"wwCorp","InfoType":"hit_keyword","Token":"tkn-1","TimeStamp":1717000000}`, "json"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			enc, sig, err := c.Seal(tc.plain, "1717000000", "1372623149")
+			require.NoError(t, err)
+			body := callbacktest.XMLEnvelope(enc)
+			if tc.env == "json" {
+				body = callbacktest.JSONEnvelope(testvectors.V1.ReceiveID, enc)
+			}
+			// One buffer holds every string of the request, as a
+			// transport's connection buffer would.
+			buf := []byte("v1" + sig + "1717000000" + "1372623149" + "req-1" + body)
+			at := 0
+			next := func(n int) string {
+				s := unsafeView(buf[at : at+n])
+				at += n
+				return s
+			}
+			req := Request{App: next(2), Signature: next(len(sig)), Timestamp: next(10), Nonce: next(10), RequestID: next(5)}
+			b := next(len(body))
+			req.ContentLength = int64(len(b))
+			req.ReadBody = func() (string, error) { return b, nil }
+
+			kept = nil
+			ans := h.Receive(context.Background(), &req)
+			require.Equal(t, accepted, ans)
+			require.NotNil(t, kept)
+			want, err := json.Marshal(kept) // a deep copy
+			require.NoError(t, err)
+			for i := range buf {
+				buf[i] = 'X'
+			}
+			got, err := json.Marshal(kept)
+			require.NoError(t, err)
+			assert.JSONEq(t, string(want), string(got), "the record shares no memory with the request")
+			assert.Equal(t, "v1", kept.App)
+			assert.Equal(t, wecomhit.KindHitKeyword, kept.Kind)
+			assert.Equal(t, tc.plain, kept.Raw)
+			assert.Equal(t, accepted, ans)
+		})
+	}
+}

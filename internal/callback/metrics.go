@@ -29,7 +29,7 @@ const (
 const UnknownApp = "(unknown)"
 
 var (
-	outcomes = []string{OutcomeAccepted, OutcomeRejected, OutcomeUnavailable}
+	outcomes = [...]string{OutcomeAccepted, OutcomeRejected, OutcomeUnavailable}
 	// reasons lists every rejection reason the handler gives.
 	reasons = []string{
 		"unknown_app", "missing_param", "bad_timestamp", "stale_timestamp",
@@ -110,14 +110,58 @@ func (m *Metrics) init(apps []string) {
 	}
 }
 
-// observe records one answered request.
-func (m *Metrics) observe(app, kind, outcome, reason string, seconds float64) {
+// appSeries holds one app's series, looked up once: WithLabelValues
+// hashes its labels and takes the vector's lock, for every request.
+type appSeries struct {
+	m          *Metrics
+	app        string
+	callbacks  map[string]*[len(outcomes)]prometheus.Counter // by kind, then outcome
+	duration   prometheus.Observer
+	rejections map[string]prometheus.Counter // by reason
+}
+
+// series looks up app's series (which init created); nil when m is nil.
+func (m *Metrics) series(app string) *appSeries {
 	if m == nil {
+		return nil
+	}
+	s := &appSeries{
+		m: m, app: app,
+		callbacks:  make(map[string]*[len(outcomes)]prometheus.Counter),
+		duration:   m.duration.WithLabelValues(app),
+		rejections: make(map[string]prometheus.Counter, len(reasons)),
+	}
+	for _, k := range kindLabels() {
+		var cs [len(outcomes)]prometheus.Counter
+		for i, o := range outcomes {
+			cs[i] = m.callbacks.WithLabelValues(app, k, o)
+		}
+		s.callbacks[k] = &cs
+	}
+	for _, r := range reasons {
+		s.rejections[r] = m.rejections.WithLabelValues(app, r)
+	}
+	return s
+}
+
+// observe records one answered request. A kind or reason outside the
+// fixed lists (none is given today) still counts, through the vectors.
+func (s *appSeries) observe(kind, outcome, reason string, seconds float64) {
+	if s == nil {
 		return
 	}
-	m.callbacks.WithLabelValues(app, kind, outcome).Inc()
-	m.duration.WithLabelValues(app).Observe(seconds)
+	i := slices.Index(outcomes[:], outcome)
+	if cs, ok := s.callbacks[kind]; ok && i >= 0 {
+		cs[i].Inc()
+	} else {
+		s.m.callbacks.WithLabelValues(s.app, kind, outcome).Inc()
+	}
+	s.duration.Observe(seconds)
 	if reason != "" {
-		m.rejections.WithLabelValues(app, reason).Inc()
+		if c, ok := s.rejections[reason]; ok {
+			c.Inc()
+		} else {
+			s.m.rejections.WithLabelValues(s.app, reason).Inc()
+		}
 	}
 }

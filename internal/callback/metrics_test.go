@@ -106,6 +106,21 @@ func TestMetrics_Outcomes(t *testing.T) {
 		assert.Equal(t, 3*len(reasons), n)
 	})
 
+	t.Run("OutsideLists", func(t *testing.T) {
+		// A kind or reason the fixed lists lack still counts (none is
+		// given today): the looked-up series fall back to the vectors.
+		m := NewMetrics(prometheus.NewPedanticRegistry())
+		m.init([]string{"v1"})
+		s := m.series("v1")
+		s.observe("new_kind", OutcomeRejected, "new_reason", 0.01)
+		s.observe("hit_keyword", OutcomeAccepted, "", 0.01)
+		assert.Equal(t, 1.0, testutil.ToFloat64(m.callbacks.WithLabelValues("v1", "new_kind", OutcomeRejected)))
+		assert.Equal(t, 1.0, testutil.ToFloat64(m.rejections.WithLabelValues("v1", "new_reason")))
+		assert.Equal(t, 1.0, testutil.ToFloat64(m.callbacks.WithLabelValues("v1", "hit_keyword", OutcomeAccepted)))
+		var none *Metrics
+		none.series("v1").observe("hit_keyword", OutcomeAccepted, "", 0) // records nothing, does not panic
+	})
+
 	t.Run("Nil", func(t *testing.T) {
 		// No metrics: the handler works and records nothing.
 		f := newFixture(t, &memSink{}, clock)

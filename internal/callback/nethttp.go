@@ -32,10 +32,15 @@ func httpRequest(r *http.Request) Request {
 		Timestamp:  v.Get("timestamp"),
 		Nonce:      v.Get("nonce"),
 		Echostr:    v.Get("echostr"),
-		RemoteAddr: r.RemoteAddr,
+		RemoteAddr: addrText(r.RemoteAddr),
 		RequestID:  middleware.GetReqID(r.Context()),
 	}
 }
+
+// addrText is net/http's text of the peer's address.
+type addrText string
+
+func (a addrText) String() string { return string(a) }
 
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 	req := httpRequest(r)
