@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -242,23 +241,27 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 }
 
 // encode writes cb as JSON into a pooled buffer, which the caller puts back
-// once the message is published. HTML escaping is off: raw is XML, and
-// escaping its every '<' and '>' as \u003c/\u003e would make a record up to
-// four times the size of what WeCom sent.
+// once the message is published: encoding/json's bytes with HTML escaping
+// off (appendRecord). Not escaping HTML matters: raw is XML, and escaping
+// its every '<' and '>' as \u003c/\u003e would make a record up to four
+// times the size of what WeCom sent.
 func (s *Store) encode(cb *wecomhit.Callback) (*bytes.Buffer, error) {
 	buf, _ := s.bufs.Get().(*bytes.Buffer)
 	if buf == nil {
 		buf = new(bytes.Buffer)
 	}
 	buf.Reset()
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(cb); err != nil {
+	// Room for the record unless its strings need many escapes, so that
+	// appendRecord writes into buf's own memory (AvailableBuffer), and
+	// Write has nothing to copy.
+	buf.Grow(recordSize(cb))
+	b, err := appendRecord(buf.AvailableBuffer(), cb)
+	if err != nil {
 		s.bufs.Put(buf)
-		// json's errors name the type or a value's range, not the content.
+		// Its errors name the field and a value's range, not the content.
 		return nil, fmt.Errorf("encode: %w", err)
 	}
-	buf.Truncate(buf.Len() - 1) // Encode's trailing newline
+	buf.Write(b)
 	return buf, nil
 }
 
