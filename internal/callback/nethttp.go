@@ -32,15 +32,16 @@ func httpRequest(r *http.Request) Request {
 		Timestamp:  v.Get("timestamp"),
 		Nonce:      v.Get("nonce"),
 		Echostr:    v.Get("echostr"),
-		RemoteAddr: addrText(r.RemoteAddr),
+		RemoteAddr: (*httpPeer)(r),
 		RequestID:  middleware.GetReqID(r.Context()),
 	}
 }
 
-// addrText is net/http's text of the peer's address.
-type addrText string
+// httpPeer gives a request's RemoteAddr as a fmt.Stringer, without the
+// allocation that boxing the string itself would cost.
+type httpPeer http.Request
 
-func (a addrText) String() string { return string(a) }
+func (p *httpPeer) String() string { return p.RemoteAddr }
 
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request) {
 	req := httpRequest(r)
