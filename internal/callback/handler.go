@@ -32,6 +32,10 @@ import (
 // the record is durable (for JetStream: after the PubAck), and must treat a
 // second record with the same ID as already stored. It must honour ctx's
 // deadline: the handler answers 503 when it passes.
+//
+// Store must not use cb after it returns, whatever it returns: the handler
+// reuses the struct for a later callback. The strings in it are never
+// reused and may be kept.
 type Sink interface {
 	Store(ctx context.Context, cb *wecomhit.Callback) error
 }
@@ -78,6 +82,9 @@ type Handler struct {
 	// accepted bounds the lines of accepted callbacks (0 a second: no
 	// bound).
 	accepted lineLimit
+	// records holds *wecomhit.Callback: the record handed to the Sink is
+	// reused (Sink's contract), not allocated for each callback.
+	records sync.Pool
 }
 
 // appEntry is one configured app. Its name, not the request's {app}
@@ -482,7 +489,15 @@ func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 		case body == "":
 			return reject(http.StatusBadRequest, "malformed", errors.New("empty body"))
 		}
-		cb, err := Decode(a.crypter, a.name, q.signature, q.timestamp, q.nonce, body)
+		cb, _ := h.records.Get().(*wecomhit.Callback)
+		if cb == nil {
+			cb = new(wecomhit.Callback)
+		}
+		defer func() {
+			*cb = wecomhit.Callback{} // keeps no strings alive in the pool
+			h.records.Put(cb)
+		}()
+		*cb, err = Decode(a.crypter, a.name, q.signature, q.timestamp, q.nonce, body)
 		if err != nil {
 			return err
 		}
@@ -491,7 +506,7 @@ func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 
 		ctx, cancel := context.WithTimeout(ctx, h.ackTimeout)
 		defer cancel()
-		if err := h.sink.Store(ctx, &cb); err != nil {
+		if err := h.sink.Store(ctx, cb); err != nil {
 			reason := "store_failed"
 			switch {
 			case isStoreFull(err):

@@ -433,8 +433,10 @@ func TestLineLimit_Unlimited(t *testing.T) {
 func TestReceive_KeepsNothingOfRequest(t *testing.T) {
 	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
 	require.NoError(t, err)
+	// A copy of the struct, as the Sink's contract asks; its strings are
+	// the handler's, and are what this test checks.
 	var kept *wecomhit.Callback
-	sink := SinkFunc(func(_ context.Context, cb *wecomhit.Callback) error { kept = cb; return nil })
+	sink := SinkFunc(func(_ context.Context, cb *wecomhit.Callback) error { c := *cb; kept = &c; return nil })
 	h, err := New([]App{{Name: "v1", Crypter: c}}, sink, WithTimestampWindow(0))
 	require.NoError(t, err)
 
