@@ -55,7 +55,9 @@ type options struct {
 	extraYAML  string
 	serviceEnv string
 	serviceBin string
+	loadgenBin string
 	runs       string
+	maxCBBytes int64
 }
 
 func main() {
@@ -73,6 +75,8 @@ func main() {
 	flag.StringVar(&o.extraYAML, "service-yaml", "", "extra YAML appended to the service's bench config (a lever to try)")
 	flag.StringVar(&o.serviceEnv, "service-env", "", "extra environment of the service, e.g. GOMEMLIMIT=48MiB (comma-separated)")
 	flag.StringVar(&o.serviceBin, "service-bin", "", "receiver binary to measure instead of building ./cmd/receiver (to compare builds of a lever)")
+	flag.StringVar(&o.loadgenBin, "loadgen-bin", "", "loadgen binary to drive the servers with instead of building ./cmd/loadgen (to compare load generators)")
+	flag.Int64Var(&o.maxCBBytes, "callbacks-max-bytes", defaultCallbacksMaxBytes, "the service's nats.callbacks_max_bytes (see defaultCallbacksMaxBytes: room for every record of a run, so none is compacted away before the check)")
 	flag.StringVar(&o.runs, "runs", "pinned,shared,p99,low", "load runs to do, comma-separated: pinned, shared, p99 (the -p99-rate run), low (the -low-rate run)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -94,6 +98,15 @@ type measure struct {
 	Missing    int
 	Non200     int
 	LoadgenErr string
+	// Loadgen's own CPU over the load (from its start to "load done"):
+	// per callback sent (µs), and as a share of one core over the load's
+	// elapsed time (1 = a whole core). A loadgen near a whole core of its
+	// own in the pinned run caps the callbacks/s: the row then measures
+	// loadgen, not the server.
+	LoadgenCPUPerCB float64
+	LoadgenCores    float64
+	// LoadAvg is the machine's 1-minute load average when the run began.
+	LoadAvg float64
 }
 
 type scenario struct {
@@ -101,6 +114,19 @@ type scenario struct {
 	pinned bool
 	rate   float64
 }
+
+// defaultCallbacksMaxBytes is the service's nats.callbacks_max_bytes in
+// a bench run, against 256 MiB by default. Once WECOM_CALLBACKS holds half
+// its limit, the receiver's compactor removes handled records, and a
+// conversation_new_message record needs no handling: at the default, a
+// run of more than about 200,000 callbacks lost its first records before
+// loadgen's check read them, which reported them "missing" although they
+// had been stored. 16 GiB holds some 15 million records, more than a
+// 2-minute run at 100,000/s. The limit reserves nothing on disk (a stream
+// takes what it holds), and a file-store block is 8 MiB at any limit of
+// 32 MiB or more, so the service's memory is as at the default. The
+// baseline's stream has no byte limit at all.
+const defaultCallbacksMaxBytes = 16 << 30
 
 // target is one server under test.
 type target struct {
@@ -134,7 +160,7 @@ func run(ctx context.Context, o options) error {
 	}
 	bins, err := build.Bins(ctx, root, work,
 		map[string]string{"receiver": "./cmd/receiver", "baseline": "./bench/baseline", "loadgen": "./cmd/loadgen"},
-		map[string]string{"receiver": o.serviceBin})
+		map[string]string{"receiver": o.serviceBin, "loadgen": o.loadgenBin})
 	if err != nil {
 		return err
 	}
@@ -332,10 +358,12 @@ func startService(ctx context.Context, bin, dir string, pinned bool, sec appSecr
 	}
 	// Callbacks only: the fetch's API base is a closed loopback port and
 	// its poll is hourly, so what is measured is the callback path, as in
-	// the baseline.
+	// the baseline. The callback stream gets room for every record of a
+	// run (-callbacks-max-bytes), as the baseline's stream has no limit, and
+	// the store the room that takes beyond the other streams' defaults.
 	cfg := fmt.Sprintf(`http: {listen: "127.0.0.1:%d"}
 admin: {listen: ""}
-nats: {store_dir: nats, listen: "127.0.0.1:%d"}
+nats: {store_dir: nats, listen: "127.0.0.1:%d", callbacks_max_bytes: %d, max_store_bytes: %d}
 fetch: {poll_interval: 1h}
 log: {level: %s}
 apps:
@@ -348,7 +376,7 @@ apps:
     suite_id: %s
     suite_secret: ${BENCH_SUITE_SECRET}
     corps: [{corp_id: %s, permanent_code: "${BENCH_PERM_CODE}"}]
-%s`, httpPort, natsPort, o.logLevel, sec.suite, sec.suite, sec.corp, o.extraYAML)
+%s`, httpPort, natsPort, o.maxCBBytes, o.maxCBBytes+1<<30, o.logLevel, sec.suite, sec.suite, sec.corp, o.extraYAML)
 	path := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -410,6 +438,7 @@ type loadgenReport struct {
 	Errors     int            `json:"errors"`
 	Status     map[string]int `json:"status"`
 	PerSecond  float64        `json:"ok_per_s"`
+	ElapsedSec float64        `json:"elapsed_s"`
 	P50Ms      float64        `json:"p50_ms"`
 	P99Ms      float64        `json:"p99_ms"`
 	FirstError string         `json:"first_error"`
@@ -438,6 +467,7 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 		return nil, err
 	}
 
+	loadAvg := loadAverage()
 	cpu0, err := cpuTicks(s.pid())
 	if err != nil {
 		return nil, err
@@ -450,10 +480,21 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	go func() { exited <- cmd.Wait() }()
 	var runErr error
 	done := false
+	// loadgen's CPU up to "load done" is the load's: it has sent and
+	// counted every callback and waits for the go-ahead to check. taskset
+	// execs loadgen, so the pid is loadgen's in the pinned run as well.
+	var lgTicks int64
 	select {
 	case <-stderr.seen:
+		lgTicks, err = cpuTicks(cmd.Process.Pid)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
+		}
 	case runErr = <-exited:
 		done = true
+		// Exited before the check (an error, or nothing to check): its
+		// whole life was the load.
+		lgTicks = int64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) * clkTck / time.Second)
 	}
 	maxRSS := sampler.stop()
 	// Work the load left behind (the intake consumer's backlog) is the
@@ -480,7 +521,43 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 	if runErr != nil && rep.Missing == 0 {
 		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
 	}
-	return newMeasure(rep, cpu1-cpu0, hwm, maxRSS), nil
+	m := newMeasure(rep, cpu1-cpu0, hwm, maxRSS)
+	m.LoadgenCPUPerCB, m.LoadgenCores = loadgenCPU(lgTicks, rep.Sent, rep.ElapsedSec)
+	m.LoadAvg = loadAvg
+	return m, nil
+}
+
+// loadgenCPU is loadgen's CPU ticks over its load as µs per callback sent
+// and as a share of one core over the load's elapsed seconds.
+func loadgenCPU(ticks int64, sent int, elapsed float64) (perCB, cores float64) {
+	sec := float64(ticks) / clkTck
+	if sent > 0 {
+		perCB = sec * 1e6 / float64(sent)
+	}
+	if elapsed > 0 {
+		cores = sec / elapsed
+	}
+	return perCB, cores
+}
+
+// saturated is the share of its core at or above which loadgen, pinned
+// to a core of its own, is taken to be the bottleneck of the pinned run:
+// it had next to no idle time left to send with.
+const saturated = 0.9
+
+// loadAverage is the machine's 1-minute load average (0 if unreadable):
+// printed with the figures, since on a shared machine they move with it.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // loadgenCmd is the loadgen command of sc against s: JSON out, and
@@ -707,7 +784,26 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 	row("callbacks/s achieved at "+p99.name, "", func(m *measure) float64 { return m.OKPerSec }, "%.0f", p99)
 	row("RSS under load (max VmRSS) at "+low.name, " MiB", func(m *measure) float64 { return m.RSS }, "%.0f", low)
 	row("p99 latency at "+low.name, " ms", func(m *measure) float64 { return m.P99 }, "%.2f", low)
+	// loadgen's own cost: not a property of the servers, so no ratio.
+	noRatio := func(label, unit string, f func(*measure) float64, format string, sc scenario) {
+		svc, base := res[sc.name]["service"], res[sc.name]["baseline"]
+		if svc == nil || base == nil {
+			fmt.Fprintf(w, "| %s | n/a | n/a | |\n", label)
+			return
+		}
+		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s | |\n", label, f(svc), unit, f(base), unit)
+	}
+	noRatio("loadgen CPU per callback, pinned", " µs", func(m *measure) float64 { return m.LoadgenCPUPerCB }, "%.1f", pinned)
+	noRatio("loadgen's use of its core, pinned", "%", func(m *measure) float64 { return 100 * m.LoadgenCores }, "%.0f", pinned)
+	noRatio("loadgen CPU per callback, shared", " µs", func(m *measure) float64 { return m.LoadgenCPUPerCB }, "%.1f", shared)
+	noRatio("loadgen CPU, shared run (cores)", "", func(m *measure) float64 { return m.LoadgenCores }, "%.2f", shared)
 	fmt.Fprintln(w)
+	for _, name := range []string{"service", "baseline"} {
+		if m := res[pinned.name][name]; m != nil && m.LoadgenCores >= saturated {
+			fmt.Fprintf(w, "WARNING: loadgen used %.0f%% of its core in the pinned run against the %s: "+
+				"its callbacks/s measure loadgen, not the %s\n", 100*m.LoadgenCores, name, name)
+		}
+	}
 	for _, sc := range scenarios {
 		for _, name := range []string{"service", "baseline"} {
 			m := res[sc.name][name]
@@ -718,8 +814,8 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 			if m.LoadgenErr != "" {
 				note = "; first error: " + m.LoadgenErr
 			}
-			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200%s\n",
-				name, sc.name, m.Stored, m.Missing, m.Non200, note)
+			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200 (load average %.2f)%s\n",
+				name, sc.name, m.Stored, m.Missing, m.Non200, m.LoadAvg, note)
 		}
 	}
 	if ceiling > 0 {
