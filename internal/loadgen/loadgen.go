@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -162,7 +161,8 @@ type job struct {
 	when time.Time
 }
 
-// worker is one sender's own tallies, merged at the end.
+// worker is one sender's own tallies, merged at the end, and its buffers,
+// reused for each callback it sends.
 type worker struct {
 	hist   *Histogram
 	status map[int]int
@@ -170,6 +170,19 @@ type worker struct {
 	all    []string
 	errs   int
 	first  error
+
+	post             post
+	ts, nonce, plain []byte
+}
+
+// runner is what every sender of a run shares, read-only.
+type runner struct {
+	cfg    *Config
+	cr     *crypto.Crypter
+	client *client
+	// uriPrefix is the URL up to the signature's value; bodyHead the
+	// envelope up to the ciphertext.
+	uriPrefix, bodyHead string
 }
 
 // Run sends callbacks as cfg says until its bound, or ctx ends.
@@ -181,39 +194,32 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	client := newClient(&cfg)
-	defer client.CloseIdleConnections()
-
+	u, err := url.Parse(cfg.URL) // parsed by setDefaults already
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
 		defer cancel()
 	}
+	r := &runner{cfg: &cfg, cr: cr, client: newClient(ctx, &cfg, u),
+		uriPrefix: cfg.URL + "?msg_signature=",
+		bodyHead:  "<xml><ToUserName><![CDATA[" + cfg.ReceiveID + "]]></ToUserName><Encrypt><![CDATA["}
+	defer r.client.close()
+
 	start := time.Now()
 	ws := make([]*worker, cfg.Conns)
 	for i := range ws {
 		ws[i] = &worker{hist: NewHistogram(), status: map[int]int{}}
 	}
-	send := func(w *worker, j job) { w.send(ctx, client, cr, &cfg, j) }
+	send := func(w *worker, j job) { w.send(ctx, r, j) }
 	if cfg.Rate > 0 {
 		openLoop(ctx, cfg, start, ws, send)
 	} else {
 		closedLoop(ctx, &cfg, start, ws, send)
 	}
 	return merge(ws, time.Since(start)), nil
-}
-
-// newClient is the run's HTTP client: at most Conns connections, kept
-// open between callbacks, so Conns is what the server sees; no gzip (the
-// answers are a few bytes); and a redirect is an answer to count, not to
-// follow.
-func newClient(cfg *Config) *http.Client {
-	tr := &http.Transport{
-		MaxIdleConns: cfg.Conns, MaxIdleConnsPerHost: cfg.Conns, MaxConnsPerHost: cfg.Conns,
-		DisableCompression: true, IdleConnTimeout: time.Minute,
-	}
-	return &http.Client{Transport: tr, Timeout: cfg.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // openLoop sends at cfg.Rate: schedule hands each callback to whichever
@@ -339,41 +345,57 @@ func schedule(ctx context.Context, cfg Config, start time.Time, jobs chan<- job)
 }
 
 // send seals and posts callback j and records the outcome.
-func (w *worker) send(ctx context.Context, client *http.Client, cr *crypto.Crypter, cfg *Config, j job) {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	nonce := strconv.Itoa(j.seq)
+func (w *worker) send(ctx context.Context, r *runner, j job) {
+	if ctx.Err() != nil {
+		// Due after the run's time was up (schedule's last queue):
+		// counted, with its latency so far, and not sent.
+		w.fail(j, ctx.Err())
+		return
+	}
+	cfg := r.cfg
+	now := time.Now()
+	w.ts = strconv.AppendInt(w.ts[:0], now.Unix(), 10)
+	w.nonce = strconv.AppendInt(w.nonce[:0], int64(j.seq), 10)
+	ts, nonce := string(w.ts), string(w.nonce)
+	w.plain = appendPayload(w.plain[:0], cfg, w.nonce, w.ts)
 	// Encrypt's random prefix makes every ciphertext, and so every
 	// record id, distinct; the sequence number in the payload makes the
 	// plaintexts distinct too.
-	enc, sig, err := cr.Seal(payload(cfg, j.seq, ts), ts, nonce)
+	enc, sig, err := r.cr.Seal(string(w.plain), ts, nonce)
 	if err != nil {
 		w.fail(j, err)
 		return
 	}
 	id := callback.CallbackID(cfg.App, enc)
 	w.all = append(w.all, id)
-	q := url.Values{"msg_signature": {sig}, "timestamp": {ts}, "nonce": {nonce}}
-	body := "<xml><ToUserName><![CDATA[" + cfg.ReceiveID + "]]></ToUserName><Encrypt><![CDATA[" + enc +
-		"]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+"?"+q.Encode(), strings.NewReader(body))
+	p := &w.post
+	p.uri = append(append(append(append(append(append(p.uri[:0], r.uriPrefix...), sig...), "&timestamp="...), ts...),
+		"&nonce="...), nonce...)
+	p.req.SetRequestURIBytes(p.uri)
+	p.req.Header.SetMethod("POST")
+	p.req.Header.SetContentType("text/xml")
+	p.req.ResetBody()
+	p.req.AppendBodyString(r.bodyHead)
+	p.req.AppendBodyString(enc)
+	p.req.AppendBodyString(bodyTail)
+	deadline := now.Add(cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	code, err := r.client.do(p, deadline)
 	if err != nil {
 		w.fail(j, err)
 		return
 	}
-	req.Header.Set("Content-Type", "text/xml")
-	resp, err := client.Do(req)
-	if err != nil {
-		w.fail(j, err)
-		return
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
 	w.hist.Record(time.Since(j.when))
-	w.status[resp.StatusCode]++
-	if resp.StatusCode == http.StatusOK {
+	w.status[code]++
+	if code == http.StatusOK {
 		w.ok = append(w.ok, id)
 	}
 }
+
+// bodyTail ends every callback's envelope, after the ciphertext.
+const bodyTail = "]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>"
 
 func (w *worker) fail(j job, err error) {
 	w.hist.Record(time.Since(j.when))
@@ -383,31 +405,44 @@ func (w *worker) fail(j job, err error) {
 	}
 }
 
-// payload is the plaintext of callback seq of cfg.Kind, shaped as WeCom
-// sends that kind.
-func payload(cfg *Config, seq int, ts string) string {
-	n := strconv.Itoa(seq)
-	suite := func(infoType, field string) string {
-		return "<xml><SuiteId><![CDATA[" + cfg.SuiteID + "]]></SuiteId><AuthCorpId><![CDATA[" + cfg.CorpID +
-			"]]></AuthCorpId><InfoType><![CDATA[" + infoType + "]]></InfoType>" + field +
-			"<TimeStamp>" + ts + "</TimeStamp></xml>"
+// appendPayload appends the plaintext of callback seq of cfg.Kind, shaped
+// as WeCom sends that kind, to dst.
+func appendPayload(dst []byte, cfg *Config, seq, ts []byte) []byte {
+	suite := func(infoType, open string, close string) []byte {
+		dst = append(dst, "<xml><SuiteId><![CDATA["...)
+		dst = append(dst, cfg.SuiteID...)
+		dst = append(dst, "]]></SuiteId><AuthCorpId><![CDATA["...)
+		dst = append(dst, cfg.CorpID...)
+		dst = append(dst, "]]></AuthCorpId><InfoType><![CDATA["...)
+		dst = append(dst, infoType...)
+		dst = append(dst, "]]></InfoType>"...)
+		dst = append(append(append(dst, open...), seq...), close...)
+		dst = append(append(append(dst, "<TimeStamp>"...), ts...), "</TimeStamp></xml>"...)
+		return dst
 	}
-	event := func(ev, field string) string {
-		return "<xml><ToUserName><![CDATA[" + cfg.CorpID + "]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>" +
-			ts + "</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[" + ev + "]]></Event>" + field + "</xml>"
+	event := func(ev, open, close string) []byte {
+		dst = append(dst, "<xml><ToUserName><![CDATA["...)
+		dst = append(dst, cfg.CorpID...)
+		dst = append(dst, "]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>"...)
+		dst = append(dst, ts...)
+		dst = append(dst, "</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA["...)
+		dst = append(dst, ev...)
+		dst = append(dst, "]]></Event>"...)
+		dst = append(append(append(dst, open...), seq...), close...)
+		return append(dst, "</xml>"...)
 	}
 	switch cfg.Kind {
 	case "conversation_new_message":
-		return suite("conversation_new_message", "<Token><![CDATA[loadgen-token-"+n+"]]></Token>")
+		return suite("conversation_new_message", "<Token><![CDATA[loadgen-token-", "]]></Token>")
 	case "suite_ticket":
-		return suite("suite_ticket", "<SuiteTicket><![CDATA[loadgen-ticket-"+n+"]]></SuiteTicket>")
+		return suite("suite_ticket", "<SuiteTicket><![CDATA[loadgen-ticket-", "]]></SuiteTicket>")
 	case "program_notify":
-		return event("program_notify", "<NotifyId><![CDATA[loadgen-notify-"+n+"]]></NotifyId><NotifyScene>1</NotifyScene>")
+		return event("program_notify", "<NotifyId><![CDATA[loadgen-notify-", "]]></NotifyId><NotifyScene>1</NotifyScene>")
 	case "msgaudit_notify":
-		return event("msgaudit_notify", "<AgentID>1000001</AgentID><Seq>"+n+"</Seq>")
+		return event("msgaudit_notify", "<AgentID>1000001</AgentID><Seq>", "</Seq>")
 	case "unknown":
-		return suite("loadgen_unknown", "<Seq>"+n+"</Seq>")
+		return suite("loadgen_unknown", "<Seq>", "</Seq>")
 	default:
-		return suite("hit_keyword", "<Token><![CDATA[loadgen-token-"+n+"]]></Token>")
+		return suite("hit_keyword", "<Token><![CDATA[loadgen-token-", "]]></Token>")
 	}
 }
