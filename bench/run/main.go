@@ -356,27 +356,7 @@ func startService(ctx context.Context, bin, dir string, pinned bool, sec appSecr
 	if err != nil {
 		return nil, err
 	}
-	// Callbacks only: the fetch's API base is a closed loopback port and
-	// its poll is hourly, so what is measured is the callback path, as in
-	// the baseline. The callback stream gets room for every record of a
-	// run (-callbacks-max-bytes), as the baseline's stream has no limit, and
-	// the store the room that takes beyond the other streams' defaults.
-	cfg := fmt.Sprintf(`http: {listen: "127.0.0.1:%d"}
-admin: {listen: ""}
-nats: {store_dir: nats, listen: "127.0.0.1:%d", callbacks_max_bytes: %d, max_store_bytes: %d}
-fetch: {poll_interval: 1h}
-log: {level: %s}
-apps:
-  - name: archive
-    mode: archive
-    token: ${BENCH_TOKEN}
-    encoding_aes_key: ${BENCH_AES_KEY}
-    receive_id: %s
-    api_base_url: http://127.0.0.1:1
-    suite_id: %s
-    suite_secret: ${BENCH_SUITE_SECRET}
-    corps: [{corp_id: %s, permanent_code: "${BENCH_PERM_CODE}"}]
-%s`, httpPort, natsPort, o.maxCBBytes, o.maxCBBytes+1<<30, o.logLevel, sec.suite, sec.suite, sec.corp, o.extraYAML)
+	cfg := serviceConfig(httpPort, natsPort, sec, o)
 	path := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -400,6 +380,32 @@ apps:
 	s.creds = filepath.Join(dir, "nats", "credentials", "operator.nk")
 	s.stream = "WECOM_CALLBACKS"
 	return s, nil
+}
+
+// serviceConfig is the service's bench config; secrets come from the
+// environment startService gives it (BENCH_*).
+func serviceConfig(httpPort, natsPort int, sec appSecrets, o options) string {
+	// Callbacks only: the fetch's API base is a closed loopback port and
+	// its poll is hourly, so what is measured is the callback path, as in
+	// the baseline. The callback stream gets room for every record of a
+	// run (-callbacks-max-bytes), as the baseline's stream has no limit, and
+	// the store the room that takes beyond the other streams' defaults.
+	return fmt.Sprintf(`http: {listen: "127.0.0.1:%d"}
+admin: {listen: ""}
+nats: {store_dir: nats, listen: "127.0.0.1:%d", callbacks_max_bytes: %d, max_store_bytes: %d}
+fetch: {poll_interval: 1h}
+log: {level: %s}
+apps:
+  - name: archive
+    mode: archive
+    token: ${BENCH_TOKEN}
+    encoding_aes_key: ${BENCH_AES_KEY}
+    receive_id: %s
+    api_base_url: http://127.0.0.1:1
+    suite_id: %s
+    suite_secret: ${BENCH_SUITE_SECRET}
+    corps: [{corp_id: %s, permanent_code: "${BENCH_PERM_CODE}"}]
+%s`, httpPort, natsPort, o.maxCBBytes, o.maxCBBytes+1<<30, o.logLevel, sec.suite, sec.suite, sec.corp, o.extraYAML)
 }
 
 var baselineNATS = regexp.MustCompile(`nats (nats://\S+)`)

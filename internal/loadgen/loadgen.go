@@ -352,37 +352,18 @@ func (w *worker) send(ctx context.Context, r *runner, j job) {
 		w.fail(j, ctx.Err())
 		return
 	}
-	cfg := r.cfg
 	now := time.Now()
-	w.ts = strconv.AppendInt(w.ts[:0], now.Unix(), 10)
-	w.nonce = strconv.AppendInt(w.nonce[:0], int64(j.seq), 10)
-	ts, nonce := string(w.ts), string(w.nonce)
-	w.plain = appendPayload(w.plain[:0], cfg, w.nonce, w.ts)
-	// Encrypt's random prefix makes every ciphertext, and so every
-	// record id, distinct; the sequence number in the payload makes the
-	// plaintexts distinct too.
-	enc, sig, err := r.cr.Seal(string(w.plain), ts, nonce)
+	id, err := w.build(r, j.seq, now)
 	if err != nil {
 		w.fail(j, err)
 		return
 	}
-	id := callback.CallbackID(cfg.App, enc)
 	w.all = append(w.all, id)
-	p := &w.post
-	p.uri = append(append(append(append(append(append(p.uri[:0], r.uriPrefix...), sig...), "&timestamp="...), ts...),
-		"&nonce="...), nonce...)
-	p.req.SetRequestURIBytes(p.uri)
-	p.req.Header.SetMethod("POST")
-	p.req.Header.SetContentType("text/xml")
-	p.req.ResetBody()
-	p.req.AppendBodyString(r.bodyHead)
-	p.req.AppendBodyString(enc)
-	p.req.AppendBodyString(bodyTail)
-	deadline := now.Add(cfg.Timeout)
+	deadline := now.Add(r.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	code, err := r.client.do(p, deadline)
+	code, err := r.client.do(&w.post, deadline)
 	if err != nil {
 		w.fail(j, err)
 		return
@@ -392,6 +373,33 @@ func (w *worker) send(ctx context.Context, r *runner, j job) {
 	if code == http.StatusOK {
 		w.ok = append(w.ok, id)
 	}
+}
+
+// build seals callback seq, timestamped now, into w.post's request, in
+// place, and returns its record id.
+func (w *worker) build(r *runner, seq int, now time.Time) (id string, err error) {
+	w.ts = strconv.AppendInt(w.ts[:0], now.Unix(), 10)
+	w.nonce = strconv.AppendInt(w.nonce[:0], int64(seq), 10)
+	ts, nonce := string(w.ts), string(w.nonce)
+	w.plain = appendPayload(w.plain[:0], r.cfg, w.nonce, w.ts)
+	// Encrypt's random prefix makes every ciphertext, and so every
+	// record id, distinct; the sequence number in the payload makes the
+	// plaintexts distinct too.
+	enc, sig, err := r.cr.Seal(string(w.plain), ts, nonce)
+	if err != nil {
+		return "", err
+	}
+	p := &w.post
+	p.uri = append(append(append(append(append(append(p.uri[:0], r.uriPrefix...), sig...), "&timestamp="...), ts...),
+		"&nonce="...), nonce...)
+	p.req.SetRequestURIBytes(p.uri)
+	p.req.Header.SetMethod(http.MethodPost)
+	p.req.Header.SetContentType("text/xml")
+	p.req.ResetBody()
+	p.req.AppendBodyString(r.bodyHead)
+	p.req.AppendBodyString(enc)
+	p.req.AppendBodyString(bodyTail)
+	return callback.CallbackID(r.cfg.App, enc), nil
 }
 
 // bodyTail ends every callback's envelope, after the ciphertext.

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wecomhit/wecomhit/internal/config"
+)
+
+// TestServiceConfig: the service's bench config is one the receiver
+// accepts, with the callback stream's room raised and the store's limit
+// above what the streams reserve, and the secrets from the environment.
+func TestServiceConfig(t *testing.T) {
+	sec := appSecrets{token: randString(32), key: randString(43), suite: "wwBenchSuite01", corp: "wwBenchCorp01"}
+	env := map[string]string{"BENCH_TOKEN": sec.token, "BENCH_AES_KEY": sec.key,
+		"BENCH_SUITE_SECRET": randString(32), "BENCH_PERM_CODE": randString(32)}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	o := options{logLevel: "info", maxCBBytes: defaultCallbacksMaxBytes}
+	cfg, err := config.Parse([]byte(serviceConfig(18080, 14222, sec, o)), t.TempDir(), lookup)
+	require.NoError(t, err)
+	assert.Equal(t, int64(defaultCallbacksMaxBytes), cfg.NATS.CallbacksMaxBytes)
+	assert.GreaterOrEqual(t, cfg.NATS.MaxStoreBytes, cfg.ReservedBytes())
+	require.Len(t, cfg.Apps, 1)
+	assert.Equal(t, "archive", cfg.Apps[0].Name)
+
+	// A smaller room, as -callbacks-max-bytes sets it, still validates.
+	o.maxCBBytes = 256 << 20
+	cfg, err = config.Parse([]byte(serviceConfig(18080, 14222, sec, o)), t.TempDir(), lookup)
+	require.NoError(t, err)
+	assert.Equal(t, int64(256<<20), cfg.NATS.CallbacksMaxBytes)
+}
+
+// TestLoadgenCPU: loadgen's ticks become µs per callback sent and its
+// share of one core over the load.
+func TestLoadgenCPU(t *testing.T) {
+	perCB, cores := loadgenCPU(450, 300000, 10) // 4.5 s of CPU in 10 s
+	assert.InDelta(t, 15, perCB, 1e-9)
+	assert.InDelta(t, 0.45, cores, 1e-9)
+	perCB, cores = loadgenCPU(10, 0, 0)
+	assert.Zero(t, perCB)
+	assert.Zero(t, cores)
+}
+
+// TestPrintTable_LoadgenSaturated: the table shows loadgen's CPU, and a
+// pinned run in which loadgen used 90% of its core or more gets a
+// warning naming the server whose row it spoils; other runs none.
+func TestPrintTable_LoadgenSaturated(t *testing.T) {
+	o := options{duration: 10e9, conns: 64, kind: "conversation_new_message", logLevel: "info", p99Rate: 5000, lowRate: 1000}
+	scenarios := []scenario{{"pinned", true, 0}, {"shared", false, 0}, {"5000/s", false, 5000}, {"1000/s", false, 1000}}
+	for _, tc := range []struct {
+		service, baseline float64
+		warn              []string
+	}{
+		{0.95, 0.40, []string{"service"}},
+		{0.89, 0.90, []string{"baseline"}},
+		{0.50, 0.50, nil},
+	} {
+		t.Run(fmt.Sprint(tc.service, tc.baseline), func(t *testing.T) {
+			res := map[string]map[string]*measure{
+				"pinned": {"service": {OKPerSec: 20000, LoadgenCores: tc.service, LoadgenCPUPerCB: 12.5},
+					"baseline": {OKPerSec: 10000, LoadgenCores: tc.baseline, LoadgenCPUPerCB: 14}},
+				"shared": {}, "5000/s": {}, "1000/s": {},
+			}
+			var out bytes.Buffer
+			printTable(&out, o, true, scenarios, res, 0, 0)
+			assert.Contains(t, out.String(), "| loadgen CPU per callback, pinned | 12.5 µs | 14.0 µs | |")
+			assert.Contains(t, out.String(), fmt.Sprintf("| loadgen's use of its core, pinned | %.0f%% | %.0f%% | |", 100*tc.service, 100*tc.baseline))
+			for _, name := range []string{"service", "baseline"} {
+				line := fmt.Sprintf("run against the %s: its callbacks/s measure loadgen", name)
+				if assert.ObjectsAreEqual(tc.warn, []string{name}) {
+					assert.Contains(t, out.String(), line)
+					assert.Contains(t, out.String(), "WARNING: loadgen used")
+				} else {
+					assert.NotContains(t, out.String(), line)
+				}
+			}
+			if tc.warn == nil {
+				assert.NotContains(t, out.String(), "WARNING")
+			}
+		})
+	}
+}
