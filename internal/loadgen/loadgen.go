@@ -414,9 +414,10 @@ func (w *worker) fail(j job, err error) {
 }
 
 // appendPayload appends the plaintext of callback seq of cfg.Kind, shaped
-// as WeCom sends that kind, to dst.
+// as WeCom sends that kind, to dst. Each kind's own field is head, the
+// sequence number and tail.
 func appendPayload(dst []byte, cfg *Config, seq, ts []byte) []byte {
-	suite := func(infoType, open string, close string) []byte {
+	suite := func(infoType, head, tail string) []byte {
 		dst = append(dst, "<xml><SuiteId><![CDATA["...)
 		dst = append(dst, cfg.SuiteID...)
 		dst = append(dst, "]]></SuiteId><AuthCorpId><![CDATA["...)
@@ -424,11 +425,11 @@ func appendPayload(dst []byte, cfg *Config, seq, ts []byte) []byte {
 		dst = append(dst, "]]></AuthCorpId><InfoType><![CDATA["...)
 		dst = append(dst, infoType...)
 		dst = append(dst, "]]></InfoType>"...)
-		dst = append(append(append(dst, open...), seq...), close...)
+		dst = append(append(append(dst, head...), seq...), tail...)
 		dst = append(append(append(dst, "<TimeStamp>"...), ts...), "</TimeStamp></xml>"...)
 		return dst
 	}
-	event := func(ev, open, close string) []byte {
+	event := func(ev, head, tail string) []byte {
 		dst = append(dst, "<xml><ToUserName><![CDATA["...)
 		dst = append(dst, cfg.CorpID...)
 		dst = append(dst, "]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>"...)
@@ -436,7 +437,7 @@ func appendPayload(dst []byte, cfg *Config, seq, ts []byte) []byte {
 		dst = append(dst, "</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA["...)
 		dst = append(dst, ev...)
 		dst = append(dst, "]]></Event>"...)
-		dst = append(append(append(dst, open...), seq...), close...)
+		dst = append(append(append(dst, head...), seq...), tail...)
 		return append(dst, "</xml>"...)
 	}
 	switch cfg.Kind {
