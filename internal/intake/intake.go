@@ -103,21 +103,34 @@ type Store struct {
 	// Built once rather than per call: Store is on the HTTP hot path.
 	expectStream jetstream.PublishOpt
 	contentType  []string // never modified; shared by every message's header
+	streamHeader []string // likewise, the Nats-Expected-Stream of a batch's messages
 	bufs         sync.Pool
+
+	// batch groups concurrent callbacks into fast batches (batch.go); nil
+	// when batching is off.
+	batch *batcher
 }
+
+// conner is what batching needs of a JetStream beyond JetStream: its
+// connection, to publish a batch's messages and subscribe to their
+// answers. A jetstream.JetStream has it.
+type conner interface{ Conn() *nats.Conn }
 
 // New returns a Store that files callbacks under prefix (one or more subject
 // tokens, e.g. "wecom") on js. It does no I/O; call Setup before Store.
 //
 // Options and their defaults: WithReplicas (DefaultReplicas), WithMaxAge
 // (DefaultMaxAge), WithDuplicateWindow (DefaultDuplicateWindow, at most the
-// max age), WithMaxBytes and WithMaxMsgSize (0: no cap), WithMetrics (none)
-// and WithLogger (zerolog.Nop). A bad prefix or option gives an error
-// wrapping ErrInvalidOption that names it.
+// max age), WithMaxBytes and WithMaxMsgSize (0: no cap), WithBatching
+// (true), WithMetrics (none) and WithLogger (zerolog.Nop). A bad prefix or
+// option gives an error wrapping ErrInvalidOption that names it.
+//
+// Batching needs js's connection: a js without a Conn() *nats.Conn method
+// (a jetstream.JetStream has one) stores every callback alone.
 func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 	o := options{
 		replicas: DefaultReplicas, maxAge: DefaultMaxAge, duplicateWindow: DefaultDuplicateWindow,
-		log: zerolog.Nop(),
+		batching: true, log: zerolog.Nop(),
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -130,14 +143,19 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 	if o.duplicateWindow > o.maxAge {
 		return nil, fmt.Errorf("%w: WithDuplicateWindow(%s): longer than the max age %s", ErrInvalidOption, o.duplicateWindow, o.maxAge)
 	}
-	return &Store{
+	s := &Store{
 		js:            js,
 		prefix:        prefix,
 		subjectPrefix: prefix + ".callback.",
 		opts:          o,
 		expectStream:  jetstream.WithExpectStream(StreamName),
 		contentType:   []string{contentTypeJSON},
-	}, nil
+		streamHeader:  []string{StreamName},
+	}
+	if c, ok := js.(conner); ok && o.batching && c.Conn() != nil {
+		s.batch = newBatcher(c.Conn(), o.log.With().Str("component", "intake").Logger(), o.metrics)
+	}
+	return s, nil
 }
 
 // Setup creates the stream, or updates it to the Store's options (say, more
@@ -145,9 +163,18 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 // changes nothing, and replicas running it at once is safe
 // (broker.EnsureStream, which retries transient errors until ctx ends).
 // Errors wrap the server's error, naming the stream.
+//
+// The stream allows fast batches (allow_batched). Store uses them only
+// once Setup has seen the stream's config come back with them allowed: a
+// server older than 2.14 drops the setting, and Store then stores every
+// callback alone and logs that once.
 func (s *Store) Setup(ctx context.Context) error {
-	if _, err := broker.EnsureStream(ctx, s.js, s.streamConfig()); err != nil {
+	st, err := broker.EnsureStream(ctx, s.js, s.streamConfig())
+	if err != nil {
 		return fmt.Errorf("intake: %w", err)
+	}
+	if s.batch != nil {
+		s.batch.enable(st.CachedInfo().Config.AllowBatchPublish)
 	}
 	return nil
 }
@@ -169,6 +196,10 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		MaxMsgSize: cmp.Or(s.opts.maxMsgSize, -1),
 		Duplicates: s.opts.duplicateWindow,
 		Replicas:   s.opts.replicas,
+		// Allows Store's group commit (batch.go). Set whether or not this
+		// replica batches: it only permits a way of publishing, and
+		// replicas with different settings then agree on the stream.
+		AllowBatchPublish: true,
 	}
 }
 
@@ -188,6 +219,12 @@ func checkPrefix(prefix string) error {
 // (and on a quorum of replicas). A callback whose ID was stored within the
 // duplicate window is acked without a second copy, and Store returns nil:
 // WeCom's retries of one callback become one record.
+//
+// A callback stored while no other is being stored goes alone, with a
+// PubAck of its own. Callbacks arriving while one is on its way wait
+// together and go as one fast batch, answered by one commit (batch.go,
+// which also says why nil still means stored); a batch that fails in any
+// way sends each of its callbacks alone, as if there were no batching.
 //
 // ctx carries the caller's deadline; without one Store gives up after 3s.
 // While the stream cannot answer (no leader during an election, a leader
@@ -210,7 +247,11 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	if err != nil {
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
-	defer s.bufs.Put(buf)
+	defer func() {
+		if buf != nil {
+			s.bufs.Put(buf)
+		}
+	}()
 	data := buf.Bytes()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -226,11 +267,30 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		Header:  h,
 		Data:    data,
 	}
-	// The ack's Duplicate flag needs no check: a duplicate is stored already.
+	if b := s.batch; b != nil && b.on.Load() {
+		// The headers a plain publish adds through its options, set here
+		// because a batch's messages go out as they are. The map has room.
+		h[jetstream.MsgIDHeader] = []string{cb.ID}
+		h[jetstream.ExpectedStreamHeader] = s.streamHeader
+		err, abandoned := b.store(ctx, msg, func() error { return s.publish(ctx, cb.ID, msg) })
+		if abandoned {
+			// A batch may still be writing msg to the connection: leave
+			// the buffer to the garbage collector.
+			buf = nil
+		}
+		return err
+	}
+	return s.publish(ctx, cb.ID, msg)
+}
+
+// publish is the plain path: msg alone, acked on its own, retried until
+// ctx ends. The ack's Duplicate flag needs no check: a duplicate is
+// stored already.
+func (s *Store) publish(ctx context.Context, id string, msg *nats.Msg) error {
 	start := time.Now()
 	// broker.PublishRetry tries again while the stream cannot answer, until
-	// ctx ends; every attempt carries cb.ID as its Nats-Msg-Id.
-	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(cb.ID), s.expectStream); err != nil {
+	// ctx ends; every attempt carries id as its Nats-Msg-Id.
+	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(id), s.expectStream); err != nil {
 		if isStoreFull(err) {
 			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
 		}

@@ -34,6 +34,8 @@ type Metrics struct {
 	handled      *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
 	publish      prometheus.Observer
+	batchSize    prometheus.Observer
+	fallbacks    *prometheus.CounterVec
 }
 
 // deadLetterReasons are the reason label's values; a reason outside the
@@ -53,7 +55,12 @@ var deadLetterReasons = []string{
 //     stored callbacks written to the dead-letter stream and terminated.
 //     Series are pre-created for the apps given to InitApp.
 //   - wecom_receiver_nats_publish_duration_seconds{stream="WECOM_CALLBACKS"}:
-//     the wait for a callback record's PubAck.
+//     the wait for a callback record's PubAck, when it is published alone.
+//   - wecom_receiver_callback_batch_size: callbacks per fast batch (group
+//     commit, batch.go); a callback stored alone is not observed.
+//   - wecom_receiver_callback_batch_fallbacks_total{reason}: batches whose
+//     callbacks, all or some, went on to be published alone, by reason
+//     (timeout, publish, rejected, gap, partial, disabled, invalid).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	handled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wecom_receiver_callbacks_handled_total",
@@ -64,8 +71,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Stored callbacks written to the dead-letter stream (WECOM_DEAD_LETTERS) and terminated, by app, kind and reason.",
 	}, []string{"app", "kind", "reason"})
 	publish := prometheus.NewHistogramVec(natsPublishDuration, []string{"stream"})
+	batchSize := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "wecom_receiver_callback_batch_size",
+		Help:    "Callbacks stored together in one JetStream fast batch, answered by one commit.",
+		Buckets: []float64{2, 4, 8, 16, 32, 64, 128, 256},
+	})
+	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wecom_receiver_callback_batch_fallbacks_total",
+		Help: "Fast batches whose callbacks (all, or those after a partial commit) were then published one at a time, by reason.",
+	}, []string{"reason"})
+	for _, r := range fallbackReasons {
+		fallbacks.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(handled, deadLettered)
+		reg.MustRegister(handled, deadLettered, batchSize, fallbacks)
 		publish = registerShared(reg, publish)
 	}
 	for _, k := range wecomhit.Kinds {
@@ -73,7 +92,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			handled.WithLabelValues(string(k), r)
 		}
 	}
-	return &Metrics{handled: handled, deadLettered: deadLettered, publish: publish.WithLabelValues(StreamName)}
+	return &Metrics{
+		handled: handled, deadLettered: deadLettered, publish: publish.WithLabelValues(StreamName),
+		batchSize: batchSize, fallbacks: fallbacks,
+	}
 }
 
 // InitApp pre-creates the dead-letter series of a configured app, so that
@@ -111,6 +133,18 @@ func (m *Metrics) observePublish(d time.Duration) {
 		return
 	}
 	m.publish.Observe(d.Seconds())
+}
+
+// observeBatch records a batch of n callbacks and, unless reason is
+// empty, that it fell back.
+func (m *Metrics) observeBatch(n int, reason string) {
+	if m == nil {
+		return
+	}
+	m.batchSize.Observe(float64(n))
+	if reason != "" {
+		m.fallbacks.WithLabelValues(reason).Inc()
+	}
 }
 
 // handledKind maps a record's kind to a label value: a record written by

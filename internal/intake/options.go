@@ -18,6 +18,7 @@ type options struct {
 	duplicateWindow time.Duration
 	maxBytes        int64
 	maxMsgSize      int32
+	batching        bool
 	metrics         *Metrics
 	log             zerolog.Logger
 }
@@ -56,6 +57,17 @@ func WithMaxMsgSize(n int32) Option {
 	return func(o *options) error { return broker.SetLimit(ErrInvalidOption, "WithMaxMsgSize", n, &o.maxMsgSize) }
 }
 
+// WithBatching turns Store's group commit on or off: callbacks arriving
+// while another is being stored go to the stream as one fast batch
+// (Store). Default true; it takes effect once Setup finds the stream
+// allowing fast batches.
+func WithBatching(on bool) Option {
+	return func(o *options) error {
+		o.batching = on
+		return nil
+	}
+}
+
 // WithMetrics records PubAck latency and handled callbacks (NewMetrics).
 // Default (or nil): nothing is recorded.
 func WithMetrics(m *Metrics) Option {
@@ -65,8 +77,8 @@ func WithMetrics(m *Metrics) Option {
 	}
 }
 
-// WithLogger sets the logger of Consume and RunCompactor, which add their
-// component and consumer fields. Default zerolog.Nop.
+// WithLogger sets the logger of Consume, RunCompactor and batching, which
+// add their component (and consumer) fields. Default zerolog.Nop.
 func WithLogger(l zerolog.Logger) Option {
 	return func(o *options) error {
 		o.log = l

@@ -1,0 +1,457 @@
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+)
+
+// Group commit: callbacks that wait to be stored at the same moment go to
+// the stream together, as one JetStream fast batch (nats-server 2.14's
+// "fast ingest", stream setting allow_batched), and share the batch's one
+// commit answer instead of each waiting for a PubAck of its own.
+//
+// How a batch travels. Every message of a batch is an ordinary publish on
+// the callback's own subject, with its Nats-Msg-Id and Nats-Expected-Stream
+// headers, and a reply subject that carries the batch: <inbox>.<batch id>.
+// <flow>.fail.<seq>.<op>.$FI, op 0 for the first message, 1 for the next
+// ones and 2 for the last, which commits. The server answers on that reply
+// subject: a flow message ({"type":"ack"}) after the first message (and,
+// while other batches are in flight on the stream, every few messages),
+// {"type":"gap"} or {"type":"err"} when it drops or refuses a message, and
+// one PubAck-shaped answer ({"stream":..,"seq":..,"batch":..,"count":..},
+// or an error) that ends the batch. Gap mode "fail" makes the server end a
+// batch at the first message it cannot take: it commits what came before
+// and answers with that count.
+//
+// Why nil is never returned for a record that is not stored. A callback of
+// a batch is answered nil only when, for its batch, all of this holds:
+//   - the answer that ended the batch is a PubAck without error, naming
+//     WECOM_CALLBACKS and this batch's id (a random NUID, unique among all
+//     publishers of the stream, as the server keys batches by it alone);
+//   - the callback's place in the batch is within the answer's count. The
+//     server sends the count only once every message up to it has been
+//     stored (the last one after it was written, and on a replicated
+//     stream after a quorum applied it) or skipped as a duplicate of a
+//     record in the stream's duplicate window, which is exactly what a
+//     plain publish acks with "duplicate" and today's Store answers nil
+//     for. A message it refused before proposing (DiscardNew limits, size,
+//     the expected stream) or lost (a leader change, a full ingest queue)
+//     ends the count before it: gap mode "fail" never skips over a hole;
+//   - no {"type":"err"}, {"type":"gap"} or error answer for the batch came
+//     before that PubAck, and the reply subscription dropped nothing while
+//     the batch was out. This covers the one case the count does not: a
+//     message that passed the server's checks and then failed to be
+//     written (the store answers that message with an error, and the
+//     batch's commit may still report the full count). The server sends
+//     all of a batch's answers from one queue, in order, so the error
+//     arrives before the PubAck or the subscription's drop count shows it.
+//
+// Anything else (an error, a gap, a short count past the callback, an
+// answer that does not parse, no answer within batchAckTimeout, a publish
+// the client could not send) sends each callback of the batch not yet
+// settled back to the plain path: broker.PublishRetry with its own
+// Nats-Msg-Id and its own ctx. The msg id makes that retry idempotent (a
+// message of the batch that did land is acked as a duplicate), so each
+// callback gets exactly today's answer: nil, ErrStoreFull, or its ctx's
+// error.
+//
+// The one weaker spot, replicated streams only: a message whose id another
+// publisher has proposed but the stream has not yet applied is skipped as
+// a duplicate inside a batch, where a plain publish gets an error
+// (duplicate message conflict). If the batch's own messages before it are
+// applied and the others' proposal is then lost with its leader, the
+// callback was answered nil for a record that another publisher's retry
+// still has to store. It takes the same callback id in flight twice at
+// once (WeCom retrying while the first delivery is still being stored) and
+// a leader lost within that moment. A single server (replicas 1) applies
+// each message before it looks at the next, so it has no such window.
+
+// Batch limits and pacing.
+const (
+	// batchMaxCount and batchMaxBytes cap one batch. The server's own
+	// flow control answers every 500 messages at most when a batch is
+	// alone on the stream, so a batch this size gets no answer but the
+	// first and the last.
+	batchMaxCount = 256
+	batchMaxBytes = 1 << 20
+	// batchFlights is how many batches (or lone plain publishes) may be in
+	// flight at once; callbacks arriving meanwhile wait and form the next
+	// batch. Measured in BENCHMARKS.md ("Fast batches").
+	batchFlights = 1
+	// batchAckTimeout bounds the wait for a batch's answer. A batch of
+	// records is answered within milliseconds; past this, each callback
+	// falls back to a plain publish with whatever time its ctx has left.
+	batchAckTimeout = time.Second
+	// batchFlow is the flow value the reply subject asks for: the most, so
+	// that the server sends as few flow messages as it is willing to.
+	batchFlow = "65535"
+)
+
+// Reasons a batch fell back to plain publishes, the reason label of
+// wecom_receiver_callback_batch_fallbacks_total.
+const (
+	FallbackTimeout  = "timeout"  // no answer within batchAckTimeout
+	FallbackPublish  = "publish"  // the client could not send a message (connection closed, ...)
+	FallbackRejected = "rejected" // the server refused a message: store full, too large, a duplicate id in flight, ...
+	FallbackGap      = "gap"      // the server lost messages of the batch (a leader change, a full queue)
+	FallbackPartial  = "partial"  // the commit covered only the first callbacks, with no error seen (not expected; the rest go alone)
+	FallbackDisabled = "disabled" // the stream does not allow fast batches
+	FallbackInvalid  = "invalid"  // an answer that is not a fast-batch answer, or a dropped one
+)
+
+var fallbackReasons = []string{
+	FallbackTimeout, FallbackPublish, FallbackRejected, FallbackGap, FallbackPartial, FallbackDisabled, FallbackInvalid,
+}
+
+// errCodeBatchDisabled: the stream does not allow fast batches
+// (nats-server's JSBatchPublishDisabledErr).
+const errCodeBatchDisabled = 10205
+
+// A waiter's turn, sent on its item's done channel.
+type turn uint8
+
+const (
+	turnStored   turn = iota // its batch stored it
+	turnFallback             // publish it alone, holding no flight
+	turnLead                 // publish it alone, holding a flight: release it after
+)
+
+// item is one callback waiting in the queue or riding a batch.
+type item struct {
+	msg  *nats.Msg
+	size int
+	done chan turn // buffered: the batch never waits for its caller
+	// queued is true while the item waits in batcher.queue (under mu).
+	queued bool
+}
+
+// batcher groups concurrent Store calls into fast batches. A Store call
+// that finds a flight free publishes alone, as before batching, so a
+// callback never waits for company; calls arriving while every flight is
+// taken queue up, and the flight that ends next sends the queue as one
+// batch from a goroutine of its own, which ends within batchAckTimeout.
+type batcher struct {
+	nc      *nats.Conn
+	log     zerolog.Logger
+	metrics *Metrics
+	// on is set once Setup found the stream allowing fast batches, and
+	// cleared for good if the server says it does not.
+	on   atomic.Bool
+	said atomic.Bool // the plain-path log line was written
+
+	mu      sync.Mutex
+	flights int
+	queue   []*item
+	sub     *nats.Subscription // the reply subscription, made on first use
+	inbox   string             // its prefix: <inbox>.<batch id>....
+	batches map[string]*flight // batches awaiting their answer, by id
+}
+
+func newBatcher(nc *nats.Conn, log zerolog.Logger, m *Metrics) *batcher {
+	return &batcher{nc: nc, log: log, metrics: m, batches: make(map[string]*flight)}
+}
+
+// enable switches batching on or off after Setup looked at the stream,
+// and says once why it is off.
+func (b *batcher) enable(allowed bool) {
+	if allowed {
+		b.on.Store(true)
+		return
+	}
+	b.disable("the stream does not allow fast batches (allow_batched; nats-server 2.14 or later)")
+}
+
+func (b *batcher) disable(why string) {
+	b.on.Store(false)
+	if !b.said.Swap(true) {
+		b.log.Warn().Str("stream", StreamName).Str("reason", why).
+			Msg("storing callbacks one at a time, without batching")
+	}
+}
+
+// store stores msg through a batch, or alone when no other callback
+// waits. publish is the plain path (broker.PublishRetry with msg's id and
+// the caller's ctx). abandoned reports that ctx ended while a batch may
+// still be sending msg, so its buffer must not be reused.
+func (b *batcher) store(ctx context.Context, msg *nats.Msg, publish func() error) (err error, abandoned bool) {
+	b.mu.Lock()
+	if b.flights < batchFlights {
+		b.flights++
+		b.mu.Unlock()
+		err = publish()
+		b.release()
+		return err, false
+	}
+	it := &item{msg: msg, size: len(msg.Data) + len(msg.Subject), done: make(chan turn, 1), queued: true}
+	b.queue = append(b.queue, it)
+	b.mu.Unlock()
+
+	select {
+	case t := <-it.done:
+		switch t {
+		case turnStored:
+			return nil, false
+		case turnLead:
+			err = publish()
+			b.release()
+			return err, false
+		}
+		msg.Reply = ""
+		return publish(), false
+	case <-ctx.Done():
+		b.mu.Lock()
+		taken := !it.queued
+		if it.queued {
+			it.queued = false
+			for i, q := range b.queue {
+				if q == it {
+					b.queue = append(b.queue[:i], b.queue[i+1:]...)
+					break
+				}
+			}
+		}
+		b.mu.Unlock()
+		if taken {
+			// A lead turn is sent under mu as the item leaves the queue,
+			// so it is here now if it is coming at all; its flight must
+			// still end.
+			select {
+			case t := <-it.done:
+				if t == turnLead {
+					b.release()
+					return ctxErr(ctx), false
+				}
+			default:
+			}
+		}
+		return ctxErr(ctx), taken
+	}
+}
+
+// ctxErr is Store's error for a callback whose ctx ended while it waited
+// for a batch: its record may or may not be stored, as when a plain
+// publish's ctx ends before the ack.
+func ctxErr(ctx context.Context) error {
+	return fmt.Errorf("intake: store callback: %w", ctx.Err())
+}
+
+// release ends a flight and starts the next from the queue.
+func (b *batcher) release() {
+	b.mu.Lock()
+	b.flights--
+	b.launchLocked()
+	b.mu.Unlock()
+}
+
+// launchLocked starts flights for the queue while flights are free: a
+// lone callback publishes itself, two or more go as a batch.
+func (b *batcher) launchLocked() {
+	for b.flights < batchFlights && len(b.queue) > 0 {
+		n, size := 0, 0
+		for n < len(b.queue) && n < batchMaxCount && (n == 0 || size+b.queue[n].size <= batchMaxBytes) {
+			size += b.queue[n].size
+			n++
+		}
+		batch := make([]*item, n)
+		copy(batch, b.queue)
+		rest := copy(b.queue, b.queue[n:])
+		clear(b.queue[rest:])
+		b.queue = b.queue[:rest]
+		for _, it := range batch {
+			it.queued = false
+		}
+		b.flights++
+		if n == 1 || !b.on.Load() {
+			for _, it := range batch[1:] {
+				it.done <- turnFallback
+			}
+			batch[0].done <- turnLead
+			continue
+		}
+		go b.fly(batch)
+	}
+}
+
+// fly sends one batch, settles each of its callbacks and ends the flight.
+func (b *batcher) fly(items []*item) {
+	stored, reason := b.send(items)
+	for i, it := range items {
+		if i < stored {
+			it.done <- turnStored
+		} else {
+			it.done <- turnFallback
+		}
+	}
+	b.metrics.observeBatch(len(items), reason)
+	b.release()
+}
+
+// flight is one batch awaiting its answer. The reply subscription's
+// handler fills it in; send reads it once done is closed.
+type flight struct {
+	id     string
+	n      int
+	done   chan struct{}
+	ended  bool   // handler side: done is closed
+	count  int    // callbacks the commit covers, from a clean PubAck
+	reason string // why the batch falls back, "" if it does not
+}
+
+// batchAnswer is what the server answers on a fast batch's reply subject:
+// a flow message (type set) or the PubAck that ends the batch.
+type batchAnswer struct {
+	Type   string `json:"type"`
+	Stream string `json:"stream"`
+	Batch  string `json:"batch"`
+	Count  int    `json:"count"`
+	Error  *struct {
+		ErrCode int `json:"err_code"`
+	} `json:"error"`
+}
+
+// send publishes items as one fast batch and waits for its answer. It
+// returns how many of them, from the first, are stored, and why the rest
+// are not known to be ("" when all are).
+func (b *batcher) send(items []*item) (stored int, reason string) {
+	f := &flight{id: nuid.Next(), n: len(items), done: make(chan struct{})}
+	sub, inbox, dropped, err := b.register(f)
+	if err != nil {
+		return 0, FallbackPublish
+	}
+	defer b.unregister(f)
+
+	prefix := inbox + "." + f.id + "." + batchFlow + ".fail."
+	var op string
+	for i, it := range items {
+		switch i {
+		case 0:
+			op = ".0.$FI"
+		case len(items) - 1:
+			op = ".2.$FI"
+		default:
+			op = ".1.$FI"
+		}
+		it.msg.Reply = prefix + strconv.Itoa(i+1) + op
+		if err := b.nc.PublishMsg(it.msg); err != nil {
+			// What was sent is an unfinished batch, which the server drops
+			// after its batch timeout; nothing of it is answered nil.
+			return 0, FallbackPublish
+		}
+	}
+	t := time.NewTimer(batchAckTimeout)
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+		return 0, FallbackTimeout
+	}
+	// A message the subscription dropped may have been this batch's error.
+	if d, err := sub.Dropped(); err != nil || d != dropped {
+		return 0, FallbackInvalid
+	}
+	if f.reason == FallbackDisabled {
+		b.disable("the server refused a fast batch: batch publish is disabled on the stream")
+	}
+	return f.count, f.reason
+}
+
+// register subscribes on first use (and again after the connection
+// closed it) and files f for the handler. It returns the subscription,
+// its inbox and its drop count before the batch.
+func (b *batcher) register(f *flight) (*nats.Subscription, string, int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sub == nil || !b.sub.IsValid() {
+		inbox := b.nc.NewInbox()
+		sub, err := b.nc.Subscribe(inbox+".>", b.answer)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		// Answers are small and few; a limit by count alone would drop
+		// them only under a flood that the drop check turns into
+		// fallbacks anyway.
+		if err := sub.SetPendingLimits(-1, 64<<20); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, "", 0, err
+		}
+		b.sub, b.inbox = sub, inbox
+	}
+	d, err := b.sub.Dropped()
+	if err != nil {
+		return nil, "", 0, err
+	}
+	b.batches[f.id] = f
+	return b.sub, b.inbox, d, nil
+}
+
+func (b *batcher) unregister(f *flight) {
+	b.mu.Lock()
+	delete(b.batches, f.id)
+	b.mu.Unlock()
+}
+
+// answer handles one message on the reply subscription: it finds the
+// batch by the id in the subject and ends it at the first answer that
+// decides it. Answers for a batch already ended or given up on are
+// dropped: the batch's callbacks have gone their way.
+func (b *batcher) answer(m *nats.Msg) {
+	id := batchID(m.Subject)
+	b.mu.Lock()
+	f := b.batches[id]
+	b.mu.Unlock()
+	if f == nil || f.ended {
+		return
+	}
+	var a batchAnswer
+	switch err := json.Unmarshal(m.Data, &a); {
+	case err != nil:
+		f.end(0, FallbackInvalid) // a status message (no responders, ...) or garbage
+	case a.Type == "ack":
+		// Flow control: the server takes more. Not a promise of storage.
+	case a.Type == "gap":
+		f.end(0, FallbackGap)
+	case a.Type != "":
+		f.end(0, FallbackRejected) // "err": a message refused
+	case a.Error != nil && a.Error.ErrCode == errCodeBatchDisabled:
+		f.end(0, FallbackDisabled)
+	case a.Error != nil:
+		f.end(0, FallbackRejected)
+	case a.Stream != StreamName || a.Batch != f.id || a.Count <= 0 || a.Count > f.n:
+		f.end(0, FallbackInvalid)
+	case a.Count < f.n:
+		f.end(a.Count, FallbackPartial)
+	default:
+		f.end(f.n, "")
+	}
+}
+
+// end records the batch's outcome; called by the subscription's handler
+// only, whose calls never overlap.
+func (f *flight) end(count int, reason string) {
+	f.count, f.reason, f.ended = count, reason, true
+	close(f.done)
+}
+
+// batchID is the batch id in a reply subject <inbox>.<id>.<flow>.<gap>.
+// <seq>.<op>.$FI: the sixth token from the end ("" if there is none).
+func batchID(subject string) string {
+	end := len(subject)
+	for range 5 {
+		i := strings.LastIndexByte(subject[:end], '.')
+		if i < 0 {
+			return ""
+		}
+		end = i
+	}
+	return subject[strings.LastIndexByte(subject[:end], '.')+1 : end]
+}
