@@ -152,7 +152,7 @@ func IntakeOptions(cfg *config.Config) []intake.Option {
 	return []intake.Option{
 		intake.WithReplicas(n.Replicas), intake.WithMaxAge(n.CallbackMaxAge),
 		intake.WithDuplicateWindow(n.DuplicateWindow), intake.WithMaxBytes(n.CallbacksMaxBytes),
-		intake.WithMaxMsgSize(intake.RecordLimit(cfg.HTTP.MaxBodyBytes)),
+		intake.WithMaxMsgSize(intake.RecordLimit(cfg.HTTP.MaxBodyBytes)), intake.WithBatching(n.CallbackBatching),
 	}
 }
 

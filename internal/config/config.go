@@ -201,6 +201,12 @@ type NATS struct {
 	// so a captured callback replayed within the replay guard's window is
 	// still recognised. Default 1h.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// CallbackBatching stores callbacks that arrive while another is
+	// being stored as one JetStream fast batch, answered by one commit
+	// instead of a PubAck each (intake, group commit). It needs
+	// nats-server 2.14 or later; on an older server the receiver stores
+	// each callback alone and logs that once. Default true.
+	CallbackBatching bool `yaml:"callback_batching"`
 	// DeadLetterMaxAge is how long WECOM_DEAD_LETTERS keeps dead letters
 	// for an operator to list and replay. Default 336h (14 days).
 	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
@@ -553,6 +559,7 @@ func defaults() Config {
 			SetupTimeout:     time.Minute,
 			CallbackMaxAge:   72 * time.Hour,
 			DuplicateWindow:  time.Hour,
+			CallbackBatching: true,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
 			PingInterval:        2 * time.Second,

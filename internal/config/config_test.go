@@ -142,6 +142,7 @@ func TestParse_Example(t *testing.T) {
 			SetupTimeout:     time.Minute,
 			CallbackMaxAge:   72 * time.Hour,
 			DuplicateWindow:  time.Hour,
+			CallbackBatching: true,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
 			PingInterval:        2 * time.Second,
@@ -322,6 +323,21 @@ func TestParse_Env(t *testing.T) {
 				assert.Equal(t, 1500*time.Millisecond, cfg.HTTP.AckTimeout)
 				assert.True(t, cfg.NATS.SyncAlways)
 				assert.Equal(t, 1, cfg.NATS.Replicas)
+			},
+		},
+		{
+			name: "CallbackBatchingOff",
+			top:  "nats:\n  callback_batching: ${BATCH}\n",
+			env:  map[string]string{"BATCH": "false"},
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.False(t, cfg.NATS.CallbackBatching)
+			},
+		},
+		{
+			name: "CallbackBatchingEmptyMeansDefault",
+			top:  "nats:\n  callback_batching: ${BATCH:-}\n",
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.True(t, cfg.NATS.CallbackBatching)
 			},
 		},
 		{
