@@ -141,7 +141,11 @@ type item struct {
 // taken queue up, and the flight that ends next sends the queue as one
 // batch from a goroutine of its own, which ends within batchAckTimeout.
 type batcher struct {
-	nc      *nats.Conn
+	nc *nats.Conn
+	// publish is the plain path: Store.publish, broker.PublishRetry with
+	// msg's id until ctx ends.
+	publish func(context.Context, *nats.Msg) error
+
 	log     zerolog.Logger
 	metrics *Metrics
 	// on is set once Setup found the stream allowing fast batches, and
@@ -157,8 +161,8 @@ type batcher struct {
 	batches map[string]*flight // batches awaiting their answer, by id
 }
 
-func newBatcher(nc *nats.Conn, log zerolog.Logger, m *Metrics) *batcher {
-	return &batcher{nc: nc, log: log, metrics: m, batches: make(map[string]*flight)}
+func newBatcher(nc *nats.Conn, publish func(context.Context, *nats.Msg) error, log zerolog.Logger, m *Metrics) *batcher {
+	return &batcher{nc: nc, publish: publish, log: log, metrics: m, batches: make(map[string]*flight)}
 }
 
 // enable switches batching on or off after Setup looked at the stream,
@@ -179,16 +183,17 @@ func (b *batcher) disable(why string) {
 	}
 }
 
-// store stores msg through a batch, or alone when no other callback
-// waits. publish is the plain path (broker.PublishRetry with msg's id and
-// the caller's ctx). abandoned reports that ctx ended while a batch may
-// still be sending msg, so its buffer must not be reused.
-func (b *batcher) store(ctx context.Context, msg *nats.Msg, publish func() error) (err error, abandoned bool) {
+// store stores msg through a batch, or alone (b.publish) when no other
+// callback waits or its batch failed. abandoned reports that ctx ended
+// while a batch may still be sending msg, so its buffer must not be
+// reused.
+func (b *batcher) store(ctx context.Context, msg *nats.Msg) (err error, abandoned bool) {
+	publish := b.publish
 	b.mu.Lock()
 	if b.flights < batchFlights {
 		b.flights++
 		b.mu.Unlock()
-		err = publish()
+		err = publish(ctx, msg)
 		b.release()
 		return err, false
 	}
@@ -202,12 +207,12 @@ func (b *batcher) store(ctx context.Context, msg *nats.Msg, publish func() error
 		case turnStored:
 			return nil, false
 		case turnLead:
-			err = publish()
+			err = publish(ctx, msg)
 			b.release()
 			return err, false
 		}
 		msg.Reply = ""
-		return publish(), false
+		return publish(ctx, msg), false
 	case <-ctx.Done():
 		b.mu.Lock()
 		taken := !it.queued

@@ -153,7 +153,7 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 		streamHeader:  []string{StreamName},
 	}
 	if c, ok := js.(conner); ok && o.batching && c.Conn() != nil {
-		s.batch = newBatcher(c.Conn(), o.log.With().Str("component", "intake").Logger(), o.metrics)
+		s.batch = newBatcher(c.Conn(), s.publish, o.log.With().Str("component", "intake").Logger(), o.metrics)
 	}
 	return s, nil
 }
@@ -258,21 +258,20 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 	}
-	// Room for the two headers PublishMsg adds (Nats-Msg-Id and
-	// Nats-Expected-Stream), so the map is not grown on the way.
+	// The headers a publish option would add (Nats-Msg-Id, every attempt's
+	// and every retry's, and Nats-Expected-Stream), set here once, since a
+	// batch's messages go out as they are.
 	h := make(nats.Header, 3)
 	h[contentTypeHeader] = s.contentType
+	h[jetstream.MsgIDHeader] = []string{cb.ID}
+	h[jetstream.ExpectedStreamHeader] = s.streamHeader
 	msg := &nats.Msg{
 		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
 		Header:  h,
 		Data:    data,
 	}
 	if b := s.batch; b != nil && b.on.Load() {
-		// The headers a plain publish adds through its options, set here
-		// because a batch's messages go out as they are. The map has room.
-		h[jetstream.MsgIDHeader] = []string{cb.ID}
-		h[jetstream.ExpectedStreamHeader] = s.streamHeader
-		err, abandoned := b.store(ctx, msg, func() error { return s.publish(ctx, cb.ID, msg) })
+		err, abandoned := b.store(ctx, msg)
 		if abandoned {
 			// A batch may still be writing msg to the connection: leave
 			// the buffer to the garbage collector.
@@ -280,17 +279,17 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		}
 		return err
 	}
-	return s.publish(ctx, cb.ID, msg)
+	return s.publish(ctx, msg)
 }
 
 // publish is the plain path: msg alone, acked on its own, retried until
 // ctx ends. The ack's Duplicate flag needs no check: a duplicate is
 // stored already.
-func (s *Store) publish(ctx context.Context, id string, msg *nats.Msg) error {
+func (s *Store) publish(ctx context.Context, msg *nats.Msg) error {
 	start := time.Now()
 	// broker.PublishRetry tries again while the stream cannot answer, until
-	// ctx ends; every attempt carries id as its Nats-Msg-Id.
-	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(id), s.expectStream); err != nil {
+	// ctx ends; every attempt carries msg's Nats-Msg-Id.
+	if _, err := broker.PublishRetry(ctx, s.js, msg); err != nil {
 		if isStoreFull(err) {
 			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
 		}
