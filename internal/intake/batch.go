@@ -65,7 +65,17 @@ import (
 // callback gets exactly today's answer: nil, ErrStoreFull, or its ctx's
 // error.
 //
-// The one weaker spot, replicated streams only: a message whose id another
+// What this rests on, beyond the checks above: NATS delivers at most once,
+// so an error answer lost between two servers of a cluster (a route
+// reconnecting between the error and the PubAck) would not show; and a
+// write that fails for a reason the server does not answer at all (an I/O
+// error, a full disk: the plain path times out there) is invisible to the
+// count if the writes after it in the same batch succeed, that is if the
+// disk failed for that one write alone. The server decides DiscardNew
+// limits before it proposes a message, so that a proposed write does not
+// fail for them, on any replica.
+//
+// One spot is weaker than the plain path, on replicated streams only: a message whose id another
 // publisher has proposed but the stream has not yet applied is skipped as
 // a duplicate inside a batch, where a plain publish gets an error
 // (duplicate message conflict). If the batch's own messages before it are
