@@ -150,6 +150,11 @@ type item struct {
 // callback never waits for company; calls arriving while every flight is
 // taken queue up, and the flight that ends next sends the queue as one
 // batch from a goroutine of its own, which ends within batchAckTimeout.
+// A lone publish holds its flight until it is answered or its caller's
+// ctx ends: while the stream cannot answer (a leader election), the
+// callbacks behind it wait in the queue instead of retrying each on its
+// own, and go as one batch once it is answered, or fail at their own
+// deadlines (having sent nothing) if it never is.
 type batcher struct {
 	nc *nats.Conn
 	// publish is the plain path: Store.publish, broker.PublishRetry with

@@ -225,6 +225,39 @@ func TestStore_BatchDisabledOnStream(t *testing.T) {
 	}
 }
 
+// TestStore_BatchUnanswered: a batch that nobody answers (the stream gone,
+// a subscriber taking its subject and saying nothing) is never taken for
+// stored: each callback falls back to its own publish and fails at its
+// deadline, as it would without batching.
+func TestStore_BatchUnanswered(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	reg := prometheus.NewPedanticRegistry()
+	s := mustSetup(t, js, intake.WithMetrics(intake.NewMetrics(reg)))
+	require.NoError(t, js.DeleteStream(ctxTimeout(t, 5*time.Second), intake.StreamName))
+	sub, err := nc.SubscribeSync(prefix + ".callback.>")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+
+	// A lone callback goes first, alone, and holds the flight until its
+	// deadline; the others queue behind it meanwhile and then go as one
+	// batch.
+	first := make(chan error, 1)
+	go func() { first <- s.Store(ctxTimeout(t, 300*time.Millisecond), testCallback("silent-first")) }()
+	_, err = sub.NextMsg(5 * time.Second)
+	require.NoError(t, err, "the first callback was not sent")
+	cbs := callbacks("silent-", 50, func(i int) string { return fmt.Sprint(i) })
+	errs := storeAll(t, s, cbs, 3*time.Second)
+	assert.ErrorIs(t, <-first, context.DeadlineExceeded)
+	for i, err := range errs {
+		assert.ErrorIs(t, err, context.DeadlineExceeded, cbs[i].ID)
+	}
+	assert.NotZero(t, fallbacks(t, reg, intake.FallbackTimeout))
+	msgs, _, err := sub.Pending()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, msgs, 2*len(cbs), "sent in a batch, then each again alone")
+}
+
 // TestStore_SetupAllowsBatches: a stream made before batching (no
 // allow_batched) gets it from Setup, keeps its records, and the next
 // Store batches.
