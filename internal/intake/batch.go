@@ -202,7 +202,7 @@ func (b *batcher) disable(why string) {
 // callback waits or its batch failed. abandoned reports that ctx ended
 // while a batch may still be sending msg, so its buffer must not be
 // reused.
-func (b *batcher) store(ctx context.Context, msg *nats.Msg) (err error, abandoned bool) {
+func (b *batcher) store(ctx context.Context, msg *nats.Msg) (abandoned bool, err error) {
 	publish := b.publish
 	b.mu.Lock()
 	if b.flights < batchFlights {
@@ -210,7 +210,7 @@ func (b *batcher) store(ctx context.Context, msg *nats.Msg) (err error, abandone
 		b.mu.Unlock()
 		err = publish(ctx, msg)
 		b.release()
-		return err, false
+		return false, err
 	}
 	it := &item{msg: msg, size: len(msg.Data) + len(msg.Subject), done: make(chan turn, 1), queued: true}
 	b.queue = append(b.queue, it)
@@ -218,44 +218,53 @@ func (b *batcher) store(ctx context.Context, msg *nats.Msg) (err error, abandone
 
 	select {
 	case t := <-it.done:
+		return false, b.take(ctx, msg, t)
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	queued := it.queued
+	if queued {
+		it.queued = false
+		for i, q := range b.queue {
+			if q == it {
+				b.queue = append(b.queue[:i], b.queue[i+1:]...)
+				break
+			}
+		}
+	}
+	b.mu.Unlock()
+	if queued {
+		return false, ctxErr(ctx)
+	}
+	// Taken from the queue. A lead or fallback turn is sent under mu as
+	// the item leaves it, so it is here now if it is one of those; a
+	// batch's verdict may be too.
+	select {
+	case t := <-it.done:
 		switch t {
 		case turnStored:
-			return nil, false
+			return false, nil // stored after all: the truth, though late
 		case turnLead:
-			err = publish(ctx, msg)
-			b.release()
-			return err, false
+			b.release() // its flight must still end
 		}
-		msg.Reply = ""
-		return publish(ctx, msg), false
-	case <-ctx.Done():
-		b.mu.Lock()
-		taken := !it.queued
-		if it.queued {
-			it.queued = false
-			for i, q := range b.queue {
-				if q == it {
-					b.queue = append(b.queue[:i], b.queue[i+1:]...)
-					break
-				}
-			}
-		}
-		b.mu.Unlock()
-		if taken {
-			// A lead turn is sent under mu as the item leaves the queue,
-			// so it is here now if it is coming at all; its flight must
-			// still end.
-			select {
-			case t := <-it.done:
-				if t == turnLead {
-					b.release()
-					return ctxErr(ctx), false
-				}
-			default:
-			}
-		}
-		return ctxErr(ctx), taken
+		return false, ctxErr(ctx)
+	default:
+		return true, ctxErr(ctx)
 	}
+}
+
+// take acts on a waiter's turn.
+func (b *batcher) take(ctx context.Context, msg *nats.Msg, t turn) error {
+	switch t {
+	case turnStored:
+		return nil
+	case turnLead:
+		err := b.publish(ctx, msg)
+		b.release()
+		return err
+	}
+	msg.Reply = "" // it may have ridden a batch
+	return b.publish(ctx, msg)
 }
 
 // ctxErr is Store's error for a callback whose ctx ended while it waited

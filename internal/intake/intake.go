@@ -103,7 +103,7 @@ type Store struct {
 	// Built once rather than per call: Store is on the HTTP hot path.
 	expectStream jetstream.PublishOpt
 	contentType  []string // never modified; shared by every message's header
-	streamHeader []string // likewise, the Nats-Expected-Stream of a batch's messages
+	streamHeader []string // likewise, every message's Nats-Expected-Stream
 	bufs         sync.Pool
 
 	// batch groups concurrent callbacks into fast batches (batch.go); nil
@@ -258,9 +258,9 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 	}
-	// The headers a publish option would add (Nats-Msg-Id, every attempt's
-	// and every retry's, and Nats-Expected-Stream), set here once, since a
-	// batch's messages go out as they are.
+	// Nats-Msg-Id and Nats-Expected-Stream as headers rather than publish
+	// options: a batch's messages go out as they are, and every attempt of
+	// the plain path carries them as well.
 	h := make(nats.Header, 3)
 	h[contentTypeHeader] = s.contentType
 	h[jetstream.MsgIDHeader] = []string{cb.ID}
@@ -271,7 +271,7 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		Data:    data,
 	}
 	if b := s.batch; b != nil && b.on.Load() {
-		err, abandoned := b.store(ctx, msg)
+		abandoned, err := b.store(ctx, msg)
 		if abandoned {
 			// A batch may still be writing msg to the connection: leave
 			// the buffer to the garbage collector.
