@@ -45,29 +45,46 @@ func storeAll(t testing.TB, s *intake.Store, cbs []*wecomhit.Callback, timeout t
 // storedIDs reads the whole stream and counts its records by Nats-Msg-Id.
 func storedIDs(t testing.TB, js jetstream.JetStream) map[string]int {
 	t.Helper()
-	ctx := ctxTimeout(t, 10*time.Second)
-	st, err := js.Stream(ctx, intake.StreamName)
+	ids, err := readIDs(ctxTimeout(t, 10*time.Second), js)
 	require.NoError(t, err)
+	return ids
+}
+
+// readIDs is storedIDs for a test that waits for the stream (say, for a
+// leader after an election) and so needs the error.
+func readIDs(ctx context.Context, js jetstream.JetStream) (map[string]int, error) {
+	st, err := js.Stream(ctx, intake.StreamName)
+	if err != nil {
+		return nil, err
+	}
 	n := st.CachedInfo().State.Msgs
 	ids := make(map[string]int, n)
 	if n == 0 {
-		return ids
+		return ids, nil
 	}
 	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	for read := uint64(0); read < n; {
 		batch, err := c.Fetch(int(min(n-read, 500)), jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		got := 0
 		for m := range batch.Messages() {
 			ids[m.Headers().Get(jetstream.MsgIDHeader)]++
 			got++
 		}
-		require.NoError(t, batch.Error())
-		require.NotZero(t, got, "fetch returned nothing with %d of %d records read", read, n)
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("fetch returned nothing with %d of %d records read", read, n)
+		}
 		read += uint64(got)
 	}
-	return ids
+	return ids, nil
 }
 
 func callbacks(prefix string, n int, id func(i int) string) []*wecomhit.Callback {
@@ -367,8 +384,13 @@ func TestStore_BatchLeaderChange(t *testing.T) {
 	<-done
 
 	var ok int
-	natstest.WaitFor(t, 10*time.Second, func() error {
-		ids := storedIDs(t, js)
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		ids, err := readIDs(ctx, js)
+		if err != nil {
+			return err
+		}
 		ok = 0
 		for i, err := range errs {
 			if err != nil {
