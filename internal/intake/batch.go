@@ -33,6 +33,15 @@ import (
 // batch at the first message it cannot take: it commits what came before
 // and answers with that count.
 //
+// Written here rather than taken from orbit.go's jetstreamext.FastPublisher
+// (v0.3.2), which is one batch per publisher (an inbox, a SUB and an UNSUB
+// each), waits for the first message's answer before sending the rest,
+// and can return a successful commit counting fewer messages than were
+// sent; BENCHMARKS.md ("Fast batches") has the comparison. publish's
+// fastbatch.go speaks the same protocol for a page of hit events, with
+// flow control and a subscription per batch; the two could share a client
+// in broker.
+//
 // Why nil is never returned for a record that is not stored. A callback of
 // a batch is answered nil only when, for its batch, all of this holds:
 //   - the answer that ended the batch is a PubAck without error, naming
