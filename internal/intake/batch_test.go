@@ -265,7 +265,7 @@ func TestStore_BatchUnanswered(t *testing.T) {
 	_, err = sub.NextMsg(5 * time.Second)
 	require.NoError(t, err, "the first callback was not sent")
 	cbs := callbacks("silent-", 50, func(i int) string { return fmt.Sprint(i) })
-	errs := storeAll(t, s, cbs, 3*time.Second)
+	errs := storeAll(t, s, cbs, 2*time.Second)
 	assert.ErrorIs(t, <-first, context.DeadlineExceeded)
 	for i, err := range errs {
 		assert.ErrorIs(t, err, context.DeadlineExceeded, cbs[i].ID)
