@@ -274,7 +274,10 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		abandoned, err := b.store(ctx, msg)
 		if abandoned {
 			// A batch may still be writing msg to the connection: leave
-			// the buffer to the garbage collector.
+			// the buffer to the garbage collector. msg holds nothing of
+			// cb but copies (the subject) and cb.ID's string, so cb is
+			// free for its caller as Store returns, as callback.Sink
+			// requires.
 			buf = nil
 		}
 		return err
