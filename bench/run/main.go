@@ -98,6 +98,9 @@ type measure struct {
 	Missing    int
 	Non200     int
 	LoadgenErr string
+	// CheckErr is why loadgen's check of the stored records did not
+	// finish, if it did not; the row's load figures still stand.
+	CheckErr string
 	// Loadgen's own CPU over the load (from its start to "load done"):
 	// per callback sent (µs), and as a share of one core over the load's
 	// elapsed time (1 = a whole core). A loadgen near a whole core of its
@@ -451,6 +454,14 @@ type loadgenReport struct {
 	FirstError string         `json:"first_error"`
 	Stored     int            `json:"stored"`
 	Missing    int            `json:"missing"`
+	Checked    bool           `json:"checked"`
+}
+
+// lastLine is the last non-empty line of s: loadgen's error, after its
+// progress lines.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // loadRun starts t's server, sends it sc's load with loadgen, and
@@ -524,11 +535,19 @@ func loadRun(ctx context.Context, t target, sc scenario, dir, loadgen string, se
 		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
 	}
 	// A loadgen that failed only because records are missing still
-	// measured the load: the table shows the missing count.
-	if runErr != nil && rep.Missing == 0 {
+	// measured the load: the table shows the missing count. So did one
+	// whose check could not finish (say, it timed out reading a very
+	// large run): the row keeps its figures and says the check failed.
+	checkErr := ""
+	switch {
+	case runErr == nil || rep.Missing > 0:
+	case rep.Sent > 0 && !rep.Checked:
+		checkErr = lastLine(stderr.String())
+	default:
 		return nil, fmt.Errorf("loadgen: %v: %s", runErr, stderr.String())
 	}
 	m := newMeasure(rep, cpu1-cpu0, hwm, maxRSS)
+	m.CheckErr = checkErr
 	m.LoadgenCPUPerCB, m.LoadgenCores = loadgenCPU(lgTicks, rep.Sent, rep.ElapsedSec)
 	m.LoadAvg = loadAvg
 	return m, nil
@@ -820,6 +839,9 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 			note := ""
 			if m.LoadgenErr != "" {
 				note = "; first error: " + m.LoadgenErr
+			}
+			if m.CheckErr != "" {
+				note += "; CHECK NOT DONE: " + m.CheckErr
 			}
 			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200 (load average %.2f)%s\n",
 				name, sc.name, m.Stored, m.Missing, m.Non200, m.LoadAvg, note)

@@ -84,3 +84,21 @@ func TestPrintTable_LoadgenSaturated(t *testing.T) {
 		})
 	}
 }
+
+// A run whose records check did not finish keeps its load figures and
+// says so on its records line.
+func TestPrintTable_CheckNotDone(t *testing.T) {
+	o := options{duration: 10e9, conns: 64, kind: "conversation_new_message", logLevel: "info", p99Rate: 5000, lowRate: 1000}
+	scenarios := []scenario{{"pinned", true, 0}, {"shared", false, 0}, {"5000/s", false, 5000}, {"1000/s", false, 1000}}
+	res := map[string]map[string]*measure{"pinned": {}, "5000/s": {}, "1000/s": {}, "shared": {
+		"service":  {OKPerSec: 30000, CheckErr: lastLine("loadgen: load done\nloadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded\n")},
+		"baseline": {OKPerSec: 15000, Stored: 150000},
+	}}
+	var out bytes.Buffer
+	printTable(&out, o, true, scenarios, res, 0, 0)
+	assert.Contains(t, out.String(), "service, shared: 0 stored, 0 answered 200 but missing, 0 not answered 200 (load average 0.00); "+
+		"CHECK NOT DONE: loadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded")
+	assert.Contains(t, out.String(), "baseline, shared: 150000 stored")
+	assert.NotContains(t, out.String(), "baseline, shared: 150000 stored, 0 answered 200 but missing, 0 not answered 200 (load average 0.00); CHECK")
+	assert.Contains(t, out.String(), "| callbacks/s, 2 cores shared with loadgen | 30000 | 15000 | 2.00× |")
+}
