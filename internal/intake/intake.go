@@ -164,10 +164,12 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 // (broker.EnsureStream, which retries transient errors until ctx ends).
 // Errors wrap the server's error, naming the stream.
 //
-// The stream allows fast batches (allow_batched). Store uses them only
-// once Setup has seen the stream's config come back with them allowed: a
-// server older than 2.14 drops the setting, and Store then stores every
-// callback alone and logs that once.
+// With batching on (WithBatching), the stream allows fast batches
+// (allow_batched), and Store uses them only once Setup has seen the
+// stream's config come back with them allowed: a server before 2.12 drops
+// the setting, and Store then stores every callback alone and logs that
+// once; nats-server 2.12 and 2.13 refuse the setting, and Setup fails.
+// With batching off, Setup turns allow_batched off.
 func (s *Store) Setup(ctx context.Context) error {
 	st, err := broker.EnsureStream(ctx, s.js, s.streamConfig())
 	if err != nil {
@@ -196,10 +198,14 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		MaxMsgSize: cmp.Or(s.opts.maxMsgSize, -1),
 		Duplicates: s.opts.duplicateWindow,
 		Replicas:   s.opts.replicas,
-		// Allows Store's group commit (batch.go). Set whether or not this
-		// replica batches: it only permits a way of publishing, and
-		// replicas with different settings then agree on the stream.
-		AllowBatchPublish: true,
+		// Allows Store's group commit (batch.go), only when this Store
+		// batches: the setting makes the stream require JetStream API
+		// level 4 (nats-server 2.14) of every server that runs it (an
+		// older one runs its replica offline, and from 2.12 on refuses the
+		// unknown field), so turning batching off is how a deployment on
+		// an older server, or a cluster being upgraded to 2.14, keeps
+		// WECOM_CALLBACKS running.
+		AllowBatchPublish: s.opts.batching,
 	}
 }
 
