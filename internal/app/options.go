@@ -115,7 +115,7 @@ func PublishOptions(cfg *config.Config) []publish.Option {
 		publish.WithDuplicateWindow(fc.HitsDuplicateWindow),
 		publish.WithMaxBytes(n.HitsMaxBytes), publish.WithMaxMsgSize(n.HitsMaxMsgSize),
 		publish.WithDiscardOld(n.HitsDiscard == config.DiscardOld),
-		publish.WithCorpMaxBytes(n.CorpEventsMaxBytes),
+		publish.WithCorpMaxBytes(n.CorpEventsMaxBytes), publish.WithFastBatches(n.HitBatching),
 	}
 }
 

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,6 +16,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/fetch"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/publish"
 )
 
 // testConfig is configs/receiver.local-sim.yaml: the embedded server with
@@ -137,6 +139,27 @@ func TestFetchOptions(t *testing.T) {
 			_, err := fetch.New(nil, nil, nopPublisher{}, FetchOptions(cfg)...)
 			require.ErrorIs(t, err, fetch.ErrInvalidOption)
 			assert.Contains(t, err.Error(), name)
+		})
+	}
+}
+
+// TestPublishOptions_HitBatching: nats.hit_batching decides whether
+// WECOM_HITS allows fast batches (and so needs nats-server 2.14 of every
+// server that runs it); on by default.
+func TestPublishOptions_HitBatching(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(strconv.FormatBool(on), func(t *testing.T) {
+			cfg := testConfig(t)
+			require.True(t, cfg.NATS.HitBatching, "the default")
+			cfg.NATS.HitBatching = on
+			_, js := natstest.Connect(t, natstest.RunServer(t))
+			p, err := publish.New(js, cfg.NATS.SubjectPrefix, PublishOptions(cfg)...)
+			require.NoError(t, err)
+			ctx := natstest.Context(t)
+			require.NoError(t, p.Setup(ctx))
+			st, err := js.Stream(ctx, publish.StreamName)
+			require.NoError(t, err)
+			assert.Equal(t, on, st.CachedInfo().Config.AllowBatchPublish)
 		})
 	}
 }

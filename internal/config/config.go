@@ -203,10 +203,18 @@ type NATS struct {
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// CallbackBatching stores callbacks that arrive while another is
 	// being stored as one JetStream fast batch, answered by one commit
-	// instead of a PubAck each (intake, group commit). It needs
-	// nats-server 2.14 or later; on an older server the receiver stores
-	// each callback alone and logs that once. Default true.
+	// instead of a PubAck each (intake, group commit), and sets
+	// WECOM_CALLBACKS' allow_batched. It needs nats-server 2.14 or later
+	// on every server: 2.12 and 2.13 refuse the stream setting (the
+	// receiver does not start) and run a stream that has it offline;
+	// before 2.12 the receiver stores each callback alone and logs that
+	// once. Default true.
 	CallbackBatching bool `yaml:"callback_batching"`
+	// HitBatching publishes each page's hit events to WECOM_HITS as
+	// JetStream fast batches (publish) and sets the stream's
+	// allow_batched; nats-server versions as for CallbackBatching.
+	// Default true.
+	HitBatching bool `yaml:"hit_batching"`
 	// DeadLetterMaxAge is how long WECOM_DEAD_LETTERS keeps dead letters
 	// for an operator to list and replay. Default 336h (14 days).
 	DeadLetterMaxAge time.Duration `yaml:"dead_letter_max_age"`
@@ -560,6 +568,7 @@ func defaults() Config {
 			CallbackMaxAge:   72 * time.Hour,
 			DuplicateWindow:  time.Hour,
 			CallbackBatching: true,
+			HitBatching:      true,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
 			PingInterval:        2 * time.Second,

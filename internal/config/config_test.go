@@ -143,6 +143,7 @@ func TestParse_Example(t *testing.T) {
 			CallbackMaxAge:   72 * time.Hour,
 			DuplicateWindow:  time.Hour,
 			CallbackBatching: true,
+			HitBatching:      true,
 			DeadLetterMaxAge: 14 * 24 * time.Hour,
 
 			PingInterval:        2 * time.Second,
@@ -331,6 +332,14 @@ func TestParse_Env(t *testing.T) {
 			env:  map[string]string{"BATCH": "false"},
 			check: func(t *testing.T, cfg *config.Config) {
 				assert.False(t, cfg.NATS.CallbackBatching)
+			},
+		},
+		{
+			name: "HitBatchingOff",
+			top:  "nats:\n  hit_batching: false\n",
+			check: func(t *testing.T, cfg *config.Config) {
+				assert.False(t, cfg.NATS.HitBatching)
+				assert.True(t, cfg.NATS.CallbackBatching, "apart from callback_batching")
 			},
 		},
 		{
