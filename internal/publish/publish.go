@@ -196,8 +196,11 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		MaxMsgSize:  cmp.Or(p.opts.maxMsgSize, -1),
 		Duplicates:  p.opts.duplicateWindow,
 		Replicas:    p.opts.replicas,
-		// Fast batches (fastbatch.go); a server before 2.14 does not
-		// know the setting and leaves it off.
+		// Fast batches (fastbatch.go). The setting makes the stream
+		// require nats-server 2.14 of every server that runs it: before
+		// 2.12 a server drops it (and the events go one by one), 2.12 and
+		// 2.13 refuse it (strict mode) and Setup fails, so WithFastBatches
+		// (nats.hit_batching) turns it off where such servers run.
 		AllowBatchPublish: !p.opts.noFastBatches,
 	})
 	if err != nil {
