@@ -74,7 +74,8 @@ const (
 	FallbackInvalid  = "invalid"  // an answer that is not a fast-batch answer, or a dropped one
 )
 
-// fallbackOf is the fallback reason of each way a batch can end short.
+// fallbackOf is the fallback reason of each way a batch can end short
+// (broker.FastStored: a PubAck counting fewer than were sent).
 var fallbackOf = [...]string{
 	broker.FastStored:   FallbackPartial,
 	broker.FastRejected: FallbackRejected,
@@ -392,12 +393,10 @@ func (b *batcher) answer(m *nats.Msg) {
 	switch {
 	case v.End == broker.FastOpen:
 		// Flow control: the server takes more. Not a promise of storage.
-	case v.End == broker.FastStored && v.Err == nil:
-		f.end(f.n, "")
-	case v.End == broker.FastStored:
-		f.end(int(v.Stored), FallbackPartial)
+	case v.Err == nil:
+		f.end(f.n, "") // a PubAck counting every callback
 	default:
-		f.end(0, fallbackOf[v.End])
+		f.end(int(v.Stored), fallbackOf[v.End]) // Stored: a short count's, else 0
 	}
 }
 

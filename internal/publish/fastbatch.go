@@ -3,10 +3,10 @@ package publish
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/wecomhit/wecomhit/internal/broker"
 )
@@ -40,7 +40,7 @@ const (
 // rest are encoded, and ended by commit.
 type fastBatch struct {
 	nc        *nats.Conn
-	id        string // the batch id, a NUID
+	id        string // the batch id, a NUID: its inbox's last token
 	stream    string // the stream the batch goes to, as its PubAck names it
 	prefix    string // reply subject up to the batch sequence
 	sub       *nats.Subscription
@@ -61,10 +61,15 @@ func newFastBatch(nc *nats.Conn, stream string, maxMsgs, window int) (*fastBatch
 	// The server acks every flow messages at most, and a batch stops at two
 	// flow intervals unacknowledged: both within the window.
 	flow := max(1, min(broker.FastMaxFlow, window/2))
-	inbox, id := nc.NewInbox(), nuid.Next()
+	// The inbox's last token, a NUID, is the batch's id, so the reply
+	// subjects are <inbox>.<flow>.fail.<seq>.<op>.$FI, all under the
+	// batch's own subscription, <inbox>.>.
+	inbox := nc.NewInbox()
+	dot := strings.LastIndexByte(inbox, '.')
+	id := inbox[dot+1:]
 	b := &fastBatch{
 		nc: nc, id: id, stream: stream, flow: uint64(flow),
-		prefix: broker.FastReplyPrefix(inbox, id, flow),
+		prefix: broker.FastReplyPrefix(inbox[:dot], id, flow),
 		// Every message is answered at most once, but for the first (on
 		// arrival and once stored) and one refused (an error, then the
 		// PubAck of what came before): the channel holds every answer
