@@ -6,7 +6,11 @@
 //
 // It knows nothing about streams, subjects or records; intake and publish
 // set up their own streams on the JetStream context it hands out, and the
-// caller says what each role may do.
+// caller says what each role may do. What it gives them beyond the
+// connection is how to speak to JetStream: a publish retried until the
+// caller's deadline (publish.go) and the client side of fast batches,
+// their wire protocol and the rule that says what a batch stored
+// (fastbatch.go); when and how to batch is theirs.
 package broker
 
 import (

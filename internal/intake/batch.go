@@ -2,10 +2,7 @@ package intake
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,57 +10,27 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
 // Group commit: callbacks that wait to be stored at the same moment go to
-// the stream together, as one JetStream fast batch (nats-server 2.14's
-// "fast ingest", stream setting allow_batched), and share the batch's one
-// commit answer instead of each waiting for a PubAck of its own.
+// the stream together, as one JetStream fast batch (broker/fastbatch.go:
+// the protocol, and why a batch's PubAck means its callbacks are stored),
+// and share the batch's one commit answer instead of each waiting for a
+// PubAck of its own.
 //
-// How a batch travels. Every message of a batch is an ordinary publish on
-// the callback's own subject, with its Nats-Msg-Id and Nats-Expected-Stream
-// headers, and a reply subject that carries the batch: <inbox>.<batch id>.
-// <flow>.fail.<seq>.<op>.$FI, op 0 for the first message, 1 for the next
-// ones and 2 for the last, which commits. The server answers on that reply
-// subject: a flow message ({"type":"ack"}) after the first message (and,
-// while other batches are in flight on the stream, every few messages),
-// {"type":"gap"} or {"type":"err"} when it drops or refuses a message, and
-// one PubAck-shaped answer ({"stream":..,"seq":..,"batch":..,"count":..},
-// or an error) that ends the batch. Gap mode "fail" makes the server end a
-// batch at the first message it cannot take: it commits what came before
-// and answers with that count.
-//
-// Written here rather than taken from orbit.go's jetstreamext.FastPublisher
-// (v0.3.2), which is one batch per publisher (an inbox, a SUB and an UNSUB
-// each), waits for the first message's answer before sending the rest,
-// and can return a successful commit counting fewer messages than were
-// sent; BENCHMARKS.md ("Fast batches") has the comparison. publish's
-// fastbatch.go speaks the same protocol for a page of hit events, with
-// flow control and a subscription per batch; the two could share a client
-// in broker.
-//
-// Why nil is never returned for a record that is not stored. A callback of
-// a batch is answered nil only when, for its batch, all of this holds:
-//   - the answer that ended the batch is a PubAck without error, naming
-//     WECOM_CALLBACKS and this batch's id (a random NUID, unique among all
-//     publishers of the stream, as the server keys batches by it alone);
-//   - the callback's place in the batch is within the answer's count. The
-//     server sends the count only once every message up to it has been
-//     stored (the last one after it was written, and on a replicated
-//     stream after a quorum applied it) or skipped as a duplicate of a
-//     record in the stream's duplicate window, which is exactly what a
-//     plain publish acks with "duplicate" and today's Store answers nil
-//     for. A message it refused before proposing (DiscardNew limits, size,
-//     the expected stream) or lost (a leader change, a full ingest queue)
-//     ends the count before it: gap mode "fail" never skips over a hole;
-//   - no {"type":"err"}, {"type":"gap"} or error answer for the batch came
-//     before that PubAck, and the reply subscription dropped nothing while
-//     the batch was out. This covers the one case the count does not: a
-//     message that passed the server's checks and then failed to be
-//     written (the store answers that message with an error, and the
-//     batch's commit may still report the full count). The server sends
-//     all of a batch's answers from one queue, in order, so the error
-//     arrives before the PubAck or the subscription's drop count shows it.
+// What intake adds to the protocol is its policy. All batches share one
+// reply subscription (<inbox>.>), and find their batch by its id in the
+// subject: an inbox, a SUB and an UNSUB per batch cost each callback
+// about 2 µs more (BENCHMARKS.md, "Fast batches"). A batch is sent whole
+// and then waits for its answer; flow answers are ignored (a batch of at
+// most batchMaxCount messages gets none but the first). A callback of a
+// batch is answered nil only when its place is within the count of the
+// batch's clean PubAck (broker.ReadFastAnswer: FastStored, naming
+// WECOM_CALLBACKS and the batch's id), no other answer ended the batch
+// first, and the reply subscription dropped nothing while the batch was
+// out.
 //
 // Anything else (an error, a gap, a short count past the callback, an
 // answer that does not parse, no answer within batchAckTimeout, a publish
@@ -73,27 +40,6 @@ import (
 // message of the batch that did land is acked as a duplicate), so each
 // callback gets exactly today's answer: nil, ErrStoreFull, or its ctx's
 // error.
-//
-// What this rests on, beyond the checks above: NATS delivers at most once,
-// so an error answer lost between two servers of a cluster (a route
-// reconnecting between the error and the PubAck) would not show; and a
-// write that fails for a reason the server does not answer at all (an I/O
-// error, a full disk: the plain path times out there) is invisible to the
-// count if the writes after it in the same batch succeed, that is if the
-// disk failed for that one write alone. The server decides DiscardNew
-// limits before it proposes a message, so that a proposed write does not
-// fail for them, on any replica.
-//
-// One spot is weaker than the plain path, on replicated streams only: a message whose id another
-// publisher has proposed but the stream has not yet applied is skipped as
-// a duplicate inside a batch, where a plain publish gets an error
-// (duplicate message conflict). If the batch's own messages before it are
-// applied and the others' proposal is then lost with its leader, the
-// callback was answered nil for a record that another publisher's retry
-// still has to store. It takes the same callback id in flight twice at
-// once (WeCom retrying while the first delivery is still being stored) and
-// a leader lost within that moment. A single server (replicas 1) applies
-// each message before it looks at the next, so it has no such window.
 
 // Batch limits and pacing.
 const (
@@ -113,7 +59,7 @@ const (
 	batchAckTimeout = time.Second
 	// batchFlow is the flow value the reply subject asks for: the most, so
 	// that the server sends as few flow messages as it is willing to.
-	batchFlow = "65535"
+	batchFlow = 65535
 )
 
 // Reasons a batch fell back to plain publishes, the reason label of
@@ -128,13 +74,19 @@ const (
 	FallbackInvalid  = "invalid"  // an answer that is not a fast-batch answer, or a dropped one
 )
 
+// fallbackOf is the fallback reason of each way a batch can end short
+// (broker.FastStored: a PubAck counting fewer than were sent).
+var fallbackOf = [...]string{
+	broker.FastStored:   FallbackPartial,
+	broker.FastRejected: FallbackRejected,
+	broker.FastGap:      FallbackGap,
+	broker.FastDisabled: FallbackDisabled,
+	broker.FastInvalid:  FallbackInvalid,
+}
+
 var fallbackReasons = []string{
 	FallbackTimeout, FallbackPublish, FallbackRejected, FallbackGap, FallbackPartial, FallbackDisabled, FallbackInvalid,
 }
-
-// errCodeBatchDisabled: the stream does not allow fast batches
-// (nats-server's JSBatchPublishDisabledErr).
-const errCodeBatchDisabled = 10205
 
 // A waiter's turn, sent on its item's done channel.
 type turn uint8
@@ -345,18 +297,6 @@ type flight struct {
 	reason string // why the batch falls back, "" if it does not
 }
 
-// batchAnswer is what the server answers on a fast batch's reply subject:
-// a flow message (type set) or the PubAck that ends the batch.
-type batchAnswer struct {
-	Type   string `json:"type"`
-	Stream string `json:"stream"`
-	Batch  string `json:"batch"`
-	Count  int    `json:"count"`
-	Error  *struct {
-		ErrCode int `json:"err_code"`
-	} `json:"error"`
-}
-
 // send publishes items as one fast batch and waits for its answer. It
 // returns how many of them, from the first, are stored, and why the rest
 // are not known to be ("" when all are).
@@ -368,18 +308,14 @@ func (b *batcher) send(items []*item) (stored int, reason string) {
 	}
 	defer b.unregister(f)
 
-	prefix := inbox + "." + f.id + "." + batchFlow + ".fail."
-	var op string
+	prefix := broker.FastReplyPrefix(inbox, f.id, batchFlow)
+	n := uint64(len(items))
+	var buf [128]byte // room for most reply subjects, on the stack
+	reply := buf[:0]
 	for i, it := range items {
-		switch i {
-		case 0:
-			op = ".0.$FI"
-		case len(items) - 1:
-			op = ".2.$FI"
-		default:
-			op = ".1.$FI"
-		}
-		it.msg.Reply = prefix + strconv.Itoa(i+1) + op
+		seq := uint64(i + 1)
+		reply = broker.AppendFastReply(reply[:0], prefix, seq, broker.FastOpAt(seq, n))
+		it.msg.Reply = string(reply)
 		if err := b.nc.PublishMsg(it.msg); err != nil {
 			// What was sent is an unfinished batch, which the server drops
 			// after its batch timeout; nothing of it is answered nil.
@@ -443,33 +379,24 @@ func (b *batcher) unregister(f *flight) {
 // decides it. Answers for a batch already ended or given up on are
 // dropped: the batch's callbacks have gone their way.
 func (b *batcher) answer(m *nats.Msg) {
-	id := batchID(m.Subject)
+	id := broker.FastBatchID(m.Subject)
 	b.mu.Lock()
 	f := b.batches[id]
 	b.mu.Unlock()
 	if f == nil || f.ended {
 		return
 	}
-	var a batchAnswer
-	switch err := json.Unmarshal(m.Data, &a); {
-	case err != nil:
-		f.end(0, FallbackInvalid) // a status message (no responders, ...) or garbage
-	case a.Type == "ack":
+	// f.n, not how many were sent by now: an answer may come while the
+	// batch is still being sent, and the count of an early PubAck is a
+	// prefix of what was sent either way.
+	v := broker.ReadFastAnswer(m.Data, f.id, StreamName, uint64(f.n))
+	switch {
+	case v.End == broker.FastOpen:
 		// Flow control: the server takes more. Not a promise of storage.
-	case a.Type == "gap":
-		f.end(0, FallbackGap)
-	case a.Type != "":
-		f.end(0, FallbackRejected) // "err": a message refused
-	case a.Error != nil && a.Error.ErrCode == errCodeBatchDisabled:
-		f.end(0, FallbackDisabled)
-	case a.Error != nil:
-		f.end(0, FallbackRejected)
-	case a.Stream != StreamName || a.Batch != f.id || a.Count <= 0 || a.Count > f.n:
-		f.end(0, FallbackInvalid)
-	case a.Count < f.n:
-		f.end(a.Count, FallbackPartial)
+	case v.Err == nil:
+		f.end(f.n, "") // a PubAck counting every callback
 	default:
-		f.end(f.n, "")
+		f.end(int(v.Stored), fallbackOf[v.End]) // Stored: a short count's, else 0
 	}
 }
 
@@ -478,18 +405,4 @@ func (b *batcher) answer(m *nats.Msg) {
 func (f *flight) end(count int, reason string) {
 	f.count, f.reason, f.ended = count, reason, true
 	close(f.done)
-}
-
-// batchID is the batch id in a reply subject <inbox>.<id>.<flow>.<gap>.
-// <seq>.<op>.$FI: the sixth token from the end ("" if there is none).
-func batchID(subject string) string {
-	end := len(subject)
-	for range 5 {
-		i := strings.LastIndexByte(subject[:end], '.')
-		if i < 0 {
-			return ""
-		}
-		end = i
-	}
-	return subject[strings.LastIndexByte(subject[:end], '.')+1 : end]
 }

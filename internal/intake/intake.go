@@ -228,9 +228,10 @@ func checkPrefix(prefix string) error {
 //
 // A callback stored while no other is being stored goes alone, with a
 // PubAck of its own. Callbacks arriving while one is on its way wait
-// together and go as one fast batch, answered by one commit (batch.go,
-// which also says why nil still means stored); a batch that fails in any
-// way sends each of its callbacks alone, as if there were no batching.
+// together and go as one fast batch, answered by one commit (batch.go;
+// broker/fastbatch.go says why nil still means stored); a batch that fails
+// in any way sends each of its callbacks alone, as if there were no
+// batching.
 //
 // ctx carries the caller's deadline; without one Store gives up after 3s.
 // While the stream cannot answer (no leader during an election, a leader

@@ -2,98 +2,46 @@ package publish
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit/internal/broker"
 )
 
-// A page's events go to WECOM_HITS as nats-server's fast-ingest batches
-// (nats-server 2.14 and later, a stream with allow_batched): the server
-// answers a batch with a flow ack every so many stored messages and one
-// PubAck for its last, instead of a PubAck per event, which is what the
-// per-event path spends most of its client and server time on.
+// A page's events go to WECOM_HITS as JetStream fast batches
+// (broker/fastbatch.go: the protocol, and why a batch's PubAck means its
+// messages are stored): the server answers a batch with a flow ack every
+// so many stored messages and one PubAck for its last, instead of a PubAck
+// per event, which is what the per-event path spends most of its client
+// and server time on.
 //
-// The protocol lives in each message's reply subject,
-// <inbox>.<flow>.<gap>.<batch seq>.<op>.$FI, the inbox's last token being
-// the batch id. Written here rather than taken from orbit.go's
-// jetstreamext.FastPublisher (v0.3.2): that client reports a message the
-// server refused in mid-batch through an error callback, on its own
-// goroutine, while its commit can still return a successful BatchAck that
-// counts fewer messages than were sent, so a caller must join the two to
-// learn whether every event is stored. This client reads every answer in
-// order on the publishing goroutine and decides in one place (answer).
-//
-// What the server does, from its code (server/stream.go,
-// processJetStreamFastBatchMsg and processJetStreamMsgWithBatch;
-// server/jetstream_batching.go), and what this client concludes:
-//   - Gap mode "fail": a message missing in the sequence, or refused before
-//     it is stored (its limits, a header check), ends the batch there; the
-//     server reports it ("err" or "gap") and commits what it had, so the
-//     final PubAck counts fewer messages than were sent. A message the
-//     store refuses (DiscardNew at MaxBytes) is answered with an error
-//     PubAck. Either way this client sees an error before any PubAck that
-//     would count the whole batch, since the server answers a batch in
-//     order on one queue, and reports the batch failed.
-//   - A duplicate (a Nats-Msg-Id within the duplicate window), the first
-//     message included, is skipped silently, as JetStream de-duplicates
-//     every publish, and the batch goes on. The server does not say which
-//     were skipped; its final PubAck names the stream sequence of the last
-//     message the batch stored, 0 when it stored none.
-//   - The final PubAck's count is the batch sequence of the last message:
-//     equal to the number sent only when every message was stored or
-//     skipped as a duplicate.
-//
-// So a nil error from publishFast means every event is in the stream; any
-// error means some may be and some not, and the caller publishes the same
-// events again the per-event way, which the Nats-Msg-Ids make idempotent.
-//
-// Not covered: a write the server's store fails with an I/O error (not a
-// limit) is neither answered nor counted by the server, which marks the
-// stream failed (its health check reports it); a batch around it can end
-// in a PubAck counting every message.
-
-// Fast batch operations, the next-to-last token of the reply subject.
-const (
-	fastOpStart  = "0"
-	fastOpAppend = "1"
-	fastOpCommit = "2"
-)
+// What publish adds to the protocol is its policy. A batch is a window of
+// a page's events, sent as they are built, with at most two flow
+// intervals unacknowledged; it has a reply subscription of its own (one
+// per window of events, so its cost is spread over hundreds of them),
+// read in order on the publishing goroutine. A batch is all or nothing: a
+// nil error from commit means every event is in the stream; any other
+// answer (an error, a gap, a PubAck counting fewer than were sent), no
+// answer within fastAnswerTimeout, or ctx's end fails the batch, and the
+// caller publishes the same events again the per-event way, which the
+// Nats-Msg-Ids make idempotent.
 
 const (
-	// fastMaxFlow is the most messages the server lets pass between two
-	// flow acks.
-	fastMaxFlow = 500
 	// fastAnswerTimeout is the longest a batch waits for the server's
 	// next answer (a lost flow ack, a leader change) before giving up.
 	fastAnswerTimeout = 5 * time.Second
 )
-
-// fastAnswer is any answer to a batch: a flow message (Type "ack", "gap"
-// or "err") or, without Type, the PubAck that ends the batch.
-type fastAnswer struct {
-	Type string `json:"type"`
-	// Seq: a flow ack's last stored batch sequence, an error's batch
-	// sequence, a PubAck's stream sequence.
-	Seq uint64 `json:"seq"`
-	// Msgs: a flow ack's interval, the messages until the next one.
-	Msgs uint16 `json:"msgs"`
-	// LastSeq: a gap's expected batch sequence.
-	LastSeq uint64              `json:"last_seq"`
-	Error   *jetstream.APIError `json:"error"`
-	Stream  string              `json:"stream"`
-	// Count: a PubAck's batch sequence of the last message it covers.
-	Count uint64 `json:"count"`
-}
 
 // fastBatch is one batch in flight, sent message by message as a page's
 // events are built (add), so that the server stores the first while the
 // rest are encoded, and ended by commit.
 type fastBatch struct {
 	nc        *nats.Conn
+	id        string // the batch id, a NUID: its inbox's last token
+	stream    string // the stream the batch goes to, as its PubAck names it
 	prefix    string // reply subject up to the batch sequence
 	sub       *nats.Subscription
 	ch        chan *nats.Msg
@@ -107,16 +55,21 @@ type fastBatch struct {
 	reply []byte // the reply subject being built, reused
 }
 
-// newFastBatch starts a batch of at most maxMsgs messages on nc, at most
-// window unacknowledged at once. Its caller closes it.
-func newFastBatch(nc *nats.Conn, maxMsgs, window int) (*fastBatch, error) {
+// newFastBatch starts a batch of at most maxMsgs messages to stream on
+// nc, at most window unacknowledged at once. Its caller closes it.
+func newFastBatch(nc *nats.Conn, stream string, maxMsgs, window int) (*fastBatch, error) {
 	// The server acks every flow messages at most, and a batch stops at two
 	// flow intervals unacknowledged: both within the window.
-	flow := max(1, min(fastMaxFlow, window/2))
+	flow := max(1, min(broker.FastMaxFlow, window/2))
+	// The inbox's last token, a NUID, is the batch's id, so the reply
+	// subjects are <inbox>.<flow>.fail.<seq>.<op>.$FI, all under the
+	// batch's own subscription, <inbox>.>.
 	inbox := nc.NewInbox()
+	dot := strings.LastIndexByte(inbox, '.')
+	id := inbox[dot+1:]
 	b := &fastBatch{
-		nc: nc, flow: uint64(flow),
-		prefix: inbox + "." + strconv.Itoa(flow) + ".fail.",
+		nc: nc, id: id, stream: stream, flow: uint64(flow),
+		prefix: broker.FastReplyPrefix(inbox[:dot], id, flow),
 		// Every message is answered at most once, but for the first (on
 		// arrival and once stored) and one refused (an error, then the
 		// PubAck of what came before): the channel holds every answer
@@ -141,9 +94,9 @@ func (b *fastBatch) close() { _ = b.sub.Unsubscribe() }
 // ends the batch. m may be reused once add returns: the connection has
 // copied it.
 func (b *fastBatch) add(ctx context.Context, m *nats.Msg) error {
-	op := fastOpAppend
+	op := broker.FastAppend
 	if b.sent == 0 {
-		op = fastOpStart
+		op = broker.FastStart
 	}
 	if err := b.send(m, op); err != nil {
 		return err
@@ -170,13 +123,11 @@ func (b *fastBatch) add(ctx context.Context, m *nats.Msg) error {
 // that ends it: nil once the server has stored every message (see above);
 // allDup then reports that every one was a duplicate.
 //
-// The batch ends with a message rather than with the protocol's
-// end-of-batch commit, which is a message of its own on a subject of the
-// stream: plain NATS subscribers to the events would receive it, empty.
-// That is also why this client does not ping.
+// The batch ends with a message, not with the protocol's commit without
+// one (broker/fastbatch.go says why).
 func (b *fastBatch) commit(ctx context.Context, m *nats.Msg) (allDup bool, err error) {
 	b.committed = true
-	if err := b.send(m, fastOpCommit); err != nil {
+	if err := b.send(m, broker.FastCommit); err != nil {
 		return false, err
 	}
 	for {
@@ -190,10 +141,10 @@ func (b *fastBatch) commit(ctx context.Context, m *nats.Msg) (allDup bool, err e
 	}
 }
 
-// publishFast publishes msgs, at least one, as one fast batch (add,
-// commit).
-func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window int) (allDup bool, err error) {
-	b, err := newFastBatch(nc, len(msgs), window)
+// publishFast publishes msgs, at least one, to stream as one fast batch
+// (add, commit).
+func publishFast(ctx context.Context, nc *nats.Conn, stream string, msgs []*nats.Msg, window int) (allDup bool, err error) {
+	b, err := newFastBatch(nc, stream, len(msgs), window)
 	if err != nil {
 		return false, err
 	}
@@ -207,7 +158,7 @@ func publishFast(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg, window in
 }
 
 // send publishes m as the batch's next message, op its operation.
-func (b *fastBatch) send(m *nats.Msg, op string) error {
+func (b *fastBatch) send(m *nats.Msg, op broker.FastOp) error {
 	b.sent++
 	m.Reply = b.replySubject(b.sent, op)
 	if err := b.nc.PublishMsg(m); err != nil {
@@ -218,20 +169,15 @@ func (b *fastBatch) send(m *nats.Msg, op string) error {
 
 // replySubject is the reply subject of the batch's message seq, op its
 // operation.
-func (b *fastBatch) replySubject(seq uint64, op string) string {
-	r := append(b.reply[:0], b.prefix...)
-	r = strconv.AppendUint(r, seq, 10)
-	r = append(r, '.')
-	r = append(r, op...)
-	r = append(r, ".$FI"...)
-	b.reply = r
-	return string(r)
+func (b *fastBatch) replySubject(seq uint64, op broker.FastOp) string {
+	b.reply = broker.AppendFastReply(b.reply[:0], b.prefix, seq, op)
+	return string(b.reply)
 }
 
 // await waits for the next answer, for at most fastAnswerTimeout: a
 // batch without news that long is given up (the caller publishes its
-// events one by one), rather than pinged: a ping is a message on the
-// stream's subject, which plain subscribers would receive.
+// events one by one), rather than pinged (broker/fastbatch.go says why
+// not).
 func (b *fastBatch) await(ctx context.Context) (done bool, err error) {
 	t := time.NewTimer(fastAnswerTimeout)
 	defer t.Stop()
@@ -245,35 +191,24 @@ func (b *fastBatch) await(ctx context.Context) (done bool, err error) {
 	}
 }
 
-// answer handles one answer from the server; done reports the batch's
-// PubAck covering every message, an error anything else that ends it.
+// answer handles one answer from the server (broker.ReadFastAnswer);
+// done reports the batch's PubAck covering every message, an error
+// anything else that ends it.
 func (b *fastBatch) answer(m *nats.Msg) (done bool, err error) {
-	var a fastAnswer
-	if err := json.Unmarshal(m.Data, &a); err != nil {
-		return false, fmt.Errorf("fast batch: answer: %w", err)
-	}
-	switch a.Type {
-	case "ack":
-		b.acked = max(b.acked, a.Seq)
-		if a.Msgs > 0 {
-			b.flow = uint64(a.Msgs)
+	v := broker.ReadFastAnswer(m.Data, b.id, b.stream, b.sent)
+	switch {
+	case v.End == broker.FastOpen:
+		b.acked = max(b.acked, v.Acked)
+		if v.Flow > 0 {
+			b.flow = uint64(v.Flow)
 		}
 		return false, nil
-	case "gap":
-		return false, fmt.Errorf("fast batch: gap: message %d lost, at %d", a.LastSeq, a.Seq)
-	case "err":
-		return false, fmt.Errorf("fast batch: message %d: %w", a.Seq, a.Error)
-	case "":
-	default:
-		return false, fmt.Errorf("fast batch: answer of type %q", a.Type)
+	case v.Err != nil:
+		return false, fmt.Errorf("fast batch: %w", v.Err)
+	case !b.committed:
+		// Ended before its last message: the rest were never stored.
+		return false, fmt.Errorf("fast batch: ended at message %d of %d sent, before the commit", v.Stored, b.sent)
 	}
-	switch {
-	case a.Error != nil:
-		return false, fmt.Errorf("fast batch: %w", a.Error)
-	case !b.committed || a.Count != b.sent:
-		// Ended early: a message refused, the rest never stored.
-		return false, fmt.Errorf("fast batch: ended at message %d of %d sent", a.Count, b.sent)
-	}
-	b.none = a.Seq == 0
+	b.none = v.None
 	return true, nil
 }

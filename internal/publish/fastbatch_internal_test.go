@@ -67,17 +67,17 @@ func TestPublishFast_Duplicates(t *testing.T) {
 	nc, s := fastStream(t, jetstream.StreamConfig{})
 	ctx := t.Context()
 
-	allDup, err := publishFast(ctx, nc, fastMsgs(0, 300, 100), 64)
+	allDup, err := publishFast(ctx, nc, "FAST", fastMsgs(0, 300, 100), 64)
 	require.NoError(t, err)
 	assert.False(t, allDup)
 	assert.Equal(t, ids(0, 300), stored(t, s))
 
-	allDup, err = publishFast(ctx, nc, fastMsgs(0, 300, 100), 64)
+	allDup, err = publishFast(ctx, nc, "FAST", fastMsgs(0, 300, 100), 64)
 	require.NoError(t, err, "duplicates, the first message included, are skipped, not refused")
 	assert.True(t, allDup, "nothing stored: every one a duplicate")
 	assert.Equal(t, ids(0, 300), stored(t, s), "no second copy")
 
-	allDup, err = publishFast(ctx, nc, fastMsgs(250, 100, 100), 512)
+	allDup, err = publishFast(ctx, nc, "FAST", fastMsgs(250, 100, 100), 512)
 	require.NoError(t, err)
 	assert.False(t, allDup)
 	assert.Equal(t, ids(0, 350), stored(t, s), "the 50 new ones, after the others")
@@ -96,7 +96,7 @@ func TestPublishFast_StoreFull(t *testing.T) {
 			// would: the batch must end at the big one.
 			msgs := append(fastMsgs(0, 50, 1000), fastMsgs(50, 1, 20000)...)
 			msgs = append(msgs, fastMsgs(51, 20, 10)...)
-			_, err := publishFast(ctx, nc, msgs, window)
+			_, err := publishFast(ctx, nc, "FAST", msgs, window)
 			require.Error(t, err, "the stream refused an event")
 			assert.Contains(t, err.Error(), "maximum bytes exceeded")
 			assert.Equal(t, ids(0, 50), stored(t, s), "what fit, in order, and nothing after the refused event")
@@ -110,7 +110,7 @@ func TestPublishFast_NotAllowed(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.RunServer(t))
 	s, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "PLAIN", Subjects: []string{"fast.>"}})
 	require.NoError(t, err)
-	_, err = publishFast(t.Context(), nc, fastMsgs(0, 10, 10), 512)
+	_, err = publishFast(t.Context(), nc, "PLAIN", fastMsgs(0, 10, 10), 512)
 	require.Error(t, err)
 	assert.Empty(t, stored(t, s))
 }

@@ -350,7 +350,7 @@ func (w *window) batchEvent(ctx context.Context, e *wecomhit.HitEvent) error {
 	w.batch = append(w.batch, e)
 	if len(w.batch) > 1 {
 		if w.fb == nil {
-			fb, err := newFastBatch(w.p.nc, w.p.opts.window, w.p.opts.window)
+			fb, err := newFastBatch(w.p.nc, StreamName, w.p.opts.window, w.p.opts.window)
 			if err != nil {
 				return w.unbatch(ctx, err)
 			}
