@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,6 +65,43 @@ func EnsureStream(ctx context.Context, js jetstream.StreamManager, cfg jetstream
 		return js.UpdateStream(ctx, cfg)
 	})
 }
+
+// EnsureBatchedStream is EnsureStream for a stream that asks for fast
+// batches (cfg.AllowBatchPublish), and reports whether the stream it
+// leaves takes them. nats-server 2.12 and 2.13 check stream configs
+// strictly and refuse allow_batched, which came in 2.14, as an unknown
+// field ("invalid JSON", 10025); rather than fail to start there, the
+// stream is ensured without the setting and batched is false, so the
+// caller publishes one message at a time. A server before 2.12 drops the
+// field instead: the stream comes back without it, and batched is false
+// as well. (Checked against 2.15.3's unmarshalRequest, which refuses
+// unknown fields in strict mode, the default since 2.12; the 2.12 and
+// 2.13 binaries were not run here.)
+func EnsureBatchedStream(ctx context.Context, js jetstream.StreamManager, cfg jetstream.StreamConfig) (s jetstream.Stream, batched bool, err error) {
+	s, err = EnsureStream(ctx, js, cfg)
+	if cfg.AllowBatchPublish && refusedBatchSetting(err) {
+		zerolog.Ctx(ctx).Warn().Str("stream", cfg.Name).
+			Msg("the NATS server refuses allow_batched (nats-server 2.12 or 2.13): stream set up without fast batches")
+		cfg.AllowBatchPublish = false
+		s, err = EnsureStream(ctx, js, cfg)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return s, s.CachedInfo().Config.AllowBatchPublish, nil
+}
+
+// refusedBatchSetting reports whether err is a server refusing a stream
+// config for its allow_batched field: the strict JSON check of 2.12 and
+// 2.13 answers 10025 with encoding/json's `unknown field "allow_batched"`.
+func refusedBatchSetting(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInvalidJSON &&
+		strings.Contains(apiErr.Description, "allow_batched")
+}
+
+// errCodeInvalidJSON is nats-server's JSInvalidJSONErr.
+const errCodeInvalidJSON jetstream.ErrorCode = 10025
 
 // EnsureKeyValue is EnsureStream for a KV bucket: bind, update only when
 // the bucket's config differs from cfg (kvDiff), create when absent, and

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -210,4 +211,44 @@ func TestEnsureStream_ErrPermanent(t *testing.T) {
 	_, err := broker.EnsureStream(ctx, js, cfg)
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, context.DeadlineExceeded), "not retried until the deadline: %v", err)
+}
+
+// TestEnsureBatchedStream: the stream takes fast batches when asked to and
+// says so; asked without, it reports false and the setting is off.
+func TestEnsureBatchedStream(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	cfg := ensureStreamConfig()
+	cfg.Replicas = 1
+	cfg.AllowBatchPublish = true
+	s, batched, err := broker.EnsureBatchedStream(ctx, js, cfg)
+	require.NoError(t, err)
+	assert.True(t, batched)
+	assert.True(t, s.CachedInfo().Config.AllowBatchPublish)
+
+	cfg.AllowBatchPublish = false
+	s, batched, err = broker.EnsureBatchedStream(ctx, js, cfg)
+	require.NoError(t, err)
+	assert.False(t, batched)
+	assert.False(t, s.CachedInfo().Config.AllowBatchPublish, "the setting is turned off again")
+}
+
+// TestRefusedBatchSetting: the answer nats-server 2.12 and 2.13 give a
+// stream config with allow_batched (strict mode's unknown field; its text
+// built as 2.15.3's unmarshalRequest and NewJSInvalidJSONError build it),
+// and nothing else, makes EnsureBatchedStream retry without the setting.
+func TestRefusedBatchSetting(t *testing.T) {
+	refused := &jetstream.APIError{Code: 400, ErrorCode: 10025,
+		Description: `invalid JSON: json: unknown field "allow_batched"`}
+	assert.True(t, broker.RefusedBatchSetting(fmt.Errorf("set up stream X: %w", refused)))
+	for _, err := range []error{
+		nil,
+		errors.New(`unknown field "allow_batched"`),
+		&jetstream.APIError{Code: 400, ErrorCode: 10025, Description: `invalid JSON: json: unknown field "metadata"`},
+		&jetstream.APIError{Code: 500, ErrorCode: 10049, Description: "stream configuration for allow_batched is invalid"},
+	} {
+		assert.False(t, broker.RefusedBatchSetting(err), "%v", err)
+	}
 }

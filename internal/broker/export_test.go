@@ -16,3 +16,6 @@ var FreeBytes = freeBytes
 
 // CreateSeed exposes createSeed to the tests.
 var CreateSeed = createSeed
+
+// RefusedBatchSetting exposes refusedBatchSetting to the tests.
+var RefusedBatchSetting = refusedBatchSetting

@@ -206,9 +206,9 @@ type NATS struct {
 	// instead of a PubAck each (intake, group commit), and sets
 	// WECOM_CALLBACKS' allow_batched. It needs nats-server 2.14 or later
 	// on every server: 2.12 and 2.13 refuse the stream setting (the
-	// receiver does not start) and run a stream that has it offline;
-	// before 2.12 the receiver stores each callback alone and logs that
-	// once. Default true.
+	// receiver then sets the stream up without it) and run a stream that
+	// has it offline; before 2.12 the receiver stores each callback alone
+	// and logs that once. Default true.
 	CallbackBatching bool `yaml:"callback_batching"`
 	// HitBatching publishes each page's hit events to WECOM_HITS as
 	// JetStream fast batches (publish) and sets the stream's

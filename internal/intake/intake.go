@@ -171,12 +171,12 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 // once; nats-server 2.12 and 2.13 refuse the setting, and Setup fails.
 // With batching off, Setup turns allow_batched off.
 func (s *Store) Setup(ctx context.Context) error {
-	st, err := broker.EnsureStream(ctx, s.js, s.streamConfig())
+	_, batched, err := broker.EnsureBatchedStream(ctx, s.js, s.streamConfig())
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
 	if s.batch != nil {
-		s.batch.enable(st.CachedInfo().Config.AllowBatchPublish)
+		s.batch.enable(batched)
 	}
 	return nil
 }
@@ -201,10 +201,10 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		// Allows Store's group commit (batch.go), only when this Store
 		// batches: the setting makes the stream require JetStream API
 		// level 4 (nats-server 2.14) of every server that runs it (an
-		// older one runs its replica offline, and from 2.12 on refuses the
-		// unknown field), so turning batching off is how a deployment on
-		// an older server, or a cluster being upgraded to 2.14, keeps
-		// WECOM_CALLBACKS running.
+		// older one runs its replica offline), so turning batching off is
+		// how a cluster being upgraded to 2.14 keeps WECOM_CALLBACKS
+		// running. A server that refuses the field (2.12, 2.13) gets the
+		// stream without it (broker.EnsureBatchedStream).
 		AllowBatchPublish: s.opts.batching,
 	}
 }

@@ -184,7 +184,7 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	if p.opts.discardOld {
 		discard = jetstream.DiscardOld
 	}
-	s, err := broker.EnsureStream(ctx, p.js, jetstream.StreamConfig{
+	_, batched, err := broker.EnsureBatchedStream(ctx, p.js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "WeCom keyword hits: one wecom.hit.v1 event per (message, rule)",
 		Subjects:    []string{p.prefix + ".hit.>"},
@@ -199,14 +199,16 @@ func (p *Publisher) Setup(ctx context.Context) error {
 		// Fast batches (fastbatch.go). The setting makes the stream
 		// require nats-server 2.14 of every server that runs it: before
 		// 2.12 a server drops it (and the events go one by one), 2.12 and
-		// 2.13 refuse it (strict mode) and Setup fails, so WithFastBatches
-		// (nats.hit_batching) turns it off where such servers run.
+		// 2.13 refuse it (strict mode) and the stream is set up without
+		// it (broker.EnsureBatchedStream). In a cluster being upgraded,
+		// WithFastBatches(false) (nats.hit_batching) keeps the stream off
+		// API level 4, which older nodes would run offline.
 		AllowBatchPublish: !p.opts.noFastBatches,
 	})
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	fast := !p.opts.noFastBatches && p.nc != nil && s.CachedInfo().Config.AllowBatchPublish
+	fast := !p.opts.noFastBatches && p.nc != nil && batched
 	if !p.opts.noFastBatches && !fast && !p.fast.Load() {
 		p.log.Info().Str("stream", StreamName).
 			Msg("stream does not take fast batches (nats-server before 2.14?): events are published one by one, each acked")
