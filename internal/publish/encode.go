@@ -3,9 +3,9 @@ package publish
 import (
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/jsonstr"
 )
 
 // appendEvent appends e's JSON to dst: byte for byte what json.Marshal(e)
@@ -16,17 +16,17 @@ import (
 // types must change both this and the tests' generator.
 func appendEvent(dst []byte, e *wecomhit.HitEvent) ([]byte, error) {
 	dst = append(dst, `{"schema":`...)
-	dst = appendString(dst, e.Schema)
+	dst = jsonstr.Append(dst, e.Schema, true)
 	dst = append(dst, `,"app":`...)
-	dst = appendString(dst, e.App)
+	dst = jsonstr.Append(dst, e.App, true)
 	dst = append(dst, `,"corp_id":`...)
-	dst = appendString(dst, e.CorpID)
+	dst = jsonstr.Append(dst, e.CorpID, true)
 	dst = append(dst, `,"msgid":`...)
-	dst = appendString(dst, e.MsgID)
+	dst = jsonstr.Append(dst, e.MsgID, true)
 	dst = append(dst, `,"rule_id":`...)
-	dst = appendString(dst, e.RuleID)
+	dst = jsonstr.Append(dst, e.RuleID, true)
 	dst = append(dst, `,"rule_name":`...)
-	dst = appendString(dst, e.RuleName)
+	dst = jsonstr.Append(dst, e.RuleName, true)
 	dst = append(dst, `,"has_hit_keyword":`...)
 	dst = strconv.AppendBool(dst, e.HasHitKeyword)
 	dst = append(dst, `,"semantics":`...)
@@ -38,7 +38,7 @@ func appendEvent(dst []byte, e *wecomhit.HitEvent) ([]byte, error) {
 		dst = appendMessage(dst, m)
 	}
 	dst = append(dst, `,"source":`...)
-	dst = appendString(dst, e.Source)
+	dst = jsonstr.Append(dst, e.Source, true)
 	dst = append(dst, `,"used_hit_token":`...)
 	dst = strconv.AppendBool(dst, e.UsedHitToken)
 	dst = append(dst, `,"fetched_at":"`...)
@@ -63,9 +63,9 @@ func appendRules(dst []byte, rules []wecomhit.RuleMatch) []byte {
 		}
 		r := &rules[i]
 		dst = append(dst, `{"rule_id":`...)
-		dst = appendString(dst, r.RuleID)
+		dst = jsonstr.Append(dst, r.RuleID, true)
 		dst = append(dst, `,"rule_name":`...)
-		dst = appendString(dst, r.RuleName)
+		dst = jsonstr.Append(dst, r.RuleName, true)
 		dst = append(dst, `,"has_hit_keyword":`...)
 		dst = strconv.AppendBool(dst, r.HasHitKeyword)
 		dst = append(dst, `,"semantics":`...)
@@ -80,7 +80,7 @@ func appendMessage(dst []byte, m *wecomhit.Message) []byte {
 	dst = append(dst, `{"msgtype":`...)
 	dst = strconv.AppendInt(dst, int64(m.MsgType), 10)
 	dst = append(dst, `,"msgtype_name":`...)
-	dst = appendString(dst, m.MsgTypeName)
+	dst = jsonstr.Append(dst, m.MsgTypeName, true)
 	dst = append(dst, `,"send_time":`...)
 	dst = strconv.AppendInt(dst, m.SendTime, 10)
 	dst = append(dst, `,"sender":`...)
@@ -99,10 +99,10 @@ func appendMessage(dst []byte, m *wecomhit.Message) []byte {
 		dst = append(dst, ']')
 	}
 	dst = append(dst, `,"chat_id":`...)
-	dst = appendString(dst, m.ChatID)
+	dst = jsonstr.Append(dst, m.ChatID, true)
 	if k := m.ServiceEncryptInfo; k != nil {
 		dst = append(dst, `,"service_encrypt_info":{"encrypted_secret_key":`...)
-		dst = appendString(dst, k.EncryptedSecretKey)
+		dst = jsonstr.Append(dst, k.EncryptedSecretKey, true)
 		dst = append(dst, `,"public_key_ver":`...)
 		dst = strconv.AppendInt(dst, int64(k.PublicKeyVer), 10)
 		dst = append(dst, '}')
@@ -122,7 +122,7 @@ func appendSemantics(dst []byte, s []wecomhit.Semantic) []byte {
 		dst = append(dst, `{"code":`...)
 		dst = strconv.AppendInt(dst, int64(s[i].Code), 10)
 		dst = append(dst, `,"name":`...)
-		dst = appendString(dst, s[i].Name)
+		dst = jsonstr.Append(dst, s[i].Name, true)
 		dst = append(dst, '}')
 	}
 	return append(dst, ']')
@@ -132,62 +132,8 @@ func appendParty(dst []byte, p *wecomhit.NamedParty) []byte {
 	dst = append(dst, `{"type":`...)
 	dst = strconv.AppendInt(dst, int64(p.Type), 10)
 	dst = append(dst, `,"type_name":`...)
-	dst = appendString(dst, p.TypeName)
+	dst = jsonstr.Append(dst, p.TypeName, true)
 	dst = append(dst, `,"id":`...)
-	dst = appendString(dst, p.ID)
+	dst = jsonstr.Append(dst, p.ID, true)
 	return append(dst, '}')
-}
-
-// appendString appends s as a JSON string the way encoding/json does by
-// default: '"' and '\' escaped, control characters as \b \f \n \r \t or
-// \u00XX, '<' '>' '&' as \u00XX (HTML-safe), invalid UTF-8 as \ufffd, and
-// U+2028 and U+2029 escaped.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
