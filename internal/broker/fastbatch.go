@@ -121,6 +121,14 @@ const (
 // answers, whatever flow a reply subject asks for.
 const FastMaxFlow = 500
 
+// FastBatchDisabled reports whether err is the server's answer that the
+// stream does not allow fast batches (say, allow_batched was turned off
+// on it after the caller looked).
+func FastBatchDisabled(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchDisabled
+}
+
 // errCodeBatchDisabled: the stream does not allow fast batches
 // (nats-server's JSBatchPublishDisabledErr).
 const errCodeBatchDisabled = 10205

@@ -180,3 +180,35 @@ func TestPublisher_FastBatchSameMessages(t *testing.T) {
 		assert.Equal(t, string(want[i].Data), string(got[i].Data), "event %d's payload", i)
 	}
 }
+
+// TestPublisher_FastBatchesTurnedOffOnStream: a stream that loses
+// allow_batched after Setup fails one batch, whose events are then
+// published one by one; the pages after it go one by one at once, without
+// another failed batch.
+func TestPublisher_FastBatchesTurnedOffOnStream(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var logs testlog.Buffer
+	p, err := publish.New(js, prefix, publish.WithLogger(zerolog.New(&logs).Level(zerolog.DebugLevel)))
+	require.NoError(t, err)
+	require.NoError(t, p.Setup(ctx))
+	s, err := js.Stream(ctx, publish.StreamName)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.AllowBatchPublish = false
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+
+	o := publish.Origin{App: "archive", CorpID: "wwCorp", Source: wecomhit.SourceCallback, FetchedAt: time.Now()}
+	first, second := manyEvents(0, 50), manyEvents(50, 50)
+	res, err := p.Publish(ctx, hitPage(o, first))
+	require.NoError(t, err)
+	assert.Equal(t, 100, res.Published+res.Duplicates)
+	res, err = p.Publish(ctx, hitPage(o, second))
+	require.NoError(t, err)
+	assert.Equal(t, 100, res.Published)
+	assert.Equal(t, append(pageIDs(first), pageIDs(second)...), storedIDs(t, js))
+	assert.Equal(t, 1, strings.Count(logs.String(), "fast batch failed"), "one failed batch, then no more tries")
+	assert.Equal(t, 1, strings.Count(logs.String(), "stream no longer takes fast batches"))
+}

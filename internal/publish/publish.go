@@ -422,6 +422,13 @@ func (w *window) unbatch(ctx context.Context, cause error) error {
 		ev = w.p.log.Warn()
 	}
 	ev.Err(cause).Int("events", len(w.batch)).Msg("fast batch failed: publishing its events one by one")
+	if broker.FastBatchDisabled(cause) && w.p.fast.Swap(false) {
+		// The stream lost allow_batched (an operator, or a receiver with
+		// nats.hit_batching off): stop trying until the next Setup, rather
+		// than fail a batch on every page.
+		w.p.log.Warn().Str("stream", StreamName).
+			Msg("stream no longer takes fast batches: events are published one by one, each acked")
+	}
 	if w.fb != nil {
 		w.fb.close()
 	}
