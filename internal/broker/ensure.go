@@ -247,8 +247,10 @@ func streamDiff(cur, want jetstream.StreamConfig) []string {
 	add(cur.DenyDelete == want.DenyDelete, "deny_delete")
 	add(cur.DenyPurge == want.DenyPurge, "deny_purge")
 	add(cur.Compression == want.Compression, "compression")
-	// A server before 2.14 drops allow_batched: such a stream is updated at
-	// every start, harmlessly, and its owner falls back (publish.Setup).
+	// A server before 2.12 drops allow_batched (2.11 with a warning about
+	// the unknown field): such a stream is updated at every start, and its
+	// owner publishes one message at a time. 2.12 and 2.13 refuse the
+	// field, and EnsureBatchedStream sets the stream up without it.
 	add(cur.AllowBatchPublish == want.AllowBatchPublish, "allow_batched")
 	return d
 }
