@@ -13,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/crypto"
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/loadgen"
@@ -256,16 +254,7 @@ func TestRun_CancelEndsRequestsInFlight(t *testing.T) {
 // check fails with ErrLost.
 func TestVerify_CatchesUnstored(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	store, err := intake.New(js, "wecom")
-	require.NoError(t, err)
-	require.NoError(t, store.Setup(context.Background()))
-	v := testvectors.V1
-	cr, err := crypto.New(v.Token, v.EncodingAESKey, v.ReceiveID)
-	require.NoError(t, err)
-	h, err := callback.New([]callback.App{{Name: "archive", Crypter: cr}}, store)
-	require.NoError(t, err)
-	r := chi.NewRouter()
-	h.Mount(r)
+	r := receiver(t, js)
 	// Every callback whose nonce (its sequence number) ends in 3 is
 	// answered success and dropped.
 	var dropped atomic.Int64

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/callback"
@@ -20,11 +21,10 @@ import (
 	"github.com/wecomhit/wecomhit/internal/testvectors"
 )
 
-// TestRun_StoredEqualsOK: every kind, closed loop and at a rate, is
-// accepted as distinct callbacks, and the stream holds exactly the
-// callbacks answered 200.
-func TestRun_StoredEqualsOK(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.RunServer(t))
+// receiver is the service's callback endpoint for the archive app of
+// testvectors.V1, storing into js's WECOM_CALLBACKS.
+func receiver(t *testing.T, js jetstream.JetStream) *chi.Mux {
+	t.Helper()
 	store, err := intake.New(js, "wecom")
 	require.NoError(t, err)
 	require.NoError(t, store.Setup(context.Background()))
@@ -35,6 +35,16 @@ func TestRun_StoredEqualsOK(t *testing.T) {
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)
+	return r
+}
+
+// TestRun_StoredEqualsOK: every kind, closed loop and at a rate, is
+// accepted as distinct callbacks, and the stream holds exactly the
+// callbacks answered 200.
+func TestRun_StoredEqualsOK(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	r := receiver(t, js)
+	v := testvectors.V1
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 
