@@ -1,7 +1,6 @@
 package intake_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/metricstest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 )
 
 // storeAll stores cbs at once, one goroutine each, released together so
@@ -216,7 +216,7 @@ func TestStore_BatchFull(t *testing.T) {
 func TestStore_BatchDisabledOnStream(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	reg := prometheus.NewPedanticRegistry()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	s := mustSetup(t, js, intake.WithMetrics(intake.NewMetrics(reg)), intake.WithLogger(zerolog.New(&logs)))
 	cfg := streamInfo(t, js).Config
 	cfg.AllowBatchPublish = false
@@ -407,22 +407,4 @@ func TestStore_BatchLeaderChange(t *testing.T) {
 		batchSamples(t, reg), allFallbacks(t, reg))
 	assert.NotZero(t, ok)
 	assert.GreaterOrEqual(t, steps.Load(), int64(3), "the leader did not step down three times in 60 rounds")
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

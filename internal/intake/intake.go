@@ -168,7 +168,8 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 // (allow_batched), and Store uses them only once Setup has seen the
 // stream's config come back with them allowed: a server before 2.12 drops
 // the setting, and Store then stores every callback alone and logs that
-// once; nats-server 2.12 and 2.13 refuse the setting, and Setup fails.
+// once; nats-server 2.12 and 2.13 refuse the setting, and the stream is
+// set up without it (broker.EnsureBatchedStream), with the same outcome.
 // With batching off, Setup turns allow_batched off.
 func (s *Store) Setup(ctx context.Context) error {
 	_, batched, err := broker.EnsureBatchedStream(ctx, s.js, s.streamConfig())

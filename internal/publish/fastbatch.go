@@ -141,22 +141,6 @@ func (b *fastBatch) commit(ctx context.Context, m *nats.Msg) (allDup bool, err e
 	}
 }
 
-// publishFast publishes msgs, at least one, to stream as one fast batch
-// (add, commit).
-func publishFast(ctx context.Context, nc *nats.Conn, stream string, msgs []*nats.Msg, window int) (allDup bool, err error) {
-	b, err := newFastBatch(nc, stream, len(msgs), window)
-	if err != nil {
-		return false, err
-	}
-	defer b.close()
-	for _, m := range msgs[:len(msgs)-1] {
-		if err := b.add(ctx, m); err != nil {
-			return false, err
-		}
-	}
-	return b.commit(ctx, msgs[len(msgs)-1])
-}
-
 // send publishes m as the batch's next message, op its operation.
 func (b *fastBatch) send(m *nats.Msg, op broker.FastOp) error {
 	b.sent++

@@ -114,3 +114,19 @@ func TestPublishFast_NotAllowed(t *testing.T) {
 	require.Error(t, err)
 	assert.Empty(t, stored(t, s))
 }
+
+// publishFast publishes msgs, at least one, to stream as one fast batch
+// (add, commit): the batch alone, without a page around it.
+func publishFast(ctx context.Context, nc *nats.Conn, stream string, msgs []*nats.Msg, window int) (allDup bool, err error) {
+	b, err := newFastBatch(nc, stream, len(msgs), window)
+	if err != nil {
+		return false, err
+	}
+	defer b.close()
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := b.add(ctx, m); err != nil {
+			return false, err
+		}
+	}
+	return b.commit(ctx, msgs[len(msgs)-1])
+}

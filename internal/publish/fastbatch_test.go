@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -56,13 +58,32 @@ func pageIDs(msgs []wecomhit.HitMessage) []string {
 	return ids
 }
 
+// batchedEvents counts the events published on nc's server as messages of
+// a fast batch: a plain subscriber sees each with the batch's reply
+// subject, which ends in ".$FI". It tells a page that went as batches from
+// one whose events went one by one, which store the same.
+func batchedEvents(t *testing.T, nc *nats.Conn) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	sub, err := nc.Subscribe(prefix+".hit.>", func(m *nats.Msg) {
+		if strings.HasSuffix(m.Reply, ".$FI") {
+			n.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+	return &n
+}
+
 // TestPublisher_FastBatches: Setup turns allow_batched on, also on a stream
 // an earlier version made without it; a page of more events than the
 // window goes as batches, stored once each in page order, and the same page
 // again stores nothing and counts duplicates. With WithFastBatches(false)
 // the stream's allow_batched goes off again and pages still publish.
 func TestPublisher_FastBatches(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.RunServer(t))
+	nc, js := natstest.Connect(t, natstest.RunServer(t))
+	batched := batchedEvents(t, nc)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: publish.StreamName, Subjects: []string{prefix + ".hit.>"}})
@@ -81,6 +102,8 @@ func TestPublisher_FastBatches(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, publish.Result{Published: 800}, res)
 	assert.Equal(t, pageIDs(msgs), storedIDs(t, js), "each event once, in page order")
+	natstest.Eventually(t, 5*time.Second, "the page's events seen as fast-batch messages",
+		func() bool { return batched.Load() == 800 })
 
 	res, err = p.Publish(ctx, hitPage(o, msgs))
 	require.NoError(t, err)
@@ -155,13 +178,21 @@ func TestPublisher_FastBatchSameMessages(t *testing.T) {
 	o := publish.Origin{App: "archive", CorpID: "wwCorp 企业", Source: wecomhit.SourceCallback, UsedHitToken: true, FetchedAt: time.Now()}
 	msgs := append(page(), manyEvents(100, 300)...) // more than a window: two batches
 	stored := func(fast bool) []*jetstream.RawStreamMsg {
-		_, js := natstest.Connect(t, natstest.RunServer(t))
+		nc, js := natstest.Connect(t, natstest.RunServer(t))
+		batched := batchedEvents(t, nc)
 		p, err := publish.New(js, prefix, publish.WithFastBatches(fast), publish.WithRuleNames(names{"wwCorp 企业/r1": "联系方式"}))
 		require.NoError(t, err)
 		require.NoError(t, p.Setup(ctx))
 		res, err := p.Publish(ctx, hitPage(o, msgs))
 		require.NoError(t, err)
 		require.Equal(t, publish.Result{Published: 604}, res)
+		if fast {
+			natstest.Eventually(t, 5*time.Second, "the events seen as fast-batch messages",
+				func() bool { return batched.Load() == 604 })
+		} else {
+			require.NoError(t, nc.Flush())
+			assert.Zero(t, batched.Load(), "no fast batch with WithFastBatches(false)")
+		}
 		s, err := js.Stream(ctx, publish.StreamName)
 		require.NoError(t, err)
 		var out []*jetstream.RawStreamMsg

@@ -208,7 +208,9 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	fast := !p.opts.noFastBatches && p.nc != nil && batched
+	// batched is false when noFastBatches is set: Setup asked for a
+	// stream without allow_batched.
+	fast := p.nc != nil && batched
 	if !p.opts.noFastBatches && !fast && !p.fast.Load() {
 		p.log.Info().Str("stream", StreamName).
 			Msg("stream does not take fast batches (nats-server before 2.14?): events are published one by one, each acked")
@@ -330,16 +332,21 @@ func (w *window) message(ctx context.Context, o Origin, msg *wecomhit.HitMessage
 			}
 			continue
 		}
-		var m *nats.Msg
-		m, w.scratch, err = p.eventMsg(&events[j], w.scratch)
-		if err != nil {
-			return err
-		}
-		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
+		if err := w.sendEvent(ctx, &events[j]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sendEvent publishes e on its own, acked by itself (send).
+func (w *window) sendEvent(ctx context.Context, e *wecomhit.HitEvent) error {
+	m, scratch, err := w.p.eventMsg(e, w.scratch)
+	if err != nil {
+		return err
+	}
+	w.scratch = scratch
+	return w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false)
 }
 
 // batchEvent adds e to the page's fast batch, starting one if needed.
@@ -384,12 +391,7 @@ func (w *window) sendBatch(ctx context.Context) error {
 	case 1:
 		e := w.batch[0]
 		w.batch = w.batch[:0]
-		m, scratch, err := w.p.eventMsg(e, w.scratch)
-		if err != nil {
-			return err
-		}
-		w.scratch = scratch
-		return w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false)
+		return w.sendEvent(ctx, e)
 	}
 	m, err := w.reusedMsg(w.batch[len(w.batch)-1])
 	if err != nil {
@@ -435,12 +437,7 @@ func (w *window) unbatch(ctx context.Context, cause error) error {
 	batch := w.batch
 	w.fb, w.batch, w.batching = nil, nil, false
 	for _, e := range batch {
-		var m *nats.Msg
-		var err error
-		if m, w.scratch, err = w.p.eventMsg(e, w.scratch); err != nil {
-			return err
-		}
-		if err := w.send(ctx, m, m.Header.Get(jetstream.MsgIDHeader), false); err != nil {
+		if err := w.sendEvent(ctx, e); err != nil {
 			return err
 		}
 	}
