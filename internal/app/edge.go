@@ -36,9 +36,9 @@ const adminIdleTimeout = 30 * time.Second
 func newServer(name string, h http.Handler, log zerolog.Logger, writeTimeout, idleTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: callbackHeaderTimeout,
 		// WeCom gives up after 5 s; a slower body is not WeCom.
-		ReadTimeout:    10 * time.Second,
+		ReadTimeout:    callbackReadTimeout,
 		WriteTimeout:   writeTimeout,
 		IdleTimeout:    idleTimeout,
 		MaxHeaderBytes: maxHeaderBytes,

@@ -201,7 +201,7 @@ func (r *edgeRequest) readBody() (string, error) {
 	limit := r.e.h.MaxBodyBytes()
 	stream := r.rc.RequestBodyStream()
 	buf := r.body[:0]
-	if n := r.rc.Request.Header.ContentLength(); n > 0 && cap(buf) < n+1 {
+	if n := r.req.ContentLength; n > 0 && int64(cap(buf)) < n+1 {
 		buf = make([]byte, 0, n+1) // +1: room to see the end
 	}
 	for int64(len(buf)) <= limit {

@@ -163,3 +163,23 @@ func TestPublishOptions_HitBatching(t *testing.T) {
 		})
 	}
 }
+
+// TestIntakeOptions_CallbackBatching: nats.callback_batching reaches the
+// store, whose Setup gives WECOM_CALLBACKS allow_batched or not.
+func TestIntakeOptions_CallbackBatching(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(strconv.FormatBool(on), func(t *testing.T) {
+			cfg := testConfig(t)
+			require.True(t, cfg.NATS.CallbackBatching, "the default")
+			cfg.NATS.CallbackBatching = on
+			_, js := natstest.Connect(t, natstest.RunServer(t))
+			s, err := intake.New(js, cfg.NATS.SubjectPrefix, IntakeOptions(cfg)...)
+			require.NoError(t, err)
+			ctx := natstest.Context(t)
+			require.NoError(t, s.Setup(ctx))
+			st, err := js.Stream(ctx, intake.StreamName)
+			require.NoError(t, err)
+			assert.Equal(t, on, st.CachedInfo().Config.AllowBatchPublish)
+		})
+	}
+}

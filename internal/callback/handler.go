@@ -275,11 +275,6 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 	if sink == nil {
 		return nil, fmt.Errorf("%w: sink is required", ErrInvalidOption)
 	}
-	names := make([]string, 0, len(apps))
-	for _, a := range apps {
-		names = append(names, a.Name)
-	}
-	h.metrics.init(names)
 	for _, a := range h.apps {
 		a.series = h.metrics.series(a.name)
 	}

@@ -428,7 +428,7 @@ func TestLineLimit_Unlimited(t *testing.T) {
 // TestReceive_KeepsNothingOfRequest: a transport may hand Receive views of
 // buffers it reuses for the next request (the fasthttp edge does). Once
 // Receive has returned, overwriting every byte of the request changes
-// neither the record the Sink was given nor the answer, for XML and JSON
+// nothing of the record the Sink was given, for XML and JSON
 // envelopes and events.
 func TestReceive_KeepsNothingOfRequest(t *testing.T) {
 	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
@@ -480,7 +480,6 @@ func TestReceive_KeepsNothingOfRequest(t *testing.T) {
 			assert.Equal(t, "v1", kept.App)
 			assert.Equal(t, wecomhit.KindHitKeyword, kept.Kind)
 			assert.Equal(t, tc.plain, kept.Raw)
-			assert.Equal(t, accepted, ans)
 		})
 	}
 }

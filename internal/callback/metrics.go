@@ -91,25 +91,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// init pre-creates every series of apps, so that rates start from zero.
-func (m *Metrics) init(apps []string) {
-	if m == nil {
-		return
-	}
-	kinds := kindLabels()
-	for _, a := range slices.Concat(apps, []string{UnknownApp}) {
-		for _, k := range kinds {
-			for _, o := range outcomes {
-				m.callbacks.WithLabelValues(a, k, o)
-			}
-		}
-		m.duration.WithLabelValues(a)
-		for _, r := range reasons {
-			m.rejections.WithLabelValues(a, r)
-		}
-	}
-}
-
 // appSeries holds one app's series, looked up once: WithLabelValues
 // hashes its labels and takes the vector's lock, for every request.
 type appSeries struct {
@@ -120,7 +101,8 @@ type appSeries struct {
 	rejections map[string]prometheus.Counter // by reason
 }
 
-// series looks up app's series (which init created); nil when m is nil.
+// series creates app's series, so that their rates start from zero, and
+// keeps them; nil when m is nil.
 func (m *Metrics) series(app string) *appSeries {
 	if m == nil {
 		return nil

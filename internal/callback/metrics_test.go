@@ -110,7 +110,6 @@ func TestMetrics_Outcomes(t *testing.T) {
 		// A kind or reason the fixed lists lack still counts (none is
 		// given today): the looked-up series fall back to the vectors.
 		m := NewMetrics(prometheus.NewPedanticRegistry())
-		m.init([]string{"v1"})
 		s := m.series("v1")
 		s.observe("new_kind", OutcomeRejected, "new_reason", 0.01)
 		s.observe("hit_keyword", OutcomeAccepted, "", 0.01)

@@ -22,7 +22,7 @@ func BenchmarkBuild(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := &runner{cfg: &cfg, cr: cr, uriPrefix: cfg.URL + "?msg_signature=", bodyHead: "<xml><Encrypt><![CDATA["}
+	r := newRunner(&cfg, cr, nil)
 	w := &worker{}
 	now := time.Now()
 	b.ReportAllocs()

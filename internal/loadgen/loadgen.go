@@ -185,6 +185,14 @@ type runner struct {
 	uriPrefix, bodyHead string
 }
 
+// newRunner is the request builder and sender for cfg; client may be nil
+// where nothing is sent (BenchmarkBuild).
+func newRunner(cfg *Config, cr *crypto.Crypter, c *client) *runner {
+	return &runner{cfg: cfg, cr: cr, client: c,
+		uriPrefix: cfg.URL + "?msg_signature=",
+		bodyHead:  "<xml><ToUserName><![CDATA[" + cfg.ReceiveID + "]]></ToUserName><Encrypt><![CDATA["}
+}
+
 // Run sends callbacks as cfg says until its bound, or ctx ends.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.setDefaults(); err != nil {
@@ -203,9 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
 		defer cancel()
 	}
-	r := &runner{cfg: &cfg, cr: cr, client: newClient(ctx, &cfg, u),
-		uriPrefix: cfg.URL + "?msg_signature=",
-		bodyHead:  "<xml><ToUserName><![CDATA[" + cfg.ReceiveID + "]]></ToUserName><Encrypt><![CDATA["}
+	r := newRunner(&cfg, cr, newClient(ctx, &cfg, u))
 	defer r.client.close()
 
 	start := time.Now()
