@@ -458,3 +458,14 @@ func TestRequestIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestCallbackEdge_Unreadable: a request fasthttp cannot parse gets
+// net/http's 400 answer text (serveError), not fasthttp's own.
+func TestCallbackEdge_Unreadable(t *testing.T) {
+	p := newEdgePair(t, &recSink{})
+	for _, req := range []string{"NOT A REQUEST\r\n\r\n", "POST /callback/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: nine\r\n\r\n"} {
+		got := raw(t, p.fastAddr, req)
+		assert.Equal(t, http.StatusBadRequest, got.Status, "%q", req)
+		assert.Equal(t, "400 Bad Request", got.Body, "%q", req)
+	}
+}
