@@ -11,9 +11,10 @@ import (
 	"github.com/wecomhit/wecomhit/internal/testlog"
 )
 
-// TestSetMemoryLimit: memory_limit_bytes becomes the runtime's limit,
-// unless GOMEMLIMIT is set, which wins; 0 leaves the limit alone.
-func TestSetMemoryLimit(t *testing.T) {
+// TestGovernMemory: memory_limit_bytes becomes the runtime's limit (its
+// floor: internal/memlimit tests how it follows the heap), unless
+// GOMEMLIMIT is set, which wins; 0 leaves the limit alone.
+func TestGovernMemory(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 	tests := []struct {
@@ -31,8 +32,10 @@ func TestSetMemoryLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			debug.SetMemoryLimit(math.MaxInt64) // the runtime's default
 			var logs testlog.Buffer
-			setMemoryLimit(zerolog.New(&logs), tt.limit, tt.env)
+			stop := governMemory(zerolog.New(&logs), tt.limit, tt.env)
 			assert.Equal(t, tt.want, debug.SetMemoryLimit(-1))
+			stop()
+			assert.Equal(t, tt.want, debug.SetMemoryLimit(-1), "after stop")
 			if tt.log != "" {
 				assert.Contains(t, logs.String(), tt.log)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wecomhit/wecomhit/internal/app"
 	"github.com/wecomhit/wecomhit/internal/config"
+	"github.com/wecomhit/wecomhit/internal/memlimit"
 )
 
 // serveCommand runs the service until ctx is cancelled.
@@ -34,7 +35,8 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	warnSampleSecrets(cfg, log)
 	// Process-wide, so here and not in Main: tests run several Mains.
 	raiseFileLimit(log, cfg.HTTP.MaxConnections+cfg.Admin.MaxConnections)
-	setMemoryLimit(log, cfg.MemoryLimitBytes, c.env.Getenv("GOMEMLIMIT"))
+	stopGoverning := governMemory(log, cfg.MemoryLimitBytes, c.env.Getenv("GOMEMLIMIT"))
+	defer stopGoverning()
 	m := app.NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -46,16 +48,31 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	return m.Close(closeCtx)
 }
 
-// setMemoryLimit applies memory_limit_bytes as the runtime's soft memory
-// limit, unless GOMEMLIMIT (env, as the runtime read it at start) set one
-// already: the operator's environment wins over the file's default.
-func setMemoryLimit(log zerolog.Logger, limit int64, env string) {
+// governMemory applies memory_limit_bytes as the runtime's soft memory
+// limit and starts a memlimit.Governor that raises it while the live heap
+// outgrows it (nats-server's de-duplication ids, BENCHMARKS.md), unless
+// GOMEMLIMIT (env, as the runtime read it at start) set a limit already:
+// the operator's environment wins over the file's default, and is left
+// as it is. stop ends the governor and waits for it.
+func governMemory(log zerolog.Logger, limit int64, env string) (stop func()) {
 	switch {
 	case env != "":
 		log.Info().Str("gomemlimit", env).Msg("memory limit from GOMEMLIMIT")
-	case limit > 0:
-		debug.SetMemoryLimit(limit)
-		log.Info().Int64("memory_limit_bytes", limit).Msg("memory limit")
+		return func() {}
+	case limit <= 0:
+		return func() {}
+	}
+	debug.SetMemoryLimit(limit)
+	log.Info().Int64("memory_limit_bytes", limit).Msg("memory limit")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		memlimit.New(limit, log).Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 

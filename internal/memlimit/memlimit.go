@@ -1,0 +1,190 @@
+// Package memlimit keeps the Go runtime's soft memory limit where it saves
+// memory without starving the collector.
+//
+// A fixed soft limit has the wrong shape for this service. The receiver's
+// largest live structure is one it cannot shrink: nats-server's map of
+// the message ids stored within a stream's duplicate window (about 110
+// bytes per callback, BENCHMARKS.md), which grows with the callback rate
+// and is freed only as the window passes. Once the live heap nears a
+// fixed limit, the runtime collects again and again and frees almost
+// nothing: at full load on one core, half of the process's CPU.
+//
+// So the configured limit (memory_limit_bytes) is a floor. While the heap
+// is small the runtime collects by that limit, which keeps a quiet
+// receiver small. When what the heap holds would leave the collector less
+// than a quarter of it to allocate into, the Governor raises the limit to
+// the live heap plus that quarter, plus the runtime's own memory outside
+// the heap, and lowers it again (never under the floor) as the ids expire.
+// That is the same trade GOGC=25 makes, for a heap the limit would
+// otherwise squeeze.
+//
+// What this package leaves to others: the floor comes from the
+// configuration (internal/config), and the decision whether to govern at
+// all (not when GOMEMLIMIT is set) from the serve command (internal/cli).
+// A hard cap belongs to the container or to GOMEMLIMIT.
+package memlimit
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// every is how often Run looks at the heap: often enough that the limit
+// follows a heap growing by a few MB a second (30,000 callbacks a second
+// add about 3.3 MB of ids each second) before the collector runs short of
+// room; a look costs about a microsecond.
+const every = 250 * time.Millisecond
+
+// headroomDiv sets the room the collector gets above the live heap: a
+// quarter of it (BENCHMARKS.md, "The soft limit follows the heap").
+const headroomDiv = 4
+
+// Sample is what Target needs of the runtime, in bytes.
+type Sample struct {
+	// Live is the heap the last collection found live
+	// (/gc/heap/live:bytes).
+	Live uint64
+	// Other is the runtime's memory that counts against the limit but
+	// holds no heap objects: stacks, the collector's metadata, buffers
+	// (the runtime's total minus what it released and the heap's objects,
+	// free and unused spans).
+	Other uint64
+}
+
+// Target is the soft limit for a runtime in state s: floor, or the live
+// heap plus a quarter of it plus the runtime's other memory when that is
+// more.
+func Target(floor int64, s Sample) int64 {
+	need := s.Live + s.Live/headroomDiv + s.Other
+	if need > uint64(floor) {
+		return int64(need)
+	}
+	return floor
+}
+
+// The runtime/metrics samples a reader takes, by index.
+const (
+	sampleLive = iota
+	sampleTotal
+	sampleReleased
+	sampleObjects
+	sampleFree
+	sampleUnused
+	sampleCount
+)
+
+// reader reads Samples from the runtime, reusing its buffer (one reader
+// serves one goroutine).
+type reader struct {
+	samples []metrics.Sample
+}
+
+func newReader() *reader {
+	names := [sampleCount]string{
+		sampleLive:     "/gc/heap/live:bytes",
+		sampleTotal:    "/memory/classes/total:bytes",
+		sampleReleased: "/memory/classes/heap/released:bytes",
+		sampleObjects:  "/memory/classes/heap/objects:bytes",
+		sampleFree:     "/memory/classes/heap/free:bytes",
+		sampleUnused:   "/memory/classes/heap/unused:bytes",
+	}
+	r := &reader{samples: make([]metrics.Sample, sampleCount)}
+	for i, n := range names {
+		r.samples[i].Name = n
+	}
+	return r
+}
+
+// read samples the runtime now.
+func (r *reader) read() Sample {
+	metrics.Read(r.samples)
+	var v [sampleCount]uint64
+	for i, s := range r.samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
+	}
+	held := v[sampleReleased] + v[sampleObjects] + v[sampleFree] + v[sampleUnused]
+	var other uint64
+	if v[sampleTotal] > held {
+		other = v[sampleTotal] - held
+	}
+	return Sample{Live: v[sampleLive], Other: other}
+}
+
+// Governor moves the runtime's soft memory limit to Target as the heap
+// changes.
+type Governor struct {
+	floor int64
+	log   zerolog.Logger
+	// read and set are the runtime's (reader.read, debug.SetMemoryLimit);
+	// a test gives its own to drive step with chosen heaps.
+	read func() Sample
+	set  func(int64) int64
+	// current is the limit last set.
+	current int64
+}
+
+// New returns a Governor whose floor is floor bytes (> 0), reading and
+// setting the runtime's own memory limit.
+func New(floor int64, log zerolog.Logger) *Governor {
+	return newGovernor(floor, log, newReader().read, debug.SetMemoryLimit)
+}
+
+func newGovernor(floor int64, log zerolog.Logger, read func() Sample, set func(int64) int64) *Governor {
+	return &Governor{floor: floor, log: log, read: read, set: set}
+}
+
+// Run sets the floor, then follows the heap every 250 ms until ctx ends,
+// and leaves the floor set when it returns.
+func (g *Governor) Run(ctx context.Context) {
+	g.apply(g.floor)
+	defer g.apply(g.floor)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.step()
+		}
+	}
+}
+
+// step moves the limit to Target of the runtime's state now. It changes
+// the limit only when Target moved by more than a sixteenth, so that a
+// heap that breathes around one size does not reset the runtime's limit
+// at every look, and logs when the limit leaves the floor and when it
+// comes back to it.
+func (g *Governor) step() {
+	want := Target(g.floor, g.read())
+	diff := want - g.current
+	if diff < 0 {
+		diff = -diff
+	}
+	if want != g.floor && diff <= g.current/16 {
+		return
+	}
+	if want == g.current {
+		return
+	}
+	switch {
+	case g.current == g.floor:
+		g.log.Info().Int64("memory_limit_bytes", g.floor).Int64("limit", want).
+			Msg("the live heap outgrew memory_limit_bytes: the soft memory limit follows it")
+	case want == g.floor:
+		g.log.Info().Int64("memory_limit_bytes", g.floor).
+			Msg("the soft memory limit is back at memory_limit_bytes")
+	}
+	g.apply(want)
+}
+
+func (g *Governor) apply(limit int64) {
+	g.set(limit)
+	g.current = limit
+}
