@@ -64,8 +64,9 @@ var deadLetterReasons = []string{
 //     (timeout, publish, rejected, gap, partial, disabled, invalid).
 //   - wecom_receiver_intake_consumer_bound{consumer}: 1 while this
 //     process's Consume holds the durable consumer and pulls from it, 0
-//     while it is (re)creating it and after Consume returns. The series
-//     appears when Consume starts.
+//     while it is (re)creating it and after Consume returns. Series are
+//     pre-created for the durables given to InitConsumer, and made by
+//     Consume for others.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	handled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wecom_receiver_callbacks_handled_total",
@@ -120,6 +121,12 @@ func (m *Metrics) InitApp(app string) {
 			m.deadLettered.WithLabelValues(app, string(k), r)
 		}
 	}
+}
+
+// InitConsumer pre-creates, at 0, the bound series of a durable that
+// Consume will serve, so that it is there before Consume first runs.
+func (m *Metrics) InitConsumer(durable string) {
+	m.setBound(durable, false)
 }
 
 // registerShared registers c, or returns the identical collector already
