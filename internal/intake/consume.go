@@ -326,6 +326,7 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 					return nil
 				}
 				bound(true)
+				log.Info().Msg("intake consumer created again")
 				failures = 0
 				continue
 			}
