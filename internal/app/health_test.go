@@ -315,9 +315,10 @@ func alertMetrics(t *testing.T, path string) []string {
 }
 
 // TestAlerts: the rules file covers each failure of issue 8 with an alert,
-// and promtool (Debian's prometheus package) accepts it when installed.
-// That every metric it names exists is checked against a live registry in
-// TestMetrics_EndToEnd.
+// and promtool (Debian's prometheus package) accepts it when installed and
+// passes its rule tests (testdata/alerts_test.yaml: the intake consumer
+// alerts against made-up series). That every metric it names exists is
+// checked against a live registry in TestMetrics_EndToEnd.
 func TestAlerts(t *testing.T) {
 	const path = "../../configs/alerts.yaml"
 	var names []string
@@ -332,6 +333,9 @@ func TestAlerts(t *testing.T) {
 		"WecomRateLimited",  // 45009 blocks
 		"WecomCorpFailing",  // failure status used to hide
 		"WecomIntakeSlow",   // intake pause after a burst
+
+		// No intake consumer: callbacks stored, none handled.
+		"WecomIntakeUnbound", "WecomReplicaIntakeUnbound",
 	} {
 		assert.Contains(t, names, want)
 	}
@@ -345,6 +349,8 @@ func TestAlerts(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, promtool, "check", "rules", path).CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s", out)
+	out, err = exec.CommandContext(ctx, promtool, "test", "rules", "testdata/alerts_test.yaml").CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s", out)
 }
 
 // TestStatus_SuiteTicketRejected: WeCom refusing the stored suite_ticket

@@ -186,6 +186,15 @@ func TestMetrics_EndToEnd(t *testing.T) {
 		}
 		v("wecom_receiver_intake_pending")
 		v("wecom_receiver_intake_oldest_unhandled_age_seconds")
+		// The missing gauge may still hold the first reading, taken as the
+		// consumers were being created on this fresh store (values:
+		// internal/health's tests); both series exist from the start.
+		for _, d := range app.IntakeDurables() {
+			v("wecom_receiver_intake_consumer_missing", "consumer", d)
+			v("wecom_receiver_intake_consumer_bound", "consumer", d)
+		}
+		assert.Equal(t, 1.0, v("wecom_receiver_intake_consumer_bound", "consumer", intake.DefaultDurable),
+			"the hits were fetched: their callbacks were pulled")
 		for _, k := range []string{"callback", "hit"} {
 			assert.Zero(t, v("wecom_receiver_dead_letters", "kind", k), k)
 		}

@@ -133,6 +133,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	for _, a := range m.cfg.Apps {
 		m.intakeM.InitApp(a.Name)
 	}
+	for _, c := range IntakeConsumers() {
+		m.intakeM.InitConsumer(c.Durable)
+	}
 	m.intake, err = intake.New(m.broker.JetStream(), n.SubjectPrefix, append(IntakeOptions(m.cfg),
 		intake.WithMetrics(m.intakeM), intake.WithLogger(m.log))...)
 	if err != nil {

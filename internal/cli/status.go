@@ -170,7 +170,12 @@ func printStatus(e Env, rep health.Report, maxRows int) error {
 	if in.OldestUnhandled != nil {
 		oldest = secs(in.OldestUnhandledAgeSeconds)
 	}
-	_, _ = fmt.Fprintf(w, "callbacks:    %d waiting, %d being handled, oldest unhandled %s\n", in.Waiting, in.Handling, oldest)
+	handlers := ""
+	if len(in.MissingConsumers) > 0 {
+		// Their callbacks are in none of the counts before.
+		handlers = "; no consumer " + strings.Join(in.MissingConsumers, ", ")
+	}
+	_, _ = fmt.Fprintf(w, "callbacks:    %d waiting, %d being handled, oldest unhandled %s%s\n", in.Waiting, in.Handling, oldest, handlers)
 	_, _ = fmt.Fprintf(w, "dead letters: %d callbacks, %d hits\n", rep.DeadLetters.Callback, rep.DeadLetters.Hit)
 	st := rep.Storage
 	used := bytesText(st.UsedBytes) + " used (no account limit)"

@@ -88,6 +88,12 @@ type Intake struct {
 	// stored; nil when every callback is handled.
 	OldestUnhandled           *time.Time `json:"oldest_unhandled,omitempty"`
 	OldestUnhandledAgeSeconds float64    `json:"oldest_unhandled_age_seconds"`
+	// MissingConsumers names the intake consumers (durables) that do not
+	// exist although WECOM_CALLBACKS does: the callbacks they would take
+	// are stored and answered success, and nothing handles them, nor
+	// counts them in Waiting. Absent when none is missing, and when there
+	// is no stream either (nothing has run yet).
+	MissingConsumers []string `json:"missing_consumers,omitempty"`
 }
 
 // DeadLetters counts the records given up on, by kind.
@@ -221,13 +227,20 @@ func corpOf(app, corp string, st fetch.State, now time.Time) Corp {
 // ReadIntake reads the backlog of the intake consumers named (each
 // durable's filter should be its own part of the stream, as their counts
 // are summed) and the oldest callback one of them has not handled. A
-// consumer or stream that does not exist reads as empty.
+// consumer that does not exist has no backlog to read and is listed in
+// MissingConsumers; without the stream, nothing is (a deployment that
+// never started).
 func ReadIntake(ctx context.Context, js jetstream.JetStream, durables []string, now time.Time) (Intake, error) {
 	var in Intake
 	var stream jetstream.Stream
 	for _, d := range durables {
 		c, err := js.Consumer(ctx, intake.StreamName, d)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// The server looks the stream up first: the stream is there.
+			in.MissingConsumers = append(in.MissingConsumers, d)
 			continue
 		}
 		if err != nil {

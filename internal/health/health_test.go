@@ -69,6 +69,7 @@ func TestReadIntake(t *testing.T) {
 
 	require.NoError(t, next(ca).DoubleAck(ctx)) // seq 1 handled
 	in = read()
+	assert.Equal(t, []string{"absent"}, in.MissingConsumers)
 	assert.Equal(t, uint64(2), in.Waiting, "seq 3 for a, seq 2 for b")
 	assert.Zero(t, in.Handling)
 	require.NotNil(t, in.OldestUnhandled)
@@ -90,6 +91,54 @@ func TestReadIntake(t *testing.T) {
 	assert.Nil(t, in.OldestUnhandled)
 	assert.Zero(t, in.OldestUnhandledAgeSeconds)
 	assert.Zero(t, in.Waiting+in.Handling)
+}
+
+// TestRead_IntakeUnbound: an intake durable that does not exist while
+// WECOM_CALLBACKS holds callbacks stalls the verdict (intake_unbound),
+// naming the durable; it used to read as an empty backlog, OK. No stream
+// at all is a deployment that never ran, and says nothing; with the
+// durable there, nothing is missing.
+func TestRead_IntakeUnbound(t *testing.T) {
+	js := newJS(t)
+	ctx := natstest.Context(t)
+	tg := health.Target{SubjectPrefix: "wecom", Durables: []string{"receiver", "receiver-tickets"}}
+	read := func() health.Report {
+		t.Helper()
+		rep, err := health.Read(ctx, js, tg, health.DefaultThresholds(), time.Now())
+		require.NoError(t, err)
+		return rep
+	}
+	rep := read()
+	assert.Empty(t, rep.Intake.MissingConsumers, "no stream")
+	assert.Equal(t, health.StatusOK, rep.Verdict.Status)
+
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: intake.StreamName, Subjects: []string{"wecom.callback.>"}})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "wecom.callback.archive.hit_keyword", []byte("x"))
+	require.NoError(t, err)
+	_, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "receiver", FilterSubject: "wecom.callback.*.hit_keyword",
+		AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	rep = read()
+	assert.Equal(t, []string{"receiver-tickets"}, rep.Intake.MissingConsumers)
+	assert.Equal(t, health.StatusStalled, rep.Verdict.Status)
+	require.Len(t, rep.Verdict.Reasons, 1)
+	r := rep.Verdict.Reasons[0]
+	assert.Equal(t, health.ReasonIntakeUnbound, r.Code)
+	assert.Equal(t, "receiver-tickets", r.Consumer)
+	assert.True(t, r.Stalls)
+	data, err := json.Marshal(rep)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"missing_consumers":["receiver-tickets"]`)
+
+	_, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "receiver-tickets", FilterSubject: "wecom.callback.*.suite_ticket",
+		AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	rep = read()
+	assert.Empty(t, rep.Intake.MissingConsumers)
+	for _, r := range rep.Verdict.Reasons {
+		assert.NotEqual(t, health.ReasonIntakeUnbound, r.Code)
+	}
 }
 
 func TestReadDeadLetters(t *testing.T) {
@@ -234,4 +283,23 @@ func TestWatch(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The intake consumer: not missing without a stream, missing with the
+	// stream and no durable, not missing once the durable exists.
+	missing := func(want float64) func() error {
+		return func() error {
+			v := metricstest.Value(t, metricstest.Families(t, reg), "wecom_receiver_intake_consumer_missing", "consumer", "receiver")
+			if v != want {
+				return fmt.Errorf("intake_consumer_missing %v, want %v", v, want)
+			}
+			return nil
+		}
+	}
+	require.NoError(t, missing(0)())
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: intake.StreamName, Subjects: []string{"wecom.callback.>"}})
+	require.NoError(t, err)
+	natstest.WaitFor(t, 5*time.Second, missing(1))
+	_, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "receiver", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	natstest.WaitFor(t, 5*time.Second, missing(0))
 }

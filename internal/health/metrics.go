@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +16,8 @@ import (
 type Metrics struct {
 	pending     prometheus.Gauge
 	oldest      prometheus.Gauge
+	missing     *prometheus.GaugeVec
+	durables    []string
 	deadLetters *prometheus.GaugeVec
 	storeUsed   prometheus.Gauge
 	storeLimit  prometheus.Gauge
@@ -24,12 +27,16 @@ type Metrics struct {
 }
 
 // NewMetrics creates the gauges, registers them on reg (none when reg is
-// nil) and pre-creates the series of tg's suites and our streams:
+// nil) and pre-creates the series of tg's suites, intake consumers and our
+// streams:
 //
 //   - wecom_receiver_intake_pending: stored callbacks not yet handled
 //     (waiting plus being handled), summed over the intake consumers.
 //   - wecom_receiver_intake_oldest_unhandled_age_seconds: how long the
 //     oldest of them has waited; 0 when there is none.
+//   - wecom_receiver_intake_consumer_missing{consumer}: 1 while an intake
+//     consumer does not exist although WECOM_CALLBACKS does (the status
+//     reason intake_unbound); pre-created at 0 for tg.Durables.
 //   - wecom_receiver_dead_letters{kind}: records given up on, kind
 //     callback or hit.
 //   - wecom_receiver_jetstream_store_used_bytes and
@@ -53,6 +60,11 @@ func NewMetrics(reg prometheus.Registerer, tg Target) *Metrics {
 			Name: "wecom_receiver_intake_oldest_unhandled_age_seconds",
 			Help: "Age of the oldest stored callback not yet handled; 0 when every callback is handled.",
 		}),
+		missing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wecom_receiver_intake_consumer_missing",
+			Help: "1 while an intake consumer does not exist although WECOM_CALLBACKS does: its callbacks are stored and not handled.",
+		}, []string{"consumer"}),
+		durables: slices.Clone(tg.Durables),
 		deadLetters: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wecom_receiver_dead_letters",
 			Help: "Records in the dead-letter stream, by kind (callback, hit).",
@@ -79,11 +91,14 @@ func NewMetrics(reg prometheus.Registerer, tg Target) *Metrics {
 		}, []string{"suite"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.pending, m.oldest, m.deadLetters, m.storeUsed, m.storeLimit,
+		reg.MustRegister(m.pending, m.oldest, m.missing, m.deadLetters, m.storeUsed, m.storeLimit,
 			m.streamBytes, m.streamLimit, m.ticketAge)
 	}
 	m.deadLetters.WithLabelValues(KindCallback)
 	m.deadLetters.WithLabelValues(KindHit)
+	for _, d := range m.durables {
+		m.missing.WithLabelValues(d)
+	}
 	for _, s := range storageStreams {
 		m.streamBytes.WithLabelValues(s)
 		m.streamLimit.WithLabelValues(s)
@@ -103,6 +118,13 @@ func (m *Metrics) set(rep Report) {
 	}
 	m.pending.Set(float64(rep.Intake.Waiting + rep.Intake.Handling))
 	m.oldest.Set(rep.Intake.OldestUnhandledAgeSeconds)
+	for _, d := range m.durables {
+		v := 0.0
+		if slices.Contains(rep.Intake.MissingConsumers, d) {
+			v = 1
+		}
+		m.missing.WithLabelValues(d).Set(v)
+	}
 	m.deadLetters.WithLabelValues(KindCallback).Set(float64(rep.DeadLetters.Callback))
 	m.deadLetters.WithLabelValues(KindHit).Set(float64(rep.DeadLetters.Hit))
 	m.storeUsed.Set(float64(rep.Storage.UsedBytes))

@@ -17,13 +17,18 @@ const (
 	// were given up on; the rest goes on.
 	StatusDegraded = "DEGRADED"
 	// StatusStalled: the deployment as a whole is not getting its work
-	// done: callbacks wait unhandled, or the store is full.
+	// done: callbacks wait unhandled (or have no consumer to handle
+	// them), or the store is full.
 	StatusStalled = "STALLED"
 )
 
 // Reason codes: why a verdict is not OK.
 const (
 	ReasonIntakeStalled = "intake_stalled" // oldest unhandled callback too old
+	// ReasonIntakeUnbound: an intake consumer does not exist although
+	// WECOM_CALLBACKS does; its callbacks are stored, answered success
+	// and handled by no one, and intake_stalled cannot see them.
+	ReasonIntakeUnbound = "intake_unbound"
 	ReasonStorageFull   = "storage_full"   // a stream or the account is full
 	ReasonStorageHigh   = "storage_high"   // above Thresholds.MaxStorageRatio
 	ReasonCorpFailing   = "corp_failing"   // consecutive fetch failures
@@ -80,6 +85,8 @@ type Reason struct {
 	CorpID  string `json:"corp_id,omitempty"`
 	SuiteID string `json:"suite_id,omitempty"`
 	Stream  string `json:"stream,omitempty"`
+	// Consumer is the intake consumer (durable) of intake_unbound.
+	Consumer string `json:"consumer,omitempty"`
 	// Value is the measured quantity (seconds, a count or a ratio) and
 	// Limit the threshold it crossed.
 	Value float64 `json:"value"`
@@ -95,6 +102,9 @@ func Judge(rep Report, th Thresholds) Verdict {
 	add := func(r Reason) { v.Reasons = append(v.Reasons, r) }
 	if age := rep.Intake.OldestUnhandledAgeSeconds; rep.Intake.OldestUnhandled != nil && age > th.MaxCallbackAge.Seconds() {
 		add(Reason{Code: ReasonIntakeStalled, Stalls: true, Value: age, Limit: th.MaxCallbackAge.Seconds()})
+	}
+	for _, c := range rep.Intake.MissingConsumers {
+		add(Reason{Code: ReasonIntakeUnbound, Stalls: true, Consumer: c})
 	}
 	if r := rep.Storage.UsedRatio; r >= storageFull {
 		add(Reason{Code: ReasonStorageFull, Stalls: true, Value: r, Limit: storageFull, Stream: fullestStream(rep.Storage)})
@@ -220,6 +230,8 @@ func (r Reason) Text() string {
 	switch r.Code {
 	case ReasonIntakeStalled:
 		return fmt.Sprintf("oldest unhandled callback waits %s (limit %s)", secs(r.Value), secs(r.Limit))
+	case ReasonIntakeUnbound:
+		return fmt.Sprintf("intake consumer %s does not exist: its callbacks are stored and not handled", r.Consumer)
 	case ReasonStorageFull:
 		if r.Value < r.Limit {
 			return fmt.Sprintf("storage full (%s %.0f%%, no room for a callback of the largest size)", where(), 100*r.Value)

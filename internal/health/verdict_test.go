@@ -73,6 +73,9 @@ func TestJudge(t *testing.T) {
 			"STALLED: storage full (account 50%, no room for a callback of the largest size)"},
 		{"IntakeStalled", func(r *health.Report) { r.Intake.OldestUnhandledAgeSeconds = 61 },
 			health.StatusStalled, []string{health.ReasonIntakeStalled}, "STALLED: oldest unhandled callback waits 1m1s (limit 1m0s)"},
+		{"IntakeUnbound", func(r *health.Report) { r.Intake.MissingConsumers = []string{"receiver-tickets"} },
+			health.StatusStalled, []string{health.ReasonIntakeUnbound},
+			"STALLED: intake consumer receiver-tickets does not exist: its callbacks are stored and not handled"},
 		{"StalledFirst", func(r *health.Report) {
 			r.DeadLetters.Callback = 1
 			r.Intake.OldestUnhandledAgeSeconds = 600
@@ -110,7 +113,8 @@ func TestJudge(t *testing.T) {
 
 func TestMetrics_PreCreated(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	health.NewMetrics(reg, health.Target{Apps: []health.App{{Name: "archive", SuiteID: "s1"}, {Name: "zone"}}})
+	health.NewMetrics(reg, health.Target{Apps: []health.App{{Name: "archive", SuiteID: "s1"}, {Name: "zone"}},
+		Durables: []string{"receiver", "receiver-tickets"}})
 	mfs := metricstest.Families(t, reg)
 	assert.True(t, math.IsInf(metricstest.Value(t, mfs, "wecom_receiver_suite_ticket_age_seconds", "suite", "s1"), 1),
 		"no ticket read yet")
@@ -121,6 +125,9 @@ func TestMetrics_PreCreated(t *testing.T) {
 	for _, name := range []string{"wecom_receiver_intake_pending", "wecom_receiver_intake_oldest_unhandled_age_seconds",
 		"wecom_receiver_jetstream_store_used_bytes", "wecom_receiver_jetstream_store_limit_bytes"} {
 		assert.Zero(t, metricstest.Value(t, mfs, name), name)
+	}
+	for _, d := range []string{"receiver", "receiver-tickets"} {
+		assert.Zero(t, metricstest.Value(t, mfs, "wecom_receiver_intake_consumer_missing", "consumer", d), d)
 	}
 	assert.ElementsMatch(t, []string{"WECOM_CALLBACKS", "WECOM_HITS", "WECOM_CORP_EVENTS", "WECOM_DEAD_LETTERS"},
 		metricstest.LabelValues(t, mfs, "wecom_receiver_jetstream_stream_bytes", "stream"))

@@ -190,7 +190,15 @@ func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig)
 // until it succeeds or ctx ends. A replica whose consumer creation fails
 // once (a timeout while a cluster elects, a stream being reloaded after a
 // full disk) must not go on serving callbacks it never handles: it keeps
-// trying, and says so in the log, first at once, then every fifth try.
+// trying, and says so in the log, first at once, then every fifth try,
+// and in the gauge intake_consumer_bound (Consume).
+//
+// Errors that look permanent (the account's consumer limit, a permission
+// the server refuses, a filter the stream will not take) are retried too,
+// at most twice a minute: each is fixed in NATS, not here, and a replica
+// that keeps trying picks the consumer up once an operator has, with no
+// restart. Giving up instead would leave the process running, and
+// answering success, with nothing left that tries.
 func (s *Store) bindConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, log zerolog.Logger) (jetstream.Consumer, error) {
 	backoff := bindFirstBackoff
 	for attempt := 1; ; attempt++ {
@@ -229,7 +237,18 @@ const (
 // pulling, waits for the handlers it started (their ctx is cancelled too; a
 // record they do not finish is delivered again later) and returns nil. It
 // creates or updates the durable consumer first, trying until it can
-// (bindConsumer); only an invalid ConsumerOptions is returned as an error.
+// (bindConsumer), and creates it again if it disappears meanwhile (deleted
+// by an operator, or with its stream); only an invalid ConsumerOptions is
+// returned as an error.
+//
+// The gauge intake_consumer_bound{consumer} (Metrics) is 1 while it pulls
+// and 0 otherwise. Being unbound does not fail the replica's readiness:
+// the durable is shared, so another replica may be handling every record
+// this one stores, and when none can (a cause in NATS that every replica
+// meets), refusing callbacks would only have WeCom retry and then drop
+// them, where a stored callback waits, answered, until the consumer is
+// back. The gauge, and the status reason intake_unbound when the durable
+// is missing altogether, are what say so.
 func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) error {
 	opts.defaults()
 	if opts.DeadLetters == nil {
@@ -240,10 +259,14 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 	if err != nil {
 		return fmt.Errorf("intake: consumer %s: %w", opts.Durable, err)
 	}
+	bound := func(b bool) { s.opts.metrics.setBound(opts.Durable, b) }
+	bound(false)
+	defer bound(false)
 	cons, err := s.bindConsumer(ctx, cfg, log)
 	if err != nil {
 		return nil // ctx ended before the consumer could be made
 	}
+	bound(true)
 
 	var (
 		wg  sync.WaitGroup
@@ -294,6 +317,19 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 			if failures == 1 || failures%60 == 0 {
 				log.Warn().Err(err).Int("failures", failures).Msg("pull failed; retrying")
 			}
+			if consumerGone(ctx, cons) {
+				// Pulling from a consumer that no longer exists fails for
+				// ever; only creating it again ends that.
+				bound(false)
+				log.Warn().Msg("intake consumer is gone; creating it again")
+				if cons, err = s.bindConsumer(ctx, cfg, log); err != nil {
+					return nil
+				}
+				bound(true)
+				log.Info().Msg("intake consumer created again")
+				failures = 0
+				continue
+			}
 			select {
 			case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)):
 			case <-ctx.Done():
@@ -306,6 +342,16 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 			failures = 0
 		}
 	}
+}
+
+// consumerGone reports whether cons, or its stream, no longer exists on the
+// server, as after a failed pull. Any other answer (NATS unreachable, a
+// timeout) is not taken for gone: the pull is just tried again.
+func consumerGone(ctx context.Context, cons jetstream.Consumer) bool {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := cons.Info(ictx)
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
 // pull asks for up to n records, waiting up to pullWait, and passes each to

@@ -5,18 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/deadletter"
 	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/metricstest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
+	"github.com/wecomhit/wecomhit/internal/testlog"
 )
 
 // consumeRecorder counts handled callbacks by id.
@@ -216,17 +221,24 @@ func TestStore_ConsumeLongHandler(t *testing.T) {
 // TestStore_ConsumeStreamAppearsLate: a consumer that cannot be created at
 // first (here: the stream does not exist yet) is created once it can be,
 // and the records stored then are handled. Consume used to return at the
-// first failure and leave the replica handling nothing.
+// first failure and leave the replica handling nothing. Meanwhile the
+// gauge intake_consumer_bound says so: 0 while the creation fails, 1 once
+// it succeeds.
 func TestStore_ConsumeStreamAppearsLate(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustNew(t, js, prefix)
+	reg := prometheus.NewPedanticRegistry()
+	var logs testlog.Buffer
+	s := mustNew(t, js, prefix, intake.WithMetrics(intake.NewMetrics(reg)), intake.WithLogger(zerolog.New(&logs)))
 	rec := &consumeRecorder{}
 	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
 		rec.add(cb.ID)
 		return nil
 	})
 	runConsume(t, js, s, h, intake.ConsumerOptions{})
-	time.Sleep(200 * time.Millisecond) // let the first tries fail: no stream yet
+	natstest.Eventually(t, 5*time.Second, "a failed creation logged", func() bool {
+		return strings.Contains(logs.String(), "intake consumer not created; retrying")
+	})
+	assert.Zero(t, boundGauge(t, reg, intake.DefaultDurable), "not bound while the creation fails")
 	require.NoError(t, s.Setup(ctxTimeout(t, 5*time.Second)))
 	ids := storeN(t, s, 3, "late-")
 	natstest.WaitFor(t, 15*time.Second, func() error {
@@ -237,4 +249,47 @@ func TestStore_ConsumeStreamAppearsLate(t *testing.T) {
 		}
 		return nil
 	})
+	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
+}
+
+// TestStore_ConsumeConsumerDeleted: an operator deletes the durable while
+// Consume pulls from it. Consume creates it again and handles what is
+// stored afterwards; it used to fail every pull from then on, with one
+// log line, handling nothing until restarted.
+func TestStore_ConsumeConsumerDeleted(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	reg := prometheus.NewPedanticRegistry()
+	var logs testlog.Buffer
+	s := mustSetup(t, js, intake.WithMetrics(intake.NewMetrics(reg)), intake.WithLogger(zerolog.New(&logs)))
+	rec := &consumeRecorder{}
+	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
+		rec.add(cb.ID)
+		return nil
+	})
+	stop := runConsume(t, js, s, h, intake.ConsumerOptions{})
+	handled := func(ids []string) {
+		t.Helper()
+		natstest.WaitFor(t, 15*time.Second, func() error {
+			for _, id := range ids {
+				if rec.count(id) != 1 {
+					return fmt.Errorf("%s handled %d times", id, rec.count(id))
+				}
+			}
+			return nil
+		})
+	}
+	handled(storeN(t, s, 1, "before-"))
+	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
+	require.NoError(t, js.DeleteConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable))
+	handled(storeN(t, s, 3, "after-"))
+	assert.Contains(t, logs.String(), "intake consumer is gone; creating it again")
+	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
+	stop()
+	assert.Zero(t, boundGauge(t, reg, intake.DefaultDurable), "Consume returned: nothing pulls")
+}
+
+// boundGauge reads wecom_receiver_intake_consumer_bound of a consumer.
+func boundGauge(t testing.TB, reg prometheus.Gatherer, consumer string) float64 {
+	t.Helper()
+	return metricstest.Value(t, metricstest.Families(t, reg), "wecom_receiver_intake_consumer_bound", "consumer", consumer)
 }

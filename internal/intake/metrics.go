@@ -36,6 +36,7 @@ type Metrics struct {
 	publish      prometheus.Observer
 	batchSize    prometheus.Observer
 	fallbacks    *prometheus.CounterVec
+	bound        *prometheus.GaugeVec
 }
 
 // deadLetterReasons are the reason label's values; a reason outside the
@@ -61,6 +62,11 @@ var deadLetterReasons = []string{
 //   - wecom_receiver_callback_batch_fallbacks_total{reason}: batches whose
 //     callbacks, all or some, went on to be published alone, by reason
 //     (timeout, publish, rejected, gap, partial, disabled, invalid).
+//   - wecom_receiver_intake_consumer_bound{consumer}: 1 while this
+//     process's Consume holds the durable consumer and pulls from it, 0
+//     while it is (re)creating it and after Consume returns. Series are
+//     pre-created for the durables given to InitConsumer, and made by
+//     Consume for others.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	handled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wecom_receiver_callbacks_handled_total",
@@ -83,8 +89,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range fallbackReasons {
 		fallbacks.WithLabelValues(r)
 	}
+	bound := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "wecom_receiver_intake_consumer_bound",
+		Help: "1 while this process pulls stored callbacks from the intake consumer; 0 while it cannot create or find it.",
+	}, []string{"consumer"})
 	if reg != nil {
-		reg.MustRegister(handled, deadLettered, batchSize, fallbacks)
+		reg.MustRegister(handled, deadLettered, batchSize, fallbacks, bound)
 		publish = registerShared(reg, publish)
 	}
 	for _, k := range wecomhit.Kinds {
@@ -94,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return &Metrics{
 		handled: handled, deadLettered: deadLettered, publish: publish.WithLabelValues(StreamName),
-		batchSize: batchSize, fallbacks: fallbacks,
+		batchSize: batchSize, fallbacks: fallbacks, bound: bound,
 	}
 }
 
@@ -111,6 +121,12 @@ func (m *Metrics) InitApp(app string) {
 			m.deadLettered.WithLabelValues(app, string(k), r)
 		}
 	}
+}
+
+// InitConsumer pre-creates, at 0, the bound series of a durable that
+// Consume will serve, so that it is there before Consume first runs.
+func (m *Metrics) InitConsumer(durable string) {
+	m.setBound(durable, false)
 }
 
 // registerShared registers c, or returns the identical collector already
@@ -156,6 +172,18 @@ func handledKind(k wecomhit.Kind) string {
 		}
 	}
 	return string(wecomhit.KindUnknown)
+}
+
+// setBound records whether this process holds the durable consumer.
+func (m *Metrics) setBound(consumer string, bound bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if bound {
+		v = 1
+	}
+	m.bound.WithLabelValues(consumer).Set(v)
 }
 
 func (m *Metrics) countHandled(k wecomhit.Kind, result string) {
