@@ -51,17 +51,26 @@ func startCluster(t testing.TB, dir string) *cluster {
 	c := &cluster{}
 	// JetStream refuses to start a clustered node without configured
 	// routes, so the route ports must be known before any node starts: the
-	// one place these tests pick ports themselves. A port taken by someone
-	// else in between shows as a node failing to start, not as a wrong
-	// result.
+	// one place these tests pick ports themselves. The three listeners stay
+	// open until all three are picked: closed one by one, the kernel may
+	// hand the same port out twice (a 20-round run once gave two nodes
+	// one route port). A port taken by someone else between the close and
+	// a node's start still shows as a node failing to start, not as a
+	// wrong result.
 	var routes []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
 	for i := range 3 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		lns = append(lns, ln)
 		routes = append(routes, "nats-route://"+ln.Addr().String())
-		_ = ln.Close()
 		n := &natsServer{name: fmt.Sprintf("nats-%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("nats-%d", i+1))}
 		if err := os.MkdirAll(n.dir, 0o700); err != nil {
 			t.Fatal(err)
@@ -70,6 +79,10 @@ func startCluster(t testing.TB, dir string) *cluster {
 		c.nodes = append(c.nodes, n)
 	}
 	c.routes = routes
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	lns = nil
 	for i, n := range c.nodes {
 		c.writeConf(t, i, "-1", port(routes[i]), routes)
 		n.start(t)
