@@ -48,12 +48,13 @@ type Config struct {
 	// start while it is on. Default false.
 	AllowSampleSecrets bool `yaml:"allow_sample_secrets"`
 
-	// MemoryLimitBytes is the Go runtime's soft memory limit
+	// MemoryLimitBytes is the floor of the Go runtime's soft memory limit
 	// (runtime/debug.SetMemoryLimit), which serve sets unless the
-	// GOMEMLIMIT environment variable is set: past it the garbage
+	// GOMEMLIMIT environment variable is set: below it the garbage
 	// collector runs more often rather than let the heap grow. It is not a
-	// cap: a heap that needs more gets more. 0 leaves the runtime's default
-	// (no limit). Default DefaultMemoryLimitBytes.
+	// cap: while the live heap outgrows it, internal/memlimit raises the
+	// limit to follow. 0 leaves the runtime's default (no limit). Default
+	// DefaultMemoryLimitBytes.
 	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
 
 	HTTP  HTTP  `yaml:"http"`
