@@ -843,8 +843,11 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 			if m.CheckErr != "" {
 				note += "; CHECK NOT DONE: " + m.CheckErr
 			}
-			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200 (load average %.2f)%s\n",
-				name, sc.name, m.Stored, m.Missing, m.Non200, m.LoadAvg, note)
+			// CPU and memory of every run, not only the rows the table
+			// has for them: a fixed-rate run's CPU per callback is how a
+			// lever shows below saturation.
+			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200; %.0f µs CPU per callback, RSS peak %.0f MiB (load average %.2f)%s\n",
+				name, sc.name, m.Stored, m.Missing, m.Non200, m.CPUPerCB, m.HWM, m.LoadAvg, note)
 		}
 	}
 	if ceiling > 0 {

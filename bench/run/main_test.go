@@ -92,13 +92,12 @@ func TestPrintTable_CheckNotDone(t *testing.T) {
 	scenarios := []scenario{{"pinned", true, 0}, {"shared", false, 0}, {"5000/s", false, 5000}, {"1000/s", false, 1000}}
 	res := map[string]map[string]*measure{"pinned": {}, "5000/s": {}, "1000/s": {}, "shared": {
 		"service":  {OKPerSec: 30000, CheckErr: lastLine("loadgen: load done\nloadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded\n")},
-		"baseline": {OKPerSec: 15000, Stored: 150000},
+		"baseline": {OKPerSec: 15000, Stored: 150000, CPUPerCB: 44.2, HWM: 93},
 	}}
 	var out bytes.Buffer
 	printTable(&out, o, true, scenarios, res, 0, 0)
-	assert.Contains(t, out.String(), "service, shared: 0 stored, 0 answered 200 but missing, 0 not answered 200 (load average 0.00); "+
+	assert.Contains(t, out.String(), "service, shared: 0 stored, 0 answered 200 but missing, 0 not answered 200; 0 µs CPU per callback, RSS peak 0 MiB (load average 0.00); "+
 		"CHECK NOT DONE: loadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded")
-	assert.Contains(t, out.String(), "baseline, shared: 150000 stored")
-	assert.NotContains(t, out.String(), "baseline, shared: 150000 stored, 0 answered 200 but missing, 0 not answered 200 (load average 0.00); CHECK")
+	assert.Contains(t, out.String(), "baseline, shared: 150000 stored, 0 answered 200 but missing, 0 not answered 200; 44 µs CPU per callback, RSS peak 93 MiB (load average 0.00)\n")
 	assert.Contains(t, out.String(), "| callbacks/s, 2 cores shared with loadgen | 30000 | 15000 | 2.00× |")
 }
