@@ -53,7 +53,8 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 // outgrows it (nats-server's de-duplication ids, BENCHMARKS.md), unless
 // GOMEMLIMIT (env, as the runtime read it at start) set a limit already:
 // the operator's environment wins over the file's default, and is left
-// as it is. stop ends the governor and waits for it.
+// as it is. stop ends the governor, waits for it, and puts back the limit
+// found before (tests run several serves in one process).
 func governMemory(log zerolog.Logger, limit int64, env string) (stop func()) {
 	switch {
 	case env != "":
@@ -62,7 +63,7 @@ func governMemory(log zerolog.Logger, limit int64, env string) (stop func()) {
 	case limit <= 0:
 		return func() {}
 	}
-	debug.SetMemoryLimit(limit)
+	found := debug.SetMemoryLimit(limit)
 	log.Info().Int64("memory_limit_bytes", limit).Msg("memory limit")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -73,6 +74,7 @@ func governMemory(log zerolog.Logger, limit int64, env string) (stop func()) {
 	return func() {
 		cancel()
 		<-done
+		debug.SetMemoryLimit(found)
 	}
 }
 

@@ -50,10 +50,10 @@ type Config struct {
 
 	// MemoryLimitBytes is the floor of the Go runtime's soft memory limit
 	// (runtime/debug.SetMemoryLimit), which serve sets unless the
-	// GOMEMLIMIT environment variable is set: below it the garbage
-	// collector runs more often rather than let the heap grow. It is not a
-	// cap: while the live heap outgrows it, internal/memlimit raises the
-	// limit to follow. 0 leaves the runtime's default (no limit). Default
+	// GOMEMLIMIT environment variable is set: up to it the garbage
+	// collector works harder to keep the heap under it. It is not a cap:
+	// while the live heap outgrows it, internal/memlimit raises the limit
+	// to follow. 0 leaves the runtime's default (no limit). Default
 	// DefaultMemoryLimitBytes.
 	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
 

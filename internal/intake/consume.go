@@ -317,9 +317,11 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 			if failures == 1 || failures%60 == 0 {
 				log.Warn().Err(err).Int("failures", failures).Msg("pull failed; retrying")
 			}
-			if consumerGone(ctx, cons) {
-				// Pulling from a consumer that no longer exists fails for
-				// ever; only creating it again ends that.
+			// Pulling from a consumer that no longer exists fails for
+			// ever; only creating it again ends that. Asked every fifth
+			// failure, not at each: while NATS is away, each ask costs a
+			// request and up to its timeout before the next pull.
+			if failures%5 == 0 && consumerGone(ctx, cons) {
 				bound(false)
 				log.Warn().Msg("intake consumer is gone; creating it again")
 				if cons, err = s.bindConsumer(ctx, cfg, log); err != nil {
@@ -348,7 +350,7 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 // server, as after a failed pull. Any other answer (NATS unreachable, a
 // timeout) is not taken for gone: the pull is just tried again.
 func consumerGone(ctx context.Context, cons jetstream.Consumer) bool {
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_, err := cons.Info(ictx)
 	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)

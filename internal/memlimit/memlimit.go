@@ -13,9 +13,10 @@
 // is small the runtime collects by that limit, which keeps a quiet
 // receiver small. When what the heap holds would leave the collector less
 // than a quarter of it to allocate into, the Governor raises the limit to
-// the live heap plus that quarter, plus the runtime's own memory outside
-// the heap, and lowers it again (never under the floor) as the ids expire.
-// That is the same trade GOGC=25 makes, for a heap the limit would
+// the live heap plus that quarter, plus the runtime's memory that holds
+// no live objects (stacks, metadata, the unused part of heap spans), and
+// lowers it again (never under the floor) as the ids expire. Above the
+// floor that is about the trade GOGC=25 makes, for a heap the limit would
 // otherwise squeeze.
 //
 // What this package leaves to others: the floor comes from the
@@ -49,18 +50,21 @@ type Sample struct {
 	// (/gc/heap/live:bytes).
 	Live uint64
 	// Other is the runtime's memory that counts against the limit but
-	// holds no heap objects: stacks, the collector's metadata, buffers
-	// (the runtime's total minus what it released and the heap's objects,
-	// free and unused spans).
+	// is not heap objects: stacks, the collector's metadata, buffers, and
+	// the unused part of the heap's spans (the runtime's total minus what
+	// it released, its free spans and its objects). The runtime takes it
+	// off the limit before it sets the heap's goal.
 	Other uint64
 }
 
-// Target is the soft limit for a runtime in state s: floor, or the live
-// heap plus a quarter of it plus the runtime's other memory when that is
-// more.
+// Target is the soft limit for a runtime in state s: floor, or what the
+// live heap plus a quarter needs when that is more. The runtime keeps 3%
+// of the limit's heap share as its own margin (runtime/mgcpacer.go,
+// memoryLimitHeapGoalHeadroomPercent), so the heap's share is grossed up
+// by it. floor must be > 0.
 func Target(floor int64, s Sample) int64 {
-	need := s.Live + s.Live/headroomDiv + s.Other
-	if need > uint64(floor) {
+	heap := (s.Live + s.Live/headroomDiv) * 100 / 97
+	if need := heap + s.Other; need > uint64(floor) {
 		return int64(need)
 	}
 	return floor
@@ -73,7 +77,6 @@ const (
 	sampleReleased
 	sampleObjects
 	sampleFree
-	sampleUnused
 	sampleCount
 )
 
@@ -90,7 +93,6 @@ func newReader() *reader {
 		sampleReleased: "/memory/classes/heap/released:bytes",
 		sampleObjects:  "/memory/classes/heap/objects:bytes",
 		sampleFree:     "/memory/classes/heap/free:bytes",
-		sampleUnused:   "/memory/classes/heap/unused:bytes",
 	}
 	r := &reader{samples: make([]metrics.Sample, sampleCount)}
 	for i, n := range names {
@@ -108,7 +110,7 @@ func (r *reader) read() Sample {
 			v[i] = s.Value.Uint64()
 		}
 	}
-	held := v[sampleReleased] + v[sampleObjects] + v[sampleFree] + v[sampleUnused]
+	held := v[sampleReleased] + v[sampleObjects] + v[sampleFree]
 	var other uint64
 	if v[sampleTotal] > held {
 		other = v[sampleTotal] - held
@@ -125,25 +127,33 @@ type Governor struct {
 	// a test gives its own to drive step with chosen heaps.
 	read func() Sample
 	set  func(int64) int64
-	// current is the limit last set.
+	now  func() time.Time
+	// current is the limit last set; logged when the last line about it
+	// was written.
 	current int64
+	logged  time.Time
 }
+
+// logEvery spaces the lines that say the limit left the floor or came
+// back to it: a heap that sits at the boundary would cross it often.
+const logEvery = 10 * time.Minute
 
 // New returns a Governor whose floor is floor bytes (> 0), reading and
 // setting the runtime's own memory limit.
 func New(floor int64, log zerolog.Logger) *Governor {
-	return newGovernor(floor, log, newReader().read, debug.SetMemoryLimit)
+	return newGovernor(floor, log.With().Str("component", "memlimit").Logger(), newReader().read, debug.SetMemoryLimit, time.Now)
 }
 
-func newGovernor(floor int64, log zerolog.Logger, read func() Sample, set func(int64) int64) *Governor {
-	return &Governor{floor: floor, log: log, read: read, set: set}
+func newGovernor(floor int64, log zerolog.Logger, read func() Sample, set func(int64) int64, now func() time.Time) *Governor {
+	return &Governor{floor: floor, log: log, read: read, set: set, now: now}
 }
 
 // Run sets the floor, then follows the heap every 250 ms until ctx ends,
-// and leaves the floor set when it returns.
+// and puts back the limit it found when it returns.
 func (g *Governor) Run(ctx context.Context) {
-	g.apply(g.floor)
-	defer g.apply(g.floor)
+	found := g.set(g.floor)
+	g.current = g.floor
+	defer g.set(found)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -156,35 +166,30 @@ func (g *Governor) Run(ctx context.Context) {
 	}
 }
 
-// step moves the limit to Target of the runtime's state now. It changes
-// the limit only when Target moved by more than a sixteenth, so that a
-// heap that breathes around one size does not reset the runtime's limit
-// at every look, and logs when the limit leaves the floor and when it
-// comes back to it.
+// step moves the limit towards Target of the runtime's state now. It
+// raises the limit as soon as Target passes it, since a limit below what
+// the heap needs is what makes the collector spin; it lowers it only once
+// Target is an eighth below it, so that a heap breathing around one size
+// does not move the limit at every look. Leaving the
+// floor and coming back to it are logged, at most once per logEvery.
 func (g *Governor) step() {
 	want := Target(g.floor, g.read())
-	diff := want - g.current
-	if diff < 0 {
-		diff = -diff
-	}
-	if want != g.floor && diff <= g.current/16 {
-		return
-	}
-	if want == g.current {
-		return
-	}
 	switch {
-	case g.current == g.floor:
-		g.log.Info().Int64("memory_limit_bytes", g.floor).Int64("limit", want).
-			Msg("the live heap outgrew memory_limit_bytes: the soft memory limit follows it")
-	case want == g.floor:
-		g.log.Info().Int64("memory_limit_bytes", g.floor).
-			Msg("the soft memory limit is back at memory_limit_bytes")
+	case want > g.current:
+	case want < g.current-g.current/8:
+	default:
+		return
 	}
-	g.apply(want)
-}
-
-func (g *Governor) apply(limit int64) {
-	g.set(limit)
-	g.current = limit
+	if now := g.now(); (g.current == g.floor || want == g.floor) && now.Sub(g.logged) >= logEvery {
+		g.logged = now
+		if want == g.floor {
+			g.log.Info().Int64("memory_limit_bytes", g.floor).
+				Msg("the soft memory limit is back at memory_limit_bytes")
+		} else {
+			g.log.Info().Int64("memory_limit_bytes", g.floor).Int64("limit", want).
+				Msg("the live heap outgrew memory_limit_bytes: the soft memory limit follows it")
+		}
+	}
+	g.set(want)
+	g.current = want
 }

@@ -410,8 +410,13 @@ func runPartition(t *testing.T, dir string, p partition) {
 		cutAt := time.Now()
 		t.Logf("round %d: cut %s (%d receiver connections on it)", i+1, cl.nodes[k].name, on)
 		w := watchMoves(t, rs, p.urls, k)
-		if len(w.on) == 0 {
+		switch {
+		case len(w.on) == 0:
 			t.Errorf("round %d: %s has %d receiver connections, but no receiver's log says it is connected there", i+1, cl.nodes[k].name, on)
+		case len(w.on) != on:
+			// Not an error: in links mode a proxied connection that died
+			// at the last heal counts for a moment.
+			t.Logf("round %d: %s has %d receiver connections; the logs put %d receivers there, and only those are followed", i+1, cl.nodes[k].name, on, len(w.on))
 		}
 		for time.Since(cutAt) < 20*time.Second {
 			runFor(t, 100*time.Millisecond, procs...)
