@@ -24,9 +24,9 @@ func TestTarget(t *testing.T) {
 		want int64
 	}{
 		{"SmallHeap", Sample{Live: 20 * mib, Other: 8 * mib}, 64 * mib},
-		{"BelowTheFloor", Sample{Live: 40 * mib, Other: 9 * mib}, 64 * mib}, // 50 / 0.97 + 9 = 60.5 MiB
-		{"LargeHeap", Sample{Live: 60 * mib, Other: 8 * mib}, 89464071},     // 75 MiB / 0.97 + 8 MiB
-		{"OtherCounts", Sample{Live: 60 * mib, Other: 20 * mib}, 102046983}, // 75 MiB / 0.97 + 20 MiB
+		{"BelowTheFloor", Sample{Live: 40 * mib, Other: 9 * mib}, 64 * mib}, // 45 / 0.97 + 9 = 55.4 MiB
+		{"LargeHeap", Sample{Live: 60 * mib, Other: 8 * mib}, 81356525},     // 67.5 MiB / 0.97 + 8 MiB
+		{"OtherCounts", Sample{Live: 60 * mib, Other: 20 * mib}, 93939437},  // 67.5 MiB / 0.97 + 20 MiB
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,9 +69,10 @@ func TestGovernor_Step(t *testing.T) {
 	g := newTestGovernor(64 * mib)
 	target := func(live float64) int64 { return Target(64*mib, Sample{Live: uint64(live * mib), Other: 4 * mib}) }
 	assert.Nil(t, g.tick(10), "well under the floor")
-	assert.Equal(t, []int64{target(50)}, g.tick(50), "past the floor: raised at once")
-	assert.Equal(t, []int64{target(51)}, g.tick(51), "raised again, however little")
-	assert.Nil(t, g.tick(48), "less than an eighth below: kept")
+	assert.Nil(t, g.tick(50), "62 MiB: still under the floor")
+	assert.Equal(t, []int64{target(56)}, g.tick(56), "past the floor: raised at once")
+	assert.Equal(t, []int64{target(57)}, g.tick(57), "raised again, however little")
+	assert.Nil(t, g.tick(54), "less than an eighth below: kept")
 	assert.Equal(t, []int64{target(80)}, g.tick(80))
 	assert.Equal(t, []int64{64 * mib}, g.tick(30), "back to the floor")
 	assert.Nil(t, g.tick(31))
@@ -87,9 +88,9 @@ func TestGovernor_StepAtTheBoundary(t *testing.T) {
 	g := newTestGovernor(64 * mib)
 	sets := 0
 	for i := range 40 {
-		live := 48.0
+		live := 50.0 // 62 MiB: the floor
 		if i%2 == 1 {
-			live = 51.5
+			live = 53.5 // 66 MiB
 		}
 		sets += len(g.tick(live))
 	}
@@ -118,8 +119,8 @@ func TestGovernor_Run(t *testing.T) {
 		New(floor, zerolog.Nop()).Run(ctx)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	// Set by Run (below found), and past 48 + 12 MiB, plus the runtime's own.
-	for l := debug.SetMemoryLimit(-1); l >= found || l < 60*mib; l = debug.SetMemoryLimit(-1) {
+	// Set by Run (below found), and past 48 MiB plus an eighth.
+	for l := debug.SetMemoryLimit(-1); l >= found || l < 54*mib; l = debug.SetMemoryLimit(-1) {
 		require.True(t, time.Now().Before(deadline), "the limit did not follow a 48 MiB heap: %d", l)
 		time.Sleep(50 * time.Millisecond)
 	}
