@@ -786,14 +786,23 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.duration, o.conns, o.kind, o.logLevel)
 	fmt.Fprintln(w, "| | this service | baseline | ratio |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|")
-	row := func(label, unit string, f func(*measure) float64, format string, sc scenario) {
+	// line prints a row of both servers' f in sc, with their ratio when
+	// withRatio.
+	line := func(label, unit string, f func(*measure) float64, format string, sc scenario, withRatio bool) {
 		svc, base := res[sc.name]["service"], res[sc.name]["baseline"]
 		if svc == nil || base == nil {
 			fmt.Fprintf(w, "| %s | n/a | n/a | |\n", label)
 			return
 		}
 		a, b := f(svc), f(base)
-		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s | %s |\n", label, a, unit, b, unit, ratio(a, b))
+		last := " |" // the ratio cell, empty
+		if withRatio {
+			last = " " + ratio(a, b) + " |"
+		}
+		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s |%s\n", label, a, unit, b, unit, last)
+	}
+	row := func(label, unit string, f func(*measure) float64, format string, sc scenario) {
+		line(label, unit, f, format, sc, true)
 	}
 	pinned, shared, p99, low := scenarios[0], scenarios[1], scenarios[2], scenarios[3]
 	if !canPin {
@@ -812,12 +821,7 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 	row("p99 latency at "+low.name, " ms", func(m *measure) float64 { return m.P99 }, "%.2f", low)
 	// loadgen's own cost: not a property of the servers, so no ratio.
 	noRatio := func(label, unit string, f func(*measure) float64, format string, sc scenario) {
-		svc, base := res[sc.name]["service"], res[sc.name]["baseline"]
-		if svc == nil || base == nil {
-			fmt.Fprintf(w, "| %s | n/a | n/a | |\n", label)
-			return
-		}
-		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s | |\n", label, f(svc), unit, f(base), unit)
+		line(label, unit, f, format, sc, false)
 	}
 	noRatio("loadgen CPU per callback, pinned", " µs", func(m *measure) float64 { return m.LoadgenCPUPerCB }, "%.1f", pinned)
 	noRatio("loadgen's use of its core, pinned", "%", func(m *measure) float64 { return 100 * m.LoadgenCores }, "%.0f", pinned)
