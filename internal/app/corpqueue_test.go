@@ -84,3 +84,11 @@ func TestCorpQueue_ForgetNotBehindAnnounce(t *testing.T) {
 	<-done
 	<-done
 }
+
+// len is how many corps wait for an announcement, and for Forget: only
+// the tests ask.
+func (q *corpQueue) len() (announce, forget int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.order), len(q.forget)
+}

@@ -115,13 +115,6 @@ func signal(c chan struct{}) {
 	}
 }
 
-// len is how many corps wait for an announcement, and for Forget.
-func (q *corpQueue) len() (announce, forget int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.order), len(q.forget)
-}
-
 // forgetLoop calls fn for each cancelled or removed corp, until ctx ends.
 func (q *corpQueue) forgetLoop(ctx context.Context, fn func(corpKey)) {
 	for {
