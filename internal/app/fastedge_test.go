@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/admin"
 	"github.com/wecomhit/wecomhit/internal/callback"
 	"github.com/wecomhit/wecomhit/internal/callback/callbacktest"
 	"github.com/wecomhit/wecomhit/internal/crypto"
@@ -51,12 +52,12 @@ func newEdgePair(t *testing.T, sink callback.Sink, opts ...callback.Option) *edg
 		h, err := callback.New([]callback.App{{Name: "v1", Crypter: c1}, {Name: "v2", Crypter: c2}}, sink,
 			append([]callback.Option{callback.WithLogger(log), callback.WithMaxBodyBytes(1024)}, opts...)...)
 		require.NoError(t, err)
+		// The service's own routes (Main.routes): the callback endpoint
+		// and the probes, behind the request id and the recoverer.
 		m := &Main{log: log}
-		r := chi.NewRouter()
-		r.Use(requestID, m.recoverer)
-		h.Mount(r)
-		r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
-		return h, r, m
+		m.adminHandler, err = admin.New(admin.CheckerFunc(func(context.Context) error { return nil }), prometheus.NewRegistry())
+		require.NoError(t, err)
+		return h, m.routes(h), m
 	}
 	listen := func() net.Listener {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
