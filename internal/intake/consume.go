@@ -177,13 +177,71 @@ func (s *Store) consumerConfig(opts ConsumerOptions) (jetstream.ConsumerConfig, 
 	}, nil
 }
 
-// setupConsumer creates the consumer or updates it. DeliverPolicy cannot
-// change on an existing consumer; an existing one keeps the one it has.
+// setupConsumer creates the consumer or updates it. Where it starts
+// (DeliverPolicy and its start sequence) cannot change on an existing
+// consumer; an existing one keeps what it has, such as the start sequence
+// of one Consume created again (resumeConfig).
 func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	if c, err := s.js.Consumer(ctx, StreamName, cfg.Durable); err == nil {
-		cfg.DeliverPolicy = c.CachedInfo().Config.DeliverPolicy
+		have := c.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq = have.DeliverPolicy, have.OptStartSeq
 	}
 	return s.js.CreateOrUpdateConsumer(ctx, StreamName, cfg)
+}
+
+// defaultFloorEvery is how often Consume reads its consumer's ack floor
+// (ackMark): one request per consumer that often, and what a consumer
+// created again may deliver a second time is at most that much of its
+// handling.
+const defaultFloorEvery = 30 * time.Second
+
+// ackMark is where a bound consumer had got to when Consume last asked:
+// its ack floor, every record up to which is handled, and when that
+// consumer was created, which tells a stream deleted and created again
+// since (its sequences start over) from the one the floor counts in.
+type ackMark struct {
+	floor   uint64
+	created time.Time
+}
+
+// readMark asks the server where cons has got to. A failure (NATS slow or
+// away, the consumer gone) just leaves the last mark in place.
+func readMark(ctx context.Context, cons jetstream.Consumer) (ackMark, bool) {
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil || info.AckFloor.Stream == 0 {
+		return ackMark{}, false
+	}
+	return ackMark{floor: info.AckFloor.Stream, created: info.Created}, true
+}
+
+// resumeConfig is cfg for creating again a consumer that went missing
+// while bound at mark: it starts just after mark's ack floor, so that what
+// was handled before is not delivered again. The records handled since
+// the mark was read (at most floorEvery's worth) come again, which
+// handlers take idempotently. It is cfg unchanged (start as a new
+// consumer) without a mark, for a LatestOnly consumer (the newest of each
+// subject is already the right start), and when the stream is not the one
+// the mark counts in: created after the old consumer, or holding fewer
+// records than its floor, since starting there would skip records never
+// handled.
+func (s *Store) resumeConfig(ctx context.Context, cfg jetstream.ConsumerConfig, mark ackMark) jetstream.ConsumerConfig {
+	if mark.floor == 0 || cfg.DeliverPolicy != jetstream.DeliverAllPolicy {
+		return cfg
+	}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	stream, err := s.js.Stream(ictx, StreamName)
+	if err != nil {
+		return cfg
+	}
+	info := stream.CachedInfo()
+	if info.Created.After(mark.created) || info.State.LastSeq < mark.floor {
+		return cfg
+	}
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, mark.floor+1
+	return cfg
 }
 
 // bindConsumer creates (or updates) the durable consumer, trying again
@@ -199,10 +257,13 @@ func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig)
 // that keeps trying picks the consumer up once an operator has, with no
 // restart. Giving up instead would leave the process running, and
 // answering success, with nothing left that tries.
-func (s *Store) bindConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, log zerolog.Logger) (jetstream.Consumer, error) {
+//
+// mark, when known, is where the consumer had got to before it went
+// missing: one created again starts after it (resumeConfig).
+func (s *Store) bindConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, mark ackMark, log zerolog.Logger) (jetstream.Consumer, error) {
 	backoff := bindFirstBackoff
 	for attempt := 1; ; attempt++ {
-		cons, err := s.setupConsumer(ctx, cfg)
+		cons, err := s.setupConsumer(ctx, s.resumeConfig(ctx, cfg, mark))
 		if err == nil {
 			if attempt > 1 {
 				log.Info().Int("attempts", attempt).Msg("intake consumer created")
@@ -262,11 +323,18 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 	bound := func(b bool) { s.opts.metrics.setBound(opts.Durable, b) }
 	bound(false)
 	defer bound(false)
-	cons, err := s.bindConsumer(ctx, cfg, log)
+	cons, err := s.bindConsumer(ctx, cfg, ackMark{}, log)
 	if err != nil {
 		return nil // ctx ended before the consumer could be made
 	}
 	bound(true)
+	// mark is where cons had got to when last asked (every floorEvery,
+	// between pulls): a consumer created again starts there rather than
+	// delivering again every record still stored.
+	var (
+		mark   ackMark
+		markAt = time.Now()
+	)
 
 	var (
 		wg  sync.WaitGroup
@@ -324,11 +392,17 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 			if failures%5 == 0 && consumerGone(ctx, cons) {
 				bound(false)
 				log.Warn().Msg("intake consumer is gone; creating it again")
-				if cons, err = s.bindConsumer(ctx, cfg, log); err != nil {
+				if cons, err = s.bindConsumer(ctx, cfg, mark, log); err != nil {
 					return nil
 				}
 				bound(true)
-				log.Info().Msg("intake consumer created again")
+				if c := cons.CachedInfo().Config; c.DeliverPolicy == jetstream.DeliverByStartSequencePolicy {
+					log.Info().Uint64("start_seq", c.OptStartSeq).Msg("intake consumer created again; it starts after the last ack floor read")
+				} else {
+					log.Info().Msg("intake consumer created again; no ack floor was read, so it starts as a new one")
+				}
+				// mark stays: the new consumer starts after it, so it is
+				// still true until the next read.
 				failures = 0
 				continue
 			}
@@ -342,6 +416,13 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 		if failures > 0 {
 			log.Info().Int("failures", failures).Msg("pulling again")
 			failures = 0
+		}
+		if time.Since(markAt) >= s.opts.floorEvery {
+			if m, ok := readMark(ctx, cons); ok {
+				mark = m
+				log.Debug().Uint64("ack_floor", m.floor).Msg("intake consumer's ack floor read")
+			}
+			markAt = time.Now()
 		}
 	}
 }

@@ -278,11 +278,21 @@ func TestStore_ConsumeConsumerDeleted(t *testing.T) {
 			return nil
 		})
 	}
-	handled(storeN(t, s, 1, "before-"))
+	before := storeN(t, s, 1, "before-")
+	handled(before)
 	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
 	require.NoError(t, js.DeleteConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable))
 	handled(storeN(t, s, 3, "after-"))
 	assert.Contains(t, logs.String(), "intake consumer is gone; creating it again")
+	// No ack floor was read yet (every 30 s by default): the consumer
+	// starts as a new one would, with every record still stored.
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		if n := rec.count(before[0]); n != 2 {
+			return fmt.Errorf("%s handled %d times", before[0], n)
+		}
+		return nil
+	})
+	assert.Contains(t, logs.String(), "no ack floor was read")
 	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
 	stop()
 	assert.Zero(t, boundGauge(t, reg, intake.DefaultDurable), "Consume returned: nothing pulls")
@@ -292,4 +302,68 @@ func TestStore_ConsumeConsumerDeleted(t *testing.T) {
 func boundGauge(t testing.TB, reg prometheus.Gatherer, consumer string) float64 {
 	t.Helper()
 	return metricstest.Value(t, metricstest.Families(t, reg), "wecom_receiver_intake_consumer_bound", "consumer", consumer)
+}
+
+// TestStore_ConsumeConsumerDeletedResumes: a durable deleted while Consume
+// pulls, after Consume has read its ack floor, is created again starting
+// just after that floor. The records handled before are not handled a
+// second time (hit tokens long expired, backlog gauges jumping), those
+// stored after the deletion are handled once; and a later Consume (a
+// restart) updates the consumer so created in place.
+func TestStore_ConsumeConsumerDeletedResumes(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	var logs testlog.Buffer
+	s := mustSetup(t, js, intake.WithLogger(zerolog.New(&logs)))
+	intake.SetFloorEvery(s, 10*time.Millisecond)
+	rec := &consumeRecorder{}
+	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
+		rec.add(cb.ID)
+		return nil
+	})
+	// One at a time: records come in stream order, so a handled record
+	// delivered again would be handled before any stored after it.
+	stop := runConsume(t, js, s, h, intake.ConsumerOptions{MaxInFlight: 1})
+	handledOnce := func(ids ...[]string) {
+		t.Helper()
+		natstest.WaitFor(t, 15*time.Second, func() error {
+			for _, list := range ids {
+				for _, id := range list {
+					if rec.count(id) != 1 {
+						return fmt.Errorf("%s handled %d times", id, rec.count(id))
+					}
+				}
+			}
+			return nil
+		})
+	}
+	before := storeN(t, s, 3, "before-")
+	handledOnce(before)
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		if !strings.Contains(logs.String(), `"ack_floor":3`) {
+			return errors.New("ack floor 3 not read yet")
+		}
+		return nil
+	})
+	require.NoError(t, js.DeleteConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable))
+	after := storeN(t, s, 3, "after-")
+	handledOnce(before, after)
+	assert.Contains(t, logs.String(), `"start_seq":4`)
+	c, err := js.Consumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable)
+	require.NoError(t, err)
+	assert.Equal(t, jetstream.DeliverByStartSequencePolicy, c.CachedInfo().Config.DeliverPolicy)
+	assert.Equal(t, uint64(4), c.CachedInfo().Config.OptStartSeq)
+	stop()
+
+	// A restart with another setting: the server refuses a change of the
+	// start, so the update must carry the one the consumer has.
+	stop = runConsume(t, js, s, h, intake.ConsumerOptions{MaxInFlight: 2})
+	restart := storeN(t, s, 2, "restart-")
+	handledOnce(before, after, restart)
+	assert.NotContains(t, logs.String(), "intake consumer not created")
+	c, err = js.Consumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable)
+	require.NoError(t, err)
+	assert.Equal(t, 8, c.CachedInfo().Config.MaxAckPending, "updated in place")
+	assert.Equal(t, jetstream.DeliverByStartSequencePolicy, c.CachedInfo().Config.DeliverPolicy)
+	assert.Equal(t, uint64(4), c.CachedInfo().Config.OptStartSeq)
+	stop()
 }

@@ -130,7 +130,7 @@ type conner interface{ Conn() *nats.Conn }
 func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 	o := options{
 		replicas: DefaultReplicas, maxAge: DefaultMaxAge, duplicateWindow: DefaultDuplicateWindow,
-		batching: true, log: zerolog.Nop(),
+		batching: true, log: zerolog.Nop(), floorEvery: defaultFloorEvery,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {

@@ -21,6 +21,9 @@ type options struct {
 	batching        bool
 	metrics         *Metrics
 	log             zerolog.Logger
+	// floorEvery: how often Consume reads its consumer's ack floor;
+	// defaultFloorEvery, shorter in tests (export_test.go).
+	floorEvery time.Duration
 }
 
 // WithReplicas sets the stream's replicas: 1 on a single server, 3 on a
