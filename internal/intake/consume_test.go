@@ -367,3 +367,42 @@ func TestStore_ConsumeConsumerDeletedResumes(t *testing.T) {
 	assert.Equal(t, uint64(4), c.CachedInfo().Config.OptStartSeq)
 	stop()
 }
+
+// TestStore_ConsumeStreamRecreated: the stream is deleted and created
+// again while Consume pulls, after it read an ack floor. The new stream's
+// sequences start over, so the old floor says nothing about them: the
+// consumer created again must take every record of the new stream, not
+// skip those numbered up to the old floor.
+func TestStore_ConsumeStreamRecreated(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	var logs testlog.Buffer
+	s := mustSetup(t, js, intake.WithLogger(zerolog.New(&logs)))
+	intake.SetFloorEvery(s, 10*time.Millisecond)
+	rec := &consumeRecorder{}
+	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
+		rec.add(cb.ID)
+		return nil
+	})
+	runConsume(t, js, s, h, intake.ConsumerOptions{MaxInFlight: 1})
+	handledOnce := func(ids []string) {
+		t.Helper()
+		natstest.WaitFor(t, 15*time.Second, func() error {
+			for _, id := range ids {
+				if rec.count(id) != 1 {
+					return fmt.Errorf("%s handled %d times", id, rec.count(id))
+				}
+			}
+			return nil
+		})
+	}
+	handledOnce(storeN(t, s, 3, "old-"))
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		if !strings.Contains(logs.String(), `"ack_floor":3`) {
+			return errors.New("ack floor 3 not read yet")
+		}
+		return nil
+	})
+	require.NoError(t, js.DeleteStream(ctxTimeout(t, 5*time.Second), intake.StreamName))
+	require.NoError(t, s.Setup(ctxTimeout(t, 10*time.Second)))
+	handledOnce(storeN(t, s, 5, "new-"))
+}
