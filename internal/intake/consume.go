@@ -299,7 +299,8 @@ const (
 // record they do not finish is delivered again later) and returns nil. It
 // creates or updates the durable consumer first, trying until it can
 // (bindConsumer), and creates it again if it disappears meanwhile (deleted
-// by an operator, or with its stream); only an invalid ConsumerOptions is
+// by an operator, or with its stream), starting after the last ack floor
+// it read of it (resumeConfig); only an invalid ConsumerOptions is
 // returned as an error.
 //
 // The gauge intake_consumer_bound{consumer} (Metrics) is 1 while it pulls
