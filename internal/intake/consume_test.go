@@ -262,36 +262,16 @@ func TestStore_ConsumeConsumerDeleted(t *testing.T) {
 	var logs testlog.Buffer
 	s := mustSetup(t, js, intake.WithMetrics(intake.NewMetrics(reg)), intake.WithLogger(zerolog.New(&logs)))
 	rec := &consumeRecorder{}
-	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
-		rec.add(cb.ID)
-		return nil
-	})
-	stop := runConsume(t, js, s, h, intake.ConsumerOptions{})
-	handled := func(ids []string) {
-		t.Helper()
-		natstest.WaitFor(t, 15*time.Second, func() error {
-			for _, id := range ids {
-				if rec.count(id) != 1 {
-					return fmt.Errorf("%s handled %d times", id, rec.count(id))
-				}
-			}
-			return nil
-		})
-	}
+	stop := runConsume(t, js, s, rec.handler(), intake.ConsumerOptions{})
 	before := storeN(t, s, 1, "before-")
-	handled(before)
+	rec.waitHandled(t, 1, before...)
 	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
 	require.NoError(t, js.DeleteConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable))
-	handled(storeN(t, s, 3, "after-"))
+	rec.waitHandled(t, 1, storeN(t, s, 3, "after-")...)
 	assert.Contains(t, logs.String(), "intake consumer is gone; creating it again")
 	// No ack floor was read yet (every 30 s by default): the consumer
 	// starts as a new one would, with every record still stored.
-	natstest.WaitFor(t, 15*time.Second, func() error {
-		if n := rec.count(before[0]); n != 2 {
-			return fmt.Errorf("%s handled %d times", before[0], n)
-		}
-		return nil
-	})
+	rec.waitHandled(t, 2, before...)
 	assert.Contains(t, logs.String(), "no ack floor was read")
 	assert.Equal(t, 1.0, boundGauge(t, reg, intake.DefaultDurable))
 	stop()
@@ -304,6 +284,50 @@ func boundGauge(t testing.TB, reg prometheus.Gatherer, consumer string) float64 
 	return metricstest.Value(t, metricstest.Families(t, reg), "wecom_receiver_intake_consumer_bound", "consumer", consumer)
 }
 
+// handler records each callback it is given and acks it.
+func (r *consumeRecorder) handler() intake.Handler {
+	return intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
+		r.add(cb.ID)
+		return nil
+	})
+}
+
+// waitHandled waits until each of ids has been handled exactly n times.
+func (r *consumeRecorder) waitHandled(t *testing.T, n int, ids ...string) {
+	t.Helper()
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		for _, id := range ids {
+			if c := r.count(id); c != n {
+				return fmt.Errorf("%s handled %d times", id, c)
+			}
+		}
+		return nil
+	})
+}
+
+// consumeWithFloor has a Store (logging to the returned buffer) consume
+// one record at a time, so records come in stream order: a handled record
+// delivered again would be handled before any stored after it. It reads
+// its ack floor every few milliseconds, and has handled three records and
+// read the floor after them when it returns.
+func consumeWithFloor(t *testing.T) (jetstream.JetStream, *intake.Store, *testlog.Buffer, *consumeRecorder, func()) {
+	t.Helper()
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	logs := &testlog.Buffer{}
+	s := mustSetup(t, js, intake.WithLogger(zerolog.New(logs)))
+	intake.SetFloorEvery(s, 10*time.Millisecond)
+	rec := &consumeRecorder{}
+	stop := runConsume(t, js, s, rec.handler(), intake.ConsumerOptions{MaxInFlight: 1})
+	rec.waitHandled(t, 1, storeN(t, s, 3, "before-")...)
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		if !strings.Contains(logs.String(), `"ack_floor":3`) {
+			return errors.New("ack floor 3 not read yet")
+		}
+		return nil
+	})
+	return js, s, logs, rec, stop
+}
+
 // TestStore_ConsumeConsumerDeletedResumes: a durable deleted while Consume
 // pulls, after Consume has read its ack floor, is created again starting
 // just after that floor. The records handled before are not handled a
@@ -311,42 +335,11 @@ func boundGauge(t testing.TB, reg prometheus.Gatherer, consumer string) float64 
 // stored after the deletion are handled once; and a later Consume (a
 // restart) updates the consumer so created in place.
 func TestStore_ConsumeConsumerDeletedResumes(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.RunServer(t))
-	var logs testlog.Buffer
-	s := mustSetup(t, js, intake.WithLogger(zerolog.New(&logs)))
-	intake.SetFloorEvery(s, 10*time.Millisecond)
-	rec := &consumeRecorder{}
-	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
-		rec.add(cb.ID)
-		return nil
-	})
-	// One at a time: records come in stream order, so a handled record
-	// delivered again would be handled before any stored after it.
-	stop := runConsume(t, js, s, h, intake.ConsumerOptions{MaxInFlight: 1})
-	handledOnce := func(ids ...[]string) {
-		t.Helper()
-		natstest.WaitFor(t, 15*time.Second, func() error {
-			for _, list := range ids {
-				for _, id := range list {
-					if rec.count(id) != 1 {
-						return fmt.Errorf("%s handled %d times", id, rec.count(id))
-					}
-				}
-			}
-			return nil
-		})
-	}
-	before := storeN(t, s, 3, "before-")
-	handledOnce(before)
-	natstest.WaitFor(t, 15*time.Second, func() error {
-		if !strings.Contains(logs.String(), `"ack_floor":3`) {
-			return errors.New("ack floor 3 not read yet")
-		}
-		return nil
-	})
+	js, s, logs, rec, stop := consumeWithFloor(t)
+	before := []string{"before-0", "before-1", "before-2"}
 	require.NoError(t, js.DeleteConsumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable))
 	after := storeN(t, s, 3, "after-")
-	handledOnce(before, after)
+	rec.waitHandled(t, 1, append(before, after...)...)
 	assert.Contains(t, logs.String(), `"start_seq":4`)
 	c, err := js.Consumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable)
 	require.NoError(t, err)
@@ -356,9 +349,9 @@ func TestStore_ConsumeConsumerDeletedResumes(t *testing.T) {
 
 	// A restart with another setting: the server refuses a change of the
 	// start, so the update must carry the one the consumer has.
-	stop = runConsume(t, js, s, h, intake.ConsumerOptions{MaxInFlight: 2})
+	stop = runConsume(t, js, s, rec.handler(), intake.ConsumerOptions{MaxInFlight: 2})
 	restart := storeN(t, s, 2, "restart-")
-	handledOnce(before, after, restart)
+	rec.waitHandled(t, 1, append(append(before, after...), restart...)...)
 	assert.NotContains(t, logs.String(), "intake consumer not created")
 	c, err = js.Consumer(ctxTimeout(t, 5*time.Second), intake.StreamName, intake.DefaultDurable)
 	require.NoError(t, err)
@@ -374,35 +367,8 @@ func TestStore_ConsumeConsumerDeletedResumes(t *testing.T) {
 // consumer created again must take every record of the new stream, not
 // skip those numbered up to the old floor.
 func TestStore_ConsumeStreamRecreated(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.RunServer(t))
-	var logs testlog.Buffer
-	s := mustSetup(t, js, intake.WithLogger(zerolog.New(&logs)))
-	intake.SetFloorEvery(s, 10*time.Millisecond)
-	rec := &consumeRecorder{}
-	h := intake.HandlerFunc(func(_ context.Context, cb *wecomhit.Callback) error {
-		rec.add(cb.ID)
-		return nil
-	})
-	runConsume(t, js, s, h, intake.ConsumerOptions{MaxInFlight: 1})
-	handledOnce := func(ids []string) {
-		t.Helper()
-		natstest.WaitFor(t, 15*time.Second, func() error {
-			for _, id := range ids {
-				if rec.count(id) != 1 {
-					return fmt.Errorf("%s handled %d times", id, rec.count(id))
-				}
-			}
-			return nil
-		})
-	}
-	handledOnce(storeN(t, s, 3, "old-"))
-	natstest.WaitFor(t, 15*time.Second, func() error {
-		if !strings.Contains(logs.String(), `"ack_floor":3`) {
-			return errors.New("ack floor 3 not read yet")
-		}
-		return nil
-	})
+	js, s, _, rec, _ := consumeWithFloor(t)
 	require.NoError(t, js.DeleteStream(ctxTimeout(t, 5*time.Second), intake.StreamName))
 	require.NoError(t, s.Setup(ctxTimeout(t, 10*time.Second)))
-	handledOnce(storeN(t, s, 5, "new-"))
+	rec.waitHandled(t, 1, storeN(t, s, 5, "new-")...)
 }
