@@ -397,11 +397,15 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 					return nil
 				}
 				bound(true)
+				// Where it starts: after the ack floor (this replica's, or
+				// another's that created it first), else as a new one.
+				ev := log.Info()
 				if c := cons.CachedInfo().Config; c.DeliverPolicy == jetstream.DeliverByStartSequencePolicy {
-					log.Info().Uint64("start_seq", c.OptStartSeq).Msg("intake consumer created again; it starts after the last ack floor read")
+					ev = ev.Uint64("start_seq", c.OptStartSeq)
 				} else {
-					log.Info().Msg("intake consumer created again; no ack floor was read, so it starts as a new one")
+					ev = ev.Str("deliver", c.DeliverPolicy.String())
 				}
+				ev.Msg("intake consumer created again")
 				// mark stays: the new consumer starts after it, so it is
 				// still true until the next read.
 				failures = 0
