@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -143,43 +144,42 @@ func TestFetchOptions(t *testing.T) {
 	}
 }
 
-// TestPublishOptions_HitBatching: nats.hit_batching decides whether
-// WECOM_HITS allows fast batches (and so needs nats-server 2.14 of every
-// server that runs it); on by default.
-func TestPublishOptions_HitBatching(t *testing.T) {
-	for _, on := range []bool{true, false} {
-		t.Run(strconv.FormatBool(on), func(t *testing.T) {
-			cfg := testConfig(t)
-			require.True(t, cfg.NATS.HitBatching, "the default")
-			cfg.NATS.HitBatching = on
-			_, js := natstest.Connect(t, natstest.RunServer(t))
-			p, err := publish.New(js, cfg.NATS.SubjectPrefix, PublishOptions(cfg)...)
-			require.NoError(t, err)
-			ctx := natstest.Context(t)
-			require.NoError(t, p.Setup(ctx))
-			st, err := js.Stream(ctx, publish.StreamName)
-			require.NoError(t, err)
-			assert.Equal(t, on, st.CachedInfo().Config.AllowBatchPublish)
-		})
+// TestBatchingOptions: nats.hit_batching and nats.callback_batching reach
+// the publisher and the store, whose Setup gives WECOM_HITS and
+// WECOM_CALLBACKS allow_batched or not (and so whether every server that
+// runs them needs nats-server 2.14); both on by default.
+func TestBatchingOptions(t *testing.T) {
+	type setup interface{ Setup(context.Context) error }
+	streams := []struct {
+		name   string
+		stream string
+		key    func(*config.Config) *bool
+		open   func(*config.Config, jetstream.JetStream) (setup, error)
+	}{
+		{"HitBatching", publish.StreamName, func(c *config.Config) *bool { return &c.NATS.HitBatching },
+			func(c *config.Config, js jetstream.JetStream) (setup, error) {
+				return publish.New(js, c.NATS.SubjectPrefix, PublishOptions(c)...)
+			}},
+		{"CallbackBatching", intake.StreamName, func(c *config.Config) *bool { return &c.NATS.CallbackBatching },
+			func(c *config.Config, js jetstream.JetStream) (setup, error) {
+				return intake.New(js, c.NATS.SubjectPrefix, IntakeOptions(c)...)
+			}},
 	}
-}
-
-// TestIntakeOptions_CallbackBatching: nats.callback_batching reaches the
-// store, whose Setup gives WECOM_CALLBACKS allow_batched or not.
-func TestIntakeOptions_CallbackBatching(t *testing.T) {
-	for _, on := range []bool{true, false} {
-		t.Run(strconv.FormatBool(on), func(t *testing.T) {
-			cfg := testConfig(t)
-			require.True(t, cfg.NATS.CallbackBatching, "the default")
-			cfg.NATS.CallbackBatching = on
-			_, js := natstest.Connect(t, natstest.RunServer(t))
-			s, err := intake.New(js, cfg.NATS.SubjectPrefix, IntakeOptions(cfg)...)
-			require.NoError(t, err)
-			ctx := natstest.Context(t)
-			require.NoError(t, s.Setup(ctx))
-			st, err := js.Stream(ctx, intake.StreamName)
-			require.NoError(t, err)
-			assert.Equal(t, on, st.CachedInfo().Config.AllowBatchPublish)
-		})
+	for _, sc := range streams {
+		for _, on := range []bool{true, false} {
+			t.Run(sc.name+"/"+strconv.FormatBool(on), func(t *testing.T) {
+				cfg := testConfig(t)
+				require.True(t, *sc.key(cfg), "the default")
+				*sc.key(cfg) = on
+				_, js := natstest.Connect(t, natstest.RunServer(t))
+				x, err := sc.open(cfg, js)
+				require.NoError(t, err)
+				ctx := natstest.Context(t)
+				require.NoError(t, x.Setup(ctx))
+				st, err := js.Stream(ctx, sc.stream)
+				require.NoError(t, err)
+				assert.Equal(t, on, st.CachedInfo().Config.AllowBatchPublish)
+			})
+		}
 	}
 }
