@@ -164,12 +164,11 @@ func (b *batcher) disable(why string) {
 // while a batch may still be sending msg, so its buffer must not be
 // reused.
 func (b *batcher) store(ctx context.Context, msg *nats.Msg) (abandoned bool, err error) {
-	publish := b.publish
 	b.mu.Lock()
 	if b.flights < batchFlights {
 		b.flights++
 		b.mu.Unlock()
-		err = publish(ctx, msg)
+		err = b.publish(ctx, msg)
 		b.release()
 		return false, err
 	}

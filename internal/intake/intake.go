@@ -101,7 +101,6 @@ type Store struct {
 	opts          options
 
 	// Built once rather than per call: Store is on the HTTP hot path.
-	expectStream jetstream.PublishOpt
 	contentType  []string // never modified; shared by every message's header
 	streamHeader []string // likewise, every message's Nats-Expected-Stream
 	bufs         sync.Pool
@@ -148,7 +147,6 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 		prefix:        prefix,
 		subjectPrefix: prefix + ".callback.",
 		opts:          o,
-		expectStream:  jetstream.WithExpectStream(StreamName),
 		contentType:   []string{contentTypeJSON},
 		streamHeader:  []string{StreamName},
 	}

@@ -46,15 +46,20 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLe
 	}
 	msg := &nats.Msg{
 		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
-		Header:  nats.Header{contentTypeHeader: s.contentType},
-		Data:    record,
+		// Nats-Msg-Id and Nats-Expected-Stream as headers, as Store sends them.
+		Header: nats.Header{
+			contentTypeHeader:              s.contentType,
+			jetstream.MsgIDHeader:          {msgID},
+			jetstream.ExpectedStreamHeader: s.streamHeader,
+		},
+		Data: record,
 	}
 	if deadLetterSeq > 0 {
 		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
 	// Through the same retrying publish as Store, so a replay rides out a
 	// leader election too.
-	if _, err := broker.PublishRetry(ctx, s.js, msg, jetstream.WithMsgID(msgID), s.expectStream); err != nil {
+	if _, err := broker.PublishRetry(ctx, s.js, msg); err != nil {
 		return fmt.Errorf("intake: restore callback: %w", err)
 	}
 	return nil

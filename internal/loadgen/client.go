@@ -43,16 +43,9 @@ type client struct {
 // given.
 func newClient(ctx context.Context, cfg *Config, u *url.URL) *client {
 	c := &client{conns: map[*trackedConn]struct{}{}}
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-	}
 	d := &net.Dialer{Timeout: cfg.Timeout}
 	c.hc = &fasthttp.HostClient{
-		Addr:                          net.JoinHostPort(u.Hostname(), port),
+		Addr:                          fasthttp.AddMissingPort(u.Host, u.Scheme == "https"),
 		IsTLS:                         u.Scheme == "https",
 		TLSConfig:                     &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12},
 		MaxConns:                      cfg.Conns,
