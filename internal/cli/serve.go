@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"io"
-	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -63,19 +62,9 @@ func governMemory(log zerolog.Logger, limit int64, env string) (stop func()) {
 	case limit <= 0:
 		return func() {}
 	}
-	found := debug.SetMemoryLimit(limit)
+	stop = memlimit.Start(limit, log)
 	log.Info().Int64("memory_limit_bytes", limit).Msg("memory limit")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		memlimit.New(limit, log).Run(ctx)
-	}()
-	return func() {
-		cancel()
-		<-done
-		debug.SetMemoryLimit(found)
-	}
+	return stop
 }
 
 // newLogger builds the process logger from the config. The level and format

@@ -34,7 +34,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// every is how often Run looks at the heap: often enough that the limit
+// every is how often a Governor looks at the heap: often enough that the limit
 // follows a heap growing by a few MB a second (30,000 callbacks a second
 // add about 3.3 MB of ids each second) before the collector runs short of
 // room; a look costs about a microsecond.
@@ -140,22 +140,33 @@ type Governor struct {
 // back to it: a heap that sits at the boundary would cross it often.
 const logEvery = 10 * time.Minute
 
-// New returns a Governor whose floor is floor bytes (> 0), reading and
-// setting the runtime's own memory limit.
-func New(floor int64, log zerolog.Logger) *Governor {
-	return newGovernor(floor, log.With().Str("component", "memlimit").Logger(), newReader().read, debug.SetMemoryLimit, time.Now)
-}
-
 func newGovernor(floor int64, log zerolog.Logger, read func() Sample, set func(int64) int64, now func() time.Time) *Governor {
 	return &Governor{floor: floor, log: log, read: read, set: set, now: now}
 }
 
-// Run sets the floor, then follows the heap every 250 ms until ctx ends,
-// and puts back the limit it found when it returns.
-func (g *Governor) Run(ctx context.Context) {
-	found := g.set(g.floor)
-	g.current = g.floor
-	defer g.set(found)
+// Start sets floor (> 0) as the runtime's soft memory limit before it
+// returns, then has a Governor follow the heap every 250 ms in a goroutine
+// of its own. stop ends it, waits for it, and puts back the limit found
+// before Start.
+func Start(floor int64, log zerolog.Logger) (stop func()) {
+	g := newGovernor(floor, log.With().Str("component", "memlimit").Logger(), newReader().read, debug.SetMemoryLimit, time.Now)
+	found := g.set(floor)
+	g.current = floor
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+		g.set(found)
+	}
+}
+
+// run follows the heap until ctx ends.
+func (g *Governor) run(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

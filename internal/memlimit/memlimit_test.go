@@ -1,7 +1,6 @@
 package memlimit
 
 import (
-	"context"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -98,10 +97,10 @@ func TestGovernor_StepAtTheBoundary(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(g.logs.String(), "\n"))
 }
 
-// TestGovernor_Run holds a heap larger than a small floor in this process
-// and sees the runtime's own limit rise above it, then come back to the
-// limit it found when Run ends.
-func TestGovernor_Run(t *testing.T) {
+// TestStart holds a heap larger than a small floor in this process and
+// sees the runtime's own limit set to the floor, rise above it, then come
+// back to the limit found before Start once stopped.
+func TestStart(t *testing.T) {
 	const found = 1 << 40
 	prev := debug.SetMemoryLimit(found)
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
@@ -112,20 +111,16 @@ func TestGovernor_Run(t *testing.T) {
 	}
 	runtime.GC()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		New(floor, zerolog.Nop()).Run(ctx)
-	}()
+	stop := Start(floor, zerolog.Nop())
+	// Its first look is a tick away.
+	assert.Equal(t, int64(floor), debug.SetMemoryLimit(-1), "the floor, as Start returns")
 	deadline := time.Now().Add(10 * time.Second)
-	// Set by Run (below found), and past 48 MiB plus an eighth.
-	for l := debug.SetMemoryLimit(-1); l >= found || l < 54*mib; l = debug.SetMemoryLimit(-1) {
+	// Past 48 MiB plus an eighth.
+	for l := debug.SetMemoryLimit(-1); l < 54*mib; l = debug.SetMemoryLimit(-1) {
 		require.True(t, time.Now().Before(deadline), "the limit did not follow a 48 MiB heap: %d", l)
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	<-done
-	require.Equal(t, int64(found), debug.SetMemoryLimit(-1), "the limit Run found, once it returned")
+	stop()
+	require.Equal(t, int64(found), debug.SetMemoryLimit(-1), "the limit found before Start, once stopped")
 	runtime.KeepAlive(held)
 }
