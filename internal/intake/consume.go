@@ -190,7 +190,7 @@ func (s *Store) setupConsumer(ctx context.Context, cfg jetstream.ConsumerConfig)
 }
 
 // defaultFloorEvery is how often Consume reads its consumer's ack floor
-// (ackMark): one request per consumer that often, and what a consumer
+// (askConsumer): one request per consumer that often, and what a consumer
 // created again may deliver a second time is at most that much of its
 // handling.
 const defaultFloorEvery = 30 * time.Second
@@ -204,16 +204,21 @@ type ackMark struct {
 	created time.Time
 }
 
-// readMark asks the server where cons has got to. A failure (NATS slow or
-// away, the consumer gone) just leaves the last mark in place.
-func readMark(ctx context.Context, cons jetstream.Consumer) (ackMark, bool) {
+// askConsumer asks the server, within 2 s, where cons has got to: ok when
+// it has acked anything, gone when it, or its stream, no longer exists.
+// Any other failure (NATS slow or away) is neither: the caller keeps its
+// last mark and pulls again.
+func askConsumer(ctx context.Context, cons jetstream.Consumer) (m ackMark, ok, gone bool) {
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	info, err := cons.Info(ictx)
-	if err != nil || info.AckFloor.Stream == 0 {
-		return ackMark{}, false
+	if err != nil {
+		return ackMark{}, false, errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 	}
-	return ackMark{floor: info.AckFloor.Stream, created: info.Created}, true
+	if info.AckFloor.Stream == 0 {
+		return ackMark{}, false, false
+	}
+	return ackMark{floor: info.AckFloor.Stream, created: info.Created}, true, false
 }
 
 // resumeConfig is cfg for creating again a consumer that went missing
@@ -389,8 +394,17 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 			// Pulling from a consumer that no longer exists fails for
 			// ever; only creating it again ends that. Asked every fifth
 			// failure, not at each: while NATS is away, each ask costs a
-			// request and up to its timeout before the next pull.
-			if failures%5 == 0 && consumerGone(ctx, cons) {
+			// request and up to its timeout before the next pull. A
+			// consumer still there gives a fresher mark on the way.
+			gone := false
+			if failures%5 == 0 {
+				var m ackMark
+				var ok bool
+				if m, ok, gone = askConsumer(ctx, cons); ok {
+					mark, markAt = m, time.Now()
+				}
+			}
+			if gone {
 				bound(false)
 				log.Warn().Msg("intake consumer is gone; creating it again")
 				if cons, err = s.bindConsumer(ctx, cfg, mark, log); err != nil {
@@ -423,23 +437,13 @@ func (s *Store) Consume(ctx context.Context, h Handler, opts ConsumerOptions) er
 			failures = 0
 		}
 		if time.Since(markAt) >= s.opts.floorEvery {
-			if m, ok := readMark(ctx, cons); ok {
+			if m, ok, _ := askConsumer(ctx, cons); ok {
 				mark = m
 				log.Debug().Uint64("ack_floor", m.floor).Msg("intake consumer's ack floor read")
 			}
 			markAt = time.Now()
 		}
 	}
-}
-
-// consumerGone reports whether cons, or its stream, no longer exists on the
-// server, as after a failed pull. Any other answer (NATS unreachable, a
-// timeout) is not taken for gone: the pull is just tried again.
-func consumerGone(ctx context.Context, cons jetstream.Consumer) bool {
-	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err := cons.Info(ictx)
-	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
 // pull asks for up to n records, waiting up to pullWait, and passes each to
