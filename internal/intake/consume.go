@@ -242,6 +242,10 @@ func (s *Store) resumeConfig(ctx context.Context, cfg jetstream.ConsumerConfig, 
 		return cfg
 	}
 	info := stream.CachedInfo()
+	// Created catches a stream deleted and made again by this service;
+	// LastSeq one whose creation time says nothing of its sequences (a
+	// stream restored from an older backup, or made by hand with an old
+	// time), which the creation time alone would let through.
 	if info.Created.After(mark.created) || info.State.LastSeq < mark.floor {
 		return cfg
 	}
