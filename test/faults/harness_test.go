@@ -856,7 +856,15 @@ func compareHits(ctx context.Context, r *streamReader, truth map[hitKey]bool) (t
 // every callback answered success must be stored. Answers that arrived in
 // one of the down windows must not be success at all.
 func compareCallbacks(ctx context.Context, r *streamReader, log wecomsim.AnswerLog, down [][2]time.Time, tl *tally) error {
-	ids, err := r.msgIDs(ctx, "WECOM_CALLBACKS")
+	// Read again while it fails: right after a fault the cluster may still
+	// answer "JetStream system temporarily unavailable" (a CI run once
+	// lost its table to one such answer, 5 s after a partition healed).
+	var ids []string
+	err := waitFor(45*time.Second, time.Second, func() error {
+		var err error
+		ids, err = r.msgIDs(ctx, "WECOM_CALLBACKS")
+		return err
+	})
 	if err != nil {
 		return err
 	}
