@@ -778,24 +778,35 @@ func TestRegistry_Watch(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, writer.Delete(ctx, app, corpA))
 	natstest.WaitFor(t, 5*time.Second, func() error {
-		if n := len(snapshot()); n < 4 {
-			return fmt.Errorf("%d changes", n)
+		if all := snapshot(); len(all) == 0 || !all[len(all)-1].Deleted {
+			return fmt.Errorf("%d changes, the deletion not yet", len(all))
 		}
 		return nil
 	})
 	all := snapshot()
-	require.Len(t, all, 4)
 	assert.Equal(t, corpB, all[1].Corp.CorpID)
 	assert.False(t, all[1].Initial)
-	assert.Equal(t, corps.Cancelled, all[2].Corp.State)
-	assert.True(t, all[3].Deleted)
-	assert.Equal(t, corps.Corp{App: app, CorpID: corpA, Revision: all[3].Corp.Revision}, all[3].Corp)
+	// The bucket keeps one revision of a key, so a watcher that is behind
+	// (a loaded CI machine once was) finds the cancellation already
+	// replaced by the deletion: it sees the latest state, not every step.
+	// A consumer of Watch acts on the latest change of a corp for that
+	// reason (app's corpQueue).
+	switch len(all) {
+	case 4:
+		assert.Equal(t, corps.Cancelled, all[2].Corp.State)
+	case 3:
+	default:
+		t.Fatalf("%d changes: %+v", len(all), all)
+	}
+	last := all[len(all)-1]
+	assert.True(t, last.Deleted)
+	assert.Equal(t, corps.Corp{App: app, CorpID: corpA, Revision: last.Corp.Revision}, last.Corp)
 
 	w.Stop()
 	assert.ErrorIs(t, w.Err(), context.Canceled)
 	_, err = writer.Put(ctx, active(app, "wwCorpC"), permB, 0)
 	require.NoError(t, err)
-	assert.Len(t, snapshot(), 4, "nothing after Stop")
+	assert.Len(t, snapshot(), len(all), "nothing after Stop")
 }
 
 // seed10000 fills a registry with 10,000 corps of app.
