@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,11 +160,13 @@ func (b *batcher) disable(why string) {
 	}
 }
 
-// store stores msg through a batch, or alone (b.publish) when no other
-// callback waits or its batch failed. abandoned reports that ctx ended
-// while a batch may still be sending msg, so its buffer must not be
-// reused.
-func (b *batcher) store(ctx context.Context, msg *nats.Msg) (abandoned bool, err error) {
+// store stores it.msg through a batch, or alone (b.publish) when no other
+// callback waits or its batch failed. it.done must be empty. abandoned
+// reports that ctx ended while a batch may still be sending it.msg or may
+// yet send on it.done, so neither may be reused; otherwise store returns
+// with it.done empty and no batch holding it.
+func (b *batcher) store(ctx context.Context, it *item) (abandoned bool, err error) {
+	msg := it.msg
 	b.mu.Lock()
 	if b.flights < batchFlights {
 		b.flights++
@@ -172,7 +175,8 @@ func (b *batcher) store(ctx context.Context, msg *nats.Msg) (abandoned bool, err
 		b.release()
 		return false, err
 	}
-	it := &item{msg: msg, size: len(msg.Data) + len(msg.Subject), done: make(chan turn, 1), queued: true}
+	it.size = len(msg.Data) + len(msg.Subject)
+	it.queued = true
 	b.queue = append(b.queue, it)
 	b.mu.Unlock()
 
@@ -309,12 +313,24 @@ func (b *batcher) send(items []*item) (stored int, reason string) {
 
 	prefix := broker.FastReplyPrefix(inbox, f.id, batchFlow)
 	n := uint64(len(items))
-	var buf [128]byte // room for most reply subjects, on the stack
-	reply := buf[:0]
-	for i, it := range items {
+	// Every reply subject of the batch in one string, each message's a
+	// slice of it: one allocation per batch instead of one per callback.
+	var ends [batchMaxCount]int
+	var all strings.Builder
+	all.Grow(len(items) * (len(prefix) + 10)) // seq, op and suffix take at most 10 bytes
+	var buf [128]byte                         // room for most reply subjects, on the stack
+	for i := range items {
 		seq := uint64(i + 1)
-		reply = broker.AppendFastReply(reply[:0], prefix, seq, broker.FastOpAt(seq, n))
-		it.msg.Reply = string(reply)
+		all.Write(broker.AppendFastReply(buf[:0], prefix, seq, broker.FastOpAt(seq, n)))
+		ends[i] = all.Len()
+	}
+	replies := all.String()
+	for i, it := range items {
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		it.msg.Reply = replies[start:ends[i]]
 		if err := b.nc.PublishMsg(it.msg); err != nil {
 			// What was sent is an unfinished batch, which the server drops
 			// after its batch timeout; nothing of it is answered nil.

@@ -97,12 +97,13 @@ func TestAppendRecord(t *testing.T) {
 }
 
 // TestStore_Encode: the buffer Store publishes holds encoding/json's
-// bytes, whether the pooled buffer it gets is new, holds an older record,
-// or is too small for this one.
+// bytes, whether the buffer it gets is new, holds an older record, or is
+// too small for this one.
 func TestStore_Encode(t *testing.T) {
 	s, err := New(nil, "wecom")
 	require.NoError(t, err)
 	g := recordGen{rand.New(rand.NewPCG(5, 6))}
+	var buf bytes.Buffer
 	for i := range 200 {
 		cb := g.callback()
 		if i%3 == 0 {
@@ -110,15 +111,13 @@ func TestStore_Encode(t *testing.T) {
 		}
 		want, err := jsonRecord(&cb)
 		require.NoError(t, err)
-		buf, err := s.encode(&cb)
-		require.NoError(t, err)
+		require.NoError(t, s.encode(&buf, &cb))
 		require.Equal(t, string(want), buf.String(), "callback %d", i)
-		s.bufs.Put(buf)
 	}
 }
 
 // TestAppendRecord_BadTime: a time encoding/json refuses, appendRecord
-// refuses too, and encode puts its buffer back and says which field.
+// refuses too, and encode says which field.
 func TestAppendRecord_BadTime(t *testing.T) {
 	cb := wecomhit.Callback{ID: "x", ReceivedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
 	_, jerr := jsonRecord(&cb)
@@ -127,8 +126,7 @@ func TestAppendRecord_BadTime(t *testing.T) {
 	require.Error(t, err)
 	s, err := New(nil, "wecom")
 	require.NoError(t, err)
-	_, err = s.encode(&cb)
-	require.ErrorContains(t, err, "encode: received_at")
+	require.ErrorContains(t, s.encode(new(bytes.Buffer), &cb), "encode: received_at")
 }
 
 // FuzzAppendRecord compares appendRecord with encoding/json on fuzzed
@@ -177,12 +175,11 @@ func BenchmarkEncodeRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
+		var buf bytes.Buffer
 		for b.Loop() {
-			buf, err := s.encode(&cb)
-			if err != nil {
+			if err := s.encode(&buf, &cb); err != nil {
 				b.Fatal(err)
 			}
-			s.bufs.Put(buf)
 		}
 	})
 }

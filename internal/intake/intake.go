@@ -103,7 +103,10 @@ type Store struct {
 	// Built once rather than per call: Store is on the HTTP hot path.
 	contentType  []string // never modified; shared by every message's header
 	streamHeader []string // likewise, every message's Nats-Expected-Stream
-	bufs         sync.Pool
+	// outs holds *outgoing values for reuse: at thousands of callbacks a
+	// second, what Store allocates per callback is what the collector
+	// runs for (BENCHMARKS.md, "Store reuses its messages").
+	outs sync.Pool
 
 	// batch groups concurrent callbacks into fast batches (batch.go); nil
 	// when batching is off.
@@ -249,47 +252,83 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	if err := checkRecord(cb); err != nil {
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
-	buf, err := s.encode(cb)
-	if err != nil {
+	out := s.getOutgoing()
+	if err := s.encode(&out.buf, cb); err != nil {
+		s.outs.Put(out)
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
-	defer func() {
-		if buf != nil {
-			s.bufs.Put(buf)
-		}
-	}()
-	data := buf.Bytes()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 	}
+	out.id[0] = cb.ID
+	out.msg = nats.Msg{
+		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
+		Header:  out.header,
+		Data:    out.buf.Bytes(),
+	}
+	if b := s.batch; b != nil && b.on.Load() {
+		abandoned, err := b.store(ctx, &out.item)
+		if !abandoned {
+			s.putOutgoing(out)
+		}
+		// An abandoned out is left to the garbage collector: a batch may
+		// still be writing its message to the connection, or send on its
+		// done channel. Its message holds nothing of cb but copies (the
+		// subject) and cb.ID's string, so cb is free for its caller as
+		// Store returns, as callback.Sink requires.
+		return err
+	}
+	err := s.publish(ctx, &out.msg)
+	s.putOutgoing(out)
+	return err
+}
+
+// outgoing is one callback on its way to the stream: its record, its
+// message and its place in a batch's queue, reused from Store's pool.
+// Store gives it back once nothing else can touch it: the client has
+// written the message out (nats.go copies it into its write buffer) and
+// no batch still holds the item.
+type outgoing struct {
+	buf    bytes.Buffer // the record, msg.Data
+	msg    nats.Msg
+	header nats.Header // msg.Header, built once: its id value is id
+	id     [1]string   // the Nats-Msg-Id header's value, set per callback
+	item   item        // msg's entry in a batch's queue (item.msg is &msg)
+}
+
+func (s *Store) getOutgoing() *outgoing {
+	if out, ok := s.outs.Get().(*outgoing); ok {
+		return out
+	}
+	out := &outgoing{}
 	// Nats-Msg-Id and Nats-Expected-Stream as headers rather than publish
 	// options: a batch's messages go out as they are, and every attempt of
 	// the plain path carries them as well.
-	h := make(nats.Header, 3)
-	h[contentTypeHeader] = s.contentType
-	h[jetstream.MsgIDHeader] = []string{cb.ID}
-	h[jetstream.ExpectedStreamHeader] = s.streamHeader
-	msg := &nats.Msg{
-		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
-		Header:  h,
-		Data:    data,
+	out.header = nats.Header{
+		contentTypeHeader:              s.contentType,
+		jetstream.MsgIDHeader:          out.id[:],
+		jetstream.ExpectedStreamHeader: s.streamHeader,
 	}
-	if b := s.batch; b != nil && b.on.Load() {
-		abandoned, err := b.store(ctx, msg)
-		if abandoned {
-			// A batch may still be writing msg to the connection: leave
-			// the buffer to the garbage collector. msg holds nothing of
-			// cb but copies (the subject) and cb.ID's string, so cb is
-			// free for its caller as Store returns, as callback.Sink
-			// requires.
-			buf = nil
-		}
-		return err
-	}
-	return s.publish(ctx, msg)
+	out.item = item{msg: &out.msg, done: make(chan turn, 1)}
+	return out
 }
+
+// putOutgoing returns out to the pool, holding nothing of its callback.
+// A record far larger than usual is not kept: the pool would hold its
+// memory for every later callback.
+func (s *Store) putOutgoing(out *outgoing) {
+	if out.buf.Cap() > maxPooledRecord {
+		return
+	}
+	out.id[0] = ""
+	out.msg = nats.Msg{}
+	s.outs.Put(out)
+}
+
+// maxPooledRecord is the largest record buffer Store keeps for reuse.
+const maxPooledRecord = 64 << 10
 
 // publish is the plain path: msg alone, acked on its own, retried until
 // ctx ends. The ack's Duplicate flag needs no check: a duplicate is
@@ -308,16 +347,12 @@ func (s *Store) publish(ctx context.Context, msg *nats.Msg) error {
 	return nil
 }
 
-// encode writes cb as JSON into a pooled buffer, which the caller puts back
-// once the message is published: encoding/json's bytes with HTML escaping
-// off (appendRecord). Not escaping HTML matters: raw is XML, and escaping
-// its every '<' and '>' as \u003c/\u003e would make a record up to four
-// times the size of what WeCom sent.
-func (s *Store) encode(cb *wecomhit.Callback) (*bytes.Buffer, error) {
-	buf, _ := s.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
+// encode writes cb as JSON into buf, replacing what it held:
+// encoding/json's bytes with HTML escaping off (appendRecord). Not
+// escaping HTML matters: raw is XML, and escaping its every '<' and '>' as
+// \u003c/\u003e would make a record up to four times the size of what
+// WeCom sent.
+func (s *Store) encode(buf *bytes.Buffer, cb *wecomhit.Callback) error {
 	buf.Reset()
 	// Room for the record unless its strings need many escapes, so that
 	// appendRecord writes into buf's own memory (AvailableBuffer), and
@@ -325,12 +360,11 @@ func (s *Store) encode(cb *wecomhit.Callback) (*bytes.Buffer, error) {
 	buf.Grow(recordSize(cb))
 	b, err := appendRecord(buf.AvailableBuffer(), cb)
 	if err != nil {
-		s.bufs.Put(buf)
 		// Its errors name the field and a value's range, not the content.
-		return nil, fmt.Errorf("encode: %w", err)
+		return fmt.Errorf("encode: %w", err)
 	}
 	buf.Write(b)
-	return buf, nil
+	return nil
 }
 
 // RecordLimit is the largest record a callback body of at most maxBody
