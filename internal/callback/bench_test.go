@@ -75,3 +75,50 @@ func BenchmarkHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReceive is Receive alone, as the fasthttp edge calls it, with
+// a sink that waits on the context as a store does: "shared" with the
+// edge's context.Background (the store context shared per slot),
+// "own" with a transport context of its own (a context per request).
+func BenchmarkReceive(b *testing.B) {
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := SinkFunc(func(ctx context.Context, _ *wecomhit.Callback) error {
+		select {
+		case <-ctx.Done(): // what a store waiting for its ack does
+			return ctx.Err()
+		default:
+			return nil
+		}
+	})
+	h, err := New([]App{{Name: "archive", Crypter: c}}, sink, WithTimestampWindow(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc, sig, err := c.Seal(callbacktest.HitKeywordXML, "1717000000", "1372623149")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := callbacktest.XMLEnvelope(enc)
+	type key struct{}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"shared", context.Background()},
+		{"own", context.WithValue(context.Background(), key{}, 1)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := Request{App: "archive", Signature: sig, Timestamp: "1717000000", Nonce: "1372623149",
+					ContentLength: int64(len(body)), ReadBody: func() (string, error) { return body, nil }}
+				if a := h.Receive(tc.ctx, &req); a.Status != http.StatusOK {
+					b.Fatal(a.Status, a.Body)
+				}
+			}
+		})
+	}
+}

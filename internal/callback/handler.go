@@ -72,9 +72,12 @@ type Handler struct {
 	log        zerolog.Logger
 	maxBody    int64
 	ackTimeout time.Duration
-	window     time.Duration
-	now        func() time.Time
-	metrics    *Metrics
+	// deadlines shares store contexts between the requests of one slot,
+	// when the transport passes context.Background (deadline.go).
+	deadlines deadlineShare
+	window    time.Duration
+	now       func() time.Time
+	metrics   *Metrics
 	// unknown stands for the app of a request until its {app} segment
 	// names one of ours.
 	unknown *appEntry
@@ -258,6 +261,7 @@ func New(apps []App, sink Sink, opts ...Option) (*Handler, error) {
 		log:        o.log.With().Str("component", "callback").Logger(),
 		maxBody:    o.maxBody,
 		ackTimeout: o.ackTimeout,
+		deadlines:  deadlineShare{timeout: o.ackTimeout},
 		window:     o.window,
 		now:        o.now,
 		metrics:    o.metrics,
@@ -499,7 +503,7 @@ func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 		cb.ReceivedAt = start.UTC()
 		kind, id = string(cb.Kind), cb.ID
 
-		ctx, cancel := context.WithTimeout(ctx, h.ackTimeout)
+		ctx, cancel := h.storeContext(ctx)
 		defer cancel()
 		if err := h.sink.Store(ctx, cb); err != nil {
 			reason := "store_failed"
@@ -516,6 +520,16 @@ func (h *Handler) Receive(ctx context.Context, req *Request) Answer {
 		return nil
 	}()
 	return h.finish(req, "receive", app, kind, id, start, err, accepted)
+}
+
+// storeContext bounds a callback's store by the ack timeout: a context
+// shared with the requests of the same slot when ctx is
+// context.Background (deadline.go), one of its own otherwise.
+func (h *Handler) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == context.Background() {
+		return h.deadlines.context(time.Now()), func() {}
+	}
+	return context.WithTimeout(ctx, h.ackTimeout)
 }
 
 // Decode turns a signed POST body into a callback record: envelope, signature,
