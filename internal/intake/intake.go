@@ -254,7 +254,7 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	}
 	out := s.getOutgoing()
 	if err := s.encode(&out.buf, cb); err != nil {
-		s.outs.Put(out)
+		s.putOutgoing(out)
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -263,6 +263,10 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 		defer cancel()
 	}
 	out.id[0] = cb.ID
+	// Again each time, though the map is built with it: were anything to
+	// Set the id header (a publish option), the map would hold a slice
+	// of its own, and the next callback would go out under this one's id.
+	out.header[jetstream.MsgIDHeader] = out.id[:]
 	out.msg = nats.Msg{
 		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
 		Header:  out.header,
@@ -331,7 +335,8 @@ func (s *Store) putOutgoing(out *outgoing) {
 const maxPooledRecord = 64 << 10
 
 // publish is the plain path: msg alone, acked on its own, retried until
-// ctx ends. The ack's Duplicate flag needs no check: a duplicate is
+// ctx ends. It passes no publish options: those write msg.Header, which
+// Store reuses (outgoing). The ack's Duplicate flag needs no check: a duplicate is
 // stored already.
 func (s *Store) publish(ctx context.Context, msg *nats.Msg) error {
 	start := time.Now()
