@@ -51,7 +51,13 @@ func (d *deadlineShare) context(now time.Time) context.Context {
 	}
 	s := &sharedDeadline{deadline: now.Add(d.timeout + deadlineSlot)}
 	s.ctx, s.cancel = context.WithDeadline(context.Background(), s.deadline)
-	d.cur.Store(s)
+	// A request whose clock was read before the current context's was
+	// made gets one of its own, which does not replace the later one:
+	// requests racing at a slot's edge would otherwise take turns
+	// replacing each other's.
+	if cur := d.cur.Load(); cur == nil || s.deadline.After(cur.deadline) {
+		d.cur.Store(s)
+	}
 	return s.ctx
 }
 

@@ -56,16 +56,33 @@ func TestDeadlineShare(t *testing.T) {
 }
 
 // TestDeadlineShare_Concurrent: contexts handed out at once to many
-// goroutines each fit their request.
+// goroutines each fit their request, and they are shared: at most a few
+// per slot the calls spanned (one per slot, and one for each goroutine
+// that read its clock just before the slot's context was made).
 func TestDeadlineShare_Concurrent(t *testing.T) {
-	const timeout = time.Second
+	const timeout, workers, each = time.Second, 8, 500
 	d := &deadlineShare{timeout: timeout}
-	var wg sync.WaitGroup
-	for range 8 {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		distinct = map[context.Context]bool{}
+	)
+	start := time.Now()
+	for range workers {
 		wg.Go(func() {
-			for range 500 {
+			seen := map[context.Context]bool{}
+			defer func() {
+				mu.Lock()
+				defer mu.Unlock()
+				for ctx := range seen {
+					distinct[ctx] = true
+				}
+			}()
+			for range each {
 				now := time.Now()
-				dl, ok := d.context(now).Deadline()
+				ctx := d.context(now)
+				seen[ctx] = true
+				dl, ok := ctx.Deadline()
 				if !ok || dl.Before(now.Add(timeout)) || dl.After(now.Add(timeout+deadlineSlot)) {
 					t.Errorf("deadline %v (set %v) does not fit a request at %v", dl, ok, now)
 					return
@@ -74,6 +91,8 @@ func TestDeadlineShare_Concurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	slots := int(time.Since(start)/deadlineSlot) + 1
+	assert.LessOrEqual(t, len(distinct), slots*(1+workers), "%d calls over %d slots", workers*each, slots)
 }
 
 // TestDeadlineShare_Ends: a shared context ends at its deadline, with
