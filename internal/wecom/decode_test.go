@@ -69,9 +69,11 @@ func TestGetHitMsgList_ErrcodeOnce(t *testing.T) {
 	}
 }
 
-// BenchmarkDecodeHitPage compares reading a 1000-hit page the old way
-// (errcode decoded from the whole page, then the page decoded) with the
-// single decode GetHitMsgList now does.
+// BenchmarkDecodeHitPage compares ways of reading a 1000-hit page:
+// Twice, the first way (errcode decoded from the whole page, then the
+// page, both with encoding/json); OnceStd, one decode with encoding/json;
+// Once, what GetHitMsgList does now (decodeAnswer: one decode, with
+// go-json).
 func BenchmarkDecodeHitPage(b *testing.B) {
 	msgs := make([]wecomhit.HitMessage, 1000)
 	for i := range msgs {
@@ -100,6 +102,16 @@ func BenchmarkDecodeHitPage(b *testing.B) {
 			}
 		}
 	})
+	b.Run("OnceStd", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var page hitMsgListAnswer
+			if err := json.Unmarshal(data, &page); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("Once", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
@@ -109,5 +121,36 @@ func BenchmarkDecodeHitPage(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// FuzzUnmarshalHitPage: whatever the answer, unmarshalAnswer makes of it
+// the hit page encoding/json makes of it, or fails with encoding/json's
+// error: go-json on the hot path changes nothing but the speed.
+func FuzzUnmarshalHitPage(f *testing.F) {
+	for _, seed := range []string{
+		`{"errcode":0,"errmsg":"ok","has_more":1,"next_cursor":"c2","msg_list":[{"msgid":"m1","hit_rule_list":[{"rule_id":"r1","has_hit_keyword":true,"semantics_list":[1,2]}],` +
+			`"msg_detail":{"sender":{"type":1,"id":"wo1"},"receiver_list":[{"type":2,"id":"wm1"}],"chatid":"","send_time":1717000000,"msgtype":1,` +
+			`"service_encrypt_info":{"encrypted_secret_key":"k","public_key_ver":2}}}]}`,
+		`{"errcode":0,"msg_list":"not a list"}`,
+		`{"errcode":301042,"errmsg":"bad","msg_list":[]}`,
+		`{"has_more":2}`, `{"has_more":true,"HAS_MORE":0}`, `{"Msg_List":[{"MsgId":"m"}]}`,
+		`{"next_cursor":"a","next_cursor":"b"}`, `{"errcode":1.5}`, `{"errcode":1e2}`, `{"msg_list":null}`,
+		`{"msg_list":[{"msgid":"\ud800\u00e9\"\\\/"}]}`, "{\"next_cursor\":\"\xff\xfe\"}", `{} x`, `[]`, `null`, ``,
+		`{"msg_list":[{"msg_detail":null,"hit_rule_list":[{"semantics_list":[1,"2"]}]}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want hitMsgListAnswer
+		wantErr := json.Unmarshal(data, &want)
+		var got hitMsgListAnswer
+		err := unmarshalAnswer(data, &got)
+		if wantErr != nil {
+			require.EqualError(t, err, wantErr.Error())
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, want, got)
 	})
 }
