@@ -400,6 +400,17 @@ func (b *Broker) openExternal(ctx context.Context, opts Options) error {
 		// Fail at start-up rather than wait for a server that may never
 		// come; once connected, reconnect forever (connOptions).
 		nats.RetryOnFailedConnect(false),
+		// A write to a node cut off by a partition blocks once the
+		// socket's buffers are full, and holds the client's lock while it
+		// does, so the pings that would notice the dead link cannot run:
+		// a fault test saw a receiver sit on a cut node for a minute
+		// (nats.go's default write timeout), answering 503. A write that
+		// takes as long as the pings allow a silent link fails instead,
+		// and the client reconnects elsewhere. What the client had
+		// buffered is lost with the link, as on any disconnect: every
+		// publish of ours waits for its ack and is sent again without one.
+		nats.FlusherTimeout(opts.PingInterval*time.Duration(opts.MaxPingsOutstanding+1)),
+		nats.ReconnectOnFlusherError(),
 	)
 	if opts.CredentialsFile != "" {
 		o, err := credsOption(opts.CredentialsFile)

@@ -23,8 +23,12 @@ type freezer struct {
 	lis    net.Listener
 	target string
 	frozen atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
+	// stalled stops the proxy reading at all, so that a writer's socket
+	// buffers fill and its writes block: a peer cut off while data was
+	// on its way to it.
+	stalled atomic.Bool
+	mu      sync.Mutex
+	conns   []net.Conn
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
@@ -65,6 +69,9 @@ func (f *freezer) serve() {
 func (f *freezer) pipe(dst io.Writer, src io.Reader) {
 	buf := make([]byte, 32<<10)
 	for {
+		for f.stalled.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
 		n, err := src.Read(buf)
 		if n > 0 && !f.frozen.Load() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -105,10 +112,13 @@ func TestOpen_ConnOptions(t *testing.T) {
 	assert.Equal(t, -1, o.MaxReconnect)
 	assert.False(t, o.NoRandomize, "servers are tried in random order")
 	assert.Positive(t, o.ReconnectWait)
+	assert.Equal(t, 4*broker.DefaultPingInterval, o.FlusherTimeout)
 
 	b = mustOpen(t, broker.Options{URLs: []string{srv.ClientURL()}, PingInterval: time.Second, MaxPingsOutstanding: 5}, log)
 	assert.Equal(t, time.Second, b.Conn().Opts.PingInterval)
 	assert.Equal(t, 5, b.Conn().Opts.MaxPingsOut)
+	assert.Equal(t, 6*time.Second, b.Conn().Opts.FlusherTimeout, "a write may take as long as the pings allow")
+	assert.True(t, b.Conn().Opts.ReconnectOnFlusherError)
 
 	_, err := broker.Open(t.Context(), broker.Options{URLs: []string{srv.ClientURL()}, PingInterval: -time.Second}, log)
 	assert.ErrorIs(t, err, broker.ErrInvalidOption)
@@ -150,4 +160,52 @@ func TestOpen_FrozenLinkDetected(t *testing.T) {
 	})
 	assert.Contains(t, logs.String(), "nats disconnected")
 	assert.Contains(t, logs.String(), "stale connection")
+}
+
+// TestOpen_StalledWriteReconnects: the node stops reading while the
+// receiver is writing to it (a partition with data in flight), so the
+// receiver's writes block with its socket buffers full. The client still
+// leaves for another node within the pings' bound: the blocked write
+// times out (FlusherTimeout) and the client reconnects. With nats.go's
+// one-minute write timeout, the blocked writer held the client's lock and
+// the pings never ran.
+func TestOpen_StalledWriteReconnects(t *testing.T) {
+	srvs := natstest.RunCluster(t, 2)
+	proxy := newFreezer(t, srvs[0].Addr().String())
+	log, logs := testLogger()
+	b := mustOpen(t, broker.Options{
+		URLs: []string{proxy.URL()}, PingInterval: 200 * time.Millisecond, MaxPingsOutstanding: 2,
+		ConnectTimeout: time.Second,
+	}, log)
+	require.NoError(t, b.Ready())
+	nc := b.Conn()
+	require.Equal(t, proxy.URL(), nc.ConnectedUrl())
+
+	proxy.stalled.Store(true)
+	proxy.frozen.Store(true) // and nothing comes back either
+	// Fill the socket's buffers: publish until the writes block, and on
+	// while they fail, until the test ends.
+	done := make(chan struct{})
+	writer := make(chan struct{})
+	go func() {
+		defer close(writer)
+		data := make([]byte, 64<<10)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_ = nc.Publish("stall.test", data)
+		}
+	}()
+	defer func() { close(done); <-writer }()
+
+	natstest.WaitFor(t, 15*time.Second, func() error {
+		if u := nc.ConnectedUrl(); u == "" || u == proxy.URL() {
+			return errors.New("still on the stalled link")
+		}
+		return nil
+	})
+	assert.Contains(t, logs.String(), "nats disconnected")
 }
