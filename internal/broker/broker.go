@@ -409,7 +409,7 @@ func (b *Broker) openExternal(ctx context.Context, opts Options) error {
 		// and the client reconnects elsewhere. What the client had
 		// buffered is lost with the link, as on any disconnect: every
 		// publish of ours waits for its ack and is sent again without one.
-		nats.FlusherTimeout(opts.PingInterval*time.Duration(opts.MaxPingsOutstanding+1)),
+		nats.FlusherTimeout(writeTimeout(opts)),
 		nats.ReconnectOnFlusherError(),
 	)
 	if opts.CredentialsFile != "" {
@@ -437,6 +437,19 @@ func (b *Broker) openExternal(ctx context.Context, opts Options) error {
 	b.nc = nc
 	b.log.Info().Str("url", b.ClientURL()).Msg("connected to nats")
 	return nil
+}
+
+// minWriteTimeout is the least time a write to an external server gets,
+// whatever the pings: after a reconnect the client writes what it
+// buffered meanwhile (up to nats.go's 8 MB) in one go, which pings of
+// 100 ms would otherwise cut off after 200 ms, and the link would churn.
+const minWriteTimeout = 5 * time.Second
+
+// writeTimeout is how long a write to an external server may block before
+// the link is given up: as long as the pings let a silent link go (ping
+// interval x (max pings out + 1)), but at least minWriteTimeout.
+func writeTimeout(opts Options) time.Duration {
+	return max(opts.PingInterval*time.Duration(opts.MaxPingsOutstanding+1), minWriteTimeout)
 }
 
 // connOptions are the options both kinds of connection share: the name,

@@ -91,6 +91,7 @@ func (f *freezer) track(c net.Conn) {
 }
 
 func (f *freezer) close() {
+	f.stalled.Store(false) // or its pipes would wait on, closed
 	_ = f.lis.Close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -118,6 +119,9 @@ func TestOpen_ConnOptions(t *testing.T) {
 	assert.Equal(t, time.Second, b.Conn().Opts.PingInterval)
 	assert.Equal(t, 5, b.Conn().Opts.MaxPingsOut)
 	assert.Equal(t, 6*time.Second, b.Conn().Opts.FlusherTimeout, "a write may take as long as the pings allow")
+
+	b = mustOpen(t, broker.Options{URLs: []string{srv.ClientURL()}, PingInterval: 100 * time.Millisecond, MaxPingsOutstanding: 1}, log)
+	assert.Equal(t, 5*time.Second, b.Conn().Opts.FlusherTimeout, "but never less than 5 s")
 	assert.True(t, b.Conn().Opts.ReconnectOnFlusherError)
 
 	_, err := broker.Open(t.Context(), broker.Options{URLs: []string{srv.ClientURL()}, PingInterval: -time.Second}, log)
@@ -165,10 +169,12 @@ func TestOpen_FrozenLinkDetected(t *testing.T) {
 // TestOpen_StalledWriteReconnects: the node stops reading while the
 // receiver is writing to it (a partition with data in flight), so the
 // receiver's writes block with its socket buffers full. The client still
-// leaves for another node within the pings' bound: the blocked write
-// times out (FlusherTimeout) and the client reconnects. With nats.go's
+// leaves for another node: the blocked write times out (FlusherTimeout,
+// here its 5 s floor) and the client reconnects. With nats.go's
 // one-minute write timeout, the blocked writer held the client's lock and
-// the pings never ran.
+// the pings never ran. (The writes here are publish's own, at the write
+// buffer's limit; ReconnectOnFlusherError, for the flusher's, is checked
+// by TestOpen_ConnOptions.)
 func TestOpen_StalledWriteReconnects(t *testing.T) {
 	srvs := natstest.RunCluster(t, 2)
 	proxy := newFreezer(t, srvs[0].Addr().String())
@@ -196,12 +202,18 @@ func TestOpen_StalledWriteReconnects(t *testing.T) {
 				return
 			default:
 			}
-			_ = nc.Publish("stall.test", data)
+			if nc.Publish("stall.test", data) != nil {
+				time.Sleep(10 * time.Millisecond) // reconnecting: no need to fill its buffer
+			}
 		}
 	}()
-	defer func() { close(done); <-writer }()
+	defer func() {
+		proxy.stalled.Store(false) // a writer still blocked gets going
+		close(done)
+		<-writer
+	}()
 
-	natstest.WaitFor(t, 15*time.Second, func() error {
+	natstest.WaitFor(t, 20*time.Second, func() error {
 		if u := nc.ConnectedUrl(); u == "" || u == proxy.URL() {
 			return errors.New("still on the stalled link")
 		}

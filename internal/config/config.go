@@ -193,7 +193,7 @@ type NATS struct {
 	// NATS server (a partitioned node) goes unnoticed: about
 	// ping_interval x (max_pings_outstanding + 1), after which the
 	// connection moves to another server; a write to the server gets as
-	// long. Defaults 2s and 3 (6-8 s).
+	// long, and at least 5s. Defaults 2s and 3 (6-8 s).
 	PingInterval        time.Duration `yaml:"ping_interval"`
 	MaxPingsOutstanding int           `yaml:"max_pings_outstanding"`
 	// CallbackMaxAge is how long WECOM_CALLBACKS keeps records. Default 72h.
