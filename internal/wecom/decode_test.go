@@ -124,7 +124,7 @@ func BenchmarkDecodeHitPage(b *testing.B) {
 	})
 }
 
-// FuzzUnmarshalHitPage: whatever the answer, unmarshalAnswer makes of it
+// FuzzUnmarshalHitPage: whatever the answer, hitMsgListAnswer.unmarshal makes of it
 // the hit page encoding/json makes of it, or fails with encoding/json's
 // error: go-json on the hot path changes nothing but the speed.
 func FuzzUnmarshalHitPage(f *testing.F) {
@@ -145,7 +145,7 @@ func FuzzUnmarshalHitPage(f *testing.F) {
 		var want hitMsgListAnswer
 		wantErr := json.Unmarshal(data, &want)
 		var got hitMsgListAnswer
-		err := unmarshalAnswer(data, &got)
+		err := got.unmarshal(data)
 		if wantErr != nil {
 			require.EqualError(t, err, wantErr.Error())
 			return

@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"strings"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/wecomhit/wecomhit/internal/netutil"
 )
 
@@ -72,7 +70,13 @@ func decodeAnswer(api string, data []byte, resp any) error {
 		}
 		return nil
 	}
-	if err := unmarshalAnswer(data, resp); err != nil {
+	var err error
+	if d, ok := resp.(selfDecoding); ok {
+		err = d.unmarshal(data)
+	} else {
+		err = json.Unmarshal(data, resp)
+	}
+	if err != nil {
 		// An error answer whose other fields do not fit resp still
 		// reports its errcode, as the separate check did.
 		if eerr := checkEnvelope(api, data); eerr != nil {
@@ -83,26 +87,9 @@ func decodeAnswer(api string, data []byte, resp any) error {
 	return e.err(api)
 }
 
-// unmarshalAnswer decodes an enveloped answer. A get_hit_msg_list page
-// goes through github.com/goccy/go-json first, about six times as fast as
-// encoding/json on a page of 1,000 hits: its decode stands between a hit
-// callback and the first event (BENCHMARKS.md, "Hit pages decoded with
-// go-json"). Should go-json refuse the page, encoding/json decodes it
-// again from scratch, and its result or error is the answer, so a bad
-// page fails as it always did. FuzzUnmarshalHitPage holds the two to the
-// same result on any input. Other answers are small and rare:
-// encoding/json alone.
-func unmarshalAnswer(data []byte, resp any) error {
-	page, ok := resp.(*hitMsgListAnswer)
-	if !ok {
-		return json.Unmarshal(data, resp)
-	}
-	if gojson.Unmarshal(data, page) == nil {
-		return nil
-	}
-	*page = hitMsgListAnswer{}
-	return json.Unmarshal(data, page)
-}
+// selfDecoding is an enveloped answer that decodes itself rather than
+// through encoding/json (hitMsgListAnswer).
+type selfDecoding interface{ unmarshal(data []byte) error }
 
 // post sends body to path with tokenParam=token in the query and returns
 // the response body once its errcode is 0.
