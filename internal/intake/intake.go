@@ -268,7 +268,7 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	// of its own, and the next callback would go out under this one's id.
 	out.header[jetstream.MsgIDHeader] = out.id[:]
 	out.msg = nats.Msg{
-		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
+		Subject: s.subject(cb),
 		Header:  out.header,
 		Data:    out.buf.Bytes(),
 	}
@@ -307,16 +307,26 @@ func (s *Store) getOutgoing() *outgoing {
 		return out
 	}
 	out := &outgoing{}
-	// Nats-Msg-Id and Nats-Expected-Stream as headers rather than publish
-	// options: a batch's messages go out as they are, and every attempt of
-	// the plain path carries them as well.
-	out.header = nats.Header{
-		contentTypeHeader:              s.contentType,
-		jetstream.MsgIDHeader:          out.id[:],
-		jetstream.ExpectedStreamHeader: s.streamHeader,
-	}
+	out.header = s.header(out.id[:])
 	out.item = item{msg: &out.msg, done: make(chan turn, 1)}
 	return out
+}
+
+// subject is cb's record's subject: <prefix>.callback.<app>.<kind>.
+func (s *Store) subject(cb *wecomhit.Callback) string {
+	return s.subjectPrefix + cb.App + "." + string(cb.Kind)
+}
+
+// header is a record's header with id as its Nats-Msg-Id. The id and
+// Nats-Expected-Stream go as headers rather than publish options: a
+// batch's messages go out as they are, and every attempt of the plain
+// path carries them as well.
+func (s *Store) header(id []string) nats.Header {
+	return nats.Header{
+		contentTypeHeader:              s.contentType,
+		jetstream.MsgIDHeader:          id,
+		jetstream.ExpectedStreamHeader: s.streamHeader,
+	}
 }
 
 // putOutgoing returns out to the pool, holding nothing of its callback.

@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
@@ -44,16 +43,7 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLe
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 	}
-	msg := &nats.Msg{
-		Subject: s.subjectPrefix + cb.App + "." + string(cb.Kind),
-		// Nats-Msg-Id and Nats-Expected-Stream as headers, as Store sends them.
-		Header: nats.Header{
-			contentTypeHeader:              s.contentType,
-			jetstream.MsgIDHeader:          {msgID},
-			jetstream.ExpectedStreamHeader: s.streamHeader,
-		},
-		Data: record,
-	}
+	msg := &nats.Msg{Subject: s.subject(&cb), Header: s.header([]string{msgID}), Data: record}
 	if deadLetterSeq > 0 {
 		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
