@@ -240,7 +240,7 @@ func ceilingAndPipeline(ctx context.Context, o options, work, root string) (ceil
 	var err error
 	if o.pipeline {
 		fmt.Fprintln(os.Stderr, "bench: BenchmarkPipeline ...")
-		if pipeline, err = pipelineBench(ctx, root); err != nil {
+		if pipeline, err = pipelineBench(ctx, root, work); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: pipeline: %v\n", err)
 		}
 	}
@@ -775,17 +775,19 @@ func settleDisk() { syscall.Sync() }
 const pipelineIterations = "50x"
 
 // pipelineBench runs BenchmarkPipeline and returns its hits/s. The test
-// binary is built first, so that the build's CPU and disk writes are over
-// before the benchmark starts.
-func pipelineBench(ctx context.Context, root string) (float64, error) {
-	build := exec.CommandContext(ctx, "go", "test", "-run", "^$", "./internal/app")
+// binary is built into work first, so that the build's CPU and disk
+// writes are over before the benchmark starts; it runs in its package's
+// directory, as go test would run it.
+func pipelineBench(ctx context.Context, root, work string) (float64, error) {
+	bin := filepath.Join(work, "app.test")
+	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./internal/app")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build: %w: %s", err, out)
 	}
 	settleDisk()
-	cmd := exec.CommandContext(ctx, "go", "test", "./internal/app", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-benchtime", pipelineIterations)
-	cmd.Dir = root
+	cmd := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", "^BenchmarkPipeline$", "-test.benchtime", pipelineIterations)
+	cmd.Dir = filepath.Join(root, "internal", "app")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s", err, out)
