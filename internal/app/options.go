@@ -153,6 +153,11 @@ func IntakeOptions(cfg *config.Config) []intake.Option {
 		intake.WithReplicas(n.Replicas), intake.WithMaxAge(n.CallbackMaxAge),
 		intake.WithDuplicateWindow(n.DuplicateWindow), intake.WithMaxBytes(n.CallbacksMaxBytes),
 		intake.WithMaxMsgSize(intake.RecordLimit(cfg.HTTP.MaxBodyBytes)), intake.WithBatching(n.CallbackBatching),
+		// The embedded server's store has one receiver, the only writer
+		// of callback ids: it keeps them itself, where the collector need
+		// not trace them (intake/dedup.go). Receivers sharing an
+		// external NATS leave them to the server, which all of them see.
+		intake.WithLocalDedup(n.URL == ""),
 	}
 }
 

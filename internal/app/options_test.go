@@ -98,6 +98,39 @@ func TestIntakeOptions(t *testing.T) {
 	assert.Equal(t, cfg.NATS.Replicas, sc.Replicas)
 }
 
+// TestIntakeOptions_Dedup: with the embedded server (one receiver owns its
+// store) the receiver keeps the callback ids itself, and the record carries
+// its id in intake.IDHeader; on an external NATS, which several receivers
+// share, the server de-duplicates by Nats-Msg-Id.
+func TestIntakeOptions_Dedup(t *testing.T) {
+	for _, tc := range []struct {
+		url, header string
+	}{{"", intake.IDHeader}, {"nats://127.0.0.1:4222", jetstream.MsgIDHeader}} {
+		t.Run(tc.header, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.NATS.URL = tc.url
+			_, js := natstest.Connect(t, natstest.RunServer(t))
+			store, err := intake.New(js, cfg.NATS.SubjectPrefix, IntakeOptions(cfg)...)
+			require.NoError(t, err)
+			ctx := natstest.Context(t)
+			require.NoError(t, store.Setup(ctx))
+			cb := &wecomhit.Callback{ID: "0123456789abcdef0123456789abcdef", App: "archive", Kind: wecomhit.KindHitKeyword}
+			require.NoError(t, store.Store(ctx, cb))
+			st, err := js.Stream(ctx, intake.StreamName)
+			require.NoError(t, err)
+			m, err := st.GetMsg(ctx, 1)
+			require.NoError(t, err)
+			assert.Equal(t, []string{cb.ID}, m.Header.Values(tc.header))
+			assert.Equal(t, cb.ID, intake.RecordID(m.Header))
+			for _, other := range []string{intake.IDHeader, jetstream.MsgIDHeader} {
+				if other != tc.header {
+					assert.Empty(t, m.Header.Values(other))
+				}
+			}
+		})
+	}
+}
+
 // TestGetCorp: without a registry, the configuration's corps are all there
 // is; anything else is corps.ErrNotFound.
 func TestGetCorp(t *testing.T) {

@@ -42,7 +42,7 @@ func storeAll(t testing.TB, s *intake.Store, cbs []*wecomhit.Callback, timeout t
 	return errs
 }
 
-// storedIDs reads the whole stream and counts its records by Nats-Msg-Id.
+// storedIDs reads the whole stream and counts its records by id (intake.RecordID).
 func storedIDs(t testing.TB, js jetstream.JetStream) map[string]int {
 	t.Helper()
 	ids, err := readIDs(ctxTimeout(t, 10*time.Second), js)
@@ -73,7 +73,7 @@ func readIDs(ctx context.Context, js jetstream.JetStream) (map[string]int, error
 		}
 		got := 0
 		for m := range batch.Messages() {
-			ids[m.Headers().Get(jetstream.MsgIDHeader)]++
+			ids[intake.RecordID(m.Headers())]++
 			got++
 		}
 		if err := batch.Error(); err != nil {

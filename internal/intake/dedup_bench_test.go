@@ -4,57 +4,74 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
 // BenchmarkDuplicateWindowHeap measures what WECOM_CALLBACKS' duplicate
-// window costs in memory: nats-server keeps every Nats-Msg-Id stored
-// within the window in a map, so the heap grows with callbacks per
-// second × the window, whatever the soft memory limit. It stores b.N
-// records with distinct 32-character ids (the length of a callback id)
-// and reports the live heap they left, per record, after a GC: with the
-// default 1h window, and with a 1s window whose ids have expired by the
-// time the heap is read. The difference is the ids' cost. The embedded
-// server runs in this process, so its heap is this heap.
+// window costs in memory. With the server de-duplicating (Nats-Msg-Id),
+// nats-server keeps every id stored within the window in a map, so the
+// heap grows with callbacks per second × the window, whatever the soft
+// memory limit; with WithLocalDedup the Store keeps them (dedup.go). It
+// stores b.N callbacks with distinct ids (CallbackID's 32 hex digits)
+// from 64 goroutines and reports the live heap they left, per record,
+// after a GC: server de-duplication with the default 1h window, and with
+// a 1s window whose ids have expired by the time the heap is read (the
+// difference is the server's ids' cost), and local de-duplication with
+// the 1h window. The embedded server runs in this process, so its heap is
+// this heap.
 //
 //	go test ./internal/intake -run '^$' -bench DuplicateWindowHeap -benchtime 200000x
 func BenchmarkDuplicateWindowHeap(b *testing.B) {
-	for _, window := range []time.Duration{time.Hour, time.Second} {
-		b.Run("window="+window.String(), func(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+		local  bool
+	}{
+		{"server/window=1h", time.Hour, false},
+		{"server/window=1s", time.Second, false},
+		{"local/window=1h", time.Hour, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			srv := natstest.RunServer(b)
-			nc, _ := natstest.Connect(b, srv, nats.InProcessServer(srv))
-			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-			require.NoError(b, err)
-			mustSetup(b, js, intake.WithDuplicateWindow(window), intake.WithBatching(false))
-			data := make([]byte, 600)
+			_, js := natstest.Connect(b, srv, nats.InProcessServer(srv))
+			s := mustSetup(b, js, intake.WithDuplicateWindow(tc.window), intake.WithLocalDedup(tc.local))
+			cb := testCallback("")
+			cb.Raw = strings.Repeat("x", 600)
 			before := liveHeap()
 			b.ResetTimer()
-			for i := range b.N {
-				_, err := js.PublishMsgAsync(&nats.Msg{Subject: prefix + ".callback.archive.hit_keyword", Data: data},
-					jetstream.WithMsgID(fmt.Sprintf("%032x", i)))
-				require.NoError(b, err)
+			var (
+				next atomic.Int64
+				wg   sync.WaitGroup
+			)
+			for range 64 {
+				c := *cb
+				wg.Go(func() {
+					for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+						c.ID = fmt.Sprintf("%032x", i)
+						if err := s.Store(context.Background(), &c); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-ctx.Done():
-				b.Fatal("publishes not acked within a minute")
-			}
+			wg.Wait()
 			b.StopTimer()
-			if window < time.Hour {
+			if tc.window < time.Hour {
 				// The server sweeps expired ids on a timer of about the window.
-				time.Sleep(3 * window)
+				time.Sleep(3 * tc.window)
 			}
 			b.ReportMetric(float64(liveHeap()-before)/float64(b.N), "heap-B/record")
+			runtime.KeepAlive(s)
 		})
 	}
 }

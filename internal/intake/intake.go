@@ -111,6 +111,13 @@ type Store struct {
 	// batch groups concurrent callbacks into fast batches (batch.go); nil
 	// when batching is off.
 	batch *batcher
+
+	// idHeader is the header a record's id goes in: Nats-Msg-Id, for the
+	// server to de-duplicate, or IDHeader with dedup set.
+	idHeader string
+	// dedup holds the ids stored within the duplicate window when the
+	// Store keeps them itself (WithLocalDedup, dedup.go); nil otherwise.
+	dedup *localDedup
 }
 
 // conner is what batching needs of a JetStream beyond JetStream: its
@@ -152,6 +159,11 @@ func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 		opts:          o,
 		contentType:   []string{contentTypeJSON},
 		streamHeader:  []string{StreamName},
+		idHeader:      jetstream.MsgIDHeader,
+	}
+	if o.localDedup {
+		s.idHeader = IDHeader
+		s.dedup = newLocalDedup(o.duplicateWindow, time.Now)
 	}
 	if c, ok := js.(conner); ok && o.batching && c.Conn() != nil {
 		s.batch = newBatcher(c.Conn(), s.publish, o.log.With().Str("component", "intake").Logger(), o.metrics)
@@ -176,6 +188,11 @@ func (s *Store) Setup(ctx context.Context) error {
 	_, batched, err := broker.EnsureBatchedStream(ctx, s.js, s.streamConfig())
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
+	}
+	if s.dedup != nil {
+		if err := s.loadIDs(ctx); err != nil {
+			return fmt.Errorf("intake: %w", err)
+		}
 	}
 	if s.batch != nil {
 		s.batch.enable(batched)
@@ -252,21 +269,47 @@ func (s *Store) Store(ctx context.Context, cb *wecomhit.Callback) error {
 	if err := checkRecord(cb); err != nil {
 		return fmt.Errorf("intake: store callback: %w", err)
 	}
-	out := s.getOutgoing()
-	if err := s.encode(&out.buf, cb); err != nil {
-		s.putOutgoing(out)
-		return fmt.Errorf("intake: store callback: %w", err)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 	}
+	if s.dedup == nil {
+		return s.store(ctx, cb)
+	}
+	return s.once(ctx, cb.ID, func() error { return s.store(ctx, cb) })
+}
+
+// once runs store unless the Store's own de-duplication (dedup.go) has id
+// stored within the window, or gets it stored by a Store of the same id
+// in progress, and returns nil then.
+func (s *Store) once(ctx context.Context, id string, store func() error) error {
+	k := keyOf(id)
+	dup, err := s.dedup.begin(ctx, k)
+	if err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	if dup {
+		return nil
+	}
+	err = store()
+	s.dedup.end(k, err == nil)
+	return err
+}
+
+// store is Store once the callback is checked and, with local
+// de-duplication, claimed.
+func (s *Store) store(ctx context.Context, cb *wecomhit.Callback) error {
+	out := s.getOutgoing()
+	if err := s.encode(&out.buf, cb); err != nil {
+		s.putOutgoing(out)
+		return fmt.Errorf("intake: store callback: %w", err)
+	}
 	out.id[0] = cb.ID
 	// Again each time, though the map is built with it: were anything to
 	// Set the id header (a publish option), the map would hold a slice
 	// of its own, and the next callback would go out under this one's id.
-	out.header[jetstream.MsgIDHeader] = out.id[:]
+	out.header[s.idHeader] = out.id[:]
 	out.msg = nats.Msg{
 		Subject: s.subject(cb),
 		Header:  out.header,
@@ -317,14 +360,15 @@ func (s *Store) subject(cb *wecomhit.Callback) string {
 	return s.subjectPrefix + cb.App + "." + string(cb.Kind)
 }
 
-// header is a record's header with id as its Nats-Msg-Id. The id and
+// header is a record's header with id as its Nats-Msg-Id (or, with
+// local de-duplication, its IDHeader). The id and
 // Nats-Expected-Stream go as headers rather than publish options: a
 // batch's messages go out as they are, and every attempt of the plain
 // path carries them as well.
 func (s *Store) header(id []string) nats.Header {
 	return nats.Header{
 		contentTypeHeader:              s.contentType,
-		jetstream.MsgIDHeader:          id,
+		s.idHeader:                     id,
 		jetstream.ExpectedStreamHeader: s.streamHeader,
 	}
 }

@@ -19,6 +19,7 @@ type options struct {
 	maxBytes        int64
 	maxMsgSize      int32
 	batching        bool
+	localDedup      bool
 	metrics         *Metrics
 	log             zerolog.Logger
 	// floorEvery: how often Consume reads its consumer's ack floor;
@@ -67,6 +68,20 @@ func WithMaxMsgSize(n int32) Option {
 func WithBatching(on bool) Option {
 	return func(o *options) error {
 		o.batching = on
+		return nil
+	}
+}
+
+// WithLocalDedup makes the Store keep the ids it stored within the
+// duplicate window itself, instead of the server (dedup.go): the records
+// carry their id in IDHeader, not Nats-Msg-Id, and Setup loads the ids of
+// those stored within the window. Only for a Store that is the only
+// writer of callback ids to the stream, as with a receiver's embedded
+// server: a Store of another process would not see these ids. Default
+// false.
+func WithLocalDedup(on bool) Option {
+	return func(o *options) error {
+		o.localDedup = on
 		return nil
 	}
 }

@@ -47,6 +47,14 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLe
 	if deadLetterSeq > 0 {
 		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
+	if s.dedup != nil {
+		// msgID is de-duplicated like a callback's id (dedup.go).
+		return s.once(ctx, msgID, func() error { return s.restore(ctx, msg) })
+	}
+	return s.restore(ctx, msg)
+}
+
+func (s *Store) restore(ctx context.Context, msg *nats.Msg) error {
 	// Through the same retrying publish as Store, so a replay rides out a
 	// leader election too.
 	if _, err := broker.PublishRetry(ctx, s.js, msg); err != nil {

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wecomhit/wecomhit/internal/intake"
 )
 
 // Check is how the records a run left compare with its answers. A callback
@@ -39,8 +41,9 @@ func NextSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64
 	return info.State.LastSeq + 1, nil
 }
 
-// Verify reads the stream's messages from sequence from on (their
-// Nats-Msg-Id is the record id) and compares them with res. It returns
+// Verify reads the stream's messages from sequence from on (their record
+// id is intake.RecordID's: the receiver's own header, or a Nats-Msg-Id)
+// and compares them with res. It returns
 // ErrLost, wrapped, if any callback answered 200 is missing.
 //
 // It reads message by message (STREAM.MSG.GET, several in flight) rather
@@ -80,7 +83,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, stream string, from uin
 						firstEr = fmt.Errorf("check: read %s #%d: %w", stream, seq, err)
 					}
 					cancel()
-				} else if id := msg.Header.Get(jetstream.MsgIDHeader); hasKey(res.All, id) {
+				} else if id := intake.RecordID(msg.Header); hasKey(res.All, id) {
 					stored[id] = struct{}{}
 				}
 				mu.Unlock()

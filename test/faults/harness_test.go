@@ -34,6 +34,7 @@ import (
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/callback"
+	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/wecomsim"
 )
 
@@ -734,7 +735,8 @@ func (r *streamReader) readAll(ctx context.Context, stream string) ([]jetstream.
 	return nil, fmt.Errorf("stream %s: read to %d: %w", stream, last, ctx.Err())
 }
 
-// msgIDs returns the Nats-Msg-Id of every message of stream, one direct
+// msgIDs returns the record id (intake.RecordID: the receiver's own header
+// with an embedded server, else Nats-Msg-Id) of every message of stream, one direct
 // get per message: the operator role of an embedded server may read
 // WECOM_CALLBACKS but not create consumers on it.
 func (r *streamReader) msgIDs(ctx context.Context, stream string) ([]string, error) {
@@ -755,7 +757,7 @@ func (r *streamReader) msgIDs(ctx context.Context, stream string) ([]string, err
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: get %d: %w", stream, seq, err)
 		}
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+		ids = append(ids, intake.RecordID(m.Header))
 	}
 	return ids, nil
 }

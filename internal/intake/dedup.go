@@ -1,0 +1,325 @@
+package intake
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// De-duplication kept by the Store itself (WithLocalDedup).
+//
+// JetStream de-duplicates by Nats-Msg-Id: the server keeps every id
+// stored within the duplicate window in a map of its own. With the
+// receiver's embedded server that map lives in the receiver's heap, two
+// small objects and four pointers per callback, and at thousands of
+// callbacks a second the garbage collector spends most of its time
+// tracing them (BENCHMARKS.md, "Callback ids kept by the receiver").
+//
+// When the Store is the only writer of callback ids to the stream (the
+// embedded server, which one receiver process owns), it can keep the ids
+// itself instead, in memory that holds no pointers: a set of 16-byte keys
+// and a queue of them in the order stored, which the collector never has
+// to trace. The records then carry their id in IDHeader rather than
+// Nats-Msg-Id, so the server keeps nothing for them.
+//
+// It is exact where the server's map is exact. Two Stores of one id at
+// once are one record: the second waits for the first and gets its
+// answer, or tries itself if the first failed. On start (Setup) the set
+// is loaded from the records stored within the window, as the server
+// rebuilds its own map when it recovers a stream.
+//
+// One difference: when a publish's outcome is unknown (its deadline passed
+// before the ack, or a fast batch ended without a clean answer and its
+// callbacks went again alone), the server's map would turn a copy that
+// landed into a duplicate, and here it becomes a second record. The
+// handler treats a repeated record like any repeat of a callback: a hit
+// callback asks for the corp's next page from its cursor, and events are
+// de-duplicated by their own id (docs/events.md).
+
+// IDHeader carries a record's callback id when the Store keeps its ids
+// itself (WithLocalDedup). Otherwise the id is the record's Nats-Msg-Id;
+// RecordID reads either.
+const IDHeader = "Wecom-Callback-Id"
+
+// RecordID is the id of the callback record with header h: its IDHeader,
+// or else its Nats-Msg-Id.
+func RecordID(h nats.Header) string {
+	if v := h[IDHeader]; len(v) > 0 {
+		return v[0]
+	}
+	if v := h[jetstream.MsgIDHeader]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// idKey is the set's form of a callback id: the 128 bits a CallbackID
+// spells in hex, or the first 128 bits of the SHA-256 of any other id.
+type idKey [16]byte
+
+// keyOf maps ids one to one, to 2^-128 (the odds of two ids sharing a
+// key): lower-case hex of 32 digits is decoded (upper case would decode
+// to the same bits as its lower-case twin, so it is hashed instead), and
+// every other id is hashed.
+func keyOf(id string) idKey {
+	var k idKey
+	if len(id) == 2*len(k) {
+		ok := true
+		for i := range k {
+			hi, lo := lowerHex(id[2*i]), lowerHex(id[2*i+1])
+			if hi < 0 || lo < 0 {
+				ok = false
+				break
+			}
+			k[i] = byte(hi<<4 | lo)
+		}
+		if ok {
+			return k
+		}
+	}
+	sum := sha256.Sum256([]byte(id))
+	copy(k[:], sum[:])
+	return k
+}
+
+func lowerHex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+// stamp is one stored id and when it was stored (Unix nanoseconds).
+type stamp struct {
+	key idKey
+	at  int64
+}
+
+// stampChunk is how many stamps one block of the queue holds: 24 KiB.
+const stampChunk = 1024
+
+// localDedup is the set of ids stored within the window, and the ids
+// being stored right now. It is safe for concurrent use.
+type localDedup struct {
+	window time.Duration
+	now    func() time.Time
+
+	mu     sync.Mutex
+	stored map[idKey]struct{}
+	// queue holds stored's keys in the order stored, oldest first, in
+	// blocks of stampChunk; head is the oldest's place in queue[0].
+	queue [][]stamp
+	head  int
+	spare []stamp // an emptied block, kept for the next one needed
+	// pending holds the ids being stored. Its value is nil until a second
+	// Store of the id comes to wait.
+	pending map[idKey]*idWait
+}
+
+// idWait is what Stores of an id wait on while another stores it.
+type idWait struct {
+	done   chan struct{}
+	stored bool
+}
+
+func newLocalDedup(window time.Duration, now func() time.Time) *localDedup {
+	return &localDedup{
+		window: window, now: now,
+		stored:  make(map[idKey]struct{}),
+		pending: make(map[idKey]*idWait),
+	}
+}
+
+// begin claims k for the caller to store. dup is true when k is stored
+// already (within the window): the caller must not store it again, and
+// its Store has succeeded. Otherwise the caller must call end(k, ...)
+// once its publish has ended. While another caller holds k, begin waits
+// for its end, and gives up when ctx ends.
+func (d *localDedup) begin(ctx context.Context, k idKey) (dup bool, err error) {
+	for {
+		d.mu.Lock()
+		d.expire(d.now())
+		if _, ok := d.stored[k]; ok {
+			d.mu.Unlock()
+			return true, nil
+		}
+		f, held := d.pending[k]
+		if !held {
+			d.pending[k] = nil
+			d.mu.Unlock()
+			return false, nil
+		}
+		if f == nil {
+			f = &idWait{done: make(chan struct{})}
+			d.pending[k] = f
+		}
+		d.mu.Unlock()
+		select {
+		case <-f.done:
+			if f.stored {
+				return true, nil
+			}
+			// The other Store failed: try again, perhaps as the one
+			// that stores it.
+		case <-ctx.Done():
+			return false, fmt.Errorf("waiting for the same callback being stored: %w", ctx.Err())
+		}
+	}
+}
+
+// end releases k, which begin gave the caller, as stored or not.
+func (d *localDedup) end(k idKey, stored bool) {
+	d.mu.Lock()
+	f := d.pending[k]
+	delete(d.pending, k)
+	if stored {
+		d.add(k, d.now().UnixNano())
+	}
+	d.mu.Unlock()
+	if f != nil {
+		f.stored = stored
+		close(f.done)
+	}
+}
+
+// load adds k as stored at the time at, unless the window has passed
+// since. Setup loads the stream's records through it, in stream order.
+func (d *localDedup) load(k idKey, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if at.Before(d.now().Add(-d.window)) {
+		return
+	}
+	if _, ok := d.stored[k]; !ok {
+		d.add(k, at.UnixNano())
+	}
+}
+
+// size is how many ids the set holds.
+func (d *localDedup) size() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.stored)
+}
+
+// add puts k at the queue's end. Callers hold mu.
+func (d *localDedup) add(k idKey, at int64) {
+	d.stored[k] = struct{}{}
+	n := len(d.queue)
+	if n == 0 || len(d.queue[n-1]) == stampChunk {
+		block := d.spare[:0]
+		d.spare = nil
+		if block == nil {
+			block = make([]stamp, 0, stampChunk)
+		}
+		d.queue = append(d.queue, block)
+		n++
+	}
+	d.queue[n-1] = append(d.queue[n-1], stamp{key: k, at: at})
+}
+
+// expire drops the ids stored before the window. Callers hold mu.
+func (d *localDedup) expire(now time.Time) {
+	limit := now.Add(-d.window).UnixNano()
+	for len(d.queue) > 0 {
+		block := d.queue[0]
+		if d.head == len(block) {
+			if len(block) < stampChunk {
+				return // the last block, not full yet: nothing older
+			}
+			d.spare = block
+			d.queue[0] = nil
+			d.queue = d.queue[1:]
+			d.head = 0
+			continue
+		}
+		s := block[d.head]
+		if s.at >= limit {
+			return
+		}
+		delete(d.stored, s.key)
+		d.head++
+	}
+}
+
+// loadBatch is how many records' headers loadIDs asks for at a time.
+const loadBatch = 4096
+
+// loadIDs fills s.dedup with the ids of the records stored within the
+// duplicate window, read from the stream with an ordered consumer that
+// delivers headers only. A receiver that stopped within the window so
+// still knows the ids it stored before (the server's own map is rebuilt
+// the same way when it recovers a stream).
+func (s *Store) loadIDs(ctx context.Context) error {
+	start := time.Now()
+	from := start.Add(-s.dedup.window)
+	st, err := s.js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("load callback ids: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("load callback ids: %w", err)
+	}
+	if info.State.Msgs == 0 || info.State.LastTime.Before(from) {
+		return nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &from,
+		HeadersOnly:   true,
+	})
+	if err != nil {
+		return fmt.Errorf("load callback ids: %w", err)
+	}
+	pending := cons.CachedInfo().NumPending
+	for pending > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("load callback ids: %w", err)
+		}
+		// No more than are pending: a fetch returns once it has as many
+		// as it asked for, or at its wait.
+		batch, err := cons.Fetch(int(min(pending, loadBatch)), jetstream.FetchMaxWait(loadWait(ctx)))
+		if err != nil {
+			return fmt.Errorf("load callback ids: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("load callback ids: %w", err)
+			}
+			if id := RecordID(m.Headers()); id != "" {
+				s.dedup.load(keyOf(id), md.Timestamp)
+			}
+			pending = md.NumPending
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("load callback ids: %w", err)
+		}
+		if n == 0 {
+			break // the rest went meanwhile (the compactor, the max age)
+		}
+	}
+	s.opts.log.Info().Str("component", "intake").Int("ids", s.dedup.size()).
+		Dur("took", time.Since(start)).Msg("callback ids of the duplicate window loaded")
+	return nil
+}
+
+// loadWait bounds one fetch of loadIDs: what ctx has left, at most 5 s.
+func loadWait(ctx context.Context) time.Duration {
+	d := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, max(time.Until(dl), time.Millisecond))
+	}
+	return d
+}
