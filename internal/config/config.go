@@ -198,10 +198,13 @@ type NATS struct {
 	MaxPingsOutstanding int           `yaml:"max_pings_outstanding"`
 	// CallbackMaxAge is how long WECOM_CALLBACKS keeps records. Default 72h.
 	CallbackMaxAge time.Duration `yaml:"callback_max_age"`
-	// DuplicateWindow is WECOM_CALLBACKS' Nats-Msg-Id dedup window, which
-	// absorbs WeCom's retries and replays. At least http.timestamp_window,
-	// so a captured callback replayed within the replay guard's window is
-	// still recognised. Default 1h.
+	// DuplicateWindow is how long a callback's id is remembered once it
+	// is stored in WECOM_CALLBACKS, so that WeCom's retries and replays
+	// become one record: by the receiver itself with the embedded server
+	// (intake.WithLocalDedup), by the NATS server's Nats-Msg-Id window on
+	// an external one. At least http.timestamp_window, so a captured
+	// callback replayed within the replay guard's window is still
+	// recognised. Default 1h.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// CallbackBatching stores callbacks that arrive while another is
 	// being stored as one JetStream fast batch, answered by one commit

@@ -243,7 +243,9 @@ func checkPrefix(prefix string) error {
 // Store files cb and returns once JetStream has acked it, so it is on disk
 // (and on a quorum of replicas). A callback whose ID was stored within the
 // duplicate window is acked without a second copy, and Store returns nil:
-// WeCom's retries of one callback become one record.
+// WeCom's retries of one callback become one record. The server keeps the
+// window's ids (Nats-Msg-Id), or with WithLocalDedup the Store does
+// (dedup.go, which says where the two differ).
 //
 // A callback stored while no other is being stored goes alone, with a
 // PubAck of its own. Callbacks arriving while one is on its way wait

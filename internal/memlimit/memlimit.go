@@ -2,12 +2,14 @@
 // memory without starving the collector.
 //
 // A fixed soft limit has the wrong shape for this service. The receiver's
-// largest live structure is one it cannot shrink: nats-server's map of
-// the message ids stored within a stream's duplicate window (about 110
-// bytes per callback, BENCHMARKS.md), which grows with the callback rate
-// and is freed only as the window passes. Once the live heap nears a
-// fixed limit, the runtime collects again and again and frees almost
-// nothing: at full load on one core, half of the process's CPU.
+// largest live structure is one it cannot shrink: the ids of the
+// callbacks stored within WECOM_CALLBACKS' duplicate window (about 48
+// bytes per callback, kept by intake with the embedded server; and the
+// embedded server's own map of hit events' ids, about 110 bytes each),
+// which grows with the rate and is freed only as the window passes. Once
+// the live heap nears a fixed limit, the runtime collects again and again
+// and frees almost nothing: at full load on one core, before intake kept
+// the callback ids itself, half of the process's CPU.
 //
 // So the configured limit (memory_limit_bytes) is a floor. While the heap
 // is small the runtime collects by that limit, which keeps a quiet
@@ -36,7 +38,7 @@ import (
 
 // every is how often a Governor looks at the heap: often enough that the limit
 // follows a heap growing by a few MB a second (30,000 callbacks a second
-// add about 3.3 MB of ids each second) before the collector runs short of
+// add about 1.5 MB of ids each second) before the collector runs short of
 // room; a look costs about a microsecond.
 const every = 250 * time.Millisecond
 
