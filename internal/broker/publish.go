@@ -42,6 +42,21 @@ var noRetries = jetstream.WithRetryAttempts(0)
 // errors are returned at once. When ctx ends, the error is ctx's, with the
 // last real error if there was one.
 func PublishRetry(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return publishRetry(ctx, js, msg, true, opts)
+}
+
+// PublishAwait is PublishRetry for a message without a Nats-Msg-Id on an
+// in-process server: it tries again while the stream cannot answer
+// (Transient), but an attempt waits for its answer until ctx ends rather
+// than send the message again. A second copy would be a second record,
+// and an in-process server has no partition a copy could route around:
+// an answer that is late is still coming.
+func PublishAwait(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return publishRetry(ctx, js, msg, false, opts)
+}
+
+// publishRetry is PublishRetry, and with resend false PublishAwait.
+func publishRetry(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, resend bool, opts []jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	// A copy rather than an append to opts, which would let the caller's
 	// variadic slice escape too: one allocation per publish, not two.
 	all := make([]jetstream.PublishOpt, len(opts)+1)
@@ -50,7 +65,10 @@ func PublishRetry(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, op
 	backoff := publishFirstBackoff
 	var last error // the last error that was not an attempt's timeout
 	for {
-		actx, cancel := attemptContext(ctx)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if resend {
+			actx, cancel = attemptContext(ctx)
+		}
 		ack, err := js.PublishMsg(actx, msg, all...)
 		cancel()
 		switch {

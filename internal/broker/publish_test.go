@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,4 +68,56 @@ func TestPublishRetry(t *testing.T) {
 		assert.NotErrorIs(t, err, context.DeadlineExceeded)
 		assert.NoError(t, ctx.Err(), "returned before the deadline")
 	})
+}
+
+// slowPublisher holds each publish for delay (or until its ctx ends)
+// before it reaches the real server: a server whose answers are late.
+type slowPublisher struct {
+	jetstream.Publisher
+	delay time.Duration
+	calls atomic.Int32
+}
+
+func (p *slowPublisher) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	p.calls.Add(1)
+	select {
+	case <-time.After(p.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return p.Publisher.PublishMsg(ctx, m, opts...)
+}
+
+// TestPublishAwait: where an answer is later than half the time left,
+// PublishRetry sends again (an attempt gets half the time left, at least
+// 750ms), and PublishAwait waits for it: one publish, so one record of a
+// message without a Nats-Msg-Id.
+func TestPublishAwait(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	_, err := js.CreateStream(natstest.Context(t), jetstream.StreamConfig{Name: "AWAIT", Subjects: []string{"await.>"}})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name    string
+		publish func(context.Context, jetstream.Publisher, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+		calls   int32
+	}{
+		{"Await", broker.PublishAwait, 1},
+		{"Retry", broker.PublishRetry, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &slowPublisher{Publisher: js, delay: 1500 * time.Millisecond}
+			ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
+			defer cancel()
+			_, err := tc.publish(ctx, p, &nats.Msg{Subject: "await." + tc.name, Data: []byte("x")})
+			if tc.calls == 1 {
+				require.NoError(t, err)
+				assert.Equal(t, int32(1), p.calls.Load())
+				return
+			}
+			// Each attempt gave up before the late answer: 1.25 s, then
+			// the 750 ms least, then what was left.
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.GreaterOrEqual(t, p.calls.Load(), tc.calls)
+		})
+	}
 }
