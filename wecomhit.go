@@ -58,7 +58,9 @@ var Kinds = [...]Kind{
 // durable hand-over to fetch and must be protected like any other secret store.
 type Callback struct {
 	// ID identifies the delivery: derived from the app and the encrypted
-	// payload, so WeCom's retries of one callback share it. Used as Nats-Msg-Id.
+	// payload, so WeCom's retries of one callback share it. The record's
+	// Nats-Msg-Id, or with the embedded server its Wecom-Callback-Id
+	// header (the receiver then keeps the ids itself).
 	ID string `json:"id"`
 	// App is the configured app name (the /callback/{app} path segment).
 	App string `json:"app"`

@@ -21,7 +21,7 @@ import (
 //
 // How a batch travels. Every message of a batch is an ordinary publish on
 // its own subject, with its own headers (a Nats-Msg-Id in both users'
-// case), and a reply subject that carries the batch:
+// case, but intake's with an embedded server), and a reply subject that carries the batch:
 //
 //	<inbox>.<batch id>.<flow>.fail.<batch seq>.<op>.$FI
 //
@@ -64,7 +64,8 @@ import (
 // before it was proposed, or lost, ends the count before it: gap mode
 // "fail" never skips over a hole. So with a clean PubAck the first count
 // messages are in the stream; those after it are not, and a user sends
-// them again (their Nats-Msg-Ids make that idempotent).
+// them again (their Nats-Msg-Ids, if they have them, make that
+// idempotent).
 //
 // One case the count does not cover: a message that passed the server's
 // checks and then failed to be written is answered with an error of its

@@ -567,7 +567,7 @@ func Decode(c *crypto.Crypter, app, signature, timestamp, nonce, body string) (w
 
 // CallbackID derives a record's id from the app and the encrypted payload:
 // WeCom re-sends the same ciphertext when it retries, so its retries share
-// one id and JetStream's de-duplication keeps one record.
+// one id and the intake's de-duplication keeps one record.
 func CallbackID(app, encrypt string) string {
 	// Assemble the input on the stack: callbacks of normal size hash
 	// without touching the heap; larger ones make append allocate.

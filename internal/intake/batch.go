@@ -40,7 +40,9 @@ import (
 // Nats-Msg-Id and its own ctx. The msg id makes that retry idempotent (a
 // message of the batch that did land is acked as a duplicate), so each
 // callback gets exactly today's answer: nil, ErrStoreFull, or its ctx's
-// error.
+// error. A Store that keeps its ids itself sends no Nats-Msg-Id, so there
+// a message of the batch that did land is stored a second time (dedup.go
+// says why that is rare and harmless).
 
 // Batch limits and pacing.
 const (

@@ -18,7 +18,7 @@ import (
 // receiver's embedded server that map lives in the receiver's heap, two
 // small objects and four pointers per callback, and at thousands of
 // callbacks a second the garbage collector spends most of its time
-// tracing them (BENCHMARKS.md, "Callback ids kept by the receiver").
+// tracing them (BENCHMARKS.md, "The callback ids kept by the receiver").
 //
 // When the Store is the only writer of callback ids to the stream (the
 // embedded server, which one receiver process owns), it can keep the ids
@@ -33,13 +33,30 @@ import (
 // is loaded from the records stored within the window, as the server
 // rebuilds its own map when it recovers a stream.
 //
-// One difference: when a publish's outcome is unknown (its deadline passed
-// before the ack, or a fast batch ended without a clean answer and its
-// callbacks went again alone), the server's map would turn a copy that
-// landed into a duplicate, and here it becomes a second record. The
+// Where it differs. A copy that reaches the stream twice is stored
+// twice: the server's map would have acked the second as a duplicate.
+// Store keeps such copies rare. Its publish waits for an answer until its
+// deadline instead of sending again when an answer is slow
+// (broker.PublishAwait; an in-process server has no partition to route
+// around). What remains: a fast batch that ends without a clean answer
+// (no answer within a second, a store full, a message refused) sends its
+// callbacks again one by one, and those of them that had landed become
+// second records; and a Store that fails (its deadline passed) after its
+// message reached the server, whose callback WeCom then sends again. The
 // handler treats a repeated record like any repeat of a callback: a hit
 // callback asks for the corp's next page from its cursor, and events are
-// de-duplicated by their own id (docs/events.md).
+// de-duplicated by their own id (docs/events.md). Restore is not this
+// path: a replay carries a Nats-Msg-Id, so that replays of one dead letter
+// by any process (the admin API here, `receiver dlq replay` elsewhere)
+// meet in the server's map.
+//
+// Times are the wall clock's, as the server's are. A clock stepped forward
+// forgets ids early (a retry may then be stored again); one stepped back
+// keeps them longer.
+//
+// A receiver of an older version reading a store written this way sees no
+// Nats-Msg-Id on these records: its server map would not hold them. Going
+// back a version within the window may so store WeCom's retries twice.
 
 // IDHeader carries a record's callback id when the Store keeps its ids
 // itself (WithLocalDedup). Otherwise the id is the record's Nats-Msg-Id;
@@ -146,7 +163,7 @@ func newLocalDedup(window time.Duration, now func() time.Time) *localDedup {
 func (d *localDedup) begin(ctx context.Context, k idKey) (dup bool, err error) {
 	for {
 		d.mu.Lock()
-		d.expire(d.now())
+		d.expire(d.now(), expireMax)
 		if _, ok := d.stored[k]; ok {
 			d.mu.Unlock()
 			return true, nil
@@ -170,24 +187,27 @@ func (d *localDedup) begin(ctx context.Context, k idKey) (dup bool, err error) {
 			// The other Store failed: try again, perhaps as the one
 			// that stores it.
 		case <-ctx.Done():
-			return false, fmt.Errorf("waiting for the same callback being stored: %w", ctx.Err())
+			return false, fmt.Errorf("store callback: waiting for the same callback being stored: %w", ctx.Err())
 		}
 	}
 }
 
-// end releases k, which begin gave the caller, as stored or not.
-func (d *localDedup) end(k idKey, stored bool) {
+// end releases k, which begin gave the caller, as stored or not, and
+// returns how many ids the set holds.
+func (d *localDedup) end(k idKey, stored bool) int {
 	d.mu.Lock()
 	f := d.pending[k]
 	delete(d.pending, k)
 	if stored {
 		d.add(k, d.now().UnixNano())
 	}
+	n := len(d.stored)
 	d.mu.Unlock()
 	if f != nil {
 		f.stored = stored
 		close(f.done)
 	}
+	return n
 }
 
 // load adds k as stored at the time at, unless the window has passed
@@ -226,10 +246,18 @@ func (d *localDedup) add(k idKey, at int64) {
 	d.queue[n-1] = append(d.queue[n-1], stamp{key: k, at: at})
 }
 
-// expire drops the ids stored before the window. Callers hold mu.
-func (d *localDedup) expire(now time.Time) {
+// expireMax bounds the ids one begin drops: after a burst and a quiet
+// spell, the burst's ids go a few thousand per callback, not all under
+// one callback's lock. Each callback adds at most one, so the queue
+// still shrinks to the window; meanwhile an id is kept a little past it,
+// and a repeat of it is acked as the duplicate it is.
+const expireMax = 2 * stampChunk
+
+// expire drops up to most of the ids stored before the window. Callers
+// hold mu.
+func (d *localDedup) expire(now time.Time, most int) {
 	limit := now.Add(-d.window).UnixNano()
-	for len(d.queue) > 0 {
+	for ; most > 0 && len(d.queue) > 0; most-- {
 		block := d.queue[0]
 		if d.head == len(block) {
 			if len(block) < stampChunk {
@@ -250,69 +278,84 @@ func (d *localDedup) expire(now time.Time) {
 	}
 }
 
-// loadBatch is how many records' headers loadIDs asks for at a time.
-const loadBatch = 4096
+// Loading the window's ids on start.
+const (
+	// loadBatch is how many records' headers loadIDs asks for at a time.
+	loadBatch = 4096
+	// loadBudget bounds loadIDs, within Setup's own deadline: about 8
+	// million ids on one core, an hour of 2,000 callbacks a second.
+	loadBudget = 20 * time.Second
+)
 
 // loadIDs fills s.dedup with the ids of the records stored within the
-// duplicate window, read from the stream with an ordered consumer that
-// delivers headers only. A receiver that stopped within the window so
-// still knows the ids it stored before (the server's own map is rebuilt
-// the same way when it recovers a stream).
-func (s *Store) loadIDs(ctx context.Context) error {
-	start := time.Now()
-	from := start.Add(-s.dedup.window)
+// duplicate window, so that a receiver that stopped within the window
+// still knows the ids it stored (the server's own map is rebuilt the same
+// way when it recovers a stream). It reads their headers, oldest first,
+// through an ephemeral consumer it deletes at the end. It returns how
+// many it read; an error leaves the ids read so far in the set.
+func (s *Store) loadIDs(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, loadBudget)
+	defer cancel()
+	from := s.dedup.now().Add(-s.dedup.window)
 	st, err := s.js.Stream(ctx, StreamName)
 	if err != nil {
-		return fmt.Errorf("load callback ids: %w", err)
+		return 0, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("load callback ids: %w", err)
+	if state := st.CachedInfo().State; state.Msgs == 0 || state.LastTime.Before(from) {
+		return 0, nil
 	}
-	if info.State.Msgs == 0 || info.State.LastTime.Before(from) {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Description:   "the receiver's start: callback ids of the duplicate window",
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 		OptStartTime:  &from,
+		AckPolicy:     jetstream.AckNonePolicy,
 		HeadersOnly:   true,
+		MemoryStorage: true,
+		// Should the receiver die while loading, the server removes it.
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return fmt.Errorf("load callback ids: %w", err)
+		return 0, err
 	}
-	pending := cons.CachedInfo().NumPending
-	for pending > 0 {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("load callback ids: %w", err)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := st.DeleteConsumer(dctx, cons.CachedInfo().Name); err != nil {
+			s.opts.log.Debug().Err(err).Str("component", "intake").Msg("delete the consumer that loaded the callback ids")
 		}
+	}()
+	read := 0
+	for pending := cons.CachedInfo().NumPending; pending > 0; {
 		// No more than are pending: a fetch returns once it has as many
 		// as it asked for, or at its wait.
 		batch, err := cons.Fetch(int(min(pending, loadBatch)), jetstream.FetchMaxWait(loadWait(ctx)))
 		if err != nil {
-			return fmt.Errorf("load callback ids: %w", err)
+			return read, err
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
 			md, err := m.Metadata()
 			if err != nil {
-				return fmt.Errorf("load callback ids: %w", err)
+				return read, err
 			}
 			if id := RecordID(m.Headers()); id != "" {
 				s.dedup.load(keyOf(id), md.Timestamp)
 			}
 			pending = md.NumPending
 		}
+		read += n
 		if err := batch.Error(); err != nil {
-			return fmt.Errorf("load callback ids: %w", err)
+			return read, err
 		}
 		if n == 0 {
+			if err := ctx.Err(); err != nil {
+				return read, err
+			}
 			break // the rest went meanwhile (the compactor, the max age)
 		}
 	}
-	s.opts.log.Info().Str("component", "intake").Int("ids", s.dedup.size()).
-		Dur("took", time.Since(start)).Msg("callback ids of the duplicate window loaded")
-	return nil
+	return read, nil
 }
 
 // loadWait bounds one fetch of loadIDs: what ctx has left, at most 5 s.

@@ -232,3 +232,37 @@ func BenchmarkLocalDedup(b *testing.B) {
 		}
 	}
 }
+
+// TestLocalDedup_ExpireIsBounded: after a burst and the window, one
+// callback drops at most expireMax of the burst's ids, and the callbacks
+// after it drop the rest.
+func TestLocalDedup_ExpireIsBounded(t *testing.T) {
+	d, c := newTestDedup(time.Minute)
+	n := 3 * expireMax
+	for i := range n {
+		require.False(t, stored(t, d, keyOf(fmt.Sprint(i)), true))
+	}
+	c.add(time.Hour)
+	require.False(t, stored(t, d, keyOf("a"), true))
+	assert.GreaterOrEqual(t, d.size(), n-expireMax+1, "one callback dropped at most expireMax")
+	for i := 0; d.size() > 1 && i < 10; i++ {
+		require.False(t, stored(t, d, keyOf("a"+fmt.Sprint(i)), true))
+		c.add(2 * time.Minute) // each new id expires before the next
+	}
+	assert.Equal(t, 1, d.size(), "drained within a few callbacks")
+}
+
+// TestStore_OncePanics: a store that panics (the edge recovers handler
+// panics) leaves its id free for WeCom's retry.
+func TestStore_OncePanics(t *testing.T) {
+	s := &Store{dedup: newLocalDedup(time.Hour, time.Now)}
+	func() {
+		defer func() { require.NotNil(t, recover()) }()
+		_ = s.once(t.Context(), "cb", func() error { panic("boom") })
+	}()
+	assert.Empty(t, s.dedup.pending)
+	ran := false
+	require.NoError(t, s.once(t.Context(), "cb", func() error { ran = true; return nil }))
+	assert.True(t, ran, "the retry stores it")
+	require.NoError(t, s.once(t.Context(), "cb", func() error { t.Fatal("stored twice"); return nil }))
+}

@@ -2,15 +2,19 @@ package intake_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/intake"
+	"github.com/wecomhit/wecomhit/internal/metricstest"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
@@ -29,7 +33,8 @@ func TestStore_LocalDedup(t *testing.T) {
 		t.Run(map[bool]string{true: "batching", false: "alone"}[batching], func(t *testing.T) {
 			srv := natstest.RunServer(t)
 			_, js := natstest.Connect(t, srv)
-			s := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithBatching(batching))
+			reg := prometheus.NewRegistry()
+			s := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithBatching(batching), intake.WithMetrics(intake.NewMetrics(reg)))
 
 			cb := testCallback("0123456789abcdef0123456789abcdef")
 			require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), cb))
@@ -56,6 +61,7 @@ func TestStore_LocalDedup(t *testing.T) {
 			}
 			ids := storedIDs(t, js)
 			assert.Len(t, ids, 17)
+			assert.Equal(t, 17.0, callbackIDs(t, reg))
 			for id, n := range ids {
 				assert.Equal(t, 1, n, "%s stored %d times", id, n)
 			}
@@ -66,7 +72,9 @@ func TestStore_LocalDedup(t *testing.T) {
 			require.NoError(t, mustSetup(t, js).Store(ctxTimeout(t, 5*time.Second), legacy))
 
 			// A restarted receiver: a new Store loads the window's ids.
-			again := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithBatching(batching))
+			reg = prometheus.NewRegistry()
+			again := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithBatching(batching), intake.WithMetrics(intake.NewMetrics(reg)))
+			assert.Equal(t, 18.0, callbackIDs(t, reg), "loaded: 17 and the legacy record")
 			require.NoError(t, again.Store(ctxTimeout(t, 5*time.Second), cb))
 			require.NoError(t, again.Store(ctxTimeout(t, 5*time.Second), testCallback("A-concurrent")))
 			require.NoError(t, again.Store(ctxTimeout(t, 5*time.Second), legacy))
@@ -80,30 +88,98 @@ func TestStore_LocalDedup(t *testing.T) {
 	}
 }
 
-// TestStore_LocalDedupLoadsTheWindowOnly: Setup loads the ids of records
-// stored within the duplicate window, not older ones.
-func TestStore_LocalDedupLoadsTheWindowOnly(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.RunServer(t))
-	const window = time.Second
-	s := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithDuplicateWindow(window))
-	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), testCallback("old")))
-	time.Sleep(window + 100*time.Millisecond)
-	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), testCallback("recent")))
-
-	again := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithDuplicateWindow(window))
-	require.NoError(t, again.Store(ctxTimeout(t, 5*time.Second), testCallback("recent")))
-	require.NoError(t, again.Store(ctxTimeout(t, 5*time.Second), testCallback("old")))
-	assert.Equal(t, map[string]int{"old": 2, "recent": 1}, storedIDs(t, js))
+func callbackIDs(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	return metricstest.Value(t, metricstest.Families(t, reg), "wecom_receiver_callback_ids")
 }
 
-// TestRestore_LocalDedup: a replay's message id is de-duplicated too.
-func TestRestore_LocalDedup(t *testing.T) {
+// TestStore_LocalDedupLoadsTheWindowOnly: Setup loads the ids of records
+// stored within the duplicate window, by the records' times, not older
+// ones; more than one fetch's worth of them.
+func TestStore_LocalDedupLoadsTheWindowOnly(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
 	s := mustSetup(t, js, intake.WithLocalDedup(true))
+	require.NoError(t, s.Store(ctxTimeout(t, 5*time.Second), testCallback("old")))
+	time.Sleep(5 * time.Millisecond) // the server's clock moves on
+	const n = 5000                   // past one fetch of loadIDs (4096)
+	var ids []string
+	for i := range n {
+		ids = append(ids, fmt.Sprintf("%032x", i))
+	}
+	storeIDs(t, s, ids)
+	st, err := js.Stream(ctxTimeout(t, 5*time.Second), intake.StreamName)
+	require.NoError(t, err)
+	first, err := st.GetMsg(ctxTimeout(t, 5*time.Second), 2) // the first of the n
+	require.NoError(t, err)
+
+	// A receiver started an hour after the first of the n was stored: it
+	// is at the window's edge, "old" is past it.
+	again := mustNew(t, js, prefix, intake.WithLocalDedup(true))
+	intake.SetDedupClock(again, func() time.Time { return first.Time.Add(intake.DefaultDuplicateWindow) })
+	require.NoError(t, again.Setup(ctxTimeout(t, 10*time.Second)))
+	storeIDs(t, again, ids)
+	require.NoError(t, again.Store(ctxTimeout(t, 5*time.Second), testCallback("old")))
+	got := storedIDs(t, js)
+	assert.Equal(t, 2, got["old"], "stored again: past the window")
+	assert.Len(t, got, n+1)
+	for _, id := range ids {
+		require.Equal(t, 1, got[id], "%s: loaded, so not stored again", id)
+	}
+}
+
+// storeIDs stores a callback of each id, all at once.
+func storeIDs(t *testing.T, s *intake.Store, ids []string) {
+	t.Helper()
+	cbs := make([]*wecomhit.Callback, len(ids))
+	for i, id := range ids {
+		cbs[i] = testCallback(id)
+	}
+	for _, err := range storeAll(t, s, cbs, 20*time.Second) {
+		require.NoError(t, err)
+	}
+}
+
+// TestStore_LocalDedupForgetsAFailure: a Store that fails leaves no trace
+// of its id, so WeCom's retry of the callback is stored. Here the stream
+// is full, then has room again.
+func TestStore_LocalDedupForgetsAFailure(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	s := mustSetup(t, js, intake.WithLocalDedup(true), intake.WithBatching(false))
+	ctx := ctxTimeout(t, 10*time.Second)
+	st, err := js.Stream(ctx, intake.StreamName)
+	require.NoError(t, err)
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgs = 1
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, s.Store(ctx, testCallback("first")))
+
+	cb := testCallback("0123456789abcdef0123456789abcdef")
+	require.ErrorIs(t, s.Store(ctx, cb), intake.ErrStoreFull)
+	cfg.MaxMsgs = -1
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, s.Store(ctx, cb), "the retry")
+	assert.Equal(t, map[string]int{"first": 1, cb.ID: 1}, storedIDs(t, js))
+}
+
+// TestRestore_LocalDedup: a replay carries a Nats-Msg-Id however the
+// Store keeps callback ids, so that replays of one dead letter by any
+// process (the admin API here, the dlq command on the embedded server's
+// listener) are one record.
+func TestRestore_LocalDedup(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	local := mustSetup(t, js, intake.WithLocalDedup(true))
+	other := mustNew(t, js, prefix) // the dlq command's Store
 	record, err := json.Marshal(testCallback("cb-1"))
 	require.NoError(t, err)
-	for range 2 {
+	for _, s := range []*intake.Store{local, local, other} {
 		require.NoError(t, s.Restore(ctxTimeout(t, 5*time.Second), record, "cb-1/replay/7", 7))
 	}
 	assert.Equal(t, map[string]int{"cb-1/replay/7": 1}, storedIDs(t, js))
+	st, err := js.Stream(ctxTimeout(t, 5*time.Second), intake.StreamName)
+	require.NoError(t, err)
+	m, err := st.GetMsg(ctxTimeout(t, 5*time.Second), 1)
+	require.NoError(t, err)
+	assert.Equal(t, "cb-1/replay/7", m.Header.Get(jetstream.MsgIDHeader))
 }

@@ -131,7 +131,8 @@ type conner interface{ Conn() *nats.Conn }
 // Options and their defaults: WithReplicas (DefaultReplicas), WithMaxAge
 // (DefaultMaxAge), WithDuplicateWindow (DefaultDuplicateWindow, at most the
 // max age), WithMaxBytes and WithMaxMsgSize (0: no cap), WithBatching
-// (true), WithMetrics (none) and WithLogger (zerolog.Nop). A bad prefix or
+// (true), WithLocalDedup (false), WithMetrics (none) and WithLogger
+// (zerolog.Nop). A bad prefix or
 // option gives an error wrapping ErrInvalidOption that names it.
 //
 // Batching needs js's connection: a js without a Conn() *nats.Conn method
@@ -190,14 +191,30 @@ func (s *Store) Setup(ctx context.Context) error {
 		return fmt.Errorf("intake: %w", err)
 	}
 	if s.dedup != nil {
-		if err := s.loadIDs(ctx); err != nil {
-			return fmt.Errorf("intake: %w", err)
-		}
+		s.setupIDs(ctx)
 	}
 	if s.batch != nil {
 		s.batch.enable(batched)
 	}
 	return nil
+}
+
+// setupIDs loads the duplicate window's ids (loadIDs) and says how it
+// went. A load that fails or runs out of time does not stop the receiver:
+// that would refuse every callback, where an id not loaded costs at most
+// a second record of a callback WeCom sends again.
+func (s *Store) setupIDs(ctx context.Context) {
+	start := time.Now()
+	n, err := s.loadIDs(ctx)
+	held := s.dedup.size()
+	s.opts.metrics.setCallbackIDs(held)
+	log := s.opts.log.With().Str("component", "intake").Int("records_read", n).Int("ids", held).
+		Dur("took", time.Since(start)).Logger()
+	if err != nil {
+		log.Warn().Err(err).Msg("callback ids of the duplicate window not all loaded: a repeat of a callback stored before this start may be stored again")
+		return
+	}
+	log.Info().Msg("callback ids of the duplicate window loaded")
 }
 
 func (s *Store) streamConfig() jetstream.StreamConfig {
@@ -261,7 +278,8 @@ func checkPrefix(prefix string) error {
 // While NATS is unreachable the client buffers the message and Store waits
 // for the deadline: a reconnect within it still succeeds. A message buffered
 // by a Store that timed out may be sent after a reconnect; a retry with the
-// same ID is then a duplicate, not a second record.
+// same ID is then a duplicate, not a second record. (A Store that keeps its
+// ids itself is for an in-process server, where nothing is buffered.)
 //
 // Errors wrap ErrInvalidRecord for a cb it cannot file, and otherwise the
 // client's or server's error (context.DeadlineExceeded,
@@ -294,8 +312,12 @@ func (s *Store) once(ctx context.Context, id string, store func() error) error {
 	if dup {
 		return nil
 	}
+	stored := false
+	// Deferred, so that a panic in store (the edge recovers handler
+	// panics) does not leave k claimed, and WeCom's retries waiting on it.
+	defer func() { s.opts.metrics.setCallbackIDs(s.dedup.end(k, stored)) }()
 	err = store()
-	s.dedup.end(k, err == nil)
+	stored = err == nil
 	return err
 }
 
@@ -343,7 +365,7 @@ type outgoing struct {
 	buf    bytes.Buffer // the record, msg.Data
 	msg    nats.Msg
 	header nats.Header // msg.Header, built once: its id value is id
-	id     [1]string   // the Nats-Msg-Id header's value, set per callback
+	id     [1]string   // the id header's value (Store.idHeader), set per callback
 	item   item        // msg's entry in a batch's queue (item.msg is &msg)
 }
 
@@ -352,7 +374,7 @@ func (s *Store) getOutgoing() *outgoing {
 		return out
 	}
 	out := &outgoing{}
-	out.header = s.header(out.id[:])
+	out.header = s.header(s.idHeader, out.id[:])
 	out.item = item{msg: &out.msg, done: make(chan turn, 1)}
 	return out
 }
@@ -362,15 +384,15 @@ func (s *Store) subject(cb *wecomhit.Callback) string {
 	return s.subjectPrefix + cb.App + "." + string(cb.Kind)
 }
 
-// header is a record's header with id as its Nats-Msg-Id (or, with
-// local de-duplication, its IDHeader). The id and
+// header is a record's header with id under idKey: Nats-Msg-Id, or
+// IDHeader for a Store that keeps its ids itself (dedup.go). The id and
 // Nats-Expected-Stream go as headers rather than publish options: a
 // batch's messages go out as they are, and every attempt of the plain
 // path carries them as well.
-func (s *Store) header(id []string) nats.Header {
+func (s *Store) header(idKey string, id []string) nats.Header {
 	return nats.Header{
 		contentTypeHeader:              s.contentType,
-		s.idHeader:                     id,
+		idKey:                          id,
 		jetstream.ExpectedStreamHeader: s.streamHeader,
 	}
 }
@@ -397,8 +419,14 @@ const maxPooledRecord = 64 << 10
 func (s *Store) publish(ctx context.Context, msg *nats.Msg) error {
 	start := time.Now()
 	// broker.PublishRetry tries again while the stream cannot answer, until
-	// ctx ends; every attempt carries msg's Nats-Msg-Id.
-	if _, err := broker.PublishRetry(ctx, s.js, msg); err != nil {
+	// ctx ends; every attempt carries msg's Nats-Msg-Id. Without one (a
+	// Store keeping its ids, dedup.go) it must not send a copy where an
+	// answer is only slow: PublishAwait.
+	publish := broker.PublishRetry
+	if s.dedup != nil {
+		publish = broker.PublishAwait
+	}
+	if _, err := publish(ctx, s.js, msg); err != nil {
 		if isStoreFull(err) {
 			return fmt.Errorf("intake: store callback: %w: %w", ErrStoreFull, err)
 		}

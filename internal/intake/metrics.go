@@ -37,6 +37,7 @@ type Metrics struct {
 	batchSize    prometheus.Observer
 	fallbacks    *prometheus.CounterVec
 	bound        *prometheus.GaugeVec
+	callbackIDs  prometheus.Gauge
 }
 
 // deadLetterReasons are the reason label's values; a reason outside the
@@ -67,6 +68,9 @@ var deadLetterReasons = []string{
 //     while it is (re)creating it and after Consume returns. Series are
 //     pre-created for the durables given to InitConsumer, and made by
 //     Consume for others.
+//   - wecom_receiver_callback_ids: callback ids this receiver keeps
+//     within the duplicate window (WithLocalDedup, the embedded server);
+//     0 without.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	handled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wecom_receiver_callbacks_handled_total",
@@ -93,8 +97,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "wecom_receiver_intake_consumer_bound",
 		Help: "1 while this process pulls stored callbacks from the intake consumer; 0 while it cannot create or find it.",
 	}, []string{"consumer"})
+	callbackIDs := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wecom_receiver_callback_ids",
+		Help: "Callback ids this receiver keeps within WECOM_CALLBACKS' duplicate window, with the embedded server (the servers keep them on an external NATS).",
+	})
 	if reg != nil {
-		reg.MustRegister(handled, deadLettered, batchSize, fallbacks, bound)
+		reg.MustRegister(handled, deadLettered, batchSize, fallbacks, bound, callbackIDs)
 		publish = registerShared(reg, publish)
 	}
 	for _, k := range wecomhit.Kinds {
@@ -104,7 +112,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return &Metrics{
 		handled: handled, deadLettered: deadLettered, publish: publish.WithLabelValues(StreamName),
-		batchSize: batchSize, fallbacks: fallbacks, bound: bound,
+		batchSize: batchSize, fallbacks: fallbacks, bound: bound, callbackIDs: callbackIDs,
 	}
 }
 
@@ -204,4 +212,11 @@ func (m *Metrics) countDeadLettered(app string, k wecomhit.Kind, reason string) 
 		}
 	}
 	m.deadLettered.WithLabelValues(app, handledKind(k), label).Inc()
+}
+
+func (m *Metrics) setCallbackIDs(n int) {
+	if m == nil {
+		return
+	}
+	m.callbackIDs.Set(float64(n))
 }

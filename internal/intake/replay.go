@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wecomhit/wecomhit"
 	"github.com/wecomhit/wecomhit/internal/broker"
@@ -43,18 +44,13 @@ func (s *Store) Restore(ctx context.Context, record []byte, msgID string, deadLe
 		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 	}
-	msg := &nats.Msg{Subject: s.subject(&cb), Header: s.header([]string{msgID}), Data: record}
+	// A Nats-Msg-Id whichever way the Store keeps callback ids: replays of
+	// one dead letter by any process then meet in the server's map
+	// (dedup.go), and they are few.
+	msg := &nats.Msg{Subject: s.subject(&cb), Header: s.header(jetstream.MsgIDHeader, []string{msgID}), Data: record}
 	if deadLetterSeq > 0 {
 		msg.Header.Set(HeaderReplayOf, strconv.FormatUint(deadLetterSeq, 10))
 	}
-	if s.dedup != nil {
-		// msgID is de-duplicated like a callback's id (dedup.go).
-		return s.once(ctx, msgID, func() error { return s.restore(ctx, msg) })
-	}
-	return s.restore(ctx, msg)
-}
-
-func (s *Store) restore(ctx context.Context, msg *nats.Msg) error {
 	// Through the same retrying publish as Store, so a replay rides out a
 	// leader election too.
 	if _, err := broker.PublishRetry(ctx, s.js, msg); err != nil {

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wecomhit/wecomhit"
+	"github.com/wecomhit/wecomhit/internal/intake"
 	"github.com/wecomhit/wecomhit/internal/natstest"
 )
 
@@ -19,10 +19,16 @@ import (
 // returns (the callback handler reuses the struct for the next callback,
 // callback.Sink's contract). Callbacks stored at once from many goroutines,
 // each struct overwritten the moment Store returns, are each stored as
-// they were given.
+// they were given, with their own id, whichever header holds it.
 func TestStore_LeavesRecordOnReturn(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("local=%t", local), func(t *testing.T) { testLeavesRecordOnReturn(t, local) })
+	}
+}
+
+func testLeavesRecordOnReturn(t *testing.T, local bool) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	s := mustSetup(t, js)
+	s := mustSetup(t, js, intake.WithLocalDedup(local))
 
 	const workers, each = 8, 25
 	want := map[string]wecomhit.Callback{}
@@ -57,8 +63,10 @@ func TestStore_LeavesRecordOnReturn(t *testing.T) {
 		require.NoError(t, err)
 		var cb wecomhit.Callback
 		require.NoError(t, json.Unmarshal(m.Data, &cb))
-		w, ok := want[m.Header.Get(jetstream.MsgIDHeader)]
-		require.True(t, ok, "record %d has an id that was never stored: %q", seq, m.Header.Get(jetstream.MsgIDHeader))
+		id := intake.RecordID(m.Header)
+		w, ok := want[id]
+		require.True(t, ok, "record %d has an id that was never stored: %q", seq, id)
+		require.Equal(t, cb.ID, id, "record %d: its header's id is another record's", seq)
 		assert.Equal(t, w, cb)
 		got++
 	}
