@@ -169,7 +169,31 @@ func records(t *testing.T, js jetstream.JetStream) map[string]wecomhit.Callback 
 		require.NoError(t, err)
 		var cb wecomhit.Callback
 		require.NoError(t, json.Unmarshal(msg.Data, &cb))
+		require.Equal(t, cb.ID, intake.RecordID(msg.Header), "record %d's id header", seq)
 		out[msg.Subject+" "+cb.ID] = cb
+	}
+	return out
+}
+
+// idHeaders counts WECOM_CALLBACKS' records by the header their id is in:
+// intake.IDHeader when the receiver owns the embedded server's store,
+// Nats-Msg-Id on an external NATS.
+func idHeaders(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, intake.StreamName)
+	require.NoError(t, err)
+	st := s.CachedInfo().State
+	out := map[string]int{}
+	for seq := st.FirstSeq; seq <= st.LastSeq && st.Msgs > 0; seq++ {
+		msg, err := s.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		for _, h := range []string{intake.IDHeader, jetstream.MsgIDHeader} {
+			if len(msg.Header.Values(h)) > 0 {
+				out[h]++
+			}
+		}
 	}
 	return out
 }
@@ -212,6 +236,8 @@ func TestServe_OfficialVectors(t *testing.T) {
 	}
 	recs := records(t, m.Broker().JetStream())
 	require.Len(t, recs, stored)
+	assert.Equal(t, map[string]int{intake.IDHeader: stored}, idHeaders(t, m.Broker().JetStream()),
+		"the receiver owns the embedded store and keeps the callback ids itself")
 	for key, cb := range recs {
 		assert.Equal(t, wecomhit.KindUnknown, cb.Kind, "the samples are text messages, kept as unknown")
 		assert.True(t, strings.HasPrefix(key, "wecom.callback."+cb.App+".unknown "), key)
@@ -302,6 +328,8 @@ func TestServe_NATSOutage(t *testing.T) {
 	// its Msg-Id is the same, so there is still one record.
 	recs := records(t, m.Broker().JetStream())
 	assert.Len(t, recs, 1)
+	assert.Equal(t, map[string]int{jetstream.MsgIDHeader: 1}, idHeaders(t, m.Broker().JetStream()),
+		"on an external NATS the server de-duplicates: one record, with its Nats-Msg-Id")
 }
 
 func TestServe_HealthAndReadiness(t *testing.T) {

@@ -146,8 +146,10 @@ func DeadLetterOptions(cfg *config.Config) []deadletter.Option {
 }
 
 // IntakeOptions are the callback stream's options. The caller appends its
-// logger and metrics.
-func IntakeOptions(cfg *config.Config) []intake.Option {
+// logger and metrics. ownsStore is true only for the process that runs the
+// embedded server (the receiver; broker.Embedded): the one writer of
+// callback ids to its store, which keeps them itself.
+func IntakeOptions(cfg *config.Config, ownsStore bool) []intake.Option {
 	n := cfg.NATS
 	return []intake.Option{
 		intake.WithReplicas(n.Replicas), intake.WithMaxAge(n.CallbackMaxAge),
@@ -156,8 +158,10 @@ func IntakeOptions(cfg *config.Config) []intake.Option {
 		// The embedded server's store has one receiver, the only writer
 		// of callback ids: it keeps them itself, where the collector need
 		// not trace them (intake/dedup.go). Receivers sharing an
-		// external NATS leave them to the server, which all of them see.
-		intake.WithLocalDedup(n.URL == ""),
+		// external NATS leave them to the server, which all of them see,
+		// and so does any other process (an operator command) on the
+		// embedded server's listener.
+		intake.WithLocalDedup(ownsStore),
 	}
 }
 

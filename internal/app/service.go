@@ -136,7 +136,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	for _, c := range IntakeConsumers() {
 		m.intakeM.InitConsumer(c.Durable)
 	}
-	m.intake, err = intake.New(m.broker.JetStream(), n.SubjectPrefix, append(IntakeOptions(m.cfg),
+	m.intake, err = intake.New(m.broker.JetStream(), n.SubjectPrefix, append(IntakeOptions(m.cfg, m.broker.Embedded()),
 		intake.WithMetrics(m.intakeM), intake.WithLogger(m.log))...)
 	if err != nil {
 		return err
