@@ -11,6 +11,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -166,10 +167,13 @@ type job struct {
 type worker struct {
 	hist   *Histogram
 	status map[int]int
-	ok     []string
-	all    []string
-	errs   int
-	first  error
+	// ok and all hold record ids as their 16 bytes: memory the collector
+	// need not trace while the run grows them (half a million ids in a
+	// 10 s run), which as strings cost loadgen a few percent of its CPU
+	// in marking, taken from the server under test on shared cores.
+	ok, all []idBytes
+	errs    int
+	first   error
 
 	post             post
 	ts, nonce, plain []byte
@@ -290,10 +294,10 @@ func merge(ws []*worker, elapsed time.Duration) *Result {
 		}
 		res.Errors += w.errs
 		for _, id := range w.ok {
-			res.OK[id] = struct{}{}
+			res.OK[id.String()] = struct{}{}
 		}
 		for _, id := range w.all {
-			res.All[id] = struct{}{}
+			res.All[id.String()] = struct{}{}
 		}
 		if w.first != nil && res.FirstError == "" {
 			res.FirstError = w.first.Error()
@@ -381,9 +385,15 @@ func (w *worker) send(ctx context.Context, r *runner, j job) {
 	}
 }
 
+// idBytes is a record id (callback.CallbackID: 32 lower-case hex digits)
+// as the 16 bytes it spells.
+type idBytes [16]byte
+
+func (b idBytes) String() string { return hex.EncodeToString(b[:]) }
+
 // build seals callback seq, timestamped now, into w.post's request, in
 // place, and returns its record id.
-func (w *worker) build(r *runner, seq int, now time.Time) (id string, err error) {
+func (w *worker) build(r *runner, seq int, now time.Time) (id idBytes, err error) {
 	w.ts = strconv.AppendInt(w.ts[:0], now.Unix(), 10)
 	w.nonce = strconv.AppendInt(w.nonce[:0], int64(seq), 10)
 	ts, nonce := string(w.ts), string(w.nonce)
@@ -393,7 +403,7 @@ func (w *worker) build(r *runner, seq int, now time.Time) (id string, err error)
 	// plaintexts distinct too.
 	enc, sig, err := r.cr.Seal(string(w.plain), ts, nonce)
 	if err != nil {
-		return "", err
+		return id, err
 	}
 	p := &w.post
 	p.uri = append(append(append(append(append(append(p.uri[:0], r.uriPrefix...), sig...), "&timestamp="...), ts...),
@@ -405,7 +415,10 @@ func (w *worker) build(r *runner, seq int, now time.Time) (id string, err error)
 	p.req.AppendBodyString(r.bodyHead)
 	p.req.AppendBodyString(enc)
 	p.req.AppendBodyString(bodyTail)
-	return callback.CallbackID(r.cfg.App, enc), nil
+	if _, err := hex.Decode(id[:], []byte(callback.CallbackID(r.cfg.App, enc))); err != nil {
+		return id, fmt.Errorf("record id: %w", err)
+	}
+	return id, nil
 }
 
 // bodyTail ends every callback's envelope, after the ciphertext.
