@@ -50,7 +50,9 @@ func PublishRetry(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, op
 // (Transient), but an attempt waits for its answer until ctx ends rather
 // than send the message again. A second copy would be a second record,
 // and an in-process server has no partition a copy could route around:
-// an answer that is late is still coming.
+// an answer that is late is still coming. Give ctx a deadline: without
+// one, nats.go waits its default 5 s, and PublishAwait returns that
+// timeout rather than send again.
 func PublishAwait(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	return publishRetry(ctx, js, msg, false, opts)
 }
@@ -79,6 +81,10 @@ func publishRetry(ctx context.Context, js jetstream.Publisher, msg *nats.Msg, re
 				return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
 			}
 			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+		case errors.Is(err, context.DeadlineExceeded) && !resend:
+			// ctx has no deadline, and nats.go gave the publish its
+			// default wait: sending again could store a second copy.
+			return nil, err
 		case errors.Is(err, context.DeadlineExceeded):
 			continue // the attempt's own timeout: no answer, ask again
 		case !Transient(err):

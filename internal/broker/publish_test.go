@@ -70,6 +70,27 @@ func TestPublishRetry(t *testing.T) {
 	})
 }
 
+// TestPublishAwait_StreamAppearsLate: PublishAwait still tries again
+// while the stream cannot answer (Transient), as PublishRetry does.
+func TestPublishAwait_StreamAppearsLate(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_, err := js.CreateStream(natstest.Context(t), jetstream.StreamConfig{Name: "LATE", Subjects: []string{"late.>"}})
+		created <- err
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	ack, err := broker.PublishAwait(ctx, js, &nats.Msg{Subject: "late.x", Data: []byte("x")})
+	require.NoError(t, err)
+	require.NoError(t, <-created)
+	assert.Equal(t, "LATE", ack.Stream)
+	s, err := js.Stream(natstest.Context(t), "LATE")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), s.CachedInfo().State.Msgs)
+}
+
 // slowPublisher holds each publish for delay (or until its ctx ends)
 // before it reaches the real server: a server whose answers are late.
 type slowPublisher struct {
