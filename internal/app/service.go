@@ -463,6 +463,7 @@ func (m *Main) startPipeline() {
 	// Handled records would otherwise stay until callback_max_age and
 	// fill WECOM_CALLBACKS, which then refuses callbacks.
 	wg.Go(func() { m.intake.RunCompactor(runCtx, IntakeDurables(), intake.DefaultCompactAt) })
+	wg.Go(func() { m.intake.RunDedup(runCtx) })
 	m.rulesWarmed = m.warmer.Started()
 	wg.Go(func() { m.warmer.Run(runCtx) })
 	wg.Go(func() { _ = m.fetcher.Run(runCtx) })

@@ -31,7 +31,9 @@ import (
 // once are one record: the second waits for the first and gets its
 // answer, or tries itself if the first failed. On start (Setup) the set
 // is loaded from the records stored within the window, as the server
-// rebuilds its own map when it recovers a stream.
+// rebuilds its own map when it recovers a stream. Ids the window has
+// passed go as callbacks arrive, and every 10 s (RunDedup), which also
+// gives a burst's memory back.
 //
 // Where it differs. A copy that reaches the stream twice is stored
 // twice: the server's map would have acked the second as a duplicate.
@@ -131,6 +133,10 @@ type localDedup struct {
 
 	mu     sync.Mutex
 	stored map[idKey]struct{}
+	// peak is the most ids stored has held since it was made: a Go map
+	// keeps the table of its largest size, so sweep makes a new one once
+	// the ids have fallen well below it.
+	peak int
 	// queue holds stored's keys in the order stored, oldest first, in
 	// blocks of stampChunk; head is the oldest's place in queue[0].
 	queue [][]stamp
@@ -233,6 +239,7 @@ func (d *localDedup) size() int {
 // add puts k at the queue's end. Callers hold mu.
 func (d *localDedup) add(k idKey, at int64) {
 	d.stored[k] = struct{}{}
+	d.peak = max(d.peak, len(d.stored))
 	n := len(d.queue)
 	if n == 0 || len(d.queue[n-1]) == stampChunk {
 		block := d.spare[:0]
@@ -244,6 +251,34 @@ func (d *localDedup) add(k idKey, at int64) {
 		n++
 	}
 	d.queue[n-1] = append(d.queue[n-1], stamp{key: k, at: at})
+}
+
+// sweep drops every id the window has passed, expireMax at a time so that
+// Stores are not held up behind it, and gives the set a new map once it
+// holds under a quarter of its peak: a receiver that saw a burst gets its
+// memory back as the burst's ids expire, with or without callbacks. It
+// returns how many ids the set holds.
+func (d *localDedup) sweep() int {
+	for {
+		d.mu.Lock()
+		before := len(d.stored)
+		d.expire(d.now(), expireMax)
+		done := len(d.stored) == before || len(d.stored) == 0
+		if done {
+			if n := len(d.stored); d.peak > 4*stampChunk && n < d.peak/4 {
+				fresh := make(map[idKey]struct{}, n)
+				for k := range d.stored {
+					fresh[k] = struct{}{}
+				}
+				d.stored, d.peak = fresh, n
+			}
+		}
+		n := len(d.stored)
+		d.mu.Unlock()
+		if done {
+			return n
+		}
+	}
 }
 
 // expireMax bounds the ids one begin drops: after a burst and a quiet
@@ -282,9 +317,13 @@ func (d *localDedup) expire(now time.Time, most int) {
 const (
 	// loadBatch is how many records' headers loadIDs asks for at a time.
 	loadBatch = 4096
-	// loadBudget bounds loadIDs, within Setup's own deadline: about 8
-	// million ids on one core, an hour of 2,000 callbacks a second.
-	loadBudget = 20 * time.Second
+	// defaultLoadBudget bounds loadIDs, within half of what Setup's
+	// deadline leaves: about 8 million ids, an hour of 2,000 callbacks a
+	// second.
+	defaultLoadBudget = 20 * time.Second
+	// sweepEvery is how often RunDedup drops the ids the window has
+	// passed, when no callback does.
+	sweepEvery = 10 * time.Second
 )
 
 // loadIDs fills s.dedup with the ids of the records stored within the
@@ -294,7 +333,7 @@ const (
 // through an ephemeral consumer it deletes at the end. It returns how
 // many it read; an error leaves the ids read so far in the set.
 func (s *Store) loadIDs(ctx context.Context) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, loadBudget)
+	ctx, cancel := context.WithTimeout(ctx, loadTime(ctx, s.opts.loadBudget))
 	defer cancel()
 	from := s.dedup.now().Add(-s.dedup.window)
 	st, err := s.js.Stream(ctx, StreamName)
@@ -326,6 +365,9 @@ func (s *Store) loadIDs(ctx context.Context) (int, error) {
 	}()
 	read := 0
 	for pending := cons.CachedInfo().NumPending; pending > 0; {
+		if err := ctx.Err(); err != nil {
+			return read, err
+		}
 		// No more than are pending: a fetch returns once it has as many
 		// as it asked for, or at its wait.
 		batch, err := cons.Fetch(int(min(pending, loadBatch)), jetstream.FetchMaxWait(loadWait(ctx)))
@@ -339,8 +381,11 @@ func (s *Store) loadIDs(ctx context.Context) (int, error) {
 			if err != nil {
 				return read, err
 			}
-			if id := RecordID(m.Headers()); id != "" {
-				s.dedup.load(keyOf(id), md.Timestamp)
+			// A replay's id is the server's to keep (Restore).
+			if h := m.Headers(); len(h[HeaderReplayOf]) == 0 {
+				if id := RecordID(h); id != "" {
+					s.dedup.load(keyOf(id), md.Timestamp)
+				}
 			}
 			pending = md.NumPending
 		}
@@ -358,6 +403,17 @@ func (s *Store) loadIDs(ctx context.Context) (int, error) {
 	return read, nil
 }
 
+// loadTime is how long loadIDs may take: budget, and no more than half of
+// what ctx has left, so that what the caller does next within ctx (the
+// receiver's other streams and buckets, within nats.setup_timeout) still
+// has time.
+func loadTime(ctx context.Context, budget time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)/2)
+	}
+	return budget
+}
+
 // loadWait bounds one fetch of loadIDs: what ctx has left, at most 5 s.
 func loadWait(ctx context.Context) time.Duration {
 	d := 5 * time.Second
@@ -365,4 +421,25 @@ func loadWait(ctx context.Context) time.Duration {
 		d = min(d, max(time.Until(dl), time.Millisecond))
 	}
 	return d
+}
+
+// RunDedup keeps a Store that keeps its ids itself (WithLocalDedup)
+// tidy until ctx ends: every 10 s it drops the ids the window has passed
+// and gives their memory back (callbacks drop them too, but a quiet
+// receiver gets none), and updates wecom_receiver_callback_ids. Without
+// WithLocalDedup it returns at once.
+func (s *Store) RunDedup(ctx context.Context) {
+	if s.dedup == nil {
+		return
+	}
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.opts.metrics.setCallbackIDs(s.dedup.sweep())
+		}
+	}
 }

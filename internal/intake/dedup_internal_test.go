@@ -260,9 +260,39 @@ func TestStore_OncePanics(t *testing.T) {
 		defer func() { require.NotNil(t, recover()) }()
 		_ = s.once(t.Context(), "cb", func() error { panic("boom") })
 	}()
-	assert.Empty(t, s.dedup.pending)
+	require.Empty(t, s.dedup.pending)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
 	ran := false
-	require.NoError(t, s.once(t.Context(), "cb", func() error { ran = true; return nil }))
+	require.NoError(t, s.once(ctx, "cb", func() error { ran = true; return nil }))
 	assert.True(t, ran, "the retry stores it")
 	require.NoError(t, s.once(t.Context(), "cb", func() error { t.Fatal("stored twice"); return nil }))
+}
+
+// TestLocalDedup_Sweep: a sweep drops every id the window has passed, with
+// no callback arriving, and gives the set a new, smaller map once it holds
+// under a quarter of its peak.
+func TestLocalDedup_Sweep(t *testing.T) {
+	d, c := newTestDedup(time.Minute)
+	n := 10 * stampChunk
+	for i := range n {
+		require.False(t, stored(t, d, keyOf(fmt.Sprint(i)), true))
+	}
+	c.add(30 * time.Second)
+	for i := range 100 {
+		require.False(t, stored(t, d, keyOf(fmt.Sprint("late", i)), true))
+	}
+	assert.Equal(t, n+100, d.sweep(), "nothing past the window yet")
+	old := d.stored
+
+	c.add(40 * time.Second)
+	assert.Equal(t, 100, d.sweep(), "the burst's ids, more than expireMax, all gone")
+	assert.Equal(t, 100, d.peak)
+	d.mu.Lock()
+	fresh := d.stored
+	d.mu.Unlock()
+	old[keyOf("probe")] = struct{}{}
+	_, shared := fresh[keyOf("probe")]
+	assert.False(t, shared, "a new map")
+	assert.True(t, stored(t, d, keyOf("late7"), true), "the window's ids are kept")
 }

@@ -10,3 +10,10 @@ func SetFloorEvery(s *Store, d time.Duration) { s.opts.floorEvery = d }
 // the clock it expires them by, and loads them from the stream by. Call
 // it before Setup.
 func SetDedupClock(s *Store, now func() time.Time) { s.dedup.now = now }
+
+// SetLoadBudget bounds how long Setup reads the duplicate window's ids
+// back (WithLocalDedup). Call it before Setup.
+func SetLoadBudget(s *Store, d time.Duration) { s.opts.loadBudget = d }
+
+// SweepDedup runs one sweep of RunDedup and returns the ids held.
+func SweepDedup(s *Store) int { return s.dedup.sweep() }

@@ -140,7 +140,7 @@ type conner interface{ Conn() *nats.Conn }
 func New(js JetStream, prefix string, opts ...Option) (*Store, error) {
 	o := options{
 		replicas: DefaultReplicas, maxAge: DefaultMaxAge, duplicateWindow: DefaultDuplicateWindow,
-		batching: true, log: zerolog.Nop(), floorEvery: defaultFloorEvery,
+		batching: true, log: zerolog.Nop(), floorEvery: defaultFloorEvery, loadBudget: defaultLoadBudget,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {

@@ -20,6 +20,7 @@ type options struct {
 	maxMsgSize      int32
 	batching        bool
 	localDedup      bool
+	loadBudget      time.Duration // for loadIDs; defaultLoadBudget, shorter in tests
 	metrics         *Metrics
 	log             zerolog.Logger
 	// floorEvery: how often Consume reads its consumer's ack floor;
