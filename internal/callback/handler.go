@@ -569,14 +569,21 @@ func Decode(c *crypto.Crypter, app, signature, timestamp, nonce, body string) (w
 // WeCom re-sends the same ciphertext when it retries, so its retries share
 // one id and the intake's de-duplication keeps one record.
 func CallbackID(app, encrypt string) string {
+	key := CallbackKey(app, encrypt)
+	var out [32]byte
+	hex.Encode(out[:], key[:])
+	return string(out[:])
+}
+
+// CallbackKey is the 16 bytes CallbackID spells in hex, for a caller that
+// keeps many ids (loadgen) and need not make a string of each.
+func CallbackKey(app, encrypt string) [16]byte {
 	// Assemble the input on the stack: callbacks of normal size hash
 	// without touching the heap; larger ones make append allocate.
 	var buf [1024]byte
 	in := append(append(append(buf[:0], app...), 0), encrypt...)
 	sum := sha256.Sum256(in)
-	var out [32]byte
-	hex.Encode(out[:], sum[:16])
-	return string(out[:])
+	return [16]byte(sum[:16])
 }
 
 // app resolves the {app} path segment to the app.

@@ -2,6 +2,8 @@ package callback
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -170,6 +172,10 @@ func TestCallbackID(t *testing.T) {
 	assert.NotEqual(t, a, CallbackID("app2", "payload"))
 	assert.NotEqual(t, a, CallbackID("app", "payload2"))
 	assert.NotEqual(t, CallbackID("ab", "c"), CallbackID("a", "bc"), "the separator keeps app and payload apart")
+	key := CallbackKey("app", "payload")
+	assert.Equal(t, a, hex.EncodeToString(key[:]), "the key is the bytes the id spells")
+	sum := sha256.Sum256([]byte("app\x00payload"))
+	assert.Equal(t, sum[:16], key[:], "SHA-256 of app, a zero byte and the payload, first 128 bits")
 }
 
 func TestHandler_SinkFailures(t *testing.T) {

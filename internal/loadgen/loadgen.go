@@ -385,8 +385,8 @@ func (w *worker) send(ctx context.Context, r *runner, j job) {
 	}
 }
 
-// idBytes is a record id (callback.CallbackID: 32 lower-case hex digits)
-// as the 16 bytes it spells.
+// idBytes is a record id as the 16 bytes its 32 hex digits spell
+// (callback.CallbackKey and CallbackID).
 type idBytes [16]byte
 
 func (b idBytes) String() string { return hex.EncodeToString(b[:]) }
@@ -415,10 +415,7 @@ func (w *worker) build(r *runner, seq int, now time.Time) (id idBytes, err error
 	p.req.AppendBodyString(r.bodyHead)
 	p.req.AppendBodyString(enc)
 	p.req.AppendBodyString(bodyTail)
-	if _, err := hex.Decode(id[:], []byte(callback.CallbackID(r.cfg.App, enc))); err != nil {
-		return id, fmt.Errorf("record id: %w", err)
-	}
-	return id, nil
+	return callback.CallbackKey(r.cfg.App, enc), nil
 }
 
 // bodyTail ends every callback's envelope, after the ciphertext.

@@ -22,10 +22,12 @@ import (
 )
 
 // receiver is the service's callback endpoint for the archive app of
-// testvectors.V1, storing into js's WECOM_CALLBACKS.
+// testvectors.V1, storing into js's WECOM_CALLBACKS as the receiver does
+// with its embedded server: the record id in intake.IDHeader, not
+// Nats-Msg-Id.
 func receiver(t *testing.T, js jetstream.JetStream) *chi.Mux {
 	t.Helper()
-	store, err := intake.New(js, "wecom")
+	store, err := intake.New(js, "wecom", intake.WithLocalDedup(true))
 	require.NoError(t, err)
 	require.NoError(t, store.Setup(context.Background()))
 	v := testvectors.V1
