@@ -474,3 +474,36 @@ func TestServe_ReadyGrace(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "still serving during the grace")
 	require.NoError(t, <-closed)
 }
+
+// TestServe_RestartKeepsCallbackIDs: the receiver keeps the callback ids
+// of its embedded store itself; one restarted reads them back, so WeCom's
+// retry of a callback stored before the restart is one record still.
+func TestServe_RestartKeepsCallbackIDs(t *testing.T) {
+	cfg := testConfig(t, "1h", "3s", "")
+	c, err := crypto.New(testvectors.V1.Token, testvectors.V1.EncodingAESKey, testvectors.V1.ReceiveID)
+	require.NoError(t, err)
+	q, enc := callbacktest.Seal(t, c, callbacktest.HitKeywordXML, strconv.FormatInt(time.Now().Unix(), 10))
+	open := func() *app.Main {
+		m := app.NewMain(cfg, zerolog.Nop())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, m.Open(ctx))
+		return m
+	}
+	closeMain := func(m *app.Main) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, m.Close(ctx))
+	}
+
+	first := open()
+	status, body := send(t, http.MethodPost, callbackURL(first, "v1", q), callbacktest.XMLEnvelope(enc))
+	require.Equal(t, http.StatusOK, status, body)
+	closeMain(first)
+
+	again := open()
+	defer closeMain(again)
+	status, body = send(t, http.MethodPost, callbackURL(again, "v1", q), callbacktest.XMLEnvelope(enc))
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, map[string]int{intake.IDHeader: 1}, idHeaders(t, again.Broker().JetStream()), "one record")
+}
