@@ -5,10 +5,12 @@
 // record ends: acked, retried with back-off up to a bound, or written to the
 // dead-letter stream and terminated.
 //
-// It owns the stream's configuration, its subjects and its consumers. It does
-// not verify, decrypt or classify callbacks (callback does), act on them (the
-// handler wired in by cmd does) or keep dead letters (a DeadLetterWriter,
-// package deadletter, does); the NATS connection comes from broker.
+// It owns the stream's configuration, its subjects and its consumers, and
+// with the embedded server the callback ids of its duplicate window
+// (dedup.go). It does not verify, decrypt or classify callbacks (callback
+// does), act on them (the handler wired in by cmd does) or keep dead
+// letters (a DeadLetterWriter, package deadletter, does); the NATS
+// connection comes from broker.
 package intake
 
 import (
