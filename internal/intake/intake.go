@@ -386,15 +386,15 @@ func (s *Store) subject(cb *wecomhit.Callback) string {
 	return s.subjectPrefix + cb.App + "." + string(cb.Kind)
 }
 
-// header is a record's header with id under idKey: Nats-Msg-Id, or
+// header is a record's header with id under idName: Nats-Msg-Id, or
 // IDHeader for a Store that keeps its ids itself (dedup.go). The id and
 // Nats-Expected-Stream go as headers rather than publish options: a
 // batch's messages go out as they are, and every attempt of the plain
 // path carries them as well.
-func (s *Store) header(idKey string, id []string) nats.Header {
+func (s *Store) header(idName string, id []string) nats.Header {
 	return nats.Header{
 		contentTypeHeader:              s.contentType,
-		idKey:                          id,
+		idName:                         id,
 		jetstream.ExpectedStreamHeader: s.streamHeader,
 	}
 }
