@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,25 +25,29 @@ func TestPublishRetry(t *testing.T) {
 
 	// The stream cannot answer at first (here it does not exist yet, as
 	// while its leader is elected): PublishRetry keeps trying within its
-	// deadline and the message is stored once.
-	t.Run("StreamAppearsLate", func(t *testing.T) {
-		_, js := natstest.Connect(t, natstest.RunServer(t))
-		created := make(chan error, 1)
-		go func() {
-			time.Sleep(500 * time.Millisecond)
-			_, err := js.CreateStream(natstest.Context(t), streamCfg)
-			created <- err
-		}()
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		ack, err := broker.PublishRetry(ctx, js, msg("late-1"), jetstream.WithExpectStream("RETRY"))
-		require.NoError(t, err)
-		require.NoError(t, <-created)
-		assert.Equal(t, "RETRY", ack.Stream)
-		s, err := js.Stream(natstest.Context(t), "RETRY")
-		require.NoError(t, err)
-		assert.Equal(t, uint64(1), s.CachedInfo().State.Msgs)
-	})
+	// deadline and the message is stored once; so does PublishAwait.
+	for name, publish := range map[string]func(context.Context, jetstream.Publisher, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error){
+		"Retry": broker.PublishRetry, "Await": broker.PublishAwait,
+	} {
+		t.Run("StreamAppearsLate/"+name, func(t *testing.T) {
+			_, js := natstest.Connect(t, natstest.RunServer(t))
+			created := make(chan error, 1)
+			go func() {
+				time.Sleep(500 * time.Millisecond)
+				_, err := js.CreateStream(natstest.Context(t), streamCfg)
+				created <- err
+			}()
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			ack, err := publish(ctx, js, msg("late-1"), jetstream.WithExpectStream("RETRY"))
+			require.NoError(t, err)
+			require.NoError(t, <-created)
+			assert.Equal(t, "RETRY", ack.Stream)
+			s, err := js.Stream(natstest.Context(t), "RETRY")
+			require.NoError(t, err)
+			assert.Equal(t, uint64(1), s.CachedInfo().State.Msgs)
+		})
+	}
 
 	t.Run("ErrNoStreamAtDeadline", func(t *testing.T) {
 		_, js := natstest.Connect(t, natstest.RunServer(t))
@@ -70,45 +73,6 @@ func TestPublishRetry(t *testing.T) {
 	})
 }
 
-// TestPublishAwait_StreamAppearsLate: PublishAwait still tries again
-// while the stream cannot answer (Transient), as PublishRetry does.
-func TestPublishAwait_StreamAppearsLate(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.RunServer(t))
-	created := make(chan error, 1)
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		_, err := js.CreateStream(natstest.Context(t), jetstream.StreamConfig{Name: "LATE", Subjects: []string{"late.>"}})
-		created <- err
-	}()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	ack, err := broker.PublishAwait(ctx, js, &nats.Msg{Subject: "late.x", Data: []byte("x")})
-	require.NoError(t, err)
-	require.NoError(t, <-created)
-	assert.Equal(t, "LATE", ack.Stream)
-	s, err := js.Stream(natstest.Context(t), "LATE")
-	require.NoError(t, err)
-	assert.Equal(t, uint64(1), s.CachedInfo().State.Msgs)
-}
-
-// slowPublisher holds each publish for delay (or until its ctx ends)
-// before it reaches the real server: a server whose answers are late.
-type slowPublisher struct {
-	jetstream.Publisher
-	delay time.Duration
-	calls atomic.Int32
-}
-
-func (p *slowPublisher) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	p.calls.Add(1)
-	select {
-	case <-time.After(p.delay):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return p.Publisher.PublishMsg(ctx, m, opts...)
-}
-
 // TestPublishAwait: where an answer is later than half the time left,
 // PublishRetry sends again (an attempt gets half the time left, at least
 // 750ms), and PublishAwait waits for it: one publish, so one record of a
@@ -126,19 +90,19 @@ func TestPublishAwait(t *testing.T) {
 		{"Retry", broker.PublishRetry, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &slowPublisher{Publisher: js, delay: 1500 * time.Millisecond}
+			p := &natstest.SlowPublishes{JetStream: js, Delay: 1500 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
 			defer cancel()
 			_, err := tc.publish(ctx, p, &nats.Msg{Subject: "await." + tc.name, Data: []byte("x")})
 			if tc.calls == 1 {
 				require.NoError(t, err)
-				assert.Equal(t, int32(1), p.calls.Load())
+				assert.Equal(t, int32(1), p.Calls.Load())
 				return
 			}
 			// Each attempt gave up before the late answer: 1.25 s, then
 			// the 750 ms least, then what was left.
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			assert.GreaterOrEqual(t, p.calls.Load(), tc.calls)
+			assert.GreaterOrEqual(t, p.Calls.Load(), tc.calls)
 		})
 	}
 }

@@ -2,15 +2,12 @@ package intake_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -229,34 +226,16 @@ func TestStore_LocalDedupLoadRunsOut(t *testing.T) {
 	assert.Contains(t, logs.String(), "not all loaded")
 }
 
-// slowJetStream holds each publish for delay (or until its ctx ends)
-// before it reaches the real server: a server whose answers are late.
-type slowJetStream struct {
-	jetstream.JetStream
-	delay time.Duration
-	calls atomic.Int32
-}
-
-func (j *slowJetStream) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	j.calls.Add(1)
-	select {
-	case <-time.After(j.delay):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return j.JetStream.PublishMsg(ctx, m, opts...)
-}
-
 // TestStore_LocalDedupAwaitsALateAnswer: without a Nats-Msg-Id a copy sent
 // again would be a second record, so the Store waits for a late answer
 // (broker.PublishAwait) where the server's de-duplication would send again
 // after half the time left.
 func TestStore_LocalDedupAwaitsALateAnswer(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
-	slow := &slowJetStream{JetStream: js}
+	slow := &natstest.SlowPublishes{JetStream: js}
 	s := mustSetup(t, slow, intake.WithLocalDedup(true), intake.WithBatching(false))
-	slow.delay = 1500 * time.Millisecond
+	slow.Delay = 1500 * time.Millisecond
 	require.NoError(t, s.Store(ctxTimeout(t, 2500*time.Millisecond), testCallback("late")))
-	assert.Equal(t, int32(1), slow.calls.Load(), "one publish")
+	assert.Equal(t, int32(1), slow.Calls.Load(), "one publish")
 	assert.Equal(t, map[string]int{"late": 1}, storedIDs(t, js))
 }
