@@ -57,6 +57,7 @@ type options struct {
 	serviceBin string
 	loadgenBin string
 	runs       string
+	rounds     int
 	maxCBBytes int64
 }
 
@@ -78,7 +79,12 @@ func main() {
 	flag.StringVar(&o.loadgenBin, "loadgen-bin", "", "loadgen binary to drive the servers with instead of building ./cmd/loadgen (to compare load generators)")
 	flag.Int64Var(&o.maxCBBytes, "callbacks-max-bytes", defaultCallbacksMaxBytes, "the service's nats.callbacks_max_bytes: room for every record of a run, so that the compactor removes none before loadgen's check (past half of the receiver's default, 256 MiB, about 180,000 callbacks, it does)")
 	flag.StringVar(&o.runs, "runs", "pinned,shared,p99,low", "load runs to do, comma-separated: pinned, shared, p99 (the -p99-rate run), low (the -low-rate run)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the load runs: each round runs every row against the service and then the baseline, and the table gives each figure's median over the rounds")
 	flag.Parse()
+	if o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
 	stop()
@@ -187,27 +193,30 @@ func run(ctx context.Context, o options) error {
 		{fmt.Sprintf("%.0f/s", o.p99Rate), false, o.p99Rate},
 		{fmt.Sprintf("%.0f/s", o.lowRate), false, o.lowRate},
 	}
-	results := map[string]map[string]*measure{}
-	for i, sc := range scenarios {
-		results[sc.name] = map[string]*measure{}
-		if !want[i] {
-			continue
-		}
-		for _, t := range targets {
-			if sc.pinned && !canPin {
+	// Rounds outermost, and within a row the service and then the
+	// baseline: what drifts on the machine over the minutes of a run (a
+	// neighbour's load, the page cache) falls on both columns alike, and
+	// one slow run moves a median of three much less than it moves a
+	// single figure (BENCHMARKS.md, "Rounds").
+	results := results{}
+	for round := range o.rounds {
+		for i, sc := range scenarios {
+			if !want[i] || (sc.pinned && !canPin) {
 				continue
 			}
-			dir := filepath.Join(work, t.name+"-"+strconv.Itoa(len(results)))
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return err
+			for _, t := range targets {
+				dir := filepath.Join(work, fmt.Sprintf("%s-%d-%d", t.name, i, round+1))
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "bench: round %d of %d: %s: %s ...\n", round+1, o.rounds, t.name, sc.name)
+				settleDisk()
+				m, err := loadRun(ctx, t, sc, dir, bins["loadgen"], secrets, o)
+				if err != nil {
+					return fmt.Errorf("round %d, %s, %s: %w", round+1, t.name, sc.name, err)
+				}
+				results.add(sc.name, t.name, m)
 			}
-			fmt.Fprintf(os.Stderr, "bench: %s: %s ...\n", t.name, sc.name)
-			settleDisk()
-			m, err := loadRun(ctx, t, sc, dir, bins["loadgen"], secrets, o)
-			if err != nil {
-				return fmt.Errorf("%s, %s: %w", t.name, sc.name, err)
-			}
-			results[sc.name][t.name] = m
 		}
 	}
 	ceiling, pipeline := ceilingAndPipeline(ctx, o, work, root)
@@ -629,6 +638,26 @@ func newMeasure(rep loadgenReport, ticks int64, hwm, maxRSS float64) *measure {
 	return m
 }
 
+// printRun prints the records line of one run, round i of rounds, with
+// its CPU and memory: every run's, not only the rows the table has for
+// them, since a fixed-rate run's CPU per callback is how a lever shows
+// below saturation, and the table's medians hide each round's own.
+func printRun(w io.Writer, server, scenario string, i, rounds int, m *measure) {
+	note := ""
+	if m.LoadgenErr != "" {
+		note = "; first error: " + m.LoadgenErr
+	}
+	if m.CheckErr != "" {
+		note += "; CHECK NOT DONE: " + m.CheckErr
+	}
+	round := ""
+	if rounds > 1 {
+		round = fmt.Sprintf(", round %d", i+1)
+	}
+	fmt.Fprintf(w, "%s, %s%s: %.0f callbacks/s; %d stored, %d answered 200 but missing, %d not answered 200; %.0f µs CPU per callback, RSS peak %.0f MiB (load average %.2f)%s\n",
+		server, scenario, round, m.OKPerSec, m.Stored, m.Missing, m.Non200, m.CPUPerCB, m.HWM, m.LoadAvg, note)
+}
+
 // loadDone is the line loadgen -hold-check writes once the load is over
 // (cmd/loadgen's LoadDone).
 const loadDone = "loadgen: load done"
@@ -799,6 +828,43 @@ func pipelineBench(ctx context.Context, root, work string) (float64, error) {
 	return strconv.ParseFloat(string(m[1]), 64)
 }
 
+// results holds each row's measures, by scenario name and then server
+// name, one a round, in the order the rounds ran.
+type results map[string]map[string][]*measure
+
+func (r results) add(scenario, server string, m *measure) {
+	if r[scenario] == nil {
+		r[scenario] = map[string][]*measure{}
+	}
+	r[scenario][server] = append(r[scenario][server], m)
+}
+
+// rounds is the most rounds any row has.
+func (r results) rounds() int {
+	n := 0
+	for _, servers := range r {
+		for _, ms := range servers {
+			n = max(n, len(ms))
+		}
+	}
+	return n
+}
+
+// median is the median of f over ms, the mean of the middle two of an
+// even count; ms is not empty.
+func median(ms []*measure, f func(*measure) float64) float64 {
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = f(m)
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
 func ratio(a, b float64) string {
 	if a == 0 || b == 0 {
 		return ""
@@ -806,26 +872,50 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f×", a/b)
 }
 
-func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res map[string]map[string]*measure, ceiling, pipeline float64) {
+// printTable prints the table of res: each cell the median of its row's
+// rounds, the ratio that of the medians, and with more than one round a
+// last column with each round's own ratio, so that the spread shows.
+func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res results, ceiling, pipeline float64) {
 	host, _ := os.Hostname()
-	fmt.Fprintf(w, "\n%s, %d CPUs, %s/%s, %s; %s per run, %d connections, %s callbacks, service log level %s\n\n",
-		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.duration, o.conns, o.kind, o.logLevel)
-	fmt.Fprintln(w, "| | this service | baseline | ratio |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	rounds := res.rounds()
+	of := ""
+	if rounds > 1 {
+		of = fmt.Sprintf("; each figure the median of %d rounds", rounds)
+	}
+	fmt.Fprintf(w, "\n%s, %d CPUs, %s/%s, %s; %s per run, %d connections, %s callbacks, service log level %s%s\n\n",
+		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), o.duration, o.conns, o.kind, o.logLevel, of)
+	if rounds > 1 {
+		fmt.Fprintln(w, "| | this service | baseline | ratio | ratio in each round |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---|")
+	} else {
+		fmt.Fprintln(w, "| | this service | baseline | ratio |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|")
+	}
 	// line prints a row of both servers' f in sc, with their ratio when
 	// withRatio.
 	line := func(label, unit string, f func(*measure) float64, format string, sc scenario, withRatio bool) {
 		svc, base := res[sc.name]["service"], res[sc.name]["baseline"]
-		if svc == nil || base == nil {
-			fmt.Fprintf(w, "| %s | n/a | n/a | |\n", label)
+		each := "" // the last column's cell, with more than one round
+		if rounds > 1 {
+			each = " |"
+			if withRatio && len(svc) > 0 && len(base) > 0 {
+				var rs []string
+				for i := range min(len(svc), len(base)) {
+					rs = append(rs, ratio(f(svc[i]), f(base[i])))
+				}
+				each = " " + strings.Join(rs, " ") + " |"
+			}
+		}
+		if len(svc) == 0 || len(base) == 0 {
+			fmt.Fprintf(w, "| %s | n/a | n/a | |%s\n", label, each)
 			return
 		}
-		a, b := f(svc), f(base)
+		a, b := median(svc, f), median(base, f)
 		last := " |" // the ratio cell, empty
 		if withRatio {
 			last = " " + ratio(a, b) + " |"
 		}
-		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s |%s\n", label, a, unit, b, unit, last)
+		fmt.Fprintf(w, "| %s | "+format+"%s | "+format+"%s |%s%s\n", label, a, unit, b, unit, last, each)
 	}
 	row := func(label, unit string, f func(*measure) float64, format string, sc scenario) {
 		line(label, unit, f, format, sc, true)
@@ -855,29 +945,22 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res m
 	noRatio("loadgen CPU, shared run (cores)", "", func(m *measure) float64 { return m.LoadgenCores }, "%.2f", shared)
 	fmt.Fprintln(w)
 	for _, name := range []string{"service", "baseline"} {
-		if m := res[pinned.name][name]; m != nil && m.LoadgenCores >= saturated {
-			fmt.Fprintf(w, "WARNING: loadgen used %.0f%% of its core in the pinned run against the %s: "+
-				"its callbacks/s measure loadgen, not the %s\n", 100*m.LoadgenCores, name, name)
+		for _, m := range res[pinned.name][name] {
+			if m.LoadgenCores >= saturated {
+				fmt.Fprintf(w, "WARNING: loadgen used %.0f%% of its core in the pinned run against the %s: "+
+					"its callbacks/s measure loadgen, not the %s\n", 100*m.LoadgenCores, name, name)
+			}
 		}
 	}
 	for _, sc := range scenarios {
-		for _, name := range []string{"service", "baseline"} {
-			m := res[sc.name][name]
-			if m == nil {
-				continue
+		for i := range rounds {
+			for _, name := range []string{"service", "baseline"} {
+				ms := res[sc.name][name]
+				if i >= len(ms) {
+					continue
+				}
+				printRun(w, name, sc.name, i, rounds, ms[i])
 			}
-			note := ""
-			if m.LoadgenErr != "" {
-				note = "; first error: " + m.LoadgenErr
-			}
-			if m.CheckErr != "" {
-				note += "; CHECK NOT DONE: " + m.CheckErr
-			}
-			// CPU and memory of every run, not only the rows the table
-			// has for them: a fixed-rate run's CPU per callback is how a
-			// lever shows below saturation.
-			fmt.Fprintf(w, "%s, %s: %d stored, %d answered 200 but missing, %d not answered 200; %.0f µs CPU per callback, RSS peak %.0f MiB (load average %.2f)%s\n",
-				name, sc.name, m.Stored, m.Missing, m.Non200, m.CPUPerCB, m.HWM, m.LoadAvg, note)
 		}
 	}
 	if ceiling > 0 {

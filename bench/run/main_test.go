@@ -60,11 +60,10 @@ func TestPrintTable_LoadgenSaturated(t *testing.T) {
 		{0.50, 0.50, nil},
 	} {
 		t.Run(fmt.Sprint(tc.service, tc.baseline), func(t *testing.T) {
-			res := map[string]map[string]*measure{
+			res := oneRound(map[string]map[string]*measure{
 				"pinned": {"service": {OKPerSec: 20000, LoadgenCores: tc.service, LoadgenCPUPerCB: 12.5},
 					"baseline": {OKPerSec: 10000, LoadgenCores: tc.baseline, LoadgenCPUPerCB: 14}},
-				"shared": {}, "5000/s": {}, "1000/s": {},
-			}
+			})
 			var out bytes.Buffer
 			printTable(&out, o, true, scenarios, res, 0, 0)
 			assert.Contains(t, out.String(), "| loadgen CPU per callback, pinned | 12.5 µs | 14.0 µs | |")
@@ -90,14 +89,58 @@ func TestPrintTable_LoadgenSaturated(t *testing.T) {
 func TestPrintTable_CheckNotDone(t *testing.T) {
 	o := options{duration: 10e9, conns: 64, kind: "conversation_new_message", logLevel: "info", p99Rate: 5000, lowRate: 1000}
 	scenarios := []scenario{{"pinned", true, 0}, {"shared", false, 0}, {"5000/s", false, 5000}, {"1000/s", false, 1000}}
-	res := map[string]map[string]*measure{"pinned": {}, "5000/s": {}, "1000/s": {}, "shared": {
+	res := oneRound(map[string]map[string]*measure{"shared": {
 		"service":  {OKPerSec: 30000, CheckErr: lastLine("loadgen: load done\nloadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded\n")},
 		"baseline": {OKPerSec: 15000, Stored: 150000, CPUPerCB: 44.2, HWM: 93},
-	}}
+	}})
 	var out bytes.Buffer
 	printTable(&out, o, true, scenarios, res, 0, 0)
-	assert.Contains(t, out.String(), "service, shared: 0 stored, 0 answered 200 but missing, 0 not answered 200; 0 µs CPU per callback, RSS peak 0 MiB (load average 0.00); "+
+	assert.Contains(t, out.String(), "service, shared: 30000 callbacks/s; 0 stored, 0 answered 200 but missing, 0 not answered 200; 0 µs CPU per callback, RSS peak 0 MiB (load average 0.00); "+
 		"CHECK NOT DONE: loadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded")
-	assert.Contains(t, out.String(), "baseline, shared: 150000 stored, 0 answered 200 but missing, 0 not answered 200; 44 µs CPU per callback, RSS peak 93 MiB (load average 0.00)\n")
-	assert.Contains(t, out.String(), "| callbacks/s, 2 cores shared with loadgen | 30000 | 15000 | 2.00× |")
+	assert.Contains(t, out.String(), "baseline, shared: 15000 callbacks/s; 150000 stored, 0 answered 200 but missing, 0 not answered 200; 44 µs CPU per callback, RSS peak 93 MiB (load average 0.00)\n")
+	assert.Contains(t, out.String(), "| callbacks/s, 2 cores shared with loadgen | 30000 | 15000 | 2.00× |\n")
+	assert.NotContains(t, out.String(), "round")
+}
+
+// oneRound is the results of a single round of the measures in m.
+func oneRound(m map[string]map[string]*measure) results {
+	res := results{}
+	for sc, servers := range m {
+		for server, ms := range servers {
+			res.add(sc, server, ms)
+		}
+	}
+	return res
+}
+
+// TestPrintTable_Rounds: with several rounds each cell is the median of
+// its rounds (the mean of the middle two of an even count), the ratio is
+// that of the medians, the last column lists each round's own ratio, and
+// every run keeps its own line.
+func TestPrintTable_Rounds(t *testing.T) {
+	o := options{duration: 10e9, conns: 64, kind: "conversation_new_message", logLevel: "info", p99Rate: 5000, lowRate: 1000}
+	scenarios := []scenario{{"pinned", true, 0}, {"shared", false, 0}, {"5000/s", false, 5000}, {"1000/s", false, 1000}}
+	res := results{}
+	for _, r := range []struct{ svc, base, svcCPU float64 }{{50000, 20000, 20}, {30000, 25000, 31}, {48000, 24000, 22}} {
+		res.add("shared", "service", &measure{OKPerSec: r.svc, CPUPerCB: r.svcCPU, LoadgenCPUPerCB: 13})
+		res.add("shared", "baseline", &measure{OKPerSec: r.base, CPUPerCB: 50, LoadgenCPUPerCB: 15})
+	}
+	for _, r := range []struct{ svc, base float64 }{{1.5, 3}, {1.7, 2.5}, {1.6, 4}, {9, 2.9}} {
+		res.add("5000/s", "service", &measure{P99: r.svc})
+		res.add("5000/s", "baseline", &measure{P99: r.base})
+	}
+	var out bytes.Buffer
+	printTable(&out, o, true, scenarios, res, 0, 0)
+	got := out.String()
+	assert.Contains(t, got, "; each figure the median of 4 rounds\n")
+	assert.Contains(t, got, "| | this service | baseline | ratio | ratio in each round |\n")
+	assert.Contains(t, got, "| callbacks/s, 2 cores shared with loadgen | 48000 | 24000 | 2.00× | 2.50× 1.20× 2.00× |\n")
+	assert.Contains(t, got, "| server CPU per callback, shared | 22 µs | 50 µs | 0.44× | 0.40× 0.62× 0.44× |\n")
+	// Even count: the middle two of 1.5 1.6 1.7 9 and of 2.5 2.9 3 4.
+	assert.Contains(t, got, "| p99 latency at 5000/s | 1.65 ms | 2.95 ms | 0.56× | 0.50× 0.68× 0.40× 3.10× |\n")
+	assert.Contains(t, got, "| loadgen CPU per callback, shared | 13.0 µs | 15.0 µs | | |\n")
+	assert.Contains(t, got, "| callbacks/s, server pinned to 1 core | n/a | n/a | | |\n")
+	assert.Contains(t, got, "service, shared, round 2: 30000 callbacks/s;")
+	assert.Contains(t, got, "baseline, 5000/s, round 4: 0 callbacks/s;")
+	assert.NotContains(t, got, "service, shared, round 4")
 }
