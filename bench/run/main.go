@@ -945,11 +945,16 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res r
 	noRatio("loadgen CPU, shared run (cores)", "", func(m *measure) float64 { return m.LoadgenCores }, "%.2f", shared)
 	fmt.Fprintln(w)
 	for _, name := range []string{"service", "baseline"} {
-		for _, m := range res[pinned.name][name] {
-			if m.LoadgenCores >= saturated {
-				fmt.Fprintf(w, "WARNING: loadgen used %.0f%% of its core in the pinned run against the %s: "+
-					"its callbacks/s measure loadgen, not the %s\n", 100*m.LoadgenCores, name, name)
+		for i, m := range res[pinned.name][name] {
+			if m.LoadgenCores < saturated {
+				continue
 			}
+			round := ""
+			if rounds > 1 {
+				round = fmt.Sprintf(" (round %d)", i+1)
+			}
+			fmt.Fprintf(w, "WARNING: loadgen used %.0f%% of its core in the pinned run%s against the %s: "+
+				"its callbacks/s measure loadgen, not the %s\n", 100*m.LoadgenCores, round, name, name)
 		}
 	}
 	for _, sc := range scenarios {

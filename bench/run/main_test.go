@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -143,4 +144,14 @@ func TestPrintTable_Rounds(t *testing.T) {
 	assert.Contains(t, got, "service, shared, round 2: 30000 callbacks/s;")
 	assert.Contains(t, got, "baseline, 5000/s, round 4: 0 callbacks/s;")
 	assert.NotContains(t, got, "service, shared, round 4")
+	assert.NotContains(t, got, "WARNING")
+
+	// A saturated loadgen in one round is named with its round.
+	res.add("pinned", "service", &measure{OKPerSec: 20000, LoadgenCores: 0.5})
+	res.add("pinned", "service", &measure{OKPerSec: 20000, LoadgenCores: 0.95})
+	res.add("pinned", "baseline", &measure{OKPerSec: 10000, LoadgenCores: 0.4})
+	out.Reset()
+	printTable(&out, o, true, scenarios, res, 0, 0)
+	assert.Contains(t, out.String(), "WARNING: loadgen used 95% of its core in the pinned run (round 2) against the service:")
+	assert.Equal(t, 1, strings.Count(out.String(), "WARNING"))
 }
