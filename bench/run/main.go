@@ -654,8 +654,8 @@ func printRun(w io.Writer, server, scenario string, i, rounds int, m *measure) {
 	if rounds > 1 {
 		round = fmt.Sprintf(", round %d", i+1)
 	}
-	fmt.Fprintf(w, "%s, %s%s: %.0f callbacks/s; %d stored, %d answered 200 but missing, %d not answered 200; %.0f µs CPU per callback, RSS peak %.0f MiB (load average %.2f)%s\n",
-		server, scenario, round, m.OKPerSec, m.Stored, m.Missing, m.Non200, m.CPUPerCB, m.HWM, m.LoadAvg, note)
+	fmt.Fprintf(w, "%s, %s%s: %.0f callbacks/s, p99 %.2f ms; %d stored, %d answered 200 but missing, %d not answered 200; %.0f µs CPU per callback, RSS peak %.0f MiB (load average %.2f)%s\n",
+		server, scenario, round, m.OKPerSec, m.P99, m.Stored, m.Missing, m.Non200, m.CPUPerCB, m.HWM, m.LoadAvg, note)
 }
 
 // loadDone is the line loadgen -hold-check writes once the load is over

@@ -96,9 +96,9 @@ func TestPrintTable_CheckNotDone(t *testing.T) {
 	}})
 	var out bytes.Buffer
 	printTable(&out, o, true, scenarios, res, 0, 0)
-	assert.Contains(t, out.String(), "service, shared: 30000 callbacks/s; 0 stored, 0 answered 200 but missing, 0 not answered 200; 0 µs CPU per callback, RSS peak 0 MiB (load average 0.00); "+
+	assert.Contains(t, out.String(), "service, shared: 30000 callbacks/s, p99 0.00 ms; 0 stored, 0 answered 200 but missing, 0 not answered 200; 0 µs CPU per callback, RSS peak 0 MiB (load average 0.00); "+
 		"CHECK NOT DONE: loadgen: check: read WECOM_CALLBACKS #7: context deadline exceeded")
-	assert.Contains(t, out.String(), "baseline, shared: 15000 callbacks/s; 150000 stored, 0 answered 200 but missing, 0 not answered 200; 44 µs CPU per callback, RSS peak 93 MiB (load average 0.00)\n")
+	assert.Contains(t, out.String(), "baseline, shared: 15000 callbacks/s, p99 0.00 ms; 150000 stored, 0 answered 200 but missing, 0 not answered 200; 44 µs CPU per callback, RSS peak 93 MiB (load average 0.00)\n")
 	assert.Contains(t, out.String(), "| callbacks/s, 2 cores shared with loadgen | 30000 | 15000 | 2.00× |\n")
 	assert.NotContains(t, out.String(), "round")
 }
@@ -141,8 +141,8 @@ func TestPrintTable_Rounds(t *testing.T) {
 	assert.Contains(t, got, "| p99 latency at 5000/s | 1.65 ms | 2.95 ms | 0.56× | 0.50× 0.68× 0.40× 3.10× |\n")
 	assert.Contains(t, got, "| loadgen CPU per callback, shared | 13.0 µs | 15.0 µs | | |\n")
 	assert.Contains(t, got, "| callbacks/s, server pinned to 1 core | n/a | n/a | | |\n")
-	assert.Contains(t, got, "service, shared, round 2: 30000 callbacks/s;")
-	assert.Contains(t, got, "baseline, 5000/s, round 4: 0 callbacks/s;")
+	assert.Contains(t, got, "service, shared, round 2: 30000 callbacks/s, p99 0.00 ms;")
+	assert.Contains(t, got, "baseline, 5000/s, round 4: 0 callbacks/s, p99 2.90 ms;")
 	assert.NotContains(t, got, "service, shared, round 4")
 	assert.NotContains(t, got, "WARNING")
 
