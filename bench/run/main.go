@@ -1,9 +1,10 @@
 // Command run is the benchmark of BENCHMARKS.md: it builds the receiver,
 // the baseline (bench/baseline) and the load generator (cmd/loadgen),
-// drives the same open-loop load against each in its own process, samples
-// each server's CPU and memory from /proc, measures the NATS async-publish
-// ceiling and the hit pipeline in the same sitting, and prints one table
-// with both columns and their ratios.
+// drives the same open-loop load against each in its own process, in
+// rounds that alternate the two, samples each server's CPU and memory from
+// /proc, measures the NATS async-publish ceiling and the hit pipeline in
+// the same sitting, and prints one table with both columns (the median of
+// the rounds) and their ratios.
 //
 //	go run ./bench/run                 # defaults: 10 s per run
 //	go run ./bench/run -duration 30s -conns 64
@@ -83,6 +84,12 @@ func main() {
 	flag.Parse()
 	if o.rounds < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	// The rows are named by their rate, and the table finds each row's
+	// runs by its name.
+	if o.p99Rate == o.lowRate {
+		fmt.Fprintln(os.Stderr, "bench: -p99-rate and -low-rate must differ")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -193,35 +200,68 @@ func run(ctx context.Context, o options) error {
 		{fmt.Sprintf("%.0f/s", o.p99Rate), false, o.p99Rate},
 		{fmt.Sprintf("%.0f/s", o.lowRate), false, o.lowRate},
 	}
-	// Rounds outermost, and within a row the service and then the
-	// baseline: what drifts on the machine over the minutes of a run (a
-	// neighbour's load, the page cache) falls on both columns alike, and
-	// one slow run moves a median of three much less than it moves a
-	// single figure (BENCHMARKS.md, "Rounds").
-	results := results{}
-	for round := range o.rounds {
+	res := results{}
+	for _, st := range plan(o.rounds, want, scenarios, canPin) {
+		sc, t := scenarios[st.scenario], targets[st.target]
+		dir := filepath.Join(work, st.dir(t.name))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: round %d of %d: %s: %s ...\n", st.round+1, o.rounds, t.name, sc.name)
+		settleDisk()
+		m, err := loadRun(ctx, t, sc, dir, bins["loadgen"], secrets, o)
+		if err != nil {
+			// The runs done so far are worth their table.
+			if res.rounds() > 0 {
+				printTable(os.Stdout, o, canPin, scenarios, res, 0, 0)
+			}
+			return fmt.Errorf("round %d, %s, %s: %w", st.round+1, t.name, sc.name, err)
+		}
+		res.add(sc.name, t.name, m)
+		// A run's store holds some 400 MB of records, and three rounds of
+		// them could fill a small /tmp: only -keep keeps them.
+		if !o.keep {
+			_ = os.RemoveAll(dir)
+		}
+	}
+	ceiling, pipeline := ceilingAndPipeline(ctx, o, work, root)
+	printTable(os.Stdout, o, canPin, scenarios, res, ceiling, pipeline)
+	return nil
+}
+
+// step is one load run: a round, a row (an index of the scenarios) and
+// a server (an index of the targets: 0 the service, 1 the baseline).
+type step struct{ round, scenario, target int }
+
+// dir is the step's work directory under bench/run's own, unique among
+// the steps of a plan.
+func (st step) dir(target string) string {
+	return fmt.Sprintf("%s-%d-%d", target, st.scenario, st.round+1)
+}
+
+// plan orders the load runs: rounds outermost; within a round each row
+// wanted (the pinned one only where it can pin), against both servers,
+// the service first in odd rounds and the baseline first in even ones.
+// What drifts on the machine over the minutes of a run (a neighbour's
+// load, the page cache) then falls on both columns alike, neither server
+// always runs right after the other, and one slow run moves a median of
+// three much less than it moves a single figure (BENCHMARKS.md,
+// "Rounds").
+func plan(rounds int, want []bool, scenarios []scenario, canPin bool) []step {
+	var steps []step
+	for round := range rounds {
 		for i, sc := range scenarios {
 			if !want[i] || (sc.pinned && !canPin) {
 				continue
 			}
-			for _, t := range targets {
-				dir := filepath.Join(work, fmt.Sprintf("%s-%d-%d", t.name, i, round+1))
-				if err := os.MkdirAll(dir, 0o700); err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "bench: round %d of %d: %s: %s ...\n", round+1, o.rounds, t.name, sc.name)
-				settleDisk()
-				m, err := loadRun(ctx, t, sc, dir, bins["loadgen"], secrets, o)
-				if err != nil {
-					return fmt.Errorf("round %d, %s, %s: %w", round+1, t.name, sc.name, err)
-				}
-				results.add(sc.name, t.name, m)
+			first, second := 0, 1
+			if round%2 == 1 {
+				first, second = 1, 0
 			}
+			steps = append(steps, step{round, i, first}, step{round, i, second})
 		}
 	}
-	ceiling, pipeline := ceilingAndPipeline(ctx, o, work, root)
-	printTable(os.Stdout, o, canPin, scenarios, results, ceiling, pipeline)
-	return nil
+	return steps
 }
 
 // selectRuns reads -runs: which of the load runs pinned, shared, p99 and
@@ -839,7 +879,8 @@ func (r results) add(scenario, server string, m *measure) {
 	r[scenario][server] = append(r[scenario][server], m)
 }
 
-// rounds is the most rounds any row has.
+// rounds is the most rounds any row has: the rows of a finished run all
+// have -rounds, and one that stopped at an error fewer.
 func (r results) rounds() int {
 	n := 0
 	for _, servers := range r {
@@ -865,6 +906,8 @@ func median(ms []*measure, f func(*measure) float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
+// ratio is a ÷ b as the table prints it, or "" where either is 0 (not
+// measured).
 func ratio(a, b float64) string {
 	if a == 0 || b == 0 {
 		return ""
@@ -901,7 +944,11 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res r
 			if withRatio && len(svc) > 0 && len(base) > 0 {
 				var rs []string
 				for i := range min(len(svc), len(base)) {
-					rs = append(rs, ratio(f(svc[i]), f(base[i])))
+					r := ratio(f(svc[i]), f(base[i]))
+					if r == "" {
+						r = "–" // keeps each round in its place
+					}
+					rs = append(rs, r)
 				}
 				each = " " + strings.Join(rs, " ") + " |"
 			}
@@ -922,7 +969,11 @@ func printTable(w io.Writer, o options, canPin bool, scenarios []scenario, res r
 	}
 	pinned, shared, p99, low := scenarios[0], scenarios[1], scenarios[2], scenarios[3]
 	if !canPin {
-		fmt.Fprintln(w, "| (no taskset or fewer than 2 CPUs: pinned run skipped) | | | |")
+		cells := "| | | |"
+		if rounds > 1 {
+			cells = "| | | | |"
+		}
+		fmt.Fprintln(w, "| (no taskset or fewer than 2 CPUs: pinned run skipped) "+cells)
 	}
 	row("callbacks/s, server pinned to 1 core", "", func(m *measure) float64 { return m.OKPerSec }, "%.0f", pinned)
 	row("callbacks/s, 2 cores shared with loadgen", "", func(m *measure) float64 { return m.OKPerSec }, "%.0f", shared)

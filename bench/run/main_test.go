@@ -154,4 +154,39 @@ func TestPrintTable_Rounds(t *testing.T) {
 	printTable(&out, o, true, scenarios, res, 0, 0)
 	assert.Contains(t, out.String(), "WARNING: loadgen used 95% of its core in the pinned run (round 2) against the service:")
 	assert.Equal(t, 1, strings.Count(out.String(), "WARNING"))
+	// The service's two pinned runs against the baseline's one: one ratio
+	// per round both have.
+	assert.Contains(t, out.String(), "| callbacks/s, server pinned to 1 core | 20000 | 10000 | 2.00× | 2.00× |\n")
+
+	// A round where one side measured nothing keeps its place.
+	res.add("1000/s", "service", &measure{RSS: 58})
+	res.add("1000/s", "baseline", &measure{RSS: 0})
+	res.add("1000/s", "service", &measure{RSS: 60})
+	res.add("1000/s", "baseline", &measure{RSS: 30})
+	out.Reset()
+	printTable(&out, o, false, scenarios, res, 0, 0)
+	assert.Contains(t, out.String(), "| RSS under load (max VmRSS) at 1000/s | 59 MiB | 15 MiB | 3.93× | – 2.00× |\n")
+	assert.Contains(t, out.String(), "| (no taskset or fewer than 2 CPUs: pinned run skipped) | | | | |\n")
+}
+
+// TestPlan: rounds outermost, each wanted row against both servers, the
+// service first in odd rounds and the baseline in even ones, no pinned
+// row where it cannot pin, and a directory of its own for every run.
+func TestPlan(t *testing.T) {
+	scenarios := []scenario{{"pinned", true, 0}, {"shared", false, 0}, {"5000/s", false, 5000}, {"1000/s", false, 1000}}
+	want := []bool{true, true, false, true}
+	got := plan(3, want, scenarios, true)
+	assert.Equal(t, []step{
+		{0, 0, 0}, {0, 0, 1}, {0, 1, 0}, {0, 1, 1}, {0, 3, 0}, {0, 3, 1},
+		{1, 0, 1}, {1, 0, 0}, {1, 1, 1}, {1, 1, 0}, {1, 3, 1}, {1, 3, 0},
+		{2, 0, 0}, {2, 0, 1}, {2, 1, 0}, {2, 1, 1}, {2, 3, 0}, {2, 3, 1},
+	}, got)
+	dirs := map[string]bool{}
+	for _, st := range got {
+		d := st.dir([]string{"service", "baseline"}[st.target])
+		assert.False(t, dirs[d], "directory %s twice", d)
+		dirs[d] = true
+	}
+
+	assert.Equal(t, []step{{0, 1, 0}, {0, 1, 1}}, plan(1, want[:2], scenarios[:2], false))
 }
