@@ -80,7 +80,7 @@ func main() {
 	flag.StringVar(&o.loadgenBin, "loadgen-bin", "", "loadgen binary to drive the servers with instead of building ./cmd/loadgen (to compare load generators)")
 	flag.Int64Var(&o.maxCBBytes, "callbacks-max-bytes", defaultCallbacksMaxBytes, "the service's nats.callbacks_max_bytes: room for every record of a run, so that the compactor removes none before loadgen's check (past half of the receiver's default, 256 MiB, about 180,000 callbacks, it does)")
 	flag.StringVar(&o.runs, "runs", "pinned,shared,p99,low", "load runs to do, comma-separated: pinned, shared, p99 (the -p99-rate run), low (the -low-rate run)")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the load runs: each round runs every row against the service and then the baseline, and the table gives each figure's median over the rounds")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the load runs: each round runs every row against both servers (the service first in odd rounds, the baseline in even ones), and the table gives each figure's median over the rounds")
 	flag.Parse()
 	if o.rounds < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
